@@ -1,0 +1,30 @@
+"""What routes get through ``Depends``: the policy built at start-up, the cache wish."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from twotier.policy import CachePolicy
+
+
+def get_policy(request: Request) -> CachePolicy:
+    policy: CachePolicy = request.app.state.policy
+    return policy
+
+
+def wants_cache(
+    cache_control: Annotated[
+        str | None,
+        Header(description="`no-cache` (or `no-store`) serves the read from the database."),
+    ] = None,
+) -> bool:
+    if not cache_control:
+        return True
+    directives = {d.strip().split("=", 1)[0].lower() for d in cache_control.split(",")}
+    return not directives & {"no-cache", "no-store"}
+
+
+PolicyDep = Annotated[CachePolicy, Depends(get_policy)]
+UseCacheDep = Annotated[bool, Depends(wants_cache)]

@@ -1,0 +1,51 @@
+"""The composition root: the one place where settings become concrete adapters.
+
+Every entrypoint (HTTP, Lambda, CLI) calls ``build_policy``; nothing else constructs a
+store or a cache.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from twotier.cache.base import Cache
+from twotier.config import Settings
+from twotier.policy import CachePolicy, Tuning
+from twotier.store.sql import SQLStore
+
+
+def build_store(settings: Settings) -> SQLStore:
+    return SQLStore(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        timeout=settings.database_timeout,
+    )
+
+
+def build_cache(settings: Settings) -> Cache:
+    scheme = urlsplit(settings.cache_url).scheme
+    if scheme == "memory":
+        from twotier.cache.memory import MemoryCache
+
+        return MemoryCache(settings.cache_max_entries)
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            from twotier.cache.redis import RedisCache
+        except ImportError as error:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "a Redis cache needs the extra: pip install 'twotier[redis]'"
+            ) from error
+
+        return RedisCache(
+            settings.cache_url, namespace=settings.cache_namespace, timeout=settings.cache_timeout
+        )
+    raise ValueError(f"unsupported cache URL scheme {scheme!r}: use memory:// or redis://")
+
+
+def build_policy(settings: Settings) -> CachePolicy:
+    tuning = Tuning(
+        ttl=settings.cache_ttl,
+        jitter=settings.cache_ttl_jitter,
+        negative_ttl=settings.cache_negative_ttl,
+    )
+    return CachePolicy(build_store(settings), build_cache(settings), tuning)

@@ -1,0 +1,65 @@
+"""The cache tier's port: a dumb key-value store with two atomic conditional writes.
+
+Adapters know nothing of TTL policy, single-flight or what the keys mean; that is the
+policy's business. They guarantee only that each method is atomic on the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class CacheUnavailable(Exception):
+    """The cache did not answer (down, slow or refused); callers fall back to the database."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A cached value and the version (or generation) it was read at.
+
+    ``body`` is the exact JSON a client receives; empty means "known to be absent".
+    """
+
+    version: int
+    body: bytes
+
+    @property
+    def absent(self) -> bool:
+        return not self.body
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]: ...
+
+    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
+        """Store ``entry`` unless the key holds an equal or newer version; True if stored."""
+
+    async def get_with_generation(
+        self, key: str, generation_key: str, candidate: int, ttl: float
+    ) -> tuple[Entry | None, int]:
+        """Return the entry and the generation under ``generation_key``.
+
+        A missing generation is set to ``candidate`` first (atomically, if still missing).
+        """
+
+    async def put_if_generation(
+        self, key: str, generation_key: str, entry: Entry, ttl: float
+    ) -> bool:
+        """Store ``entry`` only if ``generation_key`` still holds ``entry.version``."""
+
+    async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
+        """Give each generation key a new value, so entries filed under the old one miss."""
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def clear(self) -> None:
+        """Forget every key of this cache's namespace."""
+
+    async def ping(self) -> None:
+        """Raise CacheUnavailable unless the cache answers."""
+
+    async def close(self) -> None: ...

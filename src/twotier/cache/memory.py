@@ -1,0 +1,86 @@
+"""The in-process cache: a bounded LRU with per-entry TTL.
+
+Each method runs without awaiting, so on one event loop it is atomic by construction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+from twotier.cache.base import Entry
+
+
+class MemoryCache:
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, tuple[float, Entry]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _live(self, key: str) -> Entry | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires_at, entry = item
+        if expires_at <= time.monotonic():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return entry
+
+    def _store(self, key: str, entry: Entry, ttl: float) -> None:
+        self._items[key] = (time.monotonic() + ttl, entry)
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    async def get(self, key: str) -> Entry | None:
+        return self._live(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        return [self._live(key) for key in keys]
+
+    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
+        current = self._live(key)
+        if current is not None and current.version >= entry.version:
+            return False
+        self._store(key, entry, ttl)
+        return True
+
+    async def get_with_generation(
+        self, key: str, generation_key: str, candidate: int, ttl: float
+    ) -> tuple[Entry | None, int]:
+        generation = self._live(generation_key)
+        if generation is None:
+            generation = Entry(candidate, b"")
+            self._store(generation_key, generation, ttl)
+        return self._live(key), generation.version
+
+    async def put_if_generation(
+        self, key: str, generation_key: str, entry: Entry, ttl: float
+    ) -> bool:
+        generation = self._live(generation_key)
+        if generation is None or generation.version != entry.version:
+            return False
+        self._store(key, entry, ttl)
+        return True
+
+    async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
+        for key, value in generations.items():
+            self._store(key, Entry(value, b""), ttl)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._items.pop(key, None)
+
+    async def clear(self) -> None:
+        self._items.clear()
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._items.clear()

@@ -1,0 +1,61 @@
+"""Settings from the environment (``TWOTIER_*``): which tiers to use and how to tune them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/superhero_db.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Every knob of twotier; each field is read from ``TWOTIER_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TWOTIER_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description=(
+            "Persistent tier: sqlite:///PATH (embedded default), "
+            "mysql://USER:PASS@HOST:PORT/DB (MySQL, MariaDB, Aurora MySQL) or "
+            "postgresql://USER:PASS@HOST:PORT/DB. The database is created if missing."
+        ),
+    )
+    database_pool_size: int = Field(10, ge=1, le=1000, description="Connections per process.")
+    database_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a connection or a lock."
+    )
+
+    cache_url: str = Field(
+        "memory://",
+        description="Cache tier: memory:// (in-process LRU) or redis://HOST:PORT/DB, rediss://...",
+    )
+    cache_namespace: str = Field(
+        "twotier", min_length=1, description="Prefix of every cache key, to share a Redis."
+    )
+    cache_ttl: float = Field(300.0, gt=0, description="Seconds a cached row lives.")
+    cache_ttl_jitter: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of the TTL randomly taken off each entry."
+    )
+    cache_negative_ttl: float = Field(
+        30.0, gt=0, description="Seconds an 'absent row' answer is cached."
+    )
+    cache_max_entries: int = Field(
+        100_000, ge=1, description="Bound of the in-process cache (memory://)."
+    )
+    cache_timeout: float = Field(
+        0.5, gt=0, description="Seconds before a cache call is given up (then served from DB)."
+    )
+
+    page_limit_default: int = Field(100, ge=1, description="Rows per page of GET /heroes.")
+    page_limit_max: int = Field(1000, ge=1, description="Largest `limit` GET /heroes accepts.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (else 413)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

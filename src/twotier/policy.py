@@ -1,0 +1,320 @@
+"""The caching policy: the one place that knows both tiers.
+
+Reads are lazy (cache-aside): a hit returns the cached JSON bytes as they are; a miss asks
+the database once per key per process (single-flight) and fills the cache with a jittered
+TTL. Absent rows are cached briefly too (negative caching).
+
+Writes go through: the database commits first, then the cache gets the new value (or a
+tombstone). Every row has a version that grows with each write, and the cache only ever
+replaces an entry by a newer version, atomically on the cache server. So a slow fill that
+read an old row can never overwrite the value a later write put there.
+
+List queries are filed under a generation: the ``xp`` value's own generation when the query
+filters on ``xp`` (the seed's lookup), else one generation for all other lists. A write
+gives the generations it touches (the row's old and new ``xp``, and the global one) new
+random values; an entry is a hit only if it was filled under the current generation, and a
+fill is stored only if the generation has not moved since the fill read the database.
+
+The cache is never a point of failure: when it errs, reads come from the database and a
+circuit breaker stops trying for a while. Writes the cache missed are remembered and
+applied (as invalidations) before the cache is trusted again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import orjson
+
+from twotier.breaker import CircuitBreaker
+from twotier.cache.base import Cache, CacheUnavailable, Entry
+from twotier.heroes import HeroIn, HeroRecord
+from twotier.singleflight import SingleFlight
+from twotier.store.base import HeroQuery, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ALL_LISTS = "gen:heroes"
+#: Past this many writes that missed the cache, recovery clears the namespace instead.
+MAX_PENDING = 10_000
+
+
+class Outcome(StrEnum):
+    """How a read was served, as reported in the ``X-Cache`` header."""
+
+    HIT = "HIT"
+    MISS = "MISS"
+    BYPASS = "BYPASS"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A read's answer: the JSON body (None: no such row) and how it was served."""
+
+    body: bytes | None
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    ttl: float = 300.0
+    jitter: float = 0.1
+    negative_ttl: float = 30.0
+
+
+def hero_key(hero_id: int) -> str:
+    return f"hero:{hero_id}"
+
+
+def xp_generation_key(xp: int) -> str:
+    return f"gen:xp:{xp}"
+
+
+def list_key(query: HeroQuery) -> str:
+    return "heroes?" + urlencode([*query.filters, ("after", query.after), ("limit", query.limit)])
+
+
+def list_generation_key(query: HeroQuery) -> str:
+    xp = query.filter_value("xp")
+    return ALL_LISTS if xp is None else xp_generation_key(int(xp))
+
+
+def page_json(records: Sequence[HeroRecord], limit: int) -> bytes:
+    """A page of at most ``limit`` rows; ``records`` may hold one more, to tell if more exist."""
+    page = records[:limit]
+    more = len(records) > limit
+    return orjson.dumps(
+        {"items": [r.public() for r in page], "next_after": page[-1].id if more else None}
+    )
+
+
+def _new_generation() -> int:
+    return random.getrandbits(62)
+
+
+class CachePolicy:
+    def __init__(
+        self,
+        store: Store,
+        cache: Cache,
+        tuning: Tuning | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.tuning = tuning or Tuning()
+        self.breaker = breaker or CircuitBreaker()
+        self._flights: SingleFlight[Entry] = SingleFlight()
+        self._pending_keys: set[str] = set()
+        self._pending_generations: set[str] = set()
+        self._pending_overflow = False
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def read(self, hero_id: int, *, use_cache: bool = True) -> Served:
+        """One hero by id: its JSON, or None if there is no such row."""
+        key = hero_key(hero_id)
+        if use_cache and await self._cache_usable():
+            try:
+                entry = await self.cache.get(key)
+            except CacheUnavailable as error:
+                self._cache_failed(error)
+            else:
+                self.breaker.succeeded()
+                if entry is not None:
+                    return Served(entry.body or None, Outcome.HIT)
+                entry = await self._flights.do(key, lambda: self._fill_hero(hero_id, key))
+                return Served(entry.body or None, Outcome.MISS)
+        record = await self.store.get(hero_id)
+        return Served(record.to_json() if record else None, Outcome.BYPASS)
+
+    async def _fill_hero(self, hero_id: int, key: str) -> Entry:
+        record = await self.store.get(hero_id)
+        if record is None:
+            entry, ttl = Entry(0, b""), self.tuning.negative_ttl
+        else:
+            entry, ttl = Entry(record.version, record.to_json()), self.tuning.ttl
+        await self._try_cache(self.cache.put_if_newer(key, entry, self._jittered(ttl)))
+        return entry
+
+    async def find(self, query: HeroQuery, *, use_cache: bool = True) -> Served:
+        """A page of heroes matching ``query``, as the JSON of a HeroPage."""
+        if use_cache and await self._cache_usable():
+            key, generation_key = list_key(query), list_generation_key(query)
+            try:
+                entry, generation = await self.cache.get_with_generation(
+                    key, generation_key, _new_generation(), self._generation_ttl
+                )
+            except CacheUnavailable as error:
+                self._cache_failed(error)
+            else:
+                self.breaker.succeeded()
+                if entry is not None and entry.version == generation:
+                    return Served(entry.body, Outcome.HIT)
+                entry = await self._flights.do(
+                    f"{key}@{generation}",
+                    lambda: self._fill_list(query, key, generation_key, generation),
+                )
+                return Served(entry.body, Outcome.MISS)
+        records = await self.store.find(_one_more(query))
+        return Served(page_json(records, query.limit), Outcome.BYPASS)
+
+    async def _fill_list(
+        self, query: HeroQuery, key: str, generation_key: str, generation: int
+    ) -> Entry:
+        records = await self.store.find(_one_more(query))
+        entry = Entry(generation, page_json(records, query.limit))
+        ttl = self._jittered(self.tuning.ttl)
+        await self._try_cache(self.cache.put_if_generation(key, generation_key, entry, ttl))
+        return entry
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def create(self, hero: HeroIn) -> HeroRecord:
+        record = await self.store.create(hero)
+        await self._write_through(
+            hero_key(record.id),
+            Entry(record.version, record.to_json()),
+            self.tuning.ttl,
+            (ALL_LISTS, xp_generation_key(record.xp)),
+        )
+        return record
+
+    async def update(self, hero_id: int, changes: Mapping[str, Any]) -> HeroRecord | None:
+        """Set ``changes`` on the row (PUT sends every field, PATCH some); None if absent."""
+        result = await self.store.update(hero_id, changes)
+        if result is None:
+            return None
+        before, after = result
+        await self._write_through(
+            hero_key(hero_id),
+            Entry(after.version, after.to_json()),
+            self.tuning.ttl,
+            (ALL_LISTS, xp_generation_key(before.xp), xp_generation_key(after.xp)),
+        )
+        return after
+
+    async def delete(self, hero_id: int) -> bool:
+        before = await self.store.delete(hero_id)
+        if before is None:
+            return False
+        # The tombstone is newer than any fill that read the row before it was deleted.
+        await self._write_through(
+            hero_key(hero_id),
+            Entry(before.version + 1, b""),
+            self.tuning.negative_ttl,
+            (ALL_LISTS, xp_generation_key(before.xp)),
+        )
+        return True
+
+    async def _write_through(
+        self, key: str, entry: Entry, ttl: float, generations: Iterable[str]
+    ) -> None:
+        """After a commit: store the new value and move the generations the write touched."""
+        generation_keys = set(generations)
+        self._flights.forget(key)
+        if await self._cache_usable():
+            try:
+                await self.cache.put_if_newer(key, entry, self._jittered(ttl))
+                await self.cache.set_generations(
+                    {g: _new_generation() for g in generation_keys}, self._generation_ttl
+                )
+            except CacheUnavailable as error:
+                self._cache_failed(error)
+            else:
+                self.breaker.succeeded()
+                return
+        self._remember(key, generation_keys)
+
+    # -- cache faults -------------------------------------------------------------------
+
+    def _remember(self, key: str, generation_keys: set[str]) -> None:
+        """A committed write the cache did not see: invalidate its keys before trusting it."""
+        self._pending_keys.add(key)
+        self._pending_generations |= generation_keys
+        if len(self._pending_keys) + len(self._pending_generations) > MAX_PENDING:
+            self._pending_overflow = True
+            self._pending_keys.clear()
+            self._pending_generations.clear()
+
+    async def _cache_usable(self) -> bool:
+        if not self.breaker.allows():
+            return False
+        if self._pending_keys or self._pending_generations or self._pending_overflow:
+            return await self._apply_pending()
+        return True
+
+    async def _apply_pending(self) -> bool:
+        keys, generations = list(self._pending_keys), list(self._pending_generations)
+        try:
+            if self._pending_overflow:
+                await self.cache.clear()
+            else:
+                await self.cache.delete(keys)
+                await self.cache.set_generations(
+                    {g: _new_generation() for g in generations}, self._generation_ttl
+                )
+        except CacheUnavailable as error:
+            self._cache_failed(error)
+            return False
+        self._pending_keys.difference_update(keys)
+        self._pending_generations.difference_update(generations)
+        self._pending_overflow = False
+        self.breaker.succeeded()
+        return True
+
+    async def _try_cache(self, call: Awaitable[T]) -> None:
+        """A best-effort cache write (a fill): failing it costs nothing but a later miss."""
+        try:
+            await call
+        except CacheUnavailable as error:
+            self._cache_failed(error)
+
+    def _cache_failed(self, error: CacheUnavailable) -> None:
+        log.warning("cache call failed, serving from the database: %s", error)
+        self.breaker.failed()
+
+    # -- tuning and health --------------------------------------------------------------
+
+    def _jittered(self, ttl: float) -> float:
+        """Spread expiries so that entries filled together do not all miss together."""
+        return ttl * (1.0 - self.tuning.jitter * random.random())
+
+    @property
+    def _generation_ttl(self) -> float:
+        # A generation must outlive the entries filed under it (if it does not, they miss).
+        return 2 * self.tuning.ttl
+
+    async def readiness(self) -> dict[str, str]:
+        """Each tier's state: "ok", or what is wrong with it."""
+        status: dict[str, str] = {}
+        for name, ping, errors in (
+            ("database", self.store.ping, (StoreUnavailable,)),
+            ("cache", self.cache.ping, (CacheUnavailable,)),
+        ):
+            try:
+                await ping()
+                status[name] = "ok"
+            except errors as error:
+                status[name] = str(error)
+        return status
+
+    async def prepare(self) -> None:
+        """Create the schema if it is missing (idempotent; every process may call it)."""
+        await self.store.init_schema()
+
+    async def close(self) -> None:
+        await self.cache.close()
+        await self.store.close()
+
+
+def _one_more(query: HeroQuery) -> HeroQuery:
+    return HeroQuery(query.filters, query.after, query.limit + 1)

@@ -1,0 +1,53 @@
+"""The persistent tier's port: what every store adapter (SQL, DynamoDB) provides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twotier.heroes import HeroIn, HeroRecord
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or did not answer in time; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeroQuery:
+    """A page of heroes: exact-match ``filters``, ids greater than ``after``, by id."""
+
+    filters: tuple[tuple[str, str | int], ...] = ()
+    after: int = 0
+    limit: int = 100
+
+    def filter_value(self, field: str) -> str | int | None:
+        return dict(self.filters).get(field)
+
+
+class Store(Protocol):
+    """Rows of the superhero table. Each write commits before it returns."""
+
+    async def init_schema(self) -> None:
+        """Create the database, table and indexes if they do not exist (idempotent)."""
+
+    async def get(self, hero_id: int) -> HeroRecord | None: ...
+
+    async def find(self, query: HeroQuery) -> list[HeroRecord]: ...
+
+    async def create(self, hero: HeroIn) -> HeroRecord: ...
+
+    async def update(
+        self, hero_id: int, changes: Mapping[str, Any]
+    ) -> tuple[HeroRecord, HeroRecord] | None:
+        """Apply ``changes`` and bump the version; return (before, after), or None if absent."""
+
+    async def delete(self, hero_id: int) -> HeroRecord | None:
+        """Remove the row; return it as it was, or None if it was absent."""
+
+    async def count(self) -> int: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,258 @@
+"""The SQL store: SQLite (embedded), MySQL/MariaDB/Aurora MySQL and PostgreSQL.
+
+One async SQLAlchemy engine (and so one connection pool) per process. Statements are
+SQLAlchemy Core constructs, so every value travels as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Row, delete, event, exc, func, insert, make_url, select, text, update
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+
+from twotier.heroes import HeroIn, HeroRecord
+from twotier.store.base import HeroQuery, StoreUnavailable
+from twotier.store.sql_schema import RECORD_COLUMNS, metadata, superheroes
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+# Errors that mean "the database is not there right now", as opposed to a bug.
+_UNAVAILABLE = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,
+    exc.DisconnectionError,
+    TimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+def async_url(url: str) -> URL:
+    """``mysql://…`` → ``mysql+aiomysql://…`` and so on; explicit drivers are kept."""
+    parsed = make_url(url)
+    if "+" not in parsed.drivername:
+        if parsed.drivername not in _ASYNC_DRIVERS:
+            raise ValueError(
+                f"unsupported database URL scheme {parsed.drivername!r}: "
+                "use sqlite://, mysql:// or postgresql://"
+            )
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[parsed.drivername])
+    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def _record(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> HeroRecord:
+    return HeroRecord(*row)  # RECORD_COLUMNS is in HeroRecord field order
+
+
+class SQLStore:
+    """The superhero table in a SQL database, through one pooled async engine."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        self.url = async_url(url)
+        self.backend = self.url.get_backend_name()
+        self._timeout = timeout
+        self.engine = self._create_engine(self.url, pool_size, timeout)
+
+    def _create_engine(self, url: URL, pool_size: int, timeout: float) -> AsyncEngine:
+        connect_args: dict[str, Any] = {}
+        if self.backend == "sqlite":
+            connect_args["timeout"] = timeout
+        elif self.backend == "mysql":
+            connect_args["connect_timeout"] = timeout
+        elif self.backend == "postgresql":
+            connect_args["timeout"] = timeout
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=timeout,
+            pool_pre_ping=self.backend != "sqlite",
+            pool_recycle=1800,
+            connect_args=connect_args,
+        )
+        if self.backend == "sqlite":
+            _configure_sqlite(engine)
+        return engine
+
+    @asynccontextmanager
+    async def _connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in a transaction; database faults become StoreUnavailable."""
+        try:
+            async with self.engine.connect() as conn:
+                if write:
+                    await conn.execution_options(twotier_write=True)
+                async with conn.begin():
+                    yield conn
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(_describe(error)) from error
+
+    # -- schema -------------------------------------------------------------------------
+
+    async def init_schema(self) -> None:
+        await self._ensure_database()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all, checkfirst=True)
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(_describe(error)) from error
+
+    async def _ensure_database(self) -> None:
+        """Create the database named in the URL if the server does not have it yet."""
+        name = self.url.database
+        if self.backend == "sqlite":
+            if name and name != ":memory:":
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+            return
+        if not name:
+            raise ValueError("the database URL must name a database")
+        server_db = "postgres" if self.backend == "postgresql" else None
+        admin = create_async_engine(
+            self.url.set(database=server_db), isolation_level="AUTOCOMMIT", poolclass=NullPool
+        )
+        try:
+            async with admin.connect() as conn:
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                if self.backend == "mysql":
+                    await conn.execute(
+                        text(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4")
+                    )
+                    return
+                exists = await conn.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+                if not exists:
+                    try:
+                        await conn.execute(text(f"CREATE DATABASE {quoted}"))
+                    except exc.ProgrammingError as error:  # created meanwhile by another process
+                        if "already exists" not in str(error):
+                            raise
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(_describe(error)) from error
+        finally:
+            await admin.dispose()
+
+    async def drop_schema(self) -> None:
+        """Drop the table (tests and `--replace` use it); the database itself stays."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all, checkfirst=True)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get(self, hero_id: int) -> HeroRecord | None:
+        stmt = select(*RECORD_COLUMNS).where(superheroes.c.id == hero_id)
+        async with self._connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _record(row) if row else None
+
+    async def find(self, query: HeroQuery) -> list[HeroRecord]:
+        stmt = select(*RECORD_COLUMNS).where(superheroes.c.id > query.after)
+        for field, value in query.filters:
+            stmt = stmt.where(superheroes.c[field] == value)
+        stmt = stmt.order_by(superheroes.c.id).limit(query.limit)
+        async with self._connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_record(row) for row in rows]
+
+    async def count(self) -> int:
+        async with self._connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(superheroes)) or 0)
+
+    async def ping(self) -> None:
+        async with self._connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def create(self, hero: HeroIn) -> HeroRecord:
+        return (await self.create_many([hero]))[0]
+
+    async def create_many(self, heroes: Sequence[HeroIn]) -> list[HeroRecord]:
+        """Insert all rows in one transaction (all or nothing) and return them with ids."""
+        if not heroes:
+            return []
+        values = [hero.model_dump() for hero in heroes]
+        async with self._connect(write=True) as conn:
+            if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+                stmt = insert(superheroes).returning(superheroes.c.id, sort_by_parameter_order=True)
+                ids = list((await conn.execute(stmt, values)).scalars())
+            else:  # e.g. MySQL proper: no RETURNING, one statement per row
+                ids = []
+                for row in values:
+                    result = await conn.execute(insert(superheroes), row)
+                    ids.append(result.inserted_primary_key[0])  # type: ignore[index]
+        return [HeroRecord(id=i, version=1, **row) for i, row in zip(ids, values, strict=True)]
+
+    async def update(
+        self, hero_id: int, changes: Mapping[str, Any]
+    ) -> tuple[HeroRecord, HeroRecord] | None:
+        async with self._connect(write=True) as conn:
+            before = await self._lock(conn, hero_id)
+            if before is None:
+                return None
+            await conn.execute(
+                update(superheroes)
+                .where(superheroes.c.id == hero_id)
+                .values(**changes, version=superheroes.c.version + 1)
+            )
+        return before, before.replaced(dict(changes))
+
+    async def delete(self, hero_id: int) -> HeroRecord | None:
+        async with self._connect(write=True) as conn:
+            before = await self._lock(conn, hero_id)
+            if before is not None:
+                await conn.execute(delete(superheroes).where(superheroes.c.id == hero_id))
+        return before
+
+    @staticmethod
+    async def _lock(conn: AsyncConnection, hero_id: int) -> HeroRecord | None:
+        """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
+        stmt = select(*RECORD_COLUMNS).where(superheroes.c.id == hero_id).with_for_update()
+        row = (await conn.execute(stmt)).first()
+        return _record(row) if row else None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL for concurrent readers; BEGIN IMMEDIATE for writes so they queue, not deadlock."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see below).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("twotier_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _describe(error: BaseException) -> str:
+    """A one-line reason without the SQL or parameters (they may hold user data)."""
+    original = getattr(error, "orig", None) or error
+    if isinstance(original, asyncio.TimeoutError | TimeoutError):
+        return "database timed out"
+    reason = str(original).splitlines()[0] if str(original) else type(original).__name__
+    return f"database unavailable: {reason[:200]}"

@@ -1,0 +1,58 @@
+"""The seed's ``superheroes`` table, for every SQL dialect twotier speaks."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+from sqlalchemy.dialects import mysql
+
+from twotier.heroes import TEXT_MAX, UINT_MAX
+
+TABLE_NAME = "superheroes"
+
+# MySQL gets the seed's INT UNSIGNED; PostgreSQL has no unsigned ints, so a BIGINT with a
+# range check; SQLite needs exactly INTEGER for an auto-increment rowid key.
+_UNSIGNED = (
+    BigInteger()
+    .with_variant(mysql.INTEGER(unsigned=True), "mysql", "mariadb")
+    .with_variant(Integer(), "sqlite")
+)
+
+metadata = MetaData()
+
+superheroes = Table(
+    TABLE_NAME,
+    metadata,
+    Column("id", _UNSIGNED, primary_key=True, autoincrement=True),
+    Column("name", String(TEXT_MAX), nullable=False),
+    Column("hero", String(TEXT_MAX), nullable=False),
+    Column("power", String(TEXT_MAX), nullable=False),
+    Column("xp", _UNSIGNED, nullable=False),
+    Column("color", String(TEXT_MAX), nullable=False),
+    # Grows with every write; the cache only ever replaces an entry by a newer version.
+    Column("version", BigInteger(), nullable=False, server_default="1"),
+    CheckConstraint(f"xp >= 0 AND xp <= {UINT_MAX}", name="ck_superheroes_xp_range"),
+    # The seed reads by xp; (xp, id) answers "all rows with this xp, by id" from the index.
+    Index("ix_superheroes_xp_id", "xp", "id"),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
+
+#: The columns every read selects, in HeroRecord's field order.
+RECORD_COLUMNS = (
+    superheroes.c.id,
+    superheroes.c.name,
+    superheroes.c.hero,
+    superheroes.c.power,
+    superheroes.c.xp,
+    superheroes.c.color,
+    superheroes.c.version,
+)
