@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from itertools import islice
 from typing import Annotated
 
@@ -44,6 +45,10 @@ def serve(
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
     import uvicorn
 
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler that was there before it; make that one a clean exit, as orchestrators expect.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _exit_cleanly)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "twotier.api.app:create_app",
@@ -97,6 +102,10 @@ def db_sample(
         console.print(f"added {added} sample heroes to {_safe_url()}")
     else:
         console.print("the table already holds heroes; no sample added (use --force to add)")
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _safe_url() -> str:

@@ -122,9 +122,16 @@ class SQLStore:
         if not name:
             raise ValueError("the database URL must name a database")
         server_db = "postgres" if self.backend == "postgresql" else None
-        admin = create_async_engine(
-            self.url.set(database=server_db), isolation_level="AUTOCOMMIT", poolclass=NullPool
+        server_url = URL.create(
+            self.url.drivername,
+            self.url.username,
+            self.url.password,
+            self.url.host,
+            self.url.port,
+            server_db,
+            self.url.query,
         )
+        admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         try:
             async with admin.connect() as conn:
                 quoted = conn.dialect.identifier_preparer.quote(name)

@@ -1,0 +1,49 @@
+"""An app over real tiers, driven through FastAPI's TestClient (the lifespan runs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import settings_for
+from twotier.api.app import create_app
+from twotier.config import Settings
+from twotier.store.sql import SQLStore
+
+TIERS = [("sqlite", "memory"), ("mysql", "redis"), ("postgres", "redis")]
+
+
+def _drop_table(settings: Settings) -> None:
+    async def drop() -> None:
+        store = SQLStore(settings.database_url)
+        try:
+            await store.init_schema()
+            await store.drop_schema()
+        finally:
+            await store.close()
+
+    asyncio.run(drop())
+
+
+def serve(settings: Settings) -> Iterator[TestClient]:
+    _drop_table(settings)
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        _drop_table(settings)
+
+
+@pytest.fixture(params=TIERS, ids=["+".join(t) for t in TIERS])
+def client(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[TestClient]:
+    store_kind, cache_kind = request.param
+    yield from serve(settings_for(store_kind, cache_kind, tmp_path))
+
+
+@pytest.fixture
+def embedded(tmp_path: object) -> Iterator[TestClient]:
+    """The embedded default only, for what does not depend on the tiers."""
+    yield from serve(settings_for("sqlite", "memory", tmp_path, max_body_bytes=2048))

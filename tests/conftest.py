@@ -1,0 +1,171 @@
+"""Fixtures over the real services: MariaDB, PostgreSQL and Redis on this machine.
+
+Each test gets its own database table (in a database made for this test run) and its own
+Redis namespace, so tests never see each other's data and never touch anything else.
+With TWOTIER_TEST_REQUIRE_SERVICES=1 (CI), a service that is down fails the test;
+otherwise the test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import make_url
+
+from twotier.cache.base import Cache
+from twotier.cache.memory import MemoryCache
+from twotier.config import Settings
+from twotier.store.sql import SQLStore
+
+REQUIRE_SERVICES = os.environ.get("TWOTIER_TEST_REQUIRE_SERVICES") == "1"
+SERVER_URLS = {
+    "mysql": os.environ.get("TWOTIER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/"),
+    "postgres": os.environ.get(
+        "TWOTIER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/"
+    ),
+    "redis": os.environ.get("TWOTIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+}
+RUN_ID = uuid.uuid4().hex[:8]
+STORES = ["sqlite", "mysql", "postgres"]
+CACHES = ["memory", "redis"]
+
+
+def require(service: str) -> None:
+    """Skip (or, when services are required, fail) unless ``service`` accepts connections."""
+    parts = urlsplit(SERVER_URLS[service])
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
+            return
+    except OSError as error:
+        message = f"{service} is not reachable at {parts.hostname}:{parts.port}: {error}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def database_url(kind: str, tmp_path: object) -> str:
+    """A URL of a database of this test run, on the given backend."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/superhero_db.sqlite3"
+    require(kind)
+    return (
+        make_url(SERVER_URLS[kind])
+        .set(database=f"twotier_test_{RUN_ID}")
+        .render_as_string(hide_password=False)
+    )
+
+
+def redis_namespace() -> str:
+    return f"twotier-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    import pymysql
+
+    for kind in ("mysql", "postgres"):
+        url = make_url(SERVER_URLS[kind])
+        name = f"twotier_test_{RUN_ID}"
+        try:
+            if kind == "mysql":
+                conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username)
+                with conn.cursor() as cur:
+                    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                conn.close()
+            else:
+                import subprocess
+
+                subprocess.run(
+                    [
+                        "psql",
+                        "-h",
+                        url.host or "127.0.0.1",
+                        "-p",
+                        str(url.port or 5432),
+                        "-U",
+                        url.username or "postgres",
+                        "-d",
+                        "postgres",
+                        "-q",
+                        "-c",
+                        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                    ],
+                    check=False,
+                    capture_output=True,
+                    timeout=30,
+                )
+        except Exception:
+            pass
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(store_kind: str, tmp_path: object) -> AsyncIterator[SQLStore]:
+    """A store with a fresh, empty superheroes table."""
+    sql_store = SQLStore(database_url(store_kind, tmp_path))
+    await sql_store.init_schema()
+    await sql_store.drop_schema()
+    await sql_store.init_schema()
+    try:
+        yield sql_store
+    finally:
+        await sql_store.drop_schema()
+        await sql_store.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: object) -> AsyncIterator[SQLStore]:
+    sql_store = SQLStore(database_url("sqlite", tmp_path))
+    await sql_store.init_schema()
+    try:
+        yield sql_store
+    finally:
+        await sql_store.close()
+
+
+async def make_cache(kind: str) -> Cache:
+    if kind == "memory":
+        return MemoryCache(max_entries=10_000)
+    require("redis")
+    from twotier.cache.redis import RedisCache
+
+    return RedisCache(SERVER_URLS["redis"], namespace=redis_namespace(), timeout=2.0)
+
+
+@pytest.fixture(params=CACHES)
+def cache_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def cache(cache_kind: str) -> AsyncIterator[Cache]:
+    made = await make_cache(cache_kind)
+    try:
+        yield made
+    finally:
+        await made.clear()
+        await made.close()
+
+
+def settings_for(store_kind: str, cache_kind: str, tmp_path: object, **extra: object) -> Settings:
+    """Settings of an app over the given tiers, isolated from every other test."""
+    cache_url = "memory://"
+    if cache_kind == "redis":
+        require("redis")
+        cache_url = SERVER_URLS["redis"]
+    return Settings(
+        database_url=database_url(store_kind, tmp_path),
+        cache_url=cache_url,
+        cache_namespace=redis_namespace(),
+        **extra,  # type: ignore[arg-type]
+    )

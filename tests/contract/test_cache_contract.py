@@ -1,0 +1,116 @@
+"""The cache contract: the in-process LRU and Redis behave the same, for real."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from tests.conftest import make_cache
+from twotier.cache.base import Cache, Entry
+from twotier.cache.memory import MemoryCache
+
+
+async def test_get_of_a_missing_key_is_none(cache: Cache) -> None:
+    assert await cache.get("nothing") is None
+    assert await cache.get_many(["a", "b"]) == [None, None]
+    assert await cache.get_many([]) == []
+
+
+async def test_put_if_newer_only_moves_forward(cache: Cache) -> None:
+    assert await cache.put_if_newer("k", Entry(2, b'{"v":2}'), 60)
+    assert not await cache.put_if_newer("k", Entry(1, b'{"v":1}'), 60)  # older
+    assert not await cache.put_if_newer("k", Entry(2, b'{"other":2}'), 60)  # same version
+    assert await cache.get("k") == Entry(2, b'{"v":2}')
+    assert await cache.put_if_newer("k", Entry(3, b""), 60)  # a tombstone is a version too
+    got = await cache.get("k")
+    assert got == Entry(3, b"")
+    assert got.absent
+
+
+async def test_bodies_are_kept_byte_for_byte(cache: Cache) -> None:
+    body = '{"name":"🦸 | pipe | ","x":"\\u0000"}'.encode() + bytes(range(256))
+    await cache.put_if_newer("bytes", Entry(7, body), 60)
+    assert await cache.get("bytes") == Entry(7, body)
+    assert await cache.get_many(["bytes", "none"]) == [Entry(7, body), None]
+
+
+async def test_entries_expire(cache: Cache) -> None:
+    await cache.put_if_newer("short", Entry(1, b"x"), 0.05)
+    await cache.put_if_newer("long", Entry(1, b"y"), 60)
+    await asyncio.sleep(0.2)
+    assert await cache.get("short") is None
+    assert await cache.get("long") == Entry(1, b"y")
+    # An expired entry no longer blocks older versions: expiry forgets everything.
+    assert await cache.put_if_newer("short", Entry(0, b"z"), 60)
+
+
+async def test_generations_file_entries(cache: Cache) -> None:
+    entry, generation = await cache.get_with_generation("list", "gen", 111, 60)
+    assert (entry, generation) == (None, 111)
+    # A second reader sees the generation the first one set, not its own candidate.
+    assert (await cache.get_with_generation("list", "gen", 222, 60))[1] == 111
+
+    assert await cache.put_if_generation("list", "gen", Entry(111, b"page"), 60)
+    assert await cache.get_with_generation("list", "gen", 333, 60) == (Entry(111, b"page"), 111)
+
+    await cache.set_generations({"gen": 444, "other": 5}, 60)
+    entry, generation = await cache.get_with_generation("list", "gen", 555, 60)
+    assert generation == 444
+    assert entry == Entry(111, b"page")
+    # A fill that read the database under the old generation is refused.
+    assert not await cache.put_if_generation("list", "gen", Entry(111, b"stale"), 60)
+    # Generations are large random numbers; they must compare exactly.
+    big = 2**62 - 1
+    await cache.set_generations({"gen": big}, 60)
+    assert not await cache.put_if_generation("list", "gen", Entry(big - 1, b"x"), 60)
+    assert await cache.put_if_generation("list", "gen", Entry(big, b"x"), 60)
+
+
+async def test_put_if_generation_needs_the_generation_to_exist(cache: Cache) -> None:
+    assert not await cache.put_if_generation("list", "missing-gen", Entry(1, b"x"), 60)
+    assert await cache.get("list") is None
+
+
+async def test_delete_and_clear(cache: Cache) -> None:
+    for key in ("a", "b", "c"):
+        await cache.put_if_newer(key, Entry(1, key.encode()), 60)
+    await cache.delete(["a", "nothing"])
+    await cache.delete([])
+    assert await cache.get_many(["a", "b"]) == [None, Entry(1, b"b")]
+    await cache.clear()
+    assert await cache.get_many(["b", "c"]) == [None, None]
+
+
+async def test_concurrent_conditional_writes_keep_the_newest(cache: Cache) -> None:
+    versions = list(range(1, 201))
+    random.Random(4).shuffle(versions)
+    await asyncio.gather(*(cache.put_if_newer("race", Entry(v, b"v%d" % v), 60) for v in versions))
+    assert await cache.get("race") == Entry(200, b"v200")
+
+
+async def test_ping(cache: Cache) -> None:
+    await cache.ping()
+
+
+async def test_redis_namespaces_are_isolated() -> None:
+    first, second = await make_cache("redis"), await make_cache("redis")
+    try:
+        await first.put_if_newer("k", Entry(1, b"first"), 60)
+        assert await second.get("k") is None
+        await second.clear()
+        assert await first.get("k") == Entry(1, b"first")
+    finally:
+        for made in (first, second):
+            await made.clear()
+            await made.close()
+
+
+async def test_memory_cache_is_a_bounded_lru() -> None:
+    cache = MemoryCache(max_entries=3)
+    for key in ("a", "b", "c"):
+        await cache.put_if_newer(key, Entry(1, b"x"), 60)
+    await cache.get("a")  # a is now the most recently used
+    await cache.put_if_newer("d", Entry(1, b"x"), 60)
+    assert len(cache) == 3
+    assert await cache.get("b") is None
+    assert all(await cache.get_many(["a", "c", "d"]))

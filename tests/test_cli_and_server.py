@@ -1,0 +1,132 @@
+"""The installed ``twotier`` command, as a new user runs it: a real server process over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import settings_for
+from twotier.config import Settings
+
+TWOTIER = str(Path(sys.executable).with_name("twotier"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    env.update(
+        TWOTIER_DATABASE_URL=settings.database_url,
+        TWOTIER_CACHE_URL=settings.cache_url,
+        TWOTIER_CACHE_NAMESPACE=settings.cache_namespace,
+    )
+    return env
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TWOTIER, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    store_kind, cache_kind = request.param
+    env = environment(settings_for(store_kind, cache_kind, tmp_path))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    sample = run(["db", "sample", "--rows", "20"], env, tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    port = free_port()
+    process = subprocess.Popen(
+        [TWOTIER, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            process.kill()
+            pytest.fail(f"the server did not start: {process.communicate()[0]}")
+        yield url
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        assert "Traceback" not in output, output
+        # Leave the shared database as it was: drop this test's table.
+        import asyncio
+
+        from twotier.store.sql import SQLStore
+
+        async def drop() -> None:
+            store = SQLStore(env["TWOTIER_DATABASE_URL"])
+            await store.drop_schema()
+            await store.close()
+
+        asyncio.run(drop())
+
+
+@pytest.mark.parametrize(
+    "server",
+    [("sqlite", "memory"), ("mysql", "redis")],
+    indirect=True,
+    ids=["embedded", "mysql+redis"],
+)
+def test_a_new_user_session(server: str) -> None:
+    first = httpx.get(f"{server}/heroes/1")
+    second = httpx.get(f"{server}/heroes/1")
+    assert (first.status_code, first.headers["x-cache"]) == (200, "MISS")
+    assert (second.headers["x-cache"], second.json()) == ("HIT", first.json())
+
+    changed = first.json() | {"name": "Renamed"}
+    del changed["id"]
+    assert httpx.put(f"{server}/heroes/1", json=changed).status_code == 200
+    after = httpx.get(f"{server}/heroes/1")
+    assert after.json()["name"] == "Renamed"
+    assert len(httpx.get(f"{server}/heroes", params={"limit": 50}).json()["items"]) == 20
+
+
+def test_sample_is_idempotent_and_init_makes_the_sqlite_folder(tmp_path: Path) -> None:
+    env = environment(Settings(database_url="sqlite:///./nested/dir/db.sqlite3"))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    assert (tmp_path / "nested/dir/db.sqlite3").exists()
+    assert "added 15 sample heroes" in run(["db", "sample", "--rows", "15"], env, tmp_path).stderr
+    again = run(["db", "sample", "--rows", "15"], env, tmp_path)
+    assert "already holds heroes" in again.stderr
+
+
+def test_help_explains_every_setting(tmp_path: Path) -> None:
+    result = run(["--help"], environment(Settings()), tmp_path)
+    assert result.returncode == 0
+    for name in Settings.model_fields:
+        assert f"TWOTIER_{name.upper()}" in result.stdout
+    assert "serve" in result.stdout
+    assert "db" in result.stdout
+
+
+def test_passwords_are_not_printed(tmp_path: Path) -> None:
+    env = environment(Settings(database_url="mysql://root:s3cr3t-pw@127.0.0.1:1/superhero_db"))
+    result = run(["db", "init"], env, tmp_path)
+    assert result.returncode != 0
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
