@@ -78,6 +78,11 @@ def xp_generation_key(xp: int) -> str:
     return f"gen:xp:{xp}"
 
 
+def xp_key(xp: int) -> str:
+    """All rows with one xp value (the seed's lookup), filed under that value's generation."""
+    return f"xp:{xp}"
+
+
 def list_key(query: HeroQuery) -> str:
     return "heroes?" + urlencode([*query.filters, ("after", query.after), ("limit", query.limit)])
 
@@ -94,6 +99,20 @@ def page_json(records: Sequence[HeroRecord], limit: int) -> bytes:
     return orjson.dumps(
         {"items": [r.public() for r in page], "next_after": page[-1].id if more else None}
     )
+
+
+def _rows_json(records: Iterable[HeroRecord]) -> bytes:
+    return orjson.dumps([r.public() for r in records])
+
+
+def _json_array(items: Iterable[bytes]) -> bytes:
+    """A JSON array of already-encoded items (cached bytes), skipping empty ones."""
+    return b"[" + b",".join(item for item in items if item) + b"]"
+
+
+def _join_arrays(arrays: Iterable[bytes]) -> bytes:
+    """Concatenate JSON arrays (cached bytes) into one, without decoding them."""
+    return _json_array(array[1:-1] for array in arrays)
 
 
 def _new_generation() -> int:
@@ -150,8 +169,8 @@ class CachePolicy:
         if use_cache and await self._cache_usable():
             key, generation_key = list_key(query), list_generation_key(query)
             try:
-                entry, generation = await self.cache.get_with_generation(
-                    key, generation_key, _new_generation(), self._generation_ttl
+                [(entry, generation)] = await self.cache.get_with_generations(
+                    [(key, generation_key)], [_new_generation()], self._generation_ttl
                 )
             except CacheUnavailable as error:
                 self._cache_failed(error)
@@ -176,17 +195,99 @@ class CachePolicy:
         await self._try_cache(self.cache.put_if_generation(key, generation_key, entry, ttl))
         return entry
 
+    async def read_many(self, hero_ids: Sequence[int], *, use_cache: bool = True) -> Served:
+        """The heroes that exist among ``hero_ids``, in request order, as one JSON array."""
+        unique = list(dict.fromkeys(hero_ids))
+        if use_cache and await self._cache_usable():
+            try:
+                entries = await self.cache.get_many([hero_key(i) for i in unique])
+            except CacheUnavailable as error:
+                self._cache_failed(error)
+            else:
+                self.breaker.succeeded()
+                found = {i: e for i, e in zip(unique, entries, strict=True) if e is not None}
+                missing = [hero_key(i) for i in unique if i not in found]
+                if missing:
+                    filled = await self._flights.do_many(missing, self._fill_heroes)
+                    found |= {int(key.split(":")[1]): entry for key, entry in filled.items()}
+                body = _json_array(found[i].body for i in hero_ids)
+                return Served(body, Outcome.MISS if missing else Outcome.HIT)
+        records = await self.store.get_many(unique)
+        body = _json_array(records[i].to_json() for i in hero_ids if i in records)
+        return Served(body, Outcome.BYPASS)
+
+    async def _fill_heroes(self, keys: list[str]) -> dict[str, Entry]:
+        records = await self.store.get_many([int(key.split(":")[1]) for key in keys])
+        filled: dict[str, Entry] = {}
+        fills: list[tuple[str, Entry, float]] = []
+        for key in keys:
+            record = records.get(int(key.split(":")[1]))
+            if record is None:
+                entry, ttl = Entry(0, b""), self.tuning.negative_ttl
+            else:
+                entry, ttl = Entry(record.version, record.to_json()), self.tuning.ttl
+            filled[key] = entry
+            fills.append((key, entry, self._jittered(ttl)))
+        await self._try_cache(self.cache.put_many_if_newer(fills))
+        return filled
+
+    async def read_by_xp(self, xps: Sequence[int], *, use_cache: bool = True) -> Served:
+        """Every hero with each ``xps`` value, in request order (by id within one value),
+        as one JSON array. Each value's rows are cached under that value's generation."""
+        unique = list(dict.fromkeys(xps))
+        if use_cache and await self._cache_usable():
+            pairs = [(xp_key(xp), xp_generation_key(xp)) for xp in unique]
+            try:
+                found = await self.cache.get_with_generations(
+                    pairs, [_new_generation() for _ in unique], self._generation_ttl
+                )
+            except CacheUnavailable as error:
+                self._cache_failed(error)
+            else:
+                self.breaker.succeeded()
+                bodies: dict[int, bytes] = {}
+                misses: dict[str, tuple[int, int]] = {}
+                for xp, (entry, generation) in zip(unique, found, strict=True):
+                    if entry is not None and entry.version == generation:
+                        bodies[xp] = entry.body
+                    else:
+                        misses[f"{xp_key(xp)}@{generation}"] = (xp, generation)
+                if misses:
+                    filled = await self._flights.do_many(
+                        list(misses), lambda keys: self._fill_xps({k: misses[k] for k in keys})
+                    )
+                    bodies |= {misses[key][0]: entry.body for key, entry in filled.items()}
+                body = _join_arrays(bodies[xp] for xp in xps)
+                return Served(body, Outcome.MISS if misses else Outcome.HIT)
+        records = await self.store.by_xp(unique)
+        bodies = {xp: _rows_json(records[xp]) for xp in unique}
+        return Served(_join_arrays(bodies[xp] for xp in xps), Outcome.BYPASS)
+
+    async def _fill_xps(self, wanted: Mapping[str, tuple[int, int]]) -> dict[str, Entry]:
+        records = await self.store.by_xp([xp for xp, _ in wanted.values()])
+        filled: dict[str, Entry] = {}
+        for flight_key, (xp, generation) in wanted.items():
+            entry = Entry(generation, _rows_json(records[xp]))
+            filled[flight_key] = entry
+            ttl = self._jittered(self.tuning.ttl)
+            await self._try_cache(
+                self.cache.put_if_generation(xp_key(xp), xp_generation_key(xp), entry, ttl)
+            )
+        return filled
+
     # -- writes -------------------------------------------------------------------------
 
     async def create(self, hero: HeroIn) -> HeroRecord:
-        record = await self.store.create(hero)
+        return (await self.create_many([hero]))[0]
+
+    async def create_many(self, heroes: Sequence[HeroIn]) -> list[HeroRecord]:
+        """Insert every hero in one transaction (all or nothing), then write them through."""
+        records = await self.store.create_many(heroes)
         await self._write_through(
-            hero_key(record.id),
-            Entry(record.version, record.to_json()),
-            self.tuning.ttl,
-            (ALL_LISTS, xp_generation_key(record.xp)),
+            [(hero_key(r.id), Entry(r.version, r.to_json()), self.tuning.ttl) for r in records],
+            {ALL_LISTS, *(xp_generation_key(r.xp) for r in records)},
         )
-        return record
+        return records
 
     async def update(self, hero_id: int, changes: Mapping[str, Any]) -> HeroRecord | None:
         """Set ``changes`` on the row (PUT sends every field, PATCH some); None if absent."""
@@ -195,10 +296,8 @@ class CachePolicy:
             return None
         before, after = result
         await self._write_through(
-            hero_key(hero_id),
-            Entry(after.version, after.to_json()),
-            self.tuning.ttl,
-            (ALL_LISTS, xp_generation_key(before.xp), xp_generation_key(after.xp)),
+            [(hero_key(hero_id), Entry(after.version, after.to_json()), self.tuning.ttl)],
+            {ALL_LISTS, xp_generation_key(before.xp), xp_generation_key(after.xp)},
         )
         return after
 
@@ -208,22 +307,23 @@ class CachePolicy:
             return False
         # The tombstone is newer than any fill that read the row before it was deleted.
         await self._write_through(
-            hero_key(hero_id),
-            Entry(before.version + 1, b""),
-            self.tuning.negative_ttl,
-            (ALL_LISTS, xp_generation_key(before.xp)),
+            [(hero_key(hero_id), Entry(before.version + 1, b""), self.tuning.negative_ttl)],
+            {ALL_LISTS, xp_generation_key(before.xp)},
         )
         return True
 
     async def _write_through(
-        self, key: str, entry: Entry, ttl: float, generations: Iterable[str]
+        self, items: Sequence[tuple[str, Entry, float]], generation_keys: set[str]
     ) -> None:
-        """After a commit: store the new value and move the generations the write touched."""
-        generation_keys = set(generations)
-        self._flights.forget(key)
+        """After a commit: store the new values and move the generations the write touched."""
+        keys = [key for key, _, _ in items]
+        for key in keys:
+            self._flights.forget(key)
         if await self._cache_usable():
             try:
-                await self.cache.put_if_newer(key, entry, self._jittered(ttl))
+                await self.cache.put_many_if_newer(
+                    [(key, entry, self._jittered(ttl)) for key, entry, ttl in items]
+                )
                 await self.cache.set_generations(
                     {g: _new_generation() for g in generation_keys}, self._generation_ttl
                 )
@@ -232,13 +332,13 @@ class CachePolicy:
             else:
                 self.breaker.succeeded()
                 return
-        self._remember(key, generation_keys)
+        self._remember(keys, generation_keys)
 
     # -- cache faults -------------------------------------------------------------------
 
-    def _remember(self, key: str, generation_keys: set[str]) -> None:
+    def _remember(self, keys: Iterable[str], generation_keys: set[str]) -> None:
         """A committed write the cache did not see: invalidate its keys before trusting it."""
-        self._pending_keys.add(key)
+        self._pending_keys.update(keys)
         self._pending_generations |= generation_keys
         if len(self._pending_keys) + len(self._pending_generations) > MAX_PENDING:
             self._pending_overflow = True

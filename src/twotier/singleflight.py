@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -11,7 +12,7 @@ T = TypeVar("T")
 
 class SingleFlight(Generic[T]):
     def __init__(self) -> None:
-        self._flights: dict[str, asyncio.Task[T]] = {}
+        self._flights: dict[str, asyncio.Future[T]] = {}
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -26,15 +27,45 @@ class SingleFlight(Generic[T]):
         if task is None:
             task = asyncio.ensure_future(compute())
             self._flights[key] = task
-            task.add_done_callback(lambda done: self._finished(key, done))
+            task.add_done_callback(partial(self._finished, key))
         return await asyncio.shield(task)
+
+    async def do_many(
+        self, keys: Sequence[str], compute: Callable[[list[str]], Awaitable[Mapping[str, T]]]
+    ) -> dict[str, T]:
+        """``do`` for many keys: one ``compute`` call for all keys that are not under way."""
+        loop = asyncio.get_running_loop()
+        new = [key for key in dict.fromkeys(keys) if key not in self._flights]
+        if new:
+            batch = asyncio.ensure_future(compute(new))
+            started: dict[str, asyncio.Future[T]] = {}
+            for key in new:
+                future: asyncio.Future[T] = loop.create_future()
+                started[key] = self._flights[key] = future
+                future.add_done_callback(partial(self._finished, key))
+            batch.add_done_callback(lambda done: _settle(done, started))
+        waiting = {key: self._flights[key] for key in dict.fromkeys(keys)}
+        return {key: await asyncio.shield(future) for key, future in waiting.items()}
 
     def forget(self, key: str) -> None:
         """Let later callers start afresh (after a write, a run under way may be stale)."""
         self._flights.pop(key, None)
 
-    def _finished(self, key: str, task: asyncio.Task[T]) -> None:
-        if self._flights.get(key) is task:
+    def _finished(self, key: str, future: asyncio.Future[T]) -> None:
+        if self._flights.get(key) is future:
             del self._flights[key]
-        if not task.cancelled():
-            task.exception()  # mark retrieved: the waiters have had it, or there were none
+        if not future.cancelled():
+            future.exception()  # mark retrieved: the waiters have had it, or there were none
+
+
+def _settle(
+    batch: asyncio.Future[Mapping[str, T]], futures: Mapping[str, asyncio.Future[T]]
+) -> None:
+    """Hand each key's future its part of a batch result (or the batch's error)."""
+    for key, future in futures.items():
+        if batch.cancelled():
+            future.cancel()
+        elif (error := batch.exception()) is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(batch.result()[key])

@@ -44,19 +44,23 @@ async def test_entries_expire(cache: Cache) -> None:
     assert await cache.put_if_newer("short", Entry(0, b"z"), 60)
 
 
+async def one(cache: Cache, candidate: int) -> tuple[Entry | None, int]:
+    [found] = await cache.get_with_generations([("list", "gen")], [candidate], 60)
+    return found
+
+
 async def test_generations_file_entries(cache: Cache) -> None:
-    entry, generation = await cache.get_with_generation("list", "gen", 111, 60)
-    assert (entry, generation) == (None, 111)
+    assert await one(cache, 111) == (None, 111)
     # A second reader sees the generation the first one set, not its own candidate.
-    assert (await cache.get_with_generation("list", "gen", 222, 60))[1] == 111
+    assert (await one(cache, 222))[1] == 111
 
     assert await cache.put_if_generation("list", "gen", Entry(111, b"page"), 60)
-    assert await cache.get_with_generation("list", "gen", 333, 60) == (Entry(111, b"page"), 111)
+    assert await one(cache, 333) == (Entry(111, b"page"), 111)
 
     await cache.set_generations({"gen": 444, "other": 5}, 60)
-    entry, generation = await cache.get_with_generation("list", "gen", 555, 60)
+    entry, generation = await one(cache, 555)
     assert generation == 444
-    assert entry == Entry(111, b"page")
+    assert entry == Entry(111, b"page")  # stale: filed under 111
     # A fill that read the database under the old generation is refused.
     assert not await cache.put_if_generation("list", "gen", Entry(111, b"stale"), 60)
     # Generations are large random numbers; they must compare exactly.
@@ -64,6 +68,29 @@ async def test_generations_file_entries(cache: Cache) -> None:
     await cache.set_generations({"gen": big}, 60)
     assert not await cache.put_if_generation("list", "gen", Entry(big - 1, b"x"), 60)
     assert await cache.put_if_generation("list", "gen", Entry(big, b"x"), 60)
+
+
+async def test_many_generations_in_one_call(cache: Cache) -> None:
+    await cache.set_generations({"g2": 22}, 60)
+    await cache.put_if_generation("k2", "g2", Entry(22, b"two"), 60)
+    found = await cache.get_with_generations(
+        [("k1", "g1"), ("k2", "g2"), ("k3", "g3")], [11, 99, 33], 60
+    )
+    assert found == [(None, 11), (Entry(22, b"two"), 22), (None, 33)]
+    assert await cache.get_with_generations([], [], 60) == []
+
+
+async def test_put_many_if_newer(cache: Cache) -> None:
+    await cache.put_if_newer("b", Entry(5, b"old-but-newer"), 60)
+    await cache.put_many_if_newer(
+        [("a", Entry(1, b"a1"), 60), ("b", Entry(2, b"b2"), 60), ("c", Entry(1, b""), 60)]
+    )
+    assert await cache.get_many(["a", "b", "c"]) == [
+        Entry(1, b"a1"),
+        Entry(5, b"old-but-newer"),
+        Entry(1, b""),
+    ]
+    await cache.put_many_if_newer([])
 
 
 async def test_put_if_generation_needs_the_generation_to_exist(cache: Cache) -> None:

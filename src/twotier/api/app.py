@@ -11,24 +11,30 @@ from fastapi_offline import FastAPIOffline
 from twotier import __version__
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
-from twotier.api.routes import health
+from twotier.api.routes import batch, health
 from twotier.api.routes.heroes import heroes_router
 from twotier.bootstrap import build_policy
 from twotier.config import Settings, get_settings
+from twotier.policy import CachePolicy
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, policy: CachePolicy | None = None) -> FastAPI:
+    """The app. With ``policy``, the caller owns it (Lambda keeps one across invocations);
+    without, the app builds one at start-up and closes it at shutdown."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        policy = build_policy(settings)
+        if policy is not None:
+            yield
+            return
+        owned = build_policy(settings)
         try:
-            await policy.prepare()
-            app.state.policy = policy
+            await owned.prepare()
+            app.state.policy = owned
             yield
         finally:
-            await policy.close()
+            await owned.close()
 
     # Swagger UI and ReDoc are served from the installed package, not from a CDN.
     app = FastAPIOffline(
@@ -38,8 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "write-through, versioned entries). Every read says how it was served in `X-Cache`.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    if policy is not None:
+        app.state.policy = policy
     install_error_handlers(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(heroes_router(settings))
+    app.include_router(batch.router)
     return app

@@ -38,12 +38,15 @@ class Cache(Protocol):
     async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
         """Store ``entry`` unless the key holds an equal or newer version; True if stored."""
 
-    async def get_with_generation(
-        self, key: str, generation_key: str, candidate: int, ttl: float
-    ) -> tuple[Entry | None, int]:
-        """Return the entry and the generation under ``generation_key``.
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+        """``put_if_newer`` for each (key, entry, ttl), in one round trip where possible."""
 
-        A missing generation is set to ``candidate`` first (atomically, if still missing).
+    async def get_with_generations(
+        self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
+    ) -> list[tuple[Entry | None, int]]:
+        """For each (key, generation key): the entry and the generation it is checked against.
+
+        A missing generation is set to its candidate first (atomically, if still missing).
         """
 
     async def put_if_generation(

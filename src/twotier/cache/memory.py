@@ -50,14 +50,21 @@ class MemoryCache:
         self._store(key, entry, ttl)
         return True
 
-    async def get_with_generation(
-        self, key: str, generation_key: str, candidate: int, ttl: float
-    ) -> tuple[Entry | None, int]:
-        generation = self._live(generation_key)
-        if generation is None:
-            generation = Entry(candidate, b"")
-            self._store(generation_key, generation, ttl)
-        return self._live(key), generation.version
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+        for key, entry, ttl in items:
+            await self.put_if_newer(key, entry, ttl)
+
+    async def get_with_generations(
+        self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
+    ) -> list[tuple[Entry | None, int]]:
+        found: list[tuple[Entry | None, int]] = []
+        for (key, generation_key), candidate in zip(pairs, candidates, strict=True):
+            generation = self._live(generation_key)
+            if generation is None:
+                generation = Entry(candidate, b"")
+                self._store(generation_key, generation, ttl)
+            found.append((self._live(key), generation.version))
+        return found
 
     async def put_if_generation(
         self, key: str, generation_key: str, entry: Entry, ttl: float

@@ -27,15 +27,21 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS[1] generation key; ARGV[1] candidate, ARGV[2] ttl in ms. Generations are compared
-# as strings: they are random 62-bit numbers, beyond what a Lua double holds exactly.
-_GENERATION = """
-local generation = redis.call('GET', KEYS[1])
-if not generation then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  generation = ARGV[1]
+# KEYS: generation keys; ARGV[i] the candidate of KEYS[i], ARGV[#KEYS + 1] ttl in ms.
+# Generations are compared as strings: they are random 62-bit numbers, beyond what a Lua
+# double holds exactly.
+_GENERATIONS = """
+local ttl = ARGV[#KEYS + 1]
+local found = {}
+for i, key in ipairs(KEYS) do
+  local generation = redis.call('GET', key)
+  if not generation then
+    redis.call('SET', key, ARGV[i], 'PX', ttl)
+    generation = ARGV[i]
+  end
+  found[i] = generation
 end
-return generation
+return found
 """
 
 # KEYS[1] entry, KEYS[2] generation key; ARGV[1] generation, ARGV[2] value, ARGV[3] ttl.
@@ -75,7 +81,7 @@ class RedisCache:
             max_connections=256,
         )
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
-        self._generation = self._redis.register_script(_GENERATION)
+        self._generations = self._redis.register_script(_GENERATIONS)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
 
     def _key(self, key: str) -> str:
@@ -106,16 +112,39 @@ class RedisCache:
             )
         return bool(stored)
 
-    async def get_with_generation(
-        self, key: str, generation_key: str, candidate: int, ttl: float
-    ) -> tuple[Entry | None, int]:
-        async with self._guard():
-            raw, generation = await self._redis.mget([self._key(key), self._key(generation_key)])
-            if generation is None:
-                generation = await self._generation(
-                    keys=[self._key(generation_key)], args=[candidate, _ms(ttl)]
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+        if not items:
+            return
+        async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
+            for key, entry, ttl in items:
+                await self._put_if_newer(
+                    keys=[self._key(key)],
+                    args=[entry.version, _encode(entry), _ms(ttl)],
+                    client=pipe,
                 )
-        return _decode(raw), int(generation)
+            await pipe.execute()
+
+    async def get_with_generations(
+        self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
+    ) -> list[tuple[Entry | None, int]]:
+        if not pairs:
+            return []
+        keys = [self._key(k) for pair in pairs for k in pair]
+        async with self._guard():
+            raws = await self._redis.mget(keys)
+            entries, generations = raws[0::2], list(raws[1::2])
+            missing = [i for i, generation in enumerate(generations) if generation is None]
+            if missing:
+                made = await self._generations(
+                    keys=[keys[2 * i + 1] for i in missing],
+                    args=[*(candidates[i] for i in missing), _ms(ttl)],
+                )
+                for i, generation in zip(missing, made, strict=True):
+                    generations[i] = generation
+        return [
+            (_decode(raw), int(generation or 0))
+            for raw, generation in zip(entries, generations, strict=True)
+        ]
 
     async def put_if_generation(
         self, key: str, generation_key: str, entry: Entry, ttl: float

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +33,16 @@ class Store(Protocol):
 
     async def get(self, hero_id: int) -> HeroRecord | None: ...
 
+    async def get_many(self, hero_ids: Sequence[int]) -> dict[int, HeroRecord]:
+        """The rows that exist among ``hero_ids``, by id."""
+
     async def find(self, query: HeroQuery) -> list[HeroRecord]: ...
+
+    async def by_xp(self, xps: Sequence[int]) -> dict[int, list[HeroRecord]]:
+        """Every row with each of the ``xps`` values, by id within one value."""
+
+    async def create_many(self, heroes: Sequence[HeroIn]) -> list[HeroRecord]:
+        """Insert every row in one transaction (all or nothing); return them with their ids."""
 
     async def create(self, hero: HeroIn) -> HeroRecord: ...
 

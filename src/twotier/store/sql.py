@@ -29,6 +29,9 @@ _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
 }
 
+# Values per IN (...) list: well under every dialect's bound-parameter limit.
+_IN_CHUNK = 1000
+
 # Errors that mean "the database is not there right now", as opposed to a bug.
 _UNAVAILABLE = (
     exc.OperationalError,
@@ -166,6 +169,32 @@ class SQLStore:
         async with self._connect() as conn:
             row = (await conn.execute(stmt)).first()
         return _record(row) if row else None
+
+    async def get_many(self, hero_ids: Sequence[int]) -> dict[int, HeroRecord]:
+        found: dict[int, HeroRecord] = {}
+        unique = sorted(set(hero_ids))
+        async with self._connect() as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                stmt = select(*RECORD_COLUMNS).where(superheroes.c.id.in_(chunk))
+                for row in await conn.execute(stmt):
+                    found[row.id] = _record(row)
+        return found
+
+    async def by_xp(self, xps: Sequence[int]) -> dict[int, list[HeroRecord]]:
+        found: dict[int, list[HeroRecord]] = {xp: [] for xp in xps}
+        unique = sorted(found)
+        async with self._connect() as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                stmt = (
+                    select(*RECORD_COLUMNS)
+                    .where(superheroes.c.xp.in_(chunk))
+                    .order_by(superheroes.c.xp, superheroes.c.id)
+                )
+                for row in await conn.execute(stmt):
+                    found[row.xp].append(_record(row))
+        return found
 
     async def find(self, query: HeroQuery) -> list[HeroRecord]:
         stmt = select(*RECORD_COLUMNS).where(superheroes.c.id > query.after)

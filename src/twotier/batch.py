@@ -1,0 +1,134 @@
+"""The seed's batch protocol, shared by ``POST /batch`` and the Lambda entrypoint.
+
+An event is ``{"USE_CACHE": "True" | "False", "REQUEST": "read" | "write", "SQLS": [...]}``,
+with an optional ``"KEY": "xp" | "id"`` for reads (``xp`` by default). The answer is
+``{"statusCode": 200, "body": [rows]}`` for a read, ``{"statusCode": 200, "body":
+"write success"}`` for a write, and ``{"statusCode": 4xx/5xx, "body": {"detail": ...}}`` for an
+event that cannot be served (in which case nothing was written).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from twotier.heroes import FIELDS, UINT_MAX, HeroIn
+from twotier.policy import CachePolicy, Outcome
+from twotier.store.base import StoreUnavailable
+
+
+class BatchError(Exception):
+    """An event that cannot be served; ``status`` is the statusCode to answer."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _seed_int(value: object) -> object:
+    # Seed clients send numbers or digit strings (values read from a CSV); never booleans.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def _seed_bool(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+SeedInt = Annotated[int, BeforeValidator(_seed_int), Field(strict=True, ge=0, le=UINT_MAX)]
+SeedBool = Annotated[bool, BeforeValidator(_seed_bool), Field(strict=True)]
+
+
+class BatchEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    USE_CACHE: SeedBool
+    REQUEST: Literal["read", "write"]
+    SQLS: list[Any]
+    KEY: Literal["xp", "id"] = "xp"
+
+
+def _hero(row: object) -> object:
+    """A hero of a write: an object, or an array in the seed's column order (no id)."""
+    if isinstance(row, list | tuple) and len(row) == len(FIELDS):
+        row = dict(zip(FIELDS, row, strict=True))
+    if isinstance(row, dict) and "xp" in row:
+        row = row | {"xp": _seed_int(row["xp"])}
+    return row
+
+
+def _describe(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    problems = [
+        ".".join(str(part) for part in (*prefix, *e["loc"])) + f": {e['msg']}"
+        for e in error.errors()[:5]
+    ]
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+_KEYS: TypeAdapter[list[int]] = TypeAdapter(list[SeedInt])
+_HEROES: TypeAdapter[list[HeroIn]] = TypeAdapter(list[HeroIn])
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    use_cache: bool
+    #: What a read looks rows up by; None for a write.
+    read_by: Literal["xp", "id"] | None
+    keys: list[int] = field(default_factory=list)
+    heroes: list[HeroIn] = field(default_factory=list)
+
+
+def parse(event: object, max_items: int) -> BatchRequest:
+    """Validate an event, or raise BatchError saying what is wrong with it."""
+    if not isinstance(event, dict):
+        raise BatchError(400, "the event must be a JSON object with USE_CACHE, REQUEST and SQLS")
+    try:
+        parsed = BatchEvent.model_validate(event)
+    except ValidationError as error:
+        raise BatchError(400, _describe(error)) from None
+    if len(parsed.SQLS) > max_items:
+        raise BatchError(413, f"SQLS has {len(parsed.SQLS)} items; at most {max_items} allowed")
+    try:
+        if parsed.REQUEST == "read":
+            keys = _KEYS.validate_python(parsed.SQLS)
+            if parsed.KEY == "id" and 0 in keys:
+                raise BatchError(400, "SQLS: ids start at 1")
+            return BatchRequest(parsed.USE_CACHE, parsed.KEY, keys=keys)
+        if "KEY" in event:
+            raise BatchError(400, "KEY applies to reads only")
+        heroes = _HEROES.validate_python([_hero(row) for row in parsed.SQLS])
+    except ValidationError as error:
+        raise BatchError(400, _describe(error, ("SQLS",))) from None
+    return BatchRequest(parsed.USE_CACHE, None, heroes=heroes)
+
+
+async def serve(
+    policy: CachePolicy, event: object, max_items: int
+) -> tuple[int, bytes, Outcome | None]:
+    """Answer an event: (statusCode, the JSON answer object, how a read was served)."""
+    try:
+        request = parse(event, max_items)
+        if request.read_by is None:
+            await policy.create_many(request.heroes)
+            return 200, b'{"statusCode":200,"body":"write success"}', None
+        if request.read_by == "id":
+            served = await policy.read_many(request.keys, use_cache=request.use_cache)
+        else:
+            served = await policy.read_by_xp(request.keys, use_cache=request.use_cache)
+        return 200, b'{"statusCode":200,"body":' + (served.body or b"[]") + b"}", served.outcome
+    except BatchError as error:
+        return error.status, _error(error.status, error.detail), None
+    except StoreUnavailable as error:
+        return 503, _error(503, str(error)), None
+
+
+def _error(status: int, detail: str) -> bytes:
+    return orjson.dumps({"statusCode": status, "body": {"detail": detail}})

@@ -1,0 +1,162 @@
+"""The seed's batch protocol: parsing, the policy's batch reads and writes, and POST /batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from twotier import batch
+from twotier.cache.base import Cache
+from twotier.heroes import HeroIn
+from twotier.policy import CachePolicy, Outcome, Tuning
+from twotier.store.sql import SQLStore
+
+
+def row(name: str, xp: int | str) -> dict[str, Any]:
+    return {"name": name, "hero": "H", "power": "P", "xp": xp, "color": "C"}
+
+
+def read(sqls: list[Any], use_cache: str = "True", **extra: Any) -> dict[str, Any]:
+    return {"USE_CACHE": use_cache, "REQUEST": "read", "SQLS": sqls, **extra}
+
+
+def write(sqls: list[Any], use_cache: str = "True") -> dict[str, Any]:
+    return {"USE_CACHE": use_cache, "REQUEST": "write", "SQLS": sqls}
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "detail"),
+    [
+        ([], 400, "must be a JSON object"),
+        ({"REQUEST": "read", "SQLS": []}, 400, "USE_CACHE: Field required"),
+        (read([1], use_cache="maybe"), 400, "USE_CACHE"),
+        ({"USE_CACHE": "True", "REQUEST": "delete", "SQLS": []}, 400, "REQUEST"),
+        ({"USE_CACHE": "True", "REQUEST": "read", "SQLS": "1,2"}, 400, "SQLS"),
+        (read([1], EXTRA=1), 400, "EXTRA: Extra inputs are not permitted"),
+        (read([1, -2]), 400, "SQLS.1: Input should be greater than or equal to 0"),
+        (read([1, True]), 400, "SQLS.1"),
+        (read([1.5]), 400, "SQLS.0"),
+        (read([0], KEY="id"), 400, "ids start at 1"),
+        (read([1], KEY="name"), 400, "KEY"),
+        (read(list(range(11))), 413, "at most 10 allowed"),
+        (write([row("a", 1), row("b", -1)]), 400, "SQLS.1.xp"),
+        (write([row("a", 1) | {"id": 4}]), 400, "SQLS.0.id: Extra inputs"),
+        (write([row("x" * 21, 1)]), 400, "SQLS.0.name"),
+        (write([["a", "b", "c", 1]]), 400, "SQLS.0"),
+        (write([]) | {"KEY": "id"}, 400, "KEY applies to reads only"),
+    ],
+)
+def test_malformed_events_are_400_with_a_detail(event: Any, status: int, detail: str) -> None:
+    with pytest.raises(batch.BatchError) as raised:
+        batch.parse(event, max_items=10)
+    assert raised.value.status == status
+    assert detail in raised.value.detail
+
+
+def test_seed_values_are_accepted_in_their_seed_forms() -> None:
+    parsed = batch.parse(read(["5", 6, " 7 "], use_cache="False"), 10)
+    assert (parsed.use_cache, parsed.read_by, parsed.keys) == (False, "xp", [5, 6, 7])
+    assert batch.parse(read([1], use_cache=True), 10).use_cache is True  # type: ignore[arg-type]
+    heroes = batch.parse(write([row("a", "12"), ["b", "h", "p", 3, "c"]]), 10).heroes
+    assert heroes == [
+        HeroIn(name="a", hero="H", power="P", xp=12, color="C"),
+        HeroIn(name="b", hero="h", power="p", xp=3, color="c"),
+    ]
+
+
+@pytest.fixture
+def policy(sqlite_store: SQLStore, cache: Cache) -> CachePolicy:
+    return CachePolicy(sqlite_store, cache, Tuning(ttl=60))
+
+
+async def answer(policy: CachePolicy, event: Any) -> tuple[int, Any, Outcome | None]:
+    status, body, outcome = await batch.serve(policy, event, 10_000)
+    return status, orjson.loads(body), outcome
+
+
+async def test_write_then_read_by_xp_in_request_order(policy: CachePolicy) -> None:
+    status, body, _ = await answer(
+        policy, write([row("a", 5), row("b", 7), row("c", 5), row("d", 9)])
+    )
+    assert (status, body) == (200, {"statusCode": 200, "body": "write success"})
+
+    status, body, outcome = await answer(policy, read([7, 5, 8, 7]))
+    assert (status, outcome) == (200, Outcome.MISS)
+    names = [r["name"] for r in body["body"]]
+    assert names == ["b", "a", "c", "b"]  # request order, by id within one xp, repeats kept
+    assert list(body["body"][0]) == ["id", "name", "hero", "power", "xp", "color"]
+
+    cached = await answer(policy, read([7, 5, 8, 7]))
+    assert cached[2] == Outcome.HIT
+    assert cached[1] == body
+    uncached = await answer(policy, read([7, 5, 8, 7], use_cache="False"))
+    assert (uncached[1], uncached[2]) == (body, Outcome.BYPASS)
+
+
+async def test_writes_keep_xp_reads_coherent(policy: CachePolicy) -> None:
+    await answer(policy, write([row("a", 5)]))
+    assert len((await answer(policy, read([5])))[1]["body"]) == 1
+    await answer(policy, write([row("b", 5)], use_cache="False"))  # still writes through
+    after = await answer(policy, read([5]))
+    assert [r["name"] for r in after[1]["body"]] == ["a", "b"]
+
+
+async def test_read_by_id(policy: CachePolicy) -> None:
+    records = await policy.create_many([HeroIn(**row(n, 1)) for n in "abc"])
+    ids = [r.id for r in records]
+    event = read([ids[2], 999, ids[0], ids[2]], KEY="id")
+    first = await answer(policy, event)
+    assert [r["name"] for r in first[1]["body"]] == ["c", "a", "c"]
+    assert first[2] == Outcome.MISS  # 999 was never cached (the others were written through)
+    assert (await answer(policy, event))[2] == Outcome.HIT  # ... and now it is, as absent
+    await policy.update(ids[0], {"name": "z"})
+    second = await answer(policy, event)
+    assert [r["name"] for r in second[1]["body"]] == ["c", "z", "c"]
+    bypass = await answer(policy, event | {"USE_CACHE": "False"})
+    assert bypass[1] == second[1]
+
+
+async def test_a_bad_row_writes_nothing(policy: CachePolicy) -> None:
+    status, body, _ = await answer(policy, write([row("ok", 1), row("bad", "x")]))
+    assert status == 400
+    assert body["statusCode"] == 400
+    assert "SQLS.1.xp" in body["body"]["detail"]
+    assert (await answer(policy, read([1])))[1]["body"] == []
+
+
+async def test_concurrent_batch_misses_share_one_query(
+    policy: CachePolicy, sqlite_store: SQLStore
+) -> None:
+    import asyncio
+
+    await policy.create_many([HeroIn(**row(f"n{i}", i % 4)) for i in range(20)])
+    calls = 0
+    original = sqlite_store.by_xp
+
+    async def counting(xps: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return await original(xps)
+
+    sqlite_store.by_xp = counting  # type: ignore[method-assign]
+    answers = await asyncio.gather(*(answer(policy, read([0, 1, 2, 3])) for _ in range(10)))
+    assert calls == 1
+    assert len({orjson.dumps(a[1]) for a in answers}) == 1
+
+
+def test_post_batch_answers_the_same_object(client: TestClient) -> None:
+    wrote = client.post("/batch", json=write([row("a", 3), row("b", 3)]))
+    assert (wrote.status_code, wrote.json()) == (200, {"statusCode": 200, "body": "write success"})
+    first = client.post("/batch", json=read([3]))
+    assert first.headers["x-cache"] == "MISS"
+    assert [r["name"] for r in first.json()["body"]] == ["a", "b"]
+    assert client.post("/batch", json=read([3])).headers["x-cache"] == "HIT"
+    bad = client.post("/batch", json=read(["x"]))
+    assert bad.status_code == 400
+    assert bad.json()["statusCode"] == 400
+    assert "SQLS.0" in bad.json()["body"]["detail"]
+    assert client.post("/batch", json=[1]).json()["statusCode"] == 400

@@ -1,0 +1,290 @@
+"""The Lambda handler, driven with real event payloads, against MariaDB and Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+
+from tests.conftest import settings_for
+from twotier import aws_lambda
+from twotier.aws_lambda import Runtime
+
+
+class Context:
+    """The fields of a LambdaContext that handlers read."""
+
+    function_name = "twotier"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:twotier"
+    memory_limit_in_mb = 512
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    log_group_name = "/aws/lambda/twotier"
+    log_stream_name = "2026/11/23/[$LATEST]abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def rest_v1(
+    method: str,
+    path: str,
+    resource: str,
+    *,
+    body: bytes | None = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+    b64: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway REST API (payload v1.0) proxy event, as API Gateway sends it."""
+    headers = {
+        "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "Accept": "*/*",
+        "User-Agent": "curl/8.5.0",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Port": "443",
+        **(headers or {}),
+    }
+    text = None if body is None else (base64.b64encode(body).decode() if b64 else body.decode())
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "2gxmpl",
+            "resourcePath": resource,
+            "httpMethod": method,
+            "extendedRequestId": "JJbxmHc1IAMFfYA=",
+            "requestTime": "23/Nov/2026:19:00:00 +0000",
+            "path": f"/prod{path}",
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": "prod",
+            "domainPrefix": "abc123",
+            "requestTimeEpoch": 1795460400000,
+            "requestId": "e0a8bd4e-0000-4000-8000-0123456789ab",
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "apiId": "abc123",
+        },
+        "body": text,
+        "isBase64Encoded": b64,
+    }
+
+
+def http_v2(
+    method: str,
+    path: str,
+    route: str,
+    *,
+    body: bytes | None = None,
+    raw_query: str = "",
+    headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+    b64: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload v2.0) event, as API Gateway sends it."""
+    headers = {
+        "host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "accept": "*/*",
+        "user-agent": "curl/8.5.0",
+        "x-forwarded-proto": "https",
+        **(headers or {}),
+    }
+    text = None if body is None else (base64.b64encode(body).decode() if b64 else body.decode())
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "curl/8.5.0",
+            },
+            "requestId": "JKJaXmPLvHcESHA=",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+            "time": "23/Nov/2026:19:00:00 +0000",
+            "timeEpoch": 1795460400000,
+        },
+        "isBase64Encoded": b64,
+    }
+    if raw_query:
+        event["queryStringParameters"] = dict(p.split("=", 1) for p in raw_query.split("&"))
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 42, "color": "blue"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    settings = settings_for("mysql", "redis", tmp_path_factory.mktemp("lambda"))
+    made = Runtime(settings)
+    aws_lambda._runtime = made
+    try:
+        yield made
+    finally:
+        aws_lambda._runtime = None
+        made.loop.run_until_complete(made.policy.store.drop_schema())  # type: ignore[attr-defined]
+        made.loop.run_until_complete(made.policy.cache.clear())
+        made.close()
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    return aws_lambda.handler(json.loads(json.dumps(event)), Context())
+
+
+def header(response: dict[str, Any], name: str) -> str:
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    multi = {k.lower(): v for k, v in (response.get("multiValueHeaders") or {}).items()}
+    return str(headers.get(name) or multi.get(name, [""])[0])
+
+
+def body_json(response: dict[str, Any]) -> Any:
+    text = response["body"]
+    return json.loads(base64.b64decode(text) if response.get("isBase64Encoded") else text)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_api_gateway_crud(runtime: Runtime, version: str) -> None:
+    def call(
+        method: str,
+        path: str,
+        route: str,
+        body: bytes | None = None,
+        query: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        b64: bool = False,
+    ) -> dict[str, Any]:
+        if version == "v1":
+            return invoke(
+                rest_v1(
+                    method,
+                    path,
+                    route,
+                    body=body,
+                    query=query,
+                    headers=headers,
+                    path_parameters=params,
+                    b64=b64,
+                )
+            )
+        raw_query = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+        return invoke(
+            http_v2(
+                method,
+                path,
+                route,
+                body=body,
+                raw_query=raw_query,
+                headers=headers,
+                path_parameters=params,
+                b64=b64,
+            )
+        )
+
+    created = call(
+        "POST", "/heroes", "/heroes", json.dumps(HERO).encode(), headers=JSON_HEADERS, b64=True
+    )
+    assert created["statusCode"] == 201
+    hero_id = body_json(created)["id"]
+    assert header(created, "location") == f"/heroes/{hero_id}"
+
+    path, route, params = f"/heroes/{hero_id}", "/heroes/{hero_id}", {"hero_id": str(hero_id)}
+    got = call("GET", path, route, params=params)
+    assert (got["statusCode"], header(got, "x-cache")) == (200, "HIT")
+    assert body_json(got) == {"id": hero_id, **HERO}
+    bypass = call("GET", path, route, params=params, headers={"Cache-Control": "no-cache"})
+    assert header(bypass, "x-cache") == "BYPASS"
+
+    patched = call("PATCH", path, route, b'{"power": "logic"}', params=params, headers=JSON_HEADERS)
+    assert body_json(patched)["power"] == "logic"
+    listed = call("GET", "/heroes", "/heroes", query={"xp": "42", "power": "logic"})
+    assert [h["id"] for h in body_json(listed)["items"]] == [hero_id]
+    assert header(listed, "x-cache") in {"MISS", "HIT"}
+
+    invalid = call("POST", "/heroes", "/heroes", b'{"name": 1}', headers=JSON_HEADERS)
+    assert invalid["statusCode"] == 422
+    assert call("DELETE", path, route, params=params)["statusCode"] == 204
+    missing = call("GET", path, route, params=params)
+    assert (missing["statusCode"], body_json(missing)) == (
+        404,
+        {"detail": f"hero {hero_id} not found"},
+    )
+
+
+def test_seed_batch_events(runtime: Runtime) -> None:
+    heroes = [HERO | {"name": f"s{i}", "xp": 1000 + i % 2} for i in range(4)]
+    assert invoke({"USE_CACHE": "True", "REQUEST": "write", "SQLS": heroes}) == {
+        "statusCode": 200,
+        "body": "write success",
+    }
+    cold = invoke({"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1001, 1000]})
+    assert cold["statusCode"] == 200
+    assert [r["name"] for r in cold["body"]] == ["s1", "s3", "s0", "s2"]
+    assert invoke({"USE_CACHE": "False", "REQUEST": "read", "SQLS": [1001, 1000]}) == cold
+    assert invoke({"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1001, 1000]}) == cold
+    ids = [r["id"] for r in cold["body"]]
+    by_id = invoke({"USE_CACHE": "True", "REQUEST": "read", "KEY": "id", "SQLS": ids[:2]})
+    assert by_id["body"] == cold["body"][:2]
+
+    bad = invoke({"USE_CACHE": "True", "REQUEST": "write", "SQLS": [HERO, HERO | {"xp": -1}]})
+    assert bad["statusCode"] == 400
+    assert "SQLS.1.xp" in bad["body"]["detail"]
+    assert invoke({"USE_CACHE": "False", "REQUEST": "read", "SQLS": [42]})["body"] == []
+    assert invoke({"nothing": "here"})["statusCode"] == 400
+
+
+def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
+    engine = runtime.policy.store.engine  # type: ignore[attr-defined]
+    opened = {"count": 0}
+
+    @sa_event.listens_for(engine.sync_engine, "connect")
+    def count(*_args: object) -> None:
+        opened["count"] += 1
+
+    redis_pool = runtime.policy.cache._redis.connection_pool  # type: ignore[attr-defined]
+    read = {"USE_CACHE": "False", "REQUEST": "read", "SQLS": [1000]}
+    get = http_v2("GET", "/heroes", "/heroes", raw_query="xp=1000")
+    for _ in range(5):
+        invoke(read)
+        invoke(get)
+    warm_db, warm_redis = (
+        opened["count"],
+        len(redis_pool._available_connections) + len(redis_pool._in_use_connections),
+    )
+    for _ in range(50):
+        invoke(read)
+        invoke(get)
+    assert opened["count"] == warm_db
+    assert (
+        len(redis_pool._available_connections) + len(redis_pool._in_use_connections) == warm_redis
+    )
+    sa_event.remove(engine.sync_engine, "connect", count)
