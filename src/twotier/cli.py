@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import signal
+import tempfile
+import time
 from itertools import islice
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import DownloadColumn, Progress
 
-from twotier.bootstrap import build_store
+from twotier import dataset
+from twotier.bootstrap import build_policy, build_store
 from twotier.config import Settings, get_settings
-from twotier.dataset import generate
+from twotier.dataset import XP_MAX_DEFAULT as XP_MAX
+from twotier.dataset import CsvReader, open_source, write_csv
 
 console = Console(stderr=True)
 
@@ -90,7 +97,7 @@ def db_sample(
             await store.init_schema()
             if not force and await store.count():
                 return 0
-            heroes = generate(rows, seed)
+            heroes = dataset.generate(rows, seed)
             while chunk := list(islice(heroes, 5000)):
                 await store.create_many(chunk)
             return rows
@@ -102,6 +109,88 @@ def db_sample(
         console.print(f"added {added} sample heroes to {_safe_url()}")
     else:
         console.print("the table already holds heroes; no sample added (use --force to add)")
+
+
+@app.command("generate")
+def generate_csv(
+    out: Annotated[Path, typer.Argument(help="The CSV file to write.")],
+    rows: Annotated[int, typer.Option(min=1, help="How many heroes.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 0,
+    xp_max: Annotated[int, typer.Option(min=1, help="xp values are 0 … xp_max - 1.")] = XP_MAX,
+) -> None:
+    """Write a data set in the seed's mp6data.csv shape (id,name,hero,power,xp,color)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="") as target:
+        write_csv(target, rows, seed, xp_max)
+    console.print(f"wrote {rows} heroes to {out}")
+
+
+@app.command()
+def load(
+    source: Annotated[str, typer.Argument(help="A CSV file, or an s3://bucket/key URL.")],
+    strict: Annotated[bool, typer.Option(help="Load nothing if any row is bad.")] = False,
+    replace: Annotated[
+        bool, typer.Option(help="Empty the table first (same transaction).")
+    ] = False,
+) -> None:
+    """Bulk-load a data set (with or without its header line) into the database.
+
+    Rows whose id exists replace it. Bad rows are reported with their line numbers and
+    skipped (or, with --strict, nothing is loaded). Entries of the configured cache are
+    forgotten, so no stale value survives the load.
+    """
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="twotier-source-") as work:
+        try:
+            path = open_source(source, Path(work))
+        except (OSError, ValueError) as error:
+            console.print(f"[red]cannot read {source}: {error}[/red]")
+            raise typer.Exit(2) from error
+        reader, loaded, seconds = _load_with_progress(settings, path, strict, replace)
+    for bad in reader.bad[:20]:
+        console.print(f"line {bad.line}: {bad.reason}")
+    if reader.bad_count > 20:
+        console.print(f"… and {reader.bad_count - 20} more bad rows")
+    header = "with" if reader.header else "without"
+    console.print(
+        f"read {reader.valid + reader.bad_count} rows ({header} header): {loaded} loaded, "
+        f"{reader.bad_count} bad, in {seconds:.1f} s"
+    )
+    if reader.bad_count and strict:
+        console.print("[red]--strict: nothing was loaded[/red]")
+        raise typer.Exit(1)
+
+
+def _load_with_progress(
+    settings: Settings, path: Path, strict: bool, replace: bool
+) -> tuple[CsvReader, int, float]:
+    size = path.stat().st_size
+    with (
+        path.open("rb") as raw,
+        Progress(
+            *Progress.get_default_columns(), DownloadColumn(), console=console, transient=True
+        ) as progress,
+    ):
+        task = progress.add_task(f"loading {path.name}", total=size)
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        reader = CsvReader(
+            text, on_progress=lambda _line: progress.update(task, completed=raw.tell())
+        )
+
+        async def run() -> int:
+            policy = build_policy(settings)
+            try:
+                await policy.prepare()
+                return await policy.bulk_load(
+                    reader, replace=replace, keep=lambda: not (strict and reader.bad_count)
+                )
+            finally:
+                await policy.close()
+
+        started = time.perf_counter()
+        loaded = asyncio.run(run())
+        progress.update(task, completed=size)
+    return reader, loaded, time.perf_counter() - started
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

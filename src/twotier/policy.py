@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ import orjson
 
 from twotier.breaker import CircuitBreaker
 from twotier.cache.base import Cache, CacheUnavailable, Entry
+from twotier.dataset import Row
 from twotier.heroes import HeroIn, HeroRecord
 from twotier.singleflight import SingleFlight
 from twotier.store.base import HeroQuery, Store, StoreUnavailable
@@ -288,6 +290,28 @@ class CachePolicy:
             {ALL_LISTS, *(xp_generation_key(r.xp) for r in records)},
         )
         return records
+
+    async def bulk_load(
+        self, rows: Iterable[tuple[Row, str]], *, replace: bool, keep: Callable[[], bool]
+    ) -> int:
+        """Load rows in bulk, then forget everything cached.
+
+        Loaded rows get a version from the clock (milliseconds), above any version a row
+        reached by updates, so no fill of an older row can win over them afterwards.
+        """
+        loaded = await self.store.bulk_load(
+            rows, replace=replace, version=time.time_ns() // 1_000_000, keep=keep
+        )
+        self._flights = SingleFlight()
+        if await self._cache_usable():
+            try:
+                await self.cache.clear()
+            except CacheUnavailable as error:
+                self._cache_failed(error)
+                self._pending_overflow = True
+        else:
+            self._pending_overflow = True
+        return loaded
 
     async def update(self, hero_id: int, changes: Mapping[str, Any]) -> HeroRecord | None:
         """Set ``changes`` on the row (PUT sends every field, PATCH some); None if absent."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from twotier.dataset import Row
 from twotier.heroes import HeroIn, HeroRecord
 
 
@@ -45,6 +46,17 @@ class Store(Protocol):
         """Insert every row in one transaction (all or nothing); return them with their ids."""
 
     async def create(self, hero: HeroIn) -> HeroRecord: ...
+
+    async def bulk_load(
+        self,
+        rows: Iterable[tuple[Row, str]],
+        *,
+        replace: bool,
+        version: int,
+        keep: Callable[[], bool],
+    ) -> int:
+        """Load (id, ...) rows through the bulk path in one transaction; ``keep()`` False
+        rolls it all back. Existing ids are replaced; loaded rows get ``version``."""
 
     async def update(
         self, hero_id: int, changes: Mapping[str, Any]

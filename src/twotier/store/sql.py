@@ -7,7 +7,7 @@ SQLAlchemy Core constructs, so every value travels as a bound parameter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from twotier.heroes import HeroIn, HeroRecord
+from twotier.store import sql_bulk
 from twotier.store.base import HeroQuery, StoreUnavailable
+from twotier.store.sql_bulk import Rows
 from twotier.store.sql_schema import RECORD_COLUMNS, metadata, superheroes
 
 _ASYNC_DRIVERS = {
@@ -233,6 +235,17 @@ class SQLStore:
                     result = await conn.execute(insert(superheroes), row)
                     ids.append(result.inserted_primary_key[0])  # type: ignore[index]
         return [HeroRecord(id=i, version=1, **row) for i, row in zip(ids, values, strict=True)]
+
+    async def bulk_load(
+        self, rows: Rows, *, replace: bool, version: int, keep: Callable[[], bool]
+    ) -> int:
+        """Load many rows through the database's bulk path, in one transaction."""
+        try:
+            return await sql_bulk.bulk_load(
+                self.url, rows, replace=replace, version=version, keep=keep
+            )
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(_describe(error)) from error
 
     async def update(
         self, hero_id: int, changes: Mapping[str, Any]

@@ -1,0 +1,230 @@
+"""`twotier generate` and `twotier load`: the seed's data set, each database's bulk path."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import database_url, make_cache
+from twotier.cache.base import Cache
+from twotier.dataset import HEADER, CsvReader, write_csv
+from twotier.heroes import HeroIn
+from twotier.policy import CachePolicy, Outcome, Tuning
+from twotier.store.sql import SQLStore
+
+TWOTIER = str(Path(sys.executable).with_name("twotier"))
+
+TRICKY = (
+    "1,Ada,Captain Ada,math,5,blue\n"
+    '2,"NULL","say ""hi""",x,0,"a,b"\n'
+    '3,héroïne 🦸,Back\\slash,\\N,4294967295,"multi\nline"\n'
+)
+BAD = (
+    "4,ok,ok,ok,1,ok\n"
+    "x,bad,id,p,1,c\n"
+    "5,too,few,fields\n"
+    "6,aaaaaaaaaaaaaaaaaaaaa,h,p,1,c\n"
+    "7,n,h,p,-1,c\n"
+    "8,n,h,p,1,c\n"
+)
+
+
+def generated(rows: int, seed: int = 0) -> str:
+    out = io.StringIO()
+    write_csv(out, rows, seed)
+    return out.getvalue()
+
+
+def test_generate_is_deterministic_and_fits_the_schema() -> None:
+    text = generated(500, seed=7)
+    assert text == generated(500, seed=7)
+    assert text != generated(500, seed=8)
+    lines = text.splitlines()
+    assert lines[0] == HEADER
+    reader = CsvReader(io.StringIO(text))
+    rows = [row for row, _ in reader]
+    assert (len(rows), reader.bad_count, reader.header) == (500, 0, True)
+    assert [r[0] for r in rows] == list(range(1, 501))
+
+
+def test_reader_reports_bad_rows_by_line() -> None:
+    reader = CsvReader(io.StringIO(BAD))
+    ids = [row[0] for row, _ in reader]
+    assert ids == [4, 8]
+    assert [(b.line, b.reason.split(" ")[0]) for b in reader.bad] == [
+        (2, "id"),
+        (3, "expected"),
+        (4, "name"),
+        (5, "xp"),
+    ]
+    assert not reader.header
+
+
+async def load_text(
+    store: SQLStore, text: str, tmp_path: Path, **options: bool
+) -> tuple[int, CsvReader]:
+    path = tmp_path / "data.csv"
+    path.write_text(text, encoding="utf-8")
+    strict = options.pop("strict", False)
+    with path.open(encoding="utf-8", newline="") as source:
+        reader = CsvReader(source)
+        policy = CachePolicy(store, await make_cache("memory"))
+        loaded = await policy.bulk_load(
+            reader,
+            replace=options.get("replace", False),
+            keep=lambda: not (strict and reader.bad_count),
+        )
+    return loaded, reader
+
+
+async def test_load_keeps_every_value_exactly(store: SQLStore, tmp_path: Path) -> None:
+    loaded, reader = await load_text(store, TRICKY, tmp_path)
+    assert (loaded, reader.bad_count) == (3, 0)
+    two, three = await store.get(2), await store.get(3)
+    assert two is not None
+    assert three is not None
+    assert (two.name, two.hero, two.color, two.xp) == ("NULL", 'say "hi"', "a,b", 0)
+    assert (three.name, three.hero, three.power) == ("héroïne 🦸", "Back\\slash", "\\N")
+    assert (three.xp, three.color) == (4294967295, "multi\nline")
+    assert two.version > 1_000_000_000  # a load version, above any updated row's
+
+
+async def test_load_with_and_without_header(store: SQLStore, tmp_path: Path) -> None:
+    text = generated(1000)
+    loaded, reader = await load_text(store, text, tmp_path)
+    assert (loaded, reader.header) == (1000, True)
+    headerless = text.split("\n", 1)[1].replace(",Wenloan,", ",Renamed,", 1)
+    loaded, reader = await load_text(store, headerless, tmp_path)
+    assert (loaded, reader.header) == (1000, False)
+    assert await store.count() == 1000  # same ids: replaced, not duplicated
+    first = await store.get(1)
+    assert first is not None
+    assert first.name == "Renamed"
+    created = await store.create(HeroIn(name="n", hero="h", power="p", xp=1, color="c"))
+    assert created.id == 1001  # the id sequence moved past the loaded ids
+
+
+async def test_bad_rows_are_skipped_or_with_strict_nothing_loads(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    loaded, reader = await load_text(store, BAD, tmp_path, strict=True)
+    assert (loaded, reader.bad_count) == (0, 4)
+    assert await store.count() == 0
+    loaded, reader = await load_text(store, BAD, tmp_path)
+    assert loaded == 2
+    assert await store.count() == 2
+
+
+async def test_replace_empties_the_table_first(store: SQLStore, tmp_path: Path) -> None:
+    await load_text(store, generated(50), tmp_path)
+    loaded, _ = await load_text(store, TRICKY, tmp_path, replace=True)
+    assert loaded == 3
+    assert await store.count() == 3
+
+
+@pytest.mark.parametrize("cache_kind", ["memory", "redis"])
+async def test_a_load_leaves_no_stale_cache_entry(
+    sqlite_store: SQLStore, cache_kind: str, tmp_path: Path
+) -> None:
+    cache: Cache = await make_cache(cache_kind)
+    try:
+        policy = CachePolicy(sqlite_store, cache, Tuning(ttl=600))
+        await policy.bulk_load(
+            CsvReader(io.StringIO(generated(10))), replace=False, keep=lambda: True
+        )
+        updated = await policy.update(1, {"name": "Cached"})
+        assert updated is not None
+        assert (await policy.read(1)).outcome == Outcome.HIT
+        by_xp = await policy.read_by_xp([updated.xp])
+        reloaded = generated(10).replace(",Wenloan,", ",Reloaded,", 1)
+        await policy.bulk_load(CsvReader(io.StringIO(reloaded)), replace=False, keep=lambda: True)
+        served = await policy.read(1)
+        assert served.outcome == Outcome.MISS
+        assert b'"Reloaded"' in (served.body or b"")
+        assert (await policy.read_by_xp([updated.xp])).outcome == Outcome.MISS
+        assert by_xp.body != (await policy.read_by_xp([updated.xp])).body
+    finally:
+        await cache.clear()
+        await cache.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server (server mode: real HTTP on loopback) of this test's own."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_cli_generates_and_loads_from_s3(s3_endpoint: str, tmp_path: Path) -> None:
+    import boto3
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWOTIER_", "AWS_"))}
+    env |= {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TWOTIER_DATABASE_URL": database_url("sqlite", tmp_path),
+    }
+    data = tmp_path / "mp6data.csv"
+    made = subprocess.run(
+        [TWOTIER, "generate", "--rows", "2000", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "wrote 2000 heroes" in made.stderr
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text(data.read_text().split("\n", 1)[1] + BAD.replace("4,", "2001,", 1))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="seed")
+    s3.upload_file(str(headerless), "seed", "data/mp6data.csv")
+
+    strict = subprocess.run(
+        [TWOTIER, "load", "--strict", "s3://seed/data/mp6data.csv"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert strict.returncode == 1
+    assert "line 2002: id must be" in strict.stderr
+    assert "nothing was loaded" in strict.stderr
+
+    loaded = subprocess.run(
+        [TWOTIER, "load", "s3://seed/data/mp6data.csv"], env=env, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert "read 2006 rows (without header): 2002 loaded, 4 bad" in loaded.stderr
+
+    missing = subprocess.run(
+        [TWOTIER, "load", "s3://seed/nothing.csv"], env=env, capture_output=True, text=True
+    )
+    assert missing.returncode == 2
+    assert "cannot read s3://seed/nothing.csv" in missing.stderr
