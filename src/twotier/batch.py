@@ -95,7 +95,7 @@ def parse(event: object, max_items: int) -> BatchRequest:
     except ValidationError as error:
         raise BatchError(400, _describe(error)) from None
     if len(parsed.SQLS) > max_items:
-        raise BatchError(413, f"SQLS has {len(parsed.SQLS)} items; at most {max_items} allowed")
+        raise BatchError(400, f"SQLS has {len(parsed.SQLS)} items; at most {max_items} allowed")
     try:
         if parsed.REQUEST == "read":
             keys = _KEYS.validate_python(parsed.SQLS)

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     page_limit_default: int = Field(100, ge=1, description="Rows per page of GET /heroes.")
     page_limit_max: int = Field(1000, ge=1, description="Largest `limit` GET /heroes accepts.")
     batch_max_items: int = Field(
-        10_000, ge=1, description="Most SQLS items one seed batch event may carry (else 413)."
+        10_000, ge=1, description="Most SQLS items one seed batch event may carry (else 400)."
     )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted (else 413)."

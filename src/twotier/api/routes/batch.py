@@ -35,7 +35,6 @@ _EXAMPLES: dict[str, Example] = {
     responses={
         200: {"description": '`{"statusCode": 200, "body": [rows] | "write success"}`'},
         400: {"description": 'A malformed event: `{"statusCode": 400, "body": {"detail"}}`'},
-        413: {"description": "Too many SQLS items."},
         503: {"description": "The database is unreachable; nothing was written."},
     },
 )
