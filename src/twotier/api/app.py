@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from twotier import __version__
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
+from twotier.api.hot_path import HotReads
 from twotier.api.routes import batch, health
 from twotier.api.routes.heroes import heroes_router
 from twotier.bootstrap import build_policy
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
         app.state.policy = policy
     install_error_handlers(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HotReads)
     app.include_router(health.router)
     app.include_router(heroes_router(settings))
     app.include_router(batch.router)

@@ -1,4 +1,8 @@
-"""What routes get through ``Depends``: the policy built at start-up, the cache wish."""
+"""What routes get through ``Depends``: the policy built at start-up, the cache wish.
+
+FastAPI runs plain ``def`` dependencies in a thread pool; these are ``async def`` so that a
+cached read never hops threads.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,12 @@ from fastapi import Depends, Header, Request
 from twotier.policy import CachePolicy
 
 
-def get_policy(request: Request) -> CachePolicy:
+async def get_policy(request: Request) -> CachePolicy:
     policy: CachePolicy = request.app.state.policy
     return policy
 
 
-def wants_cache(
+async def wants_cache(
     cache_control: Annotated[
         str | None,
         Header(description="`no-cache` (or `no-store`) serves the read from the database."),

@@ -33,9 +33,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+def store_unavailable_response(exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", exc)
     return error_response(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    return store_unavailable_response(exc)
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
