@@ -8,6 +8,7 @@ otherwise the test is skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -32,7 +33,7 @@ SERVER_URLS = {
 }
 RUN_ID = uuid.uuid4().hex[:8]
 STORES = ["sqlite", "mysql", "postgres"]
-CACHES = ["memory", "redis"]
+CACHES = ["memory", "redis", "near"]
 
 
 def require(service: str) -> None:
@@ -133,13 +134,25 @@ async def sqlite_store(tmp_path: object) -> AsyncIterator[SQLStore]:
         await sql_store.close()
 
 
-async def make_cache(kind: str) -> Cache:
+async def make_cache(kind: str, namespace: str | None = None) -> Cache:
+    """A cache of the given kind; ``near`` is a near-cache over Redis, already subscribed."""
     if kind == "memory":
         return MemoryCache(max_entries=10_000)
     require("redis")
+    from twotier.cache.near import NearCache
     from twotier.cache.redis import RedisCache
 
-    return RedisCache(SERVER_URLS["redis"], namespace=redis_namespace(), timeout=2.0)
+    shared = RedisCache(SERVER_URLS["redis"], namespace=namespace or redis_namespace(), timeout=2.0)
+    if kind == "redis":
+        return shared
+    near = NearCache(shared, ttl=60)
+    await near.get("warm-up")  # starts the subscription
+    for _ in range(200):
+        if near.live:
+            break
+        await asyncio.sleep(0.01)
+    assert near.live, "the near-cache did not subscribe"
+    return near
 
 
 @pytest.fixture(params=CACHES)

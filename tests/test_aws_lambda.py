@@ -262,6 +262,12 @@ def test_seed_batch_events(runtime: Runtime) -> None:
     assert invoke({"nothing": "here"})["statusCode"] == 400
 
 
+def test_the_near_cache_is_off_in_lambda(runtime: Runtime) -> None:
+    from twotier.cache.redis import RedisCache
+
+    assert isinstance(runtime.policy.cache, RedisCache)
+
+
 def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
     engine = runtime.policy.store.engine  # type: ignore[attr-defined]
     opened = {"count": 0}

@@ -125,6 +125,12 @@ def test_help_explains_every_setting(tmp_path: Path) -> None:
     assert "db" in result.stdout
 
 
+def test_several_workers_need_a_shared_cache(tmp_path: Path) -> None:
+    result = run(["serve", "--workers", "2"], environment(Settings()), tmp_path)
+    assert result.returncode == 2
+    assert "needs a shared cache" in result.stderr
+
+
 def test_passwords_are_not_printed(tmp_path: Path) -> None:
     env = environment(Settings(database_url="mysql://root:s3cr3t-pw@127.0.0.1:1/superhero_db"))
     result = run(["db", "init"], env, tmp_path)

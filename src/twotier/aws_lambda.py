@@ -31,6 +31,9 @@ class Runtime:
     """What a warm Lambda container keeps between invocations."""
 
     def __init__(self, settings: Settings) -> None:
+        # No near-cache: a frozen container cannot hear invalidations between invocations,
+        # so its first reads after a thaw could be stale. Every read asks Redis.
+        settings = settings.model_copy(update={"near_cache_ttl": 0})
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)

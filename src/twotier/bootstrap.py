@@ -36,8 +36,15 @@ def build_cache(settings: Settings) -> Cache:
                 "a Redis cache needs the extra: pip install 'twotier[redis]'"
             ) from error
 
-        return RedisCache(
+        shared = RedisCache(
             settings.cache_url, namespace=settings.cache_namespace, timeout=settings.cache_timeout
+        )
+        if not settings.near_cache_ttl:
+            return shared
+        from twotier.cache.near import NearCache
+
+        return NearCache(
+            shared, max_entries=settings.near_cache_max_entries, ttl=settings.near_cache_ttl
         )
     raise ValueError(f"unsupported cache URL scheme {scheme!r}: use memory:// or redis://")
 

@@ -52,6 +52,12 @@ def serve(
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
     import uvicorn
 
+    if workers > 1 and get_settings().cache_url.startswith("memory:"):
+        # Each worker would keep its own cache, and miss the others' writes.
+        console.print(
+            "[red]--workers > 1 needs a shared cache: set TWOTIER_CACHE_URL=redis://…[/red]"
+        )
+        raise typer.Exit(2)
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
     # handler that was there before it; make that one a clean exit, as orchestrators expect.
     for stop in (signal.SIGTERM, signal.SIGINT):

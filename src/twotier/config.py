@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(
         100_000, ge=1, description="Bound of the in-process cache (memory://)."
     )
+    near_cache_ttl: float = Field(
+        2.0,
+        ge=0,
+        description="With Redis: seconds an entry lives in the in-process near-cache in front "
+        "of it (0 turns it off). Bounds staleness should an invalidation message be lost.",
+    )
+    near_cache_max_entries: int = Field(
+        10_000, ge=1, description="Bound of the near-cache, per process."
+    )
     cache_timeout: float = Field(
         0.5, gt=0, description="Seconds before a cache call is given up (then served from DB)."
     )

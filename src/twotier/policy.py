@@ -351,6 +351,7 @@ class CachePolicy:
                 await self.cache.set_generations(
                     {g: _new_generation() for g in generation_keys}, self._generation_ttl
                 )
+                await self.cache.announce(keys)
             except CacheUnavailable as error:
                 self._cache_failed(error)
             else:
@@ -386,6 +387,7 @@ class CachePolicy:
                 await self.cache.set_generations(
                     {g: _new_generation() for g in generations}, self._generation_ttl
                 )
+                await self.cache.announce(keys)
         except CacheUnavailable as error:
             self._cache_failed(error)
             return False

@@ -38,7 +38,7 @@ class Cache(Protocol):
     async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
         """Store ``entry`` unless the key holds an equal or newer version; True if stored."""
 
-    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         """``put_if_newer`` for each (key, entry, ttl), in one round trip where possible."""
 
     async def get_with_generations(
@@ -56,6 +56,11 @@ class Cache(Protocol):
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
         """Give each generation key a new value, so entries filed under the old one miss."""
+
+    async def announce(self, keys: Sequence[str]) -> None:
+        """Tell other processes that keep local copies (near-caches) that these keys changed.
+
+        A no-op for a cache without local copies."""
 
     async def delete(self, keys: Sequence[str]) -> None: ...
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from twotier.cache.base import Entry
 
@@ -50,9 +50,8 @@ class MemoryCache:
         self._store(key, entry, ttl)
         return True
 
-    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> None:
-        for key, entry, ttl in items:
-            await self.put_if_newer(key, entry, ttl)
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
+        return [await self.put_if_newer(key, entry, ttl) for key, entry, ttl in items]
 
     async def get_with_generations(
         self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
@@ -80,11 +79,21 @@ class MemoryCache:
             self._store(key, Entry(value, b""), ttl)
 
     async def delete(self, keys: Sequence[str]) -> None:
+        self.forget(keys)
+
+    async def clear(self) -> None:
+        self.forget_all()
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop keys at once (no await: safe to call from a callback)."""
         for key in keys:
             self._items.pop(key, None)
 
-    async def clear(self) -> None:
+    def forget_all(self) -> None:
         self._items.clear()
+
+    async def announce(self, keys: Sequence[str]) -> None:
+        return None  # one process: nobody else holds a copy
 
     async def ping(self) -> None:
         return None

@@ -6,6 +6,8 @@ versions inside Redis, in one Lua script, atomically.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -66,13 +68,20 @@ def _decode(raw: bytes | str | None) -> Entry | None:
     return Entry(int(version), body)
 
 
+_PUBSUB_PING_EVERY = 1.0
+_PUBSUB_DEADLINE = 3.0
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
 class RedisCache:
     def __init__(self, url: str, *, namespace: str = "twotier", timeout: float = 0.5) -> None:
+        self._url = url
+        self._timeout = timeout
         self._prefix = f"{namespace}:"
+        self._channel = f"{namespace}:invalidations"
         self._redis = aioredis.from_url(
             url,
             socket_timeout=timeout,
@@ -112,9 +121,9 @@ class RedisCache:
             )
         return bool(stored)
 
-    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         if not items:
-            return
+            return []
         async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
             for key, entry, ttl in items:
                 await self._put_if_newer(
@@ -122,7 +131,7 @@ class RedisCache:
                     args=[entry.version, _encode(entry), _ms(ttl)],
                     client=pipe,
                 )
-            await pipe.execute()
+            return [bool(stored) for stored in await pipe.execute()]
 
     async def get_with_generations(
         self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
@@ -163,6 +172,51 @@ class RedisCache:
             for key, value in generations.items():
                 pipe.set(self._key(key), value, px=_ms(ttl))
             await pipe.execute()
+
+    async def announce(self, keys: Sequence[str]) -> None:
+        return None  # no local copies here; NearCache publishes through ``publish``
+
+    async def publish(self, message: str) -> None:
+        async with self._guard():
+            await self._redis.publish(self._channel, message)
+
+    async def messages(self) -> AsyncIterator[str | None]:
+        """Invalidation messages; None once subscribed. Raises when the link is lost.
+
+        The subscription has its own connection with no read timeout (it idles between
+        messages); a ping each second, unanswered for ``_PUBSUB_DEADLINE``, counts as lost.
+        """
+        client = aioredis.from_url(
+            self._url, socket_connect_timeout=self._timeout, decode_responses=True
+        )
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            last_heard = time.monotonic()
+            last_ping = 0.0
+            subscribed = False
+            while True:
+                message = await pubsub.get_message(timeout=_PUBSUB_PING_EVERY)
+                now = time.monotonic()
+                if message is not None:
+                    last_heard = now
+                    kind = message["type"]
+                    if kind == "subscribe" and not subscribed:
+                        subscribed = True
+                        yield None
+                    elif kind == "message":
+                        yield str(message["data"])
+                if now - last_heard > _PUBSUB_DEADLINE:
+                    raise CacheUnavailable("invalidation channel silent: link lost")
+                if now - last_ping >= _PUBSUB_PING_EVERY:
+                    await pubsub.ping()
+                    last_ping = now
+        except (RedisError, OSError) as error:
+            raise CacheUnavailable(f"invalidation channel lost: {error}") from error
+        finally:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await client.aclose()
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:

@@ -1,0 +1,201 @@
+"""A near-cache: an in-process L1 in front of a shared cache (Redis), kept coherent by
+invalidation messages between processes.
+
+A hit in L1 costs a dictionary lookup instead of a network round trip and a client library
+call. Coherence:
+
+- a write in this process updates L1 at once (if the shared cache accepted that version);
+- a write in another process arrives as an invalidation message (Redis pub/sub) and drops
+  the key here, within the message's delivery time (about a millisecond on one host);
+- L1 is used only while the subscription is live; when it breaks, L1 is emptied and not
+  refilled until the subscription is back, so a lost message cannot leave a stale entry;
+- an L1 fill that raced with an invalidation is not kept (an epoch counter tells);
+- entries live at most ``ttl`` seconds in L1: the bound on staleness should a message be
+  lost while the connection still looks alive.
+
+Only point lookups (``get``, ``get_many``, ``put_if_newer``) go through L1; generation-filed
+list entries always come from the shared cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol
+
+from twotier.cache.base import Cache, Entry
+from twotier.cache.memory import MemoryCache
+
+log = logging.getLogger(__name__)
+
+_EVERYTHING = "*"
+
+
+class InvalidationBus(Protocol):
+    """A broadcast channel between the processes sharing one cache."""
+
+    async def publish(self, message: str) -> None: ...
+
+    def messages(self) -> AsyncIterator[str | None]:
+        """Messages as they arrive. ``None`` first, once subscribed (and after each
+        re-subscription): whatever was sent before it may have been missed. Ends or raises
+        when the subscription breaks."""
+        ...
+
+
+class SharedCache(Cache, InvalidationBus, Protocol):
+    """A shared cache that also carries invalidation messages (RedisCache)."""
+
+
+class NearCache:
+    def __init__(self, shared: SharedCache, *, max_entries: int = 10_000, ttl: float = 2.0) -> None:
+        self.shared = shared
+        self.ttl = ttl
+        self.local = MemoryCache(max_entries)
+        self._origin = uuid.uuid4().hex
+        self._epoch = 0
+        self._live = False  # subscribed: L1 may be used
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    # -- the subscription ---------------------------------------------------------------
+
+    def _listen(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._run_listener())
+
+    async def _run_listener(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                async for message in self.shared.messages():
+                    if message is None:  # (re)subscribed: start from an empty L1
+                        self._forget_all()
+                        self._live = True
+                        delay = 0.05
+                        continue
+                    self._apply(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("near-cache invalidations interrupted: %s", error)
+            self._live = False
+            self._forget_all()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _apply(self, message: str) -> None:
+        origin, _, keys = message.partition("\n")
+        if origin == self._origin:
+            return
+        self._epoch += 1
+        if keys == _EVERYTHING:
+            self.local.forget_all()
+            return
+        self.local.forget(keys.split("\n"))
+
+    def _forget_all(self) -> None:
+        self._epoch += 1
+        self.local.forget_all()
+
+    def _local_ttl(self, ttl: float) -> float:
+        return min(ttl, self.ttl)
+
+    # -- point lookups, through L1 ------------------------------------------------------
+
+    async def get(self, key: str) -> Entry | None:
+        if self._live:
+            entry = await self.local.get(key)
+            if entry is not None:
+                return entry
+        else:
+            self._listen()
+        epoch = self._epoch
+        entry = await self.shared.get(key)
+        if entry is not None and self._live and epoch == self._epoch:
+            await self.local.put_if_newer(key, entry, self.ttl)
+        return entry
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        if not self._live:
+            self._listen()
+            return await self.shared.get_many(keys)
+        found = await self.local.get_many(keys)
+        missing = [key for key, entry in zip(keys, found, strict=True) if entry is None]
+        if missing:
+            epoch = self._epoch
+            fetched = dict(zip(missing, await self.shared.get_many(missing), strict=True))
+            keep = self._live and epoch == self._epoch
+            for index, key in enumerate(keys):
+                if found[index] is None and (entry := fetched[key]) is not None:
+                    found[index] = entry
+                    if keep:
+                        await self.local.put_if_newer(key, entry, self.ttl)
+        return found
+
+    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
+        epoch = self._epoch
+        stored = await self.shared.put_if_newer(key, entry, ttl)
+        await self._after_put([(key, entry, ttl)], [stored], epoch)
+        return stored
+
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
+        epoch = self._epoch
+        stored = await self.shared.put_many_if_newer(items)
+        await self._after_put(items, stored, epoch)
+        return stored
+
+    async def _after_put(
+        self, items: Sequence[tuple[str, Entry, float]], stored: Sequence[bool], epoch: int
+    ) -> None:
+        keep = self._live and epoch == self._epoch
+        for (key, entry, ttl), accepted in zip(items, stored, strict=True):
+            if accepted and keep:
+                await self.local.put_if_newer(key, entry, self._local_ttl(ttl))
+            else:  # a newer version is in the shared cache, or L1 cannot be trusted now
+                self.local.forget([key])
+
+    async def announce(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self.shared.publish(self._origin + "\n" + "\n".join(keys))
+
+    # -- everything else goes to the shared cache ---------------------------------------
+
+    async def get_with_generations(
+        self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
+    ) -> list[tuple[Entry | None, int]]:
+        return await self.shared.get_with_generations(pairs, candidates, ttl)
+
+    async def put_if_generation(
+        self, key: str, generation_key: str, entry: Entry, ttl: float
+    ) -> bool:
+        return await self.shared.put_if_generation(key, generation_key, entry, ttl)
+
+    async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
+        await self.shared.set_generations(generations, ttl)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        self.local.forget(keys)
+        await self.shared.delete(keys)
+
+    async def clear(self) -> None:
+        self._forget_all()
+        await self.shared.clear()
+        await self.shared.publish(self._origin + "\n" + _EVERYTHING)
+
+    async def ping(self) -> None:
+        await self.shared.ping()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        self.local.forget_all()
+        await self.shared.close()

@@ -1,0 +1,115 @@
+"""The near-cache over Redis: coherent across processes, bounded in staleness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import make_cache, redis_namespace
+from twotier.cache.base import Entry
+from twotier.cache.near import NearCache
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[NearCache, NearCache]]:
+    """Two near-caches on one namespace: two processes of one deployment."""
+    namespace = redis_namespace()
+    first = await make_cache("near", namespace)
+    second = await make_cache("near", namespace)
+    assert isinstance(first, NearCache)
+    assert isinstance(second, NearCache)
+    try:
+        yield first, second
+    finally:
+        await first.clear()
+        await first.close()
+        await second.close()
+
+
+async def until(condition: object, limit: float = 3.0) -> float:
+    """Seconds until ``condition()`` holds (fails past ``limit`` seconds)."""
+    started = time.perf_counter()
+    while not condition():  # type: ignore[operator]
+        if time.perf_counter() - started > limit:
+            pytest.fail("condition not met in time")
+        await asyncio.sleep(0.0005)
+    return time.perf_counter() - started
+
+
+async def test_reads_are_served_from_the_local_copy(pair: tuple[NearCache, NearCache]) -> None:
+    first, _ = pair
+    await first.put_if_newer("k", Entry(1, b"one"), 60)
+    assert await first.local.get("k") == Entry(1, b"one")  # own write: local at once
+    await first.shared.delete(["k"])  # behind its back: the local copy still answers
+    assert await first.get("k") == Entry(1, b"one")
+
+
+async def test_a_write_elsewhere_invalidates_within_milliseconds(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    first, second = pair
+    await second.put_if_newer("k", Entry(1, b"one"), 60)
+    assert await first.get("k") == Entry(1, b"one")
+    assert await first.local.get("k") is not None
+
+    delays = []
+    for version in range(2, 22):
+        await second.put_if_newer("k", Entry(version, b"v%d" % version), 60)
+        await second.announce(["k"])
+        delays.append(await until(lambda: first.local._items.get("k") is None))
+        assert await first.get("k") == Entry(version, b"v%d" % version)
+    delays.sort()
+    print(f"invalidation delay: median {delays[10] * 1000:.2f} ms, max {delays[-1] * 1000:.2f} ms")
+
+
+async def test_own_writes_are_visible_at_once_and_not_self_invalidated(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    first, second = pair
+    await first.put_many_if_newer([("a", Entry(1, b"a"), 60), ("b", Entry(1, b"b"), 60)])
+    await first.announce(["a", "b"])
+    await asyncio.sleep(0.05)  # our own message came back and was ignored
+    assert await first.local.get_many(["a", "b"]) == [Entry(1, b"a"), Entry(1, b"b")]
+    assert await second.get("a") == Entry(1, b"a")  # the other process reads it from Redis
+
+
+async def test_an_older_write_is_not_kept_locally(pair: tuple[NearCache, NearCache]) -> None:
+    first, second = pair
+    await second.put_if_newer("k", Entry(5, b"five"), 60)
+    assert not await first.put_if_newer("k", Entry(4, b"four"), 60)
+    assert await first.local.get("k") is None
+    assert await first.get("k") == Entry(5, b"five")
+
+
+async def test_a_fill_that_raced_an_invalidation_is_not_kept(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    first, second = pair
+    await second.put_if_newer("k", Entry(1, b"one"), 60)
+    original = first.shared.get
+
+    async def slow_get(key: str) -> Entry | None:
+        entry = await original(key)  # reads v1 ...
+        await second.put_if_newer("k", Entry(2, b"two"), 60)  # ... meanwhile v2 is written
+        await second.announce(["k"])
+        await until(lambda: first._epoch > epoch)
+        return entry
+
+    epoch = first._epoch
+    first.shared.get = slow_get  # type: ignore[method-assign]
+    assert await first.get("k") == Entry(1, b"one")  # a read concurrent with the write
+    first.shared.get = original  # type: ignore[method-assign]
+    assert await first.local.get("k") is None  # ... but v1 was not kept
+    assert await first.get("k") == Entry(2, b"two")
+
+
+async def test_clear_reaches_every_process(pair: tuple[NearCache, NearCache]) -> None:
+    first, second = pair
+    await second.put_if_newer("k", Entry(1, b"one"), 60)
+    await first.get("k")
+    await second.clear()
+    await until(lambda: not first.local._items)
+    assert await first.get("k") is None
