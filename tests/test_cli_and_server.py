@@ -43,14 +43,14 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    store_kind, cache_kind = request.param
+    store_kind, cache_kind, server_kind = request.param
     env = environment(settings_for(store_kind, cache_kind, tmp_path))
     assert run(["db", "init"], env, tmp_path).returncode == 0
     sample = run(["db", "sample", "--rows", "20"], env, tmp_path)
     assert sample.returncode == 0, sample.stderr
     port = free_port()
     process = subprocess.Popen(
-        [TWOTIER, "serve", "--port", str(port), "--log-level", "warning"],
+        [TWOTIER, "serve", "--port", str(port), "--log-level", "warning", "--server", server_kind],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -89,9 +89,13 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     "server",
-    [("sqlite", "memory"), ("mysql", "redis")],
+    [
+        ("sqlite", "memory", "granian"),
+        ("mysql", "redis", "granian"),
+        ("sqlite", "memory", "uvicorn"),
+    ],
     indirect=True,
-    ids=["embedded", "mysql+redis"],
+    ids=["embedded", "mysql+redis", "embedded-uvicorn"],
 )
 def test_a_new_user_session(server: str) -> None:
     first = httpx.get(f"{server}/heroes/1")
