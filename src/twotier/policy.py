@@ -39,6 +39,7 @@ from twotier.dataset import Row
 from twotier.heroes import HeroIn, HeroRecord
 from twotier.singleflight import SingleFlight
 from twotier.store.base import HeroQuery, Store, StoreUnavailable
+from twotier.telemetry import CACHE_ERRORS, Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,22 @@ def _join_arrays(arrays: Iterable[bytes]) -> bytes:
     return _json_array(array[1:-1] for array in arrays)
 
 
+_READ, _LIST, _BATCH_ID, _BATCH_XP = (
+    Outcomes(op) for op in ("read", "list", "batch_id", "batch_xp")
+)
+
+
+def _count(outcomes: Outcomes, body: bytes | None, outcome: Outcome) -> Served:
+    """The read's answer, counted under its operation and outcome."""
+    if outcome is Outcome.HIT:
+        outcomes.hit.inc()
+    elif outcome is Outcome.MISS:
+        outcomes.miss.inc()
+    else:
+        outcomes.bypass.inc()
+    return Served(body, outcome)
+
+
 def _new_generation() -> int:
     return random.getrandbits(62)
 
@@ -151,11 +168,11 @@ class CachePolicy:
             else:
                 self.breaker.succeeded()
                 if entry is not None:
-                    return Served(entry.body or None, Outcome.HIT)
+                    return _count(_READ, entry.body or None, Outcome.HIT)
                 entry = await self._flights.do(key, lambda: self._fill_hero(hero_id, key))
-                return Served(entry.body or None, Outcome.MISS)
+                return _count(_READ, entry.body or None, Outcome.MISS)
         record = await self.store.get(hero_id)
-        return Served(record.to_json() if record else None, Outcome.BYPASS)
+        return _count(_READ, record.to_json() if record else None, Outcome.BYPASS)
 
     async def _fill_hero(self, hero_id: int, key: str) -> Entry:
         record = await self.store.get(hero_id)
@@ -179,14 +196,14 @@ class CachePolicy:
             else:
                 self.breaker.succeeded()
                 if entry is not None and entry.version == generation:
-                    return Served(entry.body, Outcome.HIT)
+                    return _count(_LIST, entry.body, Outcome.HIT)
                 entry = await self._flights.do(
                     f"{key}@{generation}",
                     lambda: self._fill_list(query, key, generation_key, generation),
                 )
-                return Served(entry.body, Outcome.MISS)
+                return _count(_LIST, entry.body, Outcome.MISS)
         records = await self.store.find(_one_more(query))
-        return Served(page_json(records, query.limit), Outcome.BYPASS)
+        return _count(_LIST, page_json(records, query.limit), Outcome.BYPASS)
 
     async def _fill_list(
         self, query: HeroQuery, key: str, generation_key: str, generation: int
@@ -213,10 +230,10 @@ class CachePolicy:
                     filled = await self._flights.do_many(missing, self._fill_heroes)
                     found |= {int(key.split(":")[1]): entry for key, entry in filled.items()}
                 body = _json_array(found[i].body for i in hero_ids)
-                return Served(body, Outcome.MISS if missing else Outcome.HIT)
+                return _count(_BATCH_ID, body, Outcome.MISS if missing else Outcome.HIT)
         records = await self.store.get_many(unique)
         body = _json_array(records[i].to_json() for i in hero_ids if i in records)
-        return Served(body, Outcome.BYPASS)
+        return _count(_BATCH_ID, body, Outcome.BYPASS)
 
     async def _fill_heroes(self, keys: list[str]) -> dict[str, Entry]:
         records = await self.store.get_many([int(key.split(":")[1]) for key in keys])
@@ -260,10 +277,10 @@ class CachePolicy:
                     )
                     bodies |= {misses[key][0]: entry.body for key, entry in filled.items()}
                 body = _join_arrays(bodies[xp] for xp in xps)
-                return Served(body, Outcome.MISS if misses else Outcome.HIT)
+                return _count(_BATCH_XP, body, Outcome.MISS if misses else Outcome.HIT)
         records = await self.store.by_xp(unique)
         bodies = {xp: _rows_json(records[xp]) for xp in unique}
-        return Served(_join_arrays(bodies[xp] for xp in xps), Outcome.BYPASS)
+        return _count(_BATCH_XP, _join_arrays(bodies[xp] for xp in xps), Outcome.BYPASS)
 
     async def _fill_xps(self, wanted: Mapping[str, tuple[int, int]]) -> dict[str, Entry]:
         records = await self.store.by_xp([xp for xp, _ in wanted.values()])
@@ -405,6 +422,7 @@ class CachePolicy:
             self._cache_failed(error)
 
     def _cache_failed(self, error: CacheUnavailable) -> None:
+        CACHE_ERRORS.inc()
         log.warning("cache call failed, serving from the database: %s", error)
         self.breaker.failed()
 

@@ -12,7 +12,7 @@ from twotier import __version__
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
 from twotier.api.hot_path import HotReads
-from twotier.api.routes import batch, health
+from twotier.api.routes import batch, health, metrics
 from twotier.api.routes.heroes import heroes_router
 from twotier.bootstrap import build_policy
 from twotier.config import Settings, get_settings
@@ -54,4 +54,5 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     app.include_router(health.router)
     app.include_router(heroes_router(settings))
     app.include_router(batch.router)
+    app.include_router(metrics.router)
     return app

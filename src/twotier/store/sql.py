@@ -22,6 +22,7 @@ from twotier.store import sql_bulk
 from twotier.store.base import HeroQuery, StoreUnavailable
 from twotier.store.sql_bulk import Rows
 from twotier.store.sql_schema import RECORD_COLUMNS, metadata, superheroes
+from twotier.telemetry import DATABASE_QUERIES
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -98,6 +99,7 @@ class SQLStore:
     @asynccontextmanager
     async def _connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
         """A pooled connection in a transaction; database faults become StoreUnavailable."""
+        DATABASE_QUERIES.inc()
         try:
             async with self.engine.connect() as conn:
                 if write:
@@ -240,6 +242,7 @@ class SQLStore:
         self, rows: Rows, *, replace: bool, version: int, keep: Callable[[], bool]
     ) -> int:
         """Load many rows through the database's bulk path, in one transaction."""
+        DATABASE_QUERIES.inc()
         try:
             return await sql_bulk.bulk_load(
                 self.url, rows, replace=replace, version=version, keep=keep
