@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import signal
 import tempfile
@@ -18,10 +17,11 @@ from rich.console import Console
 from rich.progress import DownloadColumn, Progress
 
 from twotier import dataset
-from twotier.bootstrap import build_policy, build_store
+from twotier.bootstrap import build_store
 from twotier.config import Settings, get_settings
 from twotier.dataset import XP_MAX_DEFAULT as XP_MAX
 from twotier.dataset import CsvReader, open_source, write_csv
+from twotier.loader import load_csv
 
 console = Console(stderr=True)
 APP_FACTORY = "twotier.api.app:create_app"
@@ -207,30 +207,20 @@ def _load_with_progress(
     settings: Settings, path: Path, strict: bool, replace: bool
 ) -> tuple[CsvReader, int, float]:
     size = path.stat().st_size
-    with (
-        path.open("rb") as raw,
-        Progress(
-            *Progress.get_default_columns(), DownloadColumn(), console=console, transient=True
-        ) as progress,
-    ):
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), console=console, transient=True
+    ) as progress:
         task = progress.add_task(f"loading {path.name}", total=size)
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        reader = CsvReader(
-            text, on_progress=lambda _line: progress.update(task, completed=raw.tell())
-        )
-
-        async def run() -> int:
-            policy = build_policy(settings)
-            try:
-                await policy.prepare()
-                return await policy.bulk_load(
-                    reader, replace=replace, keep=lambda: not (strict and reader.bad_count)
-                )
-            finally:
-                await policy.close()
-
         started = time.perf_counter()
-        loaded = asyncio.run(run())
+        reader, loaded = asyncio.run(
+            load_csv(
+                settings,
+                path,
+                strict=strict,
+                replace=replace,
+                on_progress=lambda done: progress.update(task, completed=done),
+            )
+        )
         progress.update(task, completed=size)
     return reader, loaded, time.perf_counter() - started
 

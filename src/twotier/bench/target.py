@@ -1,0 +1,102 @@
+"""The server under test: one the bench starts (and stops), or one at a URL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+TWOTIER = str(Path(sys.executable).with_name("twotier"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Target:
+    """A server to measure. Started with a fresh cache namespace, so it starts cold."""
+
+    def __init__(
+        self, url: str | None = None, *, server: str = "granian", workers: int = 1
+    ) -> None:
+        self._external = url
+        self._server = server
+        self._workers = workers
+        self._process: subprocess.Popen[bytes] | None = None
+        self.url = url.rstrip("/") if url else ""
+
+    def __enter__(self) -> Target:
+        if self._external:
+            self._wait_healthy(self.url, timeout=10)
+            return self
+        port = free_port()
+        env = os.environ | {"TWOTIER_CACHE_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}"}
+        self._process = subprocess.Popen(
+            [
+                TWOTIER,
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--server",
+                self._server,
+                "--workers",
+                str(self._workers),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        self._wait_healthy(self.url, timeout=60)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+    def _wait_healthy(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError("the server under test exited at start-up")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"no healthy server at {url}")
+
+    def counters(self) -> dict[str, float]:
+        """This server's Prometheus counters (summed over labels) by name."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        totals: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("twotier_") and not line.startswith("#"):
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        return totals
+
+
+def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
