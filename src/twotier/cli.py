@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import DownloadColumn, Progress
 
 from twotier import dataset
+from twotier.bench.cli import app as bench_app
 from twotier.bootstrap import build_store
 from twotier.config import Settings, get_settings
 from twotier.dataset import XP_MAX_DEFAULT as XP_MAX
@@ -42,6 +43,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema and sample data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
 
 
 class Server(StrEnum):

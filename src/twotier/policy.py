@@ -368,7 +368,7 @@ class CachePolicy:
                 await self.cache.set_generations(
                     {g: _new_generation() for g in generation_keys}, self._generation_ttl
                 )
-                await self.cache.announce(keys)
+                await self.cache.announce([*keys, *generation_keys])
             except CacheUnavailable as error:
                 self._cache_failed(error)
             else:
@@ -404,7 +404,7 @@ class CachePolicy:
                 await self.cache.set_generations(
                     {g: _new_generation() for g in generations}, self._generation_ttl
                 )
-                await self.cache.announce(keys)
+                await self.cache.announce([*keys, *generations])
         except CacheUnavailable as error:
             self._cache_failed(error)
             return False

@@ -160,3 +160,15 @@ def test_post_batch_answers_the_same_object(client: TestClient) -> None:
     assert bad.json()["statusCode"] == 400
     assert "SQLS.0" in bad.json()["body"]["detail"]
     assert client.post("/batch", json=[1]).json()["statusCode"] == 400
+
+
+def test_post_batch_protocol_errors(embedded: TestClient) -> None:
+    malformed = embedded.post(
+        "/batch", content=b'{"USE_CACHE": ', headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["detail"].startswith("malformed JSON body")
+    text = embedded.post("/batch", content=b"x", headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415
+    huge = embedded.post("/batch", json=read(list(range(2000))))
+    assert huge.status_code == 413

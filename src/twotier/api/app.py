@@ -49,8 +49,9 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     if policy is not None:
         app.state.policy = policy
     install_error_handlers(app)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    # The last added runs first: BodyGuard (413/415) sees every body before the hot path.
     app.add_middleware(HotReads)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(heroes_router(settings))
     app.include_router(batch.router)

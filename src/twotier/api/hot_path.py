@@ -1,18 +1,25 @@
-"""The hot path: ``GET /heroes/{id}`` served in front of FastAPI's routing.
+"""The hot path: ``GET /heroes/{id}`` and ``POST /batch`` served in front of FastAPI's routing.
 
 A cached read is one dictionary or Redis lookup; FastAPI's routing, dependency solving and
-parameter validation would cost several times that. This middleware answers the plain case
-(a valid id, no ``Cache-Control: no-cache``) straight from the policy with the same response
-the route builds; everything else (bad ids, bypasses) goes on to the FastAPI route, which
-stays the documented definition of the endpoint.
+parameter validation would cost several times that. This middleware answers the plain cases
+straight from the policy with the same responses the routes build:
+
+- ``GET /heroes/{id}`` with a valid id and no ``Cache-Control: no-cache``;
+- ``POST /batch`` whose body is JSON (it runs inside BodyGuard, so 413/415 come first).
+
+Everything else (bad ids, bypasses, malformed JSON) goes on to the FastAPI routes, which stay
+the documented definition of the endpoints.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import orjson
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twotier import batch
 from twotier.api.errors import store_unavailable_response
-from twotier.api.responses import hero_response
+from twotier.api.responses import JSON, hero_response
 from twotier.heroes import UINT_MAX
 from twotier.policy import CachePolicy
 from twotier.store.base import StoreUnavailable
@@ -25,6 +32,9 @@ class HotReads:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/batch":
+            await self._batch(scope, receive, send)
+            return
         hero_id = _plain_read(scope)
         if hero_id is None:
             await self.app(scope, receive, send)
@@ -36,6 +46,35 @@ class HotReads:
             await store_unavailable_response(error)(scope, receive, send)
             return
         await hero_response(served, hero_id)(scope, receive, send)
+
+    async def _batch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await self.app(scope, _replay(raw), send)  # the route says what is malformed
+            return
+        app = scope["app"]
+        status, body, outcome = await batch.serve(
+            app.state.policy, event, app.state.settings.batch_max_items
+        )
+        headers = {"X-Cache": outcome.value} if outcome else None
+        await Response(body, status, headers, media_type=JSON)(scope, receive, send)
+
+
+def _replay(body: bytes) -> Receive:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _plain_read(scope: Scope) -> int | None:

@@ -13,8 +13,8 @@ call. Coherence:
 - entries live at most ``ttl`` seconds in L1: the bound on staleness should a message be
   lost while the connection still looks alive.
 
-Only point lookups (``get``, ``get_many``, ``put_if_newer``) go through L1; generation-filed
-list entries always come from the shared cache.
+Point lookups and generation-filed entries (lists, reads by xp) both go through L1; a
+generation is kept locally like any key, and dropped when another process moves it.
 """
 
 from __future__ import annotations
@@ -167,18 +167,55 @@ class NearCache:
 
     # -- everything else goes to the shared cache ---------------------------------------
 
+    # -- generation-filed entries: both the entry and its generation are kept locally -----
+
     async def get_with_generations(
         self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
     ) -> list[tuple[Entry | None, int]]:
-        return await self.shared.get_with_generations(pairs, candidates, ttl)
+        if not self._live:
+            self._listen()
+            return await self.shared.get_with_generations(pairs, candidates, ttl)
+        found: list[tuple[Entry | None, int] | None] = []
+        for key, generation_key in pairs:
+            local_generation = await self.local.get(generation_key)
+            local_entry = await self.local.get(key) if local_generation is not None else None
+            if local_entry is not None and local_generation is not None:
+                found.append((local_entry, local_generation.version))
+            else:
+                found.append(None)
+        missing = [i for i, pair in enumerate(found) if pair is None]
+        if missing:
+            epoch = self._epoch
+            fetched = await self.shared.get_with_generations(
+                [pairs[i] for i in missing], [candidates[i] for i in missing], ttl
+            )
+            keep = self._live and epoch == self._epoch
+            for i, (entry, generation) in zip(missing, fetched, strict=True):
+                found[i] = (entry, generation)
+                if keep:
+                    key, generation_key = pairs[i]
+                    await self.local.set_generations({generation_key: generation}, self.ttl)
+                    if entry is not None and entry.version == generation:
+                        await self.local.put_if_generation(key, generation_key, entry, self.ttl)
+        return [pair for pair in found if pair is not None]
 
     async def put_if_generation(
         self, key: str, generation_key: str, entry: Entry, ttl: float
     ) -> bool:
-        return await self.shared.put_if_generation(key, generation_key, entry, ttl)
+        epoch = self._epoch
+        stored = await self.shared.put_if_generation(key, generation_key, entry, ttl)
+        if stored and self._live and epoch == self._epoch:
+            await self.local.set_generations({generation_key: entry.version}, self.ttl)
+            await self.local.put_if_generation(key, generation_key, entry, self._local_ttl(ttl))
+        return stored
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
+        epoch = self._epoch
         await self.shared.set_generations(generations, ttl)
+        if self._live and epoch == self._epoch:
+            await self.local.set_generations(generations, self._local_ttl(ttl))
+        else:
+            self.local.forget(generations)
 
     async def delete(self, keys: Sequence[str]) -> None:
         self.local.forget(keys)

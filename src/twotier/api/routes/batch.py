@@ -43,6 +43,7 @@ async def run_batch(
     policy: PolicyDep,
     event: Annotated[Any, Body(openapi_examples=_EXAMPLES)] = None,
 ) -> Response:
+    # JSON bodies are answered alike by api.hot_path in front of this route.
     max_items: int = request.app.state.settings.batch_max_items
     status, body, outcome = await batch.serve(policy, event, max_items)
     headers = {"X-Cache": outcome.value} if outcome else None

@@ -1,0 +1,144 @@
+"""``twotier bench http`` and ``twotier bench seed``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from twotier.config import get_settings
+
+app = typer.Typer(
+    help="Measure the cache: throughput and latency (http), the seed grader's phases (seed).",
+    no_args_is_help=True,
+)
+console = Console()
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        help="Measure the server at this URL (default: start one, cold, over the "
+        "tiers configured by TWOTIER_* and stop it after)."
+    ),
+]
+Rows = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Rows the table must hold; a generated data set is loaded if "
+        "it holds another number (ignored with --url).",
+    ),
+]
+Out = Annotated[Path, typer.Option(help="Folder for the JSON results and PNG plots.")]
+Server = Annotated[str, typer.Option(help="Server to start: granian or uvicorn.")]
+
+
+class _Bar:
+    """One progress task per phase, created as phases start."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, phase: str, fraction: float) -> None:
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(phase, total=1.0)
+        self._progress.update(self._tasks[phase], completed=fraction)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:>20}"), BarColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def _prepare(url: str | None, rows: int) -> None:
+    from twotier.bench.runs import ensure_rows
+
+    if url is None and asyncio.run(ensure_rows(get_settings(), rows)):
+        console.print(f"loaded a generated data set of {rows:,} rows")
+
+
+@app.command()
+def http(
+    url: Url = None,
+    rows: Rows = 100_000,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds per phase.")] = 10.0,
+    connections: Annotated[int, typer.Option(min=1, help="Concurrent connections.")] = 64,
+    skew: Annotated[float, typer.Option(min=0, help="Zipf exponent of the ids.")] = 1.1,
+    write_ratio: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of PATCH requests.")
+    ] = 0.0,
+    wrk: Annotated[bool, typer.Option(help="Use wrk if installed (else aiohttp).")] = True,
+    server: Server = "granian",
+    out: Out = Path("bench-results"),
+) -> None:
+    """Concurrent GET /heroes/{id} (Zipf ids), cached and uncached, against /healthz."""
+    from twotier.bench.report import http_report
+    from twotier.bench.runs import http_workload
+    from twotier.bench.target import Target
+
+    _prepare(url, rows)
+    with Target(url, server=server) as target, _progress() as progress:
+        report = asyncio.run(
+            http_workload(
+                target,
+                ids=rows,
+                duration=duration,
+                connections=connections,
+                skew=skew,
+                write_ratio=write_ratio,
+                use_wrk=wrk,
+                progress=_Bar(progress),
+            )
+        )
+    report.config |= {"rows": rows, "server": server if url is None else url}
+    for path in http_report(report, console, out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def seed(
+    url: Url = None,
+    rows: Rows = 1_000_000,
+    requests: Annotated[int, typer.Option(min=1, help="Read requests per read phase.")] = 1000,
+    values: Annotated[int, typer.Option(min=1, help="xp values per read request.")] = 10,
+    hot_values: Annotated[
+        int, typer.Option(min=1, help="Distinct xp values the reads draw from.")
+    ] = 100,
+    writes: Annotated[int, typer.Option(min=1, help="Write requests per write phase.")] = 20,
+    write_batch: Annotated[int, typer.Option(min=1, help="Heroes per write request.")] = 50,
+    skew: Annotated[float, typer.Option(min=0, help="Zipf exponent of the xp values.")] = 1.1,
+    server: Server = "granian",
+    out: Out = Path("bench-results"),
+) -> None:
+    """The grader's phases through POST /batch: reads by xp without and with cache (same
+    requests, cold cache), then writes without and with cache."""
+    from twotier.bench.report import seed_report
+    from twotier.bench.runs import seed_workload
+    from twotier.bench.target import Target
+
+    _prepare(url, rows)
+    with Target(url, server=server) as target, _progress() as progress:
+        report = asyncio.run(
+            seed_workload(
+                target,
+                requests=requests,
+                values=values,
+                hot_values=hot_values,
+                writes=writes,
+                write_batch=write_batch,
+                skew=skew,
+                progress=_Bar(progress),
+            )
+        )
+    report.config |= {"rows": rows, "server": server if url is None else url}
+    for path in seed_report(report, console, out):
+        console.print(f"wrote {path}")
+    if not report.same_rows:
+        console.print("[red]the cached and uncached read phases returned different rows[/red]")
+        raise typer.Exit(1)

@@ -1,0 +1,143 @@
+"""`twotier bench` on tiny data sets: the workloads, both load generators, the outputs.
+
+These check that the bench measures what it says, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REQUIRE_SERVICES, database_url
+from twotier.bench.runs import seed_events
+from twotier.bench.workload import HeroMix, Zipf
+
+TWOTIER = str(Path(sys.executable).with_name("twotier"))
+
+
+def test_zipf_is_skewed_in_range_and_deterministic() -> None:
+    draws = [Zipf(100, 1.1, random.Random(3))()]
+    sampler = Zipf(100, 1.1, random.Random(3))
+    counts = Counter(sampler() for _ in range(20_000))
+    assert set(counts) <= set(range(1, 101))
+    assert counts[1] > counts[2] > counts[10] > counts[100]
+    assert draws[0] == Zipf(100, 1.1, random.Random(3))()
+    uniform = Counter(Zipf(10, 0.0, random.Random(1))() for _ in range(20_000))
+    assert max(uniform.values()) < 1.2 * min(uniform.values())
+
+
+def test_mixes_render_as_wrk_scripts() -> None:
+    script = HeroMix(500, skew=0.9, write_ratio=0.25, bypass=True).lua()
+    assert "local n, skew, write_ratio = 500, 0.9, 0.25" in script
+    assert '["Cache-Control"] = "no-cache"' in script
+    assert "WRKJSON" in script
+    stream = HeroMix(50, write_ratio=0.5).requests()
+    methods = Counter(stream().method for _ in range(2000))
+    assert 800 < methods["PATCH"] < 1200
+    assert methods["GET"] + methods["PATCH"] == 2000
+
+
+def test_seed_events_repeat_hot_values() -> None:
+    def make() -> list[list[int]]:
+        return seed_events(requests=100, values=10, hot_values=50, xp_max=1000, skew=1.1, seed=0)
+
+    events = make()
+    assert events == make()
+    counts = Counter(xp for event in events for xp in event)
+    assert len(counts) <= 50
+    assert len(events) == 100
+    assert all(len(e) == 10 for e in events)
+    assert counts.most_common(1)[0][1] > 50  # the hottest value comes back again and again
+
+
+def bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    env["TWOTIER_DATABASE_URL"] = database_url("sqlite", tmp_path)
+    return subprocess.run(
+        [TWOTIER, "bench", *args, "--out", str(tmp_path / "out")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("generator", ["--no-wrk", "--wrk"])
+def test_http_workload_end_to_end(generator: str, tmp_path: Path) -> None:
+    if generator == "--wrk" and shutil.which("wrk") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("wrk is not installed (.ci/run installs it)")
+        pytest.skip("wrk is not installed")
+    result = bench(
+        [
+            "http",
+            "--rows",
+            "300",
+            "--duration",
+            "1",
+            "--connections",
+            "8",
+            "--write-ratio",
+            "0.1",
+            generator,
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "out" / "bench-http.json").read_text())
+    phases = {p["name"]: p for p in report["phases"]}
+    assert set(phases) == {"baseline", "cached", "uncached"}
+    assert report["config"]["generator"] == ("wrk" if generator == "--wrk" else "aiohttp")
+    for phase in phases.values():
+        assert phase["load"]["requests"] > 0
+        assert phase["load"]["errors"] == 0
+        assert phase["p50_ms"] <= phase["p99_ms"]
+    # What the server counted: the primed cache answered the reads; bypasses went to the DB.
+    assert phases["cached"]["hit_ratio"] > 0.9
+    assert phases["uncached"]["hit_ratio"] == 0.0
+    assert phases["uncached"]["database_queries_per_request"] >= 1.0
+    assert report["ratios"]["cached_vs_baseline"] > 0
+    for plot in ("bench-http-latency.png", "bench-http-throughput.png"):
+        assert (tmp_path / "out" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert "cached / baseline throughput" in result.stdout
+
+
+def test_seed_workload_end_to_end(tmp_path: Path) -> None:
+    result = bench(
+        [
+            "seed",
+            "--rows",
+            "500",
+            "--requests",
+            "8",
+            "--values",
+            "5",
+            "--writes",
+            "2",
+            "--write-batch",
+            "3",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "out" / "bench-seed.json").read_text())
+    assert report["same_rows_in_both_read_phases"] is True
+    assert set(report["seconds"]) == {
+        "read without cache",
+        "read with cache",
+        "write without cache",
+        "write with cache",
+    }
+    assert report["rows_read_per_phase"] > 0
+    assert report["ratios"]["read_speedup"] > 0
+    assert (tmp_path / "out" / "bench-seed.png").read_bytes()[:4] == b"\x89PNG"
+    assert "loaded a generated data set of 500 rows" in result.stdout
