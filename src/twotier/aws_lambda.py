@@ -12,6 +12,7 @@ off for that reason: it would open and close the pools on every call.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ class Runtime:
         self.policy: CachePolicy = build_policy(settings)
         self.loop.run_until_complete(self.policy.prepare())
         self.asgi = Mangum(create_app(settings, policy=self.policy), lifespan="off")
+        gc.freeze()  # long-lived: out of the collector's way (see api.app)
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)  # Mangum runs the app on the current loop

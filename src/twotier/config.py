@@ -43,16 +43,20 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds an 'absent row' answer is cached."
     )
     cache_max_entries: int = Field(
-        100_000, ge=1, description="Bound of the in-process cache (memory://)."
+        1_000_000,
+        ge=1,
+        description="Bound of the in-process cache (memory://): about 250 bytes per entry "
+        "plus its JSON.",
     )
     near_cache_ttl: float = Field(
-        2.0,
+        10.0,
         ge=0,
         description="With Redis: seconds an entry lives in the in-process near-cache in front "
-        "of it (0 turns it off). Bounds staleness should an invalidation message be lost.",
+        "of it (0 turns it off). Bounds staleness should an invalidation message be lost on "
+        "a live link (a dead link empties the near-cache within 3 s).",
     )
     near_cache_max_entries: int = Field(
-        10_000, ge=1, description="Bound of the near-cache, per process."
+        100_000, ge=1, description="Bound of the near-cache, per process."
     )
     cache_timeout: float = Field(
         0.5, gt=0, description="Seconds before a cache call is given up (then served from DB)."

@@ -141,3 +141,13 @@ async def test_memory_cache_is_a_bounded_lru() -> None:
     assert len(cache) == 3
     assert await cache.get("b") is None
     assert all(await cache.get_many(["a", "c", "d"]))
+
+
+async def test_memory_cache_items_are_invisible_to_the_garbage_collector() -> None:
+    import gc
+
+    cache = MemoryCache()
+    await cache.put_if_newer("k", Entry(1, b"body"), 60)
+    gc.collect()
+    # A cache of a million entries must not lengthen collections (tail latency).
+    assert not gc.is_tracked(cache._items["k"])

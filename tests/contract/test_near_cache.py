@@ -113,3 +113,22 @@ async def test_clear_reaches_every_process(pair: tuple[NearCache, NearCache]) ->
     await second.clear()
     await until(lambda: not first.local._items)
     assert await first.get("k") is None
+
+
+async def test_generations_are_kept_locally_and_moved_everywhere(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    first, second = pair
+    [(entry, generation)] = await first.get_with_generations([("list", "gen")], [7], 60)
+    assert (entry, generation) == (None, 7)
+    assert await first.put_if_generation("list", "gen", Entry(7, b"page"), 60)
+    await first.shared.delete(["list"])  # behind its back: the local copy still answers
+    assert await first.get_with_generations([("list", "gen")], [8], 60) == [(Entry(7, b"page"), 7)]
+
+    # Another process moves the generation: the local one is dropped, the entry goes stale.
+    await second.set_generations({"gen": 9}, 60)
+    await second.announce(["gen"])
+    await until(lambda: first.local._items.get("gen") is None)
+    [(entry, generation)] = await first.get_with_generations([("list", "gen")], [10], 60)
+    assert generation == 9
+    assert entry is None or entry.version != generation  # a miss, never the old page

@@ -51,7 +51,9 @@ class SharedCache(Cache, InvalidationBus, Protocol):
 
 
 class NearCache:
-    def __init__(self, shared: SharedCache, *, max_entries: int = 10_000, ttl: float = 2.0) -> None:
+    def __init__(
+        self, shared: SharedCache, *, max_entries: int = 100_000, ttl: float = 2.0
+    ) -> None:
         self.shared = shared
         self.ttl = ttl
         self.local = MemoryCache(max_entries)
