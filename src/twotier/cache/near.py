@@ -52,7 +52,7 @@ class SharedCache(Cache, InvalidationBus, Protocol):
 
 class NearCache:
     def __init__(
-        self, shared: SharedCache, *, max_entries: int = 100_000, ttl: float = 2.0
+        self, shared: SharedCache, *, max_entries: int = 100_000, ttl: float = 10.0
     ) -> None:
         self.shared = shared
         self.ttl = ttl
