@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from twotier.config import get_settings
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
 
@@ -32,6 +35,7 @@ class Target:
         self._server = server
         self._workers = workers
         self._process: subprocess.Popen[bytes] | None = None
+        self._namespace = ""
         self.url = url.rstrip("/") if url else ""
 
     def __enter__(self) -> Target:
@@ -39,7 +43,8 @@ class Target:
             self._wait_healthy(self.url, timeout=10)
             return self
         port = free_port()
-        env = os.environ | {"TWOTIER_CACHE_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}"}
+        self._namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        env = os.environ | {"TWOTIER_CACHE_NAMESPACE": self._namespace}
         self._process = subprocess.Popen(
             [
                 TWOTIER,
@@ -73,6 +78,24 @@ class Target:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+            self._forget_namespace()
+
+    def _forget_namespace(self) -> None:
+        """Leave no bench keys in a shared Redis: expiring a million of them later would
+        load the next run's Redis."""
+        settings = get_settings()
+        if not settings.cache_url.startswith(("redis", "rediss", "unix")):
+            return
+        from twotier.cache.redis import RedisCache
+
+        async def clear() -> None:
+            cache = RedisCache(settings.cache_url, namespace=self._namespace, timeout=10)
+            try:
+                await cache.clear()
+            finally:
+                await cache.close()
+
+        asyncio.run(clear())
 
     def _wait_healthy(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
