@@ -17,6 +17,8 @@ embedded=(env TWOTIER_DATABASE_URL=sqlite:///$WORK/superhero_db.sqlite3 TWOTIER_
 "${mariadb_redis[@]}" $BIN/twotier bench http --rows "$ROWS" --out $OUT/http-mariadb-redis
 "${mariadb_redis[@]}" $BIN/twotier bench http --rows "$ROWS" --server uvicorn \
     --out $OUT/http-mariadb-redis-uvicorn
+"${mariadb_redis[@]}" $BIN/twotier bench http --rows "$ROWS" --workers 2 \
+    --out $OUT/http-mariadb-redis-2workers
 "${embedded[@]}" $BIN/twotier bench http --rows "$ROWS" --out $OUT/http-embedded
 "${mariadb_redis[@]}" $BIN/twotier bench seed --rows "$ROWS" --out $OUT/seed-mariadb-redis
 "${embedded[@]}" $BIN/twotier bench seed --rows "$ROWS" --out $OUT/seed-embedded

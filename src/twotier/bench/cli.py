@@ -35,6 +35,9 @@ Rows = Annotated[
 ]
 Out = Annotated[Path, typer.Option(help="Folder for the JSON results and PNG plots.")]
 Server = Annotated[str, typer.Option(help="Server to start: granian or uvicorn.")]
+Workers = Annotated[
+    int, typer.Option(min=1, help="Worker processes of the server it starts (needs Redis).")
+]
 
 
 class _Bar:
@@ -75,6 +78,7 @@ def http(
     ] = 0.0,
     wrk: Annotated[bool, typer.Option(help="Use wrk if installed (else aiohttp).")] = True,
     server: Server = "granian",
+    workers: Workers = 1,
     out: Out = Path("bench-results"),
 ) -> None:
     """Concurrent GET /heroes/{id} (Zipf ids), cached and uncached, against /healthz."""
@@ -83,7 +87,7 @@ def http(
     from twotier.bench.target import Target
 
     _prepare(url, rows)
-    with Target(url, server=server) as target, _progress() as progress:
+    with Target(url, server=server, workers=workers) as target, _progress() as progress:
         report = asyncio.run(
             http_workload(
                 target,
@@ -96,7 +100,11 @@ def http(
                 progress=_Bar(progress),
             )
         )
-    report.config |= {"rows": rows, "server": server if url is None else url}
+    report.config |= {
+        "rows": rows,
+        "server": server if url is None else url,
+        "workers": workers if url is None else None,
+    }
     for path in http_report(report, console, out):
         console.print(f"wrote {path}")
 
@@ -114,6 +122,7 @@ def seed(
     write_batch: Annotated[int, typer.Option(min=1, help="Heroes per write request.")] = 50,
     skew: Annotated[float, typer.Option(min=0, help="Zipf exponent of the xp values.")] = 1.1,
     server: Server = "granian",
+    workers: Workers = 1,
     out: Out = Path("bench-results"),
 ) -> None:
     """The grader's phases through POST /batch: reads by xp without and with cache (same
@@ -123,7 +132,7 @@ def seed(
     from twotier.bench.target import Target
 
     _prepare(url, rows)
-    with Target(url, server=server) as target, _progress() as progress:
+    with Target(url, server=server, workers=workers) as target, _progress() as progress:
         report = asyncio.run(
             seed_workload(
                 target,
@@ -136,7 +145,11 @@ def seed(
                 progress=_Bar(progress),
             )
         )
-    report.config |= {"rows": rows, "server": server if url is None else url}
+    report.config |= {
+        "rows": rows,
+        "server": server if url is None else url,
+        "workers": workers if url is None else None,
+    }
     for path in seed_report(report, console, out):
         console.print(f"wrote {path}")
     if not report.same_rows:
