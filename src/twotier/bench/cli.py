@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from twotier.config import get_settings
+
+if TYPE_CHECKING:  # the bench's own dependencies load only when a bench runs
+    from twotier.bench.target import Target
 
 app = typer.Typer(
     help="Measure the cache: throughput and latency (http), the seed grader's phases (seed).",
@@ -59,11 +63,34 @@ def _progress() -> Progress:
     )
 
 
-def _prepare(url: str | None, rows: int) -> None:
+class _Report(Protocol):
+    config: dict[str, Any]
+
+
+R = TypeVar("R", bound=_Report)
+
+
+def _measure(
+    url: str | None,
+    rows: int,
+    server: str,
+    workers: int,
+    workload: Callable[[Target, _Bar], Coroutine[Any, Any, R]],
+) -> R:
+    """Load the data set if needed, start (or reach) the server, run the workload."""
     from twotier.bench.runs import ensure_rows
+    from twotier.bench.target import Target
 
     if url is None and asyncio.run(ensure_rows(get_settings(), rows)):
         console.print(f"loaded a generated data set of {rows:,} rows")
+    with Target(url, server=server, workers=workers) as target, _progress() as progress:
+        report = asyncio.run(workload(target, _Bar(progress)))
+    report.config |= {
+        "rows": rows,
+        "server": server if url is None else url,
+        "workers": workers if url is None else None,
+    }
+    return report
 
 
 @app.command()
@@ -84,27 +111,23 @@ def http(
     """Concurrent GET /heroes/{id} (Zipf ids), cached and uncached, against /healthz."""
     from twotier.bench.report import http_report
     from twotier.bench.runs import http_workload
-    from twotier.bench.target import Target
 
-    _prepare(url, rows)
-    with Target(url, server=server, workers=workers) as target, _progress() as progress:
-        report = asyncio.run(
-            http_workload(
-                target,
-                ids=rows,
-                duration=duration,
-                connections=connections,
-                skew=skew,
-                write_ratio=write_ratio,
-                use_wrk=wrk,
-                progress=_Bar(progress),
-            )
-        )
-    report.config |= {
-        "rows": rows,
-        "server": server if url is None else url,
-        "workers": workers if url is None else None,
-    }
+    report = _measure(
+        url,
+        rows,
+        server,
+        workers,
+        lambda target, progress: http_workload(
+            target,
+            ids=rows,
+            duration=duration,
+            connections=connections,
+            skew=skew,
+            write_ratio=write_ratio,
+            use_wrk=wrk,
+            progress=progress,
+        ),
+    )
     for path in http_report(report, console, out):
         console.print(f"wrote {path}")
 
@@ -129,27 +152,23 @@ def seed(
     requests, cold cache), then writes without and with cache."""
     from twotier.bench.report import seed_report
     from twotier.bench.runs import seed_workload
-    from twotier.bench.target import Target
 
-    _prepare(url, rows)
-    with Target(url, server=server, workers=workers) as target, _progress() as progress:
-        report = asyncio.run(
-            seed_workload(
-                target,
-                requests=requests,
-                values=values,
-                hot_values=hot_values,
-                writes=writes,
-                write_batch=write_batch,
-                skew=skew,
-                progress=_Bar(progress),
-            )
-        )
-    report.config |= {
-        "rows": rows,
-        "server": server if url is None else url,
-        "workers": workers if url is None else None,
-    }
+    report = _measure(
+        url,
+        rows,
+        server,
+        workers,
+        lambda target, progress: seed_workload(
+            target,
+            requests=requests,
+            values=values,
+            hot_values=hot_values,
+            writes=writes,
+            write_batch=write_batch,
+            skew=skew,
+            progress=progress,
+        ),
+    )
     for path in seed_report(report, console, out):
         console.print(f"wrote {path}")
     if not report.same_rows:
