@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck unit clean
+.PHONY: install run test soak lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The consistency checker at length (needs MariaDB and Redis): SOAK_OPERATIONS per run.
+SOAK_OPERATIONS ?= 50000
+soak: install
+	TWOTIER_SOAK_OPERATIONS=$(SOAK_OPERATIONS) TWOTIER_SOAK_CLIENTS=64 \
+		$(BIN)/pytest tests/consistency -k "never_see_stale" -v
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

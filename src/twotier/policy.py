@@ -60,10 +60,12 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """A read's answer: the JSON body (None: no such row) and how it was served."""
+    """A read's answer: the JSON body (None: no such row), how it was served, and for a
+    single row its version (0 where unknown: lists, or an absence read from the database)."""
 
     body: bytes | None
     outcome: Outcome
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,7 @@ _READ, _LIST, _BATCH_ID, _BATCH_XP = (
 )
 
 
-def _count(outcomes: Outcomes, body: bytes | None, outcome: Outcome) -> Served:
+def _count(outcomes: Outcomes, body: bytes | None, outcome: Outcome, version: int = 0) -> Served:
     """The read's answer, counted under its operation and outcome."""
     if outcome is Outcome.HIT:
         outcomes.hit.inc()
@@ -131,7 +133,7 @@ def _count(outcomes: Outcomes, body: bytes | None, outcome: Outcome) -> Served:
         outcomes.miss.inc()
     else:
         outcomes.bypass.inc()
-    return Served(body, outcome)
+    return Served(body, outcome, version)
 
 
 def _new_generation() -> int:
@@ -168,11 +170,13 @@ class CachePolicy:
             else:
                 self.breaker.succeeded()
                 if entry is not None:
-                    return _count(_READ, entry.body or None, Outcome.HIT)
+                    return _count(_READ, entry.body or None, Outcome.HIT, entry.version)
                 entry = await self._flights.do(key, lambda: self._fill_hero(hero_id, key))
-                return _count(_READ, entry.body or None, Outcome.MISS)
+                return _count(_READ, entry.body or None, Outcome.MISS, entry.version)
         record = await self.store.get(hero_id)
-        return _count(_READ, record.to_json() if record else None, Outcome.BYPASS)
+        if record is None:
+            return _count(_READ, None, Outcome.BYPASS)
+        return _count(_READ, record.to_json(), Outcome.BYPASS, record.version)
 
     async def _fill_hero(self, hero_id: int, key: str) -> Entry:
         record = await self.store.get(hero_id)
@@ -342,16 +346,17 @@ class CachePolicy:
         )
         return after
 
-    async def delete(self, hero_id: int) -> bool:
+    async def delete(self, hero_id: int) -> int | None:
+        """Delete the row; return the version of its tombstone, or None if it was absent."""
         before = await self.store.delete(hero_id)
         if before is None:
-            return False
+            return None
         # The tombstone is newer than any fill that read the row before it was deleted.
         await self._write_through(
             [(hero_key(hero_id), Entry(before.version + 1, b""), self.tuning.negative_ttl)],
             {ALL_LISTS, xp_generation_key(before.xp)},
         )
-        return True
+        return before.version + 1
 
     async def _write_through(
         self, items: Sequence[tuple[str, Entry, float]], generation_keys: set[str]

@@ -258,3 +258,17 @@ def test_metrics_count_cache_outcomes_and_database_queries(embedded: TestClient)
         ("twotier_database_queries_total", 2),  # the miss and the bypass
     ]:
         assert _metric(after.text, name) - _metric(before, name) == added, name
+
+
+def test_every_response_carries_the_row_version(client: TestClient) -> None:
+    created = client.post("/heroes", json=ADA)
+    hero_id = created.json()["id"]
+    assert created.headers["etag"] == '"1"'
+    assert client.get(f"/heroes/{hero_id}").headers["etag"] == '"1"'
+    assert client.put(f"/heroes/{hero_id}", json=ADA).headers["etag"] == '"2"'
+    assert client.patch(f"/heroes/{hero_id}", json={"xp": 1}).headers["etag"] == '"3"'
+    bypass = client.get(f"/heroes/{hero_id}", headers={"Cache-Control": "no-cache"})
+    assert bypass.headers["etag"] == '"3"'
+    deleted = client.delete(f"/heroes/{hero_id}")
+    assert deleted.headers["etag"] == '"4"'  # the tombstone's version
+    assert client.get(f"/heroes/{hero_id}").headers["etag"] == '"4"'

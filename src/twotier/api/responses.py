@@ -9,9 +9,17 @@ from twotier.policy import Served
 JSON = "application/json"
 
 
+def etag(version: int) -> str:
+    """The row version as an entity tag: it grows with every write of the row."""
+    return f'"{version}"'
+
+
 def hero_response(served: Served, hero_id: int) -> Response:
-    """A read of one hero: its JSON, or a 404; how it was served in ``X-Cache``."""
+    """A read of one hero: its JSON, or a 404; how it was served in ``X-Cache``, and its
+    version in ``ETag`` (a 404 carries one too when it is a deletion's tombstone)."""
     headers = {"X-Cache": served.outcome.value}
+    if served.version:
+        headers["ETag"] = etag(served.version)
     if served.body is None:
         return JSONResponse({"detail": f"hero {hero_id} not found"}, 404, headers)
     return Response(served.body, 200, headers, media_type=JSON)

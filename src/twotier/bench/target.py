@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -29,12 +28,18 @@ class Target:
     """A server to measure. Started with a fresh cache namespace, so it starts cold."""
 
     def __init__(
-        self, url: str | None = None, *, server: str = "granian", workers: int = 1
+        self,
+        url: str | None = None,
+        *,
+        server: str = "granian",
+        workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._external = url
         self._server = server
         self._workers = workers
         self._process: subprocess.Popen[bytes] | None = None
+        self._env = os.environ | (env or {})
         self._namespace = ""
         self.url = url.rstrip("/") if url else ""
 
@@ -43,8 +48,10 @@ class Target:
             self._wait_healthy(self.url, timeout=10)
             return self
         port = free_port()
-        self._namespace = f"bench-{uuid.uuid4().hex[:8]}"
-        env = os.environ | {"TWOTIER_CACHE_NAMESPACE": self._namespace}
+        self._namespace = (
+            self._env.get("TWOTIER_CACHE_NAMESPACE") or f"bench-{uuid.uuid4().hex[:8]}"
+        )
+        env = self._env | {"TWOTIER_CACHE_NAMESPACE": self._namespace}
         self._process = subprocess.Popen(
             [
                 TWOTIER,
@@ -83,19 +90,23 @@ class Target:
     def _forget_namespace(self) -> None:
         """Leave no bench keys in a shared Redis: expiring a million of them later would
         load the next run's Redis."""
-        settings = get_settings()
-        if not settings.cache_url.startswith(("redis", "rediss", "unix")):
+        cache_url = self._env.get("TWOTIER_CACHE_URL", get_settings().cache_url)
+        if not cache_url.startswith(("redis", "rediss", "unix")):
             return
-        from twotier.cache.redis import RedisCache
+        import redis
 
-        async def clear() -> None:
-            cache = RedisCache(settings.cache_url, namespace=self._namespace, timeout=10)
-            try:
-                await cache.clear()
-            finally:
-                await cache.close()
-
-        asyncio.run(clear())
+        client = redis.Redis.from_url(cache_url, socket_timeout=10)
+        try:
+            batch = []
+            for key in client.scan_iter(match=f"{self._namespace}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+        finally:
+            client.close()
 
     def _wait_healthy(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from twotier.api.dependencies import PolicyDep, UseCacheDep
-from twotier.api.responses import JSON, hero_response
+from twotier.api.responses import JSON, etag, hero_response
 from twotier.config import Settings
 from twotier.heroes import TEXT_MAX, UINT_MAX, Hero, HeroIn, HeroPage, HeroPatch
 from twotier.policy import Served
@@ -81,14 +81,15 @@ def heroes_router(settings: Settings) -> APIRouter:
     async def create_hero(hero: HeroIn, policy: PolicyDep, request: Request) -> Response:
         record = await policy.create(hero)
         location = str(request.url_for("read_hero", hero_id=record.id).path)
-        return Response(record.to_json(), 201, {"Location": location}, media_type=JSON)
+        headers = {"Location": location, "ETag": etag(record.version)}
+        return Response(record.to_json(), 201, headers, media_type=JSON)
 
     @router.put("/{hero_id}", response_model=Hero, responses=_NOT_FOUND, summary="Replace a hero")
     async def replace_hero(hero_id: HeroIdPath, hero: HeroIn, policy: PolicyDep) -> Response:
         record = await policy.update(hero_id, hero.model_dump())
         if record is None:
             raise _not_found(hero_id)
-        return Response(record.to_json(), media_type=JSON)
+        return Response(record.to_json(), headers={"ETag": etag(record.version)}, media_type=JSON)
 
     @router.patch(
         "/{hero_id}", response_model=Hero, responses=_NOT_FOUND, summary="Change some fields"
@@ -97,12 +98,13 @@ def heroes_router(settings: Settings) -> APIRouter:
         record = await policy.update(hero_id, patch.changes())
         if record is None:
             raise _not_found(hero_id)
-        return Response(record.to_json(), media_type=JSON)
+        return Response(record.to_json(), headers={"ETag": etag(record.version)}, media_type=JSON)
 
     @router.delete("/{hero_id}", status_code=204, responses=_NOT_FOUND, summary="Delete a hero")
     async def delete_hero(hero_id: HeroIdPath, policy: PolicyDep) -> Response:
-        if not await policy.delete(hero_id):
+        tombstone = await policy.delete(hero_id)
+        if tombstone is None:
             raise _not_found(hero_id)
-        return Response(status_code=204)
+        return Response(status_code=204, headers={"ETag": etag(tombstone)})
 
     return router
