@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from twotier.heroes import FIELDS, UINT_MAX, HeroIn
+from twotier.heroes import FIELDS, UINT_MAX, HeroIn, whole_number
 from twotier.policy import CachePolicy, Outcome
 from twotier.store.base import StoreUnavailable
 
@@ -33,7 +33,7 @@ def _seed_int(value: object) -> object:
     # Seed clients send numbers or digit strings (values read from a CSV); never booleans.
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
-    return value
+    return whole_number(value)
 
 
 def _seed_bool(value: object) -> object:
@@ -42,7 +42,7 @@ def _seed_bool(value: object) -> object:
     return value
 
 
-SeedInt = Annotated[int, BeforeValidator(_seed_int), Field(strict=True, ge=0, le=UINT_MAX)]
+SeedInt = Annotated[int, Field(strict=True, ge=0, le=UINT_MAX), BeforeValidator(_seed_int)]
 SeedBool = Annotated[bool, BeforeValidator(_seed_bool), Field(strict=True)]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 TEXT_MAX = 20
 UINT_MAX = 4_294_967_295
@@ -23,10 +23,8 @@ FILTER_FIELDS = ("xp", "name", "hero", "power", "color")
 
 
 def _storable(value: str) -> str:
-    # Every database must store the text exactly: PostgreSQL refuses NUL, and lone
-    # surrogates cannot be encoded as UTF-8 at all.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    # Every database must store the text exactly: lone surrogates cannot be encoded as
+    # UTF-8 at all. (NUL, which PostgreSQL refuses, is kept out by the schema's pattern.)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -34,8 +32,19 @@ def _storable(value: str) -> str:
     return value
 
 
-Text = Annotated[str, Field(max_length=TEXT_MAX, strict=True), AfterValidator(_storable)]
-Xp = Annotated[int, Field(ge=0, le=UINT_MAX, strict=True)]
+def whole_number(value: object) -> object:
+    """JSON Schema calls 5.0 an integer; so do we (but not 5.5, "5" or true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: No NUL characters (PostgreSQL refuses them): in the schema, so clients can see it.
+NO_NUL = "^[^\\x00]*$"
+Text = Annotated[
+    str, Field(max_length=TEXT_MAX, strict=True, pattern=NO_NUL), AfterValidator(_storable)
+]
+Xp = Annotated[int, Field(ge=0, le=UINT_MAX, strict=True), BeforeValidator(whole_number)]
 HeroId = Annotated[int, Field(ge=1, le=UINT_MAX)]
 
 
@@ -52,7 +61,8 @@ class HeroIn(BaseModel):
 
 
 class HeroPatch(BaseModel):
-    """Some fields of a hero (PATCH): absent fields are left as they are."""
+    """Some fields of a hero (PATCH, as a JSON merge patch): absent fields are left as they
+    are; nothing is nullable, so a null changes nothing either; an empty patch is a no-op."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,12 +71,6 @@ class HeroPatch(BaseModel):
     power: Text | None = None
     xp: Xp | None = None
     color: Text | None = None
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> HeroPatch:
-        if not self.changes():
-            raise ValueError("a patch must change at least one field")
-        return self
 
     def changes(self) -> dict[str, Any]:
         """The fields the client set, without the ones explicitly null (nothing is nullable)."""

@@ -70,8 +70,12 @@ def test_patch_changes_only_the_given_fields(client: TestClient) -> None:
     assert merge.json()["xp"] == 6
     assert client.get(f"/heroes/{hero_id}").json()["xp"] == 6
     assert client.patch("/heroes/999999", json={"xp": 1}).status_code == 404
-    empty = client.patch(f"/heroes/{hero_id}", json={})
-    assert empty.status_code == 422
+    unchanged = client.get(f"/heroes/{hero_id}")
+    for nothing in ({}, {"name": None}):
+        empty = client.patch(f"/heroes/{hero_id}", json=nothing)
+        assert (empty.status_code, empty.json()) == (200, unchanged.json())
+        assert empty.headers["etag"] == unchanged.headers["etag"]  # no new version
+    assert client.patch("/heroes/999999", json={}).status_code == 404
 
 
 def test_delete_then_get_is_404(client: TestClient) -> None:

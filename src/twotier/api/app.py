@@ -58,6 +58,6 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(heroes_router(settings))
-    app.include_router(batch.router)
+    app.include_router(batch.batch_router(settings.batch_max_items))
     app.include_router(metrics.router)
     return app

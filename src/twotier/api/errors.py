@@ -8,12 +8,35 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from twotier.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+
+
+class ErrorBody(BaseModel):
+    """Every error: ``detail`` says what is wrong (a list naming the fields, for a 422)."""
+
+    detail: Any
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: The errors any route may answer, declared once for the OpenAPI document.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _documented("The body is not valid JSON."),
+    413: _documented("The body is larger than the limit (TWOTIER_MAX_BODY_BYTES)."),
+    415: _documented("The body is not JSON (Content-Type)."),
+    503: {
+        **_documented("The database is unreachable; nothing was written. Try again later."),
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    },
+}
 
 
 def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -5,14 +5,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from twotier.api.dependencies import PolicyDep, UseCacheDep
+from twotier.api.errors import COMMON_ERRORS
 from twotier.api.responses import JSON, etag, hero_response
 from twotier.config import Settings
-from twotier.heroes import TEXT_MAX, UINT_MAX, Hero, HeroIn, HeroPage, HeroPatch
+from twotier.heroes import NO_NUL, TEXT_MAX, UINT_MAX, Hero, HeroIn, HeroPage, HeroPatch
 from twotier.policy import Served
 from twotier.store.base import HeroQuery
 
 HeroIdPath = Annotated[int, Path(ge=1, le=UINT_MAX, description="The hero's id.")]
-TextFilter = Annotated[str | None, Query(max_length=TEXT_MAX)]
+TextFilter = Annotated[str | None, Query(max_length=TEXT_MAX, pattern=NO_NUL)]
 
 _X_CACHE = {
     "X-Cache": {
@@ -32,7 +33,7 @@ def _served(served: Served, status: int = 200) -> Response:
 
 
 def heroes_router(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/heroes", tags=["heroes"])
+    router = APIRouter(prefix="/heroes", tags=["heroes"], responses=COMMON_ERRORS)
 
     @router.get(
         "/{hero_id}",
@@ -95,7 +96,10 @@ def heroes_router(settings: Settings) -> APIRouter:
         "/{hero_id}", response_model=Hero, responses=_NOT_FOUND, summary="Change some fields"
     )
     async def patch_hero(hero_id: HeroIdPath, patch: HeroPatch, policy: PolicyDep) -> Response:
-        record = await policy.update(hero_id, patch.changes())
+        changes = patch.changes()
+        if not changes:  # an empty merge patch changes nothing: answer the row as it is
+            return hero_response(await policy.read(hero_id), hero_id)
+        record = await policy.update(hero_id, changes)
         if record is None:
             raise _not_found(hero_id)
         return Response(record.to_json(), headers={"ETag": etag(record.version)}, media_type=JSON)
