@@ -1,0 +1,212 @@
+"""Faults in a tier degrade, never corrupt. Each test starts servers of its own, on free
+ports, and removes them; the shared services are never touched."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import database_url
+from twotier.bench.target import Target, free_port
+
+HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}
+
+
+class OwnRedis:
+    """A redis-server of the test's own, that the test may kill, freeze and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            probe = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if probe.stdout.strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError("own redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        if redis.process is not None:
+            redis.signal(signal.SIGCONT)
+        redis.kill()
+
+
+def counter(client: httpx.Client, name: str) -> float:
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def environment(tmp_path: Path, cache_url: str) -> dict[str, str]:
+    return {
+        "TWOTIER_DATABASE_URL": database_url("sqlite", tmp_path),
+        "TWOTIER_CACHE_URL": cache_url,
+        "TWOTIER_CACHE_TIMEOUT": "0.2",
+    }
+
+
+def test_redis_killed_and_restarted(own_redis: OwnRedis, tmp_path: Path) -> None:
+    with (
+        Target(env=environment(tmp_path, own_redis.url)) as target,
+        httpx.Client(base_url=target.url, timeout=10) as client,
+    ):
+        hero_id = client.post("/heroes", json=HERO).json()["id"]
+        assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"
+
+        own_redis.kill()
+        errors_before = counter(client, "twotier_cache_errors_total")
+        outcomes = set()
+        for number in range(200):
+            response = client.get(f"/heroes/{hero_id}")
+            assert response.status_code == 200
+            outcomes.add(response.headers["x-cache"])
+            if number == 100:  # a write during the outage: committed, remembered
+                changed = client.patch(f"/heroes/{hero_id}", json={"name": "Outage"})
+                assert changed.status_code == 200
+        assert "BYPASS" in outcomes
+        # The breaker: a handful of failed cache calls, not one per request.
+        assert counter(client, "twotier_cache_errors_total") - errors_before < 20
+        assert client.get("/readyz").status_code == 503
+
+        own_redis.start()
+        deadline = time.monotonic() + 30
+        while client.get(f"/heroes/{hero_id}").headers["x-cache"] == "BYPASS":
+            assert time.monotonic() < deadline, "the cache was not used again"
+            time.sleep(0.2)
+        assert client.get(f"/heroes/{hero_id}").json()["name"] == "Outage"  # nothing stale
+        assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"
+        assert client.get("/readyz").status_code == 200
+
+
+def test_redis_frozen_then_thawed(own_redis: OwnRedis, tmp_path: Path) -> None:
+    with (
+        Target(env=environment(tmp_path, own_redis.url)) as target,
+        httpx.Client(
+            base_url=target.url,
+            timeout=5,  # a hang would raise ReadTimeout
+        ) as client,
+    ):
+        hero_id = client.post("/heroes", json=HERO).json()["id"]
+        own_redis.signal(signal.SIGSTOP)
+        try:
+            for _ in range(100):
+                response = client.get(f"/heroes/{hero_id}")
+                assert response.status_code == 200
+            assert (
+                client.put(f"/heroes/{hero_id}", json=HERO | {"name": "Frozen"}).status_code == 200
+            )
+        finally:
+            own_redis.signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while client.get(f"/heroes/{hero_id}").headers["x-cache"] == "BYPASS":
+            assert time.monotonic() < deadline, "the cache was not used again"
+            time.sleep(0.2)
+        assert client.get(f"/heroes/{hero_id}").json()["name"] == "Frozen"
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    env = environment(tmp_path, "memory://")
+    twotier = str(Path(sys.executable).with_name("twotier"))
+    subprocess.run(
+        [twotier, "db", "sample", "--rows", "50000"],
+        env=os.environ | env,
+        capture_output=True,
+        check=True,
+    )
+    target = Target(env=env)
+    target.__enter__()
+    process = target._process
+    assert process is not None
+    # Uncached reads of 1,000 xp values: each takes a while, so some are surely in flight.
+    slow_read = {"USE_CACHE": "False", "REQUEST": "read", "SQLS": list(range(0, 10_000, 10))}
+    finished: list[tuple[float, float, int | str]] = []
+    stopped_at = [0.0]
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                response = await client.post("/batch", json=slow_read)
+            except httpx.TransportError as error:
+                finished.append((started, time.monotonic(), type(error).__name__))
+                return
+            finished.append((started, time.monotonic(), response.status_code))
+
+    async def load() -> None:
+        async with httpx.AsyncClient(base_url=target.url, timeout=60) as client:
+            clients = [asyncio.create_task(client_loop(client)) for _ in range(8)]
+            await asyncio.sleep(1.0)
+            stopped_at[0] = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            await asyncio.gather(*clients)
+
+    try:
+        asyncio.run(load())
+        assert process.wait(timeout=60) == 0
+    finally:
+        target.__exit__(None, None, None)
+    stop = stopped_at[0]
+    before = [outcome for start, _, outcome in finished if start < stop - 0.05]
+    assert before
+    assert set(before) == {200}  # every request sent before the signal was answered
+    assert any(start < stop < end for start, end, _ in finished)  # some were in flight
