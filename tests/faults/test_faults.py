@@ -210,3 +210,145 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     assert before
     assert set(before) == {200}  # every request sent before the signal was answered
     assert any(start < stop < end for start, end, _ in finished)  # some were in flight
+
+
+class OwnMariaDB:
+    """A mariadbd of the test's own (own datadir, own port) that the test may crash."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={workdir / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/superhero_db"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={self.workdir / 'data'}",
+                f"--socket={self.workdir / 'sock'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(150):
+            probe = subprocess.run(
+                [
+                    "mariadb-admin",
+                    "--protocol=tcp",
+                    "-h127.0.0.1",
+                    f"-P{self.port}",
+                    "-uroot",
+                    "ping",
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("own mariadbd did not start")
+
+    def crash(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # SIGKILL: no clean shutdown; InnoDB must recover
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+@pytest.fixture
+def own_mariadb(tmp_path: Path) -> Iterator[OwnMariaDB]:
+    database = OwnMariaDB(tmp_path)
+    database.start()
+    try:
+        yield database
+    finally:
+        database.crash()
+
+
+def test_database_crash_and_recovery(own_mariadb: OwnMariaDB, tmp_path: Path) -> None:
+    from twotier.store.sql import SQLStore
+
+    env = {
+        "TWOTIER_DATABASE_URL": own_mariadb.url,
+        "TWOTIER_CACHE_URL": "memory://",
+        "TWOTIER_DATABASE_TIMEOUT": "2",
+    }
+    acknowledged: dict[int, str] = {}
+    with Target(env=env) as target, httpx.Client(base_url=target.url, timeout=30) as client:
+        ids = [
+            client.post("/heroes", json=HERO | {"name": f"n{i}"}).json()["id"] for i in range(10)
+        ]
+        for number in range(30):  # acknowledged writes, right up to the crash
+            hero_id = ids[number % 10]
+            name = f"w{number}"
+            assert client.patch(f"/heroes/{hero_id}", json={"name": name}).status_code == 200
+            acknowledged[hero_id] = name
+        for hero_id in ids:
+            assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"
+
+        own_mariadb.crash()
+        for hero_id in ids:  # cached reads are still served
+            cached = client.get(f"/heroes/{hero_id}")
+            assert (cached.status_code, cached.json()["name"]) == (200, acknowledged[hero_id])
+        for response in (
+            client.patch(f"/heroes/{ids[0]}", json={"name": "lost"}),
+            client.post("/heroes", json=HERO),
+            client.get(f"/heroes/{ids[0]}", headers={"Cache-Control": "no-cache"}),
+            client.post("/batch", json={"USE_CACHE": "True", "REQUEST": "write", "SQLS": [HERO]}),
+        ):
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"]
+            detail = response.json().get("detail") or response.json()["body"]["detail"]
+            assert "database" in detail
+        assert client.get("/readyz").status_code == 503
+
+        own_mariadb.start()  # same datadir: crash recovery
+        deadline = time.monotonic() + 30
+        while client.patch(f"/heroes/{ids[0]}", json={"name": "after"}).status_code != 200:
+            assert time.monotonic() < deadline, "the app did not recover"
+            time.sleep(0.3)
+        acknowledged[ids[0]] = "after"
+        assert client.get("/readyz").status_code == 200
+
+    async def stored() -> dict[int, str]:
+        store = SQLStore(own_mariadb.url)
+        try:
+            rows = await store.get_many(ids)
+        finally:
+            await store.close()
+        return {hero_id: record.name for hero_id, record in rows.items()}
+
+    assert asyncio.run(stored()) == acknowledged  # nothing acknowledged was lost
+
+    # ... and nothing half-applied: the refused writes left no trace.
+    async def count() -> int:
+        store = SQLStore(own_mariadb.url)
+        try:
+            return await store.count()
+        finally:
+            await store.close()
+
+    assert asyncio.run(count()) == 10

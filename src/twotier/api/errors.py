@@ -10,11 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from twotier.api.responses import RETRY_AFTER_SECONDS
 from twotier.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = "5"
 
 
 class ErrorBody(BaseModel):

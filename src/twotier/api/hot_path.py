@@ -14,12 +14,11 @@ the documented definition of the endpoints.
 from __future__ import annotations
 
 import orjson
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import batch
 from twotier.api.errors import store_unavailable_response
-from twotier.api.responses import JSON, hero_response
+from twotier.api.responses import batch_response, hero_response
 from twotier.heroes import UINT_MAX
 from twotier.policy import CachePolicy
 from twotier.store.base import StoreUnavailable
@@ -66,8 +65,7 @@ class HotReads:
         status, body, outcome = await batch.serve(
             app.state.policy, event, app.state.settings.batch_max_items
         )
-        headers = {"X-Cache": outcome.value} if outcome else None
-        await Response(body, status, headers, media_type=JSON)(scope, receive, send)
+        await batch_response(status, body, outcome)(scope, receive, send)
 
 
 def _replay(body: bytes) -> Receive:

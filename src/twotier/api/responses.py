@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
-from twotier.policy import Served
+from twotier.policy import Outcome, Served
+
+#: Seconds a client should wait before retrying after a 503.
+RETRY_AFTER_SECONDS = "5"
 
 JSON = "application/json"
 
@@ -23,3 +26,12 @@ def hero_response(served: Served, hero_id: int) -> Response:
     if served.body is None:
         return JSONResponse({"detail": f"hero {hero_id} not found"}, 404, headers)
     return Response(served.body, 200, headers, media_type=JSON)
+
+
+def batch_response(status: int, body: bytes, outcome: Outcome | None) -> Response:
+    """A seed batch answer: the event's statusCode as the HTTP status, ``X-Cache`` for a
+    read, ``Retry-After`` when the database is down."""
+    headers = {"X-Cache": outcome.value} if outcome else {}
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return Response(body, status, headers, media_type=JSON)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from twotier import batch
 from twotier.api.dependencies import PolicyDep
 from twotier.api.errors import COMMON_ERRORS, error_response
+from twotier.api.responses import batch_response
 from twotier.heroes import UINT_MAX, HeroIn
 
 _EXAMPLES: dict[str, Any] = {
@@ -97,8 +98,6 @@ def batch_router(max_items: int) -> APIRouter:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             return error_response(400, f"malformed JSON body: {error}")
-        status, body, outcome = await batch.serve(policy, event, max_items)
-        headers = {"X-Cache": outcome.value} if outcome else None
-        return Response(body, status, headers, media_type="application/json")
+        return batch_response(*await batch.serve(policy, event, max_items))
 
     return router
