@@ -8,8 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.broken import UnversionedCache
 from tests.conftest import database_url, make_cache
-from twotier.cache.base import Cache, CacheUnavailable, Entry
+from twotier.cache.base import Cache, CacheUnavailable
 from twotier.heroes import HeroIn, HeroRecord
 from twotier.policy import CachePolicy, Outcome, Tuning, hero_key
 from twotier.store.base import HeroQuery
@@ -45,20 +46,6 @@ class InstrumentedStore:
         records = await self.inner.find(query)
         await self._hold()
         return records
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class UnversionedCache:
-    """A deliberately broken cache that ignores versions (the classic hand-made one)."""
-
-    def __init__(self, inner: Cache) -> None:
-        self.inner = inner
-
-    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
-        await self.inner.delete([key])
-        return await self.inner.put_if_newer(key, entry, ttl)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

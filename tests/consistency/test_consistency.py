@@ -10,16 +10,19 @@ import asyncio
 import os
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from tests.broken import UnversionedCache
 from tests.conftest import SERVER_URLS, database_url, redis_namespace, require
 from tests.consistency.checker import XPS, History, Row, Workload, freeze, run
 from twotier.bench.target import Target
-from twotier.cache.base import Cache, Entry
+from twotier.cache.base import Cache
 from twotier.cache.redis import RedisCache
+from twotier.heroes import HeroRecord
 from twotier.policy import (
     CachePolicy,
     Tuning,
@@ -122,23 +125,6 @@ async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
     assert not problems, "\n".join(problems[:20])
 
 
-class UnversionedCache:
-    """The classic hand-made cache: writes and fills overwrite whatever is there."""
-
-    def __init__(self, inner: Cache) -> None:
-        self.inner = inner
-
-    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
-        await self.inner.delete([key])
-        return await self.inner.put_if_newer(key, entry, ttl)
-
-    async def put_many_if_newer(self, items: list[tuple[str, Entry, float]]) -> list[bool]:
-        return [await self.put_if_newer(key, entry, ttl) for key, entry, ttl in items]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-
 class SlowFills:
     """The real store, with reads that take a while to come back (a loaded database, a
     pause): the window in which a fill can race a write."""
@@ -150,17 +136,17 @@ class SlowFills:
     async def _pause(self) -> None:
         await asyncio.sleep(self._rng.uniform(0, 0.05))
 
-    async def get(self, hero_id: int) -> object:
+    async def get(self, hero_id: int) -> HeroRecord | None:
         record = await self.inner.get(hero_id)
         await self._pause()
         return record
 
-    async def find(self, query: HeroQuery) -> object:
+    async def find(self, query: HeroQuery) -> list[HeroRecord]:
         records = await self.inner.find(query)
         await self._pause()
         return records
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
@@ -175,7 +161,7 @@ async def test_the_checker_catches_a_policy_without_versions(
     redis = RedisCache(SERVER_URLS["redis"], namespace=redis_namespace(), timeout=5)
     cache = redis if versions else UnversionedCache(redis)
     tuning = Tuning(ttl=0.1, negative_ttl=0.1)  # entries expire all the time: many fills
-    policy = CachePolicy(SlowFills(mariadb), cache, tuning)  # type: ignore[arg-type]
+    policy = CachePolicy(SlowFills(mariadb), cache, tuning)
     app = create_app(Settings(), policy=policy)
     transport = httpx.ASGITransport(app=app)
     # A race is a matter of chance: the broken policy gets up to three bounded rounds to
