@@ -53,9 +53,13 @@ class Server(StrEnum):
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[
+        str, typer.Option(envvar="TWOTIER_HOST", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="TWOTIER_PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, envvar="TWOTIER_WORKERS", help="Worker processes.")
+    ] = 1,
     server: Annotated[
         Server, typer.Option(help="The ASGI server (granian measured fastest; see benchmarks).")
     ] = Server.granian,
