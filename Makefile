@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test soak lint typecheck clean
+.PHONY: install run test soak lint typecheck image lambda clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,5 +37,13 @@ soak: install
 	TWOTIER_SOAK_OPERATIONS=$(SOAK_OPERATIONS) TWOTIER_SOAK_CLIENTS=64 \
 		$(BIN)/pytest tests/consistency -k "never_see_stale" -v
 
+# The server image (needs a Docker engine; there is none on the CI machines).
+image:
+	docker build -f infra/Dockerfile -t twotier .
+
+# The Lambda deployment zip: python3.11, x86_64, manylinux wheels; prints its size.
+lambda: install
+	$(BIN)/python infra/build_lambda.py dist/twotier-lambda.zip
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var dist .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import signal
 import tempfile
@@ -73,6 +74,9 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if importlib.util.find_spec(server.value) is None:
+        console.print(f"[red]{server.value} is not installed: pip install 'twotier[server]'[/red]")
+        raise typer.Exit(2)
     if server is Server.granian:
         _serve_granian(host, port, workers, log_level)
     else:

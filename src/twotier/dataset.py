@@ -166,8 +166,11 @@ def open_source(source: str, work_dir: Path) -> Path:
     bucket, _, key = source[len("s3://") :].partition("/")
     if not bucket or not key:
         raise ValueError(f"an S3 source looks like s3://bucket/key, not {source!r}")
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError as error:
+        raise ValueError("reading s3:// sources needs: pip install 'twotier[s3]'") from error
 
     target = work_dir / Path(key).name
     try:

@@ -1,0 +1,110 @@
+"""The Lambda zip (make lambda), unpacked into a fresh folder: the handler imports from there
+alone and serves real API Gateway v1 and v2 events and a seed batch event against MariaDB
+and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SERVER_URLS, database_url, redis_namespace, require
+from tests.test_aws_lambda import HERO, http_v2, rest_v1
+
+ROOT = Path(__file__).parents[2]
+
+# Runs in a bare interpreter (-I -S: no site-packages at all), with the package on sys.path.
+INVOKE = """
+import json, sys
+package = sys.argv[1]
+sys.path.insert(0, package)
+import twotier
+assert twotier.__file__.startswith(package), twotier.__file__
+from twotier.aws_lambda import handler
+answers = [handler(event, None) for event in json.load(sys.stdin)]
+print(json.dumps(answers))
+"""
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("lambda")
+    archive = work / "twotier-lambda.zip"
+    build = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "build_lambda.py"), str(archive)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    assert "MB zipped" in build.stdout
+    unpacked = work / "unpacked"
+    with zipfile.ZipFile(archive) as zipped:
+        names = zipped.namelist()
+        zipped.extractall(unpacked)
+    # Runtime code only: no test or dev tools, no servers, no boto3 (the runtime has it).
+    tops = {name.split("/", 1)[0] for name in names}
+    for unwanted in (
+        "pytest",
+        "mypy",
+        "ruff",
+        "hypothesis",
+        "schemathesis",
+        "moto",
+        "granian",
+        "uvicorn",
+        "matplotlib",
+        "botocore",
+        "tests",
+    ):
+        assert unwanted not in tops, unwanted
+    assert {"twotier", "mangum", "sqlalchemy", "aiomysql", "redis"} <= tops
+    assert archive.stat().st_size < 50_000_000  # Lambda's direct-upload limit
+    return unpacked
+
+
+def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path: Path) -> None:
+    require("redis")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWOTIER_", "PYTHON"))}
+    env |= {
+        "TWOTIER_DATABASE_URL": database_url("mysql", tmp_path),
+        "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
+        "TWOTIER_CACHE_NAMESPACE": redis_namespace(),
+    }
+    body = json.dumps(HERO).encode()
+    events = [
+        rest_v1(
+            "POST",
+            "/heroes",
+            "/heroes",
+            body=body,
+            headers={"Content-Type": "application/json"},
+            b64=True,
+        ),
+        http_v2("GET", "/heroes", "/heroes", raw_query="xp=42"),
+        {"USE_CACHE": "True", "REQUEST": "write", "SQLS": [HERO | {"name": "batch"}]},
+        {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [42]},
+        {"USE_CACHE": "True", "REQUEST": "read", "SQLS": ["nope"]},
+    ]
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", INVOKE, str(package)],
+        input=json.dumps(events),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    created, listed, wrote, read, bad = json.loads(result.stdout)
+    assert created["statusCode"] == 201
+    assert listed["statusCode"] == 200
+    assert listed["headers"]["x-cache"] in {"HIT", "MISS"}
+    assert json.loads(listed["body"])["items"][0]["name"] == "Ada"
+    assert wrote == {"statusCode": 200, "body": "write success"}
+    assert [row["name"] for row in read["body"]] == ["Ada", "batch"]
+    assert bad["statusCode"] == 400
