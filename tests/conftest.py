@@ -61,6 +61,21 @@ def database_url(kind: str, tmp_path: object) -> str:
     )
 
 
+def drop_table(url: str) -> None:
+    """Leave a shared test database as other tests expect it: without the heroes table."""
+    import asyncio
+
+    async def drop() -> None:
+        store = SQLStore(url)
+        try:
+            await store.init_schema()
+            await store.drop_schema()
+        finally:
+            await store.close()
+
+    asyncio.run(drop())
+
+
 def redis_namespace() -> str:
     return f"twotier-test-{uuid.uuid4().hex[:12]}"
 

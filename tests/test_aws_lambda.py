@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event as sa_event
 
-from tests.conftest import settings_for
+from tests.conftest import drop_table, settings_for
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
 
@@ -145,6 +145,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     settings = settings_for("mysql", "redis", tmp_path_factory.mktemp("lambda"))
+    drop_table(settings.database_url)  # start from an empty table
     made = Runtime(settings)
     aws_lambda._runtime = made
     try:

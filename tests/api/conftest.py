@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import settings_for
+from tests.conftest import drop_table, settings_for
 from twotier.api.app import create_app
 from twotier.config import Settings
-from twotier.store.sql import SQLStore
 
 TIERS = [("sqlite", "memory"), ("mysql", "redis"), ("postgres", "redis")]
 
 
-def _drop_table(settings: Settings) -> None:
-    async def drop() -> None:
-        store = SQLStore(settings.database_url)
-        try:
-            await store.init_schema()
-            await store.drop_schema()
-        finally:
-            await store.close()
-
-    asyncio.run(drop())
-
-
 def serve(settings: Settings) -> Iterator[TestClient]:
-    _drop_table(settings)
+    drop_table(settings.database_url)
     try:
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             yield client
     finally:
-        _drop_table(settings)
+        drop_table(settings.database_url)
 
 
 @pytest.fixture(params=TIERS, ids=["+".join(t) for t in TIERS])

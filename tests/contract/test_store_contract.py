@@ -130,3 +130,14 @@ async def test_count_and_ping(store: SQLStore) -> None:
     assert await store.count() == 0
     await store.create_many([hero(f"c{i}") for i in range(3)])
     assert await store.count() == 3
+
+
+async def test_schema_creation_tolerates_concurrent_creators(store: SQLStore) -> None:
+    await store.drop_schema()
+    others = [SQLStore(store.url.render_as_string(hide_password=False)) for _ in range(6)]
+    try:
+        await asyncio.gather(*(other.init_schema() for other in others))
+    finally:
+        for other in others:
+            await other.close()
+    assert await store.count() == 0

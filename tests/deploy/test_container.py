@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SERVER_URLS, database_url, redis_namespace, require
+from tests.conftest import SERVER_URLS, database_url, drop_table, redis_namespace, require
 from twotier.bench.target import free_port
 
 DOCKERFILE = Path(__file__).parents[2] / "infra" / "Dockerfile"
@@ -74,6 +74,7 @@ def test_the_image_command_serves_mariadb_and_redis(tmp_path: Path) -> None:
         "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
         "TWOTIER_CACHE_NAMESPACE": redis_namespace(),
     }
+    drop_table(env["TWOTIER_DATABASE_URL"])
     process = subprocess.Popen(
         exec_form("CMD"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -96,5 +97,6 @@ def test_the_image_command_serves_mariadb_and_redis(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()
+    drop_table(env["TWOTIER_DATABASE_URL"])
     assert process.returncode == 0, output
     assert "Traceback" not in output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVER_URLS, database_url, redis_namespace, require
+from tests.conftest import SERVER_URLS, database_url, drop_table, redis_namespace, require
 from tests.test_aws_lambda import HERO, http_v2, rest_v1
 
 ROOT = Path(__file__).parents[2]
@@ -91,14 +91,18 @@ def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path
         {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [42]},
         {"USE_CACHE": "True", "REQUEST": "read", "SQLS": ["nope"]},
     ]
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", INVOKE, str(package)],
-        input=json.dumps(events),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    drop_table(env["TWOTIER_DATABASE_URL"])
+    try:
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", INVOKE, str(package)],
+            input=json.dumps(events),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        drop_table(env["TWOTIER_DATABASE_URL"])
     assert result.returncode == 0, result.stderr
     created, listed, wrote, read, bad = json.loads(result.stdout)
     assert created["statusCode"] == 201

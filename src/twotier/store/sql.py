@@ -32,6 +32,10 @@ _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
 }
 
+# The lock that serializes schema creation between processes (named for MySQL's GET_LOCK,
+# numbered for PostgreSQL's advisory locks).
+_LOCK = {"name": "twotier_schema", "key": 7_377_001, "seconds": 60}
+
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
 _IN_CHUNK = 1000
 
@@ -114,8 +118,20 @@ class SQLStore:
     async def init_schema(self) -> None:
         await self._ensure_database()
         try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
+            async with self._connect(write=True) as conn:  # SQLite: BEGIN IMMEDIATE
+                # Several processes (workers, tasks) may start at once: one creates the
+                # schema while the others wait, then find it there.
+                if self.backend == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), _LOCK)
+                elif self.backend == "mysql":
+                    await conn.execute(text("SELECT GET_LOCK(:name, :seconds)"), _LOCK)
+                try:
+                    await conn.run_sync(metadata.create_all, checkfirst=True)
+                finally:
+                    if self.backend == "mysql":  # DDL commits at once there: release by hand
+                        await conn.execute(text("SELECT RELEASE_LOCK(:name)"), _LOCK)
+        except StoreUnavailable:
+            raise
         except _UNAVAILABLE as error:
             raise StoreUnavailable(_describe(error)) from error
 
