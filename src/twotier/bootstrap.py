@@ -15,8 +15,13 @@ from twotier.store.sql import SQLStore
 
 
 def build_store(settings: Settings) -> SQLStore:
+    url = settings.database_url
+    if settings.database_secret_arn:
+        from twotier.secrets import database_url_from_secret
+
+        url = database_url_from_secret(settings.database_secret_arn, settings.database_url)
     return SQLStore(
-        settings.database_url,
+        url,
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout,
     )

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
             "postgresql://USER:PASS@HOST:PORT/DB. The database is created if missing."
         ),
     )
+    database_secret_arn: str | None = Field(
+        None,
+        description="AWS Secrets Manager secret (RDS JSON: username, password, host, port, "
+        "dbname, engine) to connect with, instead of credentials in TWOTIER_DATABASE_URL; "
+        "read once at start-up.",
+    )
     database_pool_size: int = Field(10, ge=1, le=1000, description="Connections per process.")
     database_timeout: float = Field(
         5.0, gt=0, description="Seconds to wait for a connection or a lock."

@@ -1,0 +1,97 @@
+"""Database credentials from Secrets Manager (moto's server mode) and a real MariaDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import make_url
+
+from tests.conftest import SERVER_URLS, database_url
+from twotier.bootstrap import build_store
+from twotier.config import Settings
+
+
+@pytest.fixture
+def secrets_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def create_secret(value: object) -> str:
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    name = f"twotier-test-{os.urandom(4).hex()}"
+    return str(client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"])
+
+
+async def test_the_store_connects_with_the_secret(secrets_manager: str, tmp_path: object) -> None:
+    target = make_url(database_url("mysql", tmp_path))
+    arn = create_secret(
+        {
+            "engine": "mysql",
+            "host": target.host,
+            "port": target.port or 3306,
+            "username": target.username,
+            "password": "",
+            "dbname": target.database,
+        }
+    )
+    # The configured URL carries no credentials at all.
+    store = build_store(Settings(database_url="mysql://nobody@unused/", database_secret_arn=arn))
+    try:
+        assert store.url.host == target.host
+        assert store.url.database == target.database
+        await store.init_schema()  # creates the database and the table, with those credentials
+        await store.ping()
+        await store.drop_schema()
+    finally:
+        await store.close()
+
+
+def test_a_bad_secret_is_a_clear_error(secrets_manager: str) -> None:
+    arn = create_secret({"user": "no password key"})
+    with pytest.raises(RuntimeError, match="must be JSON with username, password and host"):
+        build_store(Settings(database_url=SERVER_URLS["mysql"], database_secret_arn=arn))
+    with pytest.raises(RuntimeError, match="cannot read the database secret"):
+        build_store(Settings(database_secret_arn="arn:aws:secretsmanager:us-east-1:1:secret:nope"))
+
+
+def test_the_password_never_reaches_a_log_line(
+    secrets_manager: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    arn = create_secret(
+        {
+            "engine": "postgres",
+            "host": "127.0.0.1",
+            "port": 1,
+            "username": "u",
+            "password": "s3cr3t-from-secret",
+            "dbname": "d",
+        }
+    )
+    store = build_store(Settings(database_secret_arn=arn))
+    assert store.backend == "postgresql"
+    assert "s3cr3t-from-secret" not in caplog.text
+    assert "s3cr3t-from-secret" not in repr(store.url)
