@@ -22,8 +22,8 @@ run: install
 	$(BIN)/twotier serve --host 127.0.0.1 --port 8000
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks infra
+	$(BIN)/ruff format --check src tests benchmarks infra
 
 typecheck: install
 	$(BIN)/mypy

@@ -33,9 +33,20 @@ def build(out: Path) -> int:
         subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
         wheel = next(wheels.glob("twotier-*.whl"))
         subprocess.run(
-            [*pip, "install", "--target", str(package), "--platform", PLATFORM,
-             "--python-version", PYTHON_VERSION, "--implementation", "cp",
-             "--only-binary=:all:", f"{wheel}[{EXTRAS}]"],
+            [
+                *pip,
+                "install",
+                "--target",
+                str(package),
+                "--platform",
+                PLATFORM,
+                "--python-version",
+                PYTHON_VERSION,
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+                f"{wheel}[{EXTRAS}]",
+            ],
             check=True,
         )
         shutil.rmtree(package / "bin", ignore_errors=True)  # console scripts: not on Lambda
@@ -55,9 +66,11 @@ def main() -> None:
     size = build(out)
     with zipfile.ZipFile(out) as archive:
         unzipped = sum(info.file_size for info in archive.infolist())
-    print(f"{out}: {size / 1e6:.1f} MB zipped, {unzipped / 1e6:.1f} MB unzipped "
-          f"(Lambda limits: 50 MB zipped upload, 250 MB unzipped); runtime {RUNTIME}, "
-          f"x86_64, handler twotier.aws_lambda.handler")
+    print(
+        f"{out}: {size / 1e6:.1f} MB zipped, {unzipped / 1e6:.1f} MB unzipped "
+        f"(Lambda limits: 50 MB zipped upload, 250 MB unzipped); runtime {RUNTIME}, "
+        f"x86_64, handler twotier.aws_lambda.handler"
+    )
 
 
 if __name__ == "__main__":

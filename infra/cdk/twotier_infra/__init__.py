@@ -1,0 +1,1 @@
+"""twotier on AWS: the data tier and the stacks that run the app over it."""

@@ -1,0 +1,124 @@
+"""The serverless stack: HTTP API (API Gateway) -> Lambda in the VPC -> the data tier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
+from constructs import Construct
+
+from twotier_infra.data_tier import DataTier, DataTierProps
+
+
+@dataclass(frozen=True)
+class ServerlessProps:
+    lambda_zip: str  # make lambda: dist/twotier-lambda.zip
+    memory_mb: int = 1024
+    timeout_seconds: int = 15
+    reserved_concurrency: int | None = None
+    throttle_rate: float = 500  # requests per second, steady
+    throttle_burst: int = 1000
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    min_hit_ratio: float = 0.8
+    data: DataTierProps = field(default_factory=DataTierProps)
+
+
+class ServerlessStack(Stack):
+    def __init__(
+        self, scope: Construct, name: str, props: ServerlessProps, **kwargs: object
+    ) -> None:
+        super().__init__(scope, name, **kwargs)  # type: ignore[arg-type]
+        data = DataTier(self, "Data", props.data)
+
+        log_group = logs.LogGroup(self, "FunctionLogs", retention=props.log_retention)
+        function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_11,
+            architecture=lambda_.Architecture.X86_64,
+            handler="twotier.aws_lambda.handler",
+            code=lambda_.Code.from_asset(props.lambda_zip),
+            memory_size=props.memory_mb,
+            timeout=Duration.seconds(props.timeout_seconds),
+            reserved_concurrent_executions=props.reserved_concurrency,
+            vpc=data.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[data.app_security_group],
+            log_group=log_group,
+            environment={
+                "TWOTIER_DATABASE_URL": data.database_url,
+                "TWOTIER_DATABASE_SECRET_ARN": data.database_secret.secret_arn,
+                "TWOTIER_CACHE_URL": data.cache_url,
+            },
+        )
+        data.database_secret.grant_read(function)  # that one secret, read only
+
+        api = apigw.HttpApi(
+            self,
+            "Api",
+            default_integration=HttpLambdaIntegration("Lambda", function),
+            create_default_stage=False,
+        )
+        apigw.HttpStage(
+            self,
+            "Stage",
+            http_api=api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(
+                rate_limit=props.throttle_rate, burst_limit=props.throttle_burst
+            ),
+        )
+
+        cloudwatch.Alarm(
+            self,
+            "ServerErrors",
+            metric=api.metric_server_error(period=Duration.minutes(1)),
+            threshold=5,
+            evaluation_periods=3,
+            alarm_description="HTTP 5xx answers from the API",
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        cloudwatch.Alarm(
+            self,
+            "Latency",
+            metric=api.metric_latency(period=Duration.minutes(1), statistic="p99"),
+            threshold=1000,
+            evaluation_periods=5,
+            alarm_description="p99 latency above 1 s",
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        hits = cloudwatch.Metric(
+            namespace="twotier",
+            metric_name="CacheHits",
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )
+        misses = cloudwatch.Metric(
+            namespace="twotier",
+            metric_name="CacheMisses",
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )
+        cloudwatch.Alarm(
+            self,
+            "CacheHitRatio",
+            metric=cloudwatch.MathExpression(
+                expression="hits / (hits + misses)",
+                using_metrics={"hits": hits, "misses": misses},
+                period=Duration.minutes(5),
+            ),
+            threshold=props.min_hit_ratio,
+            evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            alarm_description="cache hit ratio below the expected share",
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.api = api
+        self.function = function
