@@ -1,8 +1,10 @@
-"""The CDK app: `cdk deploy` from this folder (after `make lambda` at the repository root).
+"""The CDK app: `cdk deploy` from this folder.
 
-Sizes, counts and names come from context (cdk.json, or -c key=value), with sane defaults:
-lambdaZip, memoryMb, reservedConcurrency, throttleRate, throttleBurst, auroraMinAcu,
-auroraMaxAcu, auroraReaders, cacheNodeType, cacheReplicas, natGateways, stackName.
+kind=serverless (default; after `make lambda`) or kind=container (with image=URI of the
+image built from infra/Dockerfile). Sizes, counts and names come from context (cdk.json, or
+-c key=value), with sane defaults: lambdaZip, memoryMb, reservedConcurrency, throttleRate,
+throttleBurst, image, cpu, minTasks, maxTasks, auroraMinAcu, auroraMaxAcu, auroraReaders,
+cacheNodeType, cacheReplicas, natGateways, stackName.
 """
 
 from __future__ import annotations
@@ -10,14 +12,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import App, Environment
+from aws_cdk import App, Environment, Stack
+from twotier_infra.container import ContainerProps, ContainerStack
 from twotier_infra.data_tier import DataTierProps
 from twotier_infra.serverless import ServerlessProps, ServerlessStack
 
 
+def _number(context: Mapping[str, Any], key: str, default: float) -> float:
+    return float(context.get(key, default))
+
+
+def data_props(context: Mapping[str, Any]) -> DataTierProps:
+    return DataTierProps(
+        nat_gateways=int(_number(context, "natGateways", 1)),
+        aurora_min_acu=_number(context, "auroraMinAcu", 0.5),
+        aurora_max_acu=_number(context, "auroraMaxAcu", 4),
+        aurora_readers=int(_number(context, "auroraReaders", 0)),
+        cache_node_type=str(context.get("cacheNodeType", "cache.t4g.small")),
+        cache_replicas=int(_number(context, "cacheReplicas", 1)),
+    )
+
+
+def container_props(context: Mapping[str, Any]) -> ContainerProps:
+    if not context.get("image"):
+        raise ValueError("kind=container needs -c image=<URI of the twotier image>")
+    return ContainerProps(
+        image=str(context["image"]),
+        cpu=int(_number(context, "cpu", 1024)),
+        min_tasks=int(_number(context, "minTasks", 2)),
+        max_tasks=int(_number(context, "maxTasks", 10)),
+        data=data_props(context),
+    )
+
+
 def serverless_props(context: Mapping[str, Any]) -> ServerlessProps:
     def number(key: str, default: float) -> float:
-        return float(context.get(key, default))
+        return _number(context, key, default)
 
     reserved = context.get("reservedConcurrency")
     return ServerlessProps(
@@ -26,41 +56,38 @@ def serverless_props(context: Mapping[str, Any]) -> ServerlessProps:
         reserved_concurrency=int(reserved) if reserved is not None else None,
         throttle_rate=number("throttleRate", 500),
         throttle_burst=int(number("throttleBurst", 1000)),
-        data=DataTierProps(
-            nat_gateways=int(number("natGateways", 1)),
-            aurora_min_acu=number("auroraMinAcu", 0.5),
-            aurora_max_acu=number("auroraMaxAcu", 4),
-            aurora_readers=int(number("auroraReaders", 0)),
-            cache_node_type=str(context.get("cacheNodeType", "cache.t4g.small")),
-            cache_replicas=int(number("cacheReplicas", 1)),
-        ),
+        data=data_props(context),
     )
 
 
-def build(app: App) -> ServerlessStack:
-    context = {
-        key: app.node.try_get_context(key)
-        for key in (
-            "lambdaZip",
-            "memoryMb",
-            "reservedConcurrency",
-            "throttleRate",
-            "throttleBurst",
-            "auroraMinAcu",
-            "auroraMaxAcu",
-            "auroraReaders",
-            "cacheNodeType",
-            "cacheReplicas",
-            "natGateways",
-        )
-    }
+_KEYS = (
+    "lambdaZip",
+    "memoryMb",
+    "reservedConcurrency",
+    "throttleRate",
+    "throttleBurst",
+    "image",
+    "cpu",
+    "minTasks",
+    "maxTasks",
+    "auroraMinAcu",
+    "auroraMaxAcu",
+    "auroraReaders",
+    "cacheNodeType",
+    "cacheReplicas",
+    "natGateways",
+)
+
+
+def build(app: App) -> Stack:
+    found = {key: app.node.try_get_context(key) for key in _KEYS}
+    context = {key: value for key, value in found.items() if value is not None}
+    env = Environment()  # account and region from the deploying credentials
+    if app.node.try_get_context("kind") == "container":
+        name = app.node.try_get_context("stackName") or "TwotierContainer"
+        return ContainerStack(app, name, container_props(context), env=env)
     name = app.node.try_get_context("stackName") or "TwotierServerless"
-    return ServerlessStack(
-        app,
-        name,
-        serverless_props({k: v for k, v in context.items() if v is not None}),
-        env=Environment(),  # account and region from the deploying credentials
-    )
+    return ServerlessStack(app, name, serverless_props(context), env=env)
 
 
 if __name__ == "__main__":

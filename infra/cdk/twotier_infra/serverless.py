@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from twotier_infra.alarms import add_alarms
 from twotier_infra.data_tier import DataTier, DataTierProps
 
 
@@ -76,49 +76,12 @@ class ServerlessStack(Stack):
             ),
         )
 
-        cloudwatch.Alarm(
+        add_alarms(
             self,
-            "ServerErrors",
-            metric=api.metric_server_error(period=Duration.minutes(1)),
-            threshold=5,
-            evaluation_periods=3,
-            alarm_description="HTTP 5xx answers from the API",
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        cloudwatch.Alarm(
-            self,
-            "Latency",
-            metric=api.metric_latency(period=Duration.minutes(1), statistic="p99"),
-            threshold=1000,
-            evaluation_periods=5,
-            alarm_description="p99 latency above 1 s",
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        hits = cloudwatch.Metric(
-            namespace="twotier",
-            metric_name="CacheHits",
-            statistic="Sum",
-            period=Duration.minutes(5),
-        )
-        misses = cloudwatch.Metric(
-            namespace="twotier",
-            metric_name="CacheMisses",
-            statistic="Sum",
-            period=Duration.minutes(5),
-        )
-        cloudwatch.Alarm(
-            self,
-            "CacheHitRatio",
-            metric=cloudwatch.MathExpression(
-                expression="hits / (hits + misses)",
-                using_metrics={"hits": hits, "misses": misses},
-                period=Duration.minutes(5),
-            ),
-            threshold=props.min_hit_ratio,
-            evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            alarm_description="cache hit ratio below the expected share",
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            server_errors=api.metric_server_error(period=Duration.minutes(1)),
+            p99_latency=api.metric_latency(period=Duration.minutes(1), statistic="p99"),
+            latency_threshold=1000,  # ms
+            min_hit_ratio=props.min_hit_ratio,
         )
         self.api = api
         self.function = function

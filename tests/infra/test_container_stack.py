@@ -1,0 +1,119 @@
+"""The container stack (ALB -> Fargate), synthesized offline: assertions and cfn-lint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, assertions
+from twotier_infra.container import ContainerProps, ContainerStack
+
+from tests.infra.checks import (
+    cfn_lint,
+    check_alarms,
+    check_data_tier,
+    check_least_privilege,
+    resources,
+)
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/twotier:1.0"
+
+
+@pytest.fixture(scope="module")
+def template() -> assertions.Template:
+    stack = ContainerStack(App(), "TwotierContainer", ContainerProps(image=IMAGE, cpu=2048))
+    return assertions.Template.from_stack(stack)
+
+
+def test_the_data_tier_is_private_encrypted_and_admits_only_the_app(
+    template: assertions.Template,
+) -> None:
+    check_data_tier(template)
+    check_least_privilege(template)
+    check_alarms(template)
+
+
+def test_fargate_runs_the_image_with_the_secret_not_the_password(
+    template: assertions.Template,
+) -> None:
+    [task] = resources(template, "AWS::ECS::TaskDefinition").values()
+    [container] = task["Properties"]["ContainerDefinitions"]
+    assert container["Image"] == IMAGE
+    assert container["PortMappings"][0]["ContainerPort"] == 8000
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["TWOTIER_WORKERS"] == "2"  # one per vCPU
+    assert {"TWOTIER_DATABASE_SECRET_ARN", "TWOTIER_CACHE_URL"} <= set(environment)
+    assert "password" not in str(environment).lower()
+    assert task["Properties"]["RequiresCompatibilities"] == ["FARGATE"]
+    template.has_resource_properties(
+        "AWS::ECS::Service",
+        {
+            "LaunchType": "FARGATE",
+            "DeploymentConfiguration": {
+                "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True}
+            },
+        },
+    )
+
+
+def test_the_load_balancer_checks_readiness(template: assertions.Template) -> None:
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "HealthCheckPath": "/readyz",
+            "Port": 80,
+            "Protocol": "HTTP",
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        {
+            "Scheme": "internet-facing",
+        },
+    )
+
+
+def test_it_scales_on_cpu_and_request_count(template: assertions.Template) -> None:
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "MinCapacity": 2,
+            "MaxCapacity": 10,
+        },
+    )
+    policies = resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    metrics = {
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"][
+            "PredefinedMetricSpecification"
+        ]["PredefinedMetricType"]
+        for p in policies.values()
+    }
+    assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+
+def test_cfn_lint_passes(template: assertions.Template, tmp_path: Path) -> None:
+    result = cfn_lint(template, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_app_builds_the_container_stack_from_context() -> None:
+    import app as cdk_app
+
+    application = App(
+        context={
+            "kind": "container",
+            "image": IMAGE,
+            "cpu": 4096,
+            "maxTasks": 20,
+            "auroraReaders": 1,
+        }
+    )
+    stack = cdk_app.build(application)
+    assert stack.stack_name == "TwotierContainer"
+    template = assertions.Template.from_stack(stack)
+    template.has_resource_properties("AWS::ECS::TaskDefinition", {"Cpu": "4096", "Memory": "8192"})
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MaxCapacity": 20}
+    )
+    with pytest.raises(ValueError, match="needs -c image"):
+        cdk_app.build(App(context={"kind": "container"}))
