@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import settings_for
+from tests.conftest import forget_namespace, settings_for
 from twotier.config import Settings
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
@@ -85,6 +85,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             await store.close()
 
         asyncio.run(drop())
+        forget_namespace(env["TWOTIER_CACHE_URL"], env["TWOTIER_CACHE_NAMESPACE"])
 
 
 @pytest.mark.parametrize(

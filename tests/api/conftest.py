@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import drop_table, settings_for
+from tests.conftest import drop_table, forget_namespace, settings_for
 from twotier.api.app import create_app
 from twotier.config import Settings
 
@@ -21,6 +21,7 @@ def serve(settings: Settings) -> Iterator[TestClient]:
             yield client
     finally:
         drop_table(settings.database_url)
+        forget_namespace(settings.cache_url, settings.cache_namespace)
 
 
 @pytest.fixture(params=TIERS, ids=["+".join(t) for t in TIERS])

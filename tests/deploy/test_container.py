@@ -14,7 +14,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SERVER_URLS, database_url, drop_table, redis_namespace, require
+from tests.conftest import (
+    SERVER_URLS,
+    database_url,
+    drop_table,
+    forget_namespace,
+    redis_namespace,
+    require,
+)
 from twotier.bench.target import free_port
 
 DOCKERFILE = Path(__file__).parents[2] / "infra" / "Dockerfile"
@@ -98,5 +105,6 @@ def test_the_image_command_serves_mariadb_and_redis(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()
     drop_table(env["TWOTIER_DATABASE_URL"])
+    forget_namespace(env["TWOTIER_CACHE_URL"], env["TWOTIER_CACHE_NAMESPACE"])
     assert process.returncode == 0, output
     assert "Traceback" not in output

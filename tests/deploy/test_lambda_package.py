@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVER_URLS, database_url, drop_table, redis_namespace, require
+from tests.conftest import (
+    SERVER_URLS,
+    database_url,
+    drop_table,
+    forget_namespace,
+    redis_namespace,
+    require,
+)
 from tests.test_aws_lambda import HERO, http_v2, rest_v1
 
 ROOT = Path(__file__).parents[2]
@@ -103,6 +110,7 @@ def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path
         )
     finally:
         drop_table(env["TWOTIER_DATABASE_URL"])
+        forget_namespace(env["TWOTIER_CACHE_URL"], env["TWOTIER_CACHE_NAMESPACE"])
     assert result.returncode == 0, result.stderr
     created, listed, wrote, read, bad = json.loads(result.stdout)
     assert created["statusCode"] == 201
