@@ -137,6 +137,22 @@ def _drop_test_databases() -> Iterator[None]:
             pass
 
 
+@pytest.fixture
+def moto_endpoint() -> Iterator[str]:
+    """A moto server (server mode: real HTTP on loopback) of the test's own."""
+    from moto.server import ThreadedMotoServer
+
+    from twotier.bench.target import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=STORES)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import httpx
 import pytest
 
 from tests.conftest import forget_namespace, settings_for
+from twotier.bench.target import free_port
 from twotier.config import Settings
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(settings: Settings) -> dict[str, str]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -155,32 +153,12 @@ async def test_a_load_leaves_no_stale_cache_entry(
         await cache.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server (server mode: real HTTP on loopback) of this test's own."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_cli_generates_and_loads_from_s3(s3_endpoint: str, tmp_path: Path) -> None:
+def test_cli_generates_and_loads_from_s3(moto_endpoint: str, tmp_path: Path) -> None:
     import boto3
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWOTIER_", "AWS_"))}
     env |= {
-        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -199,7 +177,7 @@ def test_cli_generates_and_loads_from_s3(s3_endpoint: str, tmp_path: Path) -> No
     headerless.write_text(data.read_text().split("\n", 1)[1] + BAD.replace("4,", "2001,", 1))
     s3 = boto3.client(
         "s3",
-        endpoint_url=s3_endpoint,
+        endpoint_url=moto_endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import make_url
@@ -16,26 +14,15 @@ from twotier.config import Settings
 
 
 @pytest.fixture
-def secrets_manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+def secrets_manager(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
+    return moto_endpoint
 
 
 def create_secret(value: object) -> str:

@@ -16,10 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 TEXT_MAX = 20
 UINT_MAX = 4_294_967_295
-TEXT_FIELDS = ("name", "hero", "power", "color")
 FIELDS = ("name", "hero", "power", "xp", "color")
-#: Fields ``GET /heroes`` may filter on, in the order they appear in a cache key.
-FILTER_FIELDS = ("xp", "name", "hero", "power", "color")
 
 
 def _storable(value: str) -> str:

@@ -19,12 +19,17 @@ from tests.infra.checks import (
 )
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> assertions.Template:
-    # Synthesis only stages the code asset; any zip will do (tests/deploy builds the real one).
-    archive = tmp_path_factory.mktemp("asset") / "twotier-lambda.zip"
+def stand_in_code(folder: Path) -> Path:
+    """Synthesis only stages the code asset; any zip will do (tests/deploy builds the real one)."""
+    archive = folder / "twotier-lambda.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("twotier/__init__.py", "")
+    return archive
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> assertions.Template:
+    archive = stand_in_code(tmp_path_factory.mktemp("asset"))
     app = App()
     stack = ServerlessStack(app, "TwotierServerless", ServerlessProps(lambda_zip=str(archive)))
     return assertions.Template.from_stack(stack)
@@ -72,9 +77,7 @@ def test_cfn_lint_passes(template: assertions.Template, tmp_path: Path) -> None:
 def test_the_app_reads_sizes_and_counts_from_context(tmp_path: Path) -> None:
     import app as cdk_app
 
-    archive = tmp_path / "code.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("twotier/__init__.py", "")
+    archive = stand_in_code(tmp_path)
     application = App(
         context={
             "lambdaZip": str(archive),
