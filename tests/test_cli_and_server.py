@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     assert sample.returncode == 0, sample.stderr
     port = free_port()
     process = subprocess.Popen(
-        [TWOTIER, "serve", "--port", str(port), "--log-level", "warning", "--server", server_kind],
+        [TWOTIER, "serve", "--port", str(port), "--server", server_kind],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -68,6 +69,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output
         assert "Traceback" not in output, output
+        check_json_logs(output)
         # Leave the shared database as it was: drop this test's table.
         import asyncio
 
@@ -80,6 +82,16 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         asyncio.run(drop())
         forget_namespace(env["TWOTIER_CACHE_URL"], env["TWOTIER_CACHE_NAMESPACE"])
+
+
+def check_json_logs(output: str) -> None:
+    """Whatever the server, every line it writes is one JSON object; the app says it
+    started and logs each request it served."""
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert all(isinstance(line, dict) and "level" in line for line in lines), output
+    assert any(line["message"] == "started" for line in lines), output
+    routes = {line.get("route") for line in lines if line["logger"] == "twotier.access"}
+    assert "/healthz" in routes, output
 
 
 @pytest.mark.parametrize(

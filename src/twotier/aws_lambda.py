@@ -7,25 +7,37 @@ FastAPI app as the HTTP server, through Mangum, and the seed's raw batch events
 Everything expensive lives across warm invocations: one event loop, one policy (one database
 pool, one cache client), built on the first invocation. Mangum's per-invocation lifespan is
 off for that reason: it would open and close the pools on every call.
+
+Logs are JSON lines on stdout (CloudWatch Logs); after each invocation the metrics that
+changed follow as Embedded Metric Format documents, which CloudWatch turns into metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import sys
+import time
 from typing import Any
 
 import orjson
 from mangum import Mangum
 
-from twotier import batch
-from twotier.api.app import create_app
+from twotier import batch, logs
+from twotier.api.app import create_app, log_start
+from twotier.api.observe import log_request
 from twotier.bootstrap import build_policy
 from twotier.config import Settings, get_settings
+from twotier.emf import EmfExporter
 from twotier.policy import CachePolicy
+from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
+
+log = logging.getLogger("twotier")
 
 _SEED_KEYS = frozenset({"USE_CACHE", "REQUEST", "SQLS"})
 _API_GATEWAY_KEYS = frozenset({"requestContext", "httpMethod", "routeKey"})
+_SEED_ROUTE = "seed-event"  # the route label of a direct invocation with a batch event
 
 
 class Runtime:
@@ -36,21 +48,26 @@ class Runtime:
         # so its first reads after a thaw could be stale. Every read asks Redis.
         settings = settings.model_copy(update={"near_cache_ttl": 0})
         self.settings = settings
+        logs.configure(settings.log_level)
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.policy: CachePolicy = build_policy(settings)
         self.loop.run_until_complete(self.policy.prepare())
         self.asgi = Mangum(create_app(settings, policy=self.policy), lifespan="off")
+        self.metrics = EmfExporter()
+        log_start(settings, self.policy)
         gc.freeze()  # long-lived: out of the collector's way (see api.app)
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        try:
+            return self._serve(event, context)
+        finally:
+            self.flush_metrics()
+
+    def _serve(self, event: Any, context: Any) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)  # Mangum runs the app on the current loop
         if isinstance(event, dict) and _SEED_KEYS & event.keys():
-            _, body, _ = self.loop.run_until_complete(
-                batch.serve(self.policy, event, self.settings.batch_max_items)
-            )
-            answer: dict[str, Any] = orjson.loads(body)
-            return answer
+            return self._serve_seed_event(event, context)
         if isinstance(event, dict) and _API_GATEWAY_KEYS & event.keys():
             return self.asgi(event, context)
         return {
@@ -60,6 +77,38 @@ class Runtime:
                 "v1 or v2) or a seed batch event with USE_CACHE, REQUEST and SQLS"
             },
         }
+
+    def _serve_seed_event(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """A direct invocation with a seed batch event, logged and counted like a request."""
+        started = time.perf_counter()
+        record = RequestRecord(str(getattr(context, "aws_request_id", "")) or "unknown")
+        token = CURRENT_REQUEST.set(record)
+        try:
+            status, body, outcome = self.loop.run_until_complete(
+                batch.serve(self.policy, event, self.settings.batch_max_items)
+            )
+        finally:
+            CURRENT_REQUEST.reset(token)
+        elapsed = time.perf_counter() - started
+        count_request(_SEED_ROUTE, "INVOKE", status, elapsed)
+        if self.settings.access_log:
+            log_request(
+                record,
+                method="INVOKE",
+                route=_SEED_ROUTE,
+                status=status,
+                seconds=elapsed,
+                cache=outcome.value if outcome else None,
+                request=event.get("REQUEST"),
+            )
+        answer: dict[str, Any] = orjson.loads(body)
+        return answer
+
+    def flush_metrics(self) -> None:
+        """What changed during the invocation, as EMF lines for CloudWatch."""
+        for document in self.metrics.documents():
+            sys.stdout.write(orjson.dumps(document).decode() + "\n")
+        sys.stdout.flush()
 
     def close(self) -> None:
         self.loop.run_until_complete(self.policy.close())

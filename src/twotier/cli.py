@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
+import os
 import signal
 import tempfile
 import time
@@ -17,22 +17,24 @@ import typer
 from rich.console import Console
 from rich.progress import DownloadColumn, Progress
 
-from twotier import dataset
+from twotier import dataset, logs
 from twotier.bench.cli import app as bench_app
 from twotier.bootstrap import build_store
 from twotier.config import Settings, get_settings
 from twotier.dataset import XP_MAX_DEFAULT as XP_MAX
 from twotier.dataset import CsvReader, open_source, write_csv
 from twotier.loader import load_csv
+from twotier.logs import redacted_url
 
 console = Console(stderr=True)
-APP_FACTORY = "twotier.api.app:create_app"
+APP_FACTORY = "twotier.api.app:serve_app"
 
 
 def _settings_help() -> str:
     lines = ["Configuration comes from the environment:\n\n"]
     for name, field in Settings.model_fields.items():
-        lines.append(f"TWOTIER_{name.upper()} (default {field.default!r}): {field.description}\n\n")
+        default = field.get_default(call_default_factory=True)
+        lines.append(f"TWOTIER_{name.upper()} (default {default!r}): {field.description}\n\n")
     return "".join(lines)
 
 
@@ -45,6 +47,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database schema and sample data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
 
 
 class Server(StrEnum):
@@ -64,7 +73,9 @@ def serve(
     server: Annotated[
         Server, typer.Option(help="The ASGI server (granian measured fastest; see benchmarks).")
     ] = Server.granian,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option(envvar="TWOTIER_LOG_LEVEL", help="Least severe level logged.")
+    ] = LogLevel.info,
 ) -> None:
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
     if workers > 1 and get_settings().cache_url.startswith("memory:"):
@@ -73,14 +84,16 @@ def serve(
             "[red]--workers > 1 needs a shared cache: set TWOTIER_CACHE_URL=redis://…[/red]"
         )
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Worker processes read the level from the environment (serve_app); this one logs too.
+    os.environ["TWOTIER_LOG_LEVEL"] = log_level.value
+    logs.configure(log_level.value)
     if importlib.util.find_spec(server.value) is None:
         console.print(f"[red]{server.value} is not installed: pip install 'twotier[server]'[/red]")
         raise typer.Exit(2)
     if server is Server.granian:
-        _serve_granian(host, port, workers, log_level)
+        _serve_granian(host, port, workers, log_level.value)
     else:
-        _serve_uvicorn(host, port, workers, log_level)
+        _serve_uvicorn(host, port, workers, log_level.value)
 
 
 def _serve_granian(host: str, port: int, workers: int, log_level: str) -> None:
@@ -98,6 +111,7 @@ def _serve_granian(host: str, port: int, workers: int, log_level: str) -> None:
         factory=True,
         websockets=False,
         log_level=LogLevels(log_level),
+        log_dictconfig=logs.dict_config(log_level),
         workers_kill_timeout=10,
     ).serve()
 
@@ -116,6 +130,8 @@ def _serve_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=logs.dict_config(log_level),
+        access_log=False,  # the app writes its own, richer, access log
         timeout_graceful_shutdown=10,
     )
 
@@ -241,6 +257,4 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 
 def _safe_url() -> str:
     """The database URL without its password, fit for a terminal or a log."""
-    from sqlalchemy import make_url
-
-    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+    return redacted_url(get_settings().database_url)

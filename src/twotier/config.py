@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/superhero_db.sqlite3"
@@ -76,6 +77,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted (else 413)."
     )
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level written (JSON lines on stdout)."
+    )
+    access_log: bool = Field(True, description="Write one JSON log line per request.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins browsers may call the API from, as a JSON list (["https://a.example"]'
+        ', or ["*"] for any); empty: no CORS headers.',
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
 
 @lru_cache(maxsize=1)

@@ -33,13 +33,13 @@ from urllib.parse import urlencode
 
 import orjson
 
-from twotier.breaker import CircuitBreaker
+from twotier.breaker import BreakerState, CircuitBreaker
 from twotier.cache.base import Cache, CacheUnavailable, Entry
 from twotier.dataset import Row
 from twotier.heroes import HeroIn, HeroRecord
 from twotier.singleflight import SingleFlight
 from twotier.store.base import HeroQuery, Store, StoreUnavailable
-from twotier.telemetry import CACHE_ERRORS, Outcomes
+from twotier.telemetry import CACHE_ERRORS, LIVE_STATE, GaugeReadings, Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class CachePolicy:
             try:
                 entry = await self.cache.get(key)
             except CacheUnavailable as error:
-                self._cache_failed(error)
+                self._cache_failed(error, "read")
             else:
                 self.breaker.succeeded()
                 if entry is not None:
@@ -184,7 +184,7 @@ class CachePolicy:
             entry, ttl = Entry(0, b""), self.tuning.negative_ttl
         else:
             entry, ttl = Entry(record.version, record.to_json()), self.tuning.ttl
-        await self._try_cache(self.cache.put_if_newer(key, entry, self._jittered(ttl)))
+        await self._try_cache(self.cache.put_if_newer(key, entry, self._jittered(ttl)), "read")
         return entry
 
     async def find(self, query: HeroQuery, *, use_cache: bool = True) -> Served:
@@ -196,7 +196,7 @@ class CachePolicy:
                     [(key, generation_key)], [_new_generation()], self._generation_ttl
                 )
             except CacheUnavailable as error:
-                self._cache_failed(error)
+                self._cache_failed(error, "list")
             else:
                 self.breaker.succeeded()
                 if entry is not None and entry.version == generation:
@@ -215,7 +215,7 @@ class CachePolicy:
         records = await self.store.find(_one_more(query))
         entry = Entry(generation, page_json(records, query.limit))
         ttl = self._jittered(self.tuning.ttl)
-        await self._try_cache(self.cache.put_if_generation(key, generation_key, entry, ttl))
+        await self._try_cache(self.cache.put_if_generation(key, generation_key, entry, ttl), "list")
         return entry
 
     async def read_many(self, hero_ids: Sequence[int], *, use_cache: bool = True) -> Served:
@@ -225,7 +225,7 @@ class CachePolicy:
             try:
                 entries = await self.cache.get_many([hero_key(i) for i in unique])
             except CacheUnavailable as error:
-                self._cache_failed(error)
+                self._cache_failed(error, "batch_id")
             else:
                 self.breaker.succeeded()
                 found = {i: e for i, e in zip(unique, entries, strict=True) if e is not None}
@@ -251,7 +251,7 @@ class CachePolicy:
                 entry, ttl = Entry(record.version, record.to_json()), self.tuning.ttl
             filled[key] = entry
             fills.append((key, entry, self._jittered(ttl)))
-        await self._try_cache(self.cache.put_many_if_newer(fills))
+        await self._try_cache(self.cache.put_many_if_newer(fills), "batch_id")
         return filled
 
     async def read_by_xp(self, xps: Sequence[int], *, use_cache: bool = True) -> Served:
@@ -265,7 +265,7 @@ class CachePolicy:
                     pairs, [_new_generation() for _ in unique], self._generation_ttl
                 )
             except CacheUnavailable as error:
-                self._cache_failed(error)
+                self._cache_failed(error, "batch_xp")
             else:
                 self.breaker.succeeded()
                 bodies: dict[int, bytes] = {}
@@ -294,7 +294,8 @@ class CachePolicy:
             filled[flight_key] = entry
             ttl = self._jittered(self.tuning.ttl)
             await self._try_cache(
-                self.cache.put_if_generation(xp_key(xp), xp_generation_key(xp), entry, ttl)
+                self.cache.put_if_generation(xp_key(xp), xp_generation_key(xp), entry, ttl),
+                "batch_xp",
             )
         return filled
 
@@ -328,7 +329,7 @@ class CachePolicy:
             try:
                 await self.cache.clear()
             except CacheUnavailable as error:
-                self._cache_failed(error)
+                self._cache_failed(error, "load")
                 self._pending_overflow = True
         else:
             self._pending_overflow = True
@@ -375,7 +376,7 @@ class CachePolicy:
                 )
                 await self.cache.announce([*keys, *generation_keys])
             except CacheUnavailable as error:
-                self._cache_failed(error)
+                self._cache_failed(error, "write")
             else:
                 self.breaker.succeeded()
                 return
@@ -411,7 +412,7 @@ class CachePolicy:
                 )
                 await self.cache.announce([*keys, *generations])
         except CacheUnavailable as error:
-            self._cache_failed(error)
+            self._cache_failed(error, "recover")
             return False
         self._pending_keys.difference_update(keys)
         self._pending_generations.difference_update(generations)
@@ -419,15 +420,15 @@ class CachePolicy:
         self.breaker.succeeded()
         return True
 
-    async def _try_cache(self, call: Awaitable[T]) -> None:
+    async def _try_cache(self, call: Awaitable[T], operation: str) -> None:
         """A best-effort cache write (a fill): failing it costs nothing but a later miss."""
         try:
             await call
         except CacheUnavailable as error:
-            self._cache_failed(error)
+            self._cache_failed(error, operation)
 
-    def _cache_failed(self, error: CacheUnavailable) -> None:
-        CACHE_ERRORS.inc()
+    def _cache_failed(self, error: CacheUnavailable, operation: str) -> None:
+        CACHE_ERRORS.labels(operation).inc()
         log.warning("cache call failed, serving from the database: %s", error)
         self.breaker.failed()
 
@@ -457,10 +458,36 @@ class CachePolicy:
         return status
 
     async def prepare(self) -> None:
-        """Create the schema if it is missing (idempotent; every process may call it)."""
+        """Create the schema if it is missing (idempotent; every process may call it), and
+        show this policy's live state on /metrics."""
         await self.store.init_schema()
+        LIVE_STATE.watch(self.gauges)
+
+    def gauges(self) -> GaugeReadings:
+        """The live state an operator watches: pool, breaker, backlog, in-process caches."""
+        state = self.breaker.state
+        readings: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]] = {
+            "twotier_circuit_breaker_state": (
+                "The cache circuit breaker: 1 for its current state.",
+                {(("state", s.value),): float(s is state) for s in BreakerState},
+            ),
+            "twotier_cache_pending_invalidations": (
+                "Committed writes the cache has not seen yet (applied when it is back).",
+                {(): float(len(self._pending_keys) + len(self._pending_generations))},
+            ),
+        }
+        pool = self.store.pool_usage()
+        if pool:
+            readings["twotier_database_pool_connections"] = (
+                "Database connections of this process, by state.",
+                {(("state", name),): float(count) for name, count in pool.items()},
+            )
+        for name, value in self.cache.gauges().items():
+            readings[f"twotier_{name}"] = ("Entries held in this process.", {(): value})
+        return readings
 
     async def close(self) -> None:
+        LIVE_STATE.forget(self.gauges)
         await self.cache.close()
         await self.store.close()
 

@@ -1,15 +1,47 @@
-"""Metrics (Prometheus): what the cache and the database did, counted where it happens.
+"""Metrics (Prometheus) and the per-request record the access log reads.
 
-Counters are module-level and pre-bound per label, so that counting on the hot path is one
-increment. They are per process: with several workers, scrape each (or sum them).
+Counters are module-level and pre-bound per label where the labels are known up front, so
+that counting on the hot path is one increment. Gauges of live state (pool, breaker,
+caches) are read at scrape time from the process's policy. Everything is per process: with
+several workers, scrape each (or sum them); in Lambda the same figures leave as CloudWatch
+Embedded Metric Format (``twotier.emf``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+# Request latencies: a cached read takes well under a millisecond, a cold page tens.
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+REQUESTS = Counter(
+    "twotier_requests",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "twotier_request_duration_seconds",
+    "Time from the request's arrival to its last response byte, by route template.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 CACHE_HITS = Counter(
     "twotier_cache_hits", "Reads answered from the cache.", ["operation"], registry=REGISTRY
 )
@@ -26,15 +58,24 @@ CACHE_BYPASSES = Counter(
     registry=REGISTRY,
 )
 CACHE_ERRORS = Counter(
-    "twotier_cache_errors", "Cache calls that failed or timed out.", registry=REGISTRY
+    "twotier_cache_errors",
+    "Cache calls that failed or timed out, by the operation that made them.",
+    ["operation"],
+    registry=REGISTRY,
 )
-DATABASE_QUERIES = Counter(
-    "twotier_database_queries",
-    "Round trips to the database (one per statement or transaction).",
+DATABASE_QUERY_DURATION = Histogram(
+    "twotier_database_query_duration_seconds",
+    "Time of each database round trip (one statement or transaction, pool wait included).",
+    buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def count_request(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).inc()
+    REQUEST_DURATION.labels(route, method).observe(seconds)
 
 
 def exposition() -> bytes:
@@ -49,3 +90,75 @@ class Outcomes:
         self.hit = CACHE_HITS.labels(operation)
         self.miss = CACHE_MISSES.labels(operation)
         self.bypass = CACHE_BYPASSES.labels(operation)
+
+
+# -- the request being served -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the access log says of one request beyond its status: filled as it is served."""
+
+    request_id: str
+    database_seconds: float = 0.0
+    database_queries: int = 0
+    key_id: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("twotier_request", default=None)
+
+
+class DatabaseTimer:
+    """Times one database round trip into the histogram and the current request's record."""
+
+    __slots__ = ("_started",)
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        elapsed = time.perf_counter() - self._started
+        DATABASE_QUERY_DURATION.observe(elapsed)
+        record = CURRENT_REQUEST.get()
+        if record is not None:
+            record.database_seconds += elapsed
+            record.database_queries += 1
+
+
+# -- live state, read at scrape time ----------------------------------------------------
+
+#: Gauge name → (help, {label values: value}); labels are a tuple of (name, value) pairs.
+GaugeReadings = Mapping[str, tuple[str, Mapping[tuple[tuple[str, str], ...], float]]]
+
+
+class LiveState(Collector):
+    """Gauges read from the serving policy when scraped (none while nothing serves)."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], GaugeReadings] | None = None
+
+    def watch(self, source: Callable[[], GaugeReadings]) -> None:
+        self._source = source
+
+    def forget(self, source: Callable[[], GaugeReadings]) -> None:
+        if self._source == source:
+            self._source = None
+
+    def readings(self) -> GaugeReadings:
+        return self._source() if self._source is not None else {}
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (help_text, samples) in self.readings().items():
+            label_names = [label for label, _ in next(iter(samples), ())]
+            family = GaugeMetricFamily(name, help_text, labels=label_names)
+            for labels, value in samples.items():
+                family.add_metric([v for _, v in labels], value)
+            yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # names depend on the tiers; nothing to check up front
+
+
+LIVE_STATE = LiveState()
+REGISTRY.register(LIVE_STATE)

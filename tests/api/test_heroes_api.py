@@ -237,33 +237,6 @@ def test_a_dead_cache_degrades_reads_and_readiness(tmp_path: object) -> None:
         assert ready.json()["detail"].startswith("not ready: cache: cache unavailable")
 
 
-def _metric(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
-def test_metrics_count_cache_outcomes_and_database_queries(embedded: TestClient) -> None:
-    hero_id = create(embedded)["id"]
-    before = embedded.get("/metrics").text
-    for _ in range(5):
-        embedded.get(f"/heroes/{hero_id}")  # written through: hits
-    embedded.get(f"/heroes/{hero_id + 1}")  # a miss (then cached as absent)
-    embedded.get(f"/heroes/{hero_id}", headers={"Cache-Control": "no-cache"})  # a bypass
-    after = embedded.get("/metrics")
-    assert after.headers["content-type"].startswith("text/plain")
-    read = '{operation="read"}'
-    for name, added in [
-        (f"twotier_cache_hits_total{read}", 5),
-        (f"twotier_cache_misses_total{read}", 1),
-        (f"twotier_cache_bypasses_total{read}", 1),
-        ("twotier_database_queries_total", 2),  # the miss and the bypass
-    ]:
-        assert _metric(after.text, name) - _metric(before, name) == added, name
-
-
 def test_every_response_carries_the_row_version(client: TestClient) -> None:
     created = client.post("/heroes", json=ADA)
     hero_id = created.json()["id"]

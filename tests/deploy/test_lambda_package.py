@@ -34,7 +34,8 @@ import twotier
 assert twotier.__file__.startswith(package), twotier.__file__
 from twotier.aws_lambda import handler
 answers = [handler(event, None) for event in json.load(sys.stdin)]
-print(json.dumps(answers))
+with open(sys.argv[2], "w") as out:
+    json.dump(answers, out)
 """
 
 
@@ -101,7 +102,7 @@ def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path
     drop_table(env["TWOTIER_DATABASE_URL"])
     try:
         result = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", INVOKE, str(package)],
+            [sys.executable, "-I", "-S", "-c", INVOKE, str(package), str(tmp_path / "answers")],
             input=json.dumps(events),
             env=env,
             capture_output=True,
@@ -112,7 +113,11 @@ def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path
         drop_table(env["TWOTIER_DATABASE_URL"])
         forget_namespace(env["TWOTIER_CACHE_URL"], env["TWOTIER_CACHE_NAMESPACE"])
     assert result.returncode == 0, result.stderr
-    created, listed, wrote, read, bad = json.loads(result.stdout)
+    created, listed, wrote, read, bad = json.loads((tmp_path / "answers").read_text())
+    # stdout is the function's CloudWatch log: JSON lines, EMF documents among them.
+    logged = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sum(line.get("logger") == "twotier.access" for line in logged) == 5
+    assert any("_aws" in line and "Requests" in line for line in logged)
     assert created["statusCode"] == 201
     assert listed["statusCode"] == 200
     assert listed["headers"]["x-cache"] in {"HIT", "MISS"}

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 
-from twotier import __version__
+from twotier import __version__, logs
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
 from twotier.api.hot_path import HotReads
+from twotier.api.observe import Observe
 from twotier.api.routes import batch, health, metrics
 from twotier.api.routes.heroes import heroes_router
 from twotier.bootstrap import build_policy
 from twotier.config import Settings, get_settings
+from twotier.logs import redacted_url
 from twotier.policy import CachePolicy
+
+log = logging.getLogger("twotier")
 
 
 def create_app(settings: Settings | None = None, policy: CachePolicy | None = None) -> FastAPI:
@@ -34,6 +40,7 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
         try:
             await owned.prepare()
             app.state.policy = owned
+            log_start(settings, owned)
             # Everything made so far lives as long as the process: keep it out of the
             # collector's reach, so full collections stay short (tail latency).
             gc.freeze()
@@ -53,11 +60,43 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     if policy is not None:
         app.state.policy = policy
     install_error_handlers(app)
-    # The last added runs first: BodyGuard (413/415) sees every body before the hot path.
+    # The last added runs first: Observe sees every request (and times it all), CORS
+    # answers preflights, BodyGuard (413/415) sees every body before the hot path.
     app.add_middleware(HotReads)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-Id"],
+            expose_headers=["X-Cache", "ETag", "X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(Observe, access_log_enabled=settings.access_log)
     app.include_router(health.router)
     app.include_router(heroes_router(settings))
     app.include_router(batch.batch_router(settings.batch_max_items))
     app.include_router(metrics.router)
     return app
+
+
+def serve_app() -> FastAPI:
+    """The servers' app factory: settings from the environment, JSON logs (each worker
+    process calls it)."""
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
+
+
+def log_start(settings: Settings, policy: CachePolicy) -> None:
+    """The start-up line: what this process serves from (URLs without their passwords)."""
+    log.info(
+        "started",
+        extra={
+            "version": __version__,
+            "database": redacted_url(settings.database_url),
+            "cache": redacted_url(settings.cache_url),
+            "cache_ttl": settings.cache_ttl,
+        },
+    )

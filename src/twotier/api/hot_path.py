@@ -18,12 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import batch
 from twotier.api.errors import store_unavailable_response
+from twotier.api.observe import ROUTE_KEY
 from twotier.api.responses import batch_response, hero_response
 from twotier.heroes import UINT_MAX
 from twotier.policy import CachePolicy
 from twotier.store.base import StoreUnavailable
 
 _PREFIX = "/heroes/"
+_HERO_ROUTE = "/heroes/{hero_id}"
 
 
 class HotReads:
@@ -32,12 +34,14 @@ class HotReads:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/batch":
+            scope[ROUTE_KEY] = "/batch"
             await self._batch(scope, receive, send)
             return
         hero_id = _plain_read(scope)
         if hero_id is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE_KEY] = _HERO_ROUTE
         policy: CachePolicy = scope["app"].state.policy
         try:
             served = await policy.read(hero_id)

@@ -148,7 +148,7 @@ async def http_workload(
             for kind in ("hits", "misses", "bypasses")
         )
         hits = delta(before, after, "twotier_cache_hits_total")
-        queries = delta(before, after, "twotier_database_queries_total")
+        queries = delta(before, after, "twotier_database_query_duration_seconds_count")
         report.phases.append(
             Phase(
                 name,

@@ -70,4 +70,8 @@ class Cache(Protocol):
     async def ping(self) -> None:
         """Raise CacheUnavailable unless the cache answers."""
 
+    def gauges(self) -> dict[str, float]:
+        """Live figures for /metrics, named without the ``twotier_`` prefix (e.g. the
+        in-process entries); empty where the cache keeps nothing in the process."""
+
     async def close(self) -> None: ...

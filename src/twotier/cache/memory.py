@@ -102,5 +102,8 @@ class MemoryCache:
     async def ping(self) -> None:
         return None
 
+    def gauges(self) -> dict[str, float]:
+        return {"memory_cache_entries": len(self._items)}
+
     async def close(self) -> None:
         self._items.clear()

@@ -231,6 +231,9 @@ class NearCache:
     async def ping(self) -> None:
         await self.shared.ping()
 
+    def gauges(self) -> dict[str, float]:
+        return {"near_cache_entries": len(self.local)}
+
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()

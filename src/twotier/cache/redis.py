@@ -238,5 +238,8 @@ class RedisCache:
         async with self._guard():
             await self._redis.ping()
 
+    def gauges(self) -> dict[str, float]:
+        return {}  # all of it lives in Redis (see INFO there)
+
     async def close(self) -> None:
         await self._redis.aclose()

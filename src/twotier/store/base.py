@@ -71,4 +71,7 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
 
+    def pool_usage(self) -> dict[str, int]:
+        """Connections of this process's pool by state (``in_use``, ``idle``)."""
+
     async def close(self) -> None: ...

@@ -22,7 +22,7 @@ from twotier.store import sql_bulk
 from twotier.store.base import HeroQuery, StoreUnavailable
 from twotier.store.sql_bulk import Rows
 from twotier.store.sql_schema import RECORD_COLUMNS, metadata, superheroes
-from twotier.telemetry import DATABASE_QUERIES
+from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -103,15 +103,23 @@ class SQLStore:
     @asynccontextmanager
     async def _connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
         """A pooled connection in a transaction; database faults become StoreUnavailable."""
-        DATABASE_QUERIES.inc()
         try:
-            async with self.engine.connect() as conn:
-                if write:
-                    await conn.execution_options(twotier_write=True)
-                async with conn.begin():
-                    yield conn
+            with DatabaseTimer():
+                async with self.engine.connect() as conn:
+                    if write:
+                        await conn.execution_options(twotier_write=True)
+                    async with conn.begin():
+                        yield conn
         except _UNAVAILABLE as error:
             raise StoreUnavailable(_describe(error)) from error
+
+    def pool_usage(self) -> dict[str, int]:
+        pool = self.engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        checked_in = getattr(pool, "checkedin", None)
+        if checked_out is None or checked_in is None:  # a pool that keeps nothing
+            return {}
+        return {"in_use": checked_out(), "idle": checked_in()}
 
     # -- schema -------------------------------------------------------------------------
 
@@ -258,11 +266,11 @@ class SQLStore:
         self, rows: Rows, *, replace: bool, version: int, keep: Callable[[], bool]
     ) -> int:
         """Load many rows through the database's bulk path, in one transaction."""
-        DATABASE_QUERIES.inc()
         try:
-            return await sql_bulk.bulk_load(
-                self.url, rows, replace=replace, version=version, keep=keep
-            )
+            with DatabaseTimer():
+                return await sql_bulk.bulk_load(
+                    self.url, rows, replace=replace, version=version, keep=keep
+                )
         except _UNAVAILABLE as error:
             raise StoreUnavailable(_describe(error)) from error
 

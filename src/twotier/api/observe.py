@@ -1,0 +1,159 @@
+"""The outermost middleware: request id, access log line, request metrics, security headers.
+
+Pure ASGI (no per-request objects beyond a small record) because it wraps the hot path too.
+The route label is the template (``/heroes/{hero_id}``), never the raw path, so that the
+metrics' cardinality stays bounded; requests that match no route count as ``unmatched``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
+
+access_log = logging.getLogger("twotier.access")
+
+#: Set by middlewares that answer before routing (the hot path), read instead of the route.
+ROUTE_KEY = "twotier.route"
+_UNMATCHED = "unmatched"
+# A client's X-Request-Id is kept only if it is a plain token (it goes into logs and headers).
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+_COMMON_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+# JSON answers load nothing; the offline docs pages load their own scripts and styles.
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_DOCS_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+    b"'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+)
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True) -> None:
+        self.app = app
+        self.access_log_enabled = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        record = RequestRecord(request_id(scope))
+        token = CURRENT_REQUEST.set(record)
+        status = 500
+        cache = None
+        secure = _is_https(scope)
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, cache
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                html = False
+                for name, value in headers:
+                    if name == b"x-cache":
+                        cache = value.decode("latin-1")
+                    elif name == b"content-type":
+                        html = value.startswith(b"text/html")
+                headers.append((b"x-request-id", record.request_id.encode()))
+                headers.extend(_COMMON_HEADERS)
+                headers.append(_DOCS_CSP if html else _API_CSP)
+                if secure:
+                    headers.append(_HSTS)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_of(scope)
+            count_request(route, scope["method"], status, elapsed)
+            if self.access_log_enabled:
+                client = scope.get("client")
+                log_request(
+                    record,
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    seconds=elapsed,
+                    cache=cache,
+                    path=scope["path"],
+                    client=client[0] if client else None,
+                )
+            CURRENT_REQUEST.reset(token)
+
+
+def request_id(scope: Scope) -> str:
+    """API Gateway's request id in Lambda, else the client's X-Request-Id, else a new one."""
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        gateway_id = event.get("requestContext", {}).get("requestId")
+        if isinstance(gateway_id, str) and _SAFE_ID.fullmatch(gateway_id):
+            return str(gateway_id)
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _SAFE_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+def route_of(scope: Scope) -> str:
+    explicit = scope.get(ROUTE_KEY)
+    if explicit is not None:
+        return str(explicit)
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else _UNMATCHED
+
+
+def _is_https(scope: Scope) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    # Behind a load balancer that ends TLS (the ALB, API Gateway).
+    return any(
+        name == b"x-forwarded-proto" and value == b"https" for name, value in scope["headers"]
+    )
+
+
+def log_request(
+    record: RequestRecord,
+    *,
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    cache: str | None,
+    **more: Any,
+) -> None:
+    """The access log line of one request (or one direct Lambda invocation)."""
+    fields: dict[str, Any] = {
+        "request_id": record.request_id,
+        "method": method,
+        "route": route,
+        **more,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+        "cache": cache,
+        "db_ms": round(record.database_seconds * 1000, 3),
+        "db_queries": record.database_queries,
+    }
+    if record.key_id is not None:
+        fields["key"] = record.key_id
+    fields.update(record.extra)
+    access_log.info("request", extra=fields)

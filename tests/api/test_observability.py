@@ -1,0 +1,195 @@
+"""Operating the API: /metrics counts known traffic exactly; every request gets an id, one
+access log line and the security headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api.conftest import serve
+from tests.api.test_heroes_api import create
+from tests.conftest import settings_for
+from twotier.logs import JsonFormatter
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+HERO_ROUTE = "/heroes/{hero_id}"
+
+
+def scrape(client: TestClient) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def added(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_metrics_count_known_traffic_exactly(
+    client: TestClient, request: pytest.FixtureRequest
+) -> None:
+    hero_id = create(client)["id"]
+    before = scrape(client)
+    for _ in range(5):
+        assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"  # written through
+    assert client.get(f"/heroes/{hero_id + 1}").status_code == 404  # a miss, then cached absent
+    client.get(f"/heroes/{hero_id}", headers={"Cache-Control": "no-cache"})  # a bypass
+    assert client.get("/heroes", params={"xp": 5}).headers["x-cache"] == "MISS"
+    assert client.get("/nowhere").status_code == 404
+    after = scrape(client)
+
+    def requests(route: str, status: str, method: str = "GET") -> float:
+        return added(
+            before, after, "twotier_requests_total", route=route, method=method, status=status
+        )
+
+    assert requests(HERO_ROUTE, "200") == 6
+    assert requests(HERO_ROUTE, "404") == 1
+    assert requests("/heroes", "200") == 1
+    assert requests("unmatched", "404") == 1
+    assert requests("/metrics", "200") == 1  # the first scrape
+    duration = "twotier_request_duration_seconds_count"
+    assert added(before, after, duration, route=HERO_ROUTE, method="GET") == 7
+    for name, operation, count in [
+        ("twotier_cache_hits_total", "read", 5),
+        ("twotier_cache_misses_total", "read", 1),
+        ("twotier_cache_bypasses_total", "read", 1),
+        ("twotier_cache_misses_total", "list", 1),
+        ("twotier_cache_errors_total", "read", 0),
+    ]:
+        assert added(before, after, name, operation=operation) == count, (name, operation)
+    # The read miss, the bypass and the list.
+    assert added(before, after, "twotier_database_query_duration_seconds_count") == 3
+    assert after[("twotier_circuit_breaker_state", frozenset({("state", "closed")}))] == 1
+    assert after[("twotier_circuit_breaker_state", frozenset({("state", "open")}))] == 0
+    assert after[("twotier_cache_pending_invalidations", frozenset())] == 0
+    pool = {
+        dict(labels)["state"]: value
+        for (name, labels), value in after.items()
+        if name == "twotier_database_pool_connections"
+    }
+    assert set(pool) == {"in_use", "idle"}
+    assert pool["in_use"] >= 0
+    assert pool["idle"] >= 1
+    in_process = {name: value for (name, _), value in after.items() if name.endswith("entries")}
+    # The in-process cache, or the near-cache in front of Redis: both hold the hero and
+    # the absent one.
+    expected = "memory" if request.node.callspec.id.endswith("memory") else "near"
+    assert in_process == {
+        f"twotier_{expected}_cache_entries": in_process.get(f"twotier_{expected}_cache_entries", -1)
+    }
+    assert in_process[f"twotier_{expected}_cache_entries"] >= 2
+
+
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.INFO, logger="twotier.access"):
+        yield caplog
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "twotier.access"]
+
+
+def test_one_access_line_per_request_with_its_id(
+    embedded: TestClient, logged: pytest.LogCaptureFixture
+) -> None:
+    hero_id = create(embedded)["id"]
+    logged.clear()
+    given = embedded.get(f"/heroes/{hero_id}", headers={"X-Request-Id": "client-id-1"})
+    made = embedded.get(f"/heroes/{hero_id + 1}")
+    unsafe = embedded.get("/heroes", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert given.headers["x-request-id"] == "client-id-1"
+    assert len(made.headers["x-request-id"]) == 32  # generated: a uuid4 in hex
+    assert unsafe.headers["x-request-id"] not in ("", "bad id\twith spaces")
+
+    lines = access_lines(logged)
+    assert [r.request_id for r in lines] == [  # type: ignore[attr-defined]
+        "client-id-1",
+        made.headers["x-request-id"],
+        unsafe.headers["x-request-id"],
+    ]
+    first = json.loads(JsonFormatter().format(lines[0]))
+    assert first["message"] == "request"
+    assert first["level"] == "INFO"
+    assert first["logger"] == "twotier.access"
+    assert (first["method"], first["route"], first["status"], first["cache"]) == (
+        "GET",
+        HERO_ROUTE,
+        200,
+        "HIT",
+    )
+    assert first["path"] == f"/heroes/{hero_id}"
+    assert first["latency_ms"] > 0
+    assert (first["db_ms"], first["db_queries"]) == (0, 0)  # a hit asks no database
+    miss = json.loads(JsonFormatter().format(lines[1]))
+    assert (miss["status"], miss["cache"], miss["db_queries"]) == (404, "MISS", 1)
+    assert miss["db_ms"] > 0
+
+
+def test_access_log_can_be_turned_off(tmp_path: object, caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_for("sqlite", "memory", tmp_path, access_log=False)
+    with caplog.at_level(logging.INFO, logger="twotier.access"):
+        for client in serve(settings):
+            client.get("/healthz")
+    assert access_lines(caplog) == []
+
+
+def test_security_headers_on_api_and_docs(embedded: TestClient) -> None:
+    for path in ("/healthz", "/heroes/1", "/heroes/nope", "/nowhere"):
+        headers = embedded.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert "strict-transport-security" not in headers  # plain HTTP: HSTS means nothing
+    docs = embedded.get("/docs").headers["content-security-policy"]
+    assert "script-src 'self'" in docs
+    assert "frame-ancestors 'none'" in docs
+    behind_tls = embedded.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert behind_tls.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_cors_is_off_unless_configured(embedded: TestClient, tmp_path: object) -> None:
+    asked = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in embedded.options("/heroes", headers=asked).headers
+    settings = settings_for("sqlite", "memory", tmp_path, cors_origins=["https://app.example"])
+    for client in serve(settings):
+        preflight = client.options(
+            "/heroes", headers=asked | {"Access-Control-Request-Headers": "X-API-Key"}
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
+        simple = client.get("/healthz", headers={"Origin": "https://app.example"})
+        assert simple.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-cache" in simple.headers["access-control-expose-headers"].lower()
+        other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_json_formatter_keeps_a_traceback_in_one_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("t").makeRecord(
+            "t", logging.ERROR, __file__, 1, "failed %s", ("x",), exc_info=sys.exc_info()
+        )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["message"] == "failed x"
+    assert "ValueError: boom" in parsed["error"]
+    assert parsed["time"].endswith("Z")
