@@ -76,6 +76,23 @@ def drop_table(url: str) -> None:
     asyncio.run(drop())
 
 
+def make_key(url: str, role: str = "admin") -> str:
+    """A new API key with ``role`` in the database at ``url`` (its schema made if missing)."""
+    import asyncio
+
+    from twotier.access.keys import Role, create_key
+
+    async def make() -> str:
+        store = SQLStore(url)
+        try:
+            await store.init_schema()
+            return (await create_key(store, f"test {role}", Role(role)))[1]
+        finally:
+            await store.close()
+
+    return asyncio.run(make())
+
+
 def forget_namespace(cache_url: str, namespace: str) -> None:
     """Remove a test's keys from the shared Redis (they would expire, but leave no trace)."""
     if not cache_url.startswith("redis"):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event as sa_event
 
-from tests.conftest import drop_table, settings_for
+from tests.conftest import drop_table, make_key, settings_for
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
 
@@ -147,6 +147,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     settings = settings_for("mysql", "redis", tmp_path_factory.mktemp("lambda"))
     drop_table(settings.database_url)  # start from an empty table
     made = Runtime(settings)
+    made.test_key = make_key(settings.database_url, "write")  # type: ignore[attr-defined]
     aws_lambda._runtime = made
     try:
         yield made
@@ -184,6 +185,7 @@ def test_api_gateway_crud(runtime: Runtime, version: str) -> None:
         headers: dict[str, str] | None = None,
         b64: bool = False,
     ) -> dict[str, Any]:
+        headers = {"X-API-Key": runtime.test_key} | (headers or {})  # type: ignore[attr-defined]
         if version == "v1":
             return invoke(
                 rest_v1(
@@ -211,6 +213,9 @@ def test_api_gateway_crud(runtime: Runtime, version: str) -> None:
             )
         )
 
+    anonymous = invoke(rest_v1("POST", "/heroes", "/heroes", body=b"{}", headers=JSON_HEADERS))
+    assert anonymous["statusCode"] == 401
+    assert header(anonymous, "www-authenticate").startswith("Bearer")
     created = call(
         "POST", "/heroes", "/heroes", json.dumps(HERO).encode(), headers=JSON_HEADERS, b64=True
     )

@@ -37,12 +37,15 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 
 
 @pytest.fixture
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A served API's URL, and a write key made with `twotier keys create`."""
     store_kind, cache_kind, server_kind = request.param
     env = environment(settings_for(store_kind, cache_kind, tmp_path))
     assert run(["db", "init"], env, tmp_path).returncode == 0
     sample = run(["db", "sample", "--rows", "20"], env, tmp_path)
     assert sample.returncode == 0, sample.stderr
+    made = run(["keys", "create", "--role", "write", "--name", "tester"], env, tmp_path)
+    assert made.returncode == 0, made.stderr
     port = free_port()
     process = subprocess.Popen(
         [TWOTIER, "serve", "--port", str(port), "--server", server_kind],
@@ -63,7 +66,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         else:
             process.kill()
             pytest.fail(f"the server did not start: {process.communicate()[0]}")
-        yield url
+        yield url, made.stdout.strip()
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
@@ -104,18 +107,22 @@ def check_json_logs(output: str) -> None:
     indirect=True,
     ids=["embedded", "mysql+redis", "embedded-uvicorn"],
 )
-def test_a_new_user_session(server: str) -> None:
-    first = httpx.get(f"{server}/heroes/1")
-    second = httpx.get(f"{server}/heroes/1")
+def test_a_new_user_session(server: tuple[str, str]) -> None:
+    url, key = server
+    first = httpx.get(f"{url}/heroes/1")
+    second = httpx.get(f"{url}/heroes/1")
     assert (first.status_code, first.headers["x-cache"]) == (200, "MISS")
     assert (second.headers["x-cache"], second.json()) == ("HIT", first.json())
 
     changed = first.json() | {"name": "Renamed"}
     del changed["id"]
-    assert httpx.put(f"{server}/heroes/1", json=changed).status_code == 200
-    after = httpx.get(f"{server}/heroes/1")
+    anonymous = httpx.put(f"{url}/heroes/1", json=changed)
+    assert anonymous.status_code == 401
+    assert "X-API-Key" in anonymous.json()["detail"]
+    assert httpx.put(f"{url}/heroes/1", json=changed, headers={"X-API-Key": key}).status_code == 200
+    after = httpx.get(f"{url}/heroes/1")
     assert after.json()["name"] == "Renamed"
-    assert len(httpx.get(f"{server}/heroes", params={"limit": 50}).json()["items"]) == 20
+    assert len(httpx.get(f"{url}/heroes", params={"limit": 50}).json()["items"]) == 20
 
 
 def test_sample_is_idempotent_and_init_makes_the_sqlite_folder(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import drop_table, settings_for
+from tests.conftest import drop_table, make_key, settings_for
 from tests.test_aws_lambda import JSON_HEADERS, Context, http_v2, invoke, rest_v1
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
@@ -85,8 +85,15 @@ def test_requests_log_json_lines_and_emit_emf(
     started = lines(capsys)
     assert any(line.get("message") == "started" for line in started)
 
+    key = make_key(runtime.settings.database_url, "write")
     created = invoke(
-        http_v2("POST", "/heroes", "/heroes", body=json.dumps(HERO).encode(), headers=JSON_HEADERS)
+        http_v2(
+            "POST",
+            "/heroes",
+            "/heroes",
+            body=json.dumps(HERO).encode(),
+            headers=JSON_HEADERS | {"X-API-Key": key},
+        )
     )
     hero_id = json.loads(created["body"])["id"]
     lines(capsys)  # the creation's own output

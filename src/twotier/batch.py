@@ -9,12 +9,15 @@ event that cannot be served (in which case nothing was written).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
+from twotier.access.keys import Role
+from twotier.access.rules import Denied
 from twotier.heroes import FIELDS, UINT_MAX, HeroIn, whole_number
 from twotier.policy import CachePolicy, Outcome
 from twotier.store.base import StoreUnavailable
@@ -110,11 +113,22 @@ def parse(event: object, max_items: int) -> BatchRequest:
     return BatchRequest(parsed.USE_CACHE, None, heroes=heroes)
 
 
+#: Raises Denied unless the caller may make a request that needs the role.
+Authorize = Callable[[Role], None]
+
+
 async def serve(
-    policy: CachePolicy, event: object, max_items: int
+    policy: CachePolicy, event: object, max_items: int, authorize: Authorize | None = None
 ) -> tuple[int, bytes, Outcome | None]:
-    """Answer an event: (statusCode, the JSON answer object, how a read was served)."""
+    """Answer an event: (statusCode, the JSON answer object, how a read was served).
+
+    ``authorize`` is asked before the event's rows are looked at, so a caller without the
+    role learns nothing from validation errors. Direct Lambda invocations pass none: IAM
+    decides who may invoke the function."""
     try:
+        if authorize is not None:
+            writes = isinstance(event, dict) and event.get("REQUEST") == "write"
+            authorize(Role.WRITE if writes else Role.READ)
         request = parse(event, max_items)
         if request.read_by is None:
             await policy.create_many(request.heroes)
@@ -124,7 +138,7 @@ async def serve(
         else:
             served = await policy.read_by_xp(request.keys, use_cache=request.use_cache)
         return 200, b'{"statusCode":200,"body":' + (served.body or b"[]") + b"}", served.outcome
-    except BatchError as error:
+    except (BatchError, Denied) as error:
         return error.status, _error(error.status, error.detail), None
     except StoreUnavailable as error:
         return 503, _error(503, str(error)), None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from twotier.access.keyring import KeyRing
+from twotier.access.rules import Access, AccessRules
 from twotier.cache.base import Cache
 from twotier.config import Settings
 from twotier.policy import CachePolicy, Tuning
@@ -61,3 +63,29 @@ def build_policy(settings: Settings) -> CachePolicy:
         negative_ttl=settings.cache_negative_ttl,
     )
     return CachePolicy(build_store(settings), build_cache(settings), tuning)
+
+
+def build_access(settings: Settings, policy: CachePolicy) -> Access:
+    """Keys from the policy's database; rate limits in its Redis if it has one."""
+    from twotier.access.rate_limit import MemoryRateLimiter, RateLimiter
+
+    limiter: RateLimiter = MemoryRateLimiter()
+    shared = getattr(policy.cache, "shared", policy.cache)  # behind a near-cache
+    redis_client = getattr(shared, "client", None)
+    if redis_client is not None:
+        from twotier.access.rate_limit_redis import RedisRateLimiter
+
+        limiter = RedisRateLimiter(redis_client, settings.cache_namespace)
+    keyring = KeyRing(policy.store, refresh=settings.api_key_refresh)
+    return Access(rules_of(settings), keyring, limiter)
+
+
+def rules_of(settings: Settings) -> AccessRules:
+    return AccessRules(
+        reads_need_key=settings.require_key_for_reads,
+        writes_need_key=settings.require_key_for_writes,
+        per_key=settings.rate_limit_per_key,
+        per_address=settings.rate_limit_per_address,
+        burst_seconds=settings.rate_limit_burst_seconds,
+        forwarded_hops=settings.trusted_proxy_hops,
+    )

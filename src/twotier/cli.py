@@ -20,6 +20,7 @@ from rich.progress import DownloadColumn, Progress
 from twotier import dataset, logs
 from twotier.bench.cli import app as bench_app
 from twotier.bootstrap import build_store
+from twotier.cli_keys import app as keys_app
 from twotier.config import Settings, get_settings
 from twotier.dataset import XP_MAX_DEFAULT as XP_MAX
 from twotier.dataset import CsvReader, open_source, write_csv
@@ -47,6 +48,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database schema and sample data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+app.add_typer(keys_app, name="keys")
 
 
 class LogLevel(StrEnum):

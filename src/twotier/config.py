@@ -78,6 +78,39 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Largest request body accepted (else 413)."
     )
 
+    require_key_for_reads: bool = Field(
+        False, description="Reads (GET, batch reads) need an API key with role read."
+    )
+    require_key_for_writes: bool = Field(
+        True,
+        description="Writes need an API key with role write. Turning this off opens writes "
+        "to anyone who can reach the API: only for a private network or a trial.",
+    )
+    api_key_refresh: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between reloads of the active keys (a revoked key "
+        "stops working within this time).",
+    )
+    rate_limit_per_key: float = Field(
+        0.0, ge=0, description="Requests a second each API key may make (0: no limit)."
+    )
+    rate_limit_per_address: float = Field(
+        0.0,
+        ge=0,
+        description="Requests a second each client address may make without a valid key "
+        "(0: no limit).",
+    )
+    rate_limit_burst_seconds: float = Field(
+        2.0, gt=0, description="A rate limit allows bursts of this many seconds' worth."
+    )
+    trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        description="Proxies in front of the server (1 behind an ALB) whose X-Forwarded-For "
+        "entries name the client address; 0 uses the connection's peer.",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Least severe log level written (JSON lines on stdout)."
     )

@@ -63,6 +63,18 @@ CACHE_ERRORS = Counter(
     ["operation"],
     registry=REGISTRY,
 )
+RATE_LIMITED = Counter(
+    "twotier_rate_limited",
+    "Requests refused with 429, by what was limited (key or addr).",
+    ["by"],
+    registry=REGISTRY,
+)
+REJECTED = Counter(
+    "twotier_auth_rejections",
+    "Requests refused for want of a valid key (401) or of a role (403).",
+    ["status"],
+    registry=REGISTRY,
+)
 DATABASE_QUERY_DURATION = Histogram(
     "twotier_database_query_duration_seconds",
     "Time of each database round trip (one statement or transaction, pool wait included).",

@@ -7,17 +7,21 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import drop_table, forget_namespace, settings_for
+from tests.conftest import drop_table, forget_namespace, make_key, settings_for
 from twotier.api.app import create_app
 from twotier.config import Settings
 
 TIERS = [("sqlite", "memory"), ("mysql", "redis"), ("postgres", "redis")]
 
 
-def serve(settings: Settings) -> Iterator[TestClient]:
+def serve(settings: Settings, *, role: str | None = "admin") -> Iterator[TestClient]:
+    """A client of a fresh app; with ``role``, it sends a key with that role."""
     drop_table(settings.database_url)
+    headers = {"X-API-Key": make_key(settings.database_url, role)} if role else {}
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(settings), raise_server_exceptions=False, headers=headers
+        ) as client:
             yield client
     finally:
         drop_table(settings.database_url)

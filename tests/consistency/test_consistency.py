@@ -109,7 +109,9 @@ async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
         **FAST_EXPIRY,
     }
     with Target(workers=workers, env=env) as target:
-        async with httpx.AsyncClient(base_url=target.url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=target.url, headers=target.headers, timeout=30
+        ) as client:
             history = await run(client, Workload(clients=CLIENTS, operations=OPERATIONS))
         keys = list(history.writes)
         database = await database_rows(mariadb, keys)
@@ -162,7 +164,7 @@ async def test_the_checker_catches_a_policy_without_versions(
     cache = redis if versions else UnversionedCache(redis)
     tuning = Tuning(ttl=0.1, negative_ttl=0.1)  # entries expire all the time: many fills
     policy = CachePolicy(SlowFills(mariadb), cache, tuning)
-    app = create_app(Settings(), policy=policy)
+    app = create_app(Settings(require_key_for_writes=False), policy=policy)
     transport = httpx.ASGITransport(app=app)
     # A race is a matter of chance: the broken policy gets up to three bounded rounds to
     # show itself (it does in the first, almost always); the correct one gets the same.

@@ -19,6 +19,7 @@ from tests.conftest import (
     database_url,
     drop_table,
     forget_namespace,
+    make_key,
     redis_namespace,
     require,
 )
@@ -82,6 +83,7 @@ def test_the_image_command_serves_mariadb_and_redis(tmp_path: Path) -> None:
         "TWOTIER_CACHE_NAMESPACE": redis_namespace(),
     }
     drop_table(env["TWOTIER_DATABASE_URL"])
+    key = make_key(env["TWOTIER_DATABASE_URL"], "write")
     process = subprocess.Popen(
         exec_form("CMD"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -93,7 +95,7 @@ def test_the_image_command_serves_mariadb_and_redis(tmp_path: Path) -> None:
             time.sleep(0.1)
         else:
             raise AssertionError("the HEALTHCHECK never passed")
-        with httpx.Client(base_url=url, timeout=10) as client:
+        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=10) as client:
             hero = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "b"}
             hero_id = client.post("/heroes", json=hero).json()["id"]
             assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"

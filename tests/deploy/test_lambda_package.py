@@ -18,6 +18,7 @@ from tests.conftest import (
     database_url,
     drop_table,
     forget_namespace,
+    make_key,
     redis_namespace,
     require,
 )
@@ -85,13 +86,15 @@ def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path
         "TWOTIER_CACHE_NAMESPACE": redis_namespace(),
     }
     body = json.dumps(HERO).encode()
+    drop_table(env["TWOTIER_DATABASE_URL"])
+    key = make_key(env["TWOTIER_DATABASE_URL"], "write")
     events = [
         rest_v1(
             "POST",
             "/heroes",
             "/heroes",
             body=body,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "X-API-Key": key},
             b64=True,
         ),
         http_v2("GET", "/heroes", "/heroes", raw_query="xp=42"),
@@ -99,7 +102,6 @@ def test_the_unpacked_package_serves_every_kind_of_event(package: Path, tmp_path
         {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [42]},
         {"USE_CACHE": "True", "REQUEST": "read", "SQLS": ["nope"]},
     ]
-    drop_table(env["TWOTIER_DATABASE_URL"])
     try:
         result = subprocess.run(
             [sys.executable, "-I", "-S", "-c", INVOKE, str(package), str(tmp_path / "answers")],

@@ -108,7 +108,7 @@ def environment(tmp_path: Path, cache_url: str) -> dict[str, str]:
 def test_redis_killed_and_restarted(own_redis: OwnRedis, tmp_path: Path) -> None:
     with (
         Target(env=environment(tmp_path, own_redis.url)) as target,
-        httpx.Client(base_url=target.url, timeout=10) as client,
+        httpx.Client(base_url=target.url, headers=target.headers, timeout=10) as client,
     ):
         hero_id = client.post("/heroes", json=HERO).json()["id"]
         assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"
@@ -143,6 +143,7 @@ def test_redis_frozen_then_thawed(own_redis: OwnRedis, tmp_path: Path) -> None:
         Target(env=environment(tmp_path, own_redis.url)) as target,
         httpx.Client(
             base_url=target.url,
+            headers=target.headers,
             timeout=5,  # a hang would raise ReadTimeout
         ) as client,
     ):
@@ -193,7 +194,9 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
             finished.append((started, time.monotonic(), response.status_code))
 
     async def load() -> None:
-        async with httpx.AsyncClient(base_url=target.url, timeout=60) as client:
+        async with httpx.AsyncClient(
+            base_url=target.url, headers=target.headers, timeout=60
+        ) as client:
             clients = [asyncio.create_task(client_loop(client)) for _ in range(8)]
             await asyncio.sleep(1.0)
             stopped_at[0] = time.monotonic()
@@ -297,7 +300,10 @@ def test_database_crash_and_recovery(own_mariadb: OwnMariaDB, tmp_path: Path) ->
         "TWOTIER_DATABASE_TIMEOUT": "2",
     }
     acknowledged: dict[int, str] = {}
-    with Target(env=env) as target, httpx.Client(base_url=target.url, timeout=30) as client:
+    with (
+        Target(env=env) as target,
+        httpx.Client(base_url=target.url, headers=target.headers, timeout=30) as client,
+    ):
         ids = [
             client.post("/heroes", json=HERO | {"name": f"n{i}"}).json()["id"] for i in range(10)
         ]

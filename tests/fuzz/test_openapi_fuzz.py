@@ -23,16 +23,21 @@ from twotier.bench.target import Target
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     work: Path = tmp_path_factory.mktemp("fuzz")
     env = {"TWOTIER_DATABASE_URL": database_url("sqlite", work), "TWOTIER_CACHE_URL": "memory://"}
-    with Target(env=env) as target:
-        yield schemathesis.openapi.from_url(f"{target.url}/openapi.json")
+    with Target(env=env, key_role="admin") as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def api_schema(target: Target) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{target.url}/openapi.json")
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_every_operation_answers_within_its_schema(
-    api_schema: schemathesis.BaseSchema, mode: GenerationMode
+    api_schema: schemathesis.BaseSchema, target: Target, mode: GenerationMode
 ) -> None:
     # Driven through schemathesis's own API: its pytest plugin does not support pytest 9.
     failures = []
@@ -50,7 +55,7 @@ def test_every_operation_answers_within_its_schema(
             suppress_health_check=list(HealthCheck),
         )
         def check(case: Any) -> None:
-            case.call_and_validate()
+            case.call_and_validate(headers=target.headers)
 
         try:
             check()

@@ -6,22 +6,27 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from twotier import __version__, logs
+from twotier.access.keys import Role
+from twotier.access.rules import Access, AccessRules
+from twotier.api.access_guard import AccessGuard
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
 from twotier.api.hot_path import HotReads
 from twotier.api.observe import Observe
-from twotier.api.routes import batch, health, metrics
+from twotier.api.routes import admin, batch, health, metrics
 from twotier.api.routes.heroes import heroes_router
-from twotier.bootstrap import build_policy
+from twotier.bootstrap import build_access, build_policy, rules_of
 from twotier.config import Settings, get_settings
 from twotier.logs import redacted_url
 from twotier.policy import CachePolicy
+from twotier.store.base import StoreUnavailable
 
 log = logging.getLogger("twotier")
 
@@ -40,7 +45,9 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
         try:
             await owned.prepare()
             app.state.policy = owned
+            app.state.access = build_access(settings, owned)
             log_start(settings, owned)
+            await hint_at_keys(app.state.access)
             # Everything made so far lives as long as the process: keep it out of the
             # collector's reach, so full collections stay short (tail latency).
             gc.freeze()
@@ -59,11 +66,14 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     app.state.settings = settings
     if policy is not None:
         app.state.policy = policy
+        app.state.access = build_access(settings, policy)
     install_error_handlers(app)
     # The last added runs first: Observe sees every request (and times it all), CORS
-    # answers preflights, BodyGuard (413/415) sees every body before the hot path.
+    # answers preflights, AccessGuard turns away who may not (before any body is read),
+    # BodyGuard (413/415) sees every body before the hot path.
     app.add_middleware(HotReads)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessGuard)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -78,6 +88,8 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     app.include_router(heroes_router(settings))
     app.include_router(batch.batch_router(settings.batch_max_items))
     app.include_router(metrics.router)
+    app.include_router(admin.router)
+    document_key_use(app, rules_of(settings))
     return app
 
 
@@ -100,3 +112,37 @@ def log_start(settings: Settings, policy: CachePolicy) -> None:
             "cache_ttl": settings.cache_ttl,
         },
     )
+
+
+async def hint_at_keys(access: Access) -> None:
+    """Say how to get a key when writes need one and none exists yet (``make run``)."""
+    if not access.rules.writes_need_key:
+        log.warning("writes are open to anyone: TWOTIER_REQUIRE_KEY_FOR_WRITES is off")
+        return
+    try:
+        if await access.keyring.has_role(Role.WRITE):
+            return
+    except StoreUnavailable:
+        return  # readiness says so; the first request with a key will retry
+    log.warning(
+        "writes need an API key with role write, and there is none yet: create one with "
+        "`twotier keys create --role write` (then send it as X-API-Key)"
+    )
+
+
+def document_key_use(app: FastAPI, rules: AccessRules) -> None:
+    """Say in the OpenAPI document which operations take a key without needing one, by
+    the same rule the guard applies (routes declare the key as if always needed)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if "security" in operation and rules.role_for(method.upper(), path) is None:
+                        operation["security"] = [*operation["security"], {}]  # {}: optional
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

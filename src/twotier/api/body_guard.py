@@ -6,8 +6,9 @@ client sends a Content-Length or streams chunks.
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twotier.api.responses import send_error
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -31,7 +32,7 @@ class BodyGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
-            await _reject(send, 413, f"request body is larger than {self.max_bytes} bytes")
+            await send_error(send, 413, f"request body is larger than {self.max_bytes} bytes")
             return
         chunks: list[bytes] = []
         size = 0
@@ -42,13 +43,13 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _reject(send, 413, f"request body is larger than {self.max_bytes} bytes")
+                await send_error(send, 413, f"request body is larger than {self.max_bytes} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         if size and not is_json_media_type(headers.get("content-type", "")):
-            await _reject(
+            await send_error(
                 send, 415, "the request body must be JSON (Content-Type: application/json)"
             )
             return
@@ -63,19 +64,3 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-async def _reject(send: Send, status: int, detail: str) -> None:
-    body = orjson.dumps({"detail": detail})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader
 
 from twotier.policy import CachePolicy
 
@@ -32,3 +33,14 @@ async def wants_cache(
 
 PolicyDep = Annotated[CachePolicy, Depends(get_policy)]
 UseCacheDep = Annotated[bool, Depends(wants_cache)]
+
+#: Declares the key in the OpenAPI document (and Swagger UI's "Authorize"); the checks
+#: themselves run earlier, in api.access_guard, for the hot path as for the routes.
+API_KEY = Security(
+    APIKeyHeader(
+        name="X-API-Key",
+        auto_error=False,
+        description="An API key (`twotier keys create`). Writes need role write, /admin "
+        "needs admin; reads need read when TWOTIER_REQUIRE_KEY_FOR_READS is on.",
+    )
+)

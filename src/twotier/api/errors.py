@@ -29,8 +29,17 @@ def _documented(description: str) -> dict[str, Any]:
 #: The errors any route may answer, declared once for the OpenAPI document.
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _documented("The body is not valid JSON."),
+    401: {
+        **_documented("No API key, or not a valid one (X-API-Key or Authorization: Bearer)."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    403: _documented("The API key's role does not allow this request."),
     413: _documented("The body is larger than the limit (TWOTIER_MAX_BODY_BYTES)."),
     415: _documented("The body is not JSON (Content-Type)."),
+    429: {
+        **_documented("Rate limit exceeded; retry after Retry-After seconds."),
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    },
     503: {
         **_documented("The database is unreachable; nothing was written. Try again later."),
         "headers": {"Retry-After": {"schema": {"type": "string"}}},

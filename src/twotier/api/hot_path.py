@@ -17,6 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import batch
+from twotier.api.access_guard import authorize_scope
 from twotier.api.errors import store_unavailable_response
 from twotier.api.observe import ROUTE_KEY
 from twotier.api.responses import batch_response, hero_response
@@ -67,7 +68,10 @@ class HotReads:
             return
         app = scope["app"]
         status, body, outcome = await batch.serve(
-            app.state.policy, event, app.state.settings.batch_max_items
+            app.state.policy,
+            event,
+            app.state.settings.batch_max_items,
+            lambda role: authorize_scope(scope, role),
         )
         await batch_response(status, body, outcome)(scope, receive, send)
 

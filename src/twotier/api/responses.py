@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import orjson
 from starlette.responses import JSONResponse, Response
+from starlette.types import Send
 
 from twotier.policy import Outcome, Served
 
@@ -10,6 +14,9 @@ from twotier.policy import Outcome, Served
 RETRY_AFTER_SECONDS = "5"
 
 JSON = "application/json"
+
+#: What a 401 says about how to authenticate (RFC 9110 asks every 401 for one).
+CHALLENGE = 'Bearer realm="twotier", header="X-API-Key"'
 
 
 def etag(version: int) -> str:
@@ -34,4 +41,27 @@ def batch_response(status: int, body: bytes, outcome: Outcome | None) -> Respons
     headers = {"X-Cache": outcome.value} if outcome else {}
     if status == 503:
         headers["Retry-After"] = RETRY_AFTER_SECONDS
+    elif status == 401:
+        headers["WWW-Authenticate"] = CHALLENGE
     return Response(body, status, headers, media_type=JSON)
+
+
+async def send_error(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """A JSON error from a middleware, before the request's body was read: so the
+    connection closes after it (what is left of the body is never read)."""
+    body = orjson.dumps({"detail": detail})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -119,11 +119,16 @@ async def http_workload(
             "generator": "wrk" if use_wrk else "aiohttp",
         }
     )
-    cached = HeroMix(ids, skew, write_ratio)
+    cached = HeroMix(ids, skew, write_ratio, api_key=target.api_key)
     plan: list[tuple[str, str, HeroMix | None, float]] = [
         ("baseline", "/healthz", None, duration),
         ("cached", "", cached, duration),
-        ("uncached", "", HeroMix(ids, skew, write_ratio, bypass=True), duration),
+        (
+            "uncached",
+            "",
+            HeroMix(ids, skew, write_ratio, bypass=True, api_key=target.api_key),
+            duration,
+        ),
     ]
     for name, path, mix, seconds in plan:
         if name == "cached":
@@ -163,7 +168,9 @@ async def http_workload(
 async def prime(target: Target, ids: int, progress: Progress, chunk: int = 1000) -> None:
     """Read every id once, a thousand per request (the seed protocol's reads by id), so
     that the cached phase starts with every row in the cache."""
-    async with httpx.AsyncClient(base_url=target.url, timeout=120) as client:
+    async with httpx.AsyncClient(
+        base_url=target.url, headers=target.headers, timeout=120
+    ) as client:
         for start in range(1, ids + 1, chunk):
             keys = list(range(start, min(start + chunk, ids + 1)))
             event = {"USE_CACHE": "True", "REQUEST": "read", "KEY": "id", "SQLS": keys}
@@ -284,7 +291,7 @@ async def seed_workload(
     ]
     for name, bodies in phases:
         seconds, answers[name] = await asyncio.to_thread(
-            _post_all, target.url, bodies, partial(progress, name)
+            _post_all, target.url, bodies, partial(progress, name), target.headers
         )
         report.seconds[name] = seconds
     report.same_rows = answers["read without cache"] == answers["read with cache"]
@@ -293,7 +300,7 @@ async def seed_workload(
 
 
 def _post_all(
-    url: str, bodies: list[bytes], progress: Callable[[float], None]
+    url: str, bodies: list[bytes], progress: Callable[[float], None], headers: dict[str, str]
 ) -> tuple[float, list[bytes]]:
     """POST each body to /batch, one at a time on one keep-alive connection, as the grader's
     client did; return the seconds it took and the answers.
@@ -303,7 +310,7 @@ def _post_all(
     """
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
-    headers = {"Content-Type": "application/json"}
+    headers = headers | {"Content-Type": "application/json"}
     answers: list[bytes] = []
     try:
         started = time.perf_counter()

@@ -13,6 +13,7 @@ from types import TracebackType
 
 import httpx
 
+from twotier.access.keys import key_id_of
 from twotier.config import get_settings
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
@@ -25,7 +26,8 @@ def free_port() -> int:
 
 
 class Target:
-    """A server to measure. Started with a fresh cache namespace, so it starts cold."""
+    """A server to measure. Started with a fresh cache namespace, so it starts cold, and
+    with a write key of its own; a server at a URL takes the key in TWOTIER_API_KEY."""
 
     def __init__(
         self,
@@ -34,14 +36,22 @@ class Target:
         server: str = "granian",
         workers: int = 1,
         env: dict[str, str] | None = None,
+        key_role: str = "write",
     ) -> None:
         self._external = url
         self._server = server
         self._workers = workers
         self._process: subprocess.Popen[bytes] | None = None
         self._env = os.environ | (env or {})
+        self._key_role = key_role
         self._namespace = ""
         self.url = url.rstrip("/") if url else ""
+        self.api_key = self._env.get("TWOTIER_API_KEY", "")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request to this server carries: its API key, if there is one."""
+        return {"X-API-Key": self.api_key} if self.api_key else {}
 
     def __enter__(self) -> Target:
         if self._external:
@@ -52,6 +62,7 @@ class Target:
             self._env.get("TWOTIER_CACHE_NAMESPACE") or f"bench-{uuid.uuid4().hex[:8]}"
         )
         env = self._env | {"TWOTIER_CACHE_NAMESPACE": self._namespace}
+        self.api_key = self._create_key(env)
         self._process = subprocess.Popen(
             [
                 TWOTIER,
@@ -73,6 +84,24 @@ class Target:
         self._wait_healthy(self.url, timeout=60)
         return self
 
+    @staticmethod
+    def _keys(env: dict[str, str], *args: str) -> str:
+        done = subprocess.run(
+            [TWOTIER, "keys", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"twotier keys {args[0]} failed: {done.stderr[-500:]}")
+        return done.stdout.strip()
+
+    def _create_key(self, env: dict[str, str]) -> str:
+        return self._keys(env, "create", "--role", self._key_role, "--name", "bench")
+
+    def _revoke_key(self) -> None:
+        """Leave no usable key behind in the database measured."""
+        key_id = key_id_of(self.api_key)
+        if key_id:
+            self._keys(self._env, "revoke", key_id)
+
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -86,6 +115,7 @@ class Target:
             except subprocess.TimeoutExpired:
                 self._process.kill()
             self._forget_namespace()
+            self._revoke_key()
 
     def _forget_namespace(self) -> None:
         """Leave no bench keys in a shared Redis: expiring a million of them later would

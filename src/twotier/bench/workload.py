@@ -41,6 +41,13 @@ class HeroMix:
     write_ratio: float = 0.0
     bypass: bool = False
     seed: int = 0
+    api_key: str = ""  # sent with the writes (X-API-Key)
+
+    def write_headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        return headers
 
     def sampler(self) -> Zipf:
         return Zipf(self.ids, self.skew, random.Random(self.seed))
@@ -50,13 +57,14 @@ class HeroMix:
 
     def lua(self) -> str:
         """The same mix as a wrk script; ``done`` prints the summary as one JSON line."""
-        headers = '{["Cache-Control"] = "no-cache"}' if self.bypass else "{}"
+        headers = {"Cache-Control": "no-cache"} if self.bypass else {}
         return (
             _HERO_MIX.substitute(
                 n=self.ids,
                 skew=self.skew,
                 write_ratio=self.write_ratio,
-                headers=headers,
+                headers=_lua_table(headers),
+                write_headers=_lua_table(self.write_headers()),
                 seed=self.seed,
             )
             + _DONE
@@ -74,10 +82,12 @@ class RequestStream:
         hero_id = self._zipf()
         if self._mix.write_ratio and self._rng.random() < self._mix.write_ratio:
             body = orjson.dumps({"xp": self._rng.randrange(10_000)})
-            return Request(
-                "PATCH", f"/heroes/{hero_id}", {"Content-Type": "application/json"}, body
-            )
+            return Request("PATCH", f"/heroes/{hero_id}", self._mix.write_headers(), body)
         return Request("GET", f"/heroes/{hero_id}", self._get_headers)
+
+
+def _lua_table(headers: dict[str, str]) -> str:
+    return "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}"
 
 
 def fixed(path: str) -> Request:
@@ -94,6 +104,7 @@ PERCENTILES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97.5, 99, 99.5, 99.
 _HERO_MIX = Template("""
 local n, skew, write_ratio = $n, $skew, $write_ratio
 local get_headers = $headers
+local write_headers = $write_headers
 local cdf = {}
 local total = 0
 for k = 1, n do total = total + 1 / (k ^ skew); cdf[k] = total end
@@ -112,7 +123,7 @@ end
 request = function()
   local hero_id = zipf()
   if write_ratio > 0 and math.random() < write_ratio then
-    return wrk.format("PATCH", "/heroes/" .. hero_id, {["Content-Type"] = "application/json"},
+    return wrk.format("PATCH", "/heroes/" .. hero_id, write_headers,
       '{"xp": ' .. math.random(0, 9999) .. '}')
   end
   return wrk.format("GET", "/heroes/" .. hero_id, get_headers)

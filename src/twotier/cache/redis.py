@@ -93,6 +93,11 @@ class RedisCache:
         self._generations = self._redis.register_script(_GENERATIONS)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for others that keep state in the same Redis (rate limits)."""
+        return self._redis
+
     def _key(self, key: str) -> str:
         return self._prefix + key
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from twotier.access.keys import KeyStore
 from twotier.dataset import Row
 from twotier.heroes import HeroIn, HeroRecord
 
@@ -26,8 +27,9 @@ class HeroQuery:
         return dict(self.filters).get(field)
 
 
-class Store(Protocol):
-    """Rows of the superhero table. Each write commits before it returns."""
+class Store(KeyStore, Protocol):
+    """Rows of the superhero table, and the API keys guarding them. Each write commits
+    before it returns."""
 
     async def init_schema(self) -> None:
         """Create the database, table and indexes if they do not exist (idempotent)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,18 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
+from twotier.access.keys import KeyRecord, Role
 from twotier.heroes import HeroIn, HeroRecord
 from twotier.store import sql_bulk
 from twotier.store.base import HeroQuery, StoreUnavailable
 from twotier.store.sql_bulk import Rows
-from twotier.store.sql_schema import RECORD_COLUMNS, metadata, superheroes
+from twotier.store.sql_schema import (
+    RECORD_COLUMNS,
+    access_metadata,
+    api_keys,
+    metadata,
+    superheroes,
+)
 from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
@@ -64,6 +72,11 @@ def async_url(url: str) -> URL:
     if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
+
+
+def _utc(moment: datetime) -> datetime:
+    # MySQL and SQLite hand back naive datetimes (of the UTC values stored).
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _record(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> HeroRecord:
@@ -135,6 +148,7 @@ class SQLStore:
                     await conn.execute(text("SELECT GET_LOCK(:name, :seconds)"), _LOCK)
                 try:
                     await conn.run_sync(metadata.create_all, checkfirst=True)
+                    await conn.run_sync(access_metadata.create_all, checkfirst=True)
                 finally:
                     if self.backend == "mysql":  # DDL commits at once there: release by hand
                         await conn.execute(text("SELECT RELEASE_LOCK(:name)"), _LOCK)
@@ -189,6 +203,50 @@ class SQLStore:
         """Drop the table (tests and `--replace` use it); the database itself stays."""
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.drop_all, checkfirst=True)
+
+    # -- API keys -----------------------------------------------------------------------
+
+    async def add_key(self, record: KeyRecord) -> None:
+        async with self._connect(write=True) as conn:
+            await conn.execute(
+                insert(api_keys),
+                {
+                    "id": record.id,
+                    "name": record.name,
+                    "role": record.role.value,
+                    "secret_hash": record.secret_hash,
+                    "created_at": self._stored_time(record.created_at),
+                },
+            )
+
+    def _stored_time(self, moment: datetime) -> datetime:
+        """PostgreSQL keeps time zones; MySQL and SQLite get naive UTC."""
+        utc = moment.astimezone(UTC)
+        return utc if self.backend == "postgresql" else utc.replace(tzinfo=None)
+
+    async def list_keys(self) -> list[KeyRecord]:
+        async with self._connect() as conn:
+            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
+            return [
+                KeyRecord(
+                    id=row.id,
+                    name=row.name,
+                    role=Role(row.role),
+                    secret_hash=row.secret_hash,
+                    created_at=_utc(row.created_at),
+                    revoked_at=_utc(row.revoked_at) if row.revoked_at else None,
+                )
+                for row in rows
+            ]
+
+    async def revoke_key(self, key_id: str, when: datetime) -> bool:
+        stmt = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=self._stored_time(when))
+        )
+        async with self._connect(write=True) as conn:
+            return bool((await conn.execute(stmt)).rowcount)
 
     # -- reads --------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The seed's ``superheroes`` table, for every SQL dialect twotier speaks."""
+"""The seed's ``superheroes`` table, and the API keys guarding it, for every SQL dialect
+twotier speaks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    DateTime,
     Index,
     Integer,
     MetaData,
@@ -55,4 +57,20 @@ RECORD_COLUMNS = (
     superheroes.c.xp,
     superheroes.c.color,
     superheroes.c.version,
+)
+
+# Keys live in their own metadata: dropping the heroes (``load --replace``, tests) keeps them.
+access_metadata = MetaData()
+
+api_keys = Table(
+    "twotier_api_keys",
+    access_metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
 )

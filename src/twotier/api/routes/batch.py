@@ -8,7 +8,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from twotier import batch
-from twotier.api.dependencies import PolicyDep
+from twotier.api.access_guard import authorize_scope
+from twotier.api.dependencies import API_KEY, PolicyDep
 from twotier.api.errors import COMMON_ERRORS, error_response
 from twotier.api.responses import batch_response
 from twotier.heroes import UINT_MAX, HeroIn
@@ -70,7 +71,7 @@ def event_schema(max_items: int) -> dict[str, Any]:
 
 
 def batch_router(max_items: int) -> APIRouter:
-    router = APIRouter(tags=["seed protocol"], responses=COMMON_ERRORS)
+    router = APIRouter(tags=["seed protocol"], responses=COMMON_ERRORS, dependencies=[API_KEY])
 
     @router.post(
         "/batch",
@@ -98,6 +99,9 @@ def batch_router(max_items: int) -> APIRouter:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             return error_response(400, f"malformed JSON body: {error}")
-        return batch_response(*await batch.serve(policy, event, max_items))
+        answer = await batch.serve(
+            policy, event, max_items, lambda role: authorize_scope(request.scope, role)
+        )
+        return batch_response(*answer)
 
     return router

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
-from twotier.api.dependencies import PolicyDep, UseCacheDep
+from twotier.api.dependencies import API_KEY, PolicyDep, UseCacheDep
 from twotier.api.errors import COMMON_ERRORS
 from twotier.api.responses import JSON, etag, hero_response
 from twotier.config import Settings
@@ -33,7 +33,9 @@ def _served(served: Served, status: int = 200) -> Response:
 
 
 def heroes_router(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/heroes", tags=["heroes"], responses=COMMON_ERRORS)
+    router = APIRouter(
+        prefix="/heroes", tags=["heroes"], responses=COMMON_ERRORS, dependencies=[API_KEY]
+    )
 
     @router.get(
         "/{hero_id}",

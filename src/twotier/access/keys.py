@@ -1,0 +1,100 @@
+"""API keys: what a key looks like, how it is stored (hashed), and the roles it can carry.
+
+A key is ``tt_<id>_<secret>``: the id is public (it names the key in logs, listings and
+``revoke``), the secret is 32 random bytes. Only a SHA-256 hash of the whole key is stored.
+A slow password hash would add nothing here: the secret is random and long, so no
+dictionary of likely keys exists to try against a stolen hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+PREFIX = "tt"
+_ID_BYTES = 6  # 12 hex characters
+_SECRET_BYTES = 32
+
+
+class Role(StrEnum):
+    """What a key may do; each role includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_RANKS = {Role.READ: 1, Role.WRITE: 2, Role.ADMIN: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A stored key: never its secret, only the secret's hash."""
+
+    id: str
+    name: str
+    role: Role
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def new_key() -> tuple[str, str, str]:
+    """A fresh key: (id, the key to give the user once, the hash to store)."""
+    key_id = secrets.token_hex(_ID_BYTES)
+    token = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
+    return key_id, token, hash_key(token)
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def key_id_of(token: str) -> str | None:
+    """The public id inside a presented key, or None if it is not shaped like one."""
+    prefix, _, rest = token.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != PREFIX or len(key_id) != 2 * _ID_BYTES or not secret:
+        return None
+    return key_id
+
+
+def matches(token: str, record: KeyRecord) -> bool:
+    """Whether ``token`` is the key ``record`` was made for, in time independent of where
+    the two differ."""
+    return hmac.compare_digest(hash_key(token), record.secret_hash)
+
+
+class KeyStore(Protocol):
+    """Where keys live: the database, next to the data they guard."""
+
+    async def add_key(self, record: KeyRecord) -> None: ...
+
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    async def revoke_key(self, key_id: str, when: datetime) -> bool:
+        """Mark the key revoked; False if there is no such key (or it was revoked)."""
+
+
+async def create_key(store: KeyStore, name: str, role: Role) -> tuple[KeyRecord, str]:
+    """Make and store a key: (its record, the key itself, which is never stored)."""
+    key_id, token, secret_hash = new_key()
+    record = KeyRecord(key_id, name, role, secret_hash, datetime.now(UTC))
+    await store.add_key(record)
+    return record, token

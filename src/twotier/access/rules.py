@@ -1,0 +1,72 @@
+"""Which role a request needs, and whether a caller has it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twotier.access.keyring import KeyRing, Principal
+from twotier.access.keys import Role
+from twotier.access.rate_limit import RateLimiter
+
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+_OPEN_PREFIXES = ("/docs/", "/static-offline-docs/")
+
+
+class Denied(Exception):
+    """A request its caller may not make: 401 (no valid key) or 403 (role too low)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRules:
+    """The access settings, as the guard applies them."""
+
+    reads_need_key: bool = False
+    writes_need_key: bool = True
+    per_key: float = 0.0  # requests a second; 0: no limit
+    per_address: float = 0.0
+    burst_seconds: float = 2.0  # a full bucket holds this many seconds' worth
+    forwarded_hops: int = 0  # proxies in front whose X-Forwarded-For entries to trust
+
+    def role_for(self, method: str, path: str) -> Role | None:
+        """The role a request needs (None: anyone may), judged before its body is read."""
+        if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES) or method == "OPTIONS":
+            return None
+        if path == "/admin" or path.startswith("/admin/"):
+            return Role.ADMIN
+        if method in ("GET", "HEAD") or (method == "POST" and path == "/batch"):
+            # A batch is a read or a write by its body: the batch code decides.
+            return Role.READ if self.reads_need_key else None
+        return Role.WRITE if self.writes_need_key else None
+
+    def needs(self, role: Role) -> bool:
+        if role is Role.READ:
+            return self.reads_need_key
+        if role is Role.WRITE:
+            return self.writes_need_key
+        return True
+
+
+def authorize(rules: AccessRules, principal: Principal | None, needed: Role | None) -> None:
+    """Raise Denied unless ``principal`` may do what needs ``needed``."""
+    if needed is None:
+        return
+    if principal is None:
+        raise Denied(401, f"this request needs an API key with role '{needed}' (header X-API-Key)")
+    if not principal.role.allows(needed):
+        raise Denied(
+            403, f"API key {principal.key_id} has role '{principal.role}'; this needs '{needed}'"
+        )
+
+
+@dataclass(slots=True)
+class Access:
+    """What the guard consults: the rules, the keys, the buckets."""
+
+    rules: AccessRules
+    keyring: KeyRing
+    limiter: RateLimiter

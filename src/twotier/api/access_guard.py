@@ -1,0 +1,145 @@
+"""Who may do what, and how often: API keys, roles and rate limits, before any body is read.
+
+A key comes in ``X-API-Key`` (API Gateway's convention) or ``Authorization: Bearer``. The
+role a request needs follows from its method and path: reads need ``read`` when
+``TWOTIER_REQUIRE_KEY_FOR_READS`` is on, writes need ``write`` unless
+``TWOTIER_REQUIRE_KEY_FOR_WRITES`` is off, ``/admin`` needs ``admin``. ``POST /batch`` is a
+read or a write by its body, so the batch code asks ``authorize`` once it knows which.
+
+Requests with a valid key draw on the key's token bucket, all others on their address's,
+so that guessing keys is rate limited too. When the shared buckets (Redis) cannot be
+reached, requests go on: a cache fault must not take the API down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from twotier.access.keyring import InvalidKey, Principal
+from twotier.access.keys import Role
+from twotier.access.rules import Access, Denied, authorize
+from twotier.api.responses import CHALLENGE, RETRY_AFTER_SECONDS, send_error
+from twotier.cache.base import CacheUnavailable
+from twotier.store.base import StoreUnavailable
+from twotier.telemetry import CURRENT_REQUEST, RATE_LIMITED, REJECTED
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL_KEY = "twotier.principal"
+_PROBES = frozenset({"/healthz", "/readyz"})  # load balancers' checks: never limited
+_CHALLENGE = [(b"www-authenticate", CHALLENGE.encode())]
+
+
+def authorize_scope(scope: Scope, needed: Role) -> None:
+    """For the batch code: may this request's caller do what needs ``needed``?"""
+    access: Access = scope["app"].state.access
+    if access.rules.needs(needed):
+        authorize(access.rules, scope.get(PRINCIPAL_KEY), needed)
+
+
+class AccessGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        access: Access = scope["app"].state.access
+        rules = access.rules
+        token = _presented_key(scope)
+        principal: Principal | None = None
+        invalid: InvalidKey | None = None
+        if token is not None:
+            try:
+                principal = await access.keyring.authenticate(token)
+            except InvalidKey as error:
+                invalid = error
+            except StoreUnavailable as error:
+                log.warning("cannot check API keys: %s", error)
+                await send_error(
+                    send, 503, "API keys cannot be checked right now", _retry(RETRY_AFTER_SECONDS)
+                )
+                return
+        if principal is not None:
+            record = CURRENT_REQUEST.get()
+            if record is not None:
+                record.key_id = principal.key_id
+        if scope["path"] not in _PROBES and not await self._within_limits(
+            access, principal, scope, send
+        ):
+            return
+        if invalid is not None:
+            REJECTED.labels("401").inc()
+            await send_error(send, 401, f"invalid API key: {invalid}", _CHALLENGE)
+            return
+        try:
+            authorize(rules, principal, rules.role_for(scope["method"], scope["path"]))
+        except Denied as denied:
+            REJECTED.labels(str(denied.status)).inc()
+            headers = _CHALLENGE if denied.status == 401 else []
+            await send_error(send, denied.status, denied.detail, headers)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        await self.app(scope, receive, send)
+
+    async def _within_limits(
+        self, access: Access, principal: Principal | None, scope: Scope, send: Send
+    ) -> bool:
+        rules = access.rules
+        if principal is not None:
+            identity, rate = f"key:{principal.key_id}", rules.per_key
+        else:
+            identity, rate = (
+                f"addr:{client_address(scope, rules.forwarded_hops)}",
+                rules.per_address,
+            )
+        if rate <= 0:
+            return True
+        try:
+            wait = await access.limiter.acquire(
+                identity, rate, max(1.0, rate * rules.burst_seconds)
+            )
+        except CacheUnavailable as error:
+            log.warning("rate limits not applied: %s", error)
+            return True
+        if wait <= 0:
+            return True
+        RATE_LIMITED.labels(identity.partition(":")[0]).inc()
+        await send_error(
+            send,
+            429,
+            f"rate limit exceeded ({rate:g} requests a second); retry after {wait:.2f} s",
+            _retry(str(max(1, math.ceil(wait)))),
+        )
+        return False
+
+
+def _retry(seconds: str) -> list[tuple[bytes, bytes]]:
+    return [(b"retry-after", seconds.encode())]
+
+
+def _presented_key(scope: Scope) -> str | None:
+    """The key sent in X-API-Key or as a bearer token; an empty header is no key."""
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip() or None
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].decode("latin-1").strip() or None
+    return None
+
+
+def client_address(scope: Scope, forwarded_hops: int) -> str:
+    """The caller's address: the socket's peer, or with ``forwarded_hops`` trusted proxies
+    in front, the entry they added to X-Forwarded-For (the rightmost ones are theirs)."""
+    if forwarded_hops > 0:
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                entries = [e.strip() for e in value.decode("latin-1").split(",") if e.strip()]
+                if len(entries) >= forwarded_hops:
+                    return str(entries[-forwarded_hops])
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"

@@ -1,0 +1,70 @@
+"""``/admin/keys``: API keys managed over HTTP, by holders of an ``admin`` key (the guard
+checks the role before these run); the same operations as ``twotier keys``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from twotier.access.keys import KeyRecord, Role, create_key
+from twotier.api.dependencies import API_KEY, PolicyDep
+from twotier.api.errors import COMMON_ERRORS, ErrorBody, error_response
+from twotier.heroes import NO_NUL
+
+router = APIRouter(
+    prefix="/admin/keys", tags=["admin"], responses=COMMON_ERRORS, dependencies=[API_KEY]
+)
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    role: Role
+
+
+class KeyOut(BaseModel):
+    """A key as listed: never the key itself."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, record: KeyRecord) -> KeyOut:
+        return cls(
+            id=record.id,
+            name=record.name,
+            role=record.role,
+            created_at=record.created_at,
+            revoked_at=record.revoked_at,
+        )
+
+
+class NewKey(KeyOut):
+    key: str = Field(description="The key to send as X-API-Key. Shown this once only.")
+
+
+@router.get("", summary="List API keys")
+async def list_keys(policy: PolicyDep) -> list[KeyOut]:
+    return [KeyOut.of(record) for record in await policy.store.list_keys()]
+
+
+@router.post("", status_code=201, summary="Create an API key")
+async def add_key(wanted: KeyIn, policy: PolicyDep) -> NewKey:
+    record, token = await create_key(policy.store, wanted.name, wanted.role)
+    return NewKey(**KeyOut.of(record).model_dump(), key=token)
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=204,
+    summary="Revoke an API key",
+    responses={404: {"model": ErrorBody, "description": "No such active key."}},
+)
+async def revoke_key(key_id: str, policy: PolicyDep) -> Response:
+    if not await policy.store.revoke_key(key_id, datetime.now(UTC)):
+        return error_response(404, f"no active key {key_id}")
+    return Response(status_code=204)
