@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,64 +16,10 @@ import httpx
 import pytest
 
 from tests.conftest import database_url
-from twotier.bench.target import Target, free_port
+from tests.own_servers import OwnMariaDB, OwnRedis
+from twotier.bench.target import Target
 
 HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}
-
-
-class OwnRedis:
-    """A redis-server of the test's own, that the test may kill, freeze and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if probe.stdout.strip() == "PONG":
-                return
-            time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(number)
 
 
 @pytest.fixture
@@ -213,72 +158,6 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     assert before
     assert set(before) == {200}  # every request sent before the signal was answered
     assert any(start < stop < end for start, end, _ in finished)  # some were in flight
-
-
-class OwnMariaDB:
-    """A mariadbd of the test's own (own datadir, own port) that the test may crash."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-        subprocess.run(
-            [
-                "mariadb-install-db",
-                "--no-defaults",
-                f"--datadir={workdir / 'data'}",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/superhero_db"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "/usr/sbin/mariadbd",
-                "--no-defaults",
-                f"--datadir={self.workdir / 'data'}",
-                f"--socket={self.workdir / 'sock'}",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=64M",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(150):
-            probe = subprocess.run(
-                [
-                    "mariadb-admin",
-                    "--protocol=tcp",
-                    "-h127.0.0.1",
-                    f"-P{self.port}",
-                    "-uroot",
-                    "ping",
-                ],
-                capture_output=True,
-                check=False,
-            )
-            if probe.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError("own mariadbd did not start")
-
-    def crash(self) -> None:
-        if self.process is not None:
-            self.process.kill()  # SIGKILL: no clean shutdown; InnoDB must recover
-            self.process.wait(timeout=30)
-            self.process = None
 
 
 @pytest.fixture

@@ -50,6 +50,9 @@ class SharedCache(Cache, InvalidationBus, Protocol):
     """A shared cache that also carries invalidation messages (RedisCache)."""
 
 
+_CLOSE_WAIT = 2.0  # seconds close() gives the listener to stop
+
+
 class NearCache:
     def __init__(
         self, shared: SharedCache, *, max_entries: int = 100_000, ttl: float = 10.0
@@ -237,7 +240,11 @@ class NearCache:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            # Bounded: over TLS, redis-py's pub/sub read can sit on a cancellation
+            # (seen with rediss://); shutting down must not wait on it.
+            await asyncio.wait({self._listener}, timeout=_CLOSE_WAIT)
+            if self._listener.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._listener
         self.local.forget_all()
         await self.shared.close()

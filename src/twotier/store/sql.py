@@ -7,6 +7,7 @@ SQLAlchemy Core constructs, so every value travels as a bound parameter.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from twotier.store.sql_schema import (
     metadata,
     superheroes,
 )
+from twotier.store.sql_tls import split_tls
 from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
@@ -87,7 +89,7 @@ class SQLStore:
     """The superhero table in a SQL database, through one pooled async engine."""
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
-        self.url = async_url(url)
+        self.url, self._tls = split_tls(async_url(url))
         self.backend = self.url.get_backend_name()
         self._timeout = timeout
         self.engine = self._create_engine(self.url, pool_size, timeout)
@@ -100,6 +102,8 @@ class SQLStore:
             connect_args["connect_timeout"] = timeout
         elif self.backend == "postgresql":
             connect_args["timeout"] = timeout
+        if self._tls is not None:
+            connect_args["ssl"] = self._tls
         engine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -176,7 +180,12 @@ class SQLStore:
             server_db,
             self.url.query,
         )
-        admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        admin = create_async_engine(
+            server_url,
+            isolation_level="AUTOCOMMIT",
+            poolclass=NullPool,
+            connect_args={"ssl": self._tls} if self._tls is not None else {},
+        )
         try:
             async with admin.connect() as conn:
                 quoted = conn.dialect.identifier_preparer.quote(name)
@@ -327,7 +336,7 @@ class SQLStore:
         try:
             with DatabaseTimer():
                 return await sql_bulk.bulk_load(
-                    self.url, rows, replace=replace, version=version, keep=keep
+                    self.url, rows, replace=replace, version=version, keep=keep, tls=self._tls
                 )
         except _UNAVAILABLE as error:
             raise StoreUnavailable(_describe(error)) from error
@@ -388,5 +397,21 @@ def _describe(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     if isinstance(original, asyncio.TimeoutError | TimeoutError):
         return "database timed out"
+    tls = _tls_failure(error)
+    if tls is not None:  # drivers bury it under "can't connect": say what it was
+        verify = getattr(tls, "verify_message", None)
+        detail = f"certificate verify failed: {verify}" if verify else str(tls)
+        return f"database unavailable: TLS handshake failed: {detail}"[:300]
     reason = str(original).splitlines()[0] if str(original) else type(original).__name__
     return f"database unavailable: {reason[:200]}"
+
+
+def _tls_failure(error: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None

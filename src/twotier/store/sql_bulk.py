@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -30,16 +31,23 @@ _SQLITE_BATCH = 50_000
 
 
 async def bulk_load(
-    url: URL, rows: Rows, *, replace: bool, version: int, keep: Callable[[], bool]
+    url: URL,
+    rows: Rows,
+    *,
+    replace: bool,
+    version: int,
+    keep: Callable[[], bool],
+    tls: ssl.SSLContext | None = None,
 ) -> int:
-    """Load ``rows``; return how many were loaded (0 if ``keep()`` said no)."""
+    """Load ``rows``; return how many were loaded (0 if ``keep()`` said no). ``tls``: the
+    store's TLS context (see sql_tls), used by the bulk connection too."""
     backend = url.get_backend_name()
     if backend == "mysql":
-        return await asyncio.to_thread(_mysql, url, rows, replace, version, keep)
+        return await asyncio.to_thread(_mysql, url, rows, replace, version, keep, tls)
     if backend == "sqlite":
         return await asyncio.to_thread(_sqlite, url, rows, replace, version, keep)
     if backend == "postgresql":
-        return await _postgresql(url, rows, replace, version, keep)
+        return await _postgresql(url, rows, replace, version, keep, tls)
     raise ValueError(f"no bulk path for {backend}")
 
 
@@ -49,10 +57,18 @@ def _counted(rows: Rows, counter: list[int]) -> Iterator[tuple[Row, str]]:
         yield item
 
 
-def _mysql(url: URL, rows: Rows, replace: bool, version: int, keep: Callable[[], bool]) -> int:
+def _mysql(
+    url: URL,
+    rows: Rows,
+    replace: bool,
+    version: int,
+    keep: Callable[[], bool],
+    tls: ssl.SSLContext | None,
+) -> int:
     import pymysql
 
     conn = pymysql.connect(
+        ssl=tls,
         host=url.host or "127.0.0.1",
         port=url.port or 3306,
         user=url.username or "root",
@@ -166,11 +182,17 @@ class _Rollback(Exception):
 
 
 async def _postgresql(
-    url: URL, rows: Rows, replace: bool, version: int, keep: Callable[[], bool]
+    url: URL,
+    rows: Rows,
+    replace: bool,
+    version: int,
+    keep: Callable[[], bool],
+    tls: ssl.SSLContext | None,
 ) -> int:
     import asyncpg
 
     conn = await asyncpg.connect(
+        ssl=tls,
         host=url.host or "127.0.0.1",
         port=url.port or 5432,
         user=url.username,

@@ -1,0 +1,161 @@
+"""Servers of a test's own (own port, own data), that it may kill, freeze, restart or
+configure as it likes (TLS): the shared services are never touched."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.pki import Pki
+from twotier.bench.target import free_port
+
+
+class OwnRedis:
+    """A redis-server of the test's own, that the test may kill, freeze and restart."""
+
+    def __init__(self, workdir: Path, pki: Pki | None = None) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.pki = pki  # with one: TLS only, on self.port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.pki is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.pki.ca}"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [
+                server,
+                *self._listen(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            probe = subprocess.run(
+                ["redis-cli", "-p", str(self.port), *self._client_tls(), "ping"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if probe.stdout.strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError("own redis-server did not start")
+
+    def _listen(self) -> list[str]:
+        if self.pki is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.pki.server_cert),
+            "--tls-key-file",
+            str(self.pki.server_key),
+            "--tls-ca-cert-file",
+            str(self.pki.ca),
+            "--tls-auth-clients",
+            "no",
+        ]
+
+    def _client_tls(self) -> list[str]:
+        return [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+
+class OwnMariaDB:
+    """A mariadbd of the test's own (own datadir, own port) that the test may crash."""
+
+    def __init__(self, workdir: Path, pki: Pki | None = None) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.pki = pki  # with one: TLS required on TCP
+        self.process: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={workdir / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/superhero_db"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={self.workdir / 'data'}",
+                f"--socket={self.workdir / 'sock'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                *self._tls(),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(150):
+            probe = subprocess.run(
+                ["mariadb-admin", f"--socket={self.workdir / 'sock'}", "-uroot", "ping"],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("own mariadbd did not start")
+
+    def _tls(self) -> list[str]:
+        if self.pki is None:
+            return []
+        return [
+            f"--ssl-ca={self.pki.ca}",
+            f"--ssl-cert={self.pki.server_cert}",
+            f"--ssl-key={self.pki.server_key}",
+            "--require-secure-transport=ON",
+        ]
+
+    def crash(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # SIGKILL: no clean shutdown; InnoDB must recover
+            self.process.wait(timeout=30)
+            self.process = None
