@@ -48,7 +48,7 @@ class OwnRedis:
         )
         for _ in range(100):
             probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), *self._client_tls(), "ping"],
+                ["redis-cli", "-p", str(self.port), *self._client_args(), "ping"],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -76,7 +76,7 @@ class OwnRedis:
             "no",
         ]
 
-    def _client_tls(self) -> list[str]:
+    def _client_args(self) -> list[str]:
         return [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
 
     def kill(self) -> None:
