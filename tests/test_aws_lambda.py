@@ -300,3 +300,26 @@ def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
         len(redis_pool._available_connections) + len(redis_pool._in_use_connections) == warm_redis
     )
     sa_event.remove(engine.sync_engine, "connect", count)
+
+
+def test_keys_are_managed_by_direct_invocation(runtime: Runtime) -> None:
+    made = invoke({"KEYS": "create", "ROLE": "admin", "NAME": "ops"})
+    assert made["statusCode"] == 201
+    key, key_id = made["body"]["key"], made["body"]["id"]
+    listed = invoke({"KEYS": "list"})["body"]
+    assert {"id": key_id, "name": "ops", "role": "admin", "active": True} in listed
+    create = rest_v1(
+        "POST",
+        "/heroes",
+        "/heroes",
+        body=json.dumps(HERO).encode(),
+        headers=JSON_HEADERS | {"X-API-Key": key},
+    )
+    assert invoke(create)["statusCode"] == 201
+    assert invoke({"KEYS": "revoke", "ID": key_id}) == {
+        "statusCode": 200,
+        "body": {"revoked": True},
+    }
+    assert invoke({"KEYS": "revoke", "ID": key_id})["statusCode"] == 404
+    assert invoke({"KEYS": "create", "ROLE": "root"})["statusCode"] == 400
+    assert invoke({"KEYS": "rotate"})["statusCode"] == 400

@@ -19,12 +19,14 @@ import gc
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from mangum import Mangum
 
 from twotier import batch, logs
+from twotier.access.keys import KeyStore, Role, create_key
 from twotier.api.app import create_app, log_start
 from twotier.api.observe import log_request
 from twotier.bootstrap import build_policy
@@ -70,11 +72,14 @@ class Runtime:
             return self._serve_seed_event(event, context)
         if isinstance(event, dict) and _API_GATEWAY_KEYS & event.keys():
             return self.asgi(event, context)
+        if isinstance(event, dict) and "KEYS" in event:
+            return self.loop.run_until_complete(manage_keys(self.policy.store, event))
         return {
             "statusCode": 400,
             "body": {
                 "detail": "unrecognised event: expected an API Gateway proxy event (payload "
-                "v1 or v2) or a seed batch event with USE_CACHE, REQUEST and SQLS"
+                "v1 or v2), a seed batch event with USE_CACHE, REQUEST and SQLS, or a KEYS "
+                "event"
             },
         }
 
@@ -113,6 +118,34 @@ class Runtime:
     def close(self) -> None:
         self.loop.run_until_complete(self.policy.close())
         self.loop.close()
+
+
+async def manage_keys(store: KeyStore, event: dict[str, Any]) -> dict[str, Any]:
+    """API keys by direct invocation, the way to make the first admin key in AWS: who may
+    invoke the function is IAM's decision, and the answer goes to the caller, never to the
+    logs. ``{"KEYS": "create", "ROLE": "admin", "NAME": "ops"}``, ``{"KEYS": "list"}``,
+    ``{"KEYS": "revoke", "ID": "…"}``."""
+    action = event.get("KEYS")
+    if action == "create":
+        try:
+            role = Role(event.get("ROLE", "read"))
+        except ValueError:
+            return {"statusCode": 400, "body": {"detail": "ROLE must be read, write or admin"}}
+        name = str(event.get("NAME") or f"{role.value} key")[:100]
+        record, token = await create_key(store, name, role)
+        return {"statusCode": 201, "body": {"id": record.id, "role": role.value, "key": token}}
+    if action == "list":
+        keys = await store.list_keys()
+        return {
+            "statusCode": 200,
+            "body": [
+                {"id": k.id, "name": k.name, "role": k.role.value, "active": k.active} for k in keys
+            ],
+        }
+    if action == "revoke":
+        revoked = await store.revoke_key(str(event.get("ID", "")), datetime.now(UTC))
+        return {"statusCode": 200 if revoked else 404, "body": {"revoked": revoked}}
+    return {"statusCode": 400, "body": {"detail": "KEYS must be create, list or revoke"}}
 
 
 _runtime: Runtime | None = None

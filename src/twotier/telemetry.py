@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -85,9 +85,23 @@ DATABASE_QUERY_DURATION = Histogram(
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+# Bound children by label values: labels() validates and locks on every call, which the
+# per-request path cannot afford. Routes are templates, so these stay small.
+_REQUEST_COUNTERS: dict[tuple[str, str, int], Counter] = {}
+_REQUEST_TIMERS: dict[tuple[str, str], Histogram] = {}
+
+
 def count_request(route: str, method: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(route, method, str(status)).inc()
-    REQUEST_DURATION.labels(route, method).observe(seconds)
+    counter = _REQUEST_COUNTERS.get((route, method, status))
+    if counter is None:
+        counter = _REQUEST_COUNTERS[route, method, status] = REQUESTS.labels(
+            route, method, str(status)
+        )
+    counter.inc()
+    timer = _REQUEST_TIMERS.get((route, method))
+    if timer is None:
+        timer = _REQUEST_TIMERS[route, method] = REQUEST_DURATION.labels(route, method)
+    timer.observe(seconds)
 
 
 def exposition() -> bytes:
@@ -115,7 +129,6 @@ class RequestRecord:
     database_seconds: float = 0.0
     database_queries: int = 0
     key_id: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("twotier_request", default=None)

@@ -68,8 +68,11 @@ class AccessGuard:
             record = CURRENT_REQUEST.get()
             if record is not None:
                 record.key_id = principal.key_id
-        if scope["path"] not in _PROBES and not await self._within_limits(
-            access, principal, scope, send
+        limited = rules.per_key if principal is not None else rules.per_address
+        if (
+            limited > 0
+            and scope["path"] not in _PROBES
+            and not await self._within_limits(access, principal, scope, send)
         ):
             return
         if invalid is not None:

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
             yield
         finally:
             await owned.close()
+            logs.flush()  # what the buffered handler holds, before the worker exits
 
     # Swagger UI and ReDoc are served from the installed package, not from a CDN.
     app = FastAPIOffline(
@@ -97,7 +98,7 @@ def serve_app() -> FastAPI:
     """The servers' app factory: settings from the environment, JSON logs (each worker
     process calls it)."""
     settings = get_settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, buffered=True)
     return create_app(settings)
 
 

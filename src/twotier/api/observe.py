@@ -7,6 +7,7 @@ metrics' cardinality stays bounded; requests that match no route count as ``unma
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twotier import logs
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
 
 access_log = logging.getLogger("twotier.access")
@@ -110,7 +112,17 @@ def request_id(scope: Scope) -> str:
             if _SAFE_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return _new_request_id()
+
+
+# Generated ids: a random per-process prefix and a counter. Unique across processes and
+# restarts like a uuid4, without a system call for randomness on every request.
+_ids = itertools.count(1)
+_ID_PREFIX = uuid.uuid4().hex[:16]
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):016x}"
 
 
 def route_of(scope: Scope) -> str:
@@ -155,5 +167,4 @@ def log_request(
     }
     if record.key_id is not None:
         fields["key"] = record.key_id
-    fields.update(record.extra)
-    access_log.info("request", extra=fields)
+    logs.log_fields(access_log, "request", fields)
