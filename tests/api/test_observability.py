@@ -3,6 +3,7 @@ access log line and the security headers."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.api.conftest import serve
 from tests.api.test_heroes_api import create
 from tests.conftest import settings_for
-from twotier.logs import JsonFormatter
+from twotier.logs import BufferedStdoutHandler, JsonFormatter, log_fields
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 HERO_ROUTE = "/heroes/{hero_id}"
@@ -193,3 +194,65 @@ def test_json_formatter_keeps_a_traceback_in_one_line() -> None:
     assert parsed["message"] == "failed x"
     assert "ValueError: boom" in parsed["error"]
     assert parsed["time"].endswith("Z")
+
+
+class RecordingStdout(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_buffered_lines_leave_whole_in_pipe_sized_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = RecordingStdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    handler = BufferedStdoutHandler(interval=3600)  # only size and flush() write
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("twotier.test.buffered")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        for n in range(200):
+            logger.warning("line %d", n, extra={"padding": "x" * n})
+        assert out.writes, "a full block is written without waiting"
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert all(len(block) <= BufferedStdoutHandler.BLOCK for block in out.writes)
+    assert all(block.endswith("\n") for block in out.writes)  # never half a line
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == [f"line {n}" for n in range(200)]
+
+
+def test_the_direct_access_line_is_the_logging_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fields = {"request_id": "r1", "method": "GET", "route": "/x", "status": 200}
+    logger = logging.getLogger("twotier.test.direct")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = RecordingStdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    handler = BufferedStdoutHandler(interval=3600)
+    handler.setFormatter(JsonFormatter())
+    try:
+        root.handlers[:] = [handler]  # twotier's handler alone: the direct way
+        root.setLevel(logging.INFO)
+        log_fields(logger, "request", fields)
+        handler.addFilter(lambda record: True)  # a filter: the LogRecord way
+        log_fields(logger, "request", fields)
+        handler.flush()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        handler.close()
+    direct, through_logging = (json.loads(line) for line in out.getvalue().splitlines())
+    assert direct.keys() == through_logging.keys()
+    del direct["time"], through_logging["time"]
+    assert direct == through_logging
