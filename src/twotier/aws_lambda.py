@@ -26,6 +26,7 @@ import orjson
 from mangum import Mangum
 
 from twotier import batch, logs
+from twotier.access.keyring import KeyRing
 from twotier.access.keys import KeyStore, Role, create_key
 from twotier.api.app import create_app, log_start
 from twotier.api.observe import log_request
@@ -55,7 +56,9 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.policy: CachePolicy = build_policy(settings)
         self.loop.run_until_complete(self.policy.prepare())
-        self.asgi = Mangum(create_app(settings, policy=self.policy), lifespan="off")
+        app = create_app(settings, policy=self.policy)
+        self.keyring: KeyRing = app.state.access.keyring
+        self.asgi = Mangum(app, lifespan="off")
         self.metrics = EmfExporter()
         log_start(settings, self.policy)
         gc.freeze()  # long-lived: out of the collector's way (see api.app)
@@ -73,7 +76,7 @@ class Runtime:
         if isinstance(event, dict) and _API_GATEWAY_KEYS & event.keys():
             return self.asgi(event, context)
         if isinstance(event, dict) and "KEYS" in event:
-            return self.loop.run_until_complete(manage_keys(self.policy.store, event))
+            return self.loop.run_until_complete(self._manage_keys(event))
         return {
             "statusCode": 400,
             "body": {
@@ -107,6 +110,11 @@ class Runtime:
                 request=event.get("REQUEST"),
             )
         answer: dict[str, Any] = orjson.loads(body)
+        return answer
+
+    async def _manage_keys(self, event: dict[str, Any]) -> dict[str, Any]:
+        answer = await manage_keys(self.policy.store, event)
+        await self.keyring.reload(force=True)  # this container knows at once
         return answer
 
     def flush_metrics(self) -> None:

@@ -56,11 +56,13 @@ class KeyRing:
             raise InvalidKey("unknown or revoked API key")
         return Principal(record.id, record.role)
 
-    async def reload(self) -> None:
+    async def reload(self, *, force: bool = False) -> None:
         """Take a new snapshot. With the database down, keep the last one (and say so);
-        with none yet, StoreUnavailable: no key can be checked."""
+        with none yet, StoreUnavailable: no key can be checked. Without ``force``, a
+        snapshot taken a moment ago (by a concurrent request) is kept."""
         async with self._lock:
-            if time.monotonic() - self._loaded_at < min(self.refresh, _UNKNOWN_ID_RELOAD):
+            fresh = time.monotonic() - self._loaded_at < min(self.refresh, _UNKNOWN_ID_RELOAD)
+            if fresh and not force:
                 return  # another request reloaded while this one waited
             try:
                 keys = await self.store.list_keys()
