@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from twotier.api.dependencies import API_KEY
 from twotier.telemetry import CONTENT_TYPE, exposition
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[API_KEY])
 
 
 @router.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
