@@ -34,6 +34,7 @@ from twotier.bootstrap import build_policy
 from twotier.config import Settings, get_settings
 from twotier.emf import EmfExporter
 from twotier.policy import CachePolicy
+from twotier.store.base import StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
 
 log = logging.getLogger("twotier")
@@ -113,7 +114,10 @@ class Runtime:
         return answer
 
     async def _manage_keys(self, event: dict[str, Any]) -> dict[str, Any]:
-        answer = await manage_keys(self.policy.store, event)
+        try:
+            answer = await manage_keys(self.policy.store, event)
+        except StoreUnavailable as error:
+            return {"statusCode": 503, "body": {"detail": str(error)}}
         await self.keyring.reload(force=True)  # this container knows at once
         return answer
 

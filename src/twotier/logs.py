@@ -33,22 +33,28 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": _timestamp(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if "request_id" not in record.__dict__:
-            current = CURRENT_REQUEST.get()
-            if current is not None:
-                line["request_id"] = current.request_id
-        fields = record.__dict__
-        for key in fields.keys() - _STANDARD:
-            line[key] = fields[key]
+        attributes = record.__dict__
+        fields = {key: attributes[key] for key in attributes.keys() - _STANDARD}
         if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+            fields["error"] = self.formatException(record.exc_info)
+        return json_line(record.created, record.levelname, record.name, record.getMessage(), fields)
+
+
+def json_line(created: float, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
+    """One log line: the keys every line has, the request's id if one is being served,
+    then ``fields``."""
+    line: dict[str, Any] = {
+        "time": _timestamp(created),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    if "request_id" not in fields:
+        current = CURRENT_REQUEST.get()
+        if current is not None:
+            line["request_id"] = current.request_id
+    line.update(fields)
+    return orjson.dumps(line, default=str).decode()
 
 
 _SECRET_PARAMS = ("password", "passwd", "secret", "token", "key")
@@ -182,14 +188,7 @@ def log_fields(logger: logging.Logger, message: str, fields: dict[str, Any]) -> 
         and not handler.filters
         and isinstance(handler.formatter, JsonFormatter)
     ):
-        line = {
-            "time": _timestamp(time.time()),
-            "level": "INFO",
-            "logger": logger.name,
-            "message": message,
-            **fields,
-        }
-        handler.write_line(orjson.dumps(line, default=str).decode())
+        handler.write_line(json_line(time.time(), "INFO", logger.name, message, fields))
     else:
         logger.info(message, extra=fields)
 

@@ -51,7 +51,7 @@ class AccessRules:
         return True
 
 
-def authorize(rules: AccessRules, principal: Principal | None, needed: Role | None) -> None:
+def authorize(principal: Principal | None, needed: Role | None) -> None:
     """Raise Denied unless ``principal`` may do what needs ``needed``."""
     if needed is None:
         return

@@ -37,7 +37,7 @@ def authorize_scope(scope: Scope, needed: Role) -> None:
     """For the batch code: may this request's caller do what needs ``needed``?"""
     access: Access = scope["app"].state.access
     if access.rules.needs(needed):
-        authorize(access.rules, scope.get(PRINCIPAL_KEY), needed)
+        authorize(scope.get(PRINCIPAL_KEY), needed)
 
 
 class AccessGuard:
@@ -80,7 +80,7 @@ class AccessGuard:
             await send_error(send, 401, f"invalid API key: {invalid}", _CHALLENGE)
             return
         try:
-            authorize(rules, principal, rules.role_for(scope["method"], scope["path"]))
+            authorize(principal, rules.role_for(scope["method"], scope["path"]))
         except Denied as denied:
             REJECTED.labels(str(denied.status)).inc()
             headers = _CHALLENGE if denied.status == 401 else []
