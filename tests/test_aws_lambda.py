@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy import event as sa_event
 from tests.conftest import drop_table, make_key, settings_for
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
+from twotier.config import Settings
 
 
 class Context:
@@ -142,12 +145,14 @@ HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 42, "color"
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    settings = settings_for("mysql", "redis", tmp_path_factory.mktemp("lambda"))
-    drop_table(settings.database_url)  # start from an empty table
-    made = Runtime(settings)
-    made.test_key = make_key(settings.database_url, "write")  # type: ignore[attr-defined]
+@contextmanager
+def lambda_runtime(settings: Settings) -> Iterator[Runtime]:
+    """A cold start over an empty table, installed as the handler's runtime; afterwards the
+    table, the cache namespace and the logging setup are as they were."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    drop_table(settings.database_url)
+    made = Runtime(settings)  # it sets up logging as in Lambda
     aws_lambda._runtime = made
     try:
         yield made
@@ -156,6 +161,16 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
         made.loop.run_until_complete(made.policy.store.drop_schema())  # type: ignore[attr-defined]
         made.loop.run_until_complete(made.policy.cache.clear())
         made.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    settings = settings_for("mysql", "redis", tmp_path_factory.mktemp("lambda"))
+    with lambda_runtime(settings) as made:
+        made.test_key = make_key(settings.database_url, "write")  # type: ignore[attr-defined]
+        yield made
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:

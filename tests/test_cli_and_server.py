@@ -36,6 +36,31 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
+def start_server(
+    args: list[str], env: dict[str, str], cwd: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """``twotier serve`` on a free port, once it answers /healthz: the process (its output
+    in ``stdout``, for the caller to read after stopping it) and its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [TWOTIER, "serve", "--port", str(port), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"the server did not start: {process.communicate()[0]}")
+
+
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A served API's URL, and a write key made with `twotier keys create`."""
@@ -46,26 +71,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     assert sample.returncode == 0, sample.stderr
     made = run(["keys", "create", "--role", "write", "--name", "tester"], env, tmp_path)
     assert made.returncode == 0, made.stderr
-    port = free_port()
-    process = subprocess.Popen(
-        [TWOTIER, "serve", "--port", str(port), "--server", server_kind],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server(["--server", server_kind], env, tmp_path)
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            process.kill()
-            pytest.fail(f"the server did not start: {process.communicate()[0]}")
         yield url, made.stdout.strip()
     finally:
         process.terminate()

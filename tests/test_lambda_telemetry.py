@@ -4,14 +4,20 @@ Embedded Metric Format, driven by real event payloads through the real handler."
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import drop_table, make_key, settings_for
-from tests.test_aws_lambda import JSON_HEADERS, Context, http_v2, invoke, rest_v1
+from tests.conftest import make_key, settings_for
+from tests.test_aws_lambda import (
+    JSON_HEADERS,
+    Context,
+    http_v2,
+    invoke,
+    lambda_runtime,
+    rest_v1,
+)
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
 
@@ -22,24 +28,11 @@ UNITS = {"Count", "Milliseconds", "None"}
 @pytest.fixture
 def runtime(capsys: pytest.CaptureFixture[str], tmp_path: object) -> Iterator[Runtime]:
     """A cold start inside the test, so that its stdout is the one captured."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    settings = settings_for("mysql", "redis", tmp_path, access_log=True)
-    drop_table(settings.database_url)
-    made = Runtime(settings)
-    # A fresh function's first flush would carry everything counted since it started; in
-    # this process that includes other tests' traffic.
-    made.metrics.documents()
-    aws_lambda._runtime = made
-    try:
+    with lambda_runtime(settings_for("mysql", "redis", tmp_path, access_log=True)) as made:
+        # A fresh function's first flush would carry everything counted since it started;
+        # in this process that includes other tests' traffic.
+        made.metrics.documents()
         yield made
-    finally:
-        aws_lambda._runtime = None
-        made.loop.run_until_complete(made.policy.store.drop_schema())  # type: ignore[attr-defined]
-        made.loop.run_until_complete(made.policy.cache.clear())
-        made.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

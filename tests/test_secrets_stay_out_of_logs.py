@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +15,8 @@ from sqlalchemy import make_url
 
 from tests.conftest import database_url, drop_table, make_key, require
 from tests.own_servers import OwnRedis
-from tests.test_aws_lambda import Context, http_v2
-from tests.test_cli_and_server import TWOTIER, environment
-from twotier.aws_lambda import Runtime
-from twotier.bench.target import free_port
+from tests.test_aws_lambda import Context, http_v2, lambda_runtime
+from tests.test_cli_and_server import environment, start_server
 from twotier.config import Settings
 
 HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}
@@ -84,23 +80,8 @@ def test_a_server_never_logs_a_secret(secrets_given: dict[str, str], tmp_path: P
     env = environment(settings) | {"TWOTIER_LOG_LEVEL": "debug"}
     key = make_key(settings.database_url, "write")
     forged = key[:-6] + "ZZZZZZ"
-    port = free_port()
-    process = subprocess.Popen(
-        [TWOTIER, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server([], env, tmp_path)
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
         with httpx.Client(base_url=url, timeout=10) as client:
             hero_id = client.post("/heroes", json=HERO, headers={"X-API-Key": key}).json()["id"]
             client.get(f"/heroes/{hero_id}", headers={"Authorization": f"Bearer {key}"})
@@ -133,10 +114,6 @@ def test_a_server_never_logs_a_secret(secrets_given: dict[str, str], tmp_path: P
 def test_the_lambda_runtime_never_logs_a_secret(
     secrets_given: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     settings = Settings(
         database_url=secrets_given["db_url"],
         cache_url=secrets_given["cache_url"],
@@ -144,17 +121,11 @@ def test_the_lambda_runtime_never_logs_a_secret(
         log_level="debug",
     )
     key = make_key(settings.database_url, "write")
-    runtime = Runtime(settings)
-    try:
+    with lambda_runtime(settings) as runtime:
         body = json.dumps(HERO).encode()
         headers = {"X-API-Key": key, "content-type": "application/json"}
         runtime(http_v2("POST", "/heroes", "/heroes", body=body, headers=headers), Context())
         runtime(http_v2("GET", "/heroes", "/heroes", headers={"X-API-Key": key + "x"}), Context())
         runtime({"USE_CACHE": "True", "REQUEST": "read", "SQLS": [5]}, Context())
-    finally:
-        runtime.loop.run_until_complete(runtime.policy.cache.clear())
-        runtime.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
     output = capsys.readouterr().out
     assert_no_secret(output, secrets_given["db_password"], secrets_given["cache_password"], key)
