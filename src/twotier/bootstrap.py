@@ -34,7 +34,7 @@ def build_cache(settings: Settings) -> Cache:
     if scheme == "memory":
         from twotier.cache.memory import MemoryCache
 
-        return MemoryCache(settings.cache_max_entries)
+        return MemoryCache(settings.cache_max_entries, settings.cache_max_bytes)
     if scheme in ("redis", "rediss", "unix"):
         try:
             from twotier.cache.redis import RedisCache
@@ -51,7 +51,10 @@ def build_cache(settings: Settings) -> Cache:
         from twotier.cache.near import NearCache
 
         return NearCache(
-            shared, max_entries=settings.near_cache_max_entries, ttl=settings.near_cache_ttl
+            shared,
+            max_entries=settings.near_cache_max_entries,
+            max_bytes=settings.near_cache_max_bytes,
+            ttl=settings.near_cache_ttl,
         )
     raise ValueError(f"unsupported cache URL scheme {scheme!r}: use memory:// or redis://")
 

@@ -50,10 +50,14 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds an 'absent row' answer is cached."
     )
     cache_max_entries: int = Field(
-        1_000_000,
-        ge=1,
-        description="Bound of the in-process cache (memory://): about 250 bytes per entry "
-        "plus its JSON.",
+        1_000_000, ge=1, description="Most entries the in-process cache (memory://) holds."
+    )
+    cache_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most bytes the in-process cache (memory://) holds: each entry counts its "
+        "JSON, its key and about 330 bytes of bookkeeping; least recently used entries go "
+        "first, and no entry larger than an eighth of this is kept.",
     )
     near_cache_ttl: float = Field(
         10.0,
@@ -63,7 +67,13 @@ class Settings(BaseSettings):
         "a live link (a dead link empties the near-cache within 3 s).",
     )
     near_cache_max_entries: int = Field(
-        100_000, ge=1, description="Bound of the near-cache, per process."
+        100_000, ge=1, description="Most entries the near-cache holds, per process."
+    )
+    near_cache_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most bytes the near-cache holds, per process (counted as for "
+        "TWOTIER_CACHE_MAX_BYTES).",
     )
     cache_timeout: float = Field(
         0.5, gt=0, description="Seconds before a cache call is given up (then served from DB)."

@@ -483,7 +483,8 @@ class CachePolicy:
                 {(("state", name),): float(count) for name, count in pool.items()},
             )
         for name, value in self.cache.gauges().items():
-            readings[f"twotier_{name}"] = ("Entries held in this process.", {(): value})
+            held = "Bytes (estimated)" if name.endswith("_bytes") else "Entries"
+            readings[f"twotier_{name}"] = (f"{held} held in this process.", {(): value})
         return readings
 
     async def close(self) -> None:

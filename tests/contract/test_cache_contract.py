@@ -151,3 +151,66 @@ async def test_memory_cache_items_are_invisible_to_the_garbage_collector() -> No
     gc.collect()
     # A cache of a million entries must not lengthen collections (tail latency).
     assert not gc.is_tracked(cache._items["k"])
+
+
+async def test_memory_cache_is_bounded_in_bytes() -> None:
+    from twotier.cache.memory import entry_size
+
+    page = b"x" * 90_000  # a list page of about a thousand rows
+    cache = MemoryCache(max_entries=1_000_000, max_bytes=1024 * 1024)
+    for after in range(40):  # 3.6 MB of distinct pages
+        await cache.put_if_newer(f"heroes?after={after}", Entry(1, page), 60)
+        assert cache.bytes_held <= cache.max_bytes
+    assert cache.bytes_held == len(cache) * entry_size("heroes?after=10", page)
+    # Least recently used went first: the newest pages are the ones held.
+    assert await cache.get("heroes?after=39") is not None
+    assert await cache.get("heroes?after=0") is None
+    assert cache.gauges() == {
+        "memory_cache_entries": len(cache),
+        "memory_cache_bytes": cache.bytes_held,
+    }
+    for key in list(cache._items):
+        cache.forget([key])
+    assert (len(cache), cache.bytes_held) == (0, 0)
+
+
+async def test_an_entry_too_large_to_keep_drops_the_older_version() -> None:
+    cache = MemoryCache(max_bytes=1024 * 1024)
+    assert await cache.put_if_newer("k", Entry(1, b"small"), 60)
+    # Larger than an eighth of the bound: not kept, and the older version must not stay.
+    assert not await cache.put_if_newer("k", Entry(2, b"x" * 200_000), 60)
+    assert await cache.get("k") is None
+    assert cache.bytes_held == 0
+
+
+async def test_expired_entries_leave_without_being_read() -> None:
+    cache = MemoryCache()
+    for number in range(100):
+        await cache.put_if_newer(f"short:{number}", Entry(1, b"x" * 1000), 0.05)
+    assert len(cache) == 100
+    # Nobody reads them again: the timed sweep drops them.
+    for _ in range(100):
+        if not len(cache):
+            break
+        await asyncio.sleep(0.05)
+    assert (len(cache), cache.bytes_held) == (0, 0)
+    await cache.close()
+
+
+def test_writes_sweep_expired_entries_without_an_event_loop() -> None:
+    import time
+
+    cache = MemoryCache()
+    for number in range(10):
+        cache._store(f"short:{number}", Entry(1, b"x"), 0.01)
+    time.sleep(0.05)
+    cache._store("new", Entry(1, b"x"), 60)
+    assert list(cache._items) == ["new"]
+
+
+async def test_replaced_entries_do_not_pile_up_expiries() -> None:
+    cache = MemoryCache()
+    for version in range(1, 20_000):
+        await cache.set_generations({"gen:heroes": version}, 600)
+    assert len(cache) == 1
+    assert len(cache._expiries) <= 2 * len(cache) + 1024

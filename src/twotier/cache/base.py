@@ -71,7 +71,8 @@ class Cache(Protocol):
         """Raise CacheUnavailable unless the cache answers."""
 
     def gauges(self) -> dict[str, float]:
-        """Live figures for /metrics, named without the ``twotier_`` prefix (e.g. the
-        in-process entries); empty where the cache keeps nothing in the process."""
+        """Live figures for /metrics, named without the ``twotier_`` prefix: entries
+        (``…_entries``) and bytes (``…_bytes``) held in this process; empty where the cache
+        keeps nothing in the process."""
 
     async def close(self) -> None: ...

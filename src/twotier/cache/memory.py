@@ -1,28 +1,59 @@
-"""The in-process cache: a bounded LRU with per-entry TTL.
+"""The in-process cache: an LRU bounded in entries and in bytes, with per-entry TTL.
 
 Each method runs without awaiting, so on one event loop it is atomic by construction.
 
 Items are stored as plain ``(expires_at, version, body)`` tuples, which CPython's garbage
 collector stops tracking: a cache of a million entries then adds nothing to a collection's
 pause (as objects it would add tens of milliseconds to every full collection).
+
+Expired entries are dropped without waiting for a read: every expiry also goes on a heap,
+and each write (and, while anything is held, a timer once a second) pops what is due. A
+process that filled its cache and then went quiet gives the memory back within a second of
+the TTL, not when someone happens to read the same key again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
 from twotier.cache.base import Entry
 
+#: Bytes an entry costs beyond the characters of its key and body: the tuple, the dictionary
+#: slot, the version and expiry objects, the heap entry and the key's and body's object
+#: headers (measured with tracemalloc on CPython 3.11: 325), so that the bound is on memory,
+#: not only on payload.
+ENTRY_OVERHEAD = 330
+#: An entry larger than this share of the byte bound is not kept: it would push out a
+#: large part of the cache for one value.
+_LARGEST_SHARE = 8
+_SWEEP_EVERY = 1.0  # seconds between timed sweeps of expired entries
+
+
+def entry_size(key: str, body: bytes) -> int:
+    """The bytes an entry is counted as."""
+    return ENTRY_OVERHEAD + len(key) + len(body)
+
 
 class MemoryCache:
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, tuple[float, int, bytes]] = OrderedDict()
+        self._bytes = 0
+        # (expires_at, key): may hold entries since replaced; they are skipped when popped.
+        self._expiries: list[tuple[float, str]] = []
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def bytes_held(self) -> int:
+        return self._bytes
 
     def _live(self, key: str) -> Entry | None:
         item = self._items.get(key)
@@ -30,16 +61,63 @@ class MemoryCache:
             return None
         expires_at, version, body = item
         if expires_at <= time.monotonic():
-            del self._items[key]
+            self._drop(key)
             return None
         self._items.move_to_end(key)
         return Entry(version, body)
 
-    def _store(self, key: str, entry: Entry, ttl: float) -> None:
-        self._items[key] = (time.monotonic() + ttl, entry.version, entry.body)
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._bytes -= entry_size(key, item[2])
+
+    def _store(self, key: str, entry: Entry, ttl: float) -> bool:
+        size = entry_size(key, entry.body)
+        if size > self.max_bytes // _LARGEST_SHARE:
+            # Not kept; neither is an older version that would now be wrong.
+            self._drop(key)
+            return False
+        now = time.monotonic()
+        self._drop(key)
+        expires_at = now + ttl
+        self._items[key] = (expires_at, entry.version, entry.body)
+        self._bytes += size
+        heapq.heappush(self._expiries, (expires_at, key))
+        self._sweep(now)
+        while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+            oldest, (_, _, body) = self._items.popitem(last=False)
+            self._bytes -= entry_size(oldest, body)
+        self._sweep_later()
+        return True
+
+    def _sweep(self, now: float) -> None:
+        """Drop the entries whose time is up."""
+        expiries, items = self._expiries, self._items
+        while expiries and expiries[0][0] <= now:
+            expires_at, key = heapq.heappop(expiries)
+            item = items.get(key)
+            if item is not None and item[0] == expires_at:
+                self._drop(key)
+        # Replaced and evicted entries leave their expiries behind: rebuild the heap before
+        # those outnumber the live ones, so it stays in proportion to what is held.
+        if len(expiries) > 2 * len(items) + 1024:
+            self._expiries = [(item[0], key) for key, item in items.items()]
+            heapq.heapify(self._expiries)
+
+    def _sweep_later(self) -> None:
+        if self._sweeper is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): writes still sweep
+            return
+        self._sweeper = loop.call_later(_SWEEP_EVERY, self._timed_sweep)
+
+    def _timed_sweep(self) -> None:
+        self._sweeper = None
+        self._sweep(time.monotonic())
+        if self._items:
+            self._sweep_later()
 
     async def get(self, key: str) -> Entry | None:
         return self._live(key)
@@ -51,8 +129,7 @@ class MemoryCache:
         current = self._live(key)
         if current is not None and current.version >= entry.version:
             return False
-        self._store(key, entry, ttl)
-        return True
+        return self._store(key, entry, ttl)
 
     async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         return [await self.put_if_newer(key, entry, ttl) for key, entry, ttl in items]
@@ -75,8 +152,7 @@ class MemoryCache:
         generation = self._live(generation_key)
         if generation is None or generation.version != entry.version:
             return False
-        self._store(key, entry, ttl)
-        return True
+        return self._store(key, entry, ttl)
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
         for key, value in generations.items():
@@ -91,10 +167,12 @@ class MemoryCache:
     def forget(self, keys: Iterable[str]) -> None:
         """Drop keys at once (no await: safe to call from a callback)."""
         for key in keys:
-            self._items.pop(key, None)
+            self._drop(key)
 
     def forget_all(self) -> None:
         self._items.clear()
+        self._expiries.clear()
+        self._bytes = 0
 
     async def announce(self, keys: Sequence[str]) -> None:
         return None  # one process: nobody else holds a copy
@@ -103,7 +181,10 @@ class MemoryCache:
         return None
 
     def gauges(self) -> dict[str, float]:
-        return {"memory_cache_entries": len(self._items)}
+        return {"memory_cache_entries": len(self._items), "memory_cache_bytes": self._bytes}
 
     async def close(self) -> None:
-        self._items.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self.forget_all()

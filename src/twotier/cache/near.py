@@ -55,11 +55,16 @@ _CLOSE_WAIT = 2.0  # seconds close() gives the listener to stop
 
 class NearCache:
     def __init__(
-        self, shared: SharedCache, *, max_entries: int = 100_000, ttl: float = 10.0
+        self,
+        shared: SharedCache,
+        *,
+        max_entries: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        ttl: float = 10.0,
     ) -> None:
         self.shared = shared
         self.ttl = ttl
-        self.local = MemoryCache(max_entries)
+        self.local = MemoryCache(max_entries, max_bytes)
         self._origin = uuid.uuid4().hex
         self._epoch = 0
         self._live = False  # subscribed: L1 may be used
@@ -235,7 +240,7 @@ class NearCache:
         await self.shared.ping()
 
     def gauges(self) -> dict[str, float]:
-        return {"near_cache_entries": len(self.local)}
+        return {"near_cache_entries": len(self.local), "near_cache_bytes": self.local.bytes_held}
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -1,0 +1,50 @@
+"""What careless and hostile clients cannot do: exhaust memory, inflate metrics, get a 500,
+pick their rate-limit address, hold the server with slow bodies (issue 11's findings, each
+with its reproduction turned into a test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import TIERS, serve
+from tests.api.test_observability import scrape
+from tests.conftest import settings_for
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(params=TIERS, ids=["+".join(t) for t in TIERS])
+def small_caches(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[TestClient]:
+    """An app whose in-process caches (the memory cache, or the near-cache) hold 1 MiB."""
+    store_kind, cache_kind = request.param
+    yield from serve(
+        settings_for(
+            store_kind, cache_kind, tmp_path, cache_max_bytes=MIB, near_cache_max_bytes=MIB
+        )
+    )
+
+
+def test_distinct_list_queries_stay_within_the_byte_bound(small_caches: TestClient) -> None:
+    heroes = [
+        {"name": f"n{i}", "hero": "h" * 20, "power": "p" * 20, "xp": i, "color": "c" * 20}
+        for i in range(300)
+    ]
+    written = small_caches.post(
+        "/batch", json={"USE_CACHE": "True", "REQUEST": "write", "SQLS": heroes}
+    )
+    assert written.status_code == 200, written.text
+    # The reproduction, scaled down: pages of ~30 KB, 100 distinct queries, 3 MB in all.
+    for after in range(100):
+        page = small_caches.get("/heroes", params={"after": after, "limit": 300})
+        assert page.status_code == 200
+    held = {
+        name: value
+        for (name, _), value in scrape(small_caches).items()
+        if name.endswith("_cache_bytes")
+    }
+    assert len(held) == 1, held  # the memory cache, or the near-cache in front of Redis
+    [(name, value)] = held.items()
+    assert 0 < value <= MIB, (name, value)
