@@ -79,6 +79,16 @@ DATABASE_QUERY_DURATION = Histogram(
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+#: The methods counted by name; anything else a client sends counts as ``other``, so that
+#: no client can grow the label set (and /metrics with it).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "INVOKE"})
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: its method if known, else ``other``."""
+    return method if method in _METHODS else "other"
+
+
 class RequestStats(Collector):
     """``twotier_requests_total`` and ``twotier_request_duration_seconds``, counted in plain
     dictionaries and turned into metric families when scraped.
@@ -95,6 +105,8 @@ class RequestStats(Collector):
         self._durations: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
 
     def count(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; ``route`` must be a template or a fixed name, never a path."""
+        method = method_label(method)
         key = (route, method, status)
         self._counts[key] = self._counts.get(key, 0) + 1
         timing = self._durations.get((route, method))

@@ -48,3 +48,24 @@ def test_distinct_list_queries_stay_within_the_byte_bound(small_caches: TestClie
     assert len(held) == 1, held  # the memory cache, or the near-cache in front of Redis
     [(name, value)] = held.items()
     assert 0 < value <= MIB, (name, value)
+
+
+def test_random_methods_cannot_inflate_metrics(embedded: TestClient) -> None:
+    import random
+
+    before = len(embedded.get("/metrics").content)
+    rng = random.Random(7)
+    for _ in range(300):
+        method = f"M{rng.randrange(10**9)}"
+        assert embedded.request(method, "/x").status_code in (401, 404, 405)
+        embedded.request(method, "/heroes/1")
+    samples = scrape(embedded)
+    methods = {
+        dict(labels).get("method")
+        for (name, labels), _ in samples.items()
+        if name.startswith(("twotier_requests", "twotier_request_duration"))
+    }
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert "other" in methods
+    # Two routes' worth of new series at most, not one per method sent.
+    assert len(embedded.get("/metrics").content) < before + 20_000

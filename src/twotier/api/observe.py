@@ -17,7 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import logs
-from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
+from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request, method_label
 
 access_log = logging.getLogger("twotier.access")
 
@@ -88,7 +88,7 @@ class Observe:
                 client = scope.get("client")
                 log_request(
                     record,
-                    method=scope["method"],
+                    method=method_label(scope["method"]),
                     route=route,
                     status=status,
                     seconds=elapsed,
