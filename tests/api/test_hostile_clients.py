@@ -69,3 +69,27 @@ def test_random_methods_cannot_inflate_metrics(embedded: TestClient) -> None:
     assert "other" in methods
     # Two routes' worth of new series at most, not one per method sent.
     assert len(embedded.get("/metrics").content) < before + 20_000
+
+
+@pytest.mark.parametrize(
+    ("lines", "outcome"),
+    [
+        (["NO-CACHE"], "BYPASS"),
+        (["No-Store"], "BYPASS"),
+        (["max-age=0, No-Cache"], "BYPASS"),
+        (["max-age=0", "no-cache"], "BYPASS"),  # two header lines are one list
+        (['no-cache="set-cookie"'], "BYPASS"),
+        (["max-age=60"], "HIT"),
+        (["no-cache-please"], "HIT"),  # not the directive
+    ],
+)
+def test_cache_control_is_read_alike_on_every_route(
+    embedded: TestClient, lines: list[str], outcome: str
+) -> None:
+    hero = {"name": "A", "hero": "B", "power": "C", "xp": 1, "color": "D"}
+    hero_id = embedded.post("/heroes", json=hero).json()["id"]
+    embedded.get("/heroes", params={"xp": 1})  # cached
+    headers = [("Cache-Control", line) for line in lines]
+    for path in (f"/heroes/{hero_id}", "/heroes?xp=1"):  # the hot path, then a route
+        response = embedded.get(path, headers=headers)
+        assert (response.status_code, response.headers["x-cache"]) == (200, outcome), path

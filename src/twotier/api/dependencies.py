@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
 
+from twotier.api.cache_control import wants_cache
 from twotier.policy import CachePolicy
 
 
@@ -19,20 +20,19 @@ async def get_policy(request: Request) -> CachePolicy:
     return policy
 
 
-async def wants_cache(
+async def use_cache(
+    request: Request,
     cache_control: Annotated[
         str | None,
         Header(description="`no-cache` (or `no-store`) serves the read from the database."),
     ] = None,
 ) -> bool:
-    if not cache_control:
-        return True
-    directives = {d.strip().split("=", 1)[0].lower() for d in cache_control.split(",")}
-    return not directives & {"no-cache", "no-store"}
+    # The parameter documents the header; every line of it is read, as the hot path does.
+    return wants_cache(request.scope["headers"])
 
 
 PolicyDep = Annotated[CachePolicy, Depends(get_policy)]
-UseCacheDep = Annotated[bool, Depends(wants_cache)]
+UseCacheDep = Annotated[bool, Depends(use_cache)]
 
 #: Declares the key in the OpenAPI document (and Swagger UI's "Authorize"); the checks
 #: themselves run earlier, in api.access_guard, for the hot path as for the routes.

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import batch
 from twotier.api.access_guard import authorize_scope
+from twotier.api.cache_control import wants_cache
 from twotier.api.errors import store_unavailable_response
 from twotier.api.observe import ROUTE_KEY
 from twotier.api.responses import batch_response, hero_response
@@ -96,7 +97,4 @@ def _plain_read(scope: Scope) -> int | None:
     hero_id = int(tail)
     if not 0 < hero_id <= UINT_MAX:
         return None
-    for name, value in scope["headers"]:
-        if name == b"cache-control" and (b"no-cache" in value or b"no-store" in value):
-            return None
-    return hero_id
+    return hero_id if wants_cache(scope["headers"]) else None
