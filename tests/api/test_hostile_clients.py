@@ -93,3 +93,28 @@ def test_cache_control_is_read_alike_on_every_route(
     for path in (f"/heroes/{hero_id}", "/heroes?xp=1"):  # the hot path, then a route
         response = embedded.get(path, headers=headers)
         assert (response.status_code, response.headers["x-cache"]) == (200, outcome), path
+
+
+def test_rate_limits_read_every_x_forwarded_for_line(tmp_path: object) -> None:
+    settings = settings_for(
+        "sqlite",
+        "memory",
+        tmp_path,
+        rate_limit_per_address=0.01,  # a burst of 3, then one more each 100 s
+        rate_limit_burst_seconds=300,
+        trusted_proxy_hops=1,
+    )
+    for client in serve(settings, role=None):
+        statuses = [
+            client.get(
+                "/heroes",
+                # The client's own line first, then the one the proxy added.
+                headers=[("X-Forwarded-For", f"10.0.0.{n}"), ("X-Forwarded-For", "192.0.2.7")],
+            ).status_code
+            for n in range(6)
+        ]
+        assert statuses[:3] == [200, 200, 200]
+        assert statuses[3:] == [429, 429, 429]
+        # Another address the proxy names has a bucket of its own.
+        other = client.get("/heroes", headers={"X-Forwarded-For": "10.0.0.1, 192.0.2.8"})
+        assert other.status_code == 200

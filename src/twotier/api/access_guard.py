@@ -137,12 +137,19 @@ def _presented_key(scope: Scope) -> str | None:
 
 def client_address(scope: Scope, forwarded_hops: int) -> str:
     """The caller's address: the socket's peer, or with ``forwarded_hops`` trusted proxies
-    in front, the entry they added to X-Forwarded-For (the rightmost ones are theirs)."""
+    in front, the entry they added to X-Forwarded-For (the rightmost ones are theirs).
+
+    Every X-Forwarded-For line is read, in order, as one list (RFC 9110 §5.3): a client
+    that sends a line of its own beside the proxy's cannot choose which one is counted."""
     if forwarded_hops > 0:
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                entries = [e.strip() for e in value.decode("latin-1").split(",") if e.strip()]
-                if len(entries) >= forwarded_hops:
-                    return str(entries[-forwarded_hops])
+        entries = [
+            entry.strip()
+            for name, value in scope["headers"]
+            if name == b"x-forwarded-for"
+            for entry in value.decode("latin-1").split(",")
+            if entry.strip()
+        ]
+        if len(entries) >= forwarded_hops:
+            return entries[-forwarded_hops]
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
