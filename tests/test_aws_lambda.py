@@ -338,3 +338,21 @@ def test_keys_are_managed_by_direct_invocation(runtime: Runtime) -> None:
     assert invoke({"KEYS": "revoke", "ID": key_id})["statusCode"] == 404
     assert invoke({"KEYS": "create", "ROLE": "root"})["statusCode"] == 400
     assert invoke({"KEYS": "rotate"})["statusCode"] == 400
+
+
+def test_direct_invocations_never_raise(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    for sqls in (["²"], ["9" * 5000], [["a", "h", "p", "①", "c"]]):
+        request = "write" if isinstance(sqls[0], list) else "read"
+        answer = invoke({"USE_CACHE": "True", "REQUEST": request, "SQLS": sqls})
+        assert answer["statusCode"] == 400
+        assert "set_int_max_str_digits" not in answer["body"]["detail"]
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runtime.policy, "read_by_xp", broken)
+    answer = invoke({"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1]})
+    assert answer == {"statusCode": 500, "body": {"detail": "internal server error"}}
+    monkeypatch.setattr(aws_lambda, "manage_keys", broken)
+    answer = invoke({"KEYS": "list"})
+    assert answer == {"statusCode": 500, "body": {"detail": "internal server error"}}

@@ -67,6 +67,16 @@ class Runtime:
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         try:
             return self._serve(event, context)
+        except Exception as error:
+            # A bug: the caller gets a JSON 500 rather than a raised invocation error, and
+            # the log the traceback. (API Gateway events never get here: the app answers.)
+            log.error(
+                "unhandled error: %s",
+                type(error).__name__,
+                exc_info=error,
+                extra={"request_id": _invocation_id(context)},
+            )
+            return {"statusCode": 500, "body": {"detail": "internal server error"}}
         finally:
             self.flush_metrics()
 
@@ -90,12 +100,15 @@ class Runtime:
     def _serve_seed_event(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """A direct invocation with a seed batch event, logged and counted like a request."""
         started = time.perf_counter()
-        record = RequestRecord(str(getattr(context, "aws_request_id", "")) or "unknown")
+        record = RequestRecord(_invocation_id(context))
         token = CURRENT_REQUEST.set(record)
         try:
             status, body, outcome = self.loop.run_until_complete(
                 batch.serve(self.policy, event, self.settings.batch_max_items)
             )
+        except Exception as error:  # a bug; still counted and logged like a request
+            log.error("unhandled error: %s", type(error).__name__, exc_info=error)
+            status, body, outcome = 500, batch.error_body(500, "internal server error"), None
         finally:
             CURRENT_REQUEST.reset(token)
         elapsed = time.perf_counter() - started
@@ -158,6 +171,10 @@ async def manage_keys(store: KeyStore, event: dict[str, Any]) -> dict[str, Any]:
         revoked = await store.revoke_key(str(event.get("ID", "")), datetime.now(UTC))
         return {"statusCode": 200 if revoked else 404, "body": {"revoked": revoked}}
     return {"statusCode": 400, "body": {"detail": "KEYS must be create, list or revoke"}}
+
+
+def _invocation_id(context: Any) -> str:
+    return str(getattr(context, "aws_request_id", "")) or "unknown"
 
 
 _runtime: Runtime | None = None

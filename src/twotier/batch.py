@@ -32,10 +32,18 @@ class BatchError(Exception):
         self.detail = detail
 
 
+_SEED_DIGITS = len(str(UINT_MAX))
+
+
 def _seed_int(value: object) -> object:
     # Seed clients send numbers or digit strings (values read from a CSV); never booleans.
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    # Only ASCII digits are digits here ("²".isdigit() is true, and int() refuses it), and a
+    # string too long to be in range is not converted at all: validation says it is too
+    # large, instead of int() saying how to raise Python's digit limit.
+    if isinstance(value, str):
+        digits = value.strip()
+        if digits.isascii() and digits.isdigit():
+            return int(digits) if len(digits) <= _SEED_DIGITS else UINT_MAX + 1
     return whole_number(value)
 
 
@@ -139,10 +147,11 @@ async def serve(
             served = await policy.read_by_xp(request.keys, use_cache=request.use_cache)
         return 200, b'{"statusCode":200,"body":' + (served.body or b"[]") + b"}", served.outcome
     except (BatchError, Denied) as error:
-        return error.status, _error(error.status, error.detail), None
+        return error.status, error_body(error.status, error.detail), None
     except StoreUnavailable as error:
-        return 503, _error(503, str(error)), None
+        return 503, error_body(503, str(error)), None
 
 
-def _error(status: int, detail: str) -> bytes:
+def error_body(status: int, detail: str) -> bytes:
+    """The answer to an event that cannot be served."""
     return orjson.dumps({"statusCode": status, "body": {"detail": detail}})

@@ -27,6 +27,12 @@ def small_caches(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[T
     )
 
 
+@pytest.fixture
+def plain(tmp_path: object) -> Iterator[TestClient]:
+    """The embedded default with the default settings."""
+    yield from serve(settings_for("sqlite", "memory", tmp_path))
+
+
 def test_distinct_list_queries_stay_within_the_byte_bound(small_caches: TestClient) -> None:
     heroes = [
         {"name": f"n{i}", "hero": "h" * 20, "power": "p" * 20, "xp": i, "color": "c" * 20}
@@ -118,3 +124,63 @@ def test_rate_limits_read_every_x_forwarded_for_line(tmp_path: object) -> None:
         # Another address the proxy names has a bucket of its own.
         other = client.get("/heroes", headers={"X-Forwarded-For": "10.0.0.1, 192.0.2.8"})
         assert other.status_code == 200
+
+
+SECURITY_HEADERS = ("x-request-id", "content-security-policy", "x-content-type-options")
+BIG = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("event", "detail"),
+    [
+        ({"REQUEST": "write", "SQLS": [["a", "h", "p", "²", "c"]]}, "SQLS.0.xp"),
+        ({"REQUEST": "write", "SQLS": [["a", "h", "p", "①", "c"]]}, "SQLS.0.xp"),
+        ({"REQUEST": "write", "SQLS": [["a", "h", "p", BIG, "c"]]}, "less than or equal"),
+        ({"REQUEST": "read", "SQLS": [BIG]}, "SQLS.0: Input should be less than or equal"),
+        ({"REQUEST": "read", "SQLS": ["٣"]}, "SQLS.0"),  # an Arabic-Indic digit
+        ({"REQUEST": "read", "SQLS": ["12345678901"]}, "less than or equal"),
+    ],
+)
+def test_strange_numbers_in_a_batch_are_400(
+    plain: TestClient, event: dict[str, object], detail: str
+) -> None:
+    response = plain.post("/batch", json={"USE_CACHE": "True", **event})
+    assert response.status_code == 400, response.text
+    said = response.json()["body"]["detail"]
+    assert detail in said
+    assert "set_int_max_str_digits" not in said
+    for name in SECURITY_HEADERS:
+        assert name in response.headers
+    assert plain.get("/heroes").json()["items"] == []  # nothing written
+
+
+def test_a_huge_json_number_is_400(plain: TestClient) -> None:
+    for path, body in [
+        ("/batch", '{"USE_CACHE": "True", "REQUEST": "read", "SQLS": [' + BIG + "]}"),
+        ("/heroes", '{"name":"a","hero":"h","power":"p","color":"c","xp":' + BIG + "}"),
+    ]:
+        response = plain.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"].startswith("malformed JSON body")
+
+
+def test_a_bug_still_answers_json_with_the_request_id_and_headers(
+    embedded: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = embedded.app.state.policy  # type: ignore[attr-defined]
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    for name in ("read", "find", "read_by_xp"):
+        monkeypatch.setattr(policy, name, broken)
+    for method, path, body in [
+        ("GET", "/heroes/1", None),  # the hot path
+        ("GET", "/heroes", None),  # a route
+        ("POST", "/batch", {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1]}),
+    ]:
+        response = embedded.request(method, path, json=body)
+        assert response.status_code == 500
+        assert response.json() == {"detail": "internal server error"}
+        for name in SECURITY_HEADERS:
+            assert name in response.headers, (path, name)

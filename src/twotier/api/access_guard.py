@@ -150,6 +150,6 @@ def client_address(scope: Scope, forwarded_hops: int) -> str:
             if entry.strip()
         ]
         if len(entries) >= forwarded_hops:
-            return entries[-forwarded_hops]
+            return str(entries[-forwarded_hops])
     client = scope.get("client")
     return str(client[0]) if client else "unknown"

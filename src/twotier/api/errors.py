@@ -73,12 +73,6 @@ async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return store_unavailable_response(exc)
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return error_response(500, "internal server error")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
-    app.add_exception_handler(Exception, _unexpected)

@@ -5,19 +5,19 @@ parameter validation would cost several times that. This middleware answers the 
 straight from the policy with the same responses the routes build:
 
 - ``GET /heroes/{id}`` with a valid id and no ``Cache-Control: no-cache``;
-- ``POST /batch`` whose body is JSON (it runs inside BodyGuard, so 413/415 come first).
+- ``POST /batch`` with a body (BodyGuard, in front, has parsed it, or answered 400/413/415).
 
-Everything else (bad ids, bypasses, malformed JSON) goes on to the FastAPI routes, which stay
-the documented definition of the endpoints.
+Everything else (bad ids, bypasses, a batch without a body) goes on to the FastAPI routes,
+which stay the documented definition of the endpoints.
 """
 
 from __future__ import annotations
 
-import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier import batch
 from twotier.api.access_guard import authorize_scope
+from twotier.api.body_guard import PARSED_BODY
 from twotier.api.cache_control import wants_cache
 from twotier.api.errors import store_unavailable_response
 from twotier.api.observe import ROUTE_KEY
@@ -53,20 +53,10 @@ class HotReads:
         await hero_response(served, hero_id)(scope, receive, send)
 
     async def _batch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            await self.app(scope, _replay(raw), send)  # the route says what is malformed
+        if PARSED_BODY not in scope:  # no body: the route says what is missing
+            await self.app(scope, receive, send)
             return
+        event = scope[PARSED_BODY]
         app = scope["app"]
         status, body, outcome = await batch.serve(
             app.state.policy,
@@ -75,13 +65,6 @@ class HotReads:
             lambda role: authorize_scope(scope, role),
         )
         await batch_response(status, body, outcome)(scope, receive, send)
-
-
-def _replay(body: bytes) -> Receive:
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def _plain_read(scope: Scope) -> int | None:

@@ -17,9 +17,11 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import logs
+from twotier.api.responses import send_error
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request, method_label
 
 access_log = logging.getLogger("twotier.access")
+log = logging.getLogger(__name__)
 
 #: Set by middlewares that answer before routing (the hot path), read instead of the route.
 ROUTE_KEY = "twotier.route"
@@ -58,10 +60,12 @@ class Observe:
         status = 500
         cache = None
         secure = _is_https(scope)
+        responded = False
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, cache
+            nonlocal status, cache, responded
             if message["type"] == "http.response.start":
+                responded = True
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 html = False
@@ -80,6 +84,14 @@ class Observe:
 
         try:
             await self.app(scope, receive, observed_send)
+        except Exception as error:
+            # A bug. Answered here, inside this middleware, so that the 500 carries the
+            # request id and the headers like every other answer (Starlette's own handler
+            # sits outside it), and logged once, with its traceback, under the request id.
+            log.error("unhandled error: %s", type(error).__name__, exc_info=error)
+            if responded:
+                raise  # too late for an answer: the server drops the connection
+            await send_error(observed_send, 500, "internal server error")
         finally:
             elapsed = time.perf_counter() - started
             route = route_of(scope)
