@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from twotier.access.keys import Role
 from twotier.access.rules import Denied
 from twotier.heroes import FIELDS, UINT_MAX, HeroIn, whole_number
-from twotier.policy import CachePolicy, Outcome
+from twotier.policy import AnswerTooLarge, CachePolicy, Outcome
 from twotier.store.base import StoreUnavailable
 
 
@@ -148,6 +148,13 @@ async def serve(
         return 200, b'{"statusCode":200,"body":' + (served.body or b"[]") + b"}", served.outcome
     except (BatchError, Denied) as error:
         return error.status, error_body(error.status, error.detail), None
+    except AnswerTooLarge as error:
+        setting = "BATCH_MAX_ROWS" if error.what == "rows" else "BATCH_MAX_ANSWER_BYTES"
+        detail = (
+            f"{error} (TWOTIER_{setting}): ask for fewer values in SQLS per request, "
+            "or repeat a value fewer times"
+        )
+        return 400, error_body(400, detail), None
     except StoreUnavailable as error:
         return 503, error_body(503, str(error)), None
 

@@ -12,7 +12,7 @@ from twotier.access.keyring import KeyRing
 from twotier.access.rules import Access, AccessRules
 from twotier.cache.base import Cache
 from twotier.config import Settings
-from twotier.policy import CachePolicy, Tuning
+from twotier.policy import AnswerLimits, CachePolicy, Tuning
 from twotier.store.sql import SQLStore
 
 
@@ -65,7 +65,8 @@ def build_policy(settings: Settings) -> CachePolicy:
         jitter=settings.cache_ttl_jitter,
         negative_ttl=settings.cache_negative_ttl,
     )
-    return CachePolicy(build_store(settings), build_cache(settings), tuning)
+    limits = AnswerLimits(rows=settings.batch_max_rows, bytes=settings.batch_max_answer_bytes)
+    return CachePolicy(build_store(settings), build_cache(settings), tuning, limits=limits)
 
 
 def build_access(settings: Settings, policy: CachePolicy) -> Access:

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(
         10_000, ge=1, description="Most SQLS items one seed batch event may carry (else 400)."
     )
+    batch_max_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Most rows one batch read may answer, counting a value asked twice "
+        "twice (else 400); the database reads at most about twice this for one request.",
+    )
+    batch_max_answer_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Most bytes one batch read may answer (else 400)."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted (else 413)."
     )

@@ -75,6 +75,25 @@ class Tuning:
     negative_ttl: float = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerLimits:
+    """The most a batch read may answer: a client cannot make the server build (or the
+    database read) more than this for one request."""
+
+    rows: int = 10_000
+    bytes: int = 4 * 1024 * 1024
+
+
+class AnswerTooLarge(Exception):
+    """A batch read whose answer would pass a bound (``what``: rows or bytes); nothing of
+    it was sent, and no more than about twice the row bound was read."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"the answer would hold more than {limit} {what}")
+        self.what = what
+        self.limit = limit
+
+
 def hero_key(hero_id: int) -> str:
     return f"hero:{hero_id}"
 
@@ -120,6 +139,17 @@ def _join_arrays(arrays: Iterable[bytes]) -> bytes:
     return _json_array(array[1:-1] for array in arrays)
 
 
+def _rows_in(body: bytes) -> int:
+    """The rows in a cached body (one row, or a JSON array of them), without decoding it:
+    rows are flat objects, and ``{"`` can only open one (a quote inside a string is
+    escaped)."""
+    return body.count(b'{"')
+
+
+#: What a fill answers for a value it did not read completely (the row bound cut it short).
+_UNREAD = Entry(-1, b"")
+
+
 _READ, _LIST, _BATCH_ID, _BATCH_XP = (
     Outcomes(op) for op in ("read", "list", "batch_id", "batch_xp")
 )
@@ -147,10 +177,12 @@ class CachePolicy:
         cache: Cache,
         tuning: Tuning | None = None,
         breaker: CircuitBreaker | None = None,
+        limits: AnswerLimits | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.tuning = tuning or Tuning()
+        self.limits = limits or AnswerLimits()
         self.breaker = breaker or CircuitBreaker()
         self._flights: SingleFlight[Entry] = SingleFlight()
         self._pending_keys: set[str] = set()
@@ -233,11 +265,15 @@ class CachePolicy:
                 if missing:
                     filled = await self._flights.do_many(missing, self._fill_heroes)
                     found |= {int(key.split(":")[1]): entry for key, entry in filled.items()}
-                body = _json_array(found[i].body for i in hero_ids)
+                bodies = {i: entry.body for i, entry in found.items()}
+                self._check_answer(bodies, hero_ids)
+                body = _json_array(bodies[i] for i in hero_ids)
                 return _count(_BATCH_ID, body, Outcome.MISS if missing else Outcome.HIT)
         records = await self.store.get_many(unique)
-        body = _json_array(records[i].to_json() for i in hero_ids if i in records)
-        return _count(_BATCH_ID, body, Outcome.BYPASS)
+        bodies = {i: record.to_json() for i, record in records.items()}
+        present = [i for i in hero_ids if i in bodies]
+        self._check_answer(bodies, present)
+        return _count(_BATCH_ID, _json_array(bodies[i] for i in present), Outcome.BYPASS)
 
     async def _fill_heroes(self, keys: list[str]) -> dict[str, Entry]:
         records = await self.store.get_many([int(key.split(":")[1]) for key in keys])
@@ -275,21 +311,45 @@ class CachePolicy:
                         bodies[xp] = entry.body
                     else:
                         misses[f"{xp_key(xp)}@{generation}"] = (xp, generation)
+                # Past a bound with what the cache holds already: no database work at all.
+                self._check_answer(bodies, [xp for xp in xps if xp in bodies])
+                missed = bool(misses)
                 if misses:
                     filled = await self._flights.do_many(
                         list(misses), lambda keys: self._fill_xps({k: misses[k] for k in keys})
                     )
+                    # A fill reads at most the row bound. One cut short (by this request's
+                    # values, or by another request's sharing its flights) leaves values
+                    # unread: this request reads those itself, once, unshared.
+                    unread = {k: misses[k] for k, entry in filled.items() if entry is _UNREAD}
+                    if unread:
+                        filled |= await self._fill_xps(unread)
+                    if any(entry is _UNREAD for entry in filled.values()):
+                        raise AnswerTooLarge("rows", self.limits.rows)
                     bodies |= {misses[key][0]: entry.body for key, entry in filled.items()}
+                self._check_answer(bodies, xps)
                 body = _join_arrays(bodies[xp] for xp in xps)
-                return _count(_BATCH_XP, body, Outcome.MISS if misses else Outcome.HIT)
-        records = await self.store.by_xp(unique)
+                return _count(_BATCH_XP, body, Outcome.MISS if missed else Outcome.HIT)
+        records = await self.store.by_xp(unique, self.limits.rows + 1)
+        if sum(len(rows) for rows in records.values()) > self.limits.rows:
+            raise AnswerTooLarge("rows", self.limits.rows)
         bodies = {xp: _rows_json(records[xp]) for xp in unique}
+        self._check_answer(bodies, xps)
         return _count(_BATCH_XP, _join_arrays(bodies[xp] for xp in xps), Outcome.BYPASS)
 
     async def _fill_xps(self, wanted: Mapping[str, tuple[int, int]]) -> dict[str, Entry]:
-        records = await self.store.by_xp([xp for xp, _ in wanted.values()])
+        bound = self.limits.rows + 1
+        records = await self.store.by_xp([xp for xp, _ in wanted.values()], bound)
+        cut_at: int | None = None
+        if sum(len(rows) for rows in records.values()) >= bound:
+            # Cut short: values are read in order, so those below the last one reached
+            # are whole; the last one and the rest were cut or never reached.
+            cut_at = max(xp for xp, rows in records.items() if rows)
         filled: dict[str, Entry] = {}
         for flight_key, (xp, generation) in wanted.items():
+            if cut_at is not None and xp >= cut_at:
+                filled[flight_key] = _UNREAD
+                continue
             entry = Entry(generation, _rows_json(records[xp]))
             filled[flight_key] = entry
             ttl = self._jittered(self.tuning.ttl)
@@ -298,6 +358,15 @@ class CachePolicy:
                 "batch_xp",
             )
         return filled
+
+    def _check_answer(self, bodies: Mapping[int, bytes], order: Sequence[int]) -> None:
+        """Raise AnswerTooLarge if the answer made of ``bodies`` in ``order`` (a key may
+        repeat) would pass a bound."""
+        rows = {key: _rows_in(body) for key, body in bodies.items()}
+        if sum(rows[key] for key in order) > self.limits.rows:
+            raise AnswerTooLarge("rows", self.limits.rows)
+        if sum(len(bodies[key]) + 1 for key in order) > self.limits.bytes:
+            raise AnswerTooLarge("bytes", self.limits.bytes)
 
     # -- writes -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from twotier import batch
 from twotier.cache.base import Cache
 from twotier.heroes import HeroIn
-from twotier.policy import CachePolicy, Outcome, Tuning
+from twotier.policy import AnswerLimits, CachePolicy, Outcome, Tuning
 from twotier.store.sql import SQLStore
 
 
@@ -136,11 +136,11 @@ async def test_concurrent_batch_misses_share_one_query(
     calls = 0
     original = sqlite_store.by_xp
 
-    async def counting(xps: Any) -> Any:
+    async def counting(xps: Any, limit: Any = None) -> Any:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)
-        return await original(xps)
+        return await original(xps, limit)
 
     sqlite_store.by_xp = counting  # type: ignore[method-assign]
     answers = await asyncio.gather(*(answer(policy, read([0, 1, 2, 3])) for _ in range(10)))
@@ -172,3 +172,77 @@ def test_post_batch_protocol_errors(embedded: TestClient) -> None:
     assert text.status_code == 415
     huge = embedded.post("/batch", json=read(list(range(2000))))
     assert huge.status_code == 413
+
+
+@pytest.fixture
+def bounded(sqlite_store: SQLStore, cache: Cache) -> CachePolicy:
+    """A policy whose batch answers hold at most 10 rows."""
+    return CachePolicy(sqlite_store, cache, Tuning(ttl=60), limits=AnswerLimits(rows=10))
+
+
+def counted_reads(store: SQLStore) -> list[int]:
+    """Rows each ``by_xp`` call of ``store`` read, from now on."""
+    reads: list[int] = []
+    original = store.by_xp
+
+    async def counting(xps: Any, limit: Any = None) -> Any:
+        found = await original(xps, limit)
+        reads.append(sum(len(rows) for rows in found.values()))
+        return found
+
+    store.by_xp = counting  # type: ignore[method-assign]
+    return reads
+
+
+@pytest.mark.parametrize("use_cache", ["True", "False"])
+async def test_a_batch_answer_is_bounded_in_rows(
+    bounded: CachePolicy, sqlite_store: SQLStore, use_cache: str
+) -> None:
+    await bounded.create_many([HeroIn(**row(f"n{i}", i % 40)) for i in range(80)])
+    reads = counted_reads(sqlite_store)
+    # Within the bound: 5 values of 2 rows.
+    status, body, _ = await answer(bounded, read([0, 1, 2, 3, 4], use_cache))
+    assert (status, len(body["body"])) == (200, 10)
+    # One value asked many times (the reproduction), and many distinct values.
+    for sqls in ([7] * 6, list(range(40))):
+        status, body, _ = await answer(bounded, read(sqls, use_cache))
+        assert status == 400
+        assert body["body"]["detail"] == (
+            "the answer would hold more than 10 rows (TWOTIER_BATCH_MAX_ROWS): ask for fewer "
+            "values in SQLS per request, or repeat a value fewer times"
+        )
+    # The database never read much more than the bound for one request.
+    assert max(reads) <= 11
+    assert sum(reads[1:]) <= 2 + 2 * 11
+
+
+async def test_a_batch_answer_is_bounded_in_bytes(sqlite_store: SQLStore, cache: Cache) -> None:
+    policy = CachePolicy(sqlite_store, cache, limits=AnswerLimits(bytes=1024))
+    records = await policy.create_many([HeroIn(**row("x" * 20, 1)) for _ in range(30)])
+    status, body, _ = await answer(policy, read([1]))
+    assert status == 400
+    assert "more than 1024 bytes (TWOTIER_BATCH_MAX_ANSWER_BYTES)" in body["body"]["detail"]
+    ids = [r.id for r in records]
+    assert (await answer(policy, read(ids[:5], KEY="id")))[0] == 200
+    status, body, _ = await answer(policy, read(ids, KEY="id"))
+    assert status == 400
+
+
+async def test_a_small_read_sharing_a_cut_fill_still_gets_its_answer(
+    bounded: CachePolicy, sqlite_store: SQLStore
+) -> None:
+    import asyncio
+
+    await bounded.create_many([HeroIn(**row(f"n{i}", i)) for i in range(30)])
+    original = sqlite_store.by_xp
+
+    async def slow(xps: Any, limit: Any = None) -> Any:
+        await asyncio.sleep(0.05)  # so that both requests are under way together
+        return await original(xps, limit)
+
+    sqlite_store.by_xp = slow  # type: ignore[method-assign]
+    large, small = await asyncio.gather(
+        answer(bounded, read(list(range(30)))), answer(bounded, read([25]))
+    )
+    assert large[0] == 400
+    assert (small[0], [r["name"] for r in small[1]["body"]]) == (200, ["n25"])

@@ -184,3 +184,16 @@ def test_a_bug_still_answers_json_with_the_request_id_and_headers(
         assert response.json() == {"detail": "internal server error"}
         for name in SECURITY_HEADERS:
             assert name in response.headers, (path, name)
+
+
+def test_the_repeated_value_batch_is_refused(plain: TestClient) -> None:
+    two = [["a", "h", "p", 4242, "c"], ["b", "h", "p", 4242, "c"]]
+    plain.post("/batch", json={"USE_CACHE": "True", "REQUEST": "write", "SQLS": two})
+    event = {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [4242] * 10_000}
+    for use_cache in ("True", "False"):
+        response = plain.post("/batch", json=event | {"USE_CACHE": use_cache})
+        assert response.status_code == 400
+        assert "more than 10000 rows (TWOTIER_BATCH_MAX_ROWS)" in response.text
+    # The seed grader's size (10 values) is well inside.
+    fine = plain.post("/batch", json=event | {"SQLS": [4242] * 10})
+    assert (fine.status_code, len(fine.json()["body"])) == (200, 20)

@@ -41,8 +41,12 @@ class Store(KeyStore, Protocol):
 
     async def find(self, query: HeroQuery) -> list[HeroRecord]: ...
 
-    async def by_xp(self, xps: Sequence[int]) -> dict[int, list[HeroRecord]]:
-        """Every row with each of the ``xps`` values, by id within one value."""
+    async def by_xp(
+        self, xps: Sequence[int], limit: int | None = None
+    ) -> dict[int, list[HeroRecord]]:
+        """Every row with each of the ``xps`` values, by id within one value; with
+        ``limit``, the first ``limit`` rows in (xp, id) order: a value past them is left
+        empty, the last one reached may be cut short."""
 
     async def create_many(self, heroes: Sequence[HeroIn]) -> list[HeroRecord]:
         """Insert every row in one transaction (all or nothing); return them with their ids."""

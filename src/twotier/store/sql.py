@@ -276,9 +276,12 @@ class SQLStore:
                     found[row.id] = _record(row)
         return found
 
-    async def by_xp(self, xps: Sequence[int]) -> dict[int, list[HeroRecord]]:
+    async def by_xp(
+        self, xps: Sequence[int], limit: int | None = None
+    ) -> dict[int, list[HeroRecord]]:
         found: dict[int, list[HeroRecord]] = {xp: [] for xp in xps}
         unique = sorted(found)
+        left = limit
         async with self._connect() as conn:
             for start in range(0, len(unique), _IN_CHUNK):
                 chunk = unique[start : start + _IN_CHUNK]
@@ -287,8 +290,14 @@ class SQLStore:
                     .where(superheroes.c.xp.in_(chunk))
                     .order_by(superheroes.c.xp, superheroes.c.id)
                 )
+                if left is not None:
+                    stmt = stmt.limit(left)
                 for row in await conn.execute(stmt):
                     found[row.xp].append(_record(row))
+                    if left is not None:
+                        left -= 1
+                if left == 0:
+                    break
         return found
 
     async def find(self, query: HeroQuery) -> list[HeroRecord]:
