@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/superhero_db.sqlite3"
@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted (else 413)."
     )
+    body_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a request's body may take to arrive, from the request's start "
+        "(else 408).",
+    )
+    body_buffer_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of request bodies a process holds at once, being received or "
+        "served (else 503 with Retry-After); at least TWOTIER_MAX_BODY_BYTES.",
+    )
 
     require_key_for_reads: bool = Field(
         False, description="Reads (GET, batch reads) need an API key with role read."
@@ -139,6 +151,15 @@ class Settings(BaseSettings):
         description='Origins browsers may call the API from, as a JSON list (["https://a.example"]'
         ', or ["*"] for any); empty: no CORS headers.',
     )
+
+    @model_validator(mode="after")
+    def _one_body_fits_the_buffer(self) -> Settings:
+        if self.body_buffer_bytes < self.max_body_bytes:
+            raise ValueError(
+                "TWOTIER_BODY_BUFFER_BYTES must be at least TWOTIER_MAX_BODY_BYTES "
+                f"({self.max_body_bytes})"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -73,7 +73,12 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
     # answers preflights, AccessGuard turns away who may not (before any body is read),
     # BodyGuard (413/415) sees every body before the hot path.
     app.add_middleware(HotReads)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.max_body_bytes,
+        deadline=settings.body_timeout,
+        budget=settings.body_buffer_bytes,
+    )
     app.add_middleware(AccessGuard)
     if settings.cors_origins:
         app.add_middleware(

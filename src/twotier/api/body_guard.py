@@ -7,10 +7,12 @@ left in the scope (``PARSED_BODY``) for the hot path, so a batch is parsed once.
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twotier.api.responses import send_error
+from twotier.api.responses import RETRY_AFTER_SECONDS, send_error
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -26,33 +28,88 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Bodies are read here, whole, before anything else sees them; so this is where a
+    client that sends slowly, or too much, is stopped:
+
+    - past ``max_bytes`` (declared or streamed): 413;
+    - not all there within ``deadline`` seconds of the request's start: 408 (a client that
+      trickles a body cannot hold a connection and its buffer for long);
+    - the bodies this process holds (being received, or being served) would pass
+      ``budget`` bytes: 503 with Retry-After, so many slow or large bodies at once cannot
+      exhaust memory.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        *,
+        deadline: float = 10.0,
+        budget: int = 64 * 1024 * 1024,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.budget = budget
+        self.held = 0  # bytes of the bodies held by requests under way in this process
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_bytes:
+        declared = _declared_length(headers.get("content-length", ""))
+        if declared is not None and declared > self.max_bytes:
             await send_error(send, 413, f"request body is larger than {self.max_bytes} bytes")
             return
         chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        size = 0  # received so far, and held against the budget until the request ends
+        try:
+            try:
+                async with asyncio.timeout(self.deadline):
+                    while True:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            return
+                        chunk = message.get("body", b"")
+                        if size + len(chunk) > self.max_bytes:
+                            await send_error(
+                                send, 413, f"request body is larger than {self.max_bytes} bytes"
+                            )
+                            return
+                        if self.held + len(chunk) > self.budget:
+                            await send_error(
+                                send,
+                                503,
+                                "too many request bodies are in flight; retry shortly",
+                                [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
+                            )
+                            return
+                        self.held += len(chunk)
+                        size += len(chunk)
+                        chunks.append(chunk)
+                        if not message.get("more_body", False):
+                            break
+            except TimeoutError:
+                await send_error(
+                    send, 408, f"the request body did not arrive within {self.deadline:g} s"
+                )
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await send_error(send, 413, f"request body is larger than {self.max_bytes} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+            await self._serve(scope, headers, chunks, size, receive, send)
+        finally:
+            # Given back when the request ends, not when the body is in: until then the
+            # body (and what is made of it) is still in memory.
+            self.held -= size
+
+    async def _serve(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        chunks: list[bytes],
+        size: int,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         if size and not is_json_media_type(headers.get("content-type", "")):
             await send_error(
                 send, 415, "the request body must be JSON (Content-Type: application/json)"
@@ -75,3 +132,11 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _declared_length(value: str) -> int | None:
+    """A Content-Length as a number, if it is one (only ASCII digits are digits here)."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) if len(value) <= 18 else 10**18  # no int() of thousands of digits

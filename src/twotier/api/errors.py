@@ -34,6 +34,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
     403: _documented("The API key's role does not allow this request."),
+    408: _documented("The body did not arrive in time (TWOTIER_BODY_TIMEOUT)."),
     413: _documented("The body is larger than the limit (TWOTIER_MAX_BODY_BYTES)."),
     415: _documented("The body is not JSON (Content-Type)."),
     429: {
@@ -41,7 +42,10 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": {"Retry-After": {"schema": {"type": "string"}}},
     },
     503: {
-        **_documented("The database is unreachable; nothing was written. Try again later."),
+        **_documented(
+            "The database is unreachable, or too many bodies are in flight; nothing was "
+            "written. Try again after Retry-After seconds."
+        ),
         "headers": {"Retry-After": {"schema": {"type": "string"}}},
     },
 }
