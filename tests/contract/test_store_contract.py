@@ -141,3 +141,19 @@ async def test_schema_creation_tolerates_concurrent_creators(store: SQLStore) ->
         for other in others:
             await other.close()
     assert await store.count() == 0
+
+
+SPELLINGS = ["Zoë", "zoë", "ZOË", "Zoe", "zoe", "Zoë ", " Zoë", "Zoë\u0301", "Straße", "STRASSE"]
+
+
+async def test_filters_match_exactly_on_every_store(store: SQLStore) -> None:
+    # MySQL's default collation would match other cases, accents and trailing spaces: the
+    # same spellings must find the same rows on every store (the cache keys them apart).
+    made = {name: (await store.create(hero(name))).id for name in SPELLINGS}
+    for name in SPELLINGS:
+        found = await store.find(HeroQuery((("name", name),)))
+        assert [r.id for r in found] == [made[name]], name
+        both = await store.find(HeroQuery((("name", name), ("xp", 10))))
+        assert [r.id for r in both] == [made[name]], name
+    for absent in ["ZOE ", "strasse", "Zoe\u0308"]:
+        assert await store.find(HeroQuery((("name", absent),))) == []

@@ -14,7 +14,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Row, delete, event, exc, func, insert, make_url, select, text, update
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Row,
+    String,
+    cast,
+    delete,
+    event,
+    exc,
+    func,
+    insert,
+    literal,
+    make_url,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
@@ -303,11 +320,21 @@ class SQLStore:
     async def find(self, query: HeroQuery) -> list[HeroRecord]:
         stmt = select(*RECORD_COLUMNS).where(superheroes.c.id > query.after)
         for field, value in query.filters:
-            stmt = stmt.where(superheroes.c[field] == value)
+            stmt = stmt.where(*self._equal(superheroes.c[field], value))
         stmt = stmt.order_by(superheroes.c.id).limit(query.limit)
         async with self._connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_record(row) for row in rows]
+
+    def _equal(self, column: ColumnElement[Any], value: object) -> list[ColumnElement[bool]]:
+        """``column`` equals ``value`` exactly, as on every store: MySQL's text collations
+        would also match other cases, accents and trailing spaces, and the cache would then
+        hold two entries for what the database treats as one value. The collation's test
+        stays too, so that an index on the column still narrows the search."""
+        exact = [column == value]
+        if self.backend == "mysql" and isinstance(column.type, String):
+            exact.append(cast(column, mysql.BINARY) == cast(literal(value), mysql.BINARY))
+        return exact
 
     async def count(self) -> int:
         async with self._connect() as conn:
