@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -387,12 +386,11 @@ class CachePolicy:
     ) -> int:
         """Load rows in bulk, then forget everything cached.
 
-        Loaded rows get a version from the clock (milliseconds), above any version a row
-        reached by updates, so no fill of an older row can win over them afterwards.
+        Loaded rows are born with a version from the clock (``twotier.versions``), above
+        the versions of the rows they replace, so no fill of an older row can win over
+        them afterwards.
         """
-        loaded = await self.store.bulk_load(
-            rows, replace=replace, version=time.time_ns() // 1_000_000, keep=keep
-        )
+        loaded = await self.store.bulk_load(rows, replace=replace, keep=keep)
         self._flights = SingleFlight()
         if await self._cache_usable():
             try:

@@ -197,3 +197,19 @@ def test_the_repeated_value_batch_is_refused(plain: TestClient) -> None:
     # The seed grader's size (10 values) is well inside.
     fine = plain.post("/batch", json=event | {"SQLS": [4242] * 10})
     assert (fine.status_code, len(fine.json()["body"])) == (200, 20)
+
+
+def test_a_new_row_is_never_hidden_behind_an_old_tombstone(client: TestClient) -> None:
+    hero = {"name": "A", "hero": "B", "power": "C", "xp": 1, "color": "D"}
+    client.post("/heroes", json=hero)
+    highest = client.post("/heroes", json=hero).json()["id"]
+    client.get(f"/heroes/{highest}")
+    assert client.delete(f"/heroes/{highest}").status_code == 204
+    assert client.get(f"/heroes/{highest}").status_code == 404  # the tombstone, cached
+    created = client.post("/heroes", json=hero | {"name": "New"})
+    new_id = created.json()["id"]
+    assert new_id != highest  # ids are never handed out twice
+    read = client.get(f"/heroes/{new_id}")
+    assert (read.status_code, read.json()["name"]) == (200, "New")
+    assert client.patch(f"/heroes/{new_id}", json={"name": "Newer"}).status_code == 200
+    assert client.get(f"/heroes/{new_id}").json()["name"] == "Newer"

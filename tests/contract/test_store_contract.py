@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from sqlalchemy import inspect
@@ -41,9 +42,10 @@ async def test_schema_is_idempotent_and_has_the_seed_shape(store: SQLStore) -> N
 
 
 async def test_create_then_get(store: SQLStore) -> None:
+    before = time.time_ns() // 1000
     created = await store.create(hero())
     assert created.id >= 1
-    assert created.version == 1
+    assert created.version >= before  # born from the clock, in microseconds
     assert await store.get(created.id) == created
     assert await store.get(created.id + 1000) is None
 
@@ -68,7 +70,7 @@ async def test_update_bumps_version_and_returns_before_and_after(store: SQLStore
     assert result is not None
     before, after = result
     assert before == created
-    assert (after.xp, after.name, after.version) == (6, "Bea", 2)
+    assert (after.xp, after.name, after.version) == (6, "Bea", created.version + 1)
     assert await store.get(created.id) == after
     assert await store.update(created.id + 1000, {"xp": 1}) is None
 
@@ -118,11 +120,11 @@ async def test_text_is_stored_exactly(store: SQLStore) -> None:
 async def test_concurrent_updates_lose_nothing(store: SQLStore) -> None:
     created = await store.create(hero(xp=0))
     results = await asyncio.gather(*(store.update(created.id, {"xp": i}) for i in range(1, 21)))
-    versions = sorted(r[1].version for r in results if r is not None)
-    assert versions == list(range(2, 22))  # every write saw the one before it
+    versions = sorted(r[1].version - created.version for r in results if r is not None)
+    assert versions == list(range(1, 21))  # every write saw the one before it
     final = await store.get(created.id)
     assert final is not None
-    assert final.version == 21
+    assert final.version == created.version + 20
 
 
 async def test_count_and_ping(store: SQLStore) -> None:
@@ -157,3 +159,11 @@ async def test_filters_match_exactly_on_every_store(store: SQLStore) -> None:
         assert [r.id for r in both] == [made[name]], name
     for absent in ["ZOE ", "strasse", "Zoe\u0308"]:
         assert await store.find(HeroQuery((("name", absent),))) == []
+
+
+async def test_ids_are_never_handed_out_twice(store: SQLStore) -> None:
+    _first, highest = await store.create_many([hero("a"), hero("b")])
+    await store.delete(highest.id)
+    again = await store.create(hero("c"))
+    assert again.id > highest.id
+    assert again.version > highest.version

@@ -125,7 +125,6 @@ async def test_mariadb_over_tls_with_the_right_ca(tls_mariadb: OwnMariaDB, pki: 
         loaded = await store.bulk_load(
             [((1000, "Bo", "Bolt", "run", 7, "red"), "1000,Bo,Bolt,run,7,red")],
             replace=False,
-            version=5,
             keep=lambda: True,
         )
         assert loaded == 1

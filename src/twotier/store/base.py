@@ -49,7 +49,8 @@ class Store(KeyStore, Protocol):
         empty, the last one reached may be cut short."""
 
     async def create_many(self, heroes: Sequence[HeroIn]) -> list[HeroRecord]:
-        """Insert every row in one transaction (all or nothing); return them with their ids."""
+        """Insert every row in one transaction (all or nothing), born with a version from
+        ``versions.birth_version``; return them with their ids and versions."""
 
     async def create(self, hero: HeroIn) -> HeroRecord: ...
 
@@ -58,11 +59,11 @@ class Store(KeyStore, Protocol):
         rows: Iterable[tuple[Row, str]],
         *,
         replace: bool,
-        version: int,
         keep: Callable[[], bool],
     ) -> int:
         """Load (id, ...) rows through the bulk path in one transaction; ``keep()`` False
-        rolls it all back. Existing ids are replaced; loaded rows get ``version``."""
+        rolls it all back. Existing ids are replaced; loaded rows are born with a version
+        from ``versions.birth_version``."""
 
     async def update(
         self, hero_id: int, changes: Mapping[str, Any]

@@ -50,6 +50,7 @@ from twotier.store.sql_schema import (
 )
 from twotier.store.sql_tls import split_tls
 from twotier.telemetry import DatabaseTimer
+from twotier.versions import birth_version
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -353,7 +354,8 @@ class SQLStore:
         """Insert all rows in one transaction (all or nothing) and return them with ids."""
         if not heroes:
             return []
-        values = [hero.model_dump() for hero in heroes]
+        version = birth_version()
+        values = [hero.model_dump() | {"version": version} for hero in heroes]
         async with self._connect(write=True) as conn:
             if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
                 stmt = insert(superheroes).returning(superheroes.c.id, sort_by_parameter_order=True)
@@ -363,16 +365,19 @@ class SQLStore:
                 for row in values:
                     result = await conn.execute(insert(superheroes), row)
                     ids.append(result.inserted_primary_key[0])  # type: ignore[index]
-        return [HeroRecord(id=i, version=1, **row) for i, row in zip(ids, values, strict=True)]
+        return [HeroRecord(id=i, **row) for i, row in zip(ids, values, strict=True)]
 
-    async def bulk_load(
-        self, rows: Rows, *, replace: bool, version: int, keep: Callable[[], bool]
-    ) -> int:
+    async def bulk_load(self, rows: Rows, *, replace: bool, keep: Callable[[], bool]) -> int:
         """Load many rows through the database's bulk path, in one transaction."""
         try:
             with DatabaseTimer():
                 return await sql_bulk.bulk_load(
-                    self.url, rows, replace=replace, version=version, keep=keep, tls=self._tls
+                    self.url,
+                    rows,
+                    replace=replace,
+                    version=birth_version(),
+                    keep=keep,
+                    tls=self._tls,
                 )
         except _UNAVAILABLE as error:
             raise StoreUnavailable(_describe(error)) from error

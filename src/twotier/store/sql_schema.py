@@ -46,6 +46,10 @@ superheroes = Table(
     Index("ix_superheroes_xp_id", "xp", "id"),
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
+    # Ids are never handed out twice: SQLite's plain rowid key would reuse the highest id
+    # after its row is deleted (MySQL/MariaDB's InnoDB counter and PostgreSQL's sequence
+    # never go back).
+    sqlite_autoincrement=True,
 )
 
 #: The columns every read selects, in HeroRecord's field order.
