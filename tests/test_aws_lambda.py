@@ -356,3 +356,9 @@ def test_direct_invocations_never_raise(runtime: Runtime, monkeypatch: pytest.Mo
     monkeypatch.setattr(aws_lambda, "manage_keys", broken)
     answer = invoke({"KEYS": "list"})
     assert answer == {"statusCode": 500, "body": {"detail": "internal server error"}}
+
+
+def test_keys_by_direct_invocation_refuse_control_characters(runtime: Runtime) -> None:
+    answer = invoke({"KEYS": "create", "ROLE": "read", "NAME": "\u001b[2Jpwned"})
+    assert answer["statusCode"] == 400
+    assert "control characters" in answer["body"]["detail"]

@@ -156,8 +156,11 @@ async def manage_keys(store: KeyStore, event: dict[str, Any]) -> dict[str, Any]:
             role = Role(event.get("ROLE", "read"))
         except ValueError:
             return {"statusCode": 400, "body": {"detail": "ROLE must be read, write or admin"}}
-        name = str(event.get("NAME") or f"{role.value} key")[:100]
-        record, token = await create_key(store, name, role)
+        name = str(event.get("NAME") or f"{role.value} key")
+        try:
+            record, token = await create_key(store, name, role)
+        except ValueError as error:
+            return {"statusCode": 400, "body": {"detail": f"NAME: {error}"}}
         return {"statusCode": 201, "body": {"id": record.id, "role": role.value, "key": token}}
     if action == "list":
         keys = await store.list_keys()

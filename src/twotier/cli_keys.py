@@ -10,8 +10,9 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from twotier.access.keys import Role, create_key
+from twotier.access.keys import Role, check_key_name, create_key, printable
 from twotier.bootstrap import build_store
 from twotier.config import get_settings
 from twotier.store.base import StoreUnavailable
@@ -48,10 +49,17 @@ def create(
 ) -> None:
     """Make a key and print it (on stdout, once: only its hash is kept)."""
     name = name or f"{role.value} key"
+    try:
+        check_key_name(name)
+    except ValueError as error:
+        console.print(Text(f"--name: {error}", style="red"))
+        raise typer.Exit(2) from None
     record, token = _with_store(lambda store: create_key(store, name, role))
     console.print(
-        f"created key {record.id} ({record.name!r}, role {record.role}); it is shown once, "
-        "now: send it as the X-API-Key header"
+        Text(
+            f"created key {record.id} ({printable(record.name)!r}, role {record.role}); it is "
+            "shown once, now: send it as the X-API-Key header"
+        )
     )
     typer.echo(token)
 
@@ -66,7 +74,14 @@ def list_keys(
     for key in keys:
         if key.active or all_keys:
             revoked = f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
-            table.add_row(key.id, key.name, key.role, f"{key.created_at:%Y-%m-%d %H:%M}", revoked)
+            # Text, not markup: a name is shown as it is, escapes and all.
+            table.add_row(
+                Text(key.id),
+                Text(printable(key.name)),
+                Text(key.role),
+                f"{key.created_at:%Y-%m-%d %H:%M}",
+                revoked,
+            )
     Console().print(table)
 
 
@@ -74,6 +89,6 @@ def list_keys(
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")]) -> None:
     """Revoke a key: every server stops taking it within TWOTIER_API_KEY_REFRESH seconds."""
     if not _with_store(lambda store: store.revoke_key(key_id, datetime.now(UTC))):
-        console.print(f"[red]no active key {key_id}[/red]")
+        console.print(Text(f"no active key {printable(key_id)}", style="red"))
         raise typer.Exit(1)
-    console.print(f"revoked key {key_id}")
+    console.print(Text(f"revoked key {printable(key_id)}"))

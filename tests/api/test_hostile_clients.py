@@ -5,6 +5,7 @@ with its reproduction turned into a test)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -213,3 +214,47 @@ def test_a_new_row_is_never_hidden_behind_an_old_tombstone(client: TestClient) -
     assert (read.status_code, read.json()["name"]) == (200, "New")
     assert client.patch(f"/heroes/{new_id}", json={"name": "Newer"}).status_code == 200
     assert client.get(f"/heroes/{new_id}").json()["name"] == "Newer"
+
+
+HOSTILE_NAMES = ["\u001b[2J\u001b]0;pwned\u0007", "tab\there", "rtl\u202eevil", "bell\u0085"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_key_names_with_control_characters_are_refused(embedded: TestClient, name: str) -> None:
+    response = embedded.post("/admin/keys", json={"name": name, "role": "read"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "name"]
+    listed = embedded.get("/admin/keys").json()
+    assert all(key["name"] != name for key in listed)
+
+
+def test_operators_terminals_show_names_escaped(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from tests.test_cli_and_server import environment, run
+    from twotier.access.keys import KeyRecord, Role, new_key
+    from twotier.store.sql import SQLStore
+
+    settings = settings_for("sqlite", "memory", tmp_path)
+    env = environment(settings)
+    refused = run(["keys", "create", "--name", HOSTILE_NAMES[0]], env, tmp_path)
+    assert refused.returncode == 2
+    assert "control characters" in refused.stderr
+
+    async def store_one_unchecked() -> None:  # as a key stored before names were checked
+        store = SQLStore(settings.database_url)
+        try:
+            await store.init_schema()
+            key_id, _token, secret_hash = new_key()
+            name = HOSTILE_NAMES[0] + "[red]markup[/red]"
+            await store.add_key(KeyRecord(key_id, name, Role.READ, secret_hash, datetime.now(UTC)))
+        finally:
+            await store.close()
+
+    asyncio.run(store_one_unchecked())
+    listed = run(["keys", "list"], env | {"COLUMNS": "200"}, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "\x1b" not in listed.stdout
+    assert "\x07" not in listed.stdout
+    assert "\\x1b[2J\\x1b]0;pwned\\x07[red]markup[/red]" in listed.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,6 +56,31 @@ class KeyRecord:
         return self.revoked_at is None
 
 
+#: A key's name is shown to operators in terminals and pages: no control or format
+#: characters (escape sequences, bidirectional overrides), which could rewrite what they see.
+NAME_MAX = 100
+NAME_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+
+
+def check_key_name(name: str) -> str:
+    """``name`` if it may name a key; ValueError saying why not."""
+    if not name or len(name) > NAME_MAX:
+        raise ValueError(f"a key name has 1 to {NAME_MAX} characters")
+    bad = next((c for c in name if unicodedata.category(c)[0] == "C"), None)
+    if bad is not None:
+        raise ValueError(f"a key name cannot hold control characters (found U+{ord(bad):04X})")
+    return name
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters written as escapes, for a terminal
+    (names stored before they were checked)."""
+    return "".join(
+        c if unicodedata.category(c)[0] != "C" else c.encode("unicode_escape").decode()
+        for c in text
+    )
+
+
 def new_key() -> tuple[str, str, str]:
     """A fresh key: (id, the key to give the user once, the hash to store)."""
     key_id = secrets.token_hex(_ID_BYTES)
@@ -93,7 +119,9 @@ class KeyStore(Protocol):
 
 
 async def create_key(store: KeyStore, name: str, role: Role) -> tuple[KeyRecord, str]:
-    """Make and store a key: (its record, the key itself, which is never stored)."""
+    """Make and store a key: (its record, the key itself, which is never stored).
+    ValueError if ``name`` cannot name a key."""
+    check_key_name(name)
     key_id, token, secret_hash = new_key()
     record = KeyRecord(key_id, name, role, secret_hash, datetime.now(UTC))
     await store.add_key(record)

@@ -4,14 +4,14 @@ checks the role before these run); the same operations as ``twotier keys``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from twotier.access.keys import KeyRecord, Role, create_key
+from twotier.access.keys import NAME_MAX, NAME_PATTERN, KeyRecord, Role, check_key_name, create_key
 from twotier.api.dependencies import API_KEY, PolicyDep
 from twotier.api.errors import COMMON_ERRORS, ErrorBody, error_response
-from twotier.heroes import NO_NUL
 
 router = APIRouter(
     prefix="/admin/keys", tags=["admin"], responses=COMMON_ERRORS, dependencies=[API_KEY]
@@ -19,7 +19,11 @@ router = APIRouter(
 
 
 class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN),
+        AfterValidator(check_key_name),
+    ]
     role: Role
 
 
