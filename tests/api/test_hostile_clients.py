@@ -258,3 +258,77 @@ def test_operators_terminals_show_names_escaped(tmp_path: Path) -> None:
     assert "\x1b" not in listed.stdout
     assert "\x07" not in listed.stdout
     assert "\\x1b[2J\\x1b]0;pwned\\x07[red]markup[/red]" in listed.stdout
+
+
+def test_head_works_on_every_get_route(embedded: TestClient) -> None:
+    hero = {"name": "A", "hero": "B", "power": "C", "xp": 1, "color": "D"}
+    hero_id = embedded.post("/heroes", json=hero).json()["id"]
+    paths = [
+        "/healthz",
+        "/readyz",
+        f"/heroes/{hero_id}",  # the hot path
+        f"/heroes/{hero_id + 1}",  # a 404
+        "/heroes/abc",  # a 422 from the route
+        "/heroes?xp=1",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/admin/keys",
+    ]
+    spec = embedded.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        if "get" in operations and "{" not in path:
+            assert any(p.split("?")[0] == path for p in paths), f"{path} is not tried"
+    for path in paths:
+        got = embedded.get(path)
+        head = embedded.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        if path != "/metrics":  # its own size changes from one scrape to the next
+            assert head.headers["content-length"] == got.headers["content-length"], path
+        for name in ("content-type", "etag", "x-cache", "x-request-id"):
+            assert (name in head.headers) == (name in got.headers), (path, name)
+    counted = {
+        dict(labels)["route"]
+        for (name, labels), _ in scrape(embedded).items()
+        if name == "twotier_requests_total" and dict(labels)["method"] == "HEAD"
+    }
+    assert "/heroes/{hero_id}" in counted
+
+
+def test_a_key_revoked_over_http_stops_at_once_and_new_secrets_are_not_stored(
+    tmp_path: object,
+) -> None:
+    settings = settings_for("sqlite", "memory", tmp_path, api_key_refresh=3600)
+    for client in serve(settings):  # with an admin key
+        made = client.post("/admin/keys", json={"name": "ci", "role": "write"})
+        assert made.status_code == 201
+        assert made.headers["cache-control"] == "no-store"
+        key = {"X-API-Key": made.json()["key"]}
+        hero = {"name": "A", "hero": "B", "power": "C", "xp": 1, "color": "D"}
+        assert client.post("/heroes", json=hero, headers=key).status_code == 201
+        revoked = client.delete(f"/admin/keys/{made.json()['id']}")
+        assert revoked.status_code == 204
+        assert client.post("/heroes", json=hero, headers=key).status_code == 401
+
+
+def test_readiness_names_the_tier_but_not_its_address_to_anonymous_callers(
+    tmp_path: object,
+) -> None:
+    from twotier.bench.target import free_port
+
+    port = free_port()
+    settings = settings_for("sqlite", "memory", tmp_path).model_copy(
+        update={"cache_url": f"redis://127.0.0.1:{port}/0", "cache_timeout": 0.2}
+    )
+    for client in serve(settings):  # with an admin key
+        anonymous = client.get("/readyz", headers={"X-API-Key": ""})
+        assert anonymous.status_code == 503
+        assert anonymous.json() == {
+            "detail": "not ready: cache",
+            "database": "ok",
+            "cache": "unavailable",
+        }
+        assert str(port) not in anonymous.text
+        detailed = client.get("/readyz").json()
+        assert str(port) in detailed["cache"]

@@ -18,6 +18,7 @@ from twotier.access.rules import Access, AccessRules
 from twotier.api.access_guard import AccessGuard
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
+from twotier.api.head import HeadAsGet
 from twotier.api.hot_path import HotReads
 from twotier.api.observe import Observe
 from twotier.api.routes import admin, batch, health, metrics
@@ -70,8 +71,9 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
         app.state.access = build_access(settings, policy)
     install_error_handlers(app)
     # The last added runs first: Observe sees every request (and times it all), CORS
-    # answers preflights, AccessGuard turns away who may not (before any body is read),
-    # BodyGuard (413/415) sees every body before the hot path.
+    # answers preflights, HeadAsGet serves HEAD as GET without the body, AccessGuard turns
+    # away who may not (before any body is read), BodyGuard (400/408/413/415/503) reads
+    # every body before the hot path.
     app.add_middleware(HotReads)
     app.add_middleware(
         BodyGuard,
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
         budget=settings.body_buffer_bytes,
     )
     app.add_middleware(AccessGuard)
+    app.add_middleware(HeadAsGet)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

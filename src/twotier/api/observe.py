@@ -55,6 +55,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope["method"]  # as the client sent it (HeadAsGet turns HEAD into GET)
         record = RequestRecord(request_id(scope))
         token = CURRENT_REQUEST.set(record)
         status = 500
@@ -95,12 +96,12 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - started
             route = route_of(scope)
-            count_request(route, scope["method"], status, elapsed)
+            count_request(route, method, status, elapsed)
             if self.access_log_enabled:
                 client = scope.get("client")
                 log_request(
                     record,
-                    method=method_label(scope["method"]),
+                    method=method_label(method),
                     route=route,
                     status=status,
                     seconds=elapsed,

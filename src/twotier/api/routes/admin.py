@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from twotier.access.keys import NAME_MAX, NAME_PATTERN, KeyRecord, Role, check_key_name, create_key
@@ -56,9 +56,17 @@ async def list_keys(policy: PolicyDep) -> list[KeyOut]:
     return [KeyOut.of(record) for record in await policy.store.list_keys()]
 
 
-@router.post("", status_code=201, summary="Create an API key")
-async def add_key(wanted: KeyIn, policy: PolicyDep) -> NewKey:
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an API key",
+    responses={201: {"headers": {"Cache-Control": {"schema": {"type": "string"}}}}},
+)
+async def add_key(wanted: KeyIn, policy: PolicyDep, request: Request, response: Response) -> NewKey:
     record, token = await create_key(policy.store, wanted.name, wanted.role)
+    await request.app.state.access.keyring.reload(force=True)  # works here at once
+    # The answer holds a secret: no cache on the way (a proxy, the browser) may keep it.
+    response.headers["Cache-Control"] = "no-store"
     return NewKey(**KeyOut.of(record).model_dump(), key=token)
 
 
@@ -68,7 +76,9 @@ async def add_key(wanted: KeyIn, policy: PolicyDep) -> NewKey:
     summary="Revoke an API key",
     responses={404: {"model": ErrorBody, "description": "No such active key."}},
 )
-async def revoke_key(key_id: str, policy: PolicyDep) -> Response:
+async def revoke_key(key_id: str, policy: PolicyDep, request: Request) -> Response:
     if not await policy.store.revoke_key(key_id, datetime.now(UTC)):
         return error_response(404, f"no active key {key_id}")
+    # This process stops taking the key at once; the others within TWOTIER_API_KEY_REFRESH.
+    await request.app.state.access.keyring.reload(force=True)
     return Response(status_code=204)
