@@ -99,7 +99,8 @@ def test_the_api_over_tls_redis_and_what_a_wrong_ca_looks_like(
     wrong = settings.model_copy(
         update={"cache_url": with_ca(tls_redis.url, "ssl_ca_certs", pki.wrong_ca)}
     )
-    with TestClient(create_app(wrong), raise_server_exceptions=False) as client:
+    admin = {"X-API-Key": make_key(settings.database_url, "admin")}  # sees the reason
+    with TestClient(create_app(wrong), raise_server_exceptions=False, headers=admin) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert REFUSED in ready.json()["cache"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -56,25 +57,37 @@ class KeyRecord:
         return self.revoked_at is None
 
 
-#: A key's name is shown to operators in terminals and pages: no control or format
-#: characters (escape sequences, bidirectional overrides), which could rewrite what they see.
+#: A key's name is shown to operators in terminals and pages: no control characters (C0,
+#: DEL, C1: escape sequences, bells) and no invisible format characters that reorder or hide
+#: text (bidirectional overrides and isolates, zero-width characters). The published schema
+#: carries the same pattern, so what it calls valid is accepted.
 NAME_MAX = 100
-NAME_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+_HIDDEN = (
+    "\\x00-\\x1f\\x7f-\\x9f\\xad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
+    "\\u2060-\\u2069\\ufeff\\ufff9-\\ufffb"
+)
+NAME_PATTERN = f"^[^{_HIDDEN}]*$"
+_HIDDEN_CHARACTER = re.compile(f"[{_HIDDEN}]")
 
 
 def check_key_name(name: str) -> str:
     """``name`` if it may name a key; ValueError saying why not."""
     if not name or len(name) > NAME_MAX:
         raise ValueError(f"a key name has 1 to {NAME_MAX} characters")
-    bad = next((c for c in name if unicodedata.category(c)[0] == "C"), None)
-    if bad is not None:
-        raise ValueError(f"a key name cannot hold control characters (found U+{ord(bad):04X})")
+    if not name.isprintable() and any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise ValueError("a key name must be valid Unicode text (a lone surrogate)")
+    hidden = _HIDDEN_CHARACTER.search(name)
+    if hidden is not None:
+        raise ValueError(
+            "a key name cannot hold control or invisible formatting characters "
+            f"(found U+{ord(hidden.group()):04X})"
+        )
     return name
 
 
 def printable(text: str) -> str:
-    """``text`` with control and format characters written as escapes, for a terminal
-    (names stored before they were checked)."""
+    """``text`` with control, format and other invisible characters written as escapes,
+    for a terminal (names stored before they were checked)."""
     return "".join(
         c if unicodedata.category(c)[0] != "C" else c.encode("unicode_escape").decode()
         for c in text
