@@ -1,0 +1,14 @@
+"""Resources: the tables twotier serves, declared in TOML and compiled once at start-up."""
+
+from twotier.resources.declaration import ResourceError, load_resources, parse_resources
+from twotier.resources.resource import AUTO_KEY, Key, Record, Resource
+
+__all__ = [
+    "AUTO_KEY",
+    "Key",
+    "Record",
+    "Resource",
+    "ResourceError",
+    "load_resources",
+    "parse_resources",
+]

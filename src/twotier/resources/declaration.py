@@ -1,0 +1,316 @@
+"""Reading resource declarations: a TOML file (``TWOTIER_RESOURCES``) into checked resources.
+
+Every mistake stops start-up with one line that names the file, the resource and the field,
+never a traceback: ``ResourceError`` carries that line.
+
+.. code-block:: toml
+
+    [resources.products]          # served at /products
+    table = "products"
+    key = "sku"                   # a client-given key; without it, an automatic integer `id`
+    lookups = ["category"]        # each value's rows cached as one entry
+
+    [resources.products.fields]
+    sku      = { type = "string", max_length = 32 }
+    price    = { type = "number", minimum = 0 }
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import datetime
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.dialects.mysql import reserved_words as mysql_words
+from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRESQL_WORDS
+from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
+
+from twotier.resources.fields import (
+    FIELD_TYPES,
+    INT64,
+    MISSING,
+    BooleanField,
+    FieldSpec,
+    IntegerField,
+    NumberField,
+    StringField,
+    TimestampField,
+    rfc3339,
+)
+from twotier.resources.resource import AUTO_KEY, Resource
+
+#: The declaration twotier serves when TWOTIER_RESOURCES is not set: the seed's superheroes.
+BUILTIN = "heroes.toml"
+
+# Lower-case letters, digits and underscores, starting with a letter: a name that is the
+# same in a URL, a SQL identifier (always quoted all the same) and a cache key.
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_RESERVED = (
+    mysql_words.RESERVED_WORDS_MYSQL
+    | mysql_words.RESERVED_WORDS_MARIADB
+    | POSTGRESQL_WORDS
+    | SQLiteIdentifierPreparer.reserved_words
+)
+#: Names twotier uses itself: a row's version column, its own tables' prefix, its routes.
+_OWN_COLUMNS = frozenset({"version"})
+_OWN_PATHS = frozenset({"batch", "admin", "healthz", "readyz", "metrics", "docs", "redoc"})
+
+_RESOURCE_KEYS = frozenset({"table", "key", "lookups", "fields", "id", "singular"})
+_FIELD_KEYS = {
+    "string": {"type", "max_length", "pattern", "nullable", "default"},
+    "integer": {"type", "minimum", "maximum", "nullable", "default"},
+    "number": {"type", "minimum", "maximum", "nullable", "default"},
+    "boolean": {"type", "nullable", "default"},
+    "timestamp": {"type", "nullable", "default"},
+}
+
+
+class ResourceError(ValueError):
+    """A declaration twotier cannot serve; the message is one line naming where."""
+
+
+def builtin_text() -> str:
+    return package_files.files("twotier.resources").joinpath(BUILTIN).read_text("utf-8")
+
+
+def load_resources(path: str | Path | None) -> tuple[Resource, ...]:
+    """The resources a file declares (the built-in heroes when ``path`` is None)."""
+    if path is None:
+        return parse_resources(builtin_text(), f"(built in) {BUILTIN}")
+    where = str(path)
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as error:
+        raise ResourceError(f"{where}: cannot read it: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ResourceError(f"{where}: is not UTF-8 text") from None
+    return parse_resources(text, where)
+
+
+def parse_resources(text: str, where: str) -> tuple[Resource, ...]:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ResourceError(f"{where}: not valid TOML: {error}") from None
+    unknown = set(document) - {"resources"}
+    if unknown:
+        raise ResourceError(
+            f"{where}: unknown top-level key {sorted(unknown)[0]!r}; use [resources.NAME]"
+        )
+    declared = document.get("resources")
+    if not isinstance(declared, dict) or not declared:
+        raise ResourceError(f"{where}: declares no resource; add a [resources.NAME] table")
+    resources = tuple(_resource(where, name, spec) for name, spec in declared.items())
+    tables: dict[str, str] = {}
+    for resource in resources:
+        other = tables.setdefault(resource.table.lower(), resource.name)
+        if other != resource.name:
+            raise ResourceError(
+                f"{where}: resources.{resource.name}: table {resource.table!r} is already "
+                f"served by resources.{other}"
+            )
+    return resources
+
+
+def _resource(where: str, name: str, spec: object) -> Resource:
+    at = f"{where}: resources.{name}"
+    _check_name(at, name, "a resource name (its path)")
+    if name in _OWN_PATHS:
+        raise ResourceError(f"{at}: /{name} is one of twotier's own paths; choose another name")
+    if not isinstance(spec, dict):
+        raise ResourceError(f"{at}: must be a table ([resources.{name}])")
+    unknown = set(spec) - _RESOURCE_KEYS
+    if unknown:
+        raise ResourceError(
+            f"{at}: unknown setting {sorted(unknown)[0]!r} (settings: "
+            f"{', '.join(sorted(_RESOURCE_KEYS))})"
+        )
+    table = _text(at, spec, "table", name)
+    _check_name(at + ".table", table, "a table name")
+    singular = _text(at, spec, "singular", _singular(name))
+    _check_name(at + ".singular", singular, "a singular name")
+    fields_spec = spec.get("fields")
+    if not isinstance(fields_spec, dict) or not fields_spec:
+        raise ResourceError(f"{at}: declares no fields; add [resources.{name}.fields]")
+    fields = tuple(_field(f"{at}.fields.{f}", f, s) for f, s in fields_spec.items())
+    names = {field.name for field in fields}
+    key = spec.get("key", AUTO_KEY)
+    if not isinstance(key, str):
+        raise ResourceError(f"{at}.key: must be a field's name")
+    auto = "key" not in spec
+    key_max = INT64[1]
+    if auto:
+        if AUTO_KEY in names:
+            raise ResourceError(
+                f"{at}.fields.{AUTO_KEY}: `{AUTO_KEY}` is the automatic key; declare "
+                f'key = "{AUTO_KEY}" to give it yourself, or name the field otherwise'
+            )
+        key_max = _auto_key_max(at, spec.get("id"))
+    else:
+        if "id" in spec:
+            raise ResourceError(f"{at}.id: only a resource without `key` has an automatic id")
+        if key not in names:
+            raise ResourceError(f"{at}.key: {key!r} is not one of its fields")
+        key_field = next(field for field in fields if field.name == key)
+        if not isinstance(key_field, StringField | IntegerField):
+            raise ResourceError(f"{at}.fields.{key}: a key is a string or an integer field")
+        if key_field.nullable or key_field.default is not MISSING:
+            raise ResourceError(f"{at}.fields.{key}: a key can be neither nullable nor defaulted")
+        if not key_field.indexable:
+            raise ResourceError(f"{at}.fields.{key}: a key's max_length is at most 16383")
+    lookups = spec.get("lookups", [])
+    if not isinstance(lookups, list) or not all(isinstance(item, str) for item in lookups):
+        raise ResourceError(f"{at}.lookups: must be a list of field names")
+    for lookup in lookups:
+        if lookup not in names:
+            raise ResourceError(f"{at}.lookups: {lookup!r} is not one of its fields")
+        if lookup == key:
+            raise ResourceError(f"{at}.lookups: {lookup!r} is the key; a key is read directly")
+        field = next(item for item in fields if item.name == lookup)
+        if not field.indexable:
+            raise ResourceError(f"{at}.fields.{lookup}: a lookup's max_length is at most 16383")
+    if len(set(lookups)) != len(lookups):
+        raise ResourceError(f"{at}.lookups: names a field twice")
+    return Resource(
+        name=name,
+        singular=singular,
+        table=table,
+        key=key,
+        auto_key=auto,
+        key_max=key_max,
+        fields=fields,
+        lookups=tuple(lookups),
+    )
+
+
+def _field(at: str, name: str, spec: object) -> FieldSpec:
+    _check_name(at, name, "a field name")
+    if name in _OWN_COLUMNS:
+        raise ResourceError(f"{at}: `{name}` is twotier's own column (the row version)")
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, dict):
+        raise ResourceError(f'{at}: must be a table, e.g. {{ type = "string" }}')
+    kind = spec.get("type")
+    if kind not in FIELD_TYPES:
+        raise ResourceError(
+            f"{at}: unknown type {kind!r} (types: {', '.join(FIELD_TYPES)})"
+            if kind is not None
+            else f"{at}: has no type (types: {', '.join(FIELD_TYPES)})"
+        )
+    unknown = set(spec) - _FIELD_KEYS[kind]
+    if unknown:
+        raise ResourceError(
+            f"{at}: {sorted(unknown)[0]!r} does not apply to a {kind} (it takes: "
+            f"{', '.join(sorted(_FIELD_KEYS[kind] - {'type'}))})"
+        )
+    nullable = spec.get("nullable", False)
+    if not isinstance(nullable, bool):
+        raise ResourceError(f"{at}.nullable: must be true or false")
+    common: dict[str, Any] = {"name": name, "nullable": nullable}
+    field: FieldSpec
+    if kind == "string":
+        max_length = spec.get("max_length", 255)
+        if not _is_int(max_length) or not 1 <= max_length <= 1_000_000:
+            raise ResourceError(f"{at}.max_length: must be a whole number from 1 to 1000000")
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                raise ResourceError(f"{at}.pattern: must be a regular expression (a string)")
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ResourceError(f"{at}.pattern: not a regular expression: {error}") from None
+        field = StringField(**common, max_length=max_length, pattern=pattern)
+    elif kind == "integer":
+        low, high = spec.get("minimum"), spec.get("maximum")
+        for bound, value in (("minimum", low), ("maximum", high)):
+            if value is not None and (not _is_int(value) or not INT64[0] <= value <= INT64[1]):
+                raise ResourceError(f"{at}.{bound}: must be a whole number within 64 bits")
+        field = IntegerField(**common, minimum=low, maximum=high)
+    elif kind == "number":
+        low, high = spec.get("minimum"), spec.get("maximum")
+        for bound, value in (("minimum", low), ("maximum", high)):
+            if value is not None and not (_is_int(value) or isinstance(value, float)):
+                raise ResourceError(f"{at}.{bound}: must be a number")
+        field = NumberField(
+            **common,
+            minimum=None if low is None else float(low),
+            maximum=None if high is None else float(high),
+        )
+    elif kind == "boolean":
+        field = BooleanField(**common)
+    else:
+        field = TimestampField(**common)
+    low, high = field.range()
+    if low is not None and high is not None and low > high:
+        raise ResourceError(f"{at}: minimum {low} is above maximum {high}")
+    if "default" in spec:
+        field = _with_default(at, field, spec["default"])
+    return field
+
+
+def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:
+    """``field`` with its declared default, checked against the field's own rules."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if isinstance(field, TimestampField) and isinstance(value, datetime):
+        value = value.isoformat()  # TOML has date-times of its own
+    try:
+        checked = TypeAdapter(field.value_type()).validate_python(value)
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"]
+        raise ResourceError(f"{at}.default: {value!r} is not a valid value: {reason}") from None
+    if isinstance(field, TimestampField):
+        checked = rfc3339(checked)
+    return type(field)(**{**field.__dict__, "default": checked})
+
+
+def _auto_key_max(at: str, spec: object) -> int:
+    if spec is None:
+        return INT64[1]
+    if not isinstance(spec, dict) or set(spec) - {"maximum"}:
+        raise ResourceError(f"{at}.id: takes only `maximum`, e.g. id = {{ maximum = 4294967295 }}")
+    maximum = spec.get("maximum", INT64[1])
+    if not _is_int(maximum) or not 1 <= maximum <= INT64[1]:
+        raise ResourceError(f"{at}.id.maximum: must be a whole number within 64 bits")
+    return int(maximum)
+
+
+def _check_name(at: str, name: str, what: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ResourceError(
+            f"{at}: {name!r} is not usable as {what}: lower-case letters, digits and _, "
+            "starting with a letter, at most 63 characters"
+        )
+    if name in _RESERVED:
+        raise ResourceError(
+            f"{at}: {name!r} is a reserved word in SQL; choose another name (e.g. {name}_)"
+        )
+
+
+def _text(at: str, spec: Mapping[str, object], name: str, default: str) -> str:
+    value = spec.get(name, default)
+    if not isinstance(value, str):
+        raise ResourceError(f"{at}.{name}: must be a string")
+    return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _singular(name: str) -> str:
+    """A resource's name for one of its rows (heroes → hero), for path parameters and
+    schema names; ``singular = "…"`` overrides it."""
+    if name.endswith("ies") and len(name) > 3:
+        return name[:-3] + "y"
+    if name.endswith(("sses", "shes", "ches", "xes", "zes", "oes")):
+        return name[:-2]
+    if name.endswith("s") and not name.endswith("ss") and len(name) > 1:
+        return name[:-1]
+    return name

@@ -1,0 +1,317 @@
+"""A resource's fields: what each declared type means, once, for every tier.
+
+A field knows how a client's JSON value is validated (a pydantic annotation, which also gives
+the OpenAPI schema), how it is stored (an SQLAlchemy type, the same on every dialect where it
+can be), how it reads from and writes to a CSV file, and what a generated sample looks like.
+Everything else (models, tables, loaders, encoders) is derived from these.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+INT32 = (-(2**31), 2**31 - 1)
+UINT32_MAX = 2**32 - 1
+INT64 = (-(2**63), 2**63 - 1)
+#: Longest string kept in a VARCHAR; longer ones are TEXT (and cannot be keys or lookups).
+VARCHAR_MAX = 16_383
+#: No NUL characters (PostgreSQL refuses them): in the schema, so clients can see it.
+NO_NUL = "^[^\\x00]*$"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def whole_number(value: object) -> object:
+    """JSON Schema calls 5.0 an integer; so do we (but not 5.5, "5" or true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def storable(value: str) -> str:
+    """Every database must store the text exactly: no lone surrogates (not UTF-8 at all),
+    no NUL (PostgreSQL refuses it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def rfc3339(value: object) -> datetime:
+    """An RFC 3339 date-time with its offset, as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an RFC 3339 date-time, e.g. 2026-11-24T17:58:12Z") from None
+    else:
+        raise ValueError("must be an RFC 3339 date-time string")
+    if moment.tzinfo is None:
+        raise ValueError("must carry its offset from UTC (Z or +hh:mm)")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One declared field. ``default`` is MISSING when none was declared."""
+
+    name: str
+    nullable: bool = False
+    default: Any = MISSING
+
+    type_name: ClassVar[str] = ""
+
+    @property
+    def required(self) -> bool:
+        """Must a new row give it? (No default, and not nullable.)"""
+        return self.default is MISSING and not self.nullable
+
+    @property
+    def indexable(self) -> bool:
+        """Can it be a key or a lookup (an indexed column on every database)?"""
+        return True
+
+    def value_type(self) -> Any:
+        """The pydantic annotation of a non-null value."""
+        raise NotImplementedError
+
+    def annotation(self) -> Any:
+        value = self.value_type()
+        return value | None if self.nullable else value
+
+    def sql_type(self) -> TypeEngine[Any]:
+        raise NotImplementedError
+
+    def range(self) -> tuple[float | int | None, float | int | None]:
+        """The declared bounds, checked by the database too (a CHECK constraint)."""
+        return None, None
+
+    def parse_text(self, text: str) -> Any:
+        """The value a CSV cell holds; ValueError saying why it is not one."""
+        if text == "" and self.nullable:
+            return None
+        return self.parse_value(text)
+
+    def parse_value(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def to_text(self, value: Any) -> str:
+        """The CSV cell for ``value`` (what ``parse_text`` reads back)."""
+        return "" if value is None else str(value)
+
+    def sample(self, rng: random.Random) -> Any:
+        """A generated value, for sample data."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class StringField(FieldSpec):
+    max_length: int = 255
+    pattern: str | None = None
+
+    type_name: ClassVar[str] = "string"
+
+    @property
+    def indexable(self) -> bool:
+        return self.max_length <= VARCHAR_MAX
+
+    def value_type(self) -> Any:
+        return Annotated[
+            str,
+            Field(max_length=self.max_length, strict=True, pattern=self.pattern or NO_NUL),
+            AfterValidator(storable),
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        if self.max_length > VARCHAR_MAX:
+            return Text()
+        return String(self.max_length)
+
+    def parse_value(self, text: str) -> Any:
+        if len(text) > self.max_length:
+            raise ValueError(f"is longer than {self.max_length} characters")
+        if "\x00" in text:
+            raise ValueError("contains a NUL character")
+        return text
+
+    def sample(self, rng: random.Random) -> Any:
+        words = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
+        return words.capitalize()[: self.max_length]
+
+
+@dataclass(frozen=True)
+class IntegerField(FieldSpec):
+    minimum: int | None = None
+    maximum: int | None = None
+
+    type_name: ClassVar[str] = "integer"
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The range a value must be in: the declared one, within what a BIGINT holds."""
+        low = INT64[0] if self.minimum is None else self.minimum
+        high = INT64[1] if self.maximum is None else self.maximum
+        return low, high
+
+    def value_type(self) -> Any:
+        low, high = self.bounds
+        return Annotated[int, Field(ge=low, le=high, strict=True), BeforeValidator(whole_number)]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return integer_type(*self.bounds)
+
+    def range(self) -> tuple[float | int | None, float | int | None]:
+        return self.minimum, self.maximum
+
+    def parse_value(self, text: str) -> Any:
+        digits = text.strip()
+        unsigned = digits[1:] if digits[:1] in "+-" else digits
+        if not (unsigned.isascii() and unsigned.isdigit()) or len(unsigned) > 19:
+            raise ValueError(f"must be a whole number, not {text[:30]!r}")
+        value = int(digits)
+        low, high = self.bounds
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, not {value}")
+        return value
+
+    def sample(self, rng: random.Random) -> Any:
+        low, high = self.bounds
+        high = min(high, max(low, 0) + 9_999)  # small values repeat: lookups find several
+        return rng.randint(low, high)
+
+
+def integer_type(low: int, high: int) -> TypeEngine[Any]:
+    """The storage type a range needs: INT UNSIGNED on MySQL for 0…4294967295 (the seed's
+    columns), else INTEGER within 32 bits, else BIGINT; SQLite stores every one as INTEGER."""
+    if INT32[0] <= low and high <= INT32[1]:
+        return Integer()
+    base = BigInteger().with_variant(Integer(), "sqlite")
+    if low >= 0 and high <= UINT32_MAX:
+        return base.with_variant(mysql.INTEGER(unsigned=True), "mysql", "mariadb")
+    return base
+
+
+@dataclass(frozen=True)
+class NumberField(FieldSpec):
+    minimum: float | None = None
+    maximum: float | None = None
+
+    type_name: ClassVar[str] = "number"
+
+    def value_type(self) -> Any:
+        return Annotated[
+            float, Field(ge=self.minimum, le=self.maximum, strict=True, allow_inf_nan=False)
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return Double()
+
+    def range(self) -> tuple[float | int | None, float | int | None]:
+        return self.minimum, self.maximum
+
+    def parse_value(self, text: str) -> Any:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"must be a number, not {text[:30]!r}") from None
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise ValueError(f"must be from {self.minimum} to {self.maximum}, not {value}")
+        return value
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else repr(float(value))
+
+    def sample(self, rng: random.Random) -> Any:
+        low = self.minimum if self.minimum is not None else 0.0
+        high = self.maximum if self.maximum is not None else low + 1000.0
+        return round(rng.uniform(low, high), 2)
+
+
+@dataclass(frozen=True)
+class BooleanField(FieldSpec):
+    type_name: ClassVar[str] = "boolean"
+
+    def value_type(self) -> Any:
+        return Annotated[bool, Field(strict=True)]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return Boolean(create_constraint=False)
+
+    def parse_value(self, text: str) -> Any:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise ValueError(f"must be true or false, not {text[:30]!r}")
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else ("true" if value else "false")
+
+    def sample(self, rng: random.Random) -> Any:
+        return rng.random() < 0.5
+
+
+@dataclass(frozen=True)
+class TimestampField(FieldSpec):
+    type_name: ClassVar[str] = "timestamp"
+
+    def value_type(self) -> Any:
+        return Annotated[
+            datetime,
+            BeforeValidator(rfc3339),
+            PlainSerializer(_rfc3339_text, return_type=str, when_used="json"),
+            WithJsonSchema({"type": "string", "format": "date-time"}),
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        # Microseconds everywhere (MySQL's DATETIME would cut them); UTC, with its zone where
+        # the database keeps one.
+        return DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+    def parse_value(self, text: str) -> Any:
+        return rfc3339(text.strip())
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else _rfc3339_text(value)
+
+    def sample(self, rng: random.Random) -> Any:
+        return datetime.fromtimestamp(rng.randint(1_600_000_000, 1_800_000_000), UTC)
+
+
+def _rfc3339_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+FIELD_TYPES: dict[str, type[FieldSpec]] = {
+    kind.type_name: kind
+    for kind in (StringField, IntegerField, NumberField, BooleanField, TimestampField)
+}
+
+_SYLLABLES = (
+    "al an ar bel cor da el fa gor ha is ja ka lo mi na or pa qui ra sa ta ul va wen".split()
+)

@@ -1,0 +1,193 @@
+"""A resource: one declared table, compiled once into everything the tiers need from it.
+
+From the declaration come the validated models (what a client may send for a new row, a
+replacement and a merge patch, and what it gets back: also the OpenAPI schemas), the order
+of a row's JSON, the key's type and its path parameter, and the ``Record`` every tier passes
+around. Nothing else in twotier knows a resource's fields by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, create_model
+
+from twotier.resources.fields import MISSING, FieldSpec, IntegerField, StringField
+
+#: The name of the automatic key of a resource that declares no ``key``.
+AUTO_KEY = "id"
+
+Key = int | str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A row as the tiers pass it: its key, its client-facing fields (in JSON order, the
+    key among them) and its version (never part of the JSON; the ETag)."""
+
+    key: Key
+    values: dict[str, Any]
+    version: int
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.values, option=orjson.OPT_UTC_Z)
+
+    def replaced(self, changes: dict[str, Any]) -> Record:
+        """This row after an update that sets ``changes`` and bumps the version."""
+        return Record(self.key, self.values | changes, self.version + 1)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A declared resource (see ``declaration``), with what derives from it."""
+
+    name: str
+    singular: str
+    table: str
+    key: str
+    auto_key: bool
+    fields: tuple[FieldSpec, ...]
+    lookups: tuple[str, ...] = ()
+    key_max: int = 2**63 - 1  # for an automatic key
+    _by_name: dict[str, FieldSpec] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({spec.name: spec for spec in self.fields})
+
+    # -- the row's shape ----------------------------------------------------------------
+
+    @cached_property
+    def key_field(self) -> FieldSpec:
+        if self.auto_key:
+            return IntegerField(AUTO_KEY, minimum=1, maximum=self.key_max)
+        return self._by_name[self.key]
+
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        """Every client-facing field, in the order of a row's JSON: the automatic id first,
+        then the declared fields as declared (a declared key where it was declared)."""
+        names = tuple(spec.name for spec in self.fields)
+        return (AUTO_KEY, *names) if self.auto_key else names
+
+    @cached_property
+    def writable(self) -> tuple[FieldSpec, ...]:
+        """The fields a client writes: all declared ones (a client key among them)."""
+        return self.fields
+
+    @cached_property
+    def changeable(self) -> tuple[FieldSpec, ...]:
+        """The fields an update may change: all but the key."""
+        return tuple(spec for spec in self.fields if spec.name != self.key)
+
+    def field(self, name: str) -> FieldSpec:
+        return self.key_field if name == self.key else self._by_name[name]
+
+    def record(self, values: dict[str, Any], version: int) -> Record:
+        return Record(values[self.key], values, version)
+
+    @property
+    def path_parameter(self) -> str:
+        """The key's name in paths and OpenAPI: ``hero_id``, ``product_sku``."""
+        return f"{self.singular}_{self.key}"
+
+    @property
+    def title(self) -> str:
+        """The schemas' stem: ``Hero`` (HeroIn, HeroPatch, HeroPage)."""
+        return "".join(part.capitalize() for part in self.singular.split("_"))
+
+    def parse_key(self, text: str) -> Key | None:
+        """The key a path segment names, if it is a valid one (the hot path's check: the
+        route says what is wrong with an invalid one)."""
+        key = self.key_field
+        if isinstance(key, IntegerField):
+            if not (text.isascii() and text.isdigit()) or len(text) > 19:
+                return None
+            low, high = key.bounds
+            value = int(text)
+            return value if low <= value <= high else None
+        assert isinstance(key, StringField)
+        if not text or len(text) > key.max_length or "\x00" in text:
+            return None
+        if key.pattern is not None and _search(key.pattern, text) is None:
+            return None
+        return text
+
+    # -- the models a client's JSON is checked against (and the OpenAPI schemas) -----------
+
+    @cached_property
+    def create_model(self) -> type[BaseModel]:
+        """A whole row as a client sends it (POST, PUT)."""
+        return create_model(  # type: ignore[call-overload,no-any-return]
+            f"{self.title}In",
+            __config__=_STRICT,
+            __doc__=f"A whole {self.singular} as a client sends it (POST, PUT).",
+            **{spec.name: (spec.annotation(), _default(spec)) for spec in self.writable},
+        )
+
+    @cached_property
+    def patch_model(self) -> type[BaseModel]:
+        """Some fields, as a JSON merge patch: absent fields are left as they are; null sets
+        a nullable field to null and changes nothing else; an empty patch is a no-op."""
+        return create_model(  # type: ignore[call-overload,no-any-return]
+            f"{self.title}Patch",
+            __config__=_STRICT,
+            __doc__=f"Some fields of a {self.singular} (PATCH, as a JSON merge patch): absent "
+            "fields are left as they are; a null changes a nullable field to null, and "
+            "nothing else; an empty patch is a no-op.",
+            **{spec.name: (spec.value_type() | None, None) for spec in self.changeable},
+        )
+
+    @cached_property
+    def out_model(self) -> type[BaseModel]:
+        """A stored row as the API returns it."""
+        fields: dict[str, Any] = {}
+        if self.auto_key:
+            fields[AUTO_KEY] = (self.key_field.value_type(), ...)
+        for spec in self.fields:
+            fields[spec.name] = (spec.annotation(), ...)
+        return create_model(
+            self.title,
+            __doc__=f"A stored {self.singular} as the API returns it.",
+            **fields,
+        )
+
+    @cached_property
+    def page_model(self) -> type[BaseModel]:
+        return create_model(
+            f"{self.title}Page",
+            __doc__=f"One page of ``GET /{self.name}``; pass ``next_after`` as ``after`` to "
+            "get the next page.",
+            items=(list[self.out_model], ...),  # type: ignore[name-defined]
+            next_after=(self.key_field.value_type() | None, ...),
+        )
+
+    def changes_of(self, patch: BaseModel) -> dict[str, Any]:
+        """What a merge patch sets: the fields the client gave, a null only where the field
+        is nullable (elsewhere a null changes nothing)."""
+        given = patch.model_dump(exclude_unset=True)
+        return {
+            name: value
+            for name, value in given.items()
+            if value is not None or self._by_name[name].nullable
+        }
+
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default(spec: FieldSpec) -> Any:
+    if spec.default is not MISSING:
+        return spec.default
+    return None if spec.nullable else ...
+
+
+def _search(pattern: str, text: str) -> object:
+    import re
+
+    return re.search(pattern, text)
