@@ -21,7 +21,6 @@ from typing import Any
 from twotier import logs
 from twotier.api.app import create_app
 from twotier.config import Settings
-from twotier.heroes import HeroIn
 
 ROUNDS, REQUESTS = 5, 20_000
 
@@ -31,8 +30,8 @@ async def measure() -> dict[str, float]:
     settings = Settings(database_url=f"sqlite:///{work}/db.sqlite3", cache_url="memory://")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        hero = await app.state.policy.create(
-            HeroIn(name="Ada", hero="Captain Ada", power="math", xp=5, color="blue")
+        hero = await app.state.service.resource("heroes").create(
+            {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}
         )
         base: dict[str, Any] = {
             "type": "http",
@@ -56,7 +55,7 @@ async def measure() -> dict[str, float]:
 
         results = {}
         for name, path in [
-            ("cached GET /heroes/{id}", f"/heroes/{hero.id}"),
+            ("cached GET /heroes/{id}", f"/heroes/{hero.key}"),
             ("/healthz", "/healthz"),
         ]:
             rounds = []

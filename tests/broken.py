@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twotier.cache.base import Cache, Entry
@@ -20,6 +20,15 @@ class UnversionedCache:
 
     async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         return [await self.put_if_newer(key, entry, ttl) for key, entry, ttl in items]
+
+    async def write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+    ) -> list[bool]:
+        await self.inner.delete([key for key, _, _ in items])
+        return await self.inner.write(items, generations, generation_ttl)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -158,8 +158,8 @@ def lambda_runtime(settings: Settings) -> Iterator[Runtime]:
         yield made
     finally:
         aws_lambda._runtime = None
-        made.loop.run_until_complete(made.policy.store.drop_schema())  # type: ignore[attr-defined]
-        made.loop.run_until_complete(made.policy.cache.clear())
+        made.loop.run_until_complete(made.service.store.drop_schema())  # type: ignore[attr-defined]
+        made.loop.run_until_complete(made.service.cache.cache.clear())
         made.close()
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -286,18 +286,18 @@ def test_seed_batch_events(runtime: Runtime) -> None:
 def test_the_near_cache_is_off_in_lambda(runtime: Runtime) -> None:
     from twotier.cache.redis import RedisCache
 
-    assert isinstance(runtime.policy.cache, RedisCache)
+    assert isinstance(runtime.service.cache.cache, RedisCache)
 
 
 def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
-    engine = runtime.policy.store.engine  # type: ignore[attr-defined]
+    engine = runtime.service.store.engine  # type: ignore[attr-defined]
     opened = {"count": 0}
 
     @sa_event.listens_for(engine.sync_engine, "connect")
     def count(*_args: object) -> None:
         opened["count"] += 1
 
-    redis_pool = runtime.policy.cache._redis.connection_pool  # type: ignore[attr-defined]
+    redis_pool = runtime.service.cache.cache._redis.connection_pool  # type: ignore[attr-defined]
     read = {"USE_CACHE": "False", "REQUEST": "read", "SQLS": [1000]}
     get = http_v2("GET", "/heroes", "/heroes", raw_query="xp=1000")
     for _ in range(5):
@@ -350,7 +350,7 @@ def test_direct_invocations_never_raise(runtime: Runtime, monkeypatch: pytest.Mo
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(runtime.policy, "read_by_xp", broken)
+    monkeypatch.setattr(runtime.service.resource("heroes"), "lookup", broken)
     answer = invoke({"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1]})
     assert answer == {"statusCode": 500, "body": {"detail": "internal server error"}}
     monkeypatch.setattr(aws_lambda, "manage_keys", broken)

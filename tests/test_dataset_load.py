@@ -11,11 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import database_url, make_cache
+from tests.heroes import HEROES, create, hero
 from twotier.cache.base import Cache
-from twotier.dataset import HEADER, CsvReader, write_csv
-from twotier.heroes import HeroIn
-from twotier.policy import CachePolicy, Outcome, Tuning
+from twotier.cache.resilient import ResilientCache
+from twotier.dataset import CsvReader, write_csv
+from twotier.policy import Outcome, ResourcePolicy, Tuning
 from twotier.store.sql import SQLStore
+from twotier.store.sql_rows import SQLRows
+
+HEADER = ",".join(HEROES.columns)
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
 
@@ -36,8 +40,27 @@ BAD = (
 
 def generated(rows: int, seed: int = 0) -> str:
     out = io.StringIO()
-    write_csv(out, rows, seed)
+    write_csv(out, HEROES, rows, seed)
     return out.getvalue()
+
+
+def renamed(text: str, name: str) -> str:
+    """``text`` with the first row's name changed to ``name``."""
+    lines = text.split("\n")
+    first = 1 if lines[0] == HEADER else 0
+    cells = lines[first].split(",")
+    lines[first] = ",".join([cells[0], name, *cells[2:]])
+    return "\n".join(lines)
+
+
+def policy_of(rows: SQLRows, cache: Cache, tuning: Tuning | None = None) -> ResourcePolicy:
+    tuning = tuning or Tuning()
+    return ResourcePolicy(rows, ResilientCache(cache, generation_ttl=tuning.generation_ttl), tuning)
+
+
+@pytest.fixture
+def heroes(store: SQLStore) -> SQLRows:
+    return store.rows("heroes")
 
 
 def test_generate_is_deterministic_and_fits_the_schema() -> None:
@@ -46,14 +69,14 @@ def test_generate_is_deterministic_and_fits_the_schema() -> None:
     assert text != generated(500, seed=8)
     lines = text.splitlines()
     assert lines[0] == HEADER
-    reader = CsvReader(io.StringIO(text))
+    reader = CsvReader(io.StringIO(text), HEROES)
     rows = [row for row, _ in reader]
     assert (len(rows), reader.bad_count, reader.header) == (500, 0, True)
     assert [r[0] for r in rows] == list(range(1, 501))
 
 
 def test_reader_reports_bad_rows_by_line() -> None:
-    reader = CsvReader(io.StringIO(BAD))
+    reader = CsvReader(io.StringIO(BAD), HEROES)
     ids = [row[0] for row, _ in reader]
     assert ids == [4, 8]
     assert [(b.line, b.reason.split(" ")[0]) for b in reader.bad] == [
@@ -66,14 +89,14 @@ def test_reader_reports_bad_rows_by_line() -> None:
 
 
 async def load_text(
-    store: SQLStore, text: str, tmp_path: Path, **options: bool
+    store: SQLRows, text: str, tmp_path: Path, **options: bool
 ) -> tuple[int, CsvReader]:
     path = tmp_path / "data.csv"
     path.write_text(text, encoding="utf-8")
     strict = options.pop("strict", False)
     with path.open(encoding="utf-8", newline="") as source:
-        reader = CsvReader(source)
-        policy = CachePolicy(store, await make_cache("memory"))
+        reader = CsvReader(source, HEROES)
+        policy = policy_of(store, await make_cache("memory"))
         loaded = await policy.bulk_load(
             reader,
             replace=options.get("replace", False),
@@ -82,49 +105,49 @@ async def load_text(
     return loaded, reader
 
 
-async def test_load_keeps_every_value_exactly(store: SQLStore, tmp_path: Path) -> None:
-    loaded, reader = await load_text(store, TRICKY, tmp_path)
+async def test_load_keeps_every_value_exactly(heroes: SQLRows, tmp_path: Path) -> None:
+    loaded, reader = await load_text(heroes, TRICKY, tmp_path)
     assert (loaded, reader.bad_count) == (3, 0)
-    two, three = await store.get(2), await store.get(3)
+    two, three = await heroes.get(2), await heroes.get(3)
     assert two is not None
     assert three is not None
-    assert (two.name, two.hero, two.color, two.xp) == ("NULL", 'say "hi"', "a,b", 0)
-    assert (three.name, three.hero, three.power) == ("héroïne 🦸", "Back\\slash", "\\N")
-    assert (three.xp, three.color) == (4294967295, "multi\nline")
+    assert (two["name"], two["hero"], two["color"], two["xp"]) == ("NULL", 'say "hi"', "a,b", 0)
+    assert (three["name"], three["hero"], three["power"]) == ("héroïne 🦸", "Back\\slash", "\\N")
+    assert (three["xp"], three["color"]) == (4294967295, "multi\nline")
     assert two.version > 1_000_000_000  # a load version, above any updated row's
 
 
-async def test_load_with_and_without_header(store: SQLStore, tmp_path: Path) -> None:
+async def test_load_with_and_without_header(heroes: SQLRows, tmp_path: Path) -> None:
     text = generated(1000)
-    loaded, reader = await load_text(store, text, tmp_path)
+    loaded, reader = await load_text(heroes, text, tmp_path)
     assert (loaded, reader.header) == (1000, True)
-    headerless = text.split("\n", 1)[1].replace(",Wenloan,", ",Renamed,", 1)
-    loaded, reader = await load_text(store, headerless, tmp_path)
+    headerless = renamed(text.split("\n", 1)[1], "Renamed")
+    loaded, reader = await load_text(heroes, headerless, tmp_path)
     assert (loaded, reader.header) == (1000, False)
-    assert await store.count() == 1000  # same ids: replaced, not duplicated
-    first = await store.get(1)
+    assert await heroes.count() == 1000  # same ids: replaced, not duplicated
+    first = await heroes.get(1)
     assert first is not None
-    assert first.name == "Renamed"
-    created = await store.create(HeroIn(name="n", hero="h", power="p", xp=1, color="c"))
-    assert created.id == 1001  # the id sequence moved past the loaded ids
+    assert first["name"] == "Renamed"
+    created = await create(heroes, hero("n", xp=1))
+    assert created["id"] == 1001  # the id sequence moved past the loaded ids
 
 
 async def test_bad_rows_are_skipped_or_with_strict_nothing_loads(
-    store: SQLStore, tmp_path: Path
+    heroes: SQLRows, tmp_path: Path
 ) -> None:
-    loaded, reader = await load_text(store, BAD, tmp_path, strict=True)
+    loaded, reader = await load_text(heroes, BAD, tmp_path, strict=True)
     assert (loaded, reader.bad_count) == (0, 4)
-    assert await store.count() == 0
-    loaded, reader = await load_text(store, BAD, tmp_path)
+    assert await heroes.count() == 0
+    loaded, reader = await load_text(heroes, BAD, tmp_path)
     assert loaded == 2
-    assert await store.count() == 2
+    assert await heroes.count() == 2
 
 
-async def test_replace_empties_the_table_first(store: SQLStore, tmp_path: Path) -> None:
-    await load_text(store, generated(50), tmp_path)
-    loaded, _ = await load_text(store, TRICKY, tmp_path, replace=True)
+async def test_replace_empties_the_table_first(heroes: SQLRows, tmp_path: Path) -> None:
+    await load_text(heroes, generated(50), tmp_path)
+    loaded, _ = await load_text(heroes, TRICKY, tmp_path, replace=True)
     assert loaded == 3
-    assert await store.count() == 3
+    assert await heroes.count() == 3
 
 
 @pytest.mark.parametrize("cache_kind", ["memory", "redis"])
@@ -133,21 +156,23 @@ async def test_a_load_leaves_no_stale_cache_entry(
 ) -> None:
     cache: Cache = await make_cache(cache_kind)
     try:
-        policy = CachePolicy(sqlite_store, cache, Tuning(ttl=600))
+        policy = policy_of(sqlite_store.rows("heroes"), cache, Tuning(ttl=600))
         await policy.bulk_load(
-            CsvReader(io.StringIO(generated(10))), replace=False, keep=lambda: True
+            CsvReader(io.StringIO(generated(10)), HEROES), replace=False, keep=lambda: True
         )
         updated = await policy.update(1, {"name": "Cached"})
         assert updated is not None
         assert (await policy.read(1)).outcome == Outcome.HIT
-        by_xp = await policy.read_by_xp([updated.xp])
-        reloaded = generated(10).replace(",Wenloan,", ",Reloaded,", 1)
-        await policy.bulk_load(CsvReader(io.StringIO(reloaded)), replace=False, keep=lambda: True)
+        by_xp = await policy.lookup("xp", [updated["xp"]])
+        reloaded = renamed(generated(10), "Reloaded")
+        await policy.bulk_load(
+            CsvReader(io.StringIO(reloaded), HEROES), replace=False, keep=lambda: True
+        )
         served = await policy.read(1)
         assert served.outcome == Outcome.MISS
         assert b'"Reloaded"' in (served.body or b"")
-        assert (await policy.read_by_xp([updated.xp])).outcome == Outcome.MISS
-        assert by_xp.body != (await policy.read_by_xp([updated.xp])).body
+        assert (await policy.lookup("xp", [updated["xp"]])).outcome == Outcome.MISS
+        assert by_xp.body != (await policy.lookup("xp", [updated["xp"]])).body
     finally:
         await cache.clear()
         await cache.close()

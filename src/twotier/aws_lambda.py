@@ -19,21 +19,19 @@ import gc
 import logging
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from mangum import Mangum
 
 from twotier import batch, logs
-from twotier.access.keyring import KeyRing
-from twotier.access.keys import KeyStore, Role, create_key
+from twotier.access.keys import Role
 from twotier.api.app import create_app, log_start
 from twotier.api.observe import log_request
-from twotier.bootstrap import build_policy
+from twotier.bootstrap import compose
 from twotier.config import Settings, get_settings
 from twotier.emf import EmfExporter
-from twotier.policy import CachePolicy
+from twotier.service import Service
 from twotier.store.base import StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
 
@@ -55,13 +53,12 @@ class Runtime:
         logs.configure(settings.log_level)
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.policy: CachePolicy = build_policy(settings)
-        self.loop.run_until_complete(self.policy.prepare())
-        app = create_app(settings, policy=self.policy)
-        self.keyring: KeyRing = app.state.access.keyring
-        self.asgi = Mangum(app, lifespan="off")
+        composition = compose(settings)
+        self.service: Service = composition.service
+        self.loop.run_until_complete(self.service.prepare())
+        self.asgi = Mangum(create_app(settings, composition), lifespan="off")
         self.metrics = EmfExporter()
-        log_start(settings, self.policy)
+        log_start(settings)
         gc.freeze()  # long-lived: out of the collector's way (see api.app)
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
@@ -104,7 +101,7 @@ class Runtime:
         token = CURRENT_REQUEST.set(record)
         try:
             status, body, outcome = self.loop.run_until_complete(
-                batch.serve(self.policy, event, self.settings.batch_max_items)
+                batch.serve(self.service, event, self.settings.batch_max_items)
             )
         except Exception as error:  # a bug; still counted and logged like a request
             log.error("unhandled error: %s", type(error).__name__, exc_info=error)
@@ -128,11 +125,9 @@ class Runtime:
 
     async def _manage_keys(self, event: dict[str, Any]) -> dict[str, Any]:
         try:
-            answer = await manage_keys(self.policy.store, event)
+            return await manage_keys(self.service, event)
         except StoreUnavailable as error:
             return {"statusCode": 503, "body": {"detail": str(error)}}
-        await self.keyring.reload(force=True)  # this container knows at once
-        return answer
 
     def flush_metrics(self) -> None:
         """What changed during the invocation, as EMF lines for CloudWatch."""
@@ -141,15 +136,16 @@ class Runtime:
         sys.stdout.flush()
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.policy.close())
+        self.loop.run_until_complete(self.service.close())
         self.loop.close()
 
 
-async def manage_keys(store: KeyStore, event: dict[str, Any]) -> dict[str, Any]:
+async def manage_keys(service: Service, event: dict[str, Any]) -> dict[str, Any]:
     """API keys by direct invocation, the way to make the first admin key in AWS: who may
     invoke the function is IAM's decision, and the answer goes to the caller, never to the
     logs. ``{"KEYS": "create", "ROLE": "admin", "NAME": "ops"}``, ``{"KEYS": "list"}``,
-    ``{"KEYS": "revoke", "ID": "…"}``."""
+    ``{"KEYS": "revoke", "ID": "…"}``. A key made or revoked works so at once in this
+    container."""
     action = event.get("KEYS")
     if action == "create":
         try:
@@ -158,12 +154,12 @@ async def manage_keys(store: KeyStore, event: dict[str, Any]) -> dict[str, Any]:
             return {"statusCode": 400, "body": {"detail": "ROLE must be read, write or admin"}}
         name = str(event.get("NAME") or f"{role.value} key")
         try:
-            record, token = await create_key(store, name, role)
+            record, token = await service.create_key(name, role)
         except ValueError as error:
             return {"statusCode": 400, "body": {"detail": f"NAME: {error}"}}
         return {"statusCode": 201, "body": {"id": record.id, "role": role.value, "key": token}}
     if action == "list":
-        keys = await store.list_keys()
+        keys = await service.list_keys()
         return {
             "statusCode": 200,
             "body": [
@@ -171,7 +167,7 @@ async def manage_keys(store: KeyStore, event: dict[str, Any]) -> dict[str, Any]:
             ],
         }
     if action == "revoke":
-        revoked = await store.revoke_key(str(event.get("ID", "")), datetime.now(UTC))
+        revoked = await service.revoke_key(str(event.get("ID", "")))
         return {"statusCode": 200 if revoked else 404, "body": {"revoked": revoked}}
     return {"statusCode": 400, "body": {"detail": "KEYS must be create, list or revoke"}}
 

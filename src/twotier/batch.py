@@ -1,16 +1,19 @@
 """The seed's batch protocol, shared by ``POST /batch`` and the Lambda entrypoint.
 
-An event is ``{"USE_CACHE": "True" | "False", "REQUEST": "read" | "write", "SQLS": [...]}``,
-with an optional ``"KEY": "xp" | "id"`` for reads (``xp`` by default). The answer is
-``{"statusCode": 200, "body": [rows]}`` for a read, ``{"statusCode": 200, "body":
-"write success"}`` for a write, and ``{"statusCode": 4xx/5xx, "body": {"detail": ...}}`` for an
-event that cannot be served (in which case nothing was written).
+An event is ``{"USE_CACHE": "True" | "False", "REQUEST": "read" | "write", "SQLS": [...]}``.
+It addresses the seed's heroes, or with ``"RESOURCE": NAME`` another declared resource.
+A read looks rows up by ``"KEY"``: one of the resource's lookup fields (the first one by
+default: the heroes' ``xp``) or its key (``"id"``). The answer is ``{"statusCode": 200,
+"body": [rows]}`` for a read, ``{"statusCode": 200, "body": "write success"}`` for a write, and
+``{"statusCode": 4xx/5xx, "body": {"detail": ...}}`` for an event that cannot be served (in
+which case nothing was written).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -18,9 +21,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from twotier.access.keys import Role
 from twotier.access.rules import Denied
-from twotier.heroes import FIELDS, UINT_MAX, HeroIn, whole_number
-from twotier.policy import AnswerTooLarge, CachePolicy, Outcome
-from twotier.store.base import StoreUnavailable
+from twotier.policy import AnswerTooLarge, Outcome
+from twotier.resources import Resource, default_resource, load_resources
+from twotier.resources.fields import IntegerField, whole_number
+from twotier.service import Service
+from twotier.store.base import DuplicateKey, StoreUnavailable
 
 
 class BatchError(Exception):
@@ -32,7 +37,7 @@ class BatchError(Exception):
         self.detail = detail
 
 
-_SEED_DIGITS = len(str(UINT_MAX))
+_SEED_DIGITS = len(str(2**63))
 
 
 def _seed_int(value: object) -> object:
@@ -43,7 +48,7 @@ def _seed_int(value: object) -> object:
     if isinstance(value, str):
         digits = value.strip()
         if digits.isascii() and digits.isdigit():
-            return int(digits) if len(digits) <= _SEED_DIGITS else UINT_MAX + 1
+            return int(digits) if len(digits) <= _SEED_DIGITS else 2**64
     return whole_number(value)
 
 
@@ -53,7 +58,6 @@ def _seed_bool(value: object) -> object:
     return value
 
 
-SeedInt = Annotated[int, Field(strict=True, ge=0, le=UINT_MAX), BeforeValidator(_seed_int)]
 SeedBool = Annotated[bool, BeforeValidator(_seed_bool), Field(strict=True)]
 
 
@@ -63,16 +67,8 @@ class BatchEvent(BaseModel):
     USE_CACHE: SeedBool
     REQUEST: Literal["read", "write"]
     SQLS: list[Any]
-    KEY: Literal["xp", "id"] = "xp"
-
-
-def _hero(row: object) -> object:
-    """A hero of a write: an object, or an array in the seed's column order (no id)."""
-    if isinstance(row, list | tuple) and len(row) == len(FIELDS):
-        row = dict(zip(FIELDS, row, strict=True))
-    if isinstance(row, dict) and "xp" in row:
-        row = row | {"xp": _seed_int(row["xp"])}
-    return row
+    KEY: str | None = None
+    RESOURCE: str | None = None
 
 
 def _describe(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
@@ -84,41 +80,83 @@ def _describe(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
 
-_KEYS: TypeAdapter[list[int]] = TypeAdapter(list[SeedInt])
-_HEROES: TypeAdapter[list[HeroIn]] = TypeAdapter(list[HeroIn])
-
-
 @dataclass(frozen=True, slots=True)
 class BatchRequest:
+    resource: str
     use_cache: bool
-    #: What a read looks rows up by; None for a write.
-    read_by: Literal["xp", "id"] | None
-    keys: list[int] = field(default_factory=list)
-    heroes: list[HeroIn] = field(default_factory=list)
+    #: The field a read looks rows up by (the key, or a lookup field); None for a write.
+    read_by: str | None
+    values: list[Any] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def parse(event: object, max_items: int) -> BatchRequest:
-    """Validate an event, or raise BatchError saying what is wrong with it."""
+@lru_cache(maxsize=64)
+def _values_of(resource: Resource, name: str) -> TypeAdapter[list[Any]]:
+    """The checks of one field's values in SQLS (numbers may come as digit strings)."""
+    spec = resource.field(name)
+    value: Any = spec.value_type()
+    if isinstance(spec, IntegerField):
+        value = Annotated[value, BeforeValidator(_seed_int)]
+    return TypeAdapter(list[value])
+
+
+@lru_cache(maxsize=64)
+def _rows_of(resource: Resource) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[resource.create_model])  # type: ignore[name-defined]
+
+
+def _row(resource: Resource, row: object) -> object:
+    """A row of a write: an object, or an array in the resource's field order (the seed's
+    column order, without the id)."""
+    names = [spec.name for spec in resource.writable]
+    if isinstance(row, list | tuple) and len(row) == len(names):
+        row = dict(zip(names, row, strict=True))
+    if isinstance(row, dict):
+        for spec in resource.writable:
+            if isinstance(spec, IntegerField) and spec.name in row:
+                row = row | {spec.name: _seed_int(row[spec.name])}
+    return row
+
+
+def parse(
+    event: object, max_items: int, resources: Mapping[str, Resource] | None = None
+) -> BatchRequest:
+    """Validate an event against the declared ``resources`` (the built-in heroes when
+    None), or raise BatchError saying what is wrong with it."""
+    if resources is None:
+        resources = {resource.name: resource for resource in load_resources(None)}
     if not isinstance(event, dict):
         raise BatchError(400, "the event must be a JSON object with USE_CACHE, REQUEST and SQLS")
     try:
         parsed = BatchEvent.model_validate(event)
     except ValidationError as error:
         raise BatchError(400, _describe(error)) from None
+    default = default_resource(list(resources.values()))
+    name = parsed.RESOURCE if parsed.RESOURCE is not None else default
+    resource = resources.get(name)
+    if resource is None:
+        known = ", ".join(resources)
+        raise BatchError(400, f"RESOURCE: no resource {name!r} (resources: {known})")
     if len(parsed.SQLS) > max_items:
         raise BatchError(400, f"SQLS has {len(parsed.SQLS)} items; at most {max_items} allowed")
     try:
         if parsed.REQUEST == "read":
-            keys = _KEYS.validate_python(parsed.SQLS)
-            if parsed.KEY == "id" and 0 in keys:
-                raise BatchError(400, "SQLS: ids start at 1")
-            return BatchRequest(parsed.USE_CACHE, parsed.KEY, keys=keys)
-        if "KEY" in event:
+            readable = [*resource.lookups, resource.key]
+            read_by = parsed.KEY if parsed.KEY is not None else readable[0]
+            if read_by not in readable:
+                choices = " or ".join(repr(f) for f in readable)
+                raise BatchError(400, f"KEY: Input should be {choices}")
+            automatic = read_by == resource.key and resource.auto_key
+            if automatic and any(v in (0, "0") for v in parsed.SQLS if not isinstance(v, bool)):
+                raise BatchError(400, f"SQLS: {resource.key}s start at 1")
+            values = _values_of(resource, read_by).validate_python(parsed.SQLS)
+            return BatchRequest(name, parsed.USE_CACHE, read_by, values=values)
+        if parsed.KEY is not None:
             raise BatchError(400, "KEY applies to reads only")
-        heroes = _HEROES.validate_python([_hero(row) for row in parsed.SQLS])
+        rows = _rows_of(resource).validate_python([_row(resource, row) for row in parsed.SQLS])
     except ValidationError as error:
         raise BatchError(400, _describe(error, ("SQLS",))) from None
-    return BatchRequest(parsed.USE_CACHE, None, heroes=heroes)
+    return BatchRequest(name, parsed.USE_CACHE, None, rows=[row.model_dump() for row in rows])
 
 
 #: Raises Denied unless the caller may make a request that needs the role.
@@ -126,7 +164,7 @@ Authorize = Callable[[Role], None]
 
 
 async def serve(
-    policy: CachePolicy, event: object, max_items: int, authorize: Authorize | None = None
+    service: Service, event: object, max_items: int, authorize: Authorize | None = None
 ) -> tuple[int, bytes, Outcome | None]:
     """Answer an event: (statusCode, the JSON answer object, how a read was served).
 
@@ -137,14 +175,17 @@ async def serve(
         if authorize is not None:
             writes = isinstance(event, dict) and event.get("REQUEST") == "write"
             authorize(Role.WRITE if writes else Role.READ)
-        request = parse(event, max_items)
+        request = parse(event, max_items, service.resources)
+        policy = service.resource(request.resource)
         if request.read_by is None:
-            await policy.create_many(request.heroes)
+            await policy.create_many(request.rows)
             return 200, b'{"statusCode":200,"body":"write success"}', None
-        if request.read_by == "id":
-            served = await policy.read_many(request.keys, use_cache=request.use_cache)
+        if request.read_by == policy.resource.key:
+            served = await policy.read_many(request.values, use_cache=request.use_cache)
         else:
-            served = await policy.read_by_xp(request.keys, use_cache=request.use_cache)
+            served = await policy.lookup(
+                request.read_by, request.values, use_cache=request.use_cache
+            )
         return 200, b'{"statusCode":200,"body":' + (served.body or b"[]") + b"}", served.outcome
     except (BatchError, Denied) as error:
         return error.status, error_body(error.status, error.detail), None
@@ -155,6 +196,8 @@ async def serve(
             "or repeat a value fewer times"
         )
         return 400, error_body(400, detail), None
+    except DuplicateKey:
+        return 409, error_body(409, "SQLS: a row's key exists already; nothing was written"), None
     except StoreUnavailable as error:
         return 503, error_body(503, str(error)), None
 

@@ -1,22 +1,38 @@
 """The composition root: the one place where settings become concrete adapters.
 
-Every entrypoint (HTTP, Lambda, CLI) calls ``build_policy``; nothing else constructs a
-store or a cache.
+Every entrypoint (HTTP, Lambda, CLI) calls ``build_service``; nothing else constructs a
+store, a cache or a Redis client. The declared resources are read here too, once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from twotier.access.keyring import KeyRing
+from twotier.access.rate_limit import MemoryRateLimiter, RateLimiter
 from twotier.access.rules import Access, AccessRules
 from twotier.cache.base import Cache
+from twotier.cache.resilient import ResilientCache
 from twotier.config import Settings
-from twotier.policy import AnswerLimits, CachePolicy, Tuning
+from twotier.policy import AnswerLimits, Tuning
+from twotier.resources import Resource, load_resources
+from twotier.service import Service
 from twotier.store.sql import SQLStore
 
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
-def build_store(settings: Settings) -> SQLStore:
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def declared_resources(settings: Settings) -> tuple[Resource, ...]:
+    """The resources TWOTIER_RESOURCES declares (the seed's heroes when it is unset);
+    ResourceError, one line, for a file that cannot be served."""
+    return load_resources(settings.resources)
+
+
+def build_store(settings: Settings, resources: tuple[Resource, ...] | None = None) -> SQLStore:
     url = settings.database_url
     if settings.database_secret_arn:
         from twotier.secrets import database_url_from_secret
@@ -24,27 +40,37 @@ def build_store(settings: Settings) -> SQLStore:
         url = database_url_from_secret(settings.database_secret_arn, settings.database_url)
     return SQLStore(
         url,
+        resources if resources is not None else declared_resources(settings),
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout,
     )
 
 
-def build_cache(settings: Settings) -> Cache:
+def _redis(settings: Settings) -> aioredis.Redis | None:
+    """The Redis connection pool the cache and the rate limits share (None: no Redis)."""
+    if urlsplit(settings.cache_url).scheme not in _REDIS_SCHEMES:
+        return None
+    try:
+        from twotier.cache.redis import redis_client
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise RuntimeError("a Redis cache needs the extra: pip install 'twotier[redis]'") from error
+    return redis_client(settings.cache_url, settings.cache_timeout)
+
+
+def build_cache(settings: Settings, client: Any = None) -> Cache:
     scheme = urlsplit(settings.cache_url).scheme
     if scheme == "memory":
         from twotier.cache.memory import MemoryCache
 
         return MemoryCache(settings.cache_max_entries, settings.cache_max_bytes)
-    if scheme in ("redis", "rediss", "unix"):
-        try:
-            from twotier.cache.redis import RedisCache
-        except ImportError as error:  # pragma: no cover - depends on the install
-            raise RuntimeError(
-                "a Redis cache needs the extra: pip install 'twotier[redis]'"
-            ) from error
+    if scheme in _REDIS_SCHEMES:
+        from twotier.cache.redis import RedisCache
 
         shared = RedisCache(
-            settings.cache_url, namespace=settings.cache_namespace, timeout=settings.cache_timeout
+            settings.cache_url,
+            namespace=settings.cache_namespace,
+            timeout=settings.cache_timeout,
+            client=client if client is not None else _redis(settings),
         )
         if not settings.near_cache_ttl:
             return shared
@@ -59,29 +85,48 @@ def build_cache(settings: Settings) -> Cache:
     raise ValueError(f"unsupported cache URL scheme {scheme!r}: use memory:// or redis://")
 
 
-def build_policy(settings: Settings) -> CachePolicy:
-    tuning = Tuning(
+def tuning_of(settings: Settings) -> Tuning:
+    return Tuning(
         ttl=settings.cache_ttl,
         jitter=settings.cache_ttl_jitter,
         negative_ttl=settings.cache_negative_ttl,
     )
-    limits = AnswerLimits(rows=settings.batch_max_rows, bytes=settings.batch_max_answer_bytes)
-    return CachePolicy(build_store(settings), build_cache(settings), tuning, limits=limits)
 
 
-def build_access(settings: Settings, policy: CachePolicy) -> Access:
-    """Keys from the policy's database; rate limits in its Redis if it has one."""
-    from twotier.access.rate_limit import MemoryRateLimiter, RateLimiter
+@dataclass(frozen=True, slots=True)
+class Composition:
+    """What a serving process is made of: the use cases, and who may use them how often."""
 
+    service: Service
+    access: Access
+
+
+def compose(settings: Settings) -> Composition:
+    """The service and the access rules over one set of adapters (one Redis pool for the
+    cache and the rate limits)."""
+    resources = declared_resources(settings)
+    tuning = tuning_of(settings)
+    client = _redis(settings)
+    cache = ResilientCache(build_cache(settings, client), generation_ttl=tuning.generation_ttl)
+    service = Service(
+        build_store(settings, resources),
+        cache,
+        resources,
+        tuning=tuning,
+        limits=AnswerLimits(rows=settings.batch_max_rows, bytes=settings.batch_max_answer_bytes),
+        key_refresh=settings.api_key_refresh,
+    )
     limiter: RateLimiter = MemoryRateLimiter()
-    shared = getattr(policy.cache, "shared", policy.cache)  # behind a near-cache
-    redis_client = getattr(shared, "client", None)
-    if redis_client is not None:
+    if client is not None:
         from twotier.access.rate_limit_redis import RedisRateLimiter
 
-        limiter = RedisRateLimiter(redis_client, settings.cache_namespace)
-    keyring = KeyRing(policy.store, refresh=settings.api_key_refresh)
-    return Access(rules_of(settings), keyring, limiter)
+        limiter = RedisRateLimiter(client, settings.cache_namespace)
+    return Composition(service, Access(rules_of(settings), service.keyring, limiter))
+
+
+def build_service(settings: Settings) -> Service:
+    """The use cases alone (the CLI's commands)."""
+    return compose(settings).service
 
 
 def rules_of(settings: Settings) -> AccessRules:

@@ -8,24 +8,29 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Coroutine
 from enum import StrEnum
-from itertools import islice
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import DownloadColumn, Progress
+from rich.text import Text
 
-from twotier import dataset, logs
+from twotier import logs
 from twotier.bench.cli import app as bench_app
-from twotier.bootstrap import build_store
+from twotier.bootstrap import build_service
 from twotier.cli_keys import app as keys_app
 from twotier.config import Settings, get_settings
-from twotier.dataset import XP_MAX_DEFAULT as XP_MAX
-from twotier.dataset import CsvReader, open_source, write_csv
+from twotier.dataset import SPAN_DEFAULT, CsvReader, open_source, write_csv
 from twotier.loader import load_csv
 from twotier.logs import redacted_url
+from twotier.resources import Resource, ResourceError
+from twotier.service import Service, UnknownResource
+from twotier.store.base import DuplicateKey, StoreUnavailable
+
+T = TypeVar("T")
 
 console = Console(stderr=True)
 APP_FACTORY = "twotier.api.app:serve_app"
@@ -80,6 +85,7 @@ def serve(
     ] = LogLevel.info,
 ) -> None:
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
+    _service()  # a declaration that cannot be served stops here, in one line
     if workers > 1 and get_settings().cache_url.startswith("memory:"):
         # Each worker would keep its own cache, and miss the others' writes.
         console.print(
@@ -138,61 +144,100 @@ def _serve_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
     )
 
 
+ResourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resource", help="The declared resource (default: heroes, or the first one declared)."
+    ),
+]
+
+
+def _service() -> Service:
+    """The configured service; a declaration that cannot be served is one line and exit 2."""
+    try:
+        return build_service(get_settings())
+    except ResourceError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
+
+def _resource(service: Service, name: str | None) -> Resource:
+    try:
+        return service.resource(name or service.default_resource).resource
+    except UnknownResource:
+        console.print(
+            Text(f"no resource {name!r} (resources: {', '.join(service.resources)})", style="red")
+        )
+        raise typer.Exit(2) from None
+
+
 @db_app.command("init")
 def db_init() -> None:
-    """Create the database, the table and its indexes if they are missing (idempotent)."""
+    """Create the database, and every declared table and its indexes, if they are missing;
+    adopt tables that exist (idempotent)."""
+    service = _service()
 
     async def run() -> None:
-        store = build_store(get_settings())
         try:
-            await store.init_schema()
+            await service.prepare()
         finally:
-            await store.close()
+            await service.close()
 
-    asyncio.run(run())
-    console.print(f"schema ready in {_safe_url()}")
+    _run(run())
+    console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
 
 
 @db_app.command("sample")
 def db_sample(
-    rows: Annotated[int, typer.Option(min=1, help="How many heroes to add.")] = 1000,
+    rows: Annotated[int, typer.Option(min=1, help="How many rows to add.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed of the generated data.")] = 0,
     force: Annotated[bool, typer.Option(help="Add rows even if the table has some.")] = False,
+    resource: ResourceOption = None,
 ) -> None:
-    """Fill an empty table with generated heroes (skipped if it holds rows, unless --force)."""
+    """Fill an empty table with generated rows, through the cache's write-through (skipped if
+    it holds rows, unless --force)."""
+    service = _service()
+    declared = _resource(service, resource)
 
     async def run() -> int:
-        store = build_store(get_settings())
         try:
-            await store.init_schema()
-            if not force and await store.count():
-                return 0
-            heroes = dataset.generate(rows, seed)
-            while chunk := list(islice(heroes, 5000)):
-                await store.create_many(chunk)
-            return rows
+            await service.prepare()
+            return await service.add_samples(declared.name, rows, seed=seed, force=force)
         finally:
-            await store.close()
+            await service.close()
 
-    added = asyncio.run(run())
+    added = _run(run())
     if added:
-        console.print(f"added {added} sample heroes to {_safe_url()}")
+        console.print(f"added {added} sample {declared.name} to {_safe_url()}")
     else:
-        console.print("the table already holds heroes; no sample added (use --force to add)")
+        console.print(
+            f"the table already holds {declared.name}; no sample added (use --force to add)"
+        )
 
 
 @app.command("generate")
 def generate_csv(
     out: Annotated[Path, typer.Argument(help="The CSV file to write.")],
-    rows: Annotated[int, typer.Option(min=1, help="How many heroes.")] = 1_000_000,
+    rows: Annotated[int, typer.Option(min=1, help="How many rows.")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 0,
-    xp_max: Annotated[int, typer.Option(min=1, help="xp values are 0 … xp_max - 1.")] = XP_MAX,
+    span: Annotated[
+        int,
+        typer.Option(
+            "--span",
+            "--xp-max",
+            min=1,
+            help="Whole numbers are drawn from this many values (the heroes' xp: 0 … span-1).",
+        ),
+    ] = SPAN_DEFAULT,
+    resource: ResourceOption = None,
 ) -> None:
-    """Write a data set in the seed's mp6data.csv shape (id,name,hero,power,xp,color)."""
+    """Write a data set of a resource: a header of its fields, then generated rows (for the
+    heroes, the seed's mp6data.csv shape: id,name,hero,power,xp,color)."""
+    declared = _resource(_service(), resource)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="") as target:
-        write_csv(target, rows, seed, xp_max)
-    console.print(f"wrote {rows} heroes to {out}")
+        write_csv(target, declared, rows, seed, span)
+    console.print(f"wrote {rows} {declared.name} to {out}")
 
 
 @app.command()
@@ -202,23 +247,27 @@ def load(
     replace: Annotated[
         bool, typer.Option(help="Empty the table first (same transaction).")
     ] = False,
+    resource: ResourceOption = None,
 ) -> None:
-    """Bulk-load a data set (with or without its header line) into the database.
+    """Bulk-load a data set (with or without its header line) into a resource's table.
 
-    Rows whose id exists replace it. Bad rows are reported with their line numbers and
+    Rows whose key exists replace it. Bad rows are reported with their line numbers and
     skipped (or, with --strict, nothing is loaded). Entries of the configured cache are
     forgotten, so no stale value survives the load.
     """
     settings = get_settings()
+    declared = _resource(_service(), resource)
     with tempfile.TemporaryDirectory(prefix="twotier-source-") as work:
         try:
             path = open_source(source, Path(work))
         except (OSError, ValueError) as error:
             console.print(f"[red]cannot read {source}: {error}[/red]")
             raise typer.Exit(2) from error
-        reader, loaded, seconds = _load_with_progress(settings, path, strict, replace)
+        reader, loaded, seconds = _load_with_progress(
+            settings, path, declared.name, strict, replace
+        )
     for bad in reader.bad[:20]:
-        console.print(f"line {bad.line}: {bad.reason}")
+        console.print(Text(f"line {bad.line}: {bad.reason}"))
     if reader.bad_count > 20:
         console.print(f"… and {reader.bad_count - 20} more bad rows")
     header = "with" if reader.header else "without"
@@ -231,8 +280,20 @@ def load(
         raise typer.Exit(1)
 
 
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's work; an unreachable database is one line and exit 1."""
+    try:
+        return asyncio.run(work)
+    except StoreUnavailable as error:
+        console.print(Text(f"the database is unreachable: {error}", style="red"))
+        raise typer.Exit(1) from None
+    except DuplicateKey as error:
+        console.print(Text(f"{error}; nothing was written", style="red"))
+        raise typer.Exit(1) from None
+
+
 def _load_with_progress(
-    settings: Settings, path: Path, strict: bool, replace: bool
+    settings: Settings, path: Path, resource: str, strict: bool, replace: bool
 ) -> tuple[CsvReader, int, float]:
     size = path.stat().st_size
     with Progress(
@@ -240,10 +301,11 @@ def _load_with_progress(
     ) as progress:
         task = progress.add_task(f"loading {path.name}", total=size)
         started = time.perf_counter()
-        reader, loaded = asyncio.run(
+        reader, loaded = _run(
             load_csv(
                 settings,
                 path,
+                resource,
                 strict=strict,
                 replace=replace,
                 on_progress=lambda done: progress.update(task, completed=done),

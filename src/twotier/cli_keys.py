@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -12,11 +11,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from twotier.access.keys import Role, check_key_name, create_key, printable
-from twotier.bootstrap import build_store
+from twotier.access.keys import Role, check_key_name, printable
+from twotier.bootstrap import build_service
 from twotier.config import get_settings
+from twotier.resources import ResourceError
+from twotier.service import Service
 from twotier.store.base import StoreUnavailable
-from twotier.store.sql import SQLStore
 
 T = TypeVar("T")
 
@@ -26,19 +26,24 @@ app = typer.Typer(
 )
 
 
-def _with_store(action: Callable[[SQLStore], Awaitable[T]]) -> T:
+def _with_service(action: Callable[[Service], Awaitable[T]]) -> T:
+    try:
+        service = build_service(get_settings())
+    except ResourceError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
     async def run() -> T:
-        store = build_store(get_settings())
         try:
-            await store.init_schema()
-            return await action(store)
+            await service.prepare()
+            return await action(service)
         finally:
-            await store.close()
+            await service.close()
 
     try:
         return asyncio.run(run())
     except StoreUnavailable as error:
-        console.print(f"[red]the database is unreachable: {error}[/red]")
+        console.print(Text(f"the database is unreachable: {error}", style="red"))
         raise typer.Exit(1) from None
 
 
@@ -54,7 +59,7 @@ def create(
     except ValueError as error:
         console.print(Text(f"--name: {error}", style="red"))
         raise typer.Exit(2) from None
-    record, token = _with_store(lambda store: create_key(store, name, role))
+    record, token = _with_service(lambda service: service.create_key(name, role))
     console.print(
         Text(
             f"created key {record.id} ({printable(record.name)!r}, role {record.role}); it is "
@@ -69,7 +74,7 @@ def list_keys(
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
 ) -> None:
     """The keys (ids, names, roles, dates; never the keys themselves)."""
-    keys = _with_store(lambda store: store.list_keys())
+    keys = _with_service(lambda service: service.list_keys())
     table = Table("id", "name", "role", "created", "revoked")
     for key in keys:
         if key.active or all_keys:
@@ -88,7 +93,7 @@ def list_keys(
 @app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")]) -> None:
     """Revoke a key: every server stops taking it within TWOTIER_API_KEY_REFRESH seconds."""
-    if not _with_store(lambda store: store.revoke_key(key_id, datetime.now(UTC))):
+    if not _with_service(lambda service: service.revoke_key(key_id)):
         console.print(Text(f"no active key {printable(key_id)}", style="red"))
         raise typer.Exit(1)
     console.print(Text(f"revoked key {printable(key_id)}"))

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
             "postgresql://USER:PASS@HOST:PORT/DB. The database is created if missing."
         ),
     )
+    resources: str | None = Field(
+        None,
+        description="A TOML file declaring the resources to serve (see docs/resources.md); "
+        "unset: the seed's superheroes, at /heroes.",
+    )
     database_secret_arn: str | None = Field(
         None,
         description="AWS Secrets Manager secret (RDS JSON: username, password, host, port, "

@@ -1,7 +1,9 @@
-"""Superhero data sets in the seed's ``mp6data.csv`` shape: generate them, read them back.
+"""Data sets of a resource, as CSV: generate them, read them back line by line, fetch them.
 
-A data set is CSV with the columns ``id,name,hero,power,xp,color``, with or without that
-header line (the seed's grader loads a headerless file).
+A data set is CSV whose columns are the resource's fields in its JSON order (the automatic
+``id`` first where it has one) — for the seed's heroes ``id,name,hero,power,xp,color``, its
+``mp6data.csv`` — with or without that header line (the seed's grader loads a headerless
+file). Each cell is read by its field's rules (``resources.fields``).
 """
 
 from __future__ import annotations
@@ -12,52 +14,53 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from twotier.heroes import TEXT_MAX, UINT_MAX, HeroIn
+from twotier.resources import AUTO_KEY, Resource
+from twotier.resources.fields import IntegerField, StringField
 
-COLUMNS = ("id", "name", "hero", "power", "xp", "color")
-HEADER = ",".join(COLUMNS)
-
-_SYLLABLES = (
-    "al an ar bel cor da el fa gor ha is ja ka lo mi na or pa qui ra sa ta ul va wen".split()
-)
-_HERO_PREFIXES = "Captain Doctor Iron Night Star Shadow Silver Storm Thunder Mighty".split()
-_HERO_SUFFIXES = "Hawk Wolf Blade Fist Storm Spark Shield Arrow Flame Frost Viper Comet".split()
-_POWERS = (
-    "flight strength speed invisibility telepathy telekinesis healing laser_eyes "
-    "shapeshifting time_travel teleport ice fire lightning sonic_scream"
-).split()
-_COLORS = "red blue green yellow black white purple orange silver gold crimson teal".split()
-
-XP_MAX_DEFAULT = 10_000
+#: Whole numbers in generated data are drawn from this many values (the seed's xp: 0…9,999).
+SPAN_DEFAULT = 10_000
 
 
-def generate(rows: int, seed: int = 0, xp_max: int = XP_MAX_DEFAULT) -> Iterator[HeroIn]:
-    """``rows`` heroes, the same for the same ``seed``; every text fits VARCHAR(20)."""
+def generate(
+    resource: Resource, rows: int, seed: int = 0, span: int = SPAN_DEFAULT, start: int = 1
+) -> Iterator[dict[str, Any]]:
+    """``rows`` new rows (without an automatic id), the same for the same ``seed``. A
+    client-given key is numbered from ``start``, so the rows' keys differ."""
     rng = random.Random(seed)
-    for _ in range(rows):
-        name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
-        hero = f"{rng.choice(_HERO_PREFIXES)} {rng.choice(_HERO_SUFFIXES)}"
-        yield HeroIn(
-            name=name[:TEXT_MAX],
-            hero=hero[:TEXT_MAX],
-            power=rng.choice(_POWERS),
-            xp=rng.randrange(xp_max),
-            color=rng.choice(_COLORS),
-        )
+    for number in range(start, start + rows):
+        row: dict[str, Any] = {}
+        for spec in resource.fields:
+            if spec.name == resource.key:
+                row[spec.name] = _numbered_key(resource, number)
+            elif spec.nullable and rng.random() < 0.1:
+                row[spec.name] = None
+            else:
+                row[spec.name] = spec.sample(rng, span)
+        yield row
 
 
-def write_csv(out: TextIO, rows: int, seed: int = 0, xp_max: int = XP_MAX_DEFAULT) -> None:
-    """Write a data set with ids 1..rows and a header line."""
+def _numbered_key(resource: Resource, number: int) -> Any:
+    key = resource.key_field
+    if isinstance(key, IntegerField):
+        low, _high = key.bounds
+        return max(low, 1) + number - 1
+    assert isinstance(key, StringField)
+    text = f"{resource.singular[:3]}-{number:07d}"
+    return text[-key.max_length :]
+
+
+def write_csv(
+    out: TextIO, resource: Resource, rows: int, seed: int = 0, span: int = SPAN_DEFAULT
+) -> None:
+    """Write a data set with a header line (an automatic id numbered 1…rows)."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for number, hero in enumerate(generate(rows, seed, xp_max), start=1):
-        writer.writerow((number, hero.name, hero.hero, hero.power, hero.xp, hero.color))
-
-
-#: A valid row: (id, name, hero, power, xp, color).
-Row = tuple[int, str, str, str, int, str]
+    writer.writerow(resource.columns)
+    fields = [resource.field(name) for name in resource.columns]
+    for number, row in enumerate(generate(resource, rows, seed, span), start=1):
+        values = {AUTO_KEY: number, **row} if resource.auto_key else row
+        writer.writerow([spec.to_text(values[spec.name]) for spec in fields])
 
 
 @dataclass
@@ -68,13 +71,11 @@ class BadRow:
 
 @dataclass
 class CsvReader:
-    """Reads a data set line by line, yielding valid rows and recording bad ones.
-
-    Each valid row comes with a CSV line that the database's own loader reads back as the
-    same values (the source line itself when it needs no rewriting).
-    """
+    """Reads a data set line by line, yielding each valid row (its values in the resource's
+    column order, and its line as read) and recording bad ones."""
 
     source: TextIO
+    resource: Resource
     on_progress: Callable[[int], None] | None = None
     bad: list[BadRow] = field(default_factory=list)
     bad_count: int = 0
@@ -83,7 +84,10 @@ class CsvReader:
     #: Bad rows past this many are counted, not kept.
     keep_bad: int = 1000
 
-    def __iter__(self) -> Iterator[tuple[Row, str]]:
+    def __iter__(self) -> Iterator[tuple[tuple[Any, ...], str]]:
+        columns = self.resource.columns
+        fields = [self.resource.field(name) for name in columns]
+        expected = f"expected {len(columns)} fields ({','.join(columns)})"
         number = 0
         lines = iter(self.source)
         for raw in lines:
@@ -101,55 +105,28 @@ class CsvReader:
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
-            parsed = _parse(text)
-            if isinstance(parsed, str):
-                if start == 1 and _is_header(text):
-                    self.header = True
-                    continue
-                self._bad(start, parsed)
+            cells = next(csv.reader(io.StringIO(text))) if '"' in text else text.split(",")
+            if start == 1 and [c.strip().lower() for c in cells] == list(columns):
+                self.header = True
                 continue
-            self.valid += 1
-            yield parsed, _loader_line(text, parsed)
+            if len(cells) != len(columns):
+                self._bad(start, f"{expected}, found {len(cells)}")
+                continue
+            values: list[Any] = []
+            for name, spec, cell in zip(columns, fields, cells, strict=True):
+                try:
+                    values.append(spec.parse_text(cell))
+                except ValueError as error:
+                    self._bad(start, f"{name} {error}")
+                    break
+            else:
+                self.valid += 1
+                yield tuple(values), text
 
     def _bad(self, line: int, reason: str) -> None:
         self.bad_count += 1
         if len(self.bad) < self.keep_bad:
             self.bad.append(BadRow(line, reason))
-
-
-def _is_header(text: str) -> bool:
-    return [c.strip().lower() for c in text.split(",")] == list(COLUMNS)
-
-
-def _parse(text: str) -> Row | str:
-    """The row a CSV line holds, or why it is not a valid hero."""
-    fields = next(csv.reader(io.StringIO(text))) if '"' in text else text.split(",")
-    if len(fields) != len(COLUMNS):
-        return f"expected {len(COLUMNS)} fields ({HEADER}), found {len(fields)}"
-    hero_id, name, hero, power, xp, color = fields
-    if not (hero_id.isascii() and hero_id.isdigit()) or not 0 < int(hero_id) <= UINT_MAX:
-        return f"id must be a whole number from 1 to {UINT_MAX}, not {hero_id[:30]!r}"
-    if not (xp.isascii() and xp.isdigit()) or int(xp) > UINT_MAX:
-        return f"xp must be a whole number from 0 to {UINT_MAX}, not {xp[:30]!r}"
-    for column, text_value in (("name", name), ("hero", hero), ("power", power), ("color", color)):
-        if len(text_value) > TEXT_MAX:
-            return f"{column} is longer than {TEXT_MAX} characters"
-        if "\x00" in text_value:
-            return f"{column} contains a NUL character"
-    return int(hero_id), name, hero, power, int(xp), color
-
-
-def _loader_line(text: str, row: Row) -> str:
-    """A line MySQL's LOAD DATA (OPTIONALLY ENCLOSED BY '"', no escapes) reads as ``row``."""
-    if '"' not in text and "NULL" not in text:
-        return text
-    # Quote every text field: LOAD DATA reads a bare NULL as SQL NULL, and quotes doubled.
-    hero_id, name, hero, power, xp, color = row
-    return f"{hero_id},{_quote(name)},{_quote(hero)},{_quote(power)},{xp},{_quote(color)}"
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
 
 
 def open_source(source: str, work_dir: Path) -> Path:

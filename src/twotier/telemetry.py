@@ -37,18 +37,21 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 CACHE_HITS = Counter(
-    "twotier_cache_hits", "Reads answered from the cache.", ["operation"], registry=REGISTRY
+    "twotier_cache_hits",
+    "Reads answered from the cache.",
+    ["resource", "operation"],
+    registry=REGISTRY,
 )
 CACHE_MISSES = Counter(
     "twotier_cache_misses",
     "Reads the cache could not answer (then filled from the database).",
-    ["operation"],
+    ["resource", "operation"],
     registry=REGISTRY,
 )
 CACHE_BYPASSES = Counter(
     "twotier_cache_bypasses",
     "Reads served from the database without the cache (asked for, or the cache was down).",
-    ["operation"],
+    ["resource", "operation"],
     registry=REGISTRY,
 )
 CACHE_ERRORS = Counter(
@@ -152,12 +155,12 @@ def exposition() -> bytes:
 
 
 class Outcomes:
-    """The three outcome counters of one read operation, bound once."""
+    """The three outcome counters of one read operation of one resource, bound once."""
 
-    def __init__(self, operation: str) -> None:
-        self.hit = CACHE_HITS.labels(operation)
-        self.miss = CACHE_MISSES.labels(operation)
-        self.bypass = CACHE_BYPASSES.labels(operation)
+    def __init__(self, operation: str, resource: str) -> None:
+        self.hit = CACHE_HITS.labels(resource, operation)
+        self.miss = CACHE_MISSES.labels(resource, operation)
+        self.bypass = CACHE_BYPASSES.labels(resource, operation)
 
 
 # -- the request being served -----------------------------------------------------------

@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from twotier import batch
 from twotier.cache.base import Cache
-from twotier.heroes import HeroIn
-from twotier.policy import AnswerLimits, CachePolicy, Outcome, Tuning
+from twotier.cache.resilient import ResilientCache
+from twotier.policy import AnswerLimits, Outcome, Tuning
+from twotier.service import Service
 from twotier.store.sql import SQLStore
 
 
@@ -58,26 +59,34 @@ def test_malformed_events_are_400_with_a_detail(event: Any, status: int, detail:
 
 def test_seed_values_are_accepted_in_their_seed_forms() -> None:
     parsed = batch.parse(read(["5", 6, " 7 "], use_cache="False"), 10)
-    assert (parsed.use_cache, parsed.read_by, parsed.keys) == (False, "xp", [5, 6, 7])
+    assert (parsed.use_cache, parsed.read_by, parsed.values) == (False, "xp", [5, 6, 7])
     assert batch.parse(read([1], use_cache=True), 10).use_cache is True  # type: ignore[arg-type]
-    heroes = batch.parse(write([row("a", "12"), ["b", "h", "p", 3, "c"]]), 10).heroes
+    heroes = batch.parse(write([row("a", "12"), ["b", "h", "p", 3, "c"]]), 10).rows
     assert heroes == [
-        HeroIn(name="a", hero="H", power="P", xp=12, color="C"),
-        HeroIn(name="b", hero="h", power="p", xp=3, color="c"),
+        {"name": "a", "hero": "H", "power": "P", "xp": 12, "color": "C"},
+        {"name": "b", "hero": "h", "power": "p", "xp": 3, "color": "c"},
     ]
 
 
+def service_of(
+    store: SQLStore, cache: Cache, tuning: Tuning | None = None, limits: AnswerLimits | None = None
+) -> Service:
+    tuning = tuning or Tuning()
+    resilient = ResilientCache(cache, generation_ttl=tuning.generation_ttl)
+    return Service(store, resilient, [store.rows("heroes").resource], tuning=tuning, limits=limits)
+
+
 @pytest.fixture
-def policy(sqlite_store: SQLStore, cache: Cache) -> CachePolicy:
-    return CachePolicy(sqlite_store, cache, Tuning(ttl=60))
+def policy(sqlite_store: SQLStore, cache: Cache) -> Service:
+    return service_of(sqlite_store, cache, Tuning(ttl=60))
 
 
-async def answer(policy: CachePolicy, event: Any) -> tuple[int, Any, Outcome | None]:
-    status, body, outcome = await batch.serve(policy, event, 10_000)
+async def answer(service: Service, event: Any) -> tuple[int, Any, Outcome | None]:
+    status, body, outcome = await batch.serve(service, event, 10_000)
     return status, orjson.loads(body), outcome
 
 
-async def test_write_then_read_by_xp_in_request_order(policy: CachePolicy) -> None:
+async def test_write_then_read_by_xp_in_request_order(policy: Service) -> None:
     status, body, _ = await answer(
         policy, write([row("a", 5), row("b", 7), row("c", 5), row("d", 9)])
     )
@@ -96,7 +105,7 @@ async def test_write_then_read_by_xp_in_request_order(policy: CachePolicy) -> No
     assert (uncached[1], uncached[2]) == (body, Outcome.BYPASS)
 
 
-async def test_writes_keep_xp_reads_coherent(policy: CachePolicy) -> None:
+async def test_writes_keep_xp_reads_coherent(policy: Service) -> None:
     await answer(policy, write([row("a", 5)]))
     assert len((await answer(policy, read([5])))[1]["body"]) == 1
     await answer(policy, write([row("b", 5)], use_cache="False"))  # still writes through
@@ -104,22 +113,22 @@ async def test_writes_keep_xp_reads_coherent(policy: CachePolicy) -> None:
     assert [r["name"] for r in after[1]["body"]] == ["a", "b"]
 
 
-async def test_read_by_id(policy: CachePolicy) -> None:
-    records = await policy.create_many([HeroIn(**row(n, 1)) for n in "abc"])
-    ids = [r.id for r in records]
+async def test_read_by_id(policy: Service) -> None:
+    records = await policy.resource("heroes").create_many([row(n, 1) for n in "abc"])
+    ids = [r.key for r in records]
     event = read([ids[2], 999, ids[0], ids[2]], KEY="id")
     first = await answer(policy, event)
     assert [r["name"] for r in first[1]["body"]] == ["c", "a", "c"]
     assert first[2] == Outcome.MISS  # 999 was never cached (the others were written through)
     assert (await answer(policy, event))[2] == Outcome.HIT  # ... and now it is, as absent
-    await policy.update(ids[0], {"name": "z"})
+    await policy.resource("heroes").update(ids[0], {"name": "z"})
     second = await answer(policy, event)
     assert [r["name"] for r in second[1]["body"]] == ["c", "z", "c"]
     bypass = await answer(policy, event | {"USE_CACHE": "False"})
     assert bypass[1] == second[1]
 
 
-async def test_a_bad_row_writes_nothing(policy: CachePolicy) -> None:
+async def test_a_bad_row_writes_nothing(policy: Service) -> None:
     status, body, _ = await answer(policy, write([row("ok", 1), row("bad", "x")]))
     assert status == 400
     assert body["statusCode"] == 400
@@ -128,21 +137,21 @@ async def test_a_bad_row_writes_nothing(policy: CachePolicy) -> None:
 
 
 async def test_concurrent_batch_misses_share_one_query(
-    policy: CachePolicy, sqlite_store: SQLStore
+    policy: Service, sqlite_store: SQLStore
 ) -> None:
     import asyncio
 
-    await policy.create_many([HeroIn(**row(f"n{i}", i % 4)) for i in range(20)])
+    await policy.resource("heroes").create_many([row(f"n{i}", i % 4) for i in range(20)])
     calls = 0
-    original = sqlite_store.by_xp
+    original = sqlite_store.rows("heroes").lookup
 
-    async def counting(xps: Any, limit: Any = None) -> Any:
+    async def counting(field: str, xps: Any, limit: Any = None) -> Any:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)
-        return await original(xps, limit)
+        return await original(field, xps, limit)
 
-    sqlite_store.by_xp = counting  # type: ignore[method-assign]
+    sqlite_store.rows("heroes").lookup = counting  # type: ignore[method-assign,assignment]
     answers = await asyncio.gather(*(answer(policy, read([0, 1, 2, 3])) for _ in range(10)))
     assert calls == 1
     assert len({orjson.dumps(a[1]) for a in answers}) == 1
@@ -175,30 +184,30 @@ def test_post_batch_protocol_errors(embedded: TestClient) -> None:
 
 
 @pytest.fixture
-def bounded(sqlite_store: SQLStore, cache: Cache) -> CachePolicy:
-    """A policy whose batch answers hold at most 10 rows."""
-    return CachePolicy(sqlite_store, cache, Tuning(ttl=60), limits=AnswerLimits(rows=10))
+def bounded(sqlite_store: SQLStore, cache: Cache) -> Service:
+    """A service whose batch answers hold at most 10 rows."""
+    return service_of(sqlite_store, cache, Tuning(ttl=60), AnswerLimits(rows=10))
 
 
 def counted_reads(store: SQLStore) -> list[int]:
     """Rows each ``by_xp`` call of ``store`` read, from now on."""
     reads: list[int] = []
-    original = store.by_xp
+    original = store.rows("heroes").lookup
 
-    async def counting(xps: Any, limit: Any = None) -> Any:
-        found = await original(xps, limit)
+    async def counting(field: str, xps: Any, limit: Any = None) -> Any:
+        found = await original(field, xps, limit)
         reads.append(sum(len(rows) for rows in found.values()))
         return found
 
-    store.by_xp = counting  # type: ignore[method-assign]
+    store.rows("heroes").lookup = counting  # type: ignore[method-assign,assignment]
     return reads
 
 
 @pytest.mark.parametrize("use_cache", ["True", "False"])
 async def test_a_batch_answer_is_bounded_in_rows(
-    bounded: CachePolicy, sqlite_store: SQLStore, use_cache: str
+    bounded: Service, sqlite_store: SQLStore, use_cache: str
 ) -> None:
-    await bounded.create_many([HeroIn(**row(f"n{i}", i % 40)) for i in range(80)])
+    await bounded.resource("heroes").create_many([row(f"n{i}", i % 40) for i in range(80)])
     reads = counted_reads(sqlite_store)
     # Within the bound: 5 values of 2 rows.
     status, body, _ = await answer(bounded, read([0, 1, 2, 3, 4], use_cache))
@@ -217,30 +226,30 @@ async def test_a_batch_answer_is_bounded_in_rows(
 
 
 async def test_a_batch_answer_is_bounded_in_bytes(sqlite_store: SQLStore, cache: Cache) -> None:
-    policy = CachePolicy(sqlite_store, cache, limits=AnswerLimits(bytes=1024))
-    records = await policy.create_many([HeroIn(**row("x" * 20, 1)) for _ in range(30)])
+    policy = service_of(sqlite_store, cache, limits=AnswerLimits(bytes=1024))
+    records = await policy.resource("heroes").create_many([row("x" * 20, 1) for _ in range(30)])
     status, body, _ = await answer(policy, read([1]))
     assert status == 400
     assert "more than 1024 bytes (TWOTIER_BATCH_MAX_ANSWER_BYTES)" in body["body"]["detail"]
-    ids = [r.id for r in records]
+    ids = [r.key for r in records]
     assert (await answer(policy, read(ids[:5], KEY="id")))[0] == 200
     status, body, _ = await answer(policy, read(ids, KEY="id"))
     assert status == 400
 
 
 async def test_a_small_read_sharing_a_cut_fill_still_gets_its_answer(
-    bounded: CachePolicy, sqlite_store: SQLStore
+    bounded: Service, sqlite_store: SQLStore
 ) -> None:
     import asyncio
 
-    await bounded.create_many([HeroIn(**row(f"n{i}", i)) for i in range(30)])
-    original = sqlite_store.by_xp
+    await bounded.resource("heroes").create_many([row(f"n{i}", i) for i in range(30)])
+    original = sqlite_store.rows("heroes").lookup
 
-    async def slow(xps: Any, limit: Any = None) -> Any:
+    async def slow(field: str, xps: Any, limit: Any = None) -> Any:
         await asyncio.sleep(0.05)  # so that both requests are under way together
-        return await original(xps, limit)
+        return await original(field, xps, limit)
 
-    sqlite_store.by_xp = slow  # type: ignore[method-assign]
+    sqlite_store.rows("heroes").lookup = slow  # type: ignore[method-assign,assignment]
     large, small = await asyncio.gather(
         answer(bounded, read(list(range(30)))), answer(bounded, read([25]))
     )

@@ -168,12 +168,12 @@ def test_a_huge_json_number_is_400(plain: TestClient) -> None:
 def test_a_bug_still_answers_json_with_the_request_id_and_headers(
     embedded: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    policy = embedded.app.state.policy  # type: ignore[attr-defined]
+    policy = embedded.app.state.service.resource("heroes")  # type: ignore[attr-defined]
 
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    for name in ("read", "find", "read_by_xp"):
+    for name in ("read", "find", "lookup"):
         monkeypatch.setattr(policy, name, broken)
     for method, path, body in [
         ("GET", "/heroes/1", None),  # the hot path

@@ -68,9 +68,12 @@ def test_metrics_count_known_traffic_exactly(
         ("twotier_cache_misses_total", "read", 1),
         ("twotier_cache_bypasses_total", "read", 1),
         ("twotier_cache_misses_total", "list", 1),
-        ("twotier_cache_errors_total", "read", 0),
     ]:
-        assert added(before, after, name, operation=operation) == count, (name, operation)
+        assert added(before, after, name, resource="heroes", operation=operation) == count, (
+            name,
+            operation,
+        )
+    assert added(before, after, "twotier_cache_errors_total", operation="read") == 0
     # The read miss, the bypass and the list.
     assert added(before, after, "twotier_database_query_duration_seconds_count") == 3
     assert after[("twotier_circuit_breaker_state", frozenset({("state", "closed")}))] == 1

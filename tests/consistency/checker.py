@@ -23,8 +23,42 @@ from typing import Any
 import httpx
 import orjson
 
-Row = tuple[tuple[str, Any], ...]  # a hero as sorted (field, value) pairs; hashable
-XPS = (0, 1, 2, 3)  # a few xp values, so that lookups by xp cover many hot rows
+Row = tuple[tuple[str, Any], ...]  # a row as sorted (field, value) pairs; hashable
+Key = int | str
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The resource the checker drives: its path, key, one lookup field and a few of that
+    field's values (so that lookups cover many hot rows), and whether clients give keys."""
+
+    path: str
+    key: str
+    lookup: str
+    values: tuple[Any, ...]
+    client_keys: bool = False
+
+    def row(self, marker: int, rng: random.Random) -> dict[str, Any]:
+        """A row's writable fields (not the key), with a unique name."""
+        if self.path == "/heroes":
+            return {
+                "name": f"w{marker}",
+                "hero": "H",
+                "power": "P",
+                "xp": rng.choice(self.values),
+                "color": "C",
+            }
+        return {
+            "name": f"w{marker}",
+            self.lookup: rng.choice(self.values),
+            "price": 1.5,
+            "stock": marker % 7,
+        }
+
+
+HEROES = Subject("/heroes", "id", "xp", (0, 1, 2, 3))
+#: A declared resource with a string key (tests/consistency/products.toml).
+PRODUCTS = Subject("/products", "sku", "category", ("a", "b", "c", "d"), client_keys=True)
 
 
 def freeze(row: dict[str, Any] | None) -> Row | None:
@@ -33,7 +67,7 @@ def freeze(row: dict[str, Any] | None) -> Row | None:
 
 @dataclass
 class Write:
-    key: int
+    key: Key
     start: float
     end: float  # math.inf: never acknowledged (failed or timed out): may or may not apply
     value: Row | None  # the row after the write; None: deleted
@@ -44,19 +78,21 @@ class Write:
 class Read:
     start: float
     end: float
-    keys: tuple[int, ...]  # the keys this read says something about
-    observed: dict[int, Row | None]  # by id: the row or None; by xp: rows present
-    xp: int | None = None  # set for a read by xp
-    version: int = 0  # by id: the ETag (0: absent, read from the database)
+    keys: tuple[Key, ...]  # the keys this read says something about
+    observed: dict[Key, Row | None]  # by key: the row or None; by lookup: rows present
+    value: Any = None  # set for a read by the lookup field: its value
+    by_lookup: bool = False
+    version: int = 0  # by key: the ETag (0: absent, read from the database)
 
 
 @dataclass
 class History:
-    writes: dict[int, list[Write]] = field(default_factory=lambda: defaultdict(list))
+    subject: Subject = HEROES
+    writes: dict[Key, list[Write]] = field(default_factory=lambda: defaultdict(list))
     reads: list[Read] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def allowed(self, key: int, start: float, end: float) -> set[Row | None]:
+    def allowed(self, key: Key, start: float, end: float) -> set[Row | None]:
         """Values a read of ``key`` over [start, end] may return."""
         writes = self.writes[key]
         before = [w for w in writes if w.end < start]
@@ -67,11 +103,11 @@ class History:
             values.add(None)  # the key may not exist yet
         return values
 
-    def newest_before(self, key: int, start: float) -> Write | None:
+    def newest_before(self, key: Key, start: float) -> Write | None:
         acknowledged = [w for w in self.writes[key] if w.end < start]
         return max(acknowledged, key=lambda w: w.version, default=None)
 
-    def version_of(self, key: int, row: Row) -> int | None:
+    def version_of(self, key: Key, row: Row) -> int | None:
         """The version of the write that left ``row`` (names are unique per write)."""
         return next((w.version for w in self.writes[key] if w.value == row), None)
 
@@ -81,26 +117,27 @@ class History:
             for key in read.keys:
                 newest = self.newest_before(key, read.start)
                 floor = newest.version if newest else 0
-                if read.xp is None:
-                    problems += self._judge_id_read(key, read, newest, floor)
+                if not read.by_lookup:
+                    problems += self._judge_key_read(key, read, newest, floor)
                 else:
-                    problems += self._judge_xp_read(key, read, newest, floor)
+                    problems += self._judge_lookup_read(key, read, newest, floor)
         return problems
 
-    def _judge_id_read(self, key: int, read: Read, newest: Write | None, floor: int) -> list[str]:
+    def _judge_key_read(self, key: Key, read: Read, newest: Write | None, floor: int) -> list[str]:
+        path = f"{self.subject.path}/{key}"
         seen = read.observed.get(key)
         if read.version:
             if read.version < floor:
                 return [
-                    f"GET /heroes/{key} returned version {read.version} ({_show(seen)}) "
-                    f"after version {floor} ({_show(newest.value if newest else None)}) "
+                    f"GET {path} returned version {read.version} ({self._show(seen)}) "
+                    f"after version {floor} ({self._show(newest.value if newest else None)}) "
                     "was acknowledged"
                 ]
             left = next((w for w in self.writes[key] if w.version == read.version), None)
             if left is not None and left.value != seen:
                 return [
-                    f"GET /heroes/{key} version {read.version} is {_show(seen)}, but the "
-                    f"write of that version left {_show(left.value)}"
+                    f"GET {path} version {read.version} is {self._show(seen)}, but the "
+                    f"write of that version left {self._show(left.value)}"
                 ]
             return []
         # An absence read from the database: fine unless the row surely existed then.
@@ -110,26 +147,31 @@ class History:
             and newest.value is not None
             and not any(w.start < read.end and w.end >= read.start for w in self.writes[key])
         ):
-            return [f"GET /heroes/{key} said absent; {_show(newest.value)} was acknowledged"]
+            return [f"GET {path} said absent; {self._show(newest.value)} was acknowledged"]
         return []
 
-    def _judge_xp_read(self, key: int, read: Read, newest: Write | None, floor: int) -> list[str]:
+    def _judge_lookup_read(
+        self, key: Key, read: Read, newest: Write | None, floor: int
+    ) -> list[str]:
+        lookup = f"{self.subject.lookup}={read.value}"
         if key in read.observed:
             row = read.observed[key]
             version = self.version_of(key, row) if row is not None else None
             if version is not None and version < floor:
                 return [
-                    f"xp={read.xp} listed hero {key} at version {version} ({_show(row)}) "
+                    f"{lookup} listed {key} at version {version} ({self._show(row)}) "
                     f"after version {floor} was acknowledged"
                 ]
             return []
-        if newest is None or newest.value is None or dict(newest.value)["xp"] != read.xp:
+        if newest is None or newest.value is None:
+            return []
+        if dict(newest.value)[self.subject.lookup] != read.value:
             return []
         if not any(w.start < read.end and w.end >= read.start for w in self.writes[key]):
-            return [f"xp={read.xp} left out hero {key} ({_show(newest.value)})"]
+            return [f"{lookup} left out {key} ({self._show(newest.value)})"]
         return []
 
-    def lost_writes(self, database: dict[int, Row | None]) -> list[str]:
+    def lost_writes(self, database: dict[Key, Row | None]) -> list[str]:
         """Every key's final row must be one that the acknowledged writes allow."""
         problems = []
         for key in self.writes:
@@ -138,21 +180,20 @@ class History:
             }
             if database.get(key) not in allowed:
                 problems.append(
-                    f"hero {key} is {_show(database.get(key))} in the database; "
-                    f"acknowledged: {[_show(a) for a in allowed]}"
+                    f"{key} is {self._show(database.get(key))} in the database; "
+                    f"acknowledged: {[self._show(a) for a in allowed]}"
                 )
         return problems
+
+    def _show(self, row: Row | None) -> str:
+        if row is None:
+            return "absent"
+        values = dict(row)
+        return f"{values['name']}@{self.subject.lookup}={values[self.subject.lookup]}"
 
 
 def _version(response: httpx.Response) -> int:
     return int(response.headers.get("etag", '"0"').strip('"'))
-
-
-def _show(row: Row | None) -> str:
-    if row is None:
-        return "absent"
-    values = dict(row)
-    return f"{values['name']}@xp{values['xp']}"
 
 
 @dataclass
@@ -164,11 +205,11 @@ class Workload:
     seed: int = 0
 
 
-async def run(client: httpx.AsyncClient, workload: Workload) -> History:
+async def run(client: httpx.AsyncClient, workload: Workload, subject: Subject = HEROES) -> History:
     """Create the hot set, then let ``workload.clients`` clients loose on it."""
-    history = History()
+    history = History(subject)
     counter = iter(range(10**9))
-    keys: list[int] = []
+    keys: list[Key] = []
     for _ in range(workload.hot_keys):
         await _create(client, history, keys, next(counter), random.Random(0))
     remaining = [workload.operations]
@@ -186,57 +227,60 @@ async def run(client: httpx.AsyncClient, workload: Workload) -> History:
     return history
 
 
-def _hero(marker: int, rng: random.Random) -> dict[str, Any]:
-    return {"name": f"w{marker}", "hero": "H", "power": "P", "xp": rng.choice(XPS), "color": "C"}
-
-
 async def _create(
-    client: httpx.AsyncClient, history: History, keys: list[int], marker: int, rng: random.Random
+    client: httpx.AsyncClient, history: History, keys: list[Key], marker: int, rng: random.Random
 ) -> None:
+    subject = history.subject
+    body = subject.row(marker, rng)
+    if subject.client_keys:
+        body = {subject.key: f"k{marker}", **body}
     start = time.monotonic()
-    response = await client.post("/heroes", json=_hero(marker, rng))
+    response = await client.post(subject.path, json=body)
     end = time.monotonic()
     if response.status_code != 201:
-        history.errors.append(f"POST /heroes answered {response.status_code}")
+        history.errors.append(f"POST {subject.path} answered {response.status_code}")
         return
     row = response.json()
-    history.writes[row["id"]].append(Write(row["id"], start, end, freeze(row), _version(response)))
-    keys.append(row["id"])
+    key = row[subject.key]
+    history.writes[key].append(Write(key, start, end, freeze(row), _version(response)))
+    keys.append(key)
 
 
 async def _operation(
     client: httpx.AsyncClient,
     history: History,
-    keys: list[int],
+    keys: list[Key],
     marker: int,
     rng: random.Random,
     workload: Workload,
 ) -> None:
+    subject = history.subject
     if rng.random() >= workload.write_share:
         if rng.random() < 0.6:
-            await _read_id(client, history, rng.choice(keys), rng)
+            await _read_key(client, history, rng.choice(keys), rng)
         else:
-            await _read_xp(client, history, list(keys), rng.choice(XPS))
+            await _read_lookup(client, history, list(keys), rng.choice(subject.values))
         return
     kind = rng.random()
     if kind < 0.1:
         await _create(client, history, keys, marker, rng)
         return
     key = rng.choice(keys)
+    path = f"{subject.path}/{key}"
     start = time.monotonic()
     if kind < 0.2:
-        response = await client.delete(f"/heroes/{key}")
+        response = await client.delete(path)
         value: Row | None = None
         acknowledged = response.status_code == 204
     else:
-        body = _hero(marker, rng)
+        body = subject.row(marker, rng)
         if kind < 0.6:
-            response = await client.put(f"/heroes/{key}", json=body)
+            # A client-given key comes back to life by PUT (201); an automatic one is 404.
+            response = await client.put(path, json=body)
         else:
-            response = await client.patch(
-                f"/heroes/{key}", json={"name": body["name"], "xp": body["xp"]}
-            )
-        acknowledged = response.status_code == 200
+            changes = {"name": body["name"], subject.lookup: body[subject.lookup]}
+            response = await client.patch(path, json=changes)
+        acknowledged = response.status_code in (200, 201)
         value = freeze(response.json()) if acknowledged else None
     end = time.monotonic()
     if acknowledged:
@@ -245,29 +289,33 @@ async def _operation(
         history.errors.append(f"{response.request.method} answered {response.status_code}")
 
 
-async def _read_id(
-    client: httpx.AsyncClient, history: History, key: int, rng: random.Random
+async def _read_key(
+    client: httpx.AsyncClient, history: History, key: Key, rng: random.Random
 ) -> None:
+    path = f"{history.subject.path}/{key}"
     headers = {"Cache-Control": "no-cache"} if rng.random() < 0.1 else {}
     start = time.monotonic()
-    response = await client.get(f"/heroes/{key}", headers=headers)
+    response = await client.get(path, headers=headers)
     end = time.monotonic()
     if response.status_code not in (200, 404):
-        history.errors.append(f"GET /heroes/{key} answered {response.status_code}")
+        history.errors.append(f"GET {path} answered {response.status_code}")
         return
     row = response.json() if response.status_code == 200 else None
     history.reads.append(Read(start, end, (key,), {key: freeze(row)}, version=_version(response)))
 
 
-async def _read_xp(
-    client: httpx.AsyncClient, history: History, keys: Iterable[int], xp: int
+async def _read_lookup(
+    client: httpx.AsyncClient, history: History, keys: Iterable[Key], value: Any
 ) -> None:
+    subject = history.subject
     known = tuple(keys)  # keys created after this point are judged by creation time anyway
     start = time.monotonic()
-    response = await client.get("/heroes", params={"xp": xp, "limit": 1000})
+    response = await client.get(subject.path, params={subject.lookup: value, "limit": 1000})
     end = time.monotonic()
     if response.status_code != 200:
-        history.errors.append(f"GET /heroes?xp={xp} answered {response.status_code}")
+        history.errors.append(
+            f"GET {subject.path}?{subject.lookup}={value} answered {response.status_code}"
+        )
         return
-    rows = {row["id"]: freeze(row) for row in orjson.loads(response.content)["items"]}
-    history.reads.append(Read(start, end, known, rows, xp=xp))
+    rows = {row[subject.key]: freeze(row) for row in orjson.loads(response.content)["items"]}
+    history.reads.append(Read(start, end, known, rows, value=value, by_lookup=True))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,50 +19,65 @@ import pytest
 
 from tests.broken import UnversionedCache
 from tests.conftest import SERVER_URLS, database_url, redis_namespace, require
-from tests.consistency.checker import XPS, History, Row, Workload, freeze, run
+from tests.consistency.checker import (
+    HEROES,
+    PRODUCTS,
+    History,
+    Key,
+    Row,
+    Subject,
+    Workload,
+    freeze,
+    run,
+)
 from twotier.bench.target import Target
 from twotier.cache.base import Cache
 from twotier.cache.redis import RedisCache
-from twotier.heroes import HeroRecord
-from twotier.policy import (
-    CachePolicy,
-    Tuning,
-    hero_key,
-    list_generation_key,
-    list_key,
-    xp_generation_key,
-    xp_key,
-)
-from twotier.store.base import HeroQuery
+from twotier.policy import CacheKeys, Tuning
+from twotier.resources import Record, load_resources
+from twotier.store.base import Query
 from twotier.store.sql import SQLStore
+from twotier.store.sql_rows import SQLRows
 
 OPERATIONS = int(os.environ.get("TWOTIER_SOAK_OPERATIONS", "2500"))
 CLIENTS = int(os.environ.get("TWOTIER_SOAK_CLIENTS", "16"))
 # Short TTLs: entries expire all the time, so fills race with writes all the time.
 FAST_EXPIRY = {"TWOTIER_CACHE_TTL": "0.3", "TWOTIER_CACHE_NEGATIVE_TTL": "0.2"}
+#: The heroes and a resource with a client-given string key, declared side by side.
+DECLARATION = Path(__file__).with_name("products.toml")
+RESOURCES = {resource.name: resource for resource in load_resources(DECLARATION)}
+SUBJECTS = [HEROES, PRODUCTS]
 
 
-async def database_rows(store: SQLStore, keys: list[int]) -> dict[int, Row | None]:
-    found = await store.get_many(keys)
-    return {key: freeze(found[key].public()) if key in found else None for key in keys}
+def rows_of(store: SQLStore, subject: Subject) -> SQLRows:
+    return store.rows(subject.path.strip("/"))
+
+
+async def database_rows(rows: SQLRows, keys: list[Key]) -> dict[Key, Row | None]:
+    found = await rows.get_many(keys)
+    return {key: freeze(found[key].values) if key in found else None for key in keys}
 
 
 async def cache_disagreements(
-    cache: Cache, store: SQLStore, database: dict[int, Row | None]
+    cache: Cache, rows: SQLRows, subject: Subject, database: dict[Key, Row | None]
 ) -> list[str]:
     """Every entry the cache holds must say what the database says."""
     problems = []
+    names = CacheKeys(rows.resource)
     for key, row in database.items():
-        entry = await cache.get(hero_key(key))
+        entry = await cache.get(names.row(key))
         if entry is None:
             continue
         cached = None if entry.absent else freeze(orjson.loads(entry.body))
         if cached != row:
-            problems.append(f"cache holds hero {key} as {cached}, the database as {row}")
-    for xp in XPS:
-        truth = [r.public() for r in (await store.by_xp([xp]))[xp]]
-        query = HeroQuery((("xp", xp),), 0, 1000)
-        pairs = [(xp_key(xp), xp_generation_key(xp)), (list_key(query), list_generation_key(query))]
+            problems.append(f"cache holds {key} as {cached}, the database as {row}")
+    for value in subject.values:
+        truth = [r.values for r in (await rows.lookup(subject.lookup, [value]))[value]]
+        query = Query(((subject.lookup, value),), None if subject.client_keys else 0, 1000)
+        pairs = [
+            (names.lookup(subject.lookup, value), names.lookup_generation(subject.lookup, value)),
+            (names.page(query), names.page_generation(query)),
+        ]
         for (entry, generation), (name, _) in zip(
             await cache.get_with_generations(pairs, [0, 0], 60), pairs, strict=True
         ):
@@ -74,13 +90,13 @@ async def cache_disagreements(
     return problems
 
 
-def judge(history: History, database: dict[int, Row | None]) -> list[str]:
+def judge(history: History, database: dict[Key, Row | None]) -> list[str]:
     return history.errors + history.stale_reads() + history.lost_writes(database)
 
 
 @pytest.fixture
 async def mariadb(tmp_path: object) -> AsyncIterator[SQLStore]:
-    store = SQLStore(database_url("mysql", tmp_path))
+    store = SQLStore(database_url("mysql", tmp_path), list(RESOURCES.values()))
     await store.init_schema()
     await store.drop_schema()
     await store.init_schema()
@@ -91,13 +107,14 @@ async def mariadb(tmp_path: object) -> AsyncIterator[SQLStore]:
         await store.close()
 
 
+@pytest.mark.parametrize("subject", SUBJECTS, ids=["heroes", "products"])
 @pytest.mark.parametrize(
     ("workers", "near_cache_ttl"),
     [(2, "0"), (1, "10")],
     ids=["2-workers-redis", "1-worker-near-cache"],
 )
 async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
-    mariadb: SQLStore, workers: int, near_cache_ttl: str
+    mariadb: SQLStore, workers: int, near_cache_ttl: str, subject: Subject
 ) -> None:
     require("redis")
     namespace = redis_namespace()
@@ -106,19 +123,21 @@ async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
         "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
         "TWOTIER_CACHE_NAMESPACE": namespace,
         "TWOTIER_NEAR_CACHE_TTL": near_cache_ttl,
+        "TWOTIER_RESOURCES": str(DECLARATION),
         **FAST_EXPIRY,
     }
+    rows = rows_of(mariadb, subject)
     with Target(workers=workers, env=env) as target:
         async with httpx.AsyncClient(
             base_url=target.url, headers=target.headers, timeout=30
         ) as client:
-            history = await run(client, Workload(clients=CLIENTS, operations=OPERATIONS))
-        keys = list(history.writes)
-        database = await database_rows(mariadb, keys)
+            workload = Workload(clients=CLIENTS, operations=OPERATIONS)
+            history = await run(client, workload, subject)
+        database = await database_rows(rows, list(history.writes))
         cache = RedisCache(SERVER_URLS["redis"], namespace=namespace)
         try:
             problems = judge(history, database) + await cache_disagreements(
-                cache, mariadb, database
+                cache, rows, subject, database
             )
         finally:
             await cache.close()
@@ -128,25 +147,39 @@ async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
 
 
 class SlowFills:
-    """The real store, with reads that take a while to come back (a loaded database, a
+    """The real rows, with reads that take a while to come back (a loaded database, a
     pause): the window in which a fill can race a write."""
 
-    def __init__(self, inner: SQLStore) -> None:
+    def __init__(self, inner: SQLRows) -> None:
         self.inner = inner
+        self.resource = inner.resource
         self._rng = random.Random(7)
 
     async def _pause(self) -> None:
         await asyncio.sleep(self._rng.uniform(0, 0.05))
 
-    async def get(self, hero_id: int) -> HeroRecord | None:
-        record = await self.inner.get(hero_id)
+    async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
+        records = await self.inner.get_many(keys)
         await self._pause()
-        return record
+        return records
 
-    async def find(self, query: HeroQuery) -> list[HeroRecord]:
+    async def find(self, query: Query) -> list[Record]:
         records = await self.inner.find(query)
         await self._pause()
         return records
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class SlowStore:
+    """The real store, handing out slow rows."""
+
+    def __init__(self, inner: SQLStore) -> None:
+        self.inner = inner
+
+    def rows(self, resource: str) -> SlowFills:
+        return SlowFills(self.inner.rows(resource))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -156,16 +189,25 @@ class SlowFills:
 async def test_the_checker_catches_a_policy_without_versions(
     mariadb: SQLStore, versions: bool
 ) -> None:
+    from twotier.access.rate_limit import MemoryRateLimiter
+    from twotier.access.rules import Access
     from twotier.api.app import create_app
+    from twotier.bootstrap import Composition, rules_of
+    from twotier.cache.resilient import ResilientCache
     from twotier.config import Settings
+    from twotier.service import Service
 
     require("redis")
     redis = RedisCache(SERVER_URLS["redis"], namespace=redis_namespace(), timeout=5)
     cache = redis if versions else UnversionedCache(redis)
     tuning = Tuning(ttl=0.1, negative_ttl=0.1)  # entries expire all the time: many fills
-    policy = CachePolicy(SlowFills(mariadb), cache, tuning)
-    app = create_app(Settings(require_key_for_writes=False), policy=policy)
+    resilient = ResilientCache(cache, generation_ttl=tuning.generation_ttl)
+    service = Service(SlowStore(mariadb), resilient, [RESOURCES["heroes"]], tuning=tuning)
+    settings = Settings(require_key_for_writes=False)
+    access = Access(rules_of(settings), service.keyring, MemoryRateLimiter())
+    app = create_app(settings, Composition(service, access))
     transport = httpx.ASGITransport(app=app)
+    rows = rows_of(mariadb, HEROES)
     # A race is a matter of chance: the broken policy gets up to three bounded rounds to
     # show itself (it does in the first, almost always); the correct one gets the same.
     problems: list[str] = []
@@ -173,9 +215,9 @@ async def test_the_checker_catches_a_policy_without_versions(
         for _ in range(3):
             async with httpx.AsyncClient(transport=transport, base_url="http://checker") as client:
                 history = await run(client, Workload(clients=16, operations=OPERATIONS, hot_keys=6))
-            database = await database_rows(mariadb, list(history.writes))
+            database = await database_rows(rows, list(history.writes))
             problems += judge(history, database)
-            problems += await cache_disagreements(redis, mariadb, database)
+            problems += await cache_disagreements(redis, rows, HEROES, database)
             if problems:
                 break
     finally:

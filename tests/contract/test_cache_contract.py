@@ -202,9 +202,9 @@ def test_writes_sweep_expired_entries_without_an_event_loop() -> None:
 
     cache = MemoryCache()
     for number in range(10):
-        cache._store(f"short:{number}", Entry(1, b"x"), 0.01)
+        cache.store(f"short:{number}", Entry(1, b"x"), 0.01)
     time.sleep(0.05)
-    cache._store("new", Entry(1, b"x"), 60)
+    cache.store("new", Entry(1, b"x"), 60)
     assert list(cache._items) == ["new"]
 
 
@@ -214,3 +214,17 @@ async def test_replaced_entries_do_not_pile_up_expiries() -> None:
         await cache.set_generations({"gen:heroes": version}, 600)
     assert len(cache) == 1
     assert len(cache._expiries) <= 2 * len(cache) + 1024
+
+
+async def test_a_write_through_stores_newer_values_and_moves_generations(cache: Cache) -> None:
+    await cache.put_if_newer("old", Entry(5, b"five"), 60)
+    [(_, generation)] = await cache.get_with_generations([("list", "gen")], [1], 60)
+    assert await cache.put_if_generation("list", "gen", Entry(generation, b"page"), 60)
+    stored = await cache.write(
+        [("new", Entry(1, b"one"), 60), ("old", Entry(4, b"four"), 60)], {"gen": 2}, 60
+    )
+    assert stored == [True, False]  # the older version lost to what the cache holds
+    assert await cache.get_many(["new", "old"]) == [Entry(1, b"one"), Entry(5, b"five")]
+    [(entry, generation)] = await cache.get_with_generations([("list", "gen")], [3], 60)
+    assert generation == 2
+    assert entry is None or entry.version != generation  # the page filed before: a miss

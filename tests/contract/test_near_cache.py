@@ -57,8 +57,7 @@ async def test_a_write_elsewhere_invalidates_within_milliseconds(
 
     delays = []
     for version in range(2, 22):
-        await second.put_if_newer("k", Entry(version, b"v%d" % version), 60)
-        await second.announce(["k"])
+        await second.write([("k", Entry(version, b"v%d" % version), 60)], {}, 60)  # tells
         delays.append(await until(lambda: first.local._items.get("k") is None))
         assert await first.get("k") == Entry(version, b"v%d" % version)
     delays.sort()
@@ -69,8 +68,7 @@ async def test_own_writes_are_visible_at_once_and_not_self_invalidated(
     pair: tuple[NearCache, NearCache],
 ) -> None:
     first, second = pair
-    await first.put_many_if_newer([("a", Entry(1, b"a"), 60), ("b", Entry(1, b"b"), 60)])
-    await first.announce(["a", "b"])
+    await first.write([("a", Entry(1, b"a"), 60), ("b", Entry(1, b"b"), 60)], {}, 60)
     await asyncio.sleep(0.05)  # our own message came back and was ignored
     assert await first.local.get_many(["a", "b"]) == [Entry(1, b"a"), Entry(1, b"b")]
     assert await second.get("a") == Entry(1, b"a")  # the other process reads it from Redis
@@ -93,8 +91,7 @@ async def test_a_fill_that_raced_an_invalidation_is_not_kept(
 
     async def slow_get(key: str) -> Entry | None:
         entry = await original(key)  # reads v1 ...
-        await second.put_if_newer("k", Entry(2, b"two"), 60)  # ... meanwhile v2 is written
-        await second.announce(["k"])
+        await second.write([("k", Entry(2, b"two"), 60)], {}, 60)  # ... meanwhile v2 is written
         await until(lambda: first._epoch > epoch)
         return entry
 
@@ -126,8 +123,7 @@ async def test_generations_are_kept_locally_and_moved_everywhere(
     assert await first.get_with_generations([("list", "gen")], [8], 60) == [(Entry(7, b"page"), 7)]
 
     # Another process moves the generation: the local one is dropped, the entry goes stale.
-    await second.set_generations({"gen": 9}, 60)
-    await second.announce(["gen"])
+    await second.set_generations({"gen": 9}, 60)  # and tells the others
     await until(lambda: first.local._items.get("gen") is None)
     [(entry, generation)] = await first.get_with_generations([("list", "gen")], [10], 60)
     assert generation == 9

@@ -221,10 +221,10 @@ def test_database_crash_and_recovery(own_mariadb: OwnMariaDB, tmp_path: Path) ->
     async def stored() -> dict[int, str]:
         store = SQLStore(own_mariadb.url)
         try:
-            rows = await store.get_many(ids)
+            rows = await store.rows("heroes").get_many(ids)
         finally:
             await store.close()
-        return {hero_id: record.name for hero_id, record in rows.items()}
+        return {int(hero_id): record["name"] for hero_id, record in rows.items()}
 
     assert asyncio.run(stored()) == acknowledged  # nothing acknowledged was lost
 
@@ -232,7 +232,7 @@ def test_database_crash_and_recovery(own_mariadb: OwnMariaDB, tmp_path: Path) ->
     async def count() -> int:
         store = SQLStore(own_mariadb.url)
         try:
-            return await store.count()
+            return await store.rows("heroes").count()
         finally:
             await store.close()
 

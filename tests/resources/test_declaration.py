@@ -134,6 +134,7 @@ MISTAKES = [
         "resources.select: 'select' is a reserved word",
     ),
     (x(fields="version = 'integer'"), "`version` is twotier's own column"),
+    (x(fields="after = 'integer'"), "`after` is twotier's own list parameter"),
     (x(fields="id = 'integer'"), "`id` is the automatic key"),
     (
         "[resources.batch]\n[resources.batch.fields]\na = 'string'",

@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url, text
 
 from tests.conftest import make_key, require, settings_for
+from tests.heroes import hero
 from tests.own_servers import OwnMariaDB, OwnRedis
 from tests.pki import Pki, make_pki
 from twotier.api.app import create_app
 from twotier.bootstrap import build_cache
 from twotier.cache.base import CacheUnavailable, Entry
 from twotier.config import Settings
-from twotier.heroes import HeroIn
 from twotier.store.base import StoreUnavailable
 from twotier.store.sql import SQLStore
 from twotier.store.sql_tls import split_tls
@@ -120,16 +120,17 @@ async def test_mariadb_over_tls_with_the_right_ca(tls_mariadb: OwnMariaDB, pki: 
         async with store.engine.connect() as conn:
             cipher = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Ssl_cipher'"))).one()
         assert cipher[1], "the session is not encrypted"
-        [record] = await store.create_many([_hero()])
-        assert (await store.get(record.id)) == record
+        heroes = store.rows("heroes")
+        [record] = await heroes.create_many([hero()])
+        assert (await heroes.get(record.key)) == record
         # The bulk path opens a connection of its own: over TLS too.
-        loaded = await store.bulk_load(
+        loaded = await heroes.bulk_load(
             [((1000, "Bo", "Bolt", "run", 7, "red"), "1000,Bo,Bolt,run,7,red")],
             replace=False,
             keep=lambda: True,
         )
         assert loaded == 1
-        assert await store.count() == 2
+        assert await heroes.count() == 2
     finally:
         await store.drop_schema()
         await store.close()
@@ -148,10 +149,6 @@ async def test_mariadb_refuses_plain_connections_and_a_wrong_ca(
                 await store.init_schema()
         finally:
             await store.close()
-
-
-def _hero() -> HeroIn:
-    return HeroIn.model_validate(HERO)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from twotier.access.keyring import InvalidKey, Principal
 from twotier.access.keys import Role
 from twotier.access.rules import Access, Denied, authorize
+from twotier.api.paths import app_path
 from twotier.api.responses import CHALLENGE, RETRY_AFTER_SECONDS, send_error
 from twotier.cache.base import CacheUnavailable
 from twotier.store.base import StoreUnavailable
@@ -71,7 +72,7 @@ class AccessGuard:
         limited = rules.per_key if principal is not None else rules.per_address
         if (
             limited > 0
-            and scope["path"] not in _PROBES
+            and app_path(scope) not in _PROBES
             and not await self._within_limits(access, principal, scope, send)
         ):
             return
@@ -80,7 +81,7 @@ class AccessGuard:
             await send_error(send, 401, f"invalid API key: {invalid}", _CHALLENGE)
             return
         try:
-            authorize(principal, rules.role_for(scope["method"], scope["path"]))
+            authorize(principal, rules.role_for(scope["method"], app_path(scope)))
         except Denied as denied:
             REJECTED.labels(str(denied.status)).inc()
             headers = _CHALLENGE if denied.status == 401 else []

@@ -22,39 +22,46 @@ from twotier.api.head import HeadAsGet
 from twotier.api.hot_path import HotReads
 from twotier.api.observe import Observe
 from twotier.api.routes import admin, batch, health, metrics
-from twotier.api.routes.heroes import heroes_router
-from twotier.bootstrap import build_access, build_policy, rules_of
+from twotier.api.routes.resources import resource_router
+from twotier.bootstrap import Composition, compose, declared_resources, rules_of
 from twotier.config import Settings, get_settings
 from twotier.logs import redacted_url
-from twotier.policy import CachePolicy
+from twotier.resources import default_resource
 from twotier.store.base import StoreUnavailable
 
 log = logging.getLogger("twotier")
 
 
-def create_app(settings: Settings | None = None, policy: CachePolicy | None = None) -> FastAPI:
-    """The app. With ``policy``, the caller owns it (Lambda keeps one across invocations);
-    without, the app builds one at start-up and closes it at shutdown."""
+def create_app(
+    settings: Settings | None = None,
+    composition: Composition | None = None,
+    *,
+    hot_path: bool = True,
+) -> FastAPI:
+    """The app. With ``composition``, the caller owns the service (Lambda keeps one across
+    invocations); without, the app builds one at start-up and closes it at shutdown.
+    ``hot_path=False`` leaves every request to the routes (the parity test compares)."""
     settings = settings or get_settings()
+    resources = declared_resources(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if policy is not None:
+        if composition is not None:
             yield
             return
-        owned = build_policy(settings)
+        owned = compose(settings)
         try:
-            await owned.prepare()
-            app.state.policy = owned
-            app.state.access = build_access(settings, owned)
-            log_start(settings, owned)
-            await hint_at_keys(app.state.access)
+            await owned.service.prepare()
+            app.state.service = owned.service
+            app.state.access = owned.access
+            log_start(settings)
+            await hint_at_keys(owned.access)
             # Everything made so far lives as long as the process: keep it out of the
             # collector's reach, so full collections stay short (tail latency).
             gc.freeze()
             yield
         finally:
-            await owned.close()
+            await owned.service.close()
             logs.flush()  # what the buffered handler holds, before the worker exits
 
     # Swagger UI and ReDoc are served from the installed package, not from a CDN.
@@ -66,15 +73,15 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
-    if policy is not None:
-        app.state.policy = policy
-        app.state.access = build_access(settings, policy)
+    if composition is not None:
+        app.state.service = composition.service
+        app.state.access = composition.access
     install_error_handlers(app)
     # The last added runs first: Observe sees every request (and times it all), CORS
     # answers preflights, HeadAsGet serves HEAD as GET without the body, AccessGuard turns
     # away who may not (before any body is read), BodyGuard (400/408/413/415/503) reads
     # every body before the hot path.
-    app.add_middleware(HotReads)
+    app.add_middleware(HotReads, enabled=hot_path)
     app.add_middleware(
         BodyGuard,
         max_bytes=settings.max_body_bytes,
@@ -88,14 +95,25 @@ def create_app(settings: Settings | None = None, policy: CachePolicy | None = No
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-Id"],
-            expose_headers=["X-Cache", "ETag", "X-Request-Id", "Retry-After"],
+            allow_headers=[
+                "Content-Type",
+                "X-API-Key",
+                "Authorization",
+                "X-Request-Id",
+                "If-Match",
+                "If-None-Match",
+            ],
+            expose_headers=["X-Cache", "ETag", "X-Request-Id", "Retry-After", "Location"],
             max_age=600,
         )
     app.add_middleware(Observe, access_log_enabled=settings.access_log)
     app.include_router(health.router)
-    app.include_router(heroes_router(settings))
-    app.include_router(batch.batch_router(settings.batch_max_items))
+    for resource in resources:
+        app.include_router(resource_router(resource, settings))
+    by_name = {resource.name: resource for resource in resources}
+    app.include_router(
+        batch.batch_router(by_name, default_resource(resources), settings.batch_max_items)
+    )
     app.include_router(metrics.router)
     app.include_router(admin.router)
     document_key_use(app, rules_of(settings))
@@ -110,7 +128,7 @@ def serve_app() -> FastAPI:
     return create_app(settings)
 
 
-def log_start(settings: Settings, policy: CachePolicy) -> None:
+def log_start(settings: Settings) -> None:
     """The start-up line: what this process serves from (URLs without their passwords)."""
     log.info(
         "started",
@@ -119,6 +137,7 @@ def log_start(settings: Settings, policy: CachePolicy) -> None:
             "database": redacted_url(settings.database_url),
             "cache": redacted_url(settings.cache_url),
             "cache_ttl": settings.cache_ttl,
+            "resources": [resource.name for resource in declared_resources(settings)],
         },
     )
 

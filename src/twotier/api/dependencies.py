@@ -1,4 +1,4 @@
-"""What routes get through ``Depends``: the policy built at start-up, the cache wish.
+"""What routes get through ``Depends``: the service built at start-up, the cache wish.
 
 FastAPI runs plain ``def`` dependencies in a thread pool; these are ``async def`` so that a
 cached read never hops threads.
@@ -12,12 +12,12 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
 
 from twotier.api.cache_control import wants_cache
-from twotier.policy import CachePolicy
+from twotier.service import Service
 
 
-async def get_policy(request: Request) -> CachePolicy:
-    policy: CachePolicy = request.app.state.policy
-    return policy
+async def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
 
 
 async def use_cache(
@@ -31,7 +31,7 @@ async def use_cache(
     return wants_cache(request.scope["headers"])
 
 
-PolicyDep = Annotated[CachePolicy, Depends(get_policy)]
+ServiceDep = Annotated[Service, Depends(get_service)]
 UseCacheDep = Annotated[bool, Depends(use_cache)]
 
 #: Declares the key in the OpenAPI document (and Swagger UI's "Authorize"); the checks

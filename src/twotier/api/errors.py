@@ -1,4 +1,8 @@
-"""Domain errors to HTTP, at one boundary: every error a client sees is JSON ``{"detail": …}``."""
+"""Domain errors to HTTP, at one boundary: every error a client sees is JSON ``{"detail": …}``.
+
+``problem`` is the one table from a domain error to a status (and its headers); the FastAPI
+exception handlers and the hot path both answer through it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.responses import Response
 
-from twotier.api.responses import RETRY_AFTER_SECONDS
-from twotier.store.base import StoreUnavailable
+from twotier.api.conditional import etag
+from twotier.api.responses import RETRY_AFTER_SECONDS, error_response
+from twotier.service import UnknownResource
+from twotier.store.base import DuplicateKey, StoreUnavailable, VersionMismatch
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,8 @@ def _documented(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
 
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
+
 #: The errors any route may answer, declared once for the OpenAPI document.
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _documented("The body is not valid JSON."),
@@ -39,23 +47,57 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     415: _documented("The body is not JSON (Content-Type)."),
     429: {
         **_documented("Rate limit exceeded; retry after Retry-After seconds."),
-        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+        "headers": _RETRY_AFTER,
     },
     503: {
         **_documented(
             "The database is unreachable, or too many bodies are in flight; nothing was "
             "written. Try again after Retry-After seconds."
         ),
-        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+        "headers": _RETRY_AFTER,
     },
 }
 
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: _documented("A row with this key exists already; nothing was written.")
+}
+PRECONDITION_FAILED: dict[int | str, dict[str, Any]] = {
+    412: {
+        **_documented(
+            "If-Match named a version the row is no longer at (or a row that is "
+            "not there); nothing was written. ETag: the row's current version."
+        ),
+        "headers": {"ETag": {"schema": {"type": "string"}}},
+    }
+}
 
-def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+#: The domain errors a request can meet, and how each is answered.
+_PROBLEMS: tuple[type[Exception], ...] = (
+    StoreUnavailable,
+    DuplicateKey,
+    VersionMismatch,
+    UnknownResource,
+)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def problem(error: Exception) -> Response:
+    """The answer to a domain error (one of ``_PROBLEMS``)."""
+    if isinstance(error, StoreUnavailable):
+        log.warning("database unavailable: %s", error)
+        return error_response(503, str(error), {"Retry-After": RETRY_AFTER_SECONDS})
+    if isinstance(error, DuplicateKey):
+        return error_response(409, "a row with this key exists already; nothing was written")
+    if isinstance(error, VersionMismatch):
+        if error.current:
+            detail = f"the row is at version {etag(error.current)} now, not the one If-Match names"
+            return error_response(412, detail, {"ETag": etag(error.current)})
+        return error_response(412, "If-Match names a row that is not there")
+    if isinstance(error, UnknownResource):
+        return error_response(404, f"no resource {error}")
+    raise TypeError(f"not a domain error: {error!r}")
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     for error in errors:
@@ -68,15 +110,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def store_unavailable_response(exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
-    return error_response(503, str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
-
-
-async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    return store_unavailable_response(exc)
+async def _problem(_request: Request, exc: Exception) -> Response:
+    return problem(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    for kind in _PROBLEMS:
+        app.add_exception_handler(kind, _problem)

@@ -1,14 +1,16 @@
-"""The hot path: ``GET /heroes/{id}`` and ``POST /batch`` served in front of FastAPI's routing.
+"""The hot path: ``GET /{resource}/{key}`` and ``POST /batch`` served in front of FastAPI's
+routing.
 
 A cached read is one dictionary or Redis lookup; FastAPI's routing, dependency solving and
 parameter validation would cost several times that. This middleware answers the plain cases
-straight from the policy with the same responses the routes build:
+straight from the service with the same responses the routes build:
 
-- ``GET /heroes/{id}`` with a valid id and no ``Cache-Control: no-cache``;
+- ``GET /{resource}/{key}`` with a valid key and no ``Cache-Control: no-cache``;
 - ``POST /batch`` with a body (BodyGuard, in front, has parsed it, or answered 400/413/415).
 
-Everything else (bad ids, bypasses, a batch without a body) goes on to the FastAPI routes,
-which stay the documented definition of the endpoints.
+Everything else (bad keys, bypasses, a batch without a body) goes on to the FastAPI routes,
+which stay the documented definition of the endpoints; ``tests/api/test_hot_path_parity.py``
+sends the same requests both ways and compares the answers.
 """
 
 from __future__ import annotations
@@ -19,65 +21,83 @@ from twotier import batch
 from twotier.api.access_guard import authorize_scope
 from twotier.api.body_guard import PARSED_BODY
 from twotier.api.cache_control import wants_cache
-from twotier.api.errors import store_unavailable_response
+from twotier.api.conditional import tags
+from twotier.api.errors import problem
 from twotier.api.observe import ROUTE_KEY
-from twotier.api.responses import batch_response, hero_response
-from twotier.heroes import UINT_MAX
-from twotier.policy import CachePolicy
+from twotier.api.paths import app_path
+from twotier.api.responses import batch_response, read_response
+from twotier.resources import Key, Resource
+from twotier.service import Service
 from twotier.store.base import StoreUnavailable
-
-_PREFIX = "/heroes/"
-_HERO_ROUTE = "/heroes/{hero_id}"
 
 
 class HotReads:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
+        self.enabled = enabled
+        # "/heroes/" → (the resource, its route template), once the service exists.
+        self._prefixes: dict[str, tuple[Resource, str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/batch":
-            scope[ROUTE_KEY] = "/batch"
-            await self._batch(scope, receive, send)
-            return
-        hero_id = _plain_read(scope)
-        if hero_id is None:
+        if scope["type"] != "http" or not self.enabled:
             await self.app(scope, receive, send)
             return
-        scope[ROUTE_KEY] = _HERO_ROUTE
-        policy: CachePolicy = scope["app"].state.policy
-        try:
-            served = await policy.read(hero_id)
-        except StoreUnavailable as error:
-            await store_unavailable_response(error)(scope, receive, send)
-            return
-        await hero_response(served, hero_id)(scope, receive, send)
+        method = scope["method"]
+        if method == "POST":
+            if app_path(scope) == "/batch":
+                scope[ROUTE_KEY] = "/batch"
+                await self._batch(scope, receive, send)
+                return
+        elif method == "GET":
+            found = self._plain_read(scope)
+            if found is not None:
+                resource, template, key = found
+                scope[ROUTE_KEY] = template
+                service: Service = scope["app"].state.service
+                try:
+                    served = await service.resource(resource.name).read(key)
+                except StoreUnavailable as error:
+                    await problem(error)(scope, receive, send)
+                    return
+                unless = tags(scope["headers"], b"if-none-match")
+                await read_response(served, resource, key, unless)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _plain_read(self, scope: Scope) -> tuple[Resource, str, Key] | None:
+        """The resource and key of a GET /{resource}/{key} this path may answer, else None."""
+        path = app_path(scope)
+        cut = path.find("/", 1)
+        if cut < 0:
+            return None
+        prefixes = self._prefixes
+        if prefixes is None:
+            prefixes = self._prefixes = _prefixes(scope["app"].state.service)
+        known = prefixes.get(path[: cut + 1])
+        if known is None:
+            return None
+        resource, template = known
+        key = resource.parse_key(path[cut + 1 :])
+        if key is None or not wants_cache(scope["headers"]):
+            return None
+        return resource, template, key
 
     async def _batch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if PARSED_BODY not in scope:  # no body: the route says what is missing
             await self.app(scope, receive, send)
             return
-        event = scope[PARSED_BODY]
         app = scope["app"]
         status, body, outcome = await batch.serve(
-            app.state.policy,
-            event,
+            app.state.service,
+            scope[PARSED_BODY],
             app.state.settings.batch_max_items,
             lambda role: authorize_scope(scope, role),
         )
         await batch_response(status, body, outcome)(scope, receive, send)
 
 
-def _plain_read(scope: Scope) -> int | None:
-    """The id of a GET /heroes/{id} this path may answer, else None."""
-    if scope["type"] != "http" or scope["method"] != "GET":
-        return None
-    path: str = scope["path"]
-    if not path.startswith(_PREFIX):
-        return None
-    tail = path[len(_PREFIX) :]
-    if not (tail.isascii() and tail.isdigit()) or len(tail) > 10:
-        return None
-    hero_id = int(tail)
-    if not 0 < hero_id <= UINT_MAX:
-        return None
-    return hero_id if wants_cache(scope["headers"]) else None
+def _prefixes(service: Service) -> dict[str, tuple[Resource, str]]:
+    return {
+        f"/{name}/": (resource, f"/{name}/{{{resource.path_parameter}}}")
+        for name, resource in service.resources.items()
+    }

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
+from twotier.api.conditional import Tags, etag
 from twotier.policy import Outcome, Served
+from twotier.resources import Key, Record, Resource
 
 #: Seconds a client should wait before retrying after a 503.
 RETRY_AFTER_SECONDS = "5"
@@ -19,20 +22,37 @@ JSON = "application/json"
 CHALLENGE = 'Bearer realm="twotier", header="X-API-Key"'
 
 
-def etag(version: int) -> str:
-    """The row version as an entity tag: it grows with every write of the row."""
-    return f'"{version}"'
+def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def hero_response(served: Served, hero_id: int) -> Response:
-    """A read of one hero: its JSON, or a 404; how it was served in ``X-Cache``, and its
-    version in ``ETag`` (a 404 carries one too when it is a deletion's tombstone)."""
+def not_found(resource: Resource, key: Key) -> str:
+    """``hero 7 not found``."""
+    return f"{resource.singular} {key} not found"
+
+
+def read_response(
+    served: Served, resource: Resource, key: Key, unless: Tags | None = None
+) -> Response:
+    """A read of one row: its JSON, a 404, or a 304 when the client holds that version
+    (``If-None-Match``); how it was served in ``X-Cache``, and its version in ``ETag`` (a
+    404 carries one too when it is a deletion's tombstone)."""
     headers = {"X-Cache": served.outcome.value}
     if served.version:
         headers["ETag"] = etag(served.version)
     if served.body is None:
-        return JSONResponse({"detail": f"hero {hero_id} not found"}, 404, headers)
+        return JSONResponse({"detail": not_found(resource, key)}, 404, headers)
+    if unless is not None and unless.matches(served.version):
+        return Response(status_code=304, headers=headers)
     return Response(served.body, 200, headers, media_type=JSON)
+
+
+def row_response(record: Record, status: int = 200, location: str | None = None) -> Response:
+    """A row a write answers with (200, or 201 with its ``Location``), and its ``ETag``."""
+    headers = {"ETag": etag(record.version)}
+    if location is not None:
+        headers["Location"] = location
+    return Response(record.to_json(), status, headers, media_type=JSON)
 
 
 def batch_response(status: int, body: bytes, outcome: Outcome | None) -> Response:

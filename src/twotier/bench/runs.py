@@ -20,29 +20,34 @@ import orjson
 from twotier.bench.loadgen import LoadResult, run_aiohttp, run_wrk, wrk_available
 from twotier.bench.target import Target, delta
 from twotier.bench.workload import HeroMix, Zipf, fixed, fixed_lua
-from twotier.bootstrap import build_store
+from twotier.bootstrap import build_service
 from twotier.config import Settings
-from twotier.dataset import XP_MAX_DEFAULT, generate, write_csv
+from twotier.dataset import SPAN_DEFAULT, generate, write_csv
 from twotier.loader import load_csv
+from twotier.resources import load_resources
 
 #: Called with (phase name, fraction done) while a phase runs.
 Progress = Callable[[str, float], None]
 
 
-async def ensure_rows(settings: Settings, rows: int, seed: int = 0) -> bool:
-    """Make the table hold the generated data set of ``rows`` rows; True if it was loaded."""
-    store = build_store(settings)
+async def ensure_rows(
+    settings: Settings, rows: int, seed: int = 0, resource: str | None = None
+) -> bool:
+    """Make a resource's table hold its generated data set of ``rows`` rows; True if it was
+    loaded."""
+    service = build_service(settings)
     try:
-        await store.init_schema()
-        if await store.count() == rows:
+        await service.prepare()
+        policy = service.resource(resource or service.default_resource)
+        if await policy.rows.count() == rows:
             return False
     finally:
-        await store.close()
+        await service.close()
     with tempfile.TemporaryDirectory(prefix="twotier-bench-") as work:
-        path = Path(work) / "mp6data.csv"
+        path = Path(work) / f"{policy.resource.name}.csv"
         with path.open("w", encoding="utf-8", newline="") as out:
-            write_csv(out, rows, seed)
-        await load_csv(settings, path, replace=True)
+            write_csv(out, policy.resource, rows, seed)
+        await load_csv(settings, path, policy.resource.name, replace=True)
     return True
 
 
@@ -231,7 +236,7 @@ async def seed_workload(
     writes: int,
     write_batch: int,
     hot_values: int = 100,
-    xp_max: int = XP_MAX_DEFAULT,
+    xp_max: int = SPAN_DEFAULT,
     skew: float = 1.1,
     seed: int = 0,
     progress: Progress,
@@ -260,7 +265,8 @@ async def seed_workload(
         }
     )
     per_phase = writes * write_batch
-    heroes = [h.model_dump() for h in generate(2 * per_phase, seed + 1, xp_max)]
+    [declared] = [r for r in load_resources(None) if r.name == "heroes"]
+    heroes = list(generate(declared, 2 * per_phase, seed + 1, xp_max))
     # Bodies are encoded before the clock starts, and answers compared after it stops:
     # the client does as little as it can while timed, the same in every phase.
     reads = {

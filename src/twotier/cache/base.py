@@ -1,7 +1,9 @@
 """The cache tier's port: a dumb key-value store with two atomic conditional writes.
 
 Adapters know nothing of TTL policy, single-flight or what the keys mean; that is the
-policy's business. They guarantee only that each method is atomic on the server.
+policy's business. They guarantee only that each method is atomic on the server, and that
+a cache keeping local copies in other processes (the near-cache) tells them of every change
+(``write``, ``set_generations``, ``delete``, ``clear``) itself.
 """
 
 from __future__ import annotations
@@ -57,10 +59,14 @@ class Cache(Protocol):
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
         """Give each generation key a new value, so entries filed under the old one miss."""
 
-    async def announce(self, keys: Sequence[str]) -> None:
-        """Tell other processes that keep local copies (near-caches) that these keys changed.
-
-        A no-op for a cache without local copies."""
+    async def write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+    ) -> list[bool]:
+        """A write-through, after a commit: ``put_if_newer`` each item and set each
+        generation, in one round trip where possible; True for each item stored."""
 
     async def delete(self, keys: Sequence[str]) -> None: ...
 

@@ -71,7 +71,9 @@ class MemoryCache:
         if item is not None:
             self._bytes -= entry_size(key, item[2])
 
-    def _store(self, key: str, entry: Entry, ttl: float) -> bool:
+    def store(self, key: str, entry: Entry, ttl: float) -> bool:
+        """Keep ``entry`` under ``key`` whatever it held (no await: safe from a callback);
+        False if it is too large to keep (and then nothing is held under ``key``)."""
         size = entry_size(key, entry.body)
         if size > self.max_bytes // _LARGEST_SHARE:
             # Not kept; neither is an older version that would now be wrong.
@@ -129,7 +131,7 @@ class MemoryCache:
         current = self._live(key)
         if current is not None and current.version >= entry.version:
             return False
-        return self._store(key, entry, ttl)
+        return self.store(key, entry, ttl)
 
     async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         return [await self.put_if_newer(key, entry, ttl) for key, entry, ttl in items]
@@ -142,7 +144,7 @@ class MemoryCache:
             generation = self._live(generation_key)
             if generation is None:
                 generation = Entry(candidate, b"")
-                self._store(generation_key, generation, ttl)
+                self.store(generation_key, generation, ttl)
             found.append((self._live(key), generation.version))
         return found
 
@@ -152,11 +154,11 @@ class MemoryCache:
         generation = self._live(generation_key)
         if generation is None or generation.version != entry.version:
             return False
-        return self._store(key, entry, ttl)
+        return self.store(key, entry, ttl)
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
         for key, value in generations.items():
-            self._store(key, Entry(value, b""), ttl)
+            self.store(key, Entry(value, b""), ttl)
 
     async def delete(self, keys: Sequence[str]) -> None:
         self.forget(keys)
@@ -174,8 +176,15 @@ class MemoryCache:
         self._expiries.clear()
         self._bytes = 0
 
-    async def announce(self, keys: Sequence[str]) -> None:
-        return None  # one process: nobody else holds a copy
+    async def write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+    ) -> list[bool]:
+        stored = await self.put_many_if_newer(items)
+        await self.set_generations(generations, generation_ttl)
+        return stored
 
     async def ping(self) -> None:
         return None

@@ -171,11 +171,23 @@ class NearCache:
             else:  # a newer version is in the shared cache, or L1 cannot be trusted now
                 self.local.forget([key])
 
-    async def announce(self, keys: Sequence[str]) -> None:
+    async def write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+    ) -> list[bool]:
+        epoch = self._epoch
+        stored = await self.shared.write(items, generations, generation_ttl)
+        await self._after_put(items, stored, epoch)
+        self._after_generations(generations, generation_ttl, epoch)
+        await self._announce([*(key for key, _, _ in items), *generations])
+        return stored
+
+    async def _announce(self, keys: Sequence[str]) -> None:
+        """Tell the other processes' near-caches that these keys changed."""
         if keys:
             await self.shared.publish(self._origin + "\n" + "\n".join(keys))
-
-    # -- everything else goes to the shared cache ---------------------------------------
 
     # -- generation-filed entries: both the entry and its generation are kept locally -----
 
@@ -222,14 +234,20 @@ class NearCache:
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
         epoch = self._epoch
         await self.shared.set_generations(generations, ttl)
+        self._after_generations(generations, ttl, epoch)
+        await self._announce(list(generations))
+
+    def _after_generations(self, generations: Mapping[str, int], ttl: float, epoch: int) -> None:
         if self._live and epoch == self._epoch:
-            await self.local.set_generations(generations, self._local_ttl(ttl))
+            for key, value in generations.items():
+                self.local.store(key, Entry(value, b""), self._local_ttl(ttl))
         else:
             self.local.forget(generations)
 
     async def delete(self, keys: Sequence[str]) -> None:
         self.local.forget(keys)
         await self.shared.delete(keys)
+        await self._announce(keys)
 
     async def clear(self) -> None:
         self._forget_all()

@@ -76,27 +76,34 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """The process's Redis connection pool: the cache's, and the rate limiter's."""
+    return aioredis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=False,
+        max_connections=256,
+    )
+
+
 class RedisCache:
-    def __init__(self, url: str, *, namespace: str = "twotier", timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "twotier",
+        timeout: float = 0.5,
+        client: aioredis.Redis | None = None,
+    ) -> None:
         self._url = url
         self._timeout = timeout
         self._prefix = f"{namespace}:"
         self._channel = f"{namespace}:invalidations"
-        self._redis = aioredis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=False,
-            max_connections=256,
-        )
+        self._redis = client if client is not None else redis_client(url, timeout)
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
         self._generations = self._redis.register_script(_GENERATIONS)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
-
-    @property
-    def client(self) -> aioredis.Redis:
-        """The connection pool, for others that keep state in the same Redis (rate limits)."""
-        return self._redis
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -178,8 +185,23 @@ class RedisCache:
                 pipe.set(self._key(key), value, px=_ms(ttl))
             await pipe.execute()
 
-    async def announce(self, keys: Sequence[str]) -> None:
-        return None  # no local copies here; NearCache publishes through ``publish``
+    async def write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+    ) -> list[bool]:
+        async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
+            for key, entry, ttl in items:
+                await self._put_if_newer(
+                    keys=[self._key(key)],
+                    args=[entry.version, _encode(entry), _ms(ttl)],
+                    client=pipe,
+                )
+            for key, value in generations.items():
+                pipe.set(self._key(key), value, px=_ms(generation_ttl))
+            results = await pipe.execute()
+        return [bool(stored) for stored in results[: len(items)]]
 
     async def publish(self, message: str) -> None:
         async with self._guard():

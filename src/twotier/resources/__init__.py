@@ -1,6 +1,11 @@
 """Resources: the tables twotier serves, declared in TOML and compiled once at start-up."""
 
-from twotier.resources.declaration import ResourceError, load_resources, parse_resources
+from twotier.resources.declaration import (
+    ResourceError,
+    default_resource,
+    load_resources,
+    parse_resources,
+)
 from twotier.resources.resource import AUTO_KEY, Key, Record, Resource
 
 __all__ = [
@@ -9,6 +14,7 @@ __all__ = [
     "Record",
     "Resource",
     "ResourceError",
+    "default_resource",
     "load_resources",
     "parse_resources",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import resources as package_files
 from pathlib import Path
@@ -55,8 +55,8 @@ _RESERVED = (
     | POSTGRESQL_WORDS
     | SQLiteIdentifierPreparer.reserved_words
 )
-#: Names twotier uses itself: a row's version column, its own tables' prefix, its routes.
-_OWN_COLUMNS = frozenset({"version"})
+#: Names twotier uses itself: a row's version column, the list parameters, its routes.
+_OWN_COLUMNS = frozenset({"version", "after", "limit"})
 _OWN_PATHS = frozenset({"batch", "admin", "healthz", "readyz", "metrics", "docs", "redoc"})
 
 _RESOURCE_KEYS = frozenset({"table", "key", "lookups", "fields", "id", "singular"})
@@ -69,12 +69,24 @@ _FIELD_KEYS = {
 }
 
 
+#: What a string key may hold when its declaration says no more: not a slash (a key names a
+#: row in a path), not empty, no NUL.
+KEY_PATTERN = "^[^/\\x00]+$"
+
+
 class ResourceError(ValueError):
     """A declaration twotier cannot serve; the message is one line naming where."""
 
 
 def builtin_text() -> str:
     return package_files.files("twotier.resources").joinpath(BUILTIN).read_text("utf-8")
+
+
+def default_resource(resources: Sequence[Resource]) -> str:
+    """The resource the seed's batch protocol addresses when an event names none: the
+    heroes when declared, else the first one declared."""
+    names = [resource.name for resource in resources]
+    return "heroes" if "heroes" in names else names[0]
 
 
 def load_resources(path: str | Path | None) -> tuple[Resource, ...]:
@@ -162,6 +174,10 @@ def _resource(where: str, name: str, spec: object) -> Resource:
             raise ResourceError(f"{at}.fields.{key}: a key can be neither nullable nor defaulted")
         if not key_field.indexable:
             raise ResourceError(f"{at}.fields.{key}: a key's max_length is at most 16383")
+        if isinstance(key_field, StringField) and key_field.pattern is None:
+            # A key names a row in a path: it cannot hold a slash, nor be empty.
+            keyed = StringField(key, max_length=key_field.max_length, pattern=KEY_PATTERN)
+            fields = tuple(keyed if field.name == key else field for field in fields)
     lookups = spec.get("lookups", [])
     if not isinstance(lookups, list) or not all(isinstance(item, str) for item in lookups):
         raise ResourceError(f"{at}.lookups: must be a list of field names")
@@ -188,9 +204,10 @@ def _resource(where: str, name: str, spec: object) -> Resource:
 
 
 def _field(at: str, name: str, spec: object) -> FieldSpec:
-    _check_name(at, name, "a field name")
     if name in _OWN_COLUMNS:
-        raise ResourceError(f"{at}: `{name}` is twotier's own column (the row version)")
+        what = "column (the row version)" if name == "version" else "list parameter"
+        raise ResourceError(f"{at}: `{name}` is twotier's own {what}; choose another name")
+    _check_name(at, name, "a field name")
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict):

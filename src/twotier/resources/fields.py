@@ -99,6 +99,11 @@ class FieldSpec:
         value = self.value_type()
         return value | None if self.nullable else value
 
+    def query_type(self) -> Any:
+        """The annotation of a value given as text (a query parameter, a path segment):
+        converted from the text, checked like a JSON value."""
+        return self.value_type()
+
     def sql_type(self) -> TypeEngine[Any]:
         raise NotImplementedError
 
@@ -119,8 +124,9 @@ class FieldSpec:
         """The CSV cell for ``value`` (what ``parse_text`` reads back)."""
         return "" if value is None else str(value)
 
-    def sample(self, rng: random.Random) -> Any:
-        """A generated value, for sample data."""
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        """A generated value, for sample data; whole numbers are drawn from ``span`` values
+        (few enough that a lookup finds several rows with one)."""
         raise NotImplementedError
 
 
@@ -154,7 +160,7 @@ class StringField(FieldSpec):
             raise ValueError("contains a NUL character")
         return text
 
-    def sample(self, rng: random.Random) -> Any:
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
         words = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
         return words.capitalize()[: self.max_length]
 
@@ -177,6 +183,10 @@ class IntegerField(FieldSpec):
         low, high = self.bounds
         return Annotated[int, Field(ge=low, le=high, strict=True), BeforeValidator(whole_number)]
 
+    def query_type(self) -> Any:
+        low, high = self.bounds
+        return Annotated[int, Field(ge=low, le=high)]
+
     def sql_type(self) -> TypeEngine[Any]:
         return integer_type(*self.bounds)
 
@@ -194,10 +204,10 @@ class IntegerField(FieldSpec):
             raise ValueError(f"must be a whole number from {low} to {high}, not {value}")
         return value
 
-    def sample(self, rng: random.Random) -> Any:
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
         low, high = self.bounds
-        high = min(high, max(low, 0) + 9_999)  # small values repeat: lookups find several
-        return rng.randint(low, high)
+        start = max(low, 0) if high >= 0 else low
+        return rng.randint(start, min(high, start + span - 1))
 
 
 def integer_type(low: int, high: int) -> TypeEngine[Any]:
@@ -223,6 +233,9 @@ class NumberField(FieldSpec):
             float, Field(ge=self.minimum, le=self.maximum, strict=True, allow_inf_nan=False)
         ]
 
+    def query_type(self) -> Any:
+        return Annotated[float, Field(ge=self.minimum, le=self.maximum, allow_inf_nan=False)]
+
     def sql_type(self) -> TypeEngine[Any]:
         return Double()
 
@@ -245,7 +258,7 @@ class NumberField(FieldSpec):
     def to_text(self, value: Any) -> str:
         return "" if value is None else repr(float(value))
 
-    def sample(self, rng: random.Random) -> Any:
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
         low = self.minimum if self.minimum is not None else 0.0
         high = self.maximum if self.maximum is not None else low + 1000.0
         return round(rng.uniform(low, high), 2)
@@ -257,6 +270,9 @@ class BooleanField(FieldSpec):
 
     def value_type(self) -> Any:
         return Annotated[bool, Field(strict=True)]
+
+    def query_type(self) -> Any:
+        return bool
 
     def sql_type(self) -> TypeEngine[Any]:
         return Boolean(create_constraint=False)
@@ -272,7 +288,7 @@ class BooleanField(FieldSpec):
     def to_text(self, value: Any) -> str:
         return "" if value is None else ("true" if value else "false")
 
-    def sample(self, rng: random.Random) -> Any:
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
         return rng.random() < 0.5
 
 
@@ -299,7 +315,7 @@ class TimestampField(FieldSpec):
     def to_text(self, value: Any) -> str:
         return "" if value is None else _rfc3339_text(value)
 
-    def sample(self, rng: random.Random) -> Any:
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
         return datetime.fromtimestamp(rng.randint(1_600_000_000, 1_800_000_000), UTC)
 
 

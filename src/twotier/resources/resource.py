@@ -55,7 +55,9 @@ class Resource:
     fields: tuple[FieldSpec, ...]
     lookups: tuple[str, ...] = ()
     key_max: int = 2**63 - 1  # for an automatic key
-    _by_name: dict[str, FieldSpec] = field(default_factory=dict, compare=False, repr=False)
+    _by_name: dict[str, FieldSpec] = field(
+        default_factory=dict, compare=False, repr=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         self._by_name.update({spec.name: spec for spec in self.fields})
@@ -112,7 +114,7 @@ class Resource:
             value = int(text)
             return value if low <= value <= high else None
         assert isinstance(key, StringField)
-        if not text or len(text) > key.max_length or "\x00" in text:
+        if not text or len(text) > key.max_length or "\x00" in text or "/" in text:
             return None
         if key.pattern is not None and _search(key.pattern, text) is None:
             return None
@@ -128,6 +130,20 @@ class Resource:
             __config__=_STRICT,
             __doc__=f"A whole {self.singular} as a client sends it (POST, PUT).",
             **{spec.name: (spec.annotation(), _default(spec)) for spec in self.writable},
+        )
+
+    @cached_property
+    def replace_model(self) -> type[BaseModel]:
+        """A whole row as ``PUT`` sends it: every field but the key, which the path names
+        (with an automatic key, the same as a new row)."""
+        if self.auto_key:
+            return self.create_model
+        return create_model(  # type: ignore[call-overload,no-any-return]
+            f"{self.title}Replace",
+            __config__=_STRICT,
+            __doc__=f"A whole {self.singular} as PUT sends it: every field but the "
+            f"{self.key}, which the path names.",
+            **{spec.name: (spec.annotation(), _default(spec)) for spec in self.changeable},
         )
 
     @cached_property

@@ -1,4 +1,9 @@
-"""The persistent tier's port: what every store adapter (SQL, DynamoDB) provides."""
+"""The persistent tier's port: what every store adapter (SQL, DynamoDB) provides.
+
+A store holds the rows of every declared resource (``Rows``, one per resource) and the API
+keys. Each write commits before it returns, and maintains the row's version: a row is born
+with ``versions.birth_version()`` and every update adds one.
+"""
 
 from __future__ import annotations
 
@@ -7,73 +12,106 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twotier.access.keys import KeyStore
-from twotier.dataset import Row
-from twotier.heroes import HeroIn, HeroRecord
+from twotier.resources import Key, Record, Resource
 
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or did not answer in time; nothing was written."""
 
 
-@dataclass(frozen=True, slots=True)
-class HeroQuery:
-    """A page of heroes: exact-match ``filters``, ids greater than ``after``, by id."""
+class DuplicateKey(Exception):
+    """A new row's key is already taken (a client-given key); nothing was written."""
 
-    filters: tuple[tuple[str, str | int], ...] = ()
-    after: int = 0
+    def __init__(self, key: Key | None = None) -> None:
+        super().__init__("a row with this key exists" if key is None else f"key {key!r} exists")
+        self.key = key
+
+
+class VersionMismatch(Exception):
+    """A conditional write found the row at another version (or absent: ``current`` 0);
+    nothing was written."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the row is at version {current}")
+        self.current = current
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A page of rows: exact-match ``filters``, keys above ``after`` (None: from the
+    first), by key."""
+
+    filters: tuple[tuple[str, Any], ...] = ()
+    after: Key | None = None
     limit: int = 100
 
-    def filter_value(self, field: str) -> str | int | None:
+    def filter_value(self, field: str) -> Any:
         return dict(self.filters).get(field)
 
 
-class Store(KeyStore, Protocol):
-    """Rows of the superhero table, and the API keys guarding them. Each write commits
-    before it returns."""
+#: Rows for a bulk load: (field values in the resource's column order, the CSV line they
+#: came from, which the MySQL path hands to the server as it is where it can).
+LoadRows = Iterable[tuple[tuple[Any, ...], str]]
 
-    async def init_schema(self) -> None:
-        """Create the database, table and indexes if they do not exist (idempotent)."""
 
-    async def get(self, hero_id: int) -> HeroRecord | None: ...
+class Rows(Protocol):
+    """One resource's rows in the database."""
 
-    async def get_many(self, hero_ids: Sequence[int]) -> dict[int, HeroRecord]:
-        """The rows that exist among ``hero_ids``, by id."""
+    resource: Resource
 
-    async def find(self, query: HeroQuery) -> list[HeroRecord]: ...
+    async def get(self, key: Key) -> Record | None: ...
 
-    async def by_xp(
-        self, xps: Sequence[int], limit: int | None = None
-    ) -> dict[int, list[HeroRecord]]:
-        """Every row with each of the ``xps`` values, by id within one value; with
-        ``limit``, the first ``limit`` rows in (xp, id) order: a value past them is left
-        empty, the last one reached may be cut short."""
+    async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
+        """The rows that exist among ``keys``, by key."""
 
-    async def create_many(self, heroes: Sequence[HeroIn]) -> list[HeroRecord]:
+    async def find(self, query: Query) -> list[Record]: ...
+
+    async def lookup(
+        self, field: str, values: Sequence[Any], limit: int | None = None
+    ) -> dict[Any, list[Record]]:
+        """Every row with each of ``values`` in ``field``, by key within one value; with
+        ``limit``, the first ``limit`` rows in (value, key) order: a value past them is
+        left empty, the last one reached may be cut short."""
+
+    async def create_many(self, rows: Sequence[Mapping[str, Any]]) -> list[Record]:
         """Insert every row in one transaction (all or nothing), born with a version from
-        ``versions.birth_version``; return them with their ids and versions."""
-
-    async def create(self, hero: HeroIn) -> HeroRecord: ...
-
-    async def bulk_load(
-        self,
-        rows: Iterable[tuple[Row, str]],
-        *,
-        replace: bool,
-        keep: Callable[[], bool],
-    ) -> int:
-        """Load (id, ...) rows through the bulk path in one transaction; ``keep()`` False
-        rolls it all back. Existing ids are replaced; loaded rows are born with a version
-        from ``versions.birth_version``."""
+        ``versions.birth_version``; return them with their keys. DuplicateKey if a given
+        key is taken."""
 
     async def update(
-        self, hero_id: int, changes: Mapping[str, Any]
-    ) -> tuple[HeroRecord, HeroRecord] | None:
-        """Apply ``changes`` and bump the version; return (before, after), or None if absent."""
+        self, key: Key, changes: Mapping[str, Any], *, expected: frozenset[int] | None = None
+    ) -> tuple[Record, Record] | None:
+        """Apply ``changes`` and bump the version; (before, after), or None if absent.
+        With ``expected``, only if the row is at one of those versions (else
+        VersionMismatch; an absent row too), checked inside the write's transaction."""
 
-    async def delete(self, hero_id: int) -> HeroRecord | None:
-        """Remove the row; return it as it was, or None if it was absent."""
+    async def put(
+        self, key: Key, values: Mapping[str, Any], *, expected: frozenset[int] | None = None
+    ) -> tuple[Record | None, Record]:
+        """Replace the row, or create it under ``key`` (a client-given key) if absent:
+        (before or None, after). ``expected`` as for ``update`` (a missing row is at 0)."""
+
+    async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> Record | None:
+        """Remove the row; return it as it was, or None if it was absent. ``expected`` as
+        for ``update``."""
+
+    async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:
+        """Load rows through the bulk path in one transaction; ``keep()`` False rolls it
+        all back. Existing keys are replaced; loaded rows are born with a version from
+        ``versions.birth_version``."""
 
     async def count(self) -> int: ...
+
+
+class Store(KeyStore, Protocol):
+    """The database: every resource's rows, and the API keys guarding them."""
+
+    def rows(self, resource: str) -> Rows:
+        """The rows of the resource named ``resource``."""
+
+    async def init_schema(self) -> None:
+        """Create the database, the tables and their indexes if they do not exist, and
+        adopt existing tables (idempotent)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

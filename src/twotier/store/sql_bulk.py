@@ -1,13 +1,14 @@
-"""Bulk loading through each database's own bulk path, in one transaction.
+"""Bulk loading a resource's rows through each database's own bulk path, in one transaction.
 
 - MySQL/MariaDB: ``LOAD DATA LOCAL INFILE`` reading a FIFO that a thread fills with the
   validated rows, so validation in Python and the load in the server overlap.
 - PostgreSQL: ``COPY`` (binary, via asyncpg) into a temporary table, then one upsert.
 - SQLite: ``executemany`` in large batches inside one transaction.
 
-Rows with an id that already exists replace it. Every loaded row gets ``version``, which the
+Rows whose key already exists replace it. Every loaded row gets ``version``, which the
 caller makes larger than any version a cache may hold. ``keep()`` is asked after the last
-row: False rolls everything back (``--strict`` with bad rows).
+row: False rolls everything back (``--strict`` with bad rows). Names come from the checked
+declaration and are quoted all the same.
 """
 
 from __future__ import annotations
@@ -18,40 +19,49 @@ import sqlite3
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import URL
 
-from twotier.dataset import Row
+from twotier.resources import Resource
+from twotier.resources.fields import IntegerField, NumberField, StringField
+from twotier.store.base import LoadRows
+from twotier.store.sql_schema import VERSION
 
-Rows = Iterable[tuple[Row, str]]
-_COLUMNS = ("id", "name", "hero", "power", "xp", "color", "version")
 _SQLITE_BATCH = 50_000
+
+
+def _quoted(name: str, quote: str = '"') -> str:
+    return f"{quote}{name}{quote}"
 
 
 async def bulk_load(
     url: URL,
-    rows: Rows,
+    resource: Resource,
+    rows: LoadRows,
     *,
     replace: bool,
     version: int,
     keep: Callable[[], bool],
     tls: ssl.SSLContext | None = None,
 ) -> int:
-    """Load ``rows``; return how many were loaded (0 if ``keep()`` said no). ``tls``: the
-    store's TLS context (see sql_tls), used by the bulk connection too."""
+    """Load ``rows`` (values in the resource's column order, and their CSV line); return
+    how many were loaded (0 if ``keep()`` said no). ``tls``: the store's TLS context (see
+    sql_tls), used by the bulk connection too."""
     backend = url.get_backend_name()
     if backend == "mysql":
-        return await asyncio.to_thread(_mysql, url, rows, replace, version, keep, tls)
+        return await asyncio.to_thread(_mysql, url, resource, rows, replace, version, keep, tls)
     if backend == "sqlite":
-        return await asyncio.to_thread(_sqlite, url, rows, replace, version, keep)
+        return await asyncio.to_thread(_sqlite, url, resource, rows, replace, version, keep)
     if backend == "postgresql":
-        return await _postgresql(url, rows, replace, version, keep, tls)
+        return await _postgresql(url, resource, rows, replace, version, keep, tls)
     raise ValueError(f"no bulk path for {backend}")
 
 
-def _counted(rows: Rows, counter: list[int]) -> Iterator[tuple[Row, str]]:
+def _counted(rows: LoadRows, counter: list[int]) -> Iterator[tuple[tuple[Any, ...], str]]:
     for item in rows:
         counter[0] += 1
         yield item
@@ -59,7 +69,8 @@ def _counted(rows: Rows, counter: list[int]) -> Iterator[tuple[Row, str]]:
 
 def _mysql(
     url: URL,
-    rows: Rows,
+    resource: Resource,
+    rows: LoadRows,
     replace: bool,
     version: int,
     keep: Callable[[], bool],
@@ -81,6 +92,9 @@ def _mysql(
     counter = [0]
     failure: list[BaseException] = []
     stop = threading.Event()
+    as_read = _lines_load_as_read(resource)
+    table = _quoted(resource.table, "`")
+    columns = ", ".join(_quoted(name, "`") for name in resource.columns)
     with tempfile.TemporaryDirectory(prefix="twotier-load-") as work:
         fifo = str(Path(work) / "rows.csv")
         os.mkfifo(fifo, 0o600)
@@ -88,10 +102,11 @@ def _mysql(
         def feed() -> None:
             try:
                 with open(fifo, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as pipe:
-                    for _row, line in _counted(rows, counter):
+                    for values, line in _counted(rows, counter):
                         if stop.is_set():
                             return
-                        pipe.write(line)
+                        plain = as_read and '"' not in line and "NULL" not in line
+                        pipe.write(line if plain else _mysql_line(values))
                         pipe.write("\n")
             except BaseException as error:  # handed to the loading thread
                 failure.append(error)
@@ -101,12 +116,12 @@ def _mysql(
         try:
             with conn.cursor() as cursor:
                 if replace:
-                    cursor.execute("DELETE FROM superheroes")
+                    cursor.execute(f"DELETE FROM {table}")
                 cursor.execute(
-                    "LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE superheroes "
+                    f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} "
                     "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' "
                     "ESCAPED BY '' LINES TERMINATED BY '\\n' "
-                    "(id, name, hero, power, xp, color) SET version = %s",
+                    f"({columns}) SET `{VERSION}` = %s",
                     (fifo, version),
                 )
             writer.join()
@@ -124,6 +139,38 @@ def _mysql(
             raise
         finally:
             conn.close()
+
+
+def _lines_load_as_read(resource: Resource) -> bool:
+    """Whether a CSV line of this resource, as read, is what LOAD DATA needs: only text and
+    numbers, none of them nullable (LOAD DATA reads booleans, date-times and empty cells
+    its own way). Lines with quotes or a bare NULL are rewritten all the same."""
+    return all(
+        isinstance(resource.field(name), StringField | IntegerField | NumberField)
+        and not resource.field(name).nullable
+        for name in resource.columns
+    )
+
+
+def _mysql_line(values: tuple[Any, ...]) -> str:
+    """A line LOAD DATA (OPTIONALLY ENCLOSED BY '"', no escapes) reads as ``values``: text
+    quoted (a bare NULL would be SQL NULL; quotes doubled), booleans 1/0, date-times in
+    UTC, None a bare NULL."""
+    return ",".join(_mysql_cell(value) for value in values)
+
+
+def _mysql_cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def _drain(fifo: str, writer: threading.Thread) -> None:
@@ -145,19 +192,28 @@ def _drain(fifo: str, writer: threading.Thread) -> None:
         os.close(fd)
 
 
-def _sqlite(url: URL, rows: Rows, replace: bool, version: int, keep: Callable[[], bool]) -> int:
+def _sqlite(
+    url: URL,
+    resource: Resource,
+    rows: LoadRows,
+    replace: bool,
+    version: int,
+    keep: Callable[[], bool],
+) -> int:
     conn = sqlite3.connect(url.database or ":memory:", timeout=30, isolation_level=None)
+    names = [*resource.columns, VERSION]
     insert = (
-        f"INSERT OR REPLACE INTO superheroes ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        f"INSERT OR REPLACE INTO {_quoted(resource.table)} "
+        f"({', '.join(_quoted(n) for n in names)}) VALUES ({', '.join('?' * len(names))})"
     )
     loaded = 0
     try:
         conn.execute("BEGIN IMMEDIATE")
         if replace:
-            conn.execute("DELETE FROM superheroes")
+            conn.execute(f"DELETE FROM {_quoted(resource.table)}")
         batch: list[tuple[object, ...]] = []
-        for row, _line in rows:
-            batch.append((*row, version))
+        for values, _line in rows:
+            batch.append((*(_sqlite_value(v) for v in values), version))
             if len(batch) >= _SQLITE_BATCH:
                 conn.executemany(insert, batch)
                 loaded += len(batch)
@@ -177,13 +233,21 @@ def _sqlite(url: URL, rows: Rows, replace: bool, version: int, keep: Callable[[]
         conn.close()
 
 
+def _sqlite_value(value: Any) -> Any:
+    """As SQLAlchemy stores it in SQLite: date-times as naive UTC text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
 class _Rollback(Exception):
     pass
 
 
 async def _postgresql(
     url: URL,
-    rows: Rows,
+    resource: Resource,
+    rows: LoadRows,
     replace: bool,
     version: int,
     keep: Callable[[], bool],
@@ -200,30 +264,35 @@ async def _postgresql(
         database=url.database,
     )
     counter = [0]
-    columns = ", ".join(_COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[1:])
+    names = [*resource.columns, VERSION]
+    columns = ", ".join(_quoted(n) for n in names)
+    key = _quoted(resource.key)
+    updates = ", ".join(f"{_quoted(n)} = EXCLUDED.{_quoted(n)}" for n in names if n != resource.key)
+    table, loading = _quoted(resource.table), _quoted(f"{resource.table}_load")
     try:
         async with conn.transaction():
             if replace:
-                await conn.execute("DELETE FROM superheroes")
+                await conn.execute(f"DELETE FROM {table}")
             await conn.execute(
-                "CREATE TEMP TABLE superheroes_load (LIKE superheroes INCLUDING DEFAULTS) "
-                "ON COMMIT DROP"
+                f"CREATE TEMP TABLE {loading} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
             )
             await conn.copy_records_to_table(
-                "superheroes_load",
-                records=((*row, version) for row, _line in _counted(rows, counter)),
-                columns=list(_COLUMNS),
+                f"{resource.table}_load",
+                records=((*values, version) for values, _line in _counted(rows, counter)),
+                columns=names,
             )
             await conn.execute(
-                f"INSERT INTO superheroes ({columns}) SELECT {columns} FROM superheroes_load "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}"
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {loading} "
+                f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
             )
-            # Explicit ids do not move the id sequence; move it past them.
-            await conn.execute(
-                "SELECT setval(pg_get_serial_sequence('superheroes', 'id'), "
-                "GREATEST((SELECT max(id) FROM superheroes), 1))"
-            )
+            if resource.auto_key:
+                # Explicit ids do not move the id sequence; move it past them.
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence($1, $2), "
+                    f"GREATEST((SELECT max({key}) FROM {table}), 1))",
+                    resource.table,
+                    resource.key,
+                )
             if not keep():
                 raise _Rollback
         return counter[0]

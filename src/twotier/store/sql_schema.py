@@ -1,5 +1,11 @@
-"""The seed's ``superheroes`` table, and the API keys guarding it, for every SQL dialect
-twotier speaks."""
+"""Tables from declarations: each resource's table, for every SQL dialect twotier speaks, and
+the API keys table guarding them.
+
+A resource's table has its key (an auto-increment id, or the declared key field), its
+fields, and twotier's ``version`` column; every lookup field is indexed with the key, so
+"every row with this value, by key" is read from the index; declared ranges are CHECK
+constraints. Names come from the declaration, which checked them; SQLAlchemy quotes them.
+"""
 
 from __future__ import annotations
 
@@ -9,61 +15,78 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
+    and_,
+    literal,
 )
 from sqlalchemy.dialects import mysql
 
-from twotier.heroes import TEXT_MAX, UINT_MAX
+from twotier.resources import Resource
+from twotier.resources.fields import FieldSpec, IntegerField, StringField
 
-TABLE_NAME = "superheroes"
+#: twotier's own column: grows with every write of the row (see ``versions``).
+VERSION = "version"
 
-# MySQL gets the seed's INT UNSIGNED; PostgreSQL has no unsigned ints, so a BIGINT with a
-# range check; SQLite needs exactly INTEGER for an auto-increment rowid key.
-_UNSIGNED = (
-    BigInteger()
-    .with_variant(mysql.INTEGER(unsigned=True), "mysql", "mariadb")
-    .with_variant(Integer(), "sqlite")
-)
 
-metadata = MetaData()
+def resource_table(resource: Resource, metadata: MetaData) -> Table:
+    """The table ``resource`` is stored in, as twotier creates it."""
+    columns = [_column(resource.key_field, key=True, auto=resource.auto_key)]
+    columns += [_column(spec) for spec in resource.fields if spec.name != resource.key]
+    columns.append(Column(VERSION, BigInteger(), nullable=False, server_default="1"))
+    table = Table(
+        resource.table,
+        metadata,
+        *columns,
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
+        # Ids are never handed out twice: SQLite's plain rowid key would reuse the highest
+        # id after its row is deleted (InnoDB's counter and PostgreSQL's sequences never go
+        # back).
+        sqlite_autoincrement=resource.auto_key,
+    )
+    for name in resource.lookups:
+        Index(lookup_index_name(resource, name), table.c[name], table.c[resource.key])
+    for spec in resource.fields:
+        low, high = spec.range()
+        bounds = []
+        if low is not None:
+            bounds.append(table.c[spec.name] >= literal(low, literal_execute=True))
+        if high is not None:
+            bounds.append(table.c[spec.name] <= literal(high, literal_execute=True))
+        if bounds:
+            table.append_constraint(
+                CheckConstraint(and_(*bounds), name=f"ck_{resource.table}_{spec.name}_range")
+            )
+    return table
 
-superheroes = Table(
-    TABLE_NAME,
-    metadata,
-    Column("id", _UNSIGNED, primary_key=True, autoincrement=True),
-    Column("name", String(TEXT_MAX), nullable=False),
-    Column("hero", String(TEXT_MAX), nullable=False),
-    Column("power", String(TEXT_MAX), nullable=False),
-    Column("xp", _UNSIGNED, nullable=False),
-    Column("color", String(TEXT_MAX), nullable=False),
-    # Grows with every write; the cache only ever replaces an entry by a newer version.
-    Column("version", BigInteger(), nullable=False, server_default="1"),
-    CheckConstraint(f"xp >= 0 AND xp <= {UINT_MAX}", name="ck_superheroes_xp_range"),
-    # The seed reads by xp; (xp, id) answers "all rows with this xp, by id" from the index.
-    Index("ix_superheroes_xp_id", "xp", "id"),
-    mysql_charset="utf8mb4",
-    mysql_engine="InnoDB",
-    # Ids are never handed out twice: SQLite's plain rowid key would reuse the highest id
-    # after its row is deleted (MySQL/MariaDB's InnoDB counter and PostgreSQL's sequence
-    # never go back).
-    sqlite_autoincrement=True,
-)
 
-#: The columns every read selects, in HeroRecord's field order.
-RECORD_COLUMNS = (
-    superheroes.c.id,
-    superheroes.c.name,
-    superheroes.c.hero,
-    superheroes.c.power,
-    superheroes.c.xp,
-    superheroes.c.color,
-    superheroes.c.version,
-)
+def lookup_index_name(resource: Resource, field: str) -> str:
+    """``ix_superheroes_xp_id``: the seed table's index, and every lookup's like it."""
+    return f"ix_{resource.table}_{field}_{resource.key}"[:63]
 
-# Keys live in their own metadata: dropping the heroes (``load --replace``, tests) keeps them.
+
+def _column(spec: FieldSpec, *, key: bool = False, auto: bool = False) -> Column[object]:
+    sql_type = spec.sql_type()
+    if key and isinstance(spec, StringField):
+        # Keys are compared byte for byte, as the API and the cache do: a case-insensitive
+        # collation would take "abc" for a duplicate of "ABC".
+        sql_type = String(spec.max_length).with_variant(
+            mysql.VARCHAR(spec.max_length, collation="utf8mb4_bin"), "mysql", "mariadb"
+        )
+    if key:
+        return Column(
+            spec.name,
+            sql_type,
+            primary_key=True,
+            autoincrement=auto and isinstance(spec, IntegerField),
+        )
+    return Column(spec.name, sql_type, nullable=spec.nullable)
+
+
+# API keys live in their own metadata: dropping a resource's table (``load --replace``,
+# tests) keeps them.
 access_metadata = MetaData()
 
 api_keys = Table(

@@ -3,15 +3,16 @@ checks the role before these run); the same operations as ``twotier keys``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import AfterValidator, BaseModel, Field
 
-from twotier.access.keys import NAME_MAX, NAME_PATTERN, KeyRecord, Role, check_key_name, create_key
-from twotier.api.dependencies import API_KEY, PolicyDep
-from twotier.api.errors import COMMON_ERRORS, ErrorBody, error_response
+from twotier.access.keys import NAME_MAX, NAME_PATTERN, KeyRecord, Role, check_key_name
+from twotier.api.dependencies import API_KEY, ServiceDep
+from twotier.api.errors import COMMON_ERRORS, ErrorBody
+from twotier.api.responses import error_response
 
 router = APIRouter(
     prefix="/admin/keys", tags=["admin"], responses=COMMON_ERRORS, dependencies=[API_KEY]
@@ -52,8 +53,8 @@ class NewKey(KeyOut):
 
 
 @router.get("", summary="List API keys")
-async def list_keys(policy: PolicyDep) -> list[KeyOut]:
-    return [KeyOut.of(record) for record in await policy.store.list_keys()]
+async def list_keys(service: ServiceDep) -> list[KeyOut]:
+    return [KeyOut.of(record) for record in await service.list_keys()]
 
 
 @router.post(
@@ -62,9 +63,8 @@ async def list_keys(policy: PolicyDep) -> list[KeyOut]:
     summary="Create an API key",
     responses={201: {"headers": {"Cache-Control": {"schema": {"type": "string"}}}}},
 )
-async def add_key(wanted: KeyIn, policy: PolicyDep, request: Request, response: Response) -> NewKey:
-    record, token = await create_key(policy.store, wanted.name, wanted.role)
-    await request.app.state.access.keyring.reload(force=True)  # works here at once
+async def add_key(wanted: KeyIn, service: ServiceDep, response: Response) -> NewKey:
+    record, token = await service.create_key(wanted.name, wanted.role)  # works here at once
     # The answer holds a secret: no cache on the way (a proxy, the browser) may keep it.
     response.headers["Cache-Control"] = "no-store"
     return NewKey(**KeyOut.of(record).model_dump(), key=token)
@@ -76,9 +76,8 @@ async def add_key(wanted: KeyIn, policy: PolicyDep, request: Request, response: 
     summary="Revoke an API key",
     responses={404: {"model": ErrorBody, "description": "No such active key."}},
 )
-async def revoke_key(key_id: str, policy: PolicyDep, request: Request) -> Response:
-    if not await policy.store.revoke_key(key_id, datetime.now(UTC)):
-        return error_response(404, f"no active key {key_id}")
+async def revoke_key(key_id: str, service: ServiceDep) -> Response:
     # This process stops taking the key at once; the others within TWOTIER_API_KEY_REFRESH.
-    await request.app.state.access.keyring.reload(force=True)
+    if not await service.revoke_key(key_id):
+        return error_response(404, f"no active key {key_id}")
     return Response(status_code=204)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -9,10 +10,11 @@ from fastapi import APIRouter, Request, Response
 
 from twotier import batch
 from twotier.api.access_guard import authorize_scope
-from twotier.api.dependencies import API_KEY, PolicyDep
-from twotier.api.errors import COMMON_ERRORS, error_response
-from twotier.api.responses import batch_response
-from twotier.heroes import UINT_MAX, HeroIn
+from twotier.api.dependencies import API_KEY, ServiceDep
+from twotier.api.errors import COMMON_ERRORS
+from twotier.api.responses import batch_response, error_response
+from twotier.resources import Resource
+from twotier.resources.fields import IntegerField
 
 _EXAMPLES: dict[str, Any] = {
     "read by xp": {"value": {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [17, 42]}},
@@ -29,70 +31,94 @@ _EXAMPLES: dict[str, Any] = {
 }
 
 
-def event_schema(max_items: int) -> dict[str, Any]:
-    """The seed's batch event as JSON Schema: a read by xp, a read by id, or a write."""
+def event_schema(resources: Mapping[str, Resource], default: str, max_items: int) -> dict[str, Any]:
+    """The batch event as JSON Schema: for each resource, a read by each of its lookup
+    fields and by its key, and a write (``RESOURCE`` may be left out for ``default``)."""
     use_cache = {"oneOf": [{"type": "boolean"}, {"enum": ["True", "False", "true", "false"]}]}
 
-    # Numbers, or (as seed clients read them from a CSV) digit strings.
-    def number(minimum: int) -> dict[str, Any]:
-        return {
-            "oneOf": [
-                {"type": "integer", "minimum": minimum, "maximum": UINT_MAX},
-                {
-                    "type": "string",
-                    "pattern": "^[0-9]{1,9}$" if minimum == 0 else "^[1-9][0-9]{0,8}$",
-                },
-            ]
-        }
+    def values(resource: Resource, name: str) -> dict[str, Any]:
+        spec = resource.field(name)
+        schema = _schema_of(spec)
+        if not isinstance(spec, IntegerField):
+            return schema
+        low, high = spec.bounds
+        if name == resource.key and resource.auto_key:
+            low = max(low, 1)
+            schema = schema | {"minimum": low}
+        # Numbers, or (as seed clients read them from a CSV) digit strings.
+        digits = len(str(high)) - 1
+        pattern = f"^[1-9][0-9]{{0,{digits - 1}}}$" if low >= 1 else f"^[0-9]{{1,{digits}}}$"
+        if low >= 0:
+            return {"oneOf": [schema, {"type": "string", "pattern": pattern}]}
+        return schema
 
-    def event(request: str, items: dict[str, Any], key: dict[str, Any] | None) -> dict[str, Any]:
+    def event(
+        resource: Resource, request: str, items: dict[str, Any], key: str | None
+    ) -> dict[str, Any]:
         properties: dict[str, Any] = {
             "USE_CACHE": use_cache,
             "REQUEST": {"const": request},
             "SQLS": {"type": "array", "items": items, "maxItems": max_items},
+            "RESOURCE": {"const": resource.name},
         }
+        required = ["USE_CACHE", "REQUEST", "SQLS"]
+        if resource.name != default:
+            required.append("RESOURCE")
         if key is not None:
-            properties["KEY"] = key
+            first = key == ([*resource.lookups, resource.key][0])
+            properties["KEY"] = {"enum": [key]} if first else {"const": key}
+            if not first:
+                required.append("KEY")
         return {
             "type": "object",
             "properties": properties,
-            "required": ["USE_CACHE", "REQUEST", "SQLS"]
-            + (["KEY"] if key and "const" in key else []),
+            "required": required,
             "additionalProperties": False,
         }
 
-    return {
-        "oneOf": [
-            event("read", number(0), {"enum": ["xp"]}),
-            event("read", number(1), {"const": "id"}),
-            event("write", HeroIn.model_json_schema(), None),
-        ]
-    }
+    events = []
+    for resource in resources.values():
+        for name in [*resource.lookups, resource.key]:
+            events.append(event(resource, "read", values(resource, name), name))
+        events.append(event(resource, "write", resource.create_model.model_json_schema(), None))
+    return {"oneOf": events}
 
 
-def batch_router(max_items: int) -> APIRouter:
+def _schema_of(spec: Any) -> dict[str, Any]:
+    from pydantic import TypeAdapter
+
+    schema: dict[str, Any] = TypeAdapter(spec.value_type()).json_schema()
+    return schema
+
+
+def batch_router(resources: Mapping[str, Resource], default: str, max_items: int) -> APIRouter:
     router = APIRouter(tags=["seed protocol"], responses=COMMON_ERRORS, dependencies=[API_KEY])
 
     @router.post(
         "/batch",
         summary="Run a seed batch event",
         description="Takes the seed Lambda's event as the body and answers the same object it "
-        "would: `{statusCode, body}`. The HTTP status is the event's statusCode.",
+        "would: `{statusCode, body}`. The HTTP status is the event's statusCode. "
+        f"`RESOURCE` names the resource (default: {default}).",
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": event_schema(max_items), "examples": _EXAMPLES}
+                    "application/json": {
+                        "schema": event_schema(resources, default, max_items),
+                        "examples": _EXAMPLES if default == "heroes" else {},
+                    }
                 },
             }
         },
         responses={
             200: {"description": '`{"statusCode": 200, "body": [rows] | "write success"}`'},
             400: {"description": 'A malformed event: `{"statusCode": 400, "body": {"detail"}}`'},
+            409: {"description": "A write's key exists already; nothing was written."},
             503: {"description": "The database is unreachable; nothing was written."},
         },
     )
-    async def run_batch(request: Request, policy: PolicyDep) -> Response:
+    async def run_batch(request: Request, service: ServiceDep) -> Response:
         # JSON bodies are answered alike by api.hot_path in front of this route.
         raw = await request.body()
         try:
@@ -100,7 +126,7 @@ def batch_router(max_items: int) -> APIRouter:
         except orjson.JSONDecodeError as error:
             return error_response(400, f"malformed JSON body: {error}")
         answer = await batch.serve(
-            policy, event, max_items, lambda role: authorize_scope(request.scope, role)
+            service, event, max_items, lambda role: authorize_scope(request.scope, role)
         )
         return batch_response(*answer)
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from twotier.access.keyring import Principal
 from twotier.access.keys import Role
 from twotier.api.access_guard import PRINCIPAL_KEY
-from twotier.api.dependencies import PolicyDep
+from twotier.api.dependencies import ServiceDep
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ async def healthz() -> dict[str, str]:
         }
     },
 )
-async def readyz(policy: PolicyDep, request: Request) -> JSONResponse:
-    tiers = await policy.readiness()
+async def readyz(service: ServiceDep, request: Request) -> JSONResponse:
+    tiers = await service.readiness()
     broken = {name: state for name, state in tiers.items() if state != "ok"}
     if not broken:
         return JSONResponse({"status": "ok", **tiers})

@@ -1,0 +1,124 @@
+"""The cache as the policy uses it: never a point of failure.
+
+A cache error or timeout is counted, logged, and told to a circuit breaker (3 failures in a
+row open it for 2 s, then one trial call), so that a dead cache costs no timeout per request;
+the caller then serves from the database. A committed write whose write-through failed is
+remembered; before the cache is used again, those keys are deleted and those generations
+moved (past ``MAX_PENDING`` remembered writes, the whole namespace is cleared instead), so a
+cache that missed writes is never trusted with what it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
+
+from twotier.breaker import BreakerState, CircuitBreaker
+from twotier.cache.base import Cache, CacheUnavailable
+from twotier.telemetry import CACHE_ERRORS, GaugeReadings
+
+log = logging.getLogger("twotier.policy")
+
+T = TypeVar("T")
+
+#: Past this many writes that missed the cache, recovery clears the namespace instead.
+MAX_PENDING = 10_000
+
+
+def new_generation() -> int:
+    """A generation: a random 62-bit number, so a lost one is never guessed back."""
+    return random.getrandbits(62)
+
+
+class ResilientCache:
+    def __init__(
+        self, cache: Cache, breaker: CircuitBreaker | None = None, *, generation_ttl: float
+    ) -> None:
+        self.cache = cache
+        self.breaker = breaker or CircuitBreaker()
+        self.generation_ttl = generation_ttl
+        self._pending_keys: set[str] = set()
+        self._pending_generations: set[str] = set()
+        self._pending_everything = False
+
+    async def usable(self) -> bool:
+        """Whether the cache may be used now: the breaker lets calls through, and every
+        write it missed has been applied."""
+        if not self.breaker.allows():
+            return False
+        if self._pending_keys or self._pending_generations or self._pending_everything:
+            return await self._apply_pending()
+        return True
+
+    def succeeded(self) -> None:
+        self.breaker.succeeded()
+
+    def failed(self, error: CacheUnavailable, operation: str) -> None:
+        CACHE_ERRORS.labels(operation).inc()
+        log.warning("cache call failed, serving from the database: %s", error)
+        self.breaker.failed()
+
+    async def attempt(self, call: Awaitable[T], operation: str) -> None:
+        """A best-effort cache write (a fill): failing it costs nothing but a later miss."""
+        try:
+            await call
+        except CacheUnavailable as error:
+            self.failed(error, operation)
+
+    def remember(self, keys: Iterable[str], generations: Iterable[str]) -> None:
+        """A committed write the cache did not see: invalidate its keys before trusting it."""
+        self._pending_keys.update(keys)
+        self._pending_generations.update(generations)
+        if len(self._pending_keys) + len(self._pending_generations) > MAX_PENDING:
+            self.remember_everything()
+
+    def remember_everything(self) -> None:
+        """The cache may hold anything stale (a bulk load it could not be told of)."""
+        self._pending_everything = True
+        self._pending_keys.clear()
+        self._pending_generations.clear()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending_keys) + len(self._pending_generations)
+
+    async def _apply_pending(self) -> bool:
+        keys, generations = list(self._pending_keys), list(self._pending_generations)
+        everything = self._pending_everything
+        try:
+            if everything:
+                await self.cache.clear()
+            else:
+                await self.cache.delete(keys)
+                await self.cache.set_generations(
+                    {g: new_generation() for g in generations}, self.generation_ttl
+                )
+        except CacheUnavailable as error:
+            self.failed(error, "recover")
+            return False
+        self._pending_keys.difference_update(keys)
+        self._pending_generations.difference_update(generations)
+        if everything:
+            self._pending_everything = False
+        self.breaker.succeeded()
+        return True
+
+    def gauges(self) -> GaugeReadings:
+        """The breaker's state and the backlog, and what the cache holds in this process."""
+        state = self.breaker.state
+        readings: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]] = {
+            "twotier_circuit_breaker_state": (
+                "The cache circuit breaker: 1 for its current state.",
+                {(("state", s.value),): float(s is state) for s in BreakerState},
+            ),
+            "twotier_cache_pending_invalidations": (
+                "Committed writes the cache has not seen yet (applied when it is back).",
+                {(): float(self.pending)},
+            ),
+        }
+        for name, value in self.cache.gauges().items():
+            held = "Bytes (estimated)" if name.endswith("_bytes") else "Entries"
+            readings[f"twotier_{name}"] = (f"{held} held in this process.", {(): value})
+        return readings

@@ -1,0 +1,138 @@
+"""The use cases: what every entrypoint (the HTTP routes and hot path, Lambda, the CLI) calls.
+
+An entrypoint translates its input into one of these and their result into its output; none
+reaches into a store or a cache. Reads and writes of a resource's rows are its policy's
+(``resource(name)``); keys, sample data, bulk loads, readiness and the live figures are here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from twotier.access.keyring import KeyRing
+from twotier.access.keys import KeyRecord, Role, create_key
+from twotier.cache.base import CacheUnavailable
+from twotier.cache.resilient import ResilientCache
+from twotier.dataset import generate
+from twotier.policy import AnswerLimits, ResourcePolicy, Tuning
+from twotier.resources import Resource, default_resource
+from twotier.store.base import LoadRows, Store, StoreUnavailable
+from twotier.telemetry import LIVE_STATE, GaugeReadings
+
+_SAMPLE_CHUNK = 5000  # rows per transaction when adding sample data
+
+
+class UnknownResource(LookupError):
+    """No declared resource has that name."""
+
+
+class Service:
+    def __init__(
+        self,
+        store: Store,
+        cache: ResilientCache,
+        resources: Sequence[Resource],
+        *,
+        tuning: Tuning | None = None,
+        limits: AnswerLimits | None = None,
+        key_refresh: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.resources = {resource.name: resource for resource in resources}
+        self._policies = {
+            resource.name: ResourcePolicy(store.rows(resource.name), cache, tuning, limits)
+            for resource in resources
+        }
+        self.keyring = KeyRing(store, refresh=key_refresh)
+
+    def resource(self, name: str) -> ResourcePolicy:
+        """The reads and writes of one resource's rows; UnknownResource if none is ``name``."""
+        try:
+            return self._policies[name]
+        except KeyError:
+            raise UnknownResource(name) from None
+
+    @property
+    def default_resource(self) -> str:
+        """The resource the seed's batch protocol addresses without ``RESOURCE``."""
+        return default_resource(list(self.resources.values()))
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Create (or adopt) the schema (idempotent; every process may call it), and show
+        the live state on /metrics."""
+        await self.store.init_schema()
+        LIVE_STATE.watch(self.gauges)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each tier's state: "ok", or what is wrong with it."""
+        status: dict[str, str] = {}
+        for name, ping, errors in (
+            ("database", self.store.ping, (StoreUnavailable,)),
+            ("cache", self.cache.cache.ping, (CacheUnavailable,)),
+        ):
+            try:
+                await ping()
+                status[name] = "ok"
+            except errors as error:
+                status[name] = str(error)
+        return status
+
+    def gauges(self) -> GaugeReadings:
+        """The live state an operator watches: pool, breaker, backlog, in-process caches."""
+        readings = dict(self.cache.gauges())
+        pool = self.store.pool_usage()
+        if pool:
+            readings["twotier_database_pool_connections"] = (
+                "Database connections of this process, by state.",
+                {(("state", name),): float(count) for name, count in pool.items()},
+            )
+        return readings
+
+    async def close(self) -> None:
+        LIVE_STATE.forget(self.gauges)
+        await self.cache.cache.close()
+        await self.store.close()
+
+    # -- API keys -------------------------------------------------------------------------
+
+    async def create_key(self, name: str, role: Role) -> tuple[KeyRecord, str]:
+        """Make a key (ValueError for a name that cannot be one); it works at once here."""
+        made = await create_key(self.store, name, role)
+        await self.keyring.reload(force=True)
+        return made
+
+    async def list_keys(self) -> list[KeyRecord]:
+        return await self.store.list_keys()
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key: refused at once here, elsewhere within the keyring's refresh."""
+        revoked = await self.store.revoke_key(key_id, datetime.now(UTC))
+        if revoked:
+            await self.keyring.reload(force=True)
+        return revoked
+
+    # -- data -----------------------------------------------------------------------------
+
+    async def add_samples(self, name: str, rows: int, *, seed: int = 0, force: bool = False) -> int:
+        """Add generated rows to a resource through its policy (so the cache learns of
+        them); none if it holds rows already, unless ``force``."""
+        policy = self.resource(name)
+        if not force and await policy.rows.count():
+            return 0
+        start = await policy.rows.count() + 1 if not policy.resource.auto_key else 1
+        made: Iterator[dict[str, Any]] = generate(policy.resource, rows, seed, start=start)
+        while chunk := list(islice(made, _SAMPLE_CHUNK)):
+            await policy.create_many(chunk)
+        return rows
+
+    async def load(
+        self, name: str, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]
+    ) -> int:
+        """Bulk-load rows into a resource, then forget what the cache holds."""
+        return await self.resource(name).bulk_load(rows, replace=replace, keep=keep)

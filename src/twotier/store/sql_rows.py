@@ -1,0 +1,286 @@
+"""One resource's rows in a SQL database: reads, writes and bulk loads, built from its table.
+
+Writes run in one transaction that first locks the row (``SELECT … FOR UPDATE``; on SQLite
+``BEGIN IMMEDIATE``), so each returns the row as it was before and after, concurrent writes
+of one row serialize (no lost version bumps), and a conditional write (``expected``) is
+checked against the version it is about to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    cast,
+    delete,
+    exc,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from twotier.resources import Key, Record, Resource
+from twotier.resources.fields import TimestampField
+from twotier.store import sql_bulk
+from twotier.store.base import DuplicateKey, LoadRows, Query, StoreUnavailable, VersionMismatch
+from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
+from twotier.store.sql_schema import VERSION
+from twotier.telemetry import DatabaseTimer
+from twotier.versions import birth_version
+
+if TYPE_CHECKING:
+    from twotier.store.sql import SQLStore
+
+# Values per IN (...) list: well under every dialect's bound-parameter limit.
+_IN_CHUNK = 1000
+
+
+class SQLRows:
+    def __init__(self, resource: Resource, table: Table, db: SQLStore) -> None:
+        self.resource = resource
+        self.table = table
+        self._db = db
+        self._key = table.c[resource.key]
+        self._selected = (*(table.c[name] for name in resource.columns), table.c[VERSION])
+        self._names = resource.columns
+        # Columns whose values the database hands back in its own form (naive datetimes).
+        self._timestamps = tuple(
+            index
+            for index, name in enumerate(resource.columns)
+            if isinstance(resource.field(name), TimestampField)
+        )
+        self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
+
+    # -- rows as the tiers see them -----------------------------------------------------
+
+    def _record(self, row: Row[Any]) -> Record:
+        values = list(row)
+        version = values.pop()
+        for index in self._timestamps:
+            moment = values[index]
+            if moment is not None:
+                values[index] = (
+                    moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+                )
+        named = dict(zip(self._names, values, strict=True))
+        return Record(named[self.resource.key], named, version)
+
+    def _stored(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Values as this database takes them (datetimes: naive UTC where it keeps no zone)."""
+        if not self._timestamps or not self._stored_naive:
+            return dict(values)
+        stored = dict(values)
+        for name, value in values.items():
+            if isinstance(value, datetime):
+                stored[name] = value.astimezone(UTC).replace(tzinfo=None)
+        return stored
+
+    def _equal(self, name: str, value: object) -> list[ColumnElement[bool]]:
+        """``name`` equals ``value`` exactly, as on every store: MySQL's text collations
+        would also match other cases, accents and trailing spaces, and the cache would then
+        hold two entries for what the database treats as one value. The collation's test
+        stays too, so that an index on the column still narrows the search."""
+        column = self.table.c[name]
+        exact: list[ColumnElement[bool]] = [column == value]
+        if self._db.backend == "mysql" and isinstance(column.type, String):
+            exact.append(cast(column, mysql.BINARY) == cast(literal(value), mysql.BINARY))
+        return exact
+
+    def _among(self, name: str, values: Sequence[Any]) -> list[ColumnElement[bool]]:
+        """``name`` is exactly one of ``values`` (see ``_equal``)."""
+        column = self.table.c[name]
+        among: list[ColumnElement[bool]] = [column.in_(values)]
+        if self._db.backend == "mysql" and isinstance(column.type, String):
+            among.append(
+                cast(column, mysql.BINARY).in_([cast(literal(v), mysql.BINARY) for v in values])
+            )
+        return among
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get(self, key: Key) -> Record | None:
+        stmt = select(*self._selected).where(*self._equal(self.resource.key, key))
+        async with self._db.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return self._record(row) if row else None
+
+    async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
+        found: dict[Key, Record] = {}
+        unique = list(dict.fromkeys(keys))
+        async with self._db.connect() as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                stmt = select(*self._selected).where(*self._among(self.resource.key, chunk))
+                for row in await conn.execute(stmt):
+                    record = self._record(row)
+                    found[record.key] = record
+        return found
+
+    async def lookup(
+        self, field: str, values: Sequence[Any], limit: int | None = None
+    ) -> dict[Any, list[Record]]:
+        found: dict[Any, list[Record]] = {value: [] for value in values}
+        unique = sorted(found)
+        column = self.table.c[field]
+        left = limit
+        async with self._db.connect() as conn:
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                stmt = (
+                    select(*self._selected)
+                    .where(*self._among(field, chunk))
+                    .order_by(column, self._key)
+                )
+                if left is not None:
+                    stmt = stmt.limit(left)
+                for row in await conn.execute(stmt):
+                    record = self._record(row)
+                    found[record.values[field]].append(record)
+                    if left is not None:
+                        left -= 1
+                if left == 0:
+                    break
+        return found
+
+    async def find(self, query: Query) -> list[Record]:
+        stmt = select(*self._selected)
+        if query.after is not None:
+            stmt = stmt.where(self._key > query.after)
+        for name, value in query.filters:
+            stmt = stmt.where(*self._equal(name, value))
+        stmt = stmt.order_by(self._key).limit(query.limit)
+        async with self._db.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [self._record(row) for row in rows]
+
+    async def count(self) -> int:
+        async with self._db.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(self.table)) or 0)
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def create_many(self, rows: Sequence[Mapping[str, Any]]) -> list[Record]:
+        """Insert all rows in one transaction (all or nothing) and return them with keys."""
+        if not rows:
+            return []
+        version = birth_version()
+        values = [self._stored(row) | {VERSION: version} for row in rows]
+        try:
+            async with self._db.connect(write=True) as conn:
+                keys = await self._insert(conn, values)
+        except exc.IntegrityError as error:
+            if is_duplicate_key(error):
+                raise DuplicateKey() from None
+            raise
+        records = []
+        for key, row in zip(keys, rows, strict=True):
+            named = {name: key if name == self.resource.key else row[name] for name in self._names}
+            records.append(Record(key, named, version))
+        return records
+
+    async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> list[Key]:
+        if not self.resource.auto_key:
+            await conn.execute(insert(self.table), values)
+            return [row[self.resource.key] for row in values]
+        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+            stmt = insert(self.table).returning(self._key, sort_by_parameter_order=True)
+            return list((await conn.execute(stmt, values)).scalars())
+        keys: list[Key] = []  # e.g. MySQL proper: no RETURNING, one statement per row
+        for row in values:
+            result = await conn.execute(insert(self.table), row)
+            keys.append(result.inserted_primary_key[0])  # type: ignore[index]
+        return keys
+
+    async def update(
+        self, key: Key, changes: Mapping[str, Any], *, expected: frozenset[int] | None = None
+    ) -> tuple[Record, Record] | None:
+        async with self._db.connect(write=True) as conn:
+            before = await self._lock(conn, key)
+            if before is None:
+                if expected is not None:
+                    raise VersionMismatch(0)
+                return None
+            _check(before, expected)
+            await self._set(conn, key, changes)
+        return before, before.replaced(dict(changes))
+
+    async def put(
+        self, key: Key, values: Mapping[str, Any], *, expected: frozenset[int] | None = None
+    ) -> tuple[Record | None, Record]:
+        changes = {name: value for name, value in values.items() if name != self.resource.key}
+        for attempt in (1, 2):
+            try:
+                async with self._db.connect(write=True) as conn:
+                    before = await self._lock(conn, key)
+                    if before is not None:
+                        _check(before, expected)
+                        await self._set(conn, key, changes)
+                        return before, before.replaced(changes)
+                    if expected is not None:
+                        raise VersionMismatch(0)
+                    row = {**changes, self.resource.key: key}
+                    version = birth_version()
+                    await conn.execute(insert(self.table), self._stored(row) | {VERSION: version})
+                    named = {name: row[name] for name in self._names}
+                    return None, Record(key, named, version)
+            except exc.IntegrityError as error:
+                # Another writer created the row between the lock and the insert: the
+                # second time round it is there to be locked.
+                if attempt == 2 or not is_duplicate_key(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _set(self, conn: AsyncConnection, key: Key, changes: Mapping[str, Any]) -> None:
+        await conn.execute(
+            update(self.table)
+            .where(*self._equal(self.resource.key, key))
+            .values(**self._stored(changes), **{VERSION: self.table.c[VERSION] + 1})
+        )
+
+    async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> Record | None:
+        async with self._db.connect(write=True) as conn:
+            before = await self._lock(conn, key)
+            if before is None:
+                if expected is not None:
+                    raise VersionMismatch(0)
+                return None
+            _check(before, expected)
+            await conn.execute(delete(self.table).where(*self._equal(self.resource.key, key)))
+        return before
+
+    async def _lock(self, conn: AsyncConnection, key: Key) -> Record | None:
+        """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
+        stmt = select(*self._selected).where(*self._equal(self.resource.key, key)).with_for_update()
+        row = (await conn.execute(stmt)).first()
+        return self._record(row) if row else None
+
+    async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:
+        """Load many rows through the database's bulk path, in one transaction."""
+        try:
+            with DatabaseTimer():
+                return await sql_bulk.bulk_load(
+                    self._db.url,
+                    self.resource,
+                    rows,
+                    replace=replace,
+                    version=birth_version(),
+                    keep=keep,
+                    tls=self._db.tls,
+                )
+        except UNAVAILABLE as error:
+            raise StoreUnavailable(describe(error)) from error
+
+
+def _check(before: Record, expected: frozenset[int] | None) -> None:
+    if expected is not None and before.version not in expected:
+        raise VersionMismatch(before.version)
