@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -61,12 +62,19 @@ def database_url(kind: str, tmp_path: object) -> str:
     )
 
 
-def drop_table(url: str) -> None:
-    """Leave a shared test database as other tests expect it: without the heroes table."""
+#: The resources the tests declare besides the built-in heroes (products, events).
+DECLARED = Path(__file__).with_name("products.toml")
+
+
+def drop_table(url: str, resources: str | None = None) -> None:
+    """Leave a shared test database as other tests expect it: without the resources' tables
+    (the heroes', or those ``resources`` declares)."""
     import asyncio
 
+    from twotier.resources import load_resources
+
     async def drop() -> None:
-        store = SQLStore(url)
+        store = SQLStore(url, load_resources(resources))
         try:
             await store.init_schema()
             await store.drop_schema()

@@ -16,7 +16,7 @@ TIERS = [("sqlite", "memory"), ("mysql", "redis"), ("postgres", "redis")]
 
 def serve(settings: Settings, *, role: str | None = "admin") -> Iterator[TestClient]:
     """A client of a fresh app; with ``role``, it sends a key with that role."""
-    drop_table(settings.database_url)
+    drop_table(settings.database_url, settings.resources)
     headers = {"X-API-Key": make_key(settings.database_url, role)} if role else {}
     try:
         with TestClient(
@@ -24,7 +24,7 @@ def serve(settings: Settings, *, role: str | None = "admin") -> Iterator[TestCli
         ) as client:
             yield client
     finally:
-        drop_table(settings.database_url)
+        drop_table(settings.database_url, settings.resources)
         forget_namespace(settings.cache_url, settings.cache_namespace)
 
 

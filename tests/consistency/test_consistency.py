@@ -44,7 +44,7 @@ CLIENTS = int(os.environ.get("TWOTIER_SOAK_CLIENTS", "16"))
 # Short TTLs: entries expire all the time, so fills race with writes all the time.
 FAST_EXPIRY = {"TWOTIER_CACHE_TTL": "0.3", "TWOTIER_CACHE_NEGATIVE_TTL": "0.2"}
 #: The heroes and a resource with a client-given string key, declared side by side.
-DECLARATION = Path(__file__).with_name("products.toml")
+DECLARATION = Path(__file__).parent.parent / "products.toml"
 RESOURCES = {resource.name: resource for resource in load_resources(DECLARATION)}
 SUBJECTS = [HEROES, PRODUCTS]
 

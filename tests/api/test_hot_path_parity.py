@@ -1,0 +1,124 @@
+"""The hot path answers exactly as the routes do: the same requests, sent to an app with it
+and to one without, get the same status, headers and body (under a mount point too)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import DECLARED, settings_for
+from twotier.access.keys import Role, create_key
+from twotier.api.app import create_app
+from twotier.store.sql import SQLStore
+
+#: Headers that differ between any two answers.
+_OWN = {"x-request-id", "date"}
+
+REQUESTS: list[tuple[str, str, dict[str, str], Any]] = [
+    ("POST", "/heroes", {}, {"name": "Ada", "hero": "H", "power": "P", "xp": 5, "color": "C"}),
+    (
+        "POST",
+        "/products",
+        {},
+        {"sku": "A-1", "name": "Lamp", "category": "c", "price": 1, "stock": 1},
+    ),
+    ("GET", "/heroes/1", {}, None),  # a hit
+    ("GET", "/heroes/2", {}, None),  # a miss, absent
+    ("GET", "/heroes/2", {}, None),  # absent, from the cache
+    ("GET", "/heroes/0", {}, None),  # out of range: 422
+    ("GET", "/heroes/abc", {}, None),
+    ("GET", "/heroes/4294967296", {}, None),
+    ("GET", "/heroes/1/more", {}, None),
+    ("GET", "/heroes/1", {"Cache-Control": "No-Cache"}, None),
+    ("GET", "/heroes/1", {"If-None-Match": '"1", W/"2"'}, None),
+    ("HEAD", "/heroes/1", {}, None),
+    ("GET", "/products/A-1", {}, None),
+    ("GET", "/products/a-1", {}, None),
+    ("GET", "/products/A%2F1", {}, None),
+    ("GET", "/products/" + "x" * 33, {}, None),
+    ("GET", "/products/A-1", {"If-None-Match": "*"}, None),
+    ("DELETE", "/products/A-1", {}, None),
+    ("GET", "/products/A-1", {}, None),  # the tombstone
+    ("GET", "/nowhere/1", {}, None),
+    ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [5, "5"]}),
+    ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "SQLS": ["x"]}),
+    ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "KEY": "id", "SQLS": [1]}),
+]
+
+
+@pytest.fixture(params=["", "/prod"], ids=["at-the-root", "under-a-mount-point"])
+async def pair(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, str]]:
+    """Clients of two apps over tiers of their own, one without the hot path."""
+    root: str = request.param
+    clients = []
+    lives = AsyncExitStack()
+    for hot_path in (True, False):
+        work = tmp_path / ("hot" if hot_path else "routes")
+        work.mkdir()
+        settings = settings_for("sqlite", "memory", work, resources=str(DECLARED))
+        key = await _admin_key(settings.database_url)
+        app = create_app(settings, hot_path=hot_path)
+        transport = httpx.ASGITransport(app=app, root_path=root)
+        client = httpx.AsyncClient(
+            transport=transport, base_url="http://parity", headers={"X-API-Key": key}
+        )
+        clients.append((app, client))
+    async with lives:
+        for app, client in clients:
+            await lives.enter_async_context(app.router.lifespan_context(app))
+            lives.push_async_callback(client.aclose)
+        yield clients[0][1], clients[1][1], root
+
+
+async def _admin_key(url: str) -> str:
+    store = SQLStore(url)
+    try:
+        await store.init_schema()
+        return (await create_key(store, "parity", Role.ADMIN))[1]
+    finally:
+        await store.close()
+
+
+def _versionless(headers: httpx.Headers) -> dict[str, str]:
+    """The headers to compare: all but the ones every answer has its own of, and the
+    versions (each app's rows were born at their own microsecond)."""
+    return {k: v for k, v in headers.items() if k not in _OWN and k != "etag"}
+
+
+async def test_the_hot_path_answers_as_the_routes_do(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient, str],
+) -> None:
+    hot, routes, root = pair
+    statuses = []
+    for method, path, headers, body in REQUESTS:
+        answers = [
+            await client.request(method, root + path, headers=headers, json=body)
+            for client in (hot, routes)
+        ]
+        first, second = answers
+        where = f"{method} {path} {headers}"
+        assert first.status_code == second.status_code, where
+        assert first.content == second.content, where
+        assert _versionless(first.headers) == _versionless(second.headers), where
+        assert ("etag" in first.headers) == ("etag" in second.headers), where
+        statuses.append(first.status_code)
+    # Not one 404 for all: the requests reached what they name.
+    assert statuses[:7] == [201, 201, 200, 404, 404, 422, 422]
+    assert first.headers["x-cache"] == "HIT"  # the last batch read, a hit as well
+
+
+async def test_the_access_rules_match_under_a_mount_point(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient, str],
+) -> None:
+    hot, _, root = pair
+    anonymous = {"X-API-Key": ""}
+    assert (await hot.get(root + "/admin/keys", headers=anonymous)).status_code == 401
+    assert (await hot.post(root + "/heroes", json={}, headers=anonymous)).status_code == 401
+    assert (await hot.get(root + "/healthz", headers=anonymous)).status_code == 200
