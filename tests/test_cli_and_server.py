@@ -164,3 +164,31 @@ def test_passwords_are_not_printed(tmp_path: Path) -> None:
     result = run(["db", "init"], env, tmp_path)
     assert result.returncode != 0
     assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+def test_a_declaration_that_cannot_be_served_stops_in_one_line(tmp_path: Path) -> None:
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        '[resources.items]\nlookups = ["colour"]\n[resources.items.fields]\nname = "string"\n'
+    )
+    for command in (["serve"], ["db", "init"], ["load", "nothing.csv"], ["keys", "list"]):
+        result = run(command, env | {"TWOTIER_RESOURCES": str(broken)}, tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        said = result.stderr.strip()
+        assert said == f"{broken}: resources.items.lookups: 'colour' is not one of its fields"
+    # A declaration the table contradicts: the same, from the database's side.
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    shorter = tmp_path / "shorter.toml"
+    shorter.write_text(
+        (Path(__file__).parent.parent / "src/twotier/resources/heroes.toml")
+        .read_text()
+        .replace("max_length = 20 }\nhero", "max_length = 30 }\nhero")
+    )
+    for command in (["db", "init"], ["serve"]):
+        result = run(command, env | {"TWOTIER_RESOURCES": str(shorter)}, tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "column 'name' is VARCHAR(20)" in lines[0]
+        assert "Traceback" not in result.stderr

@@ -29,10 +29,11 @@ from twotier.logs import redacted_url
 from twotier.resources import Resource, ResourceError
 from twotier.service import Service, UnknownResource
 from twotier.store.base import DuplicateKey, StoreUnavailable
+from twotier.store.sql_adopt import SchemaMismatch
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and greps
 APP_FACTORY = "twotier.api.app:serve_app"
 
 
@@ -85,7 +86,7 @@ def serve(
     ] = LogLevel.info,
 ) -> None:
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
-    _service()  # a declaration that cannot be served stops here, in one line
+    _prepare_schema()  # a declaration that cannot be served stops here, in one line
     if workers > 1 and get_settings().cache_url.startswith("memory:"):
         # Each worker would keep its own cache, and miss the others' writes.
         console.print(
@@ -157,6 +158,27 @@ def _service() -> Service:
     try:
         return build_service(get_settings())
     except ResourceError as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
+
+def _prepare_schema() -> None:
+    """Create or adopt the declared tables before serving: a declaration the database
+    contradicts stops here in one line. With the database down, serving starts all the
+    same (and recovers when it is back)."""
+    service = _service()
+
+    async def run() -> None:
+        try:
+            await service.prepare()
+        finally:
+            await service.close()
+
+    try:
+        asyncio.run(run())
+    except StoreUnavailable as error:
+        console.print(Text(f"the database is unreachable, serving anyway: {error}", style="yellow"))
+    except SchemaMismatch as error:
         console.print(Text(str(error), style="red"))
         raise typer.Exit(2) from None
 
@@ -290,6 +312,9 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     except DuplicateKey as error:
         console.print(Text(f"{error}; nothing was written", style="red"))
         raise typer.Exit(1) from None
+    except SchemaMismatch as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
 
 
 def _load_with_progress(

@@ -20,7 +20,7 @@ from twotier.store.base import StoreUnavailable
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and greps
 app = typer.Typer(
     help="API keys: X-API-Key values with a role (read, write or admin).", no_args_is_help=True
 )

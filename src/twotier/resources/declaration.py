@@ -222,7 +222,7 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
     unknown = set(spec) - _FIELD_KEYS[kind]
     if unknown:
         raise ResourceError(
-            f"{at}: {sorted(unknown)[0]!r} does not apply to a {kind} (it takes: "
+            f"{at}: {sorted(unknown)[0]!r} does not apply to {_article(kind)} {kind} (it takes: "
             f"{', '.join(sorted(_FIELD_KEYS[kind] - {'type'}))})"
         )
     nullable = spec.get("nullable", False)
@@ -319,6 +319,10 @@ def _text(at: str, spec: Mapping[str, object], name: str, default: str) -> str:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _singular(name: str) -> str:

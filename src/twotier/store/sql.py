@@ -14,7 +14,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, MetaData, Table, event, exc, insert, make_url, select, text, update
+from sqlalchemy import (
+    URL,
+    Connection,
+    MetaData,
+    Table,
+    event,
+    exc,
+    insert,
+    inspect,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
@@ -22,6 +35,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.store.base import StoreUnavailable
+from twotier.store.sql_adopt import adopt
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, resource_table
@@ -151,7 +165,7 @@ class SQLStore:
                 elif self.backend == "mysql":
                     await conn.execute(text("SELECT GET_LOCK(:name, :seconds)"), _LOCK)
                 try:
-                    await conn.run_sync(self.metadata.create_all, checkfirst=True)
+                    await conn.run_sync(self._create_or_adopt)
                     await conn.run_sync(access_metadata.create_all, checkfirst=True)
                 finally:
                     if self.backend == "mysql":  # DDL commits at once there: release by hand
@@ -160,6 +174,15 @@ class SQLStore:
             raise
         except UNAVAILABLE as error:
             raise StoreUnavailable(describe(error)) from error
+
+    def _create_or_adopt(self, conn: Connection) -> None:
+        """Create the tables that do not exist; bring those that do up to their declaration
+        (``sql_adopt``: never dropping or rewriting anything)."""
+        existing = set(inspect(conn).get_table_names())
+        for rows in self._rows.values():
+            if rows.table.name in existing:
+                adopt(conn, rows.resource, rows.table)
+        self.metadata.create_all(conn, checkfirst=True)
 
     async def _ensure_database(self) -> None:
         """Create the database named in the URL if the server does not have it yet."""
