@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from twotier.access.keys import KeyRecord, KeyStore, Role, key_id_of, matches
-from twotier.store.base import StoreUnavailable
+from twotier.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twotier.access.keys import KeyStore
+from twotier.errors import StoreUnavailable
 from twotier.resources import Key, Record, Resource
 
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached or did not answer in time; nothing was written."""
+__all__ = ["DuplicateKey", "Query", "Rows", "Store", "StoreUnavailable", "VersionMismatch"]
 
 
 class DuplicateKey(Exception):
