@@ -26,6 +26,7 @@ from twotier.resources import Resource, default_resource, load_resources
 from twotier.resources.fields import IntegerField, whole_number
 from twotier.service import Service
 from twotier.store.base import DuplicateKey, StoreUnavailable
+from twotier.telemetry import CURRENT_REQUEST
 
 
 class BatchError(Exception):
@@ -176,6 +177,9 @@ async def serve(
             writes = isinstance(event, dict) and event.get("REQUEST") == "write"
             authorize(Role.WRITE if writes else Role.READ)
         request = parse(event, max_items, service.resources)
+        record = CURRENT_REQUEST.get()
+        if record is not None:  # the access line says which resource the event addressed
+            record.resource = request.resource
         policy = service.resource(request.resource)
         if request.read_by is None:
             await policy.create_many(request.rows)

@@ -174,6 +174,7 @@ class RequestRecord:
     database_seconds: float = 0.0
     database_queries: int = 0
     key_id: str | None = None
+    resource: str | None = None  # the declared resource the request addressed
 
 
 CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("twotier_request", default=None)

@@ -136,11 +136,19 @@ def test_one_access_line_per_request_with_its_id(
         "HIT",
     )
     assert first["path"] == f"/heroes/{hero_id}"
+    assert first["resource"] == "heroes"
     assert first["latency_ms"] > 0
     assert (first["db_ms"], first["db_queries"]) == (0, 0)  # a hit asks no database
     miss = json.loads(JsonFormatter().format(lines[1]))
     assert (miss["status"], miss["cache"], miss["db_queries"]) == (404, "MISS", 1)
     assert miss["db_ms"] > 0
+    assert json.loads(JsonFormatter().format(lines[2]))["resource"] == "heroes"  # a list
+    logged.clear()
+    embedded.get("/healthz")
+    embedded.post("/batch", json={"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1]})
+    health, seed = (json.loads(JsonFormatter().format(r)) for r in access_lines(logged))
+    assert "resource" not in health
+    assert (seed["route"], seed["resource"]) == ("/batch", "heroes")
 
 
 def test_access_log_can_be_turned_off(tmp_path: object, caplog: pytest.LogCaptureFixture) -> None:

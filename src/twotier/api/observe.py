@@ -99,6 +99,8 @@ class Observe:
             count_request(route, method, status, elapsed)
             if self.access_log_enabled:
                 client = scope.get("client")
+                if record.resource is None:
+                    record.resource = _resource_of(route, scope)
                 log_request(
                     record,
                     method=method_label(method),
@@ -147,6 +149,13 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) else _UNMATCHED
 
 
+def _resource_of(route: str, scope: Scope) -> str | None:
+    """The resource a route template serves (``/heroes/{hero_id}`` → heroes), if any."""
+    name = route.split("/", 2)[1] if route.startswith("/") else ""
+    service = getattr(scope["app"].state, "service", None)
+    return name if service is not None and name in service.resources else None
+
+
 def _is_https(scope: Scope) -> bool:
     if scope.get("scheme") == "https":
         return True
@@ -178,6 +187,8 @@ def log_request(
         "db_ms": round(record.database_seconds * 1000, 3),
         "db_queries": record.database_queries,
     }
+    if record.resource is not None:
+        fields["resource"] = record.resource
     if record.key_id is not None:
         fields["key"] = record.key_id
     logs.log_fields(access_log, "request", fields)
