@@ -15,11 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import database_url
+from tests.conftest import DECLARED, database_url
 from tests.own_servers import OwnMariaDB, OwnRedis
 from twotier.bench.target import Target
 
 HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}
+LAMP = {"sku": "A-1", "name": "Lamp", "category": "home", "price": 12.5, "stock": 3}
+#: The built-in heroes, and a declared resource with a client-given string key.
+SUBJECTS = {"heroes": ("/heroes", HERO, "id"), "products": ("/products", LAMP, "sku")}
 
 
 @pytest.fixture
@@ -47,26 +50,29 @@ def environment(tmp_path: Path, cache_url: str) -> dict[str, str]:
         "TWOTIER_DATABASE_URL": database_url("sqlite", tmp_path),
         "TWOTIER_CACHE_URL": cache_url,
         "TWOTIER_CACHE_TIMEOUT": "0.2",
+        "TWOTIER_RESOURCES": str(DECLARED),
     }
 
 
-def test_redis_killed_and_restarted(own_redis: OwnRedis, tmp_path: Path) -> None:
+@pytest.mark.parametrize("subject", sorted(SUBJECTS))
+def test_redis_killed_and_restarted(own_redis: OwnRedis, tmp_path: Path, subject: str) -> None:
+    path, row, key = SUBJECTS[subject]
     with (
         Target(env=environment(tmp_path, own_redis.url)) as target,
         httpx.Client(base_url=target.url, headers=target.headers, timeout=10) as client,
     ):
-        hero_id = client.post("/heroes", json=HERO).json()["id"]
-        assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"
+        hero_id = client.post(path, json=row).json()[key]
+        assert client.get(f"{path}/{hero_id}").headers["x-cache"] == "HIT"
 
         own_redis.kill()
         errors_before = counter(client, "twotier_cache_errors_total")
         outcomes = set()
         for number in range(200):
-            response = client.get(f"/heroes/{hero_id}")
+            response = client.get(f"{path}/{hero_id}")
             assert response.status_code == 200
             outcomes.add(response.headers["x-cache"])
             if number == 100:  # a write during the outage: committed, remembered
-                changed = client.patch(f"/heroes/{hero_id}", json={"name": "Outage"})
+                changed = client.patch(f"{path}/{hero_id}", json={"name": "Outage"})
                 assert changed.status_code == 200
         assert "BYPASS" in outcomes
         # The breaker: a handful of failed cache calls, not one per request.
@@ -75,15 +81,17 @@ def test_redis_killed_and_restarted(own_redis: OwnRedis, tmp_path: Path) -> None
 
         own_redis.start()
         deadline = time.monotonic() + 30
-        while client.get(f"/heroes/{hero_id}").headers["x-cache"] == "BYPASS":
+        while client.get(f"{path}/{hero_id}").headers["x-cache"] == "BYPASS":
             assert time.monotonic() < deadline, "the cache was not used again"
             time.sleep(0.2)
-        assert client.get(f"/heroes/{hero_id}").json()["name"] == "Outage"  # nothing stale
-        assert client.get(f"/heroes/{hero_id}").headers["x-cache"] == "HIT"
+        assert client.get(f"{path}/{hero_id}").json()["name"] == "Outage"  # nothing stale
+        assert client.get(f"{path}/{hero_id}").headers["x-cache"] == "HIT"
         assert client.get("/readyz").status_code == 200
 
 
-def test_redis_frozen_then_thawed(own_redis: OwnRedis, tmp_path: Path) -> None:
+@pytest.mark.parametrize("subject", sorted(SUBJECTS))
+def test_redis_frozen_then_thawed(own_redis: OwnRedis, tmp_path: Path, subject: str) -> None:
+    path, row, key = SUBJECTS[subject]
     with (
         Target(env=environment(tmp_path, own_redis.url)) as target,
         httpx.Client(
@@ -92,22 +100,21 @@ def test_redis_frozen_then_thawed(own_redis: OwnRedis, tmp_path: Path) -> None:
             timeout=5,  # a hang would raise ReadTimeout
         ) as client,
     ):
-        hero_id = client.post("/heroes", json=HERO).json()["id"]
+        hero_id = client.post(path, json=row).json()[key]
         own_redis.signal(signal.SIGSTOP)
         try:
             for _ in range(100):
-                response = client.get(f"/heroes/{hero_id}")
+                response = client.get(f"{path}/{hero_id}")
                 assert response.status_code == 200
-            assert (
-                client.put(f"/heroes/{hero_id}", json=HERO | {"name": "Frozen"}).status_code == 200
-            )
+            replacement = {k: v for k, v in row.items() if k != "sku"} | {"name": "Frozen"}
+            assert client.put(f"{path}/{hero_id}", json=replacement).status_code == 200
         finally:
             own_redis.signal(signal.SIGCONT)
         deadline = time.monotonic() + 30
-        while client.get(f"/heroes/{hero_id}").headers["x-cache"] == "BYPASS":
+        while client.get(f"{path}/{hero_id}").headers["x-cache"] == "BYPASS":
             assert time.monotonic() < deadline, "the cache was not used again"
             time.sleep(0.2)
-        assert client.get(f"/heroes/{hero_id}").json()["name"] == "Frozen"
+        assert client.get(f"{path}/{hero_id}").json()["name"] == "Frozen"
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
