@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES, database_url
+from tests.conftest import DECLARED, REQUIRE_SERVICES, database_url
 from twotier.bench.runs import seed_events
-from twotier.bench.workload import HeroMix, Zipf
+from twotier.bench.workload import KeyMix, Zipf
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
 
@@ -35,11 +35,11 @@ def test_zipf_is_skewed_in_range_and_deterministic() -> None:
 
 
 def test_mixes_render_as_wrk_scripts() -> None:
-    script = HeroMix(500, skew=0.9, write_ratio=0.25, bypass=True).lua()
+    script = KeyMix(500, skew=0.9, write_ratio=0.25, bypass=True).lua()
     assert "local n, skew, write_ratio = 500, 0.9, 0.25" in script
     assert '["Cache-Control"] = "no-cache"' in script
     assert "WRKJSON" in script
-    stream = HeroMix(50, write_ratio=0.5).requests()
+    stream = KeyMix(50, write_ratio=0.5).requests()
     methods = Counter(stream().method for _ in range(2000))
     assert 800 < methods["PATCH"] < 1200
     assert methods["GET"] + methods["PATCH"] == 2000
@@ -61,6 +61,7 @@ def test_seed_events_repeat_hot_values() -> None:
 def bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
     env["TWOTIER_DATABASE_URL"] = database_url("sqlite", tmp_path)
+    env["TWOTIER_RESOURCES"] = str(DECLARED)
     return subprocess.run(
         [TWOTIER, "bench", *args, "--out", str(tmp_path / "out")],
         env=env,
@@ -71,8 +72,10 @@ def bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("generator", ["--no-wrk", "--wrk"])
-def test_http_workload_end_to_end(generator: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("generator", "resource"), [("--no-wrk", "heroes"), ("--wrk", "heroes"), ("--wrk", "products")]
+)
+def test_http_workload_end_to_end(generator: str, resource: str, tmp_path: Path) -> None:
     if generator == "--wrk" and shutil.which("wrk") is None:
         if REQUIRE_SERVICES:
             pytest.fail("wrk is not installed (.ci/run installs it)")
@@ -88,6 +91,8 @@ def test_http_workload_end_to_end(generator: str, tmp_path: Path) -> None:
             "8",
             "--write-ratio",
             "0.1",
+            "--resource",
+            resource,
             generator,
         ],
         tmp_path,
@@ -97,6 +102,7 @@ def test_http_workload_end_to_end(generator: str, tmp_path: Path) -> None:
     phases = {p["name"]: p for p in report["phases"]}
     assert set(phases) == {"baseline", "cached", "uncached"}
     assert report["config"]["generator"] == ("wrk" if generator == "--wrk" else "aiohttp")
+    assert report["config"]["resource"] == resource
     for phase in phases.values():
         assert phase["load"]["requests"] > 0
         assert phase["load"]["errors"] == 0

@@ -23,32 +23,51 @@ from twotier.resources.fields import IntegerField, StringField
 SPAN_DEFAULT = 10_000
 
 
+@dataclass(frozen=True)
+class KeyNumbering:
+    """How generated rows' keys follow their numbers (1, 2, …): an automatic or integer key
+    is the number (moved into its range), a text key ``her-0000001`` (its tail, if the key
+    is shorter). The bench writes the same keys in Lua: ``string.format(form, n + offset)``,
+    then its last ``cut`` characters."""
+
+    form: str
+    offset: int = 0
+    cut: int | None = None
+
+    def key(self, number: int) -> Any:
+        if self.form == "%d":
+            return number + self.offset
+        text = self.form % (number + self.offset)
+        return text[-self.cut :] if self.cut else text
+
+
+def numbering(resource: Resource) -> KeyNumbering:
+    key = resource.key_field
+    if isinstance(key, IntegerField):
+        low, _high = key.bounds
+        return KeyNumbering("%d", max(low, 1) - 1)
+    assert isinstance(key, StringField)
+    return KeyNumbering(f"{resource.singular[:3]}-%07d", cut=key.max_length)
+
+
 def generate(
     resource: Resource, rows: int, seed: int = 0, span: int = SPAN_DEFAULT, start: int = 1
 ) -> Iterator[dict[str, Any]]:
     """``rows`` new rows (without an automatic id), the same for the same ``seed``. A
-    client-given key is numbered from ``start``, so the rows' keys differ."""
+    client-given key is numbered from ``start`` (see ``numbering``), so the rows' keys
+    differ."""
     rng = random.Random(seed)
+    keys = numbering(resource)
     for number in range(start, start + rows):
         row: dict[str, Any] = {}
         for spec in resource.fields:
             if spec.name == resource.key:
-                row[spec.name] = _numbered_key(resource, number)
+                row[spec.name] = keys.key(number)
             elif spec.nullable and rng.random() < 0.1:
                 row[spec.name] = None
             else:
                 row[spec.name] = spec.sample(rng, span)
         yield row
-
-
-def _numbered_key(resource: Resource, number: int) -> Any:
-    key = resource.key_field
-    if isinstance(key, IntegerField):
-        low, _high = key.bounds
-        return max(low, 1) + number - 1
-    assert isinstance(key, StringField)
-    text = f"{resource.singular[:3]}-{number:07d}"
-    return text[-key.max_length :]
 
 
 def write_csv(

@@ -76,12 +76,13 @@ def _measure(
     server: str,
     workers: int,
     workload: Callable[[Target, _Bar], Coroutine[Any, Any, R]],
+    resource: str | None = None,
 ) -> R:
     """Load the data set if needed, start (or reach) the server, run the workload."""
     from twotier.bench.runs import ensure_rows
     from twotier.bench.target import Target
 
-    if url is None and asyncio.run(ensure_rows(get_settings(), rows)):
+    if url is None and asyncio.run(ensure_rows(get_settings(), rows, resource=resource)):
         console.print(f"loaded a generated data set of {rows:,} rows")
     with Target(url, server=server, workers=workers) as target, _progress() as progress:
         report = asyncio.run(workload(target, _Bar(progress)))
@@ -107,11 +108,21 @@ def http(
     server: Server = "granian",
     workers: Workers = 1,
     out: Out = Path("bench-results"),
+    resource: Annotated[
+        str | None,
+        typer.Option(help="The declared resource to read (default: heroes, or the first one)."),
+    ] = None,
 ) -> None:
-    """Concurrent GET /heroes/{id} (Zipf ids), cached and uncached, against /healthz."""
+    """Concurrent GET /{resource}/{key} (Zipf keys), cached and uncached, against /healthz."""
     from twotier.bench.report import http_report
     from twotier.bench.runs import http_workload
+    from twotier.resources import default_resource, load_resources
 
+    declared = {r.name: r for r in load_resources(get_settings().resources)}
+    name = resource or default_resource(list(declared.values()))
+    if name not in declared:
+        console.print(f"[red]no resource {name!r} (resources: {', '.join(declared)})[/red]")
+        raise typer.Exit(2)
     report = _measure(
         url,
         rows,
@@ -119,6 +130,7 @@ def http(
         workers,
         lambda target, progress: http_workload(
             target,
+            declared[name],
             ids=rows,
             duration=duration,
             connections=connections,
@@ -127,6 +139,7 @@ def http(
             use_wrk=wrk,
             progress=progress,
         ),
+        name,
     )
     for path in http_report(report, console, out):
         console.print(f"wrote {path}")

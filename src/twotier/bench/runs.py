@@ -8,7 +8,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,12 @@ import orjson
 
 from twotier.bench.loadgen import LoadResult, run_aiohttp, run_wrk, wrk_available
 from twotier.bench.target import Target, delta
-from twotier.bench.workload import HeroMix, Zipf, fixed, fixed_lua
+from twotier.bench.workload import KeyMix, Zipf, fixed, fixed_lua, patches
 from twotier.bootstrap import build_service
 from twotier.config import Settings
-from twotier.dataset import SPAN_DEFAULT, generate, write_csv
+from twotier.dataset import SPAN_DEFAULT, generate, numbering, write_csv
 from twotier.loader import load_csv
-from twotier.resources import load_resources
+from twotier.resources import Resource, load_resources
 
 #: Called with (phase name, fraction done) while a phase runs.
 Progress = Callable[[str, float], None]
@@ -101,6 +101,7 @@ class HttpReport:
 
 async def http_workload(
     target: Target,
+    resource: Resource,
     *,
     ids: int,
     duration: float,
@@ -110,12 +111,13 @@ async def http_workload(
     use_wrk: bool,
     progress: Progress,
 ) -> HttpReport:
-    """/healthz (baseline), then Zipf GET /heroes/{id} cached (after a priming pass that
-    reads every id once), then the same reads with Cache-Control: no-cache (uncached), all
-    against one server."""
+    """/healthz (baseline), then Zipf GET /{resource}/{key} cached (after a priming pass
+    that reads every key once), then the same reads with Cache-Control: no-cache
+    (uncached), all against one server."""
     use_wrk = use_wrk and wrk_available()
     report = HttpReport(
         {
+            "resource": resource.name,
             "ids": ids,
             "duration_s": duration,
             "connections": connections,
@@ -124,20 +126,23 @@ async def http_workload(
             "generator": "wrk" if use_wrk else "aiohttp",
         }
     )
-    cached = HeroMix(ids, skew, write_ratio, api_key=target.api_key)
-    plan: list[tuple[str, str, HeroMix | None, float]] = [
+    cached = KeyMix(
+        ids,
+        f"/{resource.name}/",
+        numbering(resource),
+        patches(resource),
+        skew,
+        write_ratio,
+        api_key=target.api_key,
+    )
+    plan: list[tuple[str, str, KeyMix | None, float]] = [
         ("baseline", "/healthz", None, duration),
         ("cached", "", cached, duration),
-        (
-            "uncached",
-            "",
-            HeroMix(ids, skew, write_ratio, bypass=True, api_key=target.api_key),
-            duration,
-        ),
+        ("uncached", "", replace(cached, bypass=True), duration),
     ]
     for name, path, mix, seconds in plan:
         if name == "cached":
-            await prime(target, ids, progress)
+            await prime(target, resource, ids, progress)
         before = target.counters()
         ticker = asyncio.create_task(_tick(progress, name, seconds))
         try:
@@ -170,15 +175,24 @@ async def http_workload(
     return report
 
 
-async def prime(target: Target, ids: int, progress: Progress, chunk: int = 1000) -> None:
-    """Read every id once, a thousand per request (the seed protocol's reads by id), so
+async def prime(
+    target: Target, resource: Resource, ids: int, progress: Progress, chunk: int = 1000
+) -> None:
+    """Read every key once, a thousand per request (the seed protocol's reads by key), so
     that the cached phase starts with every row in the cache."""
+    keys_of = numbering(resource)
     async with httpx.AsyncClient(
         base_url=target.url, headers=target.headers, timeout=120
     ) as client:
         for start in range(1, ids + 1, chunk):
-            keys = list(range(start, min(start + chunk, ids + 1)))
-            event = {"USE_CACHE": "True", "REQUEST": "read", "KEY": "id", "SQLS": keys}
+            keys = [keys_of.key(n) for n in range(start, min(start + chunk, ids + 1))]
+            event = {
+                "USE_CACHE": "True",
+                "REQUEST": "read",
+                "KEY": resource.key,
+                "SQLS": keys,
+                "RESOURCE": resource.name,
+            }
             (await client.post("/batch", json=event)).raise_for_status()
             progress("priming", min(1.0, start / ids))
     progress("priming", 1.0)

@@ -1,4 +1,4 @@
-"""What the load generators send: Zipf-distributed ids, a read/write mix."""
+"""What the load generators send: Zipf-distributed keys of one resource, a read/write mix."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
 from string import Template
+from urllib.parse import quote
 
 import orjson
+
+from twotier.dataset import KeyNumbering
+from twotier.resources import Resource
 
 
 class Zipf:
@@ -32,11 +36,18 @@ class Request:
     body: bytes | None = None
 
 
-@dataclass(frozen=True)
-class HeroMix:
-    """GET /heroes/{id} for ids 1..ids drawn from Zipf(skew); a share of PATCHes."""
+_NUMBERS = KeyNumbering("%d")  # an automatic id: the row's number
 
-    ids: int
+
+@dataclass(frozen=True)
+class KeyMix:
+    """GET /{resource}/{key} for the keys of rows 1..keys (``numbering``) drawn from
+    Zipf(skew); a share of PATCHes, each with one of ``patches`` as its body."""
+
+    keys: int
+    path: str = "/heroes/"
+    numbering: KeyNumbering = _NUMBERS
+    patches: tuple[bytes, ...] = (b'{"xp": 5}',)
     skew: float = 1.1
     write_ratio: float = 0.0
     bypass: bool = False
@@ -50,7 +61,7 @@ class HeroMix:
         return headers
 
     def sampler(self) -> Zipf:
-        return Zipf(self.ids, self.skew, random.Random(self.seed))
+        return Zipf(self.keys, self.skew, random.Random(self.seed))
 
     def requests(self) -> RequestStream:
         return RequestStream(self)
@@ -58,32 +69,54 @@ class HeroMix:
     def lua(self) -> str:
         """The same mix as a wrk script; ``done`` prints the summary as one JSON line."""
         headers = {"Cache-Control": "no-cache"} if self.bypass else {}
+        bodies = "{" + ", ".join(_lua_string(body.decode()) for body in self.patches) + "}"
         return (
-            _HERO_MIX.substitute(
-                n=self.ids,
+            _KEY_MIX.substitute(
+                n=self.keys,
                 skew=self.skew,
                 write_ratio=self.write_ratio,
                 headers=_lua_table(headers),
                 write_headers=_lua_table(self.write_headers()),
                 seed=self.seed,
+                prefix=_lua_string(self.path),
+                form=_lua_string(self.numbering.form),
+                offset=self.numbering.offset,
+                cut=self.numbering.cut or 0,
+                bodies=bodies,
             )
             + _DONE
         )
 
 
 class RequestStream:
-    def __init__(self, mix: HeroMix) -> None:
+    def __init__(self, mix: KeyMix) -> None:
         self._mix = mix
         self._zipf = mix.sampler()
         self._rng = random.Random(mix.seed + 1)
         self._get_headers = {"Cache-Control": "no-cache"} if mix.bypass else {}
 
     def __call__(self) -> Request:
-        hero_id = self._zipf()
+        path = f"{self._mix.path}{quote(str(self._mix.numbering.key(self._zipf())), safe='')}"
         if self._mix.write_ratio and self._rng.random() < self._mix.write_ratio:
-            body = orjson.dumps({"xp": self._rng.randrange(10_000)})
-            return Request("PATCH", f"/heroes/{hero_id}", self._mix.write_headers(), body)
-        return Request("GET", f"/heroes/{hero_id}", self._get_headers)
+            body = self._rng.choice(self._mix.patches)
+            return Request("PATCH", path, self._mix.write_headers(), body)
+        return Request("GET", path, self._get_headers)
+
+
+def patches(resource: Resource, count: int = 64, seed: int = 0) -> tuple[bytes, ...]:
+    """PATCH bodies for the bench: each sets the resource's first lookup field (else its
+    first field that is not the key) to a generated value."""
+    rng = random.Random(seed)
+    changeable = [spec.name for spec in resource.changeable]
+    name = next((f for f in resource.lookups if f in changeable), changeable[0])
+    spec = resource.field(name)
+    return tuple(
+        orjson.dumps({name: spec.sample(rng)}, option=orjson.OPT_UTC_Z) for _ in range(count)
+    )
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _lua_table(headers: dict[str, str]) -> str:
@@ -101,10 +134,12 @@ def fixed_lua(path: str) -> str:
 PERCENTILES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97.5, 99, 99.5, 99.9, 99.99)
 
 # Lua has no use for "$", so string.Template placeholders stay unambiguous.
-_HERO_MIX = Template("""
+_KEY_MIX = Template("""
 local n, skew, write_ratio = $n, $skew, $write_ratio
 local get_headers = $headers
 local write_headers = $write_headers
+local prefix, form, offset, cut = $prefix, $form, $offset, $cut
+local bodies = $bodies
 local cdf = {}
 local total = 0
 for k = 1, n do total = total + 1 / (k ^ skew); cdf[k] = total end
@@ -120,13 +155,17 @@ local function zipf()
   end
   return lo
 end
+local function key(rank)
+  local text = string.format(form, rank + offset)
+  if cut > 0 then text = string.sub(text, -cut) end
+  return text
+end
 request = function()
-  local hero_id = zipf()
+  local path = prefix .. key(zipf())
   if write_ratio > 0 and math.random() < write_ratio then
-    return wrk.format("PATCH", "/heroes/" .. hero_id, write_headers,
-      '{"xp": ' .. math.random(0, 9999) .. '}')
+    return wrk.format("PATCH", path, write_headers, bodies[math.random(1, #bodies)])
   end
-  return wrk.format("GET", "/heroes/" .. hero_id, get_headers)
+  return wrk.format("GET", path, get_headers)
 end
 """)
 
