@@ -15,6 +15,8 @@ sends the same requests both ways and compares the answers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier import batch
@@ -26,6 +28,7 @@ from twotier.api.errors import problem
 from twotier.api.observe import ROUTE_KEY
 from twotier.api.paths import app_path
 from twotier.api.responses import batch_response, read_response
+from twotier.policy import ResourcePolicy
 from twotier.resources import Key, Resource
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
@@ -35,8 +38,8 @@ class HotReads:
     def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
         self.enabled = enabled
-        # "/heroes/" → (the resource, its route template), once the service exists.
-        self._prefixes: dict[str, tuple[Resource, str]] | None = None
+        # "/heroes/" → where its reads go, once the service exists.
+        self._targets: dict[str, _Target] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled:
@@ -51,36 +54,43 @@ class HotReads:
         elif method == "GET":
             found = self._plain_read(scope)
             if found is not None:
-                resource, template, key = found
-                scope[ROUTE_KEY] = template
-                service: Service = scope["app"].state.service
+                target, key = found
+                scope[ROUTE_KEY] = target.template
                 try:
-                    served = await service.resource(resource.name).read(key)
+                    served = await target.policy.read(key)
                 except StoreUnavailable as error:
                     await problem(error)(scope, receive, send)
                     return
-                unless = tags(scope["headers"], b"if-none-match")
-                await read_response(served, resource, key, unless)(scope, receive, send)
+                unless = tags(scope["headers"], b"if-none-match") if target.conditional else None
+                response = read_response(served, target.resource, key, unless)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _plain_read(self, scope: Scope) -> tuple[Resource, str, Key] | None:
-        """The resource and key of a GET /{resource}/{key} this path may answer, else None."""
+    def _plain_read(self, scope: Scope) -> tuple[_Target, Key] | None:
+        """Where a GET /{resource}/{key} this path may answer goes, and its key; else None."""
         path = app_path(scope)
         cut = path.find("/", 1)
         if cut < 0:
             return None
-        prefixes = self._prefixes
-        if prefixes is None:
-            prefixes = self._prefixes = _prefixes(scope["app"].state.service)
-        known = prefixes.get(path[: cut + 1])
-        if known is None:
+        targets = self._targets
+        if targets is None:
+            targets = self._targets = _targets(scope["app"].state.service)
+        target = targets.get(path[: cut + 1])
+        if target is None:
             return None
-        resource, template = known
-        key = resource.parse_key(path[cut + 1 :])
-        if key is None or not wants_cache(scope["headers"]):
+        key = target.resource.parse_key(path[cut + 1 :])
+        if key is None:
             return None
-        return resource, template, key
+        # One pass over the headers in the common case: neither of the two that matter.
+        special = False
+        for name, _ in scope["headers"]:
+            if name == b"cache-control" or name == b"if-none-match":
+                special = True
+                break
+        if special and not wants_cache(scope["headers"]):
+            return None
+        return (target if not special else target.with_conditions()), key
 
     async def _batch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if PARSED_BODY not in scope:  # no body: the route says what is missing
@@ -96,8 +106,23 @@ class HotReads:
         await batch_response(status, body, outcome)(scope, receive, send)
 
 
-def _prefixes(service: Service) -> dict[str, tuple[Resource, str]]:
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A resource's reads by key: its policy, and its route template (the metrics' label)."""
+
+    resource: Resource
+    policy: ResourcePolicy
+    template: str
+    conditional: bool = False  # the request carries If-None-Match (or Cache-Control)
+
+    def with_conditions(self) -> _Target:
+        return _Target(self.resource, self.policy, self.template, True)
+
+
+def _targets(service: Service) -> dict[str, _Target]:
     return {
-        f"/{name}/": (resource, f"/{name}/{{{resource.path_parameter}}}")
+        f"/{name}/": _Target(
+            resource, service.resource(name), f"/{name}/{{{resource.path_parameter}}}"
+        )
         for name, resource in service.resources.items()
     }

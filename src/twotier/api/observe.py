@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 #: Set by middlewares that answer before routing (the hot path), read instead of the route.
 ROUTE_KEY = "twotier.route"
 _UNMATCHED = "unmatched"
+_UNKNOWN = object()
 # A client's X-Request-Id is kept only if it is a plain token (it goes into logs and headers).
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
@@ -49,6 +50,20 @@ class Observe:
     def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True) -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
+        # Route template → the resource it serves; templates are few, and known once served.
+        self._resources: dict[str, str | None] = {}
+
+    def _resource_of(self, route: str, scope: Scope) -> str | None:
+        """The resource a route template serves (``/heroes/{hero_id}`` → heroes), if any."""
+        known = self._resources.get(route, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
+        name = route.split("/", 2)[1] if route.startswith("/") else ""
+        service = getattr(scope["app"].state, "service", None)
+        if service is None:
+            return None  # not serving yet: nothing to remember
+        resource = self._resources[route] = name if name in service.resources else None
+        return resource
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,7 +115,7 @@ class Observe:
             if self.access_log_enabled:
                 client = scope.get("client")
                 if record.resource is None:
-                    record.resource = _resource_of(route, scope)
+                    record.resource = self._resource_of(route, scope)
                 log_request(
                     record,
                     method=method_label(method),
@@ -147,13 +162,6 @@ def route_of(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else _UNMATCHED
-
-
-def _resource_of(route: str, scope: Scope) -> str | None:
-    """The resource a route template serves (``/heroes/{hero_id}`` → heroes), if any."""
-    name = route.split("/", 2)[1] if route.startswith("/") else ""
-    service = getattr(scope["app"].state, "service", None)
-    return name if service is not None and name in service.resources else None
 
 
 def _is_https(scope: Scope) -> bool:

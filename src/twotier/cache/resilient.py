@@ -42,6 +42,13 @@ class ResilientCache:
         self._pending_keys: set[str] = set()
         self._pending_generations: set[str] = set()
         self._pending_everything = False
+        self._pending = False  # anything of the three above
+
+    @property
+    def ready(self) -> bool:
+        """The cache may be used now with nothing to do first (the common case, checked
+        without a coroutine); else ``usable()`` says, applying what is pending."""
+        return not self._pending and self.breaker.allows()
 
     async def usable(self) -> bool:
         """Whether the cache may be used now: the breaker lets calls through, and every
@@ -71,12 +78,14 @@ class ResilientCache:
         """A committed write the cache did not see: invalidate its keys before trusting it."""
         self._pending_keys.update(keys)
         self._pending_generations.update(generations)
+        self._pending = True
         if len(self._pending_keys) + len(self._pending_generations) > MAX_PENDING:
             self.remember_everything()
 
     def remember_everything(self) -> None:
         """The cache may hold anything stale (a bulk load it could not be told of)."""
         self._pending_everything = True
+        self._pending = True
         self._pending_keys.clear()
         self._pending_generations.clear()
 
@@ -102,6 +111,9 @@ class ResilientCache:
         self._pending_generations.difference_update(generations)
         if everything:
             self._pending_everything = False
+        self._pending = bool(
+            self._pending_keys or self._pending_generations or self._pending_everything
+        )
         self.breaker.succeeded()
         return True
 

@@ -103,16 +103,21 @@ class Resource:
         """The schemas' stem: ``Hero`` (HeroIn, HeroPatch, HeroPage)."""
         return "".join(part.capitalize() for part in self.singular.split("_"))
 
+    @cached_property
+    def _key_bounds(self) -> tuple[int, int] | None:
+        key = self.key_field
+        return key.bounds if isinstance(key, IntegerField) else None
+
     def parse_key(self, text: str) -> Key | None:
         """The key a path segment names, if it is a valid one (the hot path's check: the
         route says what is wrong with an invalid one)."""
-        key = self.key_field
-        if isinstance(key, IntegerField):
+        bounds = self._key_bounds
+        if bounds is not None:
             if not (text.isascii() and text.isdigit()) or len(text) > 19:
                 return None
-            low, high = key.bounds
             value = int(text)
-            return value if low <= value <= high else None
+            return value if bounds[0] <= value <= bounds[1] else None
+        key = self.key_field
         assert isinstance(key, StringField)
         if not text or len(text) > key.max_length or "\x00" in text or "/" in text:
             return None
