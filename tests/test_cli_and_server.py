@@ -192,3 +192,17 @@ def test_a_declaration_that_cannot_be_served_stops_in_one_line(tmp_path: Path) -
         assert len(lines) == 1, lines
         assert "column 'name' is VARCHAR(20)" in lines[0]
         assert "Traceback" not in result.stderr
+
+
+def test_the_log_level_holds_in_the_workers(tmp_path: Path) -> None:
+    # At warning, a request writes no access line: the workers take the level given, not
+    # one the serving command read before it was set.
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    process, url = start_server(["--log-level", "warning"], env, tmp_path)
+    try:
+        assert httpx.get(f"{url}/heroes/1").status_code == 404
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "twotier.access" not in output
+    assert '"level":"INFO"' not in output

@@ -86,6 +86,11 @@ def serve(
     ] = LogLevel.info,
 ) -> None:
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
+    # Worker processes read the level from the environment (serve_app), as do the settings
+    # this process reads below (and its workers may inherit them): set it first.
+    os.environ["TWOTIER_LOG_LEVEL"] = log_level.value
+    get_settings.cache_clear()
+    logs.configure(log_level.value)
     _prepare_schema()  # a declaration that cannot be served stops here, in one line
     if workers > 1 and get_settings().cache_url.startswith("memory:"):
         # Each worker would keep its own cache, and miss the others' writes.
@@ -93,9 +98,6 @@ def serve(
             "[red]--workers > 1 needs a shared cache: set TWOTIER_CACHE_URL=redis://…[/red]"
         )
         raise typer.Exit(2)
-    # Worker processes read the level from the environment (serve_app); this one logs too.
-    os.environ["TWOTIER_LOG_LEVEL"] = log_level.value
-    logs.configure(log_level.value)
     if importlib.util.find_spec(server.value) is None:
         console.print(f"[red]{server.value} is not installed: pip install 'twotier[server]'[/red]")
         raise typer.Exit(2)

@@ -156,6 +156,7 @@ local function zipf()
   return lo
 end
 local function key(rank)
+  if form == "%d" then return rank + offset end  -- a number: concatenated as it is, cheaply
   local text = string.format(form, rank + offset)
   if cut > 0 then text = string.sub(text, -cut) end
   return text
