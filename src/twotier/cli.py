@@ -168,21 +168,21 @@ def _prepare_schema() -> None:
     """Create or adopt the declared tables before serving: a declaration the database
     contradicts stops here in one line. With the database down, serving starts all the
     same (and recovers when it is back)."""
-    service = _service()
-
-    async def run() -> None:
-        try:
-            await service.prepare()
-        finally:
-            await service.close()
-
     try:
-        asyncio.run(run())
+        asyncio.run(_prepared(_service()))
     except StoreUnavailable as error:
         console.print(Text(f"the database is unreachable, serving anyway: {error}", style="yellow"))
     except SchemaMismatch as error:
         console.print(Text(str(error), style="red"))
         raise typer.Exit(2) from None
+
+
+async def _prepared(service: Service) -> None:
+    """Create or adopt the schema, then let the service go."""
+    try:
+        await service.prepare()
+    finally:
+        await service.close()
 
 
 def _resource(service: Service, name: str | None) -> Resource:
@@ -200,14 +200,7 @@ def db_init() -> None:
     """Create the database, and every declared table and its indexes, if they are missing;
     adopt tables that exist (idempotent)."""
     service = _service()
-
-    async def run() -> None:
-        try:
-            await service.prepare()
-        finally:
-            await service.close()
-
-    _run(run())
+    _run(_prepared(service))
     console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
 
 

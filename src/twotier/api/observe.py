@@ -112,7 +112,8 @@ class Observe:
             elapsed = time.perf_counter() - started
             route = route_of(scope)
             count_request(route, method, status, elapsed)
-            if self.access_log_enabled:
+            # No line to write (off, or below the level): no fields to gather either.
+            if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 if record.resource is None:
                     record.resource = self._resource_of(route, scope)

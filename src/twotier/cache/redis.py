@@ -137,13 +137,17 @@ class RedisCache:
         if not items:
             return []
         async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
-            for key, entry, ttl in items:
-                await self._put_if_newer(
-                    keys=[self._key(key)],
-                    args=[entry.version, _encode(entry), _ms(ttl)],
-                    client=pipe,
-                )
+            await self._queue_puts(pipe, items)
             return [bool(stored) for stored in await pipe.execute()]
+
+    async def _queue_puts(
+        self, pipe: aioredis.client.Pipeline, items: Sequence[tuple[str, Entry, float]]
+    ) -> None:
+        """Queue a ``put_if_newer`` of each item on ``pipe``."""
+        for key, entry, ttl in items:
+            await self._put_if_newer(
+                keys=[self._key(key)], args=[entry.version, _encode(entry), _ms(ttl)], client=pipe
+            )
 
     async def get_with_generations(
         self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
@@ -192,12 +196,7 @@ class RedisCache:
         generation_ttl: float,
     ) -> list[bool]:
         async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
-            for key, entry, ttl in items:
-                await self._put_if_newer(
-                    keys=[self._key(key)],
-                    args=[entry.version, _encode(entry), _ms(ttl)],
-                    client=pipe,
-                )
+            await self._queue_puts(pipe, items)
             for key, value in generations.items():
                 pipe.set(self._key(key), value, px=_ms(generation_ttl))
             results = await pipe.execute()

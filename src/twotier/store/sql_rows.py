@@ -205,12 +205,9 @@ class SQLRows:
         self, key: Key, changes: Mapping[str, Any], *, expected: frozenset[int] | None = None
     ) -> tuple[Record, Record] | None:
         async with self._db.connect(write=True) as conn:
-            before = await self._lock(conn, key)
+            before = await self._lock(conn, key, expected)
             if before is None:
-                if expected is not None:
-                    raise VersionMismatch(0)
                 return None
-            _check(before, expected)
             await self._set(conn, key, changes)
         return before, before.replaced(dict(changes))
 
@@ -221,13 +218,10 @@ class SQLRows:
         for attempt in (1, 2):
             try:
                 async with self._db.connect(write=True) as conn:
-                    before = await self._lock(conn, key)
+                    before = await self._lock(conn, key, expected)
                     if before is not None:
-                        _check(before, expected)
                         await self._set(conn, key, changes)
                         return before, before.replaced(changes)
-                    if expected is not None:
-                        raise VersionMismatch(0)
                     row = {**changes, self.resource.key: key}
                     version = birth_version()
                     await conn.execute(insert(self.table), self._stored(row) | {VERSION: version})
@@ -249,20 +243,23 @@ class SQLRows:
 
     async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> Record | None:
         async with self._db.connect(write=True) as conn:
-            before = await self._lock(conn, key)
-            if before is None:
-                if expected is not None:
-                    raise VersionMismatch(0)
-                return None
-            _check(before, expected)
-            await conn.execute(delete(self.table).where(*self._equal(self.resource.key, key)))
+            before = await self._lock(conn, key, expected)
+            if before is not None:
+                await conn.execute(delete(self.table).where(*self._equal(self.resource.key, key)))
         return before
 
-    async def _lock(self, conn: AsyncConnection, key: Key) -> Record | None:
-        """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
+    async def _lock(
+        self, conn: AsyncConnection, key: Key, expected: frozenset[int] | None
+    ) -> Record | None:
+        """Read the row and hold its lock until the transaction ends (SQLite: the db lock).
+        With ``expected``: VersionMismatch unless it is at one of those versions (an absent
+        row is at none), checked under that lock."""
         stmt = select(*self._selected).where(*self._equal(self.resource.key, key)).with_for_update()
         row = (await conn.execute(stmt)).first()
-        return self._record(row) if row else None
+        before = self._record(row) if row else None
+        if expected is not None and (before is None or before.version not in expected):
+            raise VersionMismatch(before.version if before is not None else 0)
+        return before
 
     async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:
         """Load many rows through the database's bulk path, in one transaction."""
@@ -279,8 +276,3 @@ class SQLRows:
                 )
         except UNAVAILABLE as error:
             raise StoreUnavailable(describe(error)) from error
-
-
-def _check(before: Record, expected: frozenset[int] | None) -> None:
-    if expected is not None and before.version not in expected:
-        raise VersionMismatch(before.version)
