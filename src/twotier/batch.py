@@ -68,8 +68,9 @@ class BatchEvent(BaseModel):
     USE_CACHE: SeedBool
     REQUEST: Literal["read", "write"]
     SQLS: list[Any]
-    KEY: str | None = None
-    RESOURCE: str | None = None
+    # Strings when given (a null is refused, as the schema says); "" stands for "not given".
+    KEY: str = ""
+    RESOURCE: str = ""
 
 
 def _describe(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
@@ -133,7 +134,8 @@ def parse(
     except ValidationError as error:
         raise BatchError(400, _describe(error)) from None
     default = default_resource(list(resources.values()))
-    name = parsed.RESOURCE if parsed.RESOURCE is not None else default
+    given = parsed.model_fields_set
+    name = parsed.RESOURCE if "RESOURCE" in given else default
     resource = resources.get(name)
     if resource is None:
         known = ", ".join(resources)
@@ -143,7 +145,7 @@ def parse(
     try:
         if parsed.REQUEST == "read":
             readable = [*resource.lookups, resource.key]
-            read_by = parsed.KEY if parsed.KEY is not None else readable[0]
+            read_by = parsed.KEY if "KEY" in given else readable[0]
             if read_by not in readable:
                 choices = " or ".join(repr(f) for f in readable)
                 raise BatchError(400, f"KEY: Input should be {choices}")
@@ -152,7 +154,7 @@ def parse(
                 raise BatchError(400, f"SQLS: {resource.key}s start at 1")
             values = _values_of(resource, read_by).validate_python(parsed.SQLS)
             return BatchRequest(name, parsed.USE_CACHE, read_by, values=values)
-        if parsed.KEY is not None:
+        if "KEY" in given:
             raise BatchError(400, "KEY applies to reads only")
         rows = _rows_of(resource).validate_python([_row(resource, row) for row in parsed.SQLS])
     except ValidationError as error:

@@ -255,3 +255,10 @@ async def test_a_small_read_sharing_a_cut_fill_still_gets_its_answer(
     )
     assert large[0] == 400
     assert (small[0], [r["name"] for r in small[1]["body"]]) == (200, ["n25"])
+
+
+@pytest.mark.parametrize("field", ["KEY", "RESOURCE"])
+def test_a_null_key_or_resource_is_refused(field: str) -> None:
+    with pytest.raises(batch.BatchError) as raised:
+        batch.parse(read([1]) | {field: None}, max_items=10)
+    assert raised.value.detail.startswith(f"{field}: Input should be a valid string")

@@ -18,14 +18,20 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
-from tests.conftest import database_url
+from tests.conftest import DECLARED, database_url
 from twotier.bench.target import Target
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+@pytest.fixture(scope="module", params=["built-in", "declared"])
+def target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    """A server of the built-in heroes, and one of the tests' declared resources (a text
+    key, every field type, nullable fields and defaults)."""
     work: Path = tmp_path_factory.mktemp("fuzz")
     env = {"TWOTIER_DATABASE_URL": database_url("sqlite", work), "TWOTIER_CACHE_URL": "memory://"}
+    if request.param == "declared":
+        env["TWOTIER_RESOURCES"] = str(DECLARED)
     with Target(env=env, key_role="admin") as target:
         yield target
 

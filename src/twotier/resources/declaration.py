@@ -33,6 +33,7 @@ from twotier.resources.fields import (
     FIELD_TYPES,
     INT64,
     MISSING,
+    SAFE_INTEGERS,
     BooleanField,
     FieldSpec,
     IntegerField,
@@ -154,7 +155,7 @@ def _resource(where: str, name: str, spec: object) -> Resource:
     if not isinstance(key, str):
         raise ResourceError(f"{at}.key: must be a field's name")
     auto = "key" not in spec
-    key_max = INT64[1]
+    key_max = SAFE_INTEGERS[1]
     if auto:
         if AUTO_KEY in names:
             raise ResourceError(
@@ -289,10 +290,10 @@ def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:
 
 def _auto_key_max(at: str, spec: object) -> int:
     if spec is None:
-        return INT64[1]
+        return SAFE_INTEGERS[1]
     if not isinstance(spec, dict) or set(spec) - {"maximum"}:
         raise ResourceError(f"{at}.id: takes only `maximum`, e.g. id = {{ maximum = 4294967295 }}")
-    maximum = spec.get("maximum", INT64[1])
+    maximum = spec.get("maximum", SAFE_INTEGERS[1])
     if not _is_int(maximum) or not 1 <= maximum <= INT64[1]:
         raise ResourceError(f"{at}.id.maximum: must be a whole number within 64 bits")
     return int(maximum)

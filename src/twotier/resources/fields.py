@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -22,6 +23,9 @@ from sqlalchemy.types import TypeEngine
 INT32 = (-(2**31), 2**31 - 1)
 UINT32_MAX = 2**32 - 1
 INT64 = (-(2**63), 2**63 - 1)
+#: The whole numbers JSON carries exactly everywhere (I-JSON, RFC 7493: a client's doubles):
+#: an integer field's range when its declaration gives none.
+SAFE_INTEGERS = (-(2**53 - 1), 2**53 - 1)
 #: Longest string kept in a VARCHAR; longer ones are TEXT (and cannot be keys or lookups).
 VARCHAR_MAX = 16_383
 #: No NUL characters (PostgreSQL refuses them): in the schema, so clients can see it.
@@ -55,20 +59,45 @@ def storable(value: str) -> str:
     return value
 
 
+#: An RFC 3339 date-time with its offset, in the years every database stores (MySQL's
+#: DATETIME: 1000 to 9999) whatever the offset: 1001 to 9998 as written.
+TIMESTAMP_PATTERN = (
+    r"^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+
+
 def rfc3339(value: object) -> datetime:
     """An RFC 3339 date-time with its offset, as an aware UTC datetime."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
+        if not _TIMESTAMP.match(value):
+            raise ValueError(
+                "must be an RFC 3339 date-time with its offset, years 1001 to 9998, "
+                "e.g. 2026-11-24T17:58:12Z"
+            )
         try:
-            moment = datetime.fromisoformat(value)
+            # Python takes at most microseconds: finer digits are cut, not refused.
+            moment = datetime.fromisoformat(_to_microseconds(value))
         except ValueError:
-            raise ValueError("must be an RFC 3339 date-time, e.g. 2026-11-24T17:58:12Z") from None
+            raise ValueError("must be a real date and time, e.g. 2026-11-24T17:58:12Z") from None
     else:
         raise ValueError("must be an RFC 3339 date-time string")
     if moment.tzinfo is None:
         raise ValueError("must carry its offset from UTC (Z or +hh:mm)")
+    if not 1001 <= moment.year <= 9998:
+        raise ValueError("must be in the years 1001 to 9998")
     return moment.astimezone(UTC)
+
+
+def _to_microseconds(text: str) -> str:
+    head, dot, rest = text.partition(".")
+    if not dot:
+        return text
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
 
 
 @dataclass(frozen=True)
@@ -174,9 +203,10 @@ class IntegerField(FieldSpec):
 
     @property
     def bounds(self) -> tuple[int, int]:
-        """The range a value must be in: the declared one, within what a BIGINT holds."""
-        low = INT64[0] if self.minimum is None else self.minimum
-        high = INT64[1] if self.maximum is None else self.maximum
+        """The range a value must be in: the declared one, else what JSON carries exactly
+        (a BIGINT holds it all)."""
+        low = SAFE_INTEGERS[0] if self.minimum is None else self.minimum
+        high = SAFE_INTEGERS[1] if self.maximum is None else self.maximum
         return low, high
 
     def value_type(self) -> Any:
@@ -301,7 +331,7 @@ class TimestampField(FieldSpec):
             datetime,
             BeforeValidator(rfc3339),
             PlainSerializer(_rfc3339_text, return_type=str, when_used="json"),
-            WithJsonSchema({"type": "string", "format": "date-time"}),
+            WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
         ]
 
     def sql_type(self) -> TypeEngine[Any]:

@@ -54,7 +54,7 @@ class Resource:
     auto_key: bool
     fields: tuple[FieldSpec, ...]
     lookups: tuple[str, ...] = ()
-    key_max: int = 2**63 - 1  # for an automatic key
+    key_max: int = 2**53 - 1  # for an automatic key
     _by_name: dict[str, FieldSpec] = field(
         default_factory=dict, compare=False, repr=False, hash=False
     )

@@ -81,7 +81,8 @@ def event_schema(resources: Mapping[str, Resource], default: str, max_items: int
         for name in [*resource.lookups, resource.key]:
             events.append(event(resource, "read", values(resource, name), name))
         events.append(event(resource, "write", resource.create_model.model_json_schema(), None))
-    return {"oneOf": events}
+    # anyOf: an event may fit more than one form (a default resource named or not).
+    return {"anyOf": events}
 
 
 def _schema_of(spec: Any) -> dict[str, Any]:

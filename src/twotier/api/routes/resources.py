@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
@@ -85,6 +86,11 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
 
     def policy(service: Any) -> Any:
         return service.resource(name)
+
+    def location(request: Request, made: Key) -> str:
+        """The new row's path: its key percent-encoded (a header holds only ASCII)."""
+        path = request.url_for(f"read_{singular}", **{key: quote(str(made), safe="")}).path
+        return str(path)
 
     # -- read one -----------------------------------------------------------------------
 
@@ -165,8 +171,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
 
     async def create(request: Request, service: Any, row: BaseModel) -> Response:
         record = await policy(service).create(row.model_dump())
-        location = str(request.url_for(f"read_{singular}", **{key: record.key}).path)
-        return row_response(record, 201, location)
+        return row_response(record, 201, location(request, record.key))
 
     _with_signature(create, request_p, service_p, _parameter("row", resource.create_model))
     router.add_api_route(
@@ -204,8 +209,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
             path[key], values, expected=None if wanted is None else wanted.versions
         )
         if created:
-            location = str(request.url_for(f"read_{singular}", **{key: record.key}).path)
-            return row_response(record, 201, location)
+            return row_response(record, 201, location(request, record.key))
         return row_response(record)
 
     _with_signature(replace, request_p, service_p, _parameter("row", replace_model), key_p)
