@@ -209,13 +209,12 @@ class RedisCache:
     async def messages(self) -> AsyncIterator[str | None]:
         """Invalidation messages; None once subscribed. Raises when the link is lost.
 
-        The subscription has its own connection with no read timeout (it idles between
-        messages); a ping each second, unanswered for ``_PUBSUB_DEADLINE``, counts as lost.
+        The subscription holds a connection of the process's pool (the one the cache and the
+        rate limits use) for as long as it lasts; its reads wait up to a second at a time
+        (it idles between messages), and a ping each second, unanswered for
+        ``_PUBSUB_DEADLINE``, counts as lost.
         """
-        client = aioredis.from_url(
-            self._url, socket_connect_timeout=self._timeout, decode_responses=True
-        )
-        pubsub = client.pubsub()
+        pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(self._channel)
             last_heard = time.monotonic()
@@ -231,7 +230,8 @@ class RedisCache:
                         subscribed = True
                         yield None
                     elif kind == "message":
-                        yield str(message["data"])
+                        data = message["data"]
+                        yield data.decode() if isinstance(data, bytes) else str(data)
                 if now - last_heard > _PUBSUB_DEADLINE:
                     raise CacheUnavailable("invalidation channel silent: link lost")
                 if now - last_ping >= _PUBSUB_PING_EVERY:
@@ -241,8 +241,7 @@ class RedisCache:
             raise CacheUnavailable(f"invalidation channel lost: {error}") from error
         finally:
             with contextlib.suppress(RedisError, OSError, RuntimeError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await client.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # its connection back
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
