@@ -20,12 +20,11 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from twotier.access.keys import Role
-from twotier.access.rules import Denied
-from twotier.policy import AnswerTooLarge, Outcome
+from twotier.policy import Outcome
+from twotier.problems import DOMAIN_ERRORS, problem_of
 from twotier.resources import Resource, default_resource, load_resources
 from twotier.resources.fields import IntegerField, whole_number
 from twotier.service import Service
-from twotier.store.base import DuplicateKey, StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST
 
 
@@ -193,19 +192,11 @@ async def serve(
                 request.read_by, request.values, use_cache=request.use_cache
             )
         return 200, b'{"statusCode":200,"body":' + (served.body or b"[]") + b"}", served.outcome
-    except (BatchError, Denied) as error:
+    except BatchError as error:
         return error.status, error_body(error.status, error.detail), None
-    except AnswerTooLarge as error:
-        setting = "BATCH_MAX_ROWS" if error.what == "rows" else "BATCH_MAX_ANSWER_BYTES"
-        detail = (
-            f"{error} (TWOTIER_{setting}): ask for fewer values in SQLS per request, "
-            "or repeat a value fewer times"
-        )
-        return 400, error_body(400, detail), None
-    except DuplicateKey:
-        return 409, error_body(409, "SQLS: a row's key exists already; nothing was written"), None
-    except StoreUnavailable as error:
-        return 503, error_body(503, str(error)), None
+    except DOMAIN_ERRORS as error:
+        told = problem_of(error)
+        return told.status, error_body(told.status, told.detail), None
 
 
 def error_body(status: int, detail: str) -> bytes:

@@ -22,8 +22,9 @@ from twotier.access.keyring import InvalidKey, Principal
 from twotier.access.keys import Role
 from twotier.access.rules import Access, Denied, authorize
 from twotier.api.paths import app_path
-from twotier.api.responses import CHALLENGE, RETRY_AFTER_SECONDS, send_error
+from twotier.api.responses import CHALLENGE, send_error
 from twotier.cache.base import CacheUnavailable
+from twotier.problems import RETRY_AFTER_SECONDS
 from twotier.store.base import StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST, RATE_LIMITED, REJECTED
 

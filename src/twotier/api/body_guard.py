@@ -12,7 +12,8 @@ import asyncio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twotier.api.responses import RETRY_AFTER_SECONDS, send_error
+from twotier.api.responses import send_error
+from twotier.problems import RETRY_AFTER_SECONDS
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -12,11 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-def etag(version: int) -> str:
-    """The row version as an entity tag: it grows with every write of the row."""
-    return f'"{version}"'
-
-
 @dataclass(frozen=True, slots=True)
 class Tags:
     """An ``If-Match`` / ``If-None-Match`` field: any current row (``*``), or versions."""

@@ -1,6 +1,6 @@
 """Domain errors to HTTP, at one boundary: every error a client sees is JSON ``{"detail": …}``.
 
-``problem`` is the one table from a domain error to a status (and its headers); the FastAPI
+``problem`` answers a domain error from the one table (``twotier.problems``); the FastAPI
 exception handlers and the hot path both answer through it.
 """
 
@@ -14,10 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from twotier.api.conditional import etag
-from twotier.api.responses import RETRY_AFTER_SECONDS, error_response
-from twotier.service import UnknownResource
-from twotier.store.base import DuplicateKey, StoreUnavailable, VersionMismatch
+from twotier.api.responses import error_response
+from twotier.problems import DOMAIN_ERRORS, problem_of
 
 log = logging.getLogger(__name__)
 
@@ -71,30 +69,11 @@ PRECONDITION_FAILED: dict[int | str, dict[str, Any]] = {
     }
 }
 
-#: The domain errors a request can meet, and how each is answered.
-_PROBLEMS: tuple[type[Exception], ...] = (
-    StoreUnavailable,
-    DuplicateKey,
-    VersionMismatch,
-    UnknownResource,
-)
-
 
 def problem(error: Exception) -> Response:
-    """The answer to a domain error (one of ``_PROBLEMS``)."""
-    if isinstance(error, StoreUnavailable):
-        log.warning("database unavailable: %s", error)
-        return error_response(503, str(error), {"Retry-After": RETRY_AFTER_SECONDS})
-    if isinstance(error, DuplicateKey):
-        return error_response(409, "a row with this key exists already; nothing was written")
-    if isinstance(error, VersionMismatch):
-        if error.current:
-            detail = f"the row is at version {etag(error.current)} now, not the one If-Match names"
-            return error_response(412, detail, {"ETag": etag(error.current)})
-        return error_response(412, "If-Match names a row that is not there")
-    if isinstance(error, UnknownResource):
-        return error_response(404, f"no resource {error}")
-    raise TypeError(f"not a domain error: {error!r}")
+    """The answer to a domain error, from the one table (``twotier.problems``)."""
+    told = problem_of(error)
+    return error_response(told.status, told.detail, told.headers or None)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
@@ -116,5 +95,5 @@ async def _problem(_request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for kind in _PROBLEMS:
+    for kind in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _problem)

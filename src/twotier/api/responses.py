@@ -9,12 +9,10 @@ import orjson
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
-from twotier.api.conditional import Tags, etag
+from twotier.api.conditional import Tags
 from twotier.policy import Outcome, Served
+from twotier.problems import RETRY_AFTER_SECONDS, etag
 from twotier.resources import Key, Record, Resource
-
-#: Seconds a client should wait before retrying after a 503.
-RETRY_AFTER_SECONDS = "5"
 
 JSON = "application/json"
 

@@ -16,12 +16,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
-from twotier.api.conditional import Tags, etag, tags
+from twotier.api.conditional import Tags, tags
 from twotier.api.dependencies import API_KEY, ServiceDep, UseCacheDep
 from twotier.api.errors import COMMON_ERRORS, CONFLICT, PRECONDITION_FAILED
 from twotier.api.responses import JSON, error_response, not_found, read_response, row_response
 from twotier.config import Settings
 from twotier.policy import Served
+from twotier.problems import etag
 from twotier.resources import Key, Resource
 from twotier.resources.fields import IntegerField, StringField
 from twotier.store.base import Query as RowQuery
