@@ -209,12 +209,16 @@ class RedisCache:
     async def messages(self) -> AsyncIterator[str | None]:
         """Invalidation messages; None once subscribed. Raises when the link is lost.
 
-        The subscription holds a connection of the process's pool (the one the cache and the
-        rate limits use) for as long as it lasts; its reads wait up to a second at a time
-        (it idles between messages), and a ping each second, unanswered for
-        ``_PUBSUB_DEADLINE``, counts as lost.
+        The subscription has a connection of its own, not one of the process's pool: its
+        reads idle between messages, and over TLS a read of redis-py's pub/sub does not end
+        on cancellation; closing its own client is what stops it (a pooled connection held
+        a test's shutdown). A ping each second, unanswered for ``_PUBSUB_DEADLINE``, counts
+        as lost.
         """
-        pubsub = self._redis.pubsub()
+        client = aioredis.from_url(
+            self._url, socket_connect_timeout=self._timeout, decode_responses=True
+        )
+        pubsub = client.pubsub()
         try:
             await pubsub.subscribe(self._channel)
             last_heard = time.monotonic()
@@ -230,8 +234,7 @@ class RedisCache:
                         subscribed = True
                         yield None
                     elif kind == "message":
-                        data = message["data"]
-                        yield data.decode() if isinstance(data, bytes) else str(data)
+                        yield str(message["data"])
                 if now - last_heard > _PUBSUB_DEADLINE:
                     raise CacheUnavailable("invalidation channel silent: link lost")
                 if now - last_ping >= _PUBSUB_PING_EVERY:
@@ -241,7 +244,8 @@ class RedisCache:
             raise CacheUnavailable(f"invalidation channel lost: {error}") from error
         finally:
             with contextlib.suppress(RedisError, OSError, RuntimeError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # its connection back
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await client.aclose()
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
