@@ -16,11 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DECLARED, REQUIRE_SERVICES, database_url
+from tests.conftest import (
+    DECLARED,
+    REQUIRE_SERVICES,
+    SERVER_URLS,
+    database_url,
+    drop_table,
+    require,
+)
 from twotier.bench.runs import seed_events
 from twotier.bench.workload import KeyMix, Zipf
 
 TWOTIER = str(Path(sys.executable).with_name("twotier"))
+PEERS = Path(__file__).parents[1] / "benchmarks" / "peers"
 
 
 def test_zipf_is_skewed_in_range_and_deterministic() -> None:
@@ -147,3 +155,85 @@ def test_seed_workload_end_to_end(tmp_path: Path) -> None:
     assert report["ratios"]["read_speedup"] > 0
     assert (tmp_path / "out" / "bench-seed.png").read_bytes()[:4] == b"\x89PNG"
     assert "loaded a generated data set of 500 rows" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["mysql", "postgres"])
+def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
+    """`twotier bench compare` on 200 rows: every peer, ceiling and workload measured, and
+    the table printed; the write phases' rows removed afterwards."""
+    if shutil.which("wrk") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("wrk is not installed (.ci/run installs it)")
+        pytest.skip("wrk is not installed")
+    require("redis")
+    url = database_url(kind, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    env |= {
+        "TWOTIER_DATABASE_URL": url,
+        "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
+        "COLUMNS": "200",
+    }
+    try:
+        result = subprocess.run(
+            [
+                TWOTIER,
+                "bench",
+                "compare",
+                "--rows",
+                "200",
+                "--duration",
+                "1",
+                "--mix-duration",
+                "1",
+                "--connections",
+                "4",
+                "--peers",
+                str(PEERS),
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((tmp_path / "out" / "bench-compare.json").read_text())
+        measured = {(f["app"], f["workload"]) for f in report["figures"]}
+        assert measured == {
+            ("floor", "constant"),
+            *(("driver", op) for op in ("read", "insert", "update")),
+            *(("twotier", w) for w in ("cold", "hot", "post", "put", "mix")),
+            *(
+                (peer, w)
+                for peer in ("fastapi_redis", "fastapi_cache2", "cashews")
+                for w in ("cold", "hot")
+            ),
+        }
+        for figure in report["figures"]:
+            assert figure["rps"] > 0, figure
+            assert figure["errors"] == 0, figure
+        mix = next(f for f in report["figures"] if f["workload"] == "mix")
+        assert 0 <= mix["hit_ratio"] <= 1
+        assert set(report["ratios"]) == {"cold", "hot", "post", "put"}
+        assert "/ best peer" in result.stdout
+        # The write phases' rows are gone again: the data set is what it was.
+        assert _count(url) == 200
+    finally:
+        drop_table(url)
+
+
+def _count(url: str) -> int:
+    import asyncio
+
+    from twotier.store.sql import SQLStore
+
+    async def count() -> int:
+        store = SQLStore(url)
+        try:
+            return await store.rows("heroes").count()
+        finally:
+            await store.close()
+
+    return asyncio.run(count())

@@ -187,3 +187,61 @@ def seed(
     if not report.same_rows:
         console.print("[red]the cached and uncached read phases returned different rows[/red]")
         raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    rows: Rows = 1_000_000,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds per phase.")] = 10.0,
+    mix_duration: Annotated[
+        float, typer.Option(min=0, help="Seconds of the Zipf read/write mix (0: none).")
+    ] = 60.0,
+    connections: Annotated[int, typer.Option(min=1, help="Concurrent connections.")] = 64,
+    peers: Annotated[Path, typer.Option(help="The folder of the peer apps and ceilings.")] = Path(
+        "benchmarks/peers"
+    ),
+    app_names: Annotated[
+        list[str] | None,
+        typer.Option("--app", help="Apps to measure (repeat; default: twotier and every peer)."),
+    ] = None,
+    out: Out = Path("bench-results"),
+) -> None:
+    """twotier beside the apps a user would pick instead and the ceilings (a constant-answer
+    ASGI app, the database driver alone), on the same heroes table: cold and hot reads,
+    writes, and a Zipf read/write mix."""
+    from twotier.bench.compare import PEERS
+    from twotier.bench.compare import compare as run_compare
+    from twotier.bench.report import compare_report
+    from twotier.bench.runs import ensure_rows
+    from twotier.bench.target import Target  # noqa: F401  (the bench's dependencies)
+    from twotier.resources import load_resources
+
+    settings = get_settings()
+    if not settings.database_url.startswith(("mysql", "mariadb", "postgres")):
+        console.print("[red]compare needs TWOTIER_DATABASE_URL=mysql://… or postgresql://…[/red]")
+        raise typer.Exit(2)
+    if not settings.cache_url.startswith(("redis", "rediss")):
+        console.print("[red]compare needs TWOTIER_CACHE_URL=redis://… (the peers use it)[/red]")
+        raise typer.Exit(2)
+    apps = app_names or ["twotier", *PEERS]
+    unknown = set(apps) - {"twotier", *PEERS}
+    if unknown:
+        console.print(f"[red]unknown apps: {', '.join(sorted(unknown))}[/red]")
+        raise typer.Exit(2)
+    [heroes] = [r for r in load_resources(None) if r.name == "heroes"]
+    if asyncio.run(ensure_rows(settings, rows, resource="heroes")):
+        console.print(f"loaded a generated data set of {rows:,} rows")
+    with _progress() as progress:
+        report = run_compare(
+            settings,
+            heroes,
+            peers=peers.resolve(),
+            rows=rows,
+            duration=duration,
+            connections=connections,
+            mix_duration=mix_duration,
+            apps=apps,
+            progress=_Bar(progress),
+        )
+    for path in compare_report(report, console, out):
+        console.print(f"wrote {path}")

@@ -118,25 +118,7 @@ class Target:
             self._revoke_key()
 
     def _forget_namespace(self) -> None:
-        """Leave no bench keys in a shared Redis: expiring a million of them later would
-        load the next run's Redis."""
-        cache_url = self._env.get("TWOTIER_CACHE_URL", get_settings().cache_url)
-        if not cache_url.startswith(("redis", "rediss", "unix")):
-            return
-        import redis
-
-        client = redis.Redis.from_url(cache_url, socket_timeout=10)
-        try:
-            batch = []
-            for key in client.scan_iter(match=f"{self._namespace}:*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                client.unlink(*batch)
-        finally:
-            client.close()
+        forget_keys(self._env.get("TWOTIER_CACHE_URL", get_settings().cache_url), self._namespace)
 
     def _wait_healthy(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -160,6 +142,27 @@ class Target:
                 name = line.split("{", 1)[0].split(" ", 1)[0]
                 totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
         return totals
+
+
+def forget_keys(cache_url: str, prefix: str) -> None:
+    """Leave no bench keys (``prefix:…``) in a shared Redis: expiring a million of them
+    later would load the next run's Redis."""
+    if not cache_url.startswith(("redis", "rediss", "unix")):
+        return
+    import redis
+
+    client = redis.Redis.from_url(cache_url, socket_timeout=10)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()
 
 
 def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:

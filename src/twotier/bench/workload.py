@@ -131,6 +131,17 @@ def fixed_lua(path: str) -> str:
     return f'request = function() return wrk.format("GET", "{path}") end\n' + _DONE
 
 
+def writes_lua(method: str, path: str, keys: int, body: bytes, headers: dict[str, str]) -> str:
+    """``method`` with one ``body``: to ``path`` (POST), or to ``path`` + a key drawn
+    uniformly from 1..keys (``keys`` > 0: PUT to existing rows)."""
+    target = f"{_lua_string(path)} .. math.random(1, {keys})" if keys else _lua_string(path)
+    return (
+        f"local headers = {_lua_table(headers)}\n"
+        f"local body = {_lua_string(body.decode())}\n"
+        f'request = function() return wrk.format("{method}", {target}, headers, body) end\n' + _DONE
+    )
+
+
 PERCENTILES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97.5, 99, 99.5, 99.9, 99.99)
 
 # Lua has no use for "$", so string.Template placeholders stay unambiguous.
@@ -141,13 +152,16 @@ local write_headers = $write_headers
 local prefix, form, offset, cut = $prefix, $form, $offset, $cut
 local bodies = $bodies
 local cdf = {}
-local total = 0
-for k = 1, n do total = total + 1 / (k ^ skew); cdf[k] = total end
-for k = 1, n do cdf[k] = cdf[k] / total end
+if skew > 0 then  -- skew 0: uniform, drawn directly (a million-entry table costs seconds)
+  local total = 0
+  for k = 1, n do total = total + 1 / (k ^ skew); cdf[k] = total end
+  for k = 1, n do cdf[k] = cdf[k] / total end
+end
 local threads = 0
 setup = function(thread) threads = threads + 1; thread:set("number", threads) end
 init = function(args) math.randomseed($seed + (number or 0) * 7919) end
 local function zipf()
+  if skew == 0 then return math.random(1, n) end
   local u, lo, hi = math.random(), 1, n
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
