@@ -72,7 +72,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "tests",
     ):
         assert unwanted not in tops, unwanted
-    assert {"twotier", "mangum", "sqlalchemy", "aiomysql", "redis"} <= tops
+    assert {"twotier", "mangum", "sqlalchemy", "asyncmy", "redis"} <= tops
     assert archive.stat().st_size < 50_000_000  # Lambda's direct-upload limit
     return unpacked
 

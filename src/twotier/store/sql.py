@@ -36,6 +36,7 @@ from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.store.base import StoreUnavailable
 from twotier.store.sql_adopt import adopt
+from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, resource_table
@@ -44,8 +45,8 @@ from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
-    "mysql": "mysql+aiomysql",
-    "mariadb": "mysql+aiomysql",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
 }
@@ -56,7 +57,7 @@ _LOCK = {"name": "twotier_schema", "key": 7_377_001, "seconds": 60}
 
 
 def async_url(url: str) -> URL:
-    """``mysql://…`` → ``mysql+aiomysql://…`` and so on; explicit drivers are kept."""
+    """``mysql://…`` → ``mysql+asyncmy://…`` and so on; explicit drivers are kept."""
     parsed = make_url(url)
     if "+" not in parsed.drivername:
         if parsed.drivername not in _ASYNC_DRIVERS:
@@ -90,6 +91,8 @@ class SQLStore:
         self.backend = self.url.get_backend_name()
         self._timeout = timeout
         self.engine = self._create_engine(self.url, pool_size, timeout)
+        # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
+        self.driver = driver_for(self, pool_size, timeout)
         self.metadata = MetaData()
         self._rows: dict[str, SQLRows] = {}
         for resource in resources if resources is not None else load_resources(None):
@@ -145,12 +148,18 @@ class SQLStore:
             raise StoreUnavailable(describe(error)) from error
 
     def pool_usage(self) -> dict[str, int]:
+        """Connections of both pools: the driver's (per-request statements) and the
+        engine's (the rest)."""
+        usage = self.driver.pool_usage()
         pool = self.engine.pool
         checked_out = getattr(pool, "checkedout", None)
         checked_in = getattr(pool, "checkedin", None)
         if checked_out is None or checked_in is None:  # a pool that keeps nothing
-            return {}
-        return {"in_use": checked_out(), "idle": checked_in()}
+            return usage
+        return {
+            "in_use": usage.get("in_use", 0) + checked_out(),
+            "idle": usage.get("idle", 0) + checked_in(),
+        }
 
     # -- schema -------------------------------------------------------------------------
 
@@ -285,6 +294,7 @@ class SQLStore:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        await self.driver.close()
         await self.engine.dispose()
 
 

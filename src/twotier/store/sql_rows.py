@@ -4,6 +4,10 @@ Writes run in one transaction that first locks the row (``SELECT … FOR UPDATE`
 ``BEGIN IMMEDIATE``), so each returns the row as it was before and after, concurrent writes
 of one row serialize (no lost version bumps), and a conditional write (``expected``) is
 checked against the version it is about to change.
+
+What runs per request (a row by key, the writes of one row) goes through ``sql_driver``'s
+compiled statements on the driver's own pool; the rest (many rows, lookups, pages, bulk
+loads) through the SQLAlchemy engine.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     String,
     Table,
+    bindparam,
     cast,
     delete,
     exc,
@@ -33,6 +39,7 @@ from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import TimestampField
 from twotier.store import sql_bulk
 from twotier.store.base import DuplicateKey, LoadRows, Query, StoreUnavailable, VersionMismatch
+from twotier.store.sql_driver import Session, Statement
 from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
 from twotier.store.sql_schema import VERSION
 from twotier.telemetry import DatabaseTimer
@@ -60,10 +67,32 @@ class SQLRows:
             if isinstance(resource.field(name), TimestampField)
         )
         self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
+        self._driver = db.driver
+        dialect = db.engine.dialect
+        # What the driver hands back in another form than the field's (MySQL's booleans as
+        # integers, SQLite's datetimes as text), converted as SQLAlchemy would; asyncpg
+        # decodes every declared type itself.
+        self._processors = tuple(
+            (index, processor)
+            for index, column in enumerate(self._selected)
+            if db.backend != "postgresql"
+            and (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        )
+        by_key = self._equal(resource.key, bindparam("key"))
+        self._by_key = Statement(select(*self._selected).where(*by_key), dialect)
+        self._locked = Statement(select(*self._selected).where(*by_key).with_for_update(), dialect)
+        self._deleted = Statement(delete(table).where(*by_key), dialect)
+        inserted = [name for name in self._names if name != resource.key or not resource.auto_key]
+        self._inserted = Statement(
+            insert(table).values({name: bindparam(name) for name in [*inserted, VERSION]}),
+            dialect,
+        )
+        self._dialect = dialect
+        self._updates: dict[frozenset[str], Statement] = {}
 
     # -- rows as the tiers see them -----------------------------------------------------
 
-    def _record(self, row: Row[Any]) -> Record:
+    def _record(self, row: Row[Any] | tuple[Any, ...]) -> Record:
         values = list(row)
         version = values.pop()
         for index in self._timestamps:
@@ -85,6 +114,15 @@ class SQLRows:
                 stored[name] = value.astimezone(UTC).replace(tzinfo=None)
         return stored
 
+    def _raw_record(self, row: tuple[Any, ...]) -> Record:
+        """A row as the driver hands it over (``sql_driver``), converted, as a Record."""
+        if self._processors:
+            values = list(row)
+            for index, processor in self._processors:
+                values[index] = processor(values[index])
+            row = tuple(values)
+        return self._record(row)
+
     def _equal(self, name: str, value: object) -> list[ColumnElement[bool]]:
         """``name`` equals ``value`` exactly, as on every store: MySQL's text collations
         would also match other cases, accents and trailing spaces, and the cache would then
@@ -93,7 +131,8 @@ class SQLRows:
         column = self.table.c[name]
         exact: list[ColumnElement[bool]] = [column == value]
         if self._db.backend == "mysql" and isinstance(column.type, String):
-            exact.append(cast(column, mysql.BINARY) == cast(literal(value), mysql.BINARY))
+            bound = value if isinstance(value, BindParameter) else literal(value)
+            exact.append(cast(column, mysql.BINARY) == cast(bound, mysql.BINARY))
         return exact
 
     def _among(self, name: str, values: Sequence[Any]) -> list[ColumnElement[bool]]:
@@ -109,12 +148,13 @@ class SQLRows:
     # -- reads --------------------------------------------------------------------------
 
     async def get(self, key: Key) -> Record | None:
-        stmt = select(*self._selected).where(*self._equal(self.resource.key, key))
-        async with self._db.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        return self._record(row) if row else None
+        row = await self._driver.fetch_one(self._by_key, {"key": key})
+        return self._raw_record(row) if row is not None else None
 
     async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
+        if len(keys) == 1:  # a miss of one read: the per-request statement
+            record = await self.get(keys[0])
+            return {record.key: record} if record is not None else {}
         found: dict[Key, Record] = {}
         unique = list(dict.fromkeys(keys))
         async with self._db.connect() as conn:
@@ -175,6 +215,10 @@ class SQLRows:
             return []
         version = birth_version()
         values = [self._stored(row) | {VERSION: version} for row in rows]
+        if len(values) == 1:  # POST: the per-request statement
+            async with self._driver.transaction() as session:
+                keys = [await self._insert_one(session, values[0])]
+            return [self._created(keys[0], rows[0], version)]
         try:
             async with self._db.connect(write=True) as conn:
                 keys = await self._insert(conn, values)
@@ -182,11 +226,23 @@ class SQLRows:
             if is_duplicate_key(error):
                 raise DuplicateKey() from None
             raise
-        records = []
-        for key, row in zip(keys, rows, strict=True):
-            named = {name: key if name == self.resource.key else row[name] for name in self._names}
-            records.append(Record(key, named, version))
-        return records
+        return [self._created(key, row, version) for key, row in zip(keys, rows, strict=True)]
+
+    def _created(self, key: Key, row: Mapping[str, Any], version: int) -> Record:
+        named = {name: key if name == self.resource.key else row[name] for name in self._names}
+        return Record(key, named, version)
+
+    async def _insert_one(self, session: Session, values: Mapping[str, Any]) -> Key:
+        if self._inserted.returns_rows:
+            row = await session.fetch_one(self._inserted, values)
+            assert row is not None
+            key: Key = row[0] if self.resource.auto_key else values[self.resource.key]
+            return key
+        last_id = await session.execute(self._inserted, values)
+        if self.resource.auto_key:
+            return last_id
+        given: Key = values[self.resource.key]
+        return given
 
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> list[Key]:
         if not self.resource.auto_key:
@@ -204,11 +260,11 @@ class SQLRows:
     async def update(
         self, key: Key, changes: Mapping[str, Any], *, expected: frozenset[int] | None = None
     ) -> tuple[Record, Record] | None:
-        async with self._db.connect(write=True) as conn:
-            before = await self._lock(conn, key, expected)
+        async with self._driver.transaction() as session:
+            before = await self._lock(session, key, expected)
             if before is None:
                 return None
-            await self._set(conn, key, changes)
+            await self._set(session, key, changes)
         return before, before.replaced(dict(changes))
 
     async def put(
@@ -217,46 +273,54 @@ class SQLRows:
         changes = {name: value for name, value in values.items() if name != self.resource.key}
         for attempt in (1, 2):
             try:
-                async with self._db.connect(write=True) as conn:
-                    before = await self._lock(conn, key, expected)
+                async with self._driver.transaction() as session:
+                    before = await self._lock(session, key, expected)
                     if before is not None:
-                        await self._set(conn, key, changes)
+                        await self._set(session, key, changes)
                         return before, before.replaced(changes)
                     row = {**changes, self.resource.key: key}
                     version = birth_version()
-                    await conn.execute(insert(self.table), self._stored(row) | {VERSION: version})
+                    await self._insert_one(session, self._stored(row) | {VERSION: version})
                     named = {name: row[name] for name in self._names}
                     return None, Record(key, named, version)
-            except exc.IntegrityError as error:
+            except DuplicateKey:
                 # Another writer created the row between the lock and the insert: the
                 # second time round it is there to be locked.
-                if attempt == 2 or not is_duplicate_key(error):
+                if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def _set(self, conn: AsyncConnection, key: Key, changes: Mapping[str, Any]) -> None:
-        await conn.execute(
-            update(self.table)
-            .where(*self._equal(self.resource.key, key))
-            .values(**self._stored(changes), **{VERSION: self.table.c[VERSION] + 1})
-        )
+    async def _set(self, session: Session, key: Key, changes: Mapping[str, Any]) -> None:
+        names = frozenset(changes)
+        statement = self._updates.get(names)
+        if statement is None:
+            # One statement per set of changed fields (PUT: all of them; PATCH: a few).
+            statement = self._updates[names] = Statement(
+                update(self.table)
+                .where(*self._equal(self.resource.key, bindparam("key")))
+                .values(
+                    {name: bindparam(name) for name in sorted(names)}
+                    | {VERSION: self.table.c[VERSION] + 1}
+                ),
+                self._dialect,
+            )
+        await session.execute(statement, self._stored(changes) | {"key": key})
 
     async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> Record | None:
-        async with self._db.connect(write=True) as conn:
-            before = await self._lock(conn, key, expected)
+        async with self._driver.transaction() as session:
+            before = await self._lock(session, key, expected)
             if before is not None:
-                await conn.execute(delete(self.table).where(*self._equal(self.resource.key, key)))
+                await session.execute(self._deleted, {"key": key})
         return before
 
     async def _lock(
-        self, conn: AsyncConnection, key: Key, expected: frozenset[int] | None
+        self, session: Session, key: Key, expected: frozenset[int] | None
     ) -> Record | None:
         """Read the row and hold its lock until the transaction ends (SQLite: the db lock).
         With ``expected``: VersionMismatch unless it is at one of those versions (an absent
         row is at none), checked under that lock."""
-        stmt = select(*self._selected).where(*self._equal(self.resource.key, key)).with_for_update()
-        row = (await conn.execute(stmt)).first()
-        before = self._record(row) if row else None
+        row = await session.fetch_one(self._locked, {"key": key})
+        before = self._raw_record(row) if row is not None else None
         if expected is not None and (before is None or before.version not in expected):
             raise VersionMismatch(before.version if before is not None else 0)
         return before

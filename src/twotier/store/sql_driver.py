@@ -1,0 +1,393 @@
+"""The statements that run per request, straight on the database driver.
+
+A point read through SQLAlchemy's async engine cost about four times the driver's own time
+(profiled with py-spy, benchmarks/README.md): a greenlet hop per call, a ping per pool
+checkout, and BEGIN … COMMIT around every read. So the single-row statements (a row by key;
+the write transactions of one row) are compiled once from the same Core constructs (quoted
+names, bound values) into ``Statement``s and run on a pool of the driver's own:
+
+- MySQL / MariaDB / Aurora MySQL: asyncmy (measured 2.7 times aiomysql's point reads);
+- PostgreSQL / Aurora PostgreSQL: asyncpg (its prepared-statement cache does the rest);
+- SQLite (embedded): the engine's own connection (``EngineDriver``): the statement's SQL
+  through ``exec_driver_sql``, so every store runs the same code above this module.
+
+Reads run in autocommit (one round trip); writes in a transaction. A connection whose use
+failed or was cancelled half-way is closed, never handed to the next request; one that sat
+idle long enough to have been dropped is pinged first; a read that finds its connection dead
+retries once on a fresh one (reads are idempotent; writes are not retried). Faults become
+StoreUnavailable; a taken key, DuplicateKey. Each read, and each write transaction, is one
+timed database call (``DatabaseTimer``), as on the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import URL, exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from twotier.store.base import DuplicateKey, StoreUnavailable
+from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
+from twotier.telemetry import DatabaseTimer
+
+if TYPE_CHECKING:
+    from twotier.store.sql import SQLStore
+
+Row = tuple[Any, ...]
+
+#: Seconds a pooled MySQL connection may sit idle before it is pinged on checkout.
+_IDLE_CHECK = 30.0
+
+# asyncmy logs every server warning (a CREATE DATABASE IF NOT EXISTS of one that exists)
+# as a warning of its own: the statements that matter say what went wrong themselves.
+logging.getLogger("asyncmy").setLevel(logging.ERROR)
+
+
+class Statement:
+    """A Core statement compiled once for one dialect: its SQL, and its values in order."""
+
+    __slots__ = ("_defaults", "_names", "_processors", "returns_rows", "sql")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)  # Core statements compile so
+        self.sql = str(compiled)
+        self._names = tuple(compiled.positiontup or ())
+        # Literals of the construct (``version + 1``) travel as bound values too.
+        self._defaults = dict(compiled.params)
+        # Values the driver does not take as they are (SQLite's datetimes as text).
+        self._processors = {
+            name: processor
+            for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+        }
+        self.returns_rows = bool(getattr(compiled, "effective_returning", None))
+
+    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        defaults, processors = self._defaults, self._processors
+        args = [values[n] if n in values else defaults[n] for n in self._names]
+        if processors:
+            for index, name in enumerate(self._names):
+                processor = processors.get(name)
+                if processor is not None and args[index] is not None:
+                    args[index] = processor(args[index])
+        return tuple(args)
+
+
+class Session(Protocol):
+    """One connection inside a write transaction."""
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None: ...
+
+    async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        """Run it; the id of an inserted row where the database tells (MySQL, SQLite)."""
+
+
+class Driver(Protocol):
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        """One row (or None), read outside any transaction."""
+
+    def transaction(self) -> Any:
+        """``async with driver.transaction() as session``: committed when the block ends,
+        rolled back if it raises."""
+
+    def pool_usage(self) -> dict[str, int]: ...
+
+    async def close(self) -> None: ...
+
+
+def driver_for(store: SQLStore, pool_size: int, timeout: float) -> Driver:
+    if store.backend == "mysql":
+        return AsyncmyDriver(store.url, store.tls, pool_size, timeout)
+    if store.backend == "postgresql":
+        return AsyncpgDriver(store.url, store.tls, pool_size, timeout)
+    return EngineDriver(store)
+
+
+def _duplicate_or_unavailable(error: BaseException) -> BaseException | None:
+    """What a driver error means to the tiers above (None: a bug, raised as it is)."""
+    if _is_unique_violation(error):
+        return DuplicateKey()
+    if isinstance(error, UNAVAILABLE) or _is_connection_error(error):
+        return StoreUnavailable(describe(error))
+    return None
+
+
+def _is_unique_violation(error: BaseException) -> bool:
+    code = getattr(error, "args", (None,))
+    if type(error).__name__ == "IntegrityError" and code and code[0] == 1062:
+        return True
+    return getattr(error, "sqlstate", None) == "23505"
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """asyncmy's OperationalError/InterfaceError (its own classes), asyncpg's connection
+    and interface errors: the database or the link is not there."""
+    name = type(error).__name__
+    if name in ("OperationalError", "InterfaceError", "InternalClientError"):
+        return True
+    module = type(error).__module__
+    return module.startswith("asyncpg") and (
+        "Connection" in name or "Interface" in name or "CannotConnectNow" in name
+    )
+
+
+# -- MySQL / MariaDB: asyncmy ---------------------------------------------------------------
+
+
+class _MySQLSession:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(statement.sql, statement.args(values))
+            row: Row | None = await cursor.fetchone()
+            return row
+
+    async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(statement.sql, statement.args(values))
+            return int(cursor.lastrowid or 0)
+
+
+class AsyncmyDriver:
+    def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
+        self._connect = {
+            "host": url.host or "127.0.0.1",
+            "port": url.port or 3306,
+            "user": url.username or "root",
+            "password": url.password or "",
+            "db": url.database,
+            "charset": str(url.query.get("charset", "utf8mb4")),
+            "connect_timeout": timeout,
+            "autocommit": True,
+            "ssl": tls,
+        }
+        self._size = size
+        self._timeout = timeout
+        self._pool: Any = None
+        self._creating: asyncio.Lock | None = None
+
+    async def _pool_ready(self) -> Any:
+        if self._pool is None:
+            self._creating = self._creating or asyncio.Lock()
+            async with self._creating:
+                if self._pool is None:
+                    import asyncmy
+
+                    self._pool = await asyncmy.create_pool(
+                        minsize=0, maxsize=self._size, pool_recycle=1800, **self._connect
+                    )
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, checked first if it sat idle long enough for the server
+        to have dropped it; closed instead of returned if its use did not end cleanly (a
+        half-read answer, an open transaction: never handed to the next request)."""
+        pool = await self._pool_ready()
+        # A free connection is handed over at once; only a wait needs a deadline (a
+        # timeout costs a timer handle per call: profiled at 4% of a miss).
+        async with asyncio.timeout(None if pool.freesize else self._timeout):
+            conn = await pool.acquire()
+            if asyncio.get_running_loop().time() - conn.last_usage > _IDLE_CHECK:
+                try:
+                    await conn.ping(reconnect=True)
+                except BaseException:
+                    conn.close()
+                    pool.release(conn)
+                    raise
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            pool.release(conn)
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        with DatabaseTimer():
+            try:
+                return await self._fetch_one(statement, values)
+            except StoreUnavailable:  # a connection that died in the pool: once more
+                return await self._fetch_one(statement, values)
+
+    async def _fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        with _translating():
+            async with self._connection() as conn:
+                return await _MySQLSession(conn).fetch_one(statement, values)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        with DatabaseTimer(), _translating():
+            async with self._connection() as conn:
+                await conn.begin()
+                yield _MySQLSession(conn)
+                await conn.commit()
+
+    def pool_usage(self) -> dict[str, int]:
+        if self._pool is None:
+            return {"in_use": 0, "idle": 0}
+        free = int(self._pool.freesize)
+        return {"in_use": int(self._pool.size) - free, "idle": free}
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+
+# -- PostgreSQL: asyncpg -----------------------------------------------------------------
+
+
+class _PostgresSession:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        row = await self._conn.fetchrow(statement.sql, *statement.args(values))
+        return tuple(row) if row is not None else None
+
+    async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        await self._conn.execute(statement.sql, *statement.args(values))
+        return 0
+
+
+class AsyncpgDriver:
+    def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
+        self._connect = {
+            "host": url.host or "127.0.0.1",
+            "port": url.port or 5432,
+            "user": url.username,
+            "password": url.password,
+            "database": url.database,
+            "ssl": tls,
+            "timeout": timeout,
+        }
+        self._size = size
+        self._timeout = timeout
+        self._pool: Any = None
+        self._creating: asyncio.Lock | None = None
+
+    async def _pool_ready(self) -> Any:
+        if self._pool is None:
+            self._creating = self._creating or asyncio.Lock()
+            async with self._creating:
+                if self._pool is None:
+                    import asyncpg
+
+                    self._pool = await asyncpg.create_pool(
+                        min_size=0,
+                        max_size=self._size,
+                        max_inactive_connection_lifetime=1800,
+                        **self._connect,
+                    )
+        return self._pool
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        with DatabaseTimer():
+            try:
+                return await self._fetch_one(statement, values)
+            except StoreUnavailable:  # a connection that died in the pool: once more
+                return await self._fetch_one(statement, values)
+
+    async def _fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        with _translating():
+            pool = await self._pool_ready()
+            async with pool.acquire(timeout=self._timeout) as conn:
+                return await _PostgresSession(conn).fetch_one(statement, values)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        # asyncpg's pool closes a connection released mid-query or mid-transaction, and
+        # its transaction block rolls back on an error.
+        with DatabaseTimer(), _translating():
+            pool = await self._pool_ready()
+            async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+                yield _PostgresSession(conn)
+
+    def pool_usage(self) -> dict[str, int]:
+        if self._pool is None:
+            return {"in_use": 0, "idle": 0}
+        idle = int(self._pool.get_idle_size())
+        return {"in_use": int(self._pool.get_size()) - idle, "idle": idle}
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+# -- SQLite: the engine's connection -----------------------------------------------------
+
+
+class _EngineSession:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        result = await self._conn.exec_driver_sql(statement.sql, statement.args(values))
+        row = result.first()
+        return tuple(row) if row is not None else None
+
+    async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        result = await self._conn.exec_driver_sql(statement.sql, statement.args(values))
+        return int(result.lastrowid or 0)
+
+
+class EngineDriver:
+    """SQLite: aiosqlite has no pool to skip, and its cost is its thread hop, not the
+    engine's; the engine's connections (WAL, BEGIN IMMEDIATE for writes) serve as they are."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self._store = store
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        async with self._store.connect() as conn:  # timed by the engine's connect()
+            return await _EngineSession(conn).fetch_one(statement, values)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        try:
+            async with self._store.connect(write=True) as conn:
+                yield _EngineSession(conn)
+        except exc.IntegrityError as error:
+            if is_duplicate_key(error):
+                raise DuplicateKey() from None
+            raise
+
+    def pool_usage(self) -> dict[str, int]:
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
+@contextmanager
+def _translating() -> Iterator[None]:
+    """Driver errors as the tiers above know them: DuplicateKey, StoreUnavailable; any
+    other error (a bug, the caller's own, a cancellation) passes as it is."""
+    try:
+        yield
+    except (DuplicateKey, StoreUnavailable):
+        raise
+    except Exception as error:
+        meaning = _duplicate_or_unavailable(error)
+        if meaning is None:
+            raise
+        raise meaning from error
