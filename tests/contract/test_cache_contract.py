@@ -8,6 +8,7 @@ import random
 from tests.conftest import make_cache
 from twotier.cache.base import Cache, Entry
 from twotier.cache.memory import MemoryCache
+from twotier.cache.redis import RedisCache
 
 
 async def test_get_of_a_missing_key_is_none(cache: Cache) -> None:
@@ -228,3 +229,24 @@ async def test_a_write_through_stores_newer_values_and_moves_generations(cache: 
     [(entry, generation)] = await cache.get_with_generations([("list", "gen")], [3], 60)
     assert generation == 2
     assert entry is None or entry.version != generation  # the page filed before: a miss
+
+
+async def test_redis_scripts_lost_by_the_server_are_loaded_again() -> None:
+    """Pipelines send EVALSHA without asking SCRIPT EXISTS first: a Redis that lost its
+    scripts (a restart, SCRIPT FLUSH) answers NOSCRIPT, and the cache loads them and
+    runs the pipeline again."""
+    cache = await make_cache("redis")
+    assert isinstance(cache, RedisCache)
+    try:
+        await cache._redis.script_flush()
+        stored = await cache.put_many_if_newer(
+            [("a", Entry(2, b"A"), 60), ("b", Entry(3, b"B"), 60)]
+        )
+        assert stored == [True, True]
+        assert await cache.put_many_if_newer([("a", Entry(1, b"old"), 60)]) == [False]
+        await cache._redis.script_flush()
+        assert await cache.write([("a", Entry(4, b"A4"), 60)], {"gen": 9}, 60) == [True]
+        assert await cache.get_many(["a", "b"]) == [Entry(4, b"A4"), Entry(3, b"B")]
+    finally:
+        await cache.clear()
+        await cache.close()

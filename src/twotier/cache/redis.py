@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from twotier.cache.base import CacheUnavailable, Entry
 
@@ -136,18 +137,41 @@ class RedisCache:
     async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         if not items:
             return []
-        async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
-            await self._queue_puts(pipe, items)
-            return [bool(stored) for stored in await pipe.execute()]
+        if len(items) == 1:  # a miss of one read: one EVALSHA, no pipeline
+            key, entry, ttl = items[0]
+            return [await self.put_if_newer(key, entry, ttl)]
 
-    async def _queue_puts(
+        def queue(pipe: aioredis.client.Pipeline) -> None:
+            self._queue_puts(pipe, items)
+
+        async with self._guard():
+            return [bool(stored) for stored in await self._pipelined(queue)]
+
+    def _queue_puts(
         self, pipe: aioredis.client.Pipeline, items: Sequence[tuple[str, Entry, float]]
     ) -> None:
-        """Queue a ``put_if_newer`` of each item on ``pipe``."""
+        """Queue a ``put_if_newer`` of each item on ``pipe``, as EVALSHA: redis-py's own
+        script objects would ask ``SCRIPT EXISTS`` first on every pipeline (profiled: a
+        round trip of its own on each fill and write)."""
+        sha = self._put_if_newer.sha
         for key, entry, ttl in items:
-            await self._put_if_newer(
-                keys=[self._key(key)], args=[entry.version, _encode(entry), _ms(ttl)], client=pipe
-            )
+            pipe.evalsha(sha, 1, self._key(key), entry.version, _encode(entry), _ms(ttl))
+
+    async def _pipelined(self, queue: Callable[[aioredis.client.Pipeline], None]) -> list[Any]:
+        """Run the commands ``queue`` puts on a pipeline; if Redis lost the scripts (a
+        restart, SCRIPT FLUSH), load them and run them again: every command queued here
+        is conditional or sets a value it was given, so running twice changes nothing."""
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            for script in (self._put_if_newer, self._generations, self._put_if_generation):
+                await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def get_with_generations(
         self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
@@ -195,11 +219,13 @@ class RedisCache:
         generations: Mapping[str, int],
         generation_ttl: float,
     ) -> list[bool]:
-        async with self._guard(), self._redis.pipeline(transaction=False) as pipe:
-            await self._queue_puts(pipe, items)
+        def queue(pipe: aioredis.client.Pipeline) -> None:
+            self._queue_puts(pipe, items)
             for key, value in generations.items():
                 pipe.set(self._key(key), value, px=_ms(generation_ttl))
-            results = await pipe.execute()
+
+        async with self._guard():
+            results = await self._pipelined(queue)
         return [bool(stored) for stored in results[: len(items)]]
 
     async def publish(self, message: str) -> None:
