@@ -14,10 +14,13 @@ import pytest
 from tests.conftest import DECLARED, settings_for
 from twotier.access.keys import Role, create_key
 from twotier.api.app import create_app
+from twotier.api.front_door import FrontDoor
 from twotier.store.sql import SQLStore
 
 #: Headers that differ between any two answers.
 _OWN = {"x-request-id", "date"}
+#: No key: the front door takes such reads in front of the middlewares.
+_ANONYMOUS = {"X-API-Key": ""}
 
 REQUESTS: list[tuple[str, str, dict[str, str], Any]] = [
     ("POST", "/heroes", {}, {"name": "Ada", "hero": "H", "power": "P", "xp": 5, "color": "C"}),
@@ -45,6 +48,13 @@ REQUESTS: list[tuple[str, str, dict[str, str], Any]] = [
     ("DELETE", "/products/A-1", {}, None),
     ("GET", "/products/A-1", {}, None),  # the tombstone
     ("GET", "/nowhere/1", {}, None),
+    # Without a key: through the front door, in front of the middlewares.
+    ("GET", "/products/A-1", _ANONYMOUS, None),
+    ("GET", "/heroes/1", _ANONYMOUS, None),
+    ("GET", "/heroes/1", _ANONYMOUS | {"If-None-Match": "*"}, None),
+    ("GET", "/heroes/1", _ANONYMOUS | {"Cache-Control": "no-cache"}, None),
+    ("GET", "/heroes/999", _ANONYMOUS, None),
+    ("GET", "/heroes/x", _ANONYMOUS, None),
     ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [5, "5"]}),
     ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "SQLS": ["x"]}),
     ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "KEY": "id", "SQLS": [1]}),
@@ -122,3 +132,34 @@ async def test_the_access_rules_match_under_a_mount_point(
     assert (await hot.get(root + "/admin/keys", headers=anonymous)).status_code == 401
     assert (await hot.post(root + "/heroes", json={}, headers=anonymous)).status_code == 401
     assert (await hot.get(root + "/healthz", headers=anonymous)).status_code == 200
+
+
+async def test_plain_reads_without_a_key_skip_the_middleware_stack(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient, str],
+) -> None:
+    """The front door answers them, still observed (request id, security headers); a read
+    with a key, a bypass, or anything else goes through the whole stack."""
+    hot, _, root = pair
+    await hot.get(root + "/healthz")  # the stack is built on the first request
+    transport = hot._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    door = transport.app.middleware_stack  # type: ignore[attr-defined]
+    assert isinstance(door, FrontDoor)
+    through_the_stack: list[str] = []
+    stack = door.stack
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        through_the_stack.append(f"{scope['method']} {scope['path']}")
+        await stack(scope, receive, send)
+
+    door.stack = counted
+    answer = await hot.get(root + "/heroes/7", headers=_ANONYMOUS)
+    assert answer.status_code == 404
+    assert answer.headers["x-request-id"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert through_the_stack == []
+    await hot.get(root + "/heroes/7")  # a key to check
+    await hot.get(root + "/heroes/7", headers=_ANONYMOUS | {"Origin": "https://x.example"})
+    await hot.head(root + "/heroes/7", headers=_ANONYMOUS)
+    await hot.get(root + "/heroes/abc", headers=_ANONYMOUS)
+    assert len(through_the_stack) == 4

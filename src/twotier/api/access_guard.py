@@ -52,7 +52,7 @@ class AccessGuard:
             return
         access: Access = scope["app"].state.access
         rules = access.rules
-        token = _presented_key(scope)
+        token = presented_key(scope)
         principal: Principal | None = None
         invalid: InvalidKey | None = None
         if token is not None:
@@ -127,7 +127,7 @@ def _retry(seconds: str) -> list[tuple[bytes, bytes]]:
     return [(b"retry-after", seconds.encode())]
 
 
-def _presented_key(scope: Scope) -> str | None:
+def presented_key(scope: Scope) -> str | None:
     """The key sent in X-API-Key or as a bearer token; an empty header is no key."""
     for name, value in scope["headers"]:
         if name == b"x-api-key":

@@ -18,6 +18,7 @@ from twotier.access.rules import Access, AccessRules
 from twotier.api.access_guard import AccessGuard
 from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
+from twotier.api.front_door import open_front_door
 from twotier.api.head import HeadAsGet
 from twotier.api.hot_path import HotReads
 from twotier.api.observe import Observe
@@ -107,6 +108,8 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(Observe, access_log_enabled=settings.access_log)
+    if hot_path:
+        open_front_door(app, access_log=settings.access_log)
     app.include_router(health.router)
     for resource in resources:
         app.include_router(resource_router(resource, settings))

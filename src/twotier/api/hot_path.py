@@ -27,8 +27,8 @@ from twotier.api.conditional import tags
 from twotier.api.errors import problem
 from twotier.api.observe import ROUTE_KEY
 from twotier.api.paths import app_path
-from twotier.api.responses import batch_response, read_response
-from twotier.policy import ResourcePolicy
+from twotier.api.responses import JSON, batch_response, read_response
+from twotier.policy import Outcome, ResourcePolicy
 from twotier.resources import Key, Resource
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
@@ -38,8 +38,6 @@ class HotReads:
     def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
         self.app = app
         self.enabled = enabled
-        # "/heroes/" → where its reads go, once the service exists.
-        self._targets: dict[str, _Target] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled:
@@ -52,45 +50,11 @@ class HotReads:
                 await self._batch(scope, receive, send)
                 return
         elif method == "GET":
-            found = self._plain_read(scope)
+            found = scope.get(READ_KEY) or plain_read(scope)
             if found is not None:
-                target, key = found
-                scope[ROUTE_KEY] = target.template
-                try:
-                    served = await target.policy.read(key)
-                except StoreUnavailable as error:
-                    await problem(error)(scope, receive, send)
-                    return
-                unless = tags(scope["headers"], b"if-none-match") if target.conditional else None
-                response = read_response(served, target.resource, key, unless)
-                await response(scope, receive, send)
+                await answer_read(scope, receive, send, *found)
                 return
         await self.app(scope, receive, send)
-
-    def _plain_read(self, scope: Scope) -> tuple[_Target, Key] | None:
-        """Where a GET /{resource}/{key} this path may answer goes, and its key; else None."""
-        path = app_path(scope)
-        cut = path.find("/", 1)
-        if cut < 0:
-            return None
-        targets = self._targets
-        if targets is None:
-            targets = self._targets = _targets(scope["app"].state.service)
-        target = targets.get(path[: cut + 1])
-        if target is None:
-            return None
-        key = target.resource.parse_key(path[cut + 1 :])
-        if key is None:
-            return None
-        # One pass over the headers in the common case: neither of the two that matter.
-        special = False
-        for name, _ in scope["headers"]:
-            if name == b"cache-control" or name == b"if-none-match":
-                special = True
-                break
-        if special and not wants_cache(scope["headers"]):
-            return None
-        return (target if not special else target.with_conditions()), key
 
     async def _batch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if PARSED_BODY not in scope:  # no body: the route says what is missing
@@ -104,6 +68,71 @@ class HotReads:
             lambda role: authorize_scope(scope, role),
         )
         await batch_response(status, body, outcome)(scope, receive, send)
+
+
+#: Where the front door puts the read it took (target, key), so it is parsed once.
+READ_KEY = "twotier.read"
+#: "/heroes/" → where its reads go, per app, once its service exists.
+_TARGETS = "twotier.read_targets"
+
+
+def plain_read(scope: Scope) -> tuple[_Target, Key] | None:
+    """Where a GET /{resource}/{key} the hot path may answer goes, and its key; else None
+    (no such resource, a key that does not parse, a bypass: the routes answer those)."""
+    path = app_path(scope)
+    cut = path.find("/", 1)
+    if cut < 0:
+        return None
+    state = scope["app"].state
+    targets: dict[str, _Target] | None = getattr(state, _TARGETS, None)
+    if targets is None:
+        service = getattr(state, "service", None)
+        if service is None:  # not serving yet
+            return None
+        targets = _targets(service)
+        setattr(state, _TARGETS, targets)
+    target = targets.get(path[: cut + 1])
+    if target is None:
+        return None
+    key = target.resource.parse_key(path[cut + 1 :])
+    if key is None:
+        return None
+    # One pass over the headers in the common case: neither of the two that matter.
+    special = False
+    for name, _ in scope["headers"]:
+        if name == b"cache-control" or name == b"if-none-match":
+            special = True
+            break
+    if special and not wants_cache(scope["headers"]):
+        return None
+    return (target if not special else target.with_conditions()), key
+
+
+async def answer_read(
+    scope: Scope, receive: Receive, send: Send, target: _Target, key: Key
+) -> None:
+    """Answer a plain read as the route would: the row (its headers built here, at once:
+    a Response object costs more than the hit it carries), a 404, a 304, a 503."""
+    scope[ROUTE_KEY] = target.template
+    try:
+        served = await target.policy.read(key)
+    except StoreUnavailable as error:
+        await problem(error)(scope, receive, send)
+        return
+    unless = tags(scope["headers"], b"if-none-match") if target.conditional else None
+    body = served.body
+    if body is None or (unless is not None and unless.matches(served.version)):
+        await read_response(served, target.resource, key, unless)(scope, receive, send)
+        return
+    headers = [_OUTCOMES[served.outcome], (b"content-length", b"%d" % len(body)), _JSON]
+    if served.version:
+        headers.append((b"etag", b'"%d"' % served.version))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+_JSON = (b"content-type", JSON.encode())
+_OUTCOMES = {outcome: (b"x-cache", outcome.value.encode()) for outcome in Outcome}
 
 
 @dataclass(frozen=True, slots=True)
