@@ -49,6 +49,15 @@ class InvalidationBus(Protocol):
 class SharedCache(Cache, InvalidationBus, Protocol):
     """A shared cache that also carries invalidation messages (RedisCache)."""
 
+    async def write_and_publish(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+        message: str,
+    ) -> list[bool]:
+        """``write``, and publish ``message`` once it is done: in the same round trip."""
+
 
 _CLOSE_WAIT = 2.0  # seconds close() gives the listener to stop
 
@@ -178,16 +187,22 @@ class NearCache:
         generation_ttl: float,
     ) -> list[bool]:
         epoch = self._epoch
-        stored = await self.shared.write(items, generations, generation_ttl)
+        # The other processes hear of it in the write's own round trip (profiled: a
+        # PUBLISH of its own was a tenth of a write's time).
+        message = self._message([*(key for key, _, _ in items), *generations])
+        stored = await self.shared.write_and_publish(items, generations, generation_ttl, message)
         await self._after_put(items, stored, epoch)
         self._after_generations(generations, generation_ttl, epoch)
-        await self._announce([*(key for key, _, _ in items), *generations])
         return stored
+
+    def _message(self, keys: Sequence[str]) -> str:
+        """What tells the other processes' near-caches that these keys changed."""
+        return self._origin + "\n" + "\n".join(keys)
 
     async def _announce(self, keys: Sequence[str]) -> None:
         """Tell the other processes' near-caches that these keys changed."""
         if keys:
-            await self.shared.publish(self._origin + "\n" + "\n".join(keys))
+            await self.shared.publish(self._message(keys))
 
     # -- generation-filed entries: both the entry and its generation are kept locally -----
 

@@ -219,10 +219,30 @@ class RedisCache:
         generations: Mapping[str, int],
         generation_ttl: float,
     ) -> list[bool]:
+        return await self._write(items, generations, generation_ttl, None)
+
+    async def write_and_publish(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+        message: str,
+    ) -> list[bool]:
+        return await self._write(items, generations, generation_ttl, message)
+
+    async def _write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+        message: str | None,
+    ) -> list[bool]:
         def queue(pipe: aioredis.client.Pipeline) -> None:
             self._queue_puts(pipe, items)
             for key, value in generations.items():
                 pipe.set(self._key(key), value, px=_ms(generation_ttl))
+            if message is not None:
+                pipe.publish(self._channel, message)
 
         async with self._guard():
             results = await self._pipelined(queue)

@@ -89,9 +89,9 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
         return service.resource(name)
 
     def location(request: Request, made: Key) -> str:
-        """The new row's path: its key percent-encoded (a header holds only ASCII)."""
-        path = request.url_for(f"read_{singular}", **{key: quote(str(made), safe="")}).path
-        return str(path)
+        """The new row's path (under the app's mount point): its key percent-encoded (a
+        header holds only ASCII). Built here: Starlette's url_for took a tenth of a POST."""
+        return f"{request.scope.get('root_path', '')}/{name}/{quote(str(made), safe='')}"
 
     # -- read one -----------------------------------------------------------------------
 
