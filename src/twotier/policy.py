@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from twotier.batching import TickBatcher
 from twotier.cache.base import CacheUnavailable, Entry
 from twotier.cache.resilient import ResilientCache, new_generation
 from twotier.resources import Key, Record, Resource
@@ -213,6 +214,8 @@ class ResourcePolicy:
         self.limits = limits or AnswerLimits()
         self.keys = CacheKeys(self.resource)
         self._flights: SingleFlight[Entry] = SingleFlight()
+        # The misses of one turn of the event loop, filled together (``batching``).
+        self._misses: TickBatcher[Key, Entry] = TickBatcher(self._fill_misses)
         # The fewest bytes a row's JSON takes (empty text, one-digit numbers) and its comma.
         self._smallest_row = len(_smallest_row(self.resource)) + 1
         name = self.resource.name
@@ -238,10 +241,7 @@ class ResourcePolicy:
                 self.cache.succeeded()
                 outcome = Outcome.HIT
                 if entry is None:
-                    filled = await self._flights.do_many(
-                        [name], lambda _: self._fill_rows({name: key})
-                    )
-                    entry, outcome = filled[name], Outcome.MISS
+                    entry, outcome = await self._misses.load(name, key), Outcome.MISS
                 return _count(self._read, entry.body or None, outcome, entry.version)
         record = await self.rows.get(key)
         if record is None:
@@ -293,6 +293,12 @@ class ResourcePolicy:
             )
             found |= {missing[name]: entry for name, entry in filled.items()}
         return found, bool(missing)
+
+    async def _fill_misses(self, wanted: Mapping[str, Key]) -> dict[str, Entry]:
+        """Fill the entries of single reads that missed together, single-flight per key."""
+        return await self._flights.do_many(
+            list(wanted), lambda names: self._fill_rows({name: wanted[name] for name in names})
+        )
 
     async def _fill_rows(self, wanted: Mapping[str, Key]) -> dict[str, Entry]:
         records = await self.rows.get_many(list(wanted.values()))

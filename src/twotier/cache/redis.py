@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from twotier.batching import TickBatcher
 from twotier.cache.base import CacheUnavailable, Entry
 
 # KEYS[1] entry; ARGV[1] version, ARGV[2] encoded value, ARGV[3] ttl in ms.
@@ -105,6 +106,7 @@ class RedisCache:
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
         self._generations = self._redis.register_script(_GENERATIONS)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
+        self._gets: TickBatcher[str, Entry | None] = TickBatcher(self._get_batch)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -117,8 +119,12 @@ class RedisCache:
             raise CacheUnavailable(f"cache unavailable: {type(error).__name__}: {error}") from error
 
     async def get(self, key: str) -> Entry | None:
-        async with self._guard():
-            return _decode(await self._redis.get(self._key(key)))
+        """One entry; the GETs of one turn of the event loop go as one MGET (batching)."""
+        return await self._gets.load(key, key)
+
+    async def _get_batch(self, keys: Mapping[str, str]) -> dict[str, Entry | None]:
+        names = list(keys)
+        return dict(zip(names, await self.get_many(names), strict=True))
 
     async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         if not keys:

@@ -94,6 +94,9 @@ class Driver(Protocol):
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
         """One row (or None), read outside any transaction."""
 
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
+        """Every row, read outside any transaction."""
+
     def transaction(self) -> Any:
         """``async with driver.transaction() as session``: committed when the block ends,
         rolled back if it raises."""
@@ -153,6 +156,11 @@ class _MySQLSession:
             await cursor.execute(statement.sql, statement.args(values))
             row: Row | None = await cursor.fetchone()
             return row
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(statement.sql, statement.args(values))
+            return list(await cursor.fetchall())
 
     async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
         async with self._conn.cursor() as cursor:
@@ -216,16 +224,20 @@ class AsyncmyDriver:
             pool.release(conn)
 
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        rows = await self.fetch_all(statement, values)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         with DatabaseTimer():
             try:
-                return await self._fetch_one(statement, values)
+                return await self._fetch_all(statement, values)
             except StoreUnavailable:  # a connection that died in the pool: once more
-                return await self._fetch_one(statement, values)
+                return await self._fetch_all(statement, values)
 
-    async def _fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+    async def _fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         with _translating():
             async with self._connection() as conn:
-                return await _MySQLSession(conn).fetch_one(statement, values)
+                return await _MySQLSession(conn).fetch_all(statement, values)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
@@ -260,6 +272,10 @@ class _PostgresSession:
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
         row = await self._conn.fetchrow(statement.sql, *statement.args(values))
         return tuple(row) if row is not None else None
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
+        rows = await self._conn.fetch(statement.sql, *statement.args(values))
+        return [tuple(row) for row in rows]
 
     async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
         await self._conn.execute(statement.sql, *statement.args(values))
@@ -298,17 +314,21 @@ class AsyncpgDriver:
         return self._pool
 
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        rows = await self.fetch_all(statement, values)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         with DatabaseTimer():
             try:
-                return await self._fetch_one(statement, values)
+                return await self._fetch_all(statement, values)
             except StoreUnavailable:  # a connection that died in the pool: once more
-                return await self._fetch_one(statement, values)
+                return await self._fetch_all(statement, values)
 
-    async def _fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+    async def _fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         with _translating():
             pool = await self._pool_ready()
             async with pool.acquire(timeout=self._timeout) as conn:
-                return await _PostgresSession(conn).fetch_one(statement, values)
+                return await _PostgresSession(conn).fetch_all(statement, values)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
@@ -358,8 +378,13 @@ class EngineDriver:
         self._store = store
 
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        rows = await self.fetch_all(statement, values)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         async with self._store.connect() as conn:  # timed by the engine's connect()
-            return await _EngineSession(conn).fetch_one(statement, values)
+            result = await conn.exec_driver_sql(statement.sql, statement.args(values))
+            return [tuple(row) for row in result]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:

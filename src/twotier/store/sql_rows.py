@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from twotier.store.sql import SQLStore
 
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
-_IN_CHUNK = 1000
+_IN_CHUNK = 1024
 
 
 class SQLRows:
@@ -89,6 +89,7 @@ class SQLRows:
         )
         self._dialect = dialect
         self._updates: dict[frozenset[str], Statement] = {}
+        self._by_keys: dict[int, Statement] = {}
 
     # -- rows as the tiers see them -----------------------------------------------------
 
@@ -140,9 +141,8 @@ class SQLRows:
         column = self.table.c[name]
         among: list[ColumnElement[bool]] = [column.in_(values)]
         if self._db.backend == "mysql" and isinstance(column.type, String):
-            among.append(
-                cast(column, mysql.BINARY).in_([cast(literal(v), mysql.BINARY) for v in values])
-            )
+            bound = [v if isinstance(v, BindParameter) else literal(v) for v in values]
+            among.append(cast(column, mysql.BINARY).in_([cast(v, mysql.BINARY) for v in bound]))
         return among
 
     # -- reads --------------------------------------------------------------------------
@@ -152,19 +152,33 @@ class SQLRows:
         return self._raw_record(row) if row is not None else None
 
     async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
-        if len(keys) == 1:  # a miss of one read: the per-request statement
+        """The rows among ``keys``, on the driver, ``_IN_CHUNK`` keys a statement."""
+        if len(keys) == 1:
             record = await self.get(keys[0])
             return {record.key: record} if record is not None else {}
         found: dict[Key, Record] = {}
         unique = list(dict.fromkeys(keys))
-        async with self._db.connect() as conn:
-            for start in range(0, len(unique), _IN_CHUNK):
-                chunk = unique[start : start + _IN_CHUNK]
-                stmt = select(*self._selected).where(*self._among(self.resource.key, chunk))
-                for row in await conn.execute(stmt):
-                    record = self._record(row)
-                    found[record.key] = record
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            # Counts rounded up to a power of two (the last key repeated): a dozen
+            # statements serve every count up to the chunk's.
+            size = 1 << (len(chunk) - 1).bit_length()
+            statement = self._among_keys(size)
+            values = {f"k{index}": chunk[min(index, len(chunk) - 1)] for index in range(size)}
+            for row in await self._driver.fetch_all(statement, values):
+                record = self._raw_record(row)
+                found[record.key] = record
         return found
+
+    def _among_keys(self, count: int) -> Statement:
+        statement = self._by_keys.get(count)
+        if statement is None:
+            params: list[Any] = [bindparam(f"k{index}") for index in range(count)]
+            where = self._among(self.resource.key, params)
+            statement = self._by_keys[count] = Statement(
+                select(*self._selected).where(*where), self._dialect
+            )
+        return statement
 
     async def lookup(
         self, field: str, values: Sequence[Any], limit: int | None = None
