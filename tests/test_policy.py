@@ -170,6 +170,21 @@ async def test_concurrent_misses_query_the_database_once(
     assert {r.outcome for r in results} == {Outcome.MISS}
 
 
+async def test_misses_of_one_turn_of_the_loop_are_filled_together(
+    policy: ResourcePolicy, store: InstrumentedRows
+) -> None:
+    """Different keys missing at once: one database read for all of them, each reader
+    its own row (or its absence)."""
+    records = [await store.create(hero(xp=n)) for n in range(1, 21)]
+    keys = [r.key for r in records] + [10_000]
+    results = await asyncio.gather(*(policy.read(key) for key in keys))
+    assert store.gets == 1
+    assert [r.body for r in results] == [*(body(r) for r in records), None]
+    assert {r.outcome for r in results} == {Outcome.MISS}
+    again = await asyncio.gather(*(policy.read(key) for key in keys))
+    assert {r.outcome for r in again} == {Outcome.HIT}
+
+
 async def test_ttls_have_jitter(store: InstrumentedRows) -> None:
     cache = await make_cache("redis")
     try:
