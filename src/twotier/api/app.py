@@ -21,7 +21,7 @@ from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
 from twotier.api.front_door import open_front_door
 from twotier.api.head import HeadAsGet
-from twotier.api.hot_path import HotReads
+from twotier.api.hot_path import HotPath
 from twotier.api.observe import Observe
 from twotier.api.routes import admin, batch, health, metrics
 from twotier.api.routes.resources import resource_router
@@ -84,7 +84,7 @@ def create_app(
     # answers preflights, HeadAsGet serves HEAD as GET without the body, AccessGuard turns
     # away who may not (before any body is read), BodyGuard (400/408/413/415/503) reads
     # every body before the hot path.
-    app.add_middleware(HotReads, enabled=hot_path)
+    app.add_middleware(HotPath, enabled=hot_path)
     app.add_middleware(
         BodyGuard,
         max_bytes=settings.max_body_bytes,

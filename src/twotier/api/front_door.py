@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier.access.rules import Access
 from twotier.api.access_guard import presented_key
-from twotier.api.hot_path import READ_KEY, HotReads, plain_read
+from twotier.api.hot_path import READ_KEY, HotPath, plain_read
 from twotier.api.observe import Observe
 
 
@@ -34,7 +34,7 @@ class FrontDoor:
     def __init__(self, stack: ASGIApp, *, access_log: bool) -> None:
         self.stack = stack
         # Observe around the hot path alone; the hot path answers every read let in.
-        self.door = Observe(HotReads(_unreachable), access_log_enabled=access_log)
+        self.door = Observe(HotPath(_unreachable), access_log_enabled=access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":

@@ -11,22 +11,20 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
+from twotier.api import writes
 from twotier.api.conditional import Tags, tags
 from twotier.api.dependencies import API_KEY, ServiceDep, UseCacheDep
 from twotier.api.errors import COMMON_ERRORS, CONFLICT, PRECONDITION_FAILED
-from twotier.api.responses import JSON, error_response, not_found, read_response, row_response
+from twotier.api.responses import JSON, read_response
 from twotier.config import Settings
 from twotier.policy import Served
-from twotier.problems import etag
 from twotier.resources import Key, Resource
 from twotier.resources.fields import IntegerField, StringField
 from twotier.store.base import Query as RowQuery
-from twotier.store.base import VersionMismatch
 
 _X_CACHE = {
     "X-Cache": {
@@ -87,11 +85,6 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
 
     def policy(service: Any) -> Any:
         return service.resource(name)
-
-    def location(request: Request, made: Key) -> str:
-        """The new row's path (under the app's mount point): its key percent-encoded (a
-        header holds only ASCII). Built here: Starlette's url_for took a tenth of a POST."""
-        return f"{request.scope.get('root_path', '')}/{name}/{quote(str(made), safe='')}"
 
     # -- read one -----------------------------------------------------------------------
 
@@ -171,8 +164,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
     # -- create ---------------------------------------------------------------------------
 
     async def create(request: Request, service: Any, row: BaseModel) -> Response:
-        record = await policy(service).create(row.model_dump())
-        return row_response(record, 201, location(request, record.key))
+        return await writes.create(policy(service), row, request.scope.get("root_path", ""))
 
     _with_signature(create, request_p, service_p, _parameter("row", resource.create_model))
     router.add_api_route(
@@ -194,24 +186,8 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
     replace_model = resource.replace_model
 
     async def replace(request: Request, service: Any, row: BaseModel, **path: Key) -> Response:
-        wanted, values = _if_match(request), row.model_dump()
-        rows = policy(service)
-        if resource.auto_key or (wanted is not None and wanted.any):
-            # No creation here: an automatic key is the database's to give, and If-Match: *
-            # asks for a row that exists.
-            expected = None if wanted is None or wanted.any else wanted.versions
-            record = await rows.update(path[key], values, expected=expected)
-            if record is None:
-                if wanted is not None:
-                    raise VersionMismatch(0)
-                return error_response(404, not_found(resource, path[key]))
-            return row_response(record)
-        created, record = await rows.put(
-            path[key], values, expected=None if wanted is None else wanted.versions
-        )
-        if created:
-            return row_response(record, 201, location(request, record.key))
-        return row_response(record)
+        root = request.scope.get("root_path", "")
+        return await writes.replace(policy(service), path[key], row, _if_match(request), root)
 
     _with_signature(replace, request_p, service_p, _parameter("row", replace_model), key_p)
     router.add_api_route(
@@ -236,21 +212,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
     # -- change some fields -------------------------------------------------------------------
 
     async def patch(request: Request, service: Any, changes: BaseModel, **path: Key) -> Response:
-        wanted = _if_match(request)
-        rows = policy(service)
-        given = resource.changes_of(changes)
-        if not given:  # an empty merge patch changes nothing: answer the row as it is
-            served = await rows.read(path[key])
-            if wanted is not None and not wanted.matches(served.version if served.body else 0):
-                raise VersionMismatch(served.version if served.body else 0)
-            return read_response(served, resource, path[key])
-        expected = None if wanted is None or wanted.any else wanted.versions
-        record = await rows.update(path[key], given, expected=expected)
-        if record is None:
-            if wanted is not None:
-                raise VersionMismatch(0)
-            return error_response(404, not_found(resource, path[key]))
-        return row_response(record)
+        return await writes.patch(policy(service), path[key], changes, _if_match(request))
 
     _with_signature(patch, request_p, service_p, _parameter("changes", resource.patch_model), key_p)
     router.add_api_route(
@@ -266,14 +228,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
     # -- delete ---------------------------------------------------------------------------------
 
     async def remove(request: Request, service: Any, **path: Key) -> Response:
-        wanted = _if_match(request)
-        expected = None if wanted is None or wanted.any else wanted.versions
-        tombstone = await policy(service).delete(path[key], expected=expected)
-        if tombstone is None:
-            if wanted is not None:
-                raise VersionMismatch(0)
-            return error_response(404, not_found(resource, path[key]))
-        return Response(status_code=204, headers={"ETag": etag(tombstone)})
+        return await writes.delete(policy(service), path[key], _if_match(request))
 
     _with_signature(remove, request_p, service_p, key_p)
     router.add_api_route(
