@@ -231,6 +231,27 @@ async def test_a_write_through_stores_newer_values_and_moves_generations(cache: 
     assert entry is None or entry.version != generation  # the page filed before: a miss
 
 
+async def test_concurrent_write_throughs_each_get_their_own_answers(cache: Cache) -> None:
+    """Write-throughs made at once (Redis sends them in one pipeline): each is told which
+    of its own entries were stored, and every generation moved."""
+    await cache.put_if_newer("b", Entry(9, b"nine"), 60)
+    answers = await asyncio.gather(
+        cache.write([("a", Entry(1, b"A"), 60)], {"g1": 11}, 60),
+        cache.write([("b", Entry(2, b"B"), 60), ("c", Entry(3, b"C"), 60)], {}, 60),
+        cache.write([], {"g2": 22, "g3": 33}, 60),
+        cache.write([("d", Entry(4, b"D"), 60)], {"g1": 44}, 60),
+    )
+    assert answers == [[True], [False, True], [], [True]]
+    assert await cache.get_many(["a", "b", "c", "d"]) == [
+        Entry(1, b"A"),
+        Entry(9, b"nine"),
+        Entry(3, b"C"),
+        Entry(4, b"D"),
+    ]
+    found = await cache.get_with_generations([("x", "g2"), ("y", "g3")], [0, 0], 60)
+    assert [generation for _, generation in found] == [22, 33]
+
+
 async def test_redis_scripts_lost_by_the_server_are_loaded_again() -> None:
     """Pipelines send EVALSHA without asking SCRIPT EXISTS first: a Redis that lost its
     scripts (a restart, SCRIPT FLUSH) answers NOSCRIPT, and the cache loads them and

@@ -7,6 +7,7 @@ versions inside Redis, in one Lua script, atomically.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -58,6 +59,10 @@ return 1
 """
 
 
+#: A write-through: entries, generations, the generations' TTL, the message to publish.
+_Write = tuple[Sequence[tuple[str, Entry, float]], Mapping[str, int], float, str | None]
+
+
 def _encode(entry: Entry) -> bytes:
     return b"%d|%b" % (entry.version, entry.body)
 
@@ -107,6 +112,8 @@ class RedisCache:
         self._generations = self._redis.register_script(_GENERATIONS)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
         self._gets: TickBatcher[str, Entry | None] = TickBatcher(self._get_batch)
+        self._writes: TickBatcher[_Write, list[bool]] = TickBatcher(self._write_batch)
+        self._write_numbers = itertools.count()
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -243,16 +250,30 @@ class RedisCache:
         generation_ttl: float,
         message: str | None,
     ) -> list[bool]:
+        """The write-throughs of one turn of the event loop go as one pipeline
+        (``batching``): each is conditional or sets values of its own, so putting them
+        side by side changes nothing but the round trips."""
+        name = str(next(self._write_numbers))
+        return await self._writes.load(name, (items, generations, generation_ttl, message))
+
+    async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
         def queue(pipe: aioredis.client.Pipeline) -> None:
-            self._queue_puts(pipe, items)
-            for key, value in generations.items():
-                pipe.set(self._key(key), value, px=_ms(generation_ttl))
-            if message is not None:
-                pipe.publish(self._channel, message)
+            for items, generations, generation_ttl, _ in writes.values():
+                self._queue_puts(pipe, items)
+                for key, value in generations.items():
+                    pipe.set(self._key(key), value, px=_ms(generation_ttl))
+            for *_, message in writes.values():
+                if message is not None:
+                    pipe.publish(self._channel, message)
 
         async with self._guard():
             results = await self._pipelined(queue)
-        return [bool(stored) for stored in results[: len(items)]]
+        answers: dict[str, list[bool]] = {}
+        at = 0
+        for name, (items, generations, _, _) in writes.items():
+            answers[name] = [bool(stored) for stored in results[at : at + len(items)]]
+            at += len(items) + len(generations)
+        return answers
 
     async def publish(self, message: str) -> None:
         async with self._guard():

@@ -101,6 +101,10 @@ class Driver(Protocol):
         """``async with driver.transaction() as session``: committed when the block ends,
         rolled back if it raises."""
 
+    def autocommitted(self) -> Any:
+        """``async with driver.autocommitted() as session``: each statement commits by
+        itself (a write of one statement: no BEGIN and COMMIT round trips around it)."""
+
     def pool_usage(self) -> dict[str, int]: ...
 
     async def close(self) -> None: ...
@@ -247,6 +251,12 @@ class AsyncmyDriver:
                 yield _MySQLSession(conn)
                 await conn.commit()
 
+    @asynccontextmanager
+    async def autocommitted(self) -> AsyncIterator[Session]:
+        with DatabaseTimer(), _translating():
+            async with self._connection() as conn:  # the pool's connections autocommit
+                yield _MySQLSession(conn)
+
     def pool_usage(self) -> dict[str, int]:
         if self._pool is None:
             return {"in_use": 0, "idle": 0}
@@ -339,6 +349,13 @@ class AsyncpgDriver:
             async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
                 yield _PostgresSession(conn)
 
+    @asynccontextmanager
+    async def autocommitted(self) -> AsyncIterator[Session]:
+        with DatabaseTimer(), _translating():
+            pool = await self._pool_ready()
+            async with pool.acquire(timeout=self._timeout) as conn:
+                yield _PostgresSession(conn)
+
     def pool_usage(self) -> dict[str, int]:
         if self._pool is None:
             return {"in_use": 0, "idle": 0}
@@ -395,6 +412,9 @@ class EngineDriver:
             if is_duplicate_key(error):
                 raise DuplicateKey() from None
             raise
+
+    def autocommitted(self) -> Any:
+        return self.transaction()  # SQLite's writes queue on BEGIN IMMEDIATE either way
 
     def pool_usage(self) -> dict[str, int]:
         return {}

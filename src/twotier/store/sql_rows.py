@@ -229,8 +229,8 @@ class SQLRows:
             return []
         version = birth_version()
         values = [self._stored(row) | {VERSION: version} for row in rows]
-        if len(values) == 1:  # POST: the per-request statement
-            async with self._driver.transaction() as session:
+        if len(values) == 1:  # POST: one statement, a transaction by itself
+            async with self._driver.autocommitted() as session:
                 keys = [await self._insert_one(session, values[0])]
             return [self._created(keys[0], rows[0], version)]
         try:
