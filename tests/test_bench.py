@@ -237,3 +237,34 @@ def _count(url: str) -> int:
             await store.close()
 
     return asyncio.run(count())
+
+
+def test_seed_workload_times_the_seeds_own_writes_on_mysql(tmp_path: Path) -> None:
+    """On the seed's tiers (MySQL and Redis), the cached write phase's events also go
+    through the seed's own handler (benchmarks/peers/seed_lambda.py), and the ratio is
+    reported."""
+    require("redis")
+    url = database_url("mysql", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": SERVER_URLS["redis"]}
+    try:
+        result = subprocess.run(
+            [
+                *(TWOTIER, "bench", "seed", "--rows", "300", "--requests", "4", "--values", "3"),
+                *("--writes", "3", "--write-batch", "4", "--peers", str(PEERS)),
+                *("--out", str(tmp_path / "out")),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((tmp_path / "out" / "bench-seed.json").read_text())
+        assert report["seconds"]["write with cache, the seed's own"] > 0
+        assert report["ratios"]["write_speedup_vs_seed"] > 0
+        # The seed's handler wrote its 12 heroes (and the two twotier phases theirs).
+        assert _count(url) == 300 + 3 * 12
+    finally:
+        drop_table(url)

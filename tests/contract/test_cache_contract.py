@@ -241,7 +241,7 @@ async def test_concurrent_write_throughs_each_get_their_own_answers(cache: Cache
         cache.write([], {"g2": 22, "g3": 33}, 60),
         cache.write([("d", Entry(4, b"D"), 60)], {"g1": 44}, 60),
     )
-    assert answers == [[True], [False, True], [], [True]]
+    assert list(answers) == [[True], [False, True], [], [True]]
     assert await cache.get_many(["a", "b", "c", "d"]) == [
         Entry(1, b"A"),
         Entry(9, b"nine"),

@@ -121,6 +121,22 @@ async def test_concurrent_updates_lose_nothing(heroes: SQLRows) -> None:
     assert final.version == created.version + 20
 
 
+async def test_concurrent_replaces_and_deletes_lose_nothing(heroes: SQLRows) -> None:
+    """Writes of one row race (each reads, then changes it if still at the version read;
+    the losers try again, then take the row's lock): every one lands once, in some order."""
+    created = await create(heroes, hero(xp=0))
+    values = hero(xp=0) | {"id": created["id"]}
+    results = await asyncio.gather(
+        *(heroes.put(created["id"], values | {"xp": i}) for i in range(1, 21))
+    )
+    versions = sorted(after.version - created.version for _, after in results)
+    assert versions == list(range(1, 21))
+    assert all(before is not None for before, _ in results)
+    deleted = await asyncio.gather(*(heroes.delete(created["id"]) for _ in range(10)))
+    assert [d.version for d in deleted if d is not None] == [created.version + 20]
+    assert await heroes.get(created["id"]) is None
+
+
 async def test_count_and_ping(store: SQLStore) -> None:
     await store.ping()
     assert await store.rows("heroes").count() == 0

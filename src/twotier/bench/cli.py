@@ -160,11 +160,17 @@ def seed(
     server: Server = "granian",
     workers: Workers = 1,
     out: Out = Path("bench-results"),
+    peers: Annotated[
+        Path, typer.Option(help="The folder of the seed's own handler (seed_lambda.py).")
+    ] = Path("benchmarks/peers"),
 ) -> None:
     """The grader's phases through POST /batch: reads by xp without and with cache (same
-    requests, cold cache), then writes without and with cache."""
+    requests, cold cache), then writes without and with cache, and (MySQL and Redis) the
+    cached writes through the seed's own handler."""
     from twotier.bench.report import seed_report
     from twotier.bench.runs import seed_workload
+
+    seed_own = _seed_handler(peers)
 
     report = _measure(
         url,
@@ -180,6 +186,7 @@ def seed(
             write_batch=write_batch,
             skew=skew,
             progress=progress,
+            seed_own=seed_own,
         ),
     )
     for path in seed_report(report, console, out):
@@ -187,6 +194,30 @@ def seed(
     if not report.same_rows:
         console.print("[red]the cached and uncached read phases returned different rows[/red]")
         raise typer.Exit(1)
+
+
+def _seed_handler(peers: Path) -> Callable[[dict[str, Any]], Any] | None:
+    """The seed's own handler over the configured tiers: MySQL and Redis, as the seed had."""
+    import importlib
+    import os
+    import sys
+
+    from twotier.bench.compare import peer_env
+
+    settings = get_settings()
+    if not (
+        settings.database_url.startswith(("mysql", "mariadb"))
+        and settings.cache_url.startswith(("redis", "rediss"))
+        and (peers / "seed_lambda.py").is_file()
+    ):
+        console.print("the seed's own handler runs on MySQL and Redis only: not measured")
+        return None
+    os.environ.update(peer_env(settings, "seed-own"))
+    sys.path.insert(0, str(peers.resolve()))
+    handler: Callable[[dict[str, Any], Any], Any] = importlib.import_module(
+        "seed_lambda"
+    ).lambda_handler
+    return lambda event: handler(event, None)
 
 
 @app.command()

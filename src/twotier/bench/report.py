@@ -110,6 +110,11 @@ def seed_report(report: SeedReport, console: Console, out: Path) -> list[Path]:
         f"read speedup with cache: [bold]{report.read_speedup:.1f}x[/bold]   "
         f"({report.rows_read:,} rows per read phase; {same})"
     )
+    if report.write_speedup_vs_seed is not None:
+        console.print(
+            "cached writes against the seed's own handler: "
+            f"[bold]{report.write_speedup_vs_seed:.1f}x[/bold] faster"
+        )
     paths = [_write_json(out, "bench-seed", report.as_dict())]
 
     import matplotlib
@@ -121,7 +126,8 @@ def seed_report(report: SeedReport, console: Console, out: Path) -> list[Path]:
     figure, axes = plt.subplots(figsize=(7, 4))
     names = list(report.seconds)
     values = list(report.seconds.values())
-    bars = axes.barh(names, values, color=["#e76f51", "#2a9d8f", "#e76f51", "#2a9d8f"])
+    colors = ["#e76f51", "#2a9d8f", "#e76f51", "#2a9d8f", "#8d99ae"][: len(names)]
+    bars = axes.barh(names, values, color=colors)
     axes.bar_label(bars, labels=[f"{v:.2f} s" for v in values])
     axes.invert_yaxis()
     axes.set_xlabel("seconds")

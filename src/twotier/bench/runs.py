@@ -208,6 +208,10 @@ async def _tick(progress: Progress, name: str, seconds: float) -> None:
 
 # -- seed ---------------------------------------------------------------------------------
 
+#: The phase of the seed's own handler (``benchmarks/peers/seed_lambda.py``) doing the
+#: cached write phase's events.
+SEED_OWN_WRITES = "write with cache, the seed's own"
+
 
 @dataclass
 class SeedReport:
@@ -220,6 +224,12 @@ class SeedReport:
     def read_speedup(self) -> float:
         return self.seconds["read without cache"] / self.seconds["read with cache"]
 
+    @property
+    def write_speedup_vs_seed(self) -> float | None:
+        """The seed's own handler's time for the cached write phase over twotier's."""
+        own = self.seconds.get(SEED_OWN_WRITES)
+        return own / self.seconds["write with cache"] if own else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "workload": "seed",
@@ -227,7 +237,10 @@ class SeedReport:
             "seconds": self.seconds,
             "rows_read_per_phase": self.rows_read,
             "same_rows_in_both_read_phases": self.same_rows,
-            "ratios": {"read_speedup": self.read_speedup},
+            "ratios": {
+                "read_speedup": self.read_speedup,
+                "write_speedup_vs_seed": self.write_speedup_vs_seed,
+            },
         }
 
 
@@ -254,6 +267,7 @@ async def seed_workload(
     skew: float = 1.1,
     seed: int = 0,
     progress: Progress,
+    seed_own: Callable[[dict[str, Any]], Any] | None = None,
 ) -> SeedReport:
     """Reads by xp without cache, the same reads with cache (cold at the start), then writes
     without and with cache; one client, one request at a time, as the grader did."""
@@ -314,9 +328,21 @@ async def seed_workload(
             _post_all, target.url, bodies, partial(progress, name), target.headers
         )
         report.seconds[name] = seconds
+    if seed_own is not None:  # the same events, through the seed's own handler
+        own_events: list[dict[str, Any]] = [orjson.loads(body) for body in writes_by_phase["True"]]
+        report.seconds[SEED_OWN_WRITES] = await asyncio.to_thread(_invoke_all, seed_own, own_events)
     report.same_rows = answers["read without cache"] == answers["read with cache"]
     report.rows_read = sum(answer.count(b'"id":') for answer in answers["read with cache"])
     return report
+
+
+def _invoke_all(handler: Callable[[dict[str, Any]], Any], events: list[dict[str, Any]]) -> float:
+    started = time.perf_counter()
+    for event in events:
+        answer = handler(event)
+        if answer.get("statusCode") != 200:
+            raise RuntimeError(f"the seed's handler answered {answer}")
+    return time.perf_counter() - started
 
 
 def _post_all(

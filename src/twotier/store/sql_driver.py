@@ -89,6 +89,9 @@ class Session(Protocol):
     async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
         """Run it; the id of an inserted row where the database tells (MySQL, SQLite)."""
 
+    async def changed(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        """Run it; the rows it changed."""
+
 
 class Driver(Protocol):
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
@@ -170,6 +173,11 @@ class _MySQLSession:
         async with self._conn.cursor() as cursor:
             await cursor.execute(statement.sql, statement.args(values))
             return int(cursor.lastrowid or 0)
+
+    async def changed(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        async with self._conn.cursor() as cursor:
+            await cursor.execute(statement.sql, statement.args(values))
+            return int(cursor.rowcount)
 
 
 class AsyncmyDriver:
@@ -291,6 +299,10 @@ class _PostgresSession:
         await self._conn.execute(statement.sql, *statement.args(values))
         return 0
 
+    async def changed(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        status: str = await self._conn.execute(statement.sql, *statement.args(values))
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1", "DELETE 0"
+
 
 class AsyncpgDriver:
     def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
@@ -385,6 +397,10 @@ class _EngineSession:
     async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
         result = await self._conn.exec_driver_sql(statement.sql, statement.args(values))
         return int(result.lastrowid or 0)
+
+    async def changed(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        result = await self._conn.exec_driver_sql(statement.sql, statement.args(values))
+        return int(result.rowcount)
 
 
 class EngineDriver:
