@@ -31,15 +31,20 @@ Progress = Callable[[str, float], None]
 
 
 async def ensure_rows(
-    settings: Settings, rows: int, seed: int = 0, resource: str | None = None
+    settings: Settings,
+    rows: int,
+    seed: int = 0,
+    resource: str | None = None,
+    *,
+    reload: bool = False,
 ) -> bool:
-    """Make a resource's table hold its generated data set of ``rows`` rows; True if it was
-    loaded."""
+    """Make a resource's table hold its generated data set of ``rows`` rows (``reload``:
+    again, after a bench changed rows); True if it was loaded."""
     service = build_service(settings)
     try:
         await service.prepare()
         policy = service.resource(resource or service.default_resource)
-        if await policy.rows.count() == rows:
+        if not reload and await policy.rows.count() == rows:
             return False
     finally:
         await service.close()
