@@ -167,36 +167,14 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         pytest.skip("wrk is not installed")
     require("redis")
     url = database_url(kind, tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
-    env |= {
-        "TWOTIER_DATABASE_URL": url,
-        "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
-        "COLUMNS": "200",
-    }
     try:
-        result = subprocess.run(
+        result = bench_on(
+            url,
             [
-                TWOTIER,
-                "bench",
-                "compare",
-                "--rows",
-                "200",
-                "--duration",
-                "1",
-                "--mix-duration",
-                "1",
-                "--connections",
-                "4",
-                "--peers",
-                str(PEERS),
-                "--out",
-                str(tmp_path / "out"),
+                *("compare", "--rows", "200", "--duration", "1", "--mix-duration", "1"),
+                *("--connections", "4"),
             ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
+            tmp_path,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         report = json.loads((tmp_path / "out" / "bench-compare.json").read_text())
@@ -224,6 +202,20 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         drop_table(url)
 
 
+def bench_on(url: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``twotier bench`` over the database at ``url`` and the shared Redis, with the peers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": SERVER_URLS["redis"]}
+    return subprocess.run(
+        [TWOTIER, "bench", *args, "--peers", str(PEERS), "--out", str(tmp_path / "out")],
+        env=env | {"COLUMNS": "200"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _count(url: str) -> int:
     import asyncio
 
@@ -245,20 +237,14 @@ def test_seed_workload_times_the_seeds_own_writes_on_mysql(tmp_path: Path) -> No
     reported."""
     require("redis")
     url = database_url("mysql", tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
-    env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": SERVER_URLS["redis"]}
     try:
-        result = subprocess.run(
+        result = bench_on(
+            url,
             [
-                *(TWOTIER, "bench", "seed", "--rows", "300", "--requests", "4", "--values", "3"),
-                *("--writes", "3", "--write-batch", "4", "--peers", str(PEERS)),
-                *("--out", str(tmp_path / "out")),
+                *("seed", "--rows", "300", "--requests", "4", "--values", "3"),
+                *("--writes", "3", "--write-batch", "4"),
             ],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            tmp_path,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         report = json.loads((tmp_path / "out" / "bench-seed.json").read_text())

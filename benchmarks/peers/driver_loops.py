@@ -25,7 +25,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+
+from common import mysql_params
 
 COLUMNS = "id, name, hero, power, xp, color, version"
 FIELDS = ("name", "hero", "power", "xp", "color")
@@ -55,16 +56,8 @@ def _row(rng: random.Random) -> tuple[Any, ...]:
 async def mysql_ops(module: str, dsn: str, pool_size: int) -> tuple[dict[str, Any], Any]:
     """aiomysql or asyncmy (the same pool and cursor API)."""
     driver: Any = __import__(module)
-    url = urlsplit(dsn)
     pool = await driver.create_pool(
-        host=url.hostname,
-        port=url.port or 3306,
-        user=unquote(url.username or "root"),
-        password=unquote(url.password or ""),
-        db=url.path.lstrip("/"),
-        minsize=pool_size,
-        maxsize=pool_size,
-        autocommit=True,
+        **mysql_params(dsn), minsize=pool_size, maxsize=pool_size, autocommit=True
     )
     sql = _sql(dollar=False)
 

@@ -12,26 +12,17 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pymysql
 import redis
-from common import DATABASE_URL, PREFIX, REDIS_URL, TTL
+from common import DATABASE_URL, PREFIX, REDIS_URL, TTL, mysql_params
 
 FIELDS = ("name", "hero", "power", "xp", "color")
 INSERT = "INSERT INTO superheroes (name, hero, power, xp, color) VALUES (%s, %s, %s, %s, %s)"
 
 
 def _connect() -> pymysql.connections.Connection[Any]:
-    url = urlsplit(DATABASE_URL)
-    return pymysql.connect(
-        host=url.hostname,
-        port=url.port or 3306,
-        user=unquote(url.username or "root"),
-        password=unquote(url.password or ""),
-        database=url.path.lstrip("/"),
-        autocommit=False,
-    )
+    return pymysql.connect(**mysql_params(DATABASE_URL), autocommit=False)
 
 
 def lambda_handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:

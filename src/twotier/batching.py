@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
+from twotier.singleflight import settle
+
 A = TypeVar("A")
 T = TypeVar("T")
 
@@ -54,15 +56,8 @@ def _settle(
     batch: asyncio.Future[Mapping[str, T]], pending: Mapping[str, tuple[object, asyncio.Future[T]]]
 ) -> None:
     """Hand each caller its part of the batch's result (or the batch's error)."""
-    for name, (_, future) in pending.items():
-        if future.done():
-            continue
-        if batch.cancelled():
-            future.cancel()
-        elif (error := batch.exception()) is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(batch.result()[name])
-    for _, future in pending.values():  # mark retrieved: the callers have had it, or left
+    futures = {name: future for name, (_, future) in pending.items()}
+    settle(batch, futures)
+    for future in futures.values():  # mark retrieved: the callers have had it, or left
         if not future.cancelled():
             future.exception()

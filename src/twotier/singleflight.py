@@ -43,7 +43,7 @@ class SingleFlight(Generic[T]):
                 future: asyncio.Future[T] = loop.create_future()
                 started[key] = self._flights[key] = future
                 future.add_done_callback(partial(self._finished, key))
-            batch.add_done_callback(lambda done: _settle(done, started))
+            batch.add_done_callback(lambda done: settle(done, started))
         waiting = {key: self._flights[key] for key in dict.fromkeys(keys)}
         return {key: await asyncio.shield(future) for key, future in waiting.items()}
 
@@ -58,11 +58,13 @@ class SingleFlight(Generic[T]):
             future.exception()  # mark retrieved: the waiters have had it, or there were none
 
 
-def _settle(
+def settle(
     batch: asyncio.Future[Mapping[str, T]], futures: Mapping[str, asyncio.Future[T]]
 ) -> None:
     """Hand each key's future its part of a batch result (or the batch's error)."""
     for key, future in futures.items():
+        if future.done():
+            continue
         if batch.cancelled():
             future.cancel()
         elif (error := batch.exception()) is not None:

@@ -8,6 +8,7 @@ Each takes the resource's policy, the validated body (a model of the resource's)
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -39,13 +40,7 @@ async def replace(
     if resource.auto_key or (wanted is not None and wanted.any):
         # No creation here: an automatic key is the database's to give, and If-Match: *
         # asks for a row that exists.
-        expected = None if wanted is None or wanted.any else wanted.versions
-        record = await policy.update(key, values, expected=expected)
-        if record is None:
-            if wanted is not None:
-                raise VersionMismatch(0)
-            return error_response(404, not_found(resource, key))
-        return row_response(record)
+        return await _updated(policy, key, values, wanted)
     created, record = await policy.put(
         key, values, expected=None if wanted is None else wanted.versions
     )
@@ -64,12 +59,19 @@ async def patch(
         if wanted is not None and not wanted.matches(served.version if served.body else 0):
             raise VersionMismatch(served.version if served.body else 0)
         return read_response(served, resource, key)
+    return await _updated(policy, key, given, wanted)
+
+
+async def _updated(
+    policy: ResourcePolicy, key: Key, changes: dict[str, Any], wanted: Tags | None
+) -> Response:
+    """Update a row that must exist (``If-Match: *`` asks for any version of it)."""
     expected = None if wanted is None or wanted.any else wanted.versions
-    record = await policy.update(key, given, expected=expected)
+    record = await policy.update(key, changes, expected=expected)
     if record is None:
         if wanted is not None:
             raise VersionMismatch(0)
-        return error_response(404, not_found(resource, key))
+        return error_response(404, not_found(policy.resource, key))
     return row_response(record)
 
 

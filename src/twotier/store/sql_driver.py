@@ -149,6 +149,43 @@ def _is_connection_error(error: BaseException) -> bool:
     )
 
 
+class _Pooled:
+    """A pool of the driver's own connections, created on first use; reads retried once on
+    a fresh connection when the pooled one turned out dead."""
+
+    def __init__(self, connect: dict[str, Any], size: int, timeout: float) -> None:
+        self._connect = connect
+        self._size = size
+        self._timeout = timeout
+        self._pool: Any = None
+        self._creating: asyncio.Lock | None = None
+
+    async def _create_pool(self) -> Any:
+        raise NotImplementedError
+
+    async def _pool_ready(self) -> Any:
+        if self._pool is None:
+            self._creating = self._creating or asyncio.Lock()
+            async with self._creating:
+                if self._pool is None:
+                    self._pool = await self._create_pool()
+        return self._pool
+
+    async def _fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        rows = await self.fetch_all(statement, values)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
+        with DatabaseTimer():
+            try:
+                return await self._fetch_all(statement, values)
+            except StoreUnavailable:  # a connection that died in the pool: once more
+                return await self._fetch_all(statement, values)
+
+
 # -- MySQL / MariaDB: asyncmy ---------------------------------------------------------------
 
 
@@ -180,9 +217,9 @@ class _MySQLSession:
             return int(cursor.rowcount)
 
 
-class AsyncmyDriver:
+class AsyncmyDriver(_Pooled):
     def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
-        self._connect = {
+        connect = {
             "host": url.host or "127.0.0.1",
             "port": url.port or 3306,
             "user": url.username or "root",
@@ -193,22 +230,14 @@ class AsyncmyDriver:
             "autocommit": True,
             "ssl": tls,
         }
-        self._size = size
-        self._timeout = timeout
-        self._pool: Any = None
-        self._creating: asyncio.Lock | None = None
+        super().__init__(connect, size, timeout)
 
-    async def _pool_ready(self) -> Any:
-        if self._pool is None:
-            self._creating = self._creating or asyncio.Lock()
-            async with self._creating:
-                if self._pool is None:
-                    import asyncmy
+    async def _create_pool(self) -> Any:
+        import asyncmy
 
-                    self._pool = await asyncmy.create_pool(
-                        minsize=0, maxsize=self._size, pool_recycle=1800, **self._connect
-                    )
-        return self._pool
+        return await asyncmy.create_pool(
+            minsize=0, maxsize=self._size, pool_recycle=1800, **self._connect
+        )
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -234,17 +263,6 @@ class AsyncmyDriver:
             raise
         finally:
             pool.release(conn)
-
-    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
-        rows = await self.fetch_all(statement, values)
-        return rows[0] if rows else None
-
-    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
-        with DatabaseTimer():
-            try:
-                return await self._fetch_all(statement, values)
-            except StoreUnavailable:  # a connection that died in the pool: once more
-                return await self._fetch_all(statement, values)
 
     async def _fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         with _translating():
@@ -304,9 +322,9 @@ class _PostgresSession:
         return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1", "DELETE 0"
 
 
-class AsyncpgDriver:
+class AsyncpgDriver(_Pooled):
     def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
-        self._connect = {
+        connect = {
             "host": url.host or "127.0.0.1",
             "port": url.port or 5432,
             "user": url.username,
@@ -315,36 +333,17 @@ class AsyncpgDriver:
             "ssl": tls,
             "timeout": timeout,
         }
-        self._size = size
-        self._timeout = timeout
-        self._pool: Any = None
-        self._creating: asyncio.Lock | None = None
+        super().__init__(connect, size, timeout)
 
-    async def _pool_ready(self) -> Any:
-        if self._pool is None:
-            self._creating = self._creating or asyncio.Lock()
-            async with self._creating:
-                if self._pool is None:
-                    import asyncpg
+    async def _create_pool(self) -> Any:
+        import asyncpg
 
-                    self._pool = await asyncpg.create_pool(
-                        min_size=0,
-                        max_size=self._size,
-                        max_inactive_connection_lifetime=1800,
-                        **self._connect,
-                    )
-        return self._pool
-
-    async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
-        rows = await self.fetch_all(statement, values)
-        return rows[0] if rows else None
-
-    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
-        with DatabaseTimer():
-            try:
-                return await self._fetch_all(statement, values)
-            except StoreUnavailable:  # a connection that died in the pool: once more
-                return await self._fetch_all(statement, values)
+        return await asyncpg.create_pool(
+            min_size=0,
+            max_size=self._size,
+            max_inactive_connection_lifetime=1800,
+            **self._connect,
+        )
 
     async def _fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         with _translating():
