@@ -63,8 +63,12 @@ def create_app(
             gc.freeze()
             yield
         finally:
+            # What the buffered handler holds, before the worker exits: first what came
+            # before the shutdown (should closing the tiers outlast the server's patience),
+            # then what closing them said.
+            logs.flush()
             await owned.service.close()
-            logs.flush()  # what the buffered handler holds, before the worker exits
+            logs.flush()
 
     # Swagger UI and ReDoc are served from the installed package, not from a CDN.
     app = FastAPIOffline(

@@ -290,10 +290,14 @@ class AsyncmyDriver(_Pooled):
         return {"in_use": int(self._pool.size) - free, "idle": free}
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            await self._pool.wait_closed()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            try:  # a shutdown never waits on the pool longer than a query would
+                async with asyncio.timeout(self._timeout):
+                    await pool.wait_closed()
+            except TimeoutError:
+                pool.terminate()
 
 
 # -- PostgreSQL: asyncpg -----------------------------------------------------------------
@@ -374,9 +378,13 @@ class AsyncpgDriver(_Pooled):
         return {"in_use": int(self._pool.get_size()) - idle, "idle": idle}
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:  # a shutdown never waits on the pool longer than a query would
+                async with asyncio.timeout(self._timeout):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
 
 
 # -- SQLite: the engine's connection -----------------------------------------------------
