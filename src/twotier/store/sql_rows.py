@@ -1,9 +1,11 @@
 """One resource's rows in a SQL database: reads, writes and bulk loads, built from its table.
 
-Writes run in one transaction that first locks the row (``SELECT … FOR UPDATE``; on SQLite
-``BEGIN IMMEDIATE``), so each returns the row as it was before and after, concurrent writes
-of one row serialize (no lost version bumps), and a conditional write (``expected``) is
-checked against the version it is about to change.
+A write of one row reads it, then changes it only if it is still at the version read (a
+compare-and-set on the version column); after three lost races it locks the row instead
+(``SELECT … FOR UPDATE``; on SQLite ``BEGIN IMMEDIATE``). Either way each returns the row as
+it was before and after, concurrent writes of one row each land once (no lost version
+bumps), and a conditional write (``expected``) is checked against the version it changes.
+A write of many rows is one transaction.
 
 What runs per request (a row by key, the writes of one row) goes through ``sql_driver``'s
 compiled statements on the driver's own pool; the rest (many rows, lookups, pages, bulk

@@ -2,8 +2,9 @@
 
 One router per resource, built from its declaration: the path parameter (``hero_id``,
 ``product_sku``) and its checks, the list filters (one per field), the request and answer
-models (so the OpenAPI document has one schema per resource). Plain cached reads by key are
-answered by ``api.hot_path`` in front of these routes, alike (a test proves it).
+models (so the OpenAPI document has one schema per resource). Plain cached reads by key, and
+writes of one row whose body validates, are answered by ``api.hot_path`` in front of these
+routes, alike (``api.writes`` is the code both run; a test proves it).
 """
 
 from __future__ import annotations
