@@ -9,19 +9,24 @@ otherwise the test is skipped.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import make_url
 
+from twotier.bootstrap import build_store
 from twotier.cache.base import Cache
 from twotier.cache.memory import MemoryCache
 from twotier.config import Settings
+from twotier.resources import Resource
+from twotier.store.base import Store
 from twotier.store.sql import SQLStore
 
 REQUIRE_SERVICES = os.environ.get("TWOTIER_TEST_REQUIRE_SERVICES") == "1"
@@ -33,7 +38,8 @@ SERVER_URLS = {
     "redis": os.environ.get("TWOTIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 RUN_ID = uuid.uuid4().hex[:8]
-STORES = ["sqlite", "mysql", "postgres"]
+SQL_STORES = ["sqlite", "mysql", "postgres"]
+STORES = [*SQL_STORES, "dynamodb"]
 CACHES = ["memory", "redis", "near"]
 
 
@@ -50,10 +56,50 @@ def require(service: str) -> None:
         pytest.skip(message)
 
 
+_moto: dict[str, object] = {}
+
+
+def dynamodb_endpoint() -> str:
+    """The endpoint of this test run's DynamoDB: moto in server mode (a process of its own,
+    real HTTP on loopback; ``moto_serial``), started on first use, stopped when the run
+    ends."""
+    if "url" not in _moto:
+        import subprocess
+        import sys
+        import time
+
+        from twotier.bench.target import free_port
+
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.moto_serial", str(port)],
+            cwd=Path(__file__).parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 1):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        _moto["server"], _moto["url"] = server, f"http://127.0.0.1:{port}"
+    return str(_moto["url"])
+
+
 def database_url(kind: str, tmp_path: object) -> str:
-    """A URL of a database of this test run, on the given backend."""
+    """A URL of a database of this test run, on the given backend (DynamoDB: tables of
+    this test's own, by their prefix)."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/superhero_db.sqlite3"
+    if kind == "dynamodb":
+        prefix = "t" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:10] + "_"
+        return (
+            f"dynamodb://?endpoint_url={dynamodb_endpoint()}&region=us-east-1&table_prefix={prefix}"
+        )
     require(kind)
     return (
         make_url(SERVER_URLS[kind])
@@ -66,6 +112,11 @@ def database_url(kind: str, tmp_path: object) -> str:
 DECLARED = Path(__file__).with_name("products.toml")
 
 
+def open_store(url: str, resources: tuple[Resource, ...] | None = None) -> Store:
+    """The store at ``url`` (any backend), as the server would open it."""
+    return build_store(Settings(database_url=url), resources)
+
+
 def drop_table(url: str, resources: str | None = None) -> None:
     """Leave a shared test database as other tests expect it: without the resources' tables
     (the heroes', or those ``resources`` declares)."""
@@ -74,10 +125,10 @@ def drop_table(url: str, resources: str | None = None) -> None:
     from twotier.resources import load_resources
 
     async def drop() -> None:
-        store = SQLStore(url, load_resources(resources))
+        store = open_store(url, load_resources(resources))
         try:
             await store.init_schema()
-            await store.drop_schema()
+            await store.drop_schema()  # type: ignore[attr-defined]
         finally:
             await store.close()
 
@@ -91,7 +142,7 @@ def make_key(url: str, role: str = "admin") -> str:
     from twotier.access.keys import Role, create_key
 
     async def make() -> str:
-        store = SQLStore(url)
+        store = open_store(url)
         try:
             await store.init_schema()
             return (await create_key(store, f"test {role}", Role(role)))[1]
@@ -125,6 +176,10 @@ def redis_namespace() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_databases() -> Iterator[None]:
     yield
+    server = _moto.pop("server", None)
+    if server is not None:
+        server.terminate()  # type: ignore[attr-defined]
+        server.wait(10)  # type: ignore[attr-defined]
     import pymysql
 
     for kind in ("mysql", "postgres"):
@@ -184,17 +239,17 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(store_kind: str, tmp_path: object) -> AsyncIterator[SQLStore]:
+async def store(store_kind: str, tmp_path: object) -> AsyncIterator[Any]:
     """A store with a fresh, empty superheroes table."""
-    sql_store = SQLStore(database_url(store_kind, tmp_path))
-    await sql_store.init_schema()
-    await sql_store.drop_schema()
-    await sql_store.init_schema()
+    opened: Any = open_store(database_url(store_kind, tmp_path))
+    await opened.init_schema()
+    await opened.drop_schema()
+    await opened.init_schema()
     try:
-        yield sql_store
+        yield opened
     finally:
-        await sql_store.drop_schema()
-        await sql_store.close()
+        await opened.drop_schema()
+        await opened.close()
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import database_url, make_cache
+from tests.conftest import database_url, make_cache, open_store
 from tests.heroes import HEROES, create, hero
 from twotier.cache.base import Cache
 from twotier.cache.resilient import ResilientCache
@@ -244,7 +245,7 @@ async def test_every_resource_generates_and_loads(
 
     resources = load_resources(DECLARED)
     [resource] = [r for r in resources if r.name == name]
-    store = SQLStore(database_url(store_kind, tmp_path), resources)
+    store: Any = open_store(database_url(store_kind, tmp_path), resources)
     await store.init_schema()
     rows = store.rows(name)
     try:
@@ -257,7 +258,7 @@ async def test_every_resource_generates_and_loads(
         policy = policy_of(rows, await make_cache("memory"))
         loaded = await policy.bulk_load(reader, replace=True, keep=lambda: True)
         assert (loaded, reader.bad_count) == (200, 0)
-        stored = await rows.find(Query(limit=1000))
+        stored = sorted(await rows.find(Query(limit=1000)), key=lambda r: r.key)
         assert [tuple(r.values[c] for c in resource.columns) for r in stored] == sorted(
             expected, key=lambda values: values[resource.columns.index(resource.key)]
         )

@@ -11,6 +11,7 @@ from sqlalchemy import make_url
 from tests.conftest import SERVER_URLS, database_url
 from twotier.bootstrap import build_store
 from twotier.config import Settings
+from twotier.store.sql import SQLStore
 
 
 @pytest.fixture
@@ -47,6 +48,7 @@ async def test_the_store_connects_with_the_secret(secrets_manager: str, tmp_path
     )
     # The configured URL carries no credentials at all.
     store = build_store(Settings(database_url="mysql://nobody@unused/", database_secret_arn=arn))
+    assert isinstance(store, SQLStore)
     try:
         assert store.url.host == target.host
         assert store.url.database == target.database
@@ -79,6 +81,7 @@ def test_the_password_never_reaches_a_log_line(
         }
     )
     store = build_store(Settings(database_secret_arn=arn))
+    assert isinstance(store, SQLStore)
     assert store.backend == "postgresql"
     assert "s3cr3t-from-secret" not in caplog.text
     assert "s3cr3t-from-secret" not in repr(store.url)

@@ -18,7 +18,8 @@ from twotier.config import Settings
 from twotier.policy import AnswerLimits, Tuning
 from twotier.resources import Resource, load_resources
 from twotier.service import Service
-from twotier.store.sql import SQLStore
+from twotier.store.base import Store
+from twotier.store.dynamo_client import is_dynamodb_url
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -32,7 +33,24 @@ def declared_resources(settings: Settings) -> tuple[Resource, ...]:
     return load_resources(settings.resources)
 
 
-def build_store(settings: Settings, resources: tuple[Resource, ...] | None = None) -> SQLStore:
+def build_store(settings: Settings, resources: tuple[Resource, ...] | None = None) -> Store:
+    """The store the database URL names: ``dynamodb://`` (DynamoStore), else SQL."""
+    declared = resources if resources is not None else declared_resources(settings)
+    if is_dynamodb_url(settings.database_url):
+        try:
+            from twotier.store.dynamo import DynamoStore
+        except ImportError as error:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "a DynamoDB database needs the extra: pip install 'twotier[dynamodb]'"
+            ) from error
+        return DynamoStore(
+            settings.database_url,
+            declared,
+            pool_size=settings.database_pool_size,
+            timeout=settings.database_timeout,
+        )
+    from twotier.store.sql import SQLStore
+
     url = settings.database_url
     if settings.database_secret_arn:
         from twotier.secrets import database_url_from_secret
@@ -40,7 +58,7 @@ def build_store(settings: Settings, resources: tuple[Resource, ...] | None = Non
         url = database_url_from_secret(settings.database_secret_arn, settings.database_url)
     return SQLStore(
         url,
-        resources if resources is not None else declared_resources(settings),
+        declared,
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout,
     )

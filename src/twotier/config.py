@@ -20,8 +20,11 @@ class Settings(BaseSettings):
         DEFAULT_DATABASE_URL,
         description=(
             "Persistent tier: sqlite:///PATH (embedded default), "
-            "mysql://USER:PASS@HOST:PORT/DB (MySQL, MariaDB, Aurora MySQL) or "
-            "postgresql://USER:PASS@HOST:PORT/DB. The database is created if missing."
+            "mysql://USER:PASS@HOST:PORT/DB (MySQL, MariaDB, Aurora MySQL), "
+            "postgresql://USER:PASS@HOST:PORT/DB, or "
+            "dynamodb://?region=R&endpoint_url=URL&table_prefix=P (DynamoDB; every parameter "
+            "optional, credentials from the AWS chain). The database (DynamoDB: the tables) "
+            "is created if missing."
         ),
     )
     resources: str | None = Field(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from twotier.access.rules import Denied
 from twotier.policy import AnswerTooLarge
 from twotier.service import UnknownResource
-from twotier.store.base import DuplicateKey, StoreUnavailable, VersionMismatch
+from twotier.store.base import DuplicateKey, StoreRefused, StoreUnavailable, VersionMismatch
 
 log = logging.getLogger("twotier.api.errors")
 
@@ -24,6 +24,7 @@ RETRY_AFTER_SECONDS = "5"
 DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     StoreUnavailable,
     DuplicateKey,
+    StoreRefused,
     VersionMismatch,
     UnknownResource,
     AnswerTooLarge,
@@ -50,6 +51,8 @@ def problem_of(error: Exception) -> Problem:
         return Problem(503, str(error), {"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(error, DuplicateKey):
         return Problem(409, "a row with this key exists already; nothing was written")
+    if isinstance(error, StoreRefused):
+        return Problem(400, f"{error}; nothing was written")
     if isinstance(error, VersionMismatch):
         if error.current:
             detail = f"the row is at version {etag(error.current)} now, not the one If-Match names"

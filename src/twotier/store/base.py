@@ -15,7 +15,15 @@ from twotier.access.keys import KeyStore
 from twotier.errors import StoreUnavailable
 from twotier.resources import Key, Record, Resource
 
-__all__ = ["DuplicateKey", "Query", "Rows", "Store", "StoreUnavailable", "VersionMismatch"]
+__all__ = [
+    "DuplicateKey",
+    "Query",
+    "Rows",
+    "Store",
+    "StoreRefused",
+    "StoreUnavailable",
+    "VersionMismatch",
+]
 
 
 class DuplicateKey(Exception):
@@ -24,6 +32,12 @@ class DuplicateKey(Exception):
     def __init__(self, key: Key | None = None) -> None:
         super().__init__("a row with this key exists" if key is None else f"key {key!r} exists")
         self.key = key
+
+
+class StoreRefused(Exception):
+    """A write this database cannot take as asked (more rows than one of its transactions
+    holds, a value outside what it stores); nothing was written. The message says what
+    to change."""
 
 
 class VersionMismatch(Exception):

@@ -1,0 +1,165 @@
+"""One resource's rows as DynamoDB items, and back: the attribute each field becomes.
+
+An item holds each field under its own name (strings ``S``, whole and real numbers ``N``,
+booleans ``BOOL``, date-times ``S`` as fixed-width RFC 3339 text in UTC, so that text order
+is time order; a null is an absent attribute), the row version under ``version``, and for
+each lookup field an index attribute ``_by_<field>``: ``=`` and the value's text. The index
+attribute, not the field, keys the field's global secondary index, because an index key
+cannot be an empty string (``=`` makes every value non-empty) and must have one type.
+
+What DynamoDB cannot store is refused before the call (``StoreRefused``, a 400): a number
+beyond its range (magnitudes from 1e-130 to below 1e126), an empty string as a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from twotier.resources import Key, Record, Resource
+from twotier.resources.fields import (
+    BooleanField,
+    FieldSpec,
+    IntegerField,
+    NumberField,
+    TimestampField,
+)
+from twotier.store.base import StoreRefused
+
+VERSION = "version"
+INDEX_PREFIX = "_by_"
+
+#: DynamoDB's numbers: 38 significant digits, magnitudes from 1e-130 up to below 1e126.
+_LARGEST = Decimal("9.9999999999999999999999999999999999999E+125")
+_SMALLEST = Decimal("1E-130")
+
+Attribute = dict[str, Any]
+
+
+def index_name(field: str) -> str:
+    """The global secondary index of a lookup field."""
+    return f"by_{field}"
+
+
+def index_attribute(field: str) -> str:
+    return INDEX_PREFIX + field
+
+
+def key_type(resource: Resource) -> str:
+    """The key attribute's type: ``N`` for whole numbers, ``S`` for text."""
+    return "N" if isinstance(resource.key_field, IntegerField) else "S"
+
+
+def _number(name: str, value: float | int) -> Attribute:
+    text = str(value) if isinstance(value, int) else repr(float(value))
+    magnitude = abs(Decimal(text))
+    if magnitude and not _SMALLEST <= magnitude <= _LARGEST:
+        raise StoreRefused(
+            f"{name} = {text} is beyond what DynamoDB stores (magnitudes from 1e-130 to 1e125)"
+        )
+    return {"N": text}
+
+
+def _timestamp_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _whole(text: str) -> int:
+    return int(text) if text.lstrip("-").isdigit() else int(Decimal(text))
+
+
+def _encoder(spec: FieldSpec) -> Callable[[Any], Attribute]:
+    if isinstance(spec, BooleanField):
+        return lambda value: {"BOOL": bool(value)}
+    if isinstance(spec, IntegerField | NumberField):
+        name = spec.name
+        return lambda value: _number(name, value)
+    if isinstance(spec, TimestampField):
+        return lambda value: {"S": _timestamp_text(value)}
+    return lambda value: {"S": value}
+
+
+def _decoder(spec: FieldSpec) -> Callable[[Attribute], Any]:
+    if isinstance(spec, BooleanField):
+        return lambda attribute: attribute["BOOL"]
+    if isinstance(spec, IntegerField):
+        return lambda attribute: _whole(attribute["N"])
+    if isinstance(spec, NumberField):
+        return lambda attribute: float(attribute["N"])
+    if isinstance(spec, TimestampField):
+        return lambda attribute: datetime.fromisoformat(attribute["S"]).astimezone(UTC)
+    return lambda attribute: attribute["S"]
+
+
+class ItemCodec:
+    """Records of one resource to items and back (see the module's docstring)."""
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.key_name = resource.key
+        self.key_type = key_type(resource)
+        fields = [resource.field(name) for name in resource.columns]
+        self._encoders = {spec.name: _encoder(spec) for spec in fields}
+        self._decoders = tuple((spec.name, _decoder(spec)) for spec in fields)
+        self._lookups = resource.lookups
+        self._texts = {name: resource.field(name).to_text for name in resource.lookups}
+
+    def key(self, key: Key) -> dict[str, Attribute]:
+        """The item key of a row."""
+        if self.key_type == "S":
+            if key == "":
+                raise StoreRefused(f"DynamoDB keeps no empty {self.key_name}")
+            return {self.key_name: {"S": key}}
+        return {self.key_name: {"N": str(key)}}
+
+    def value(self, field: str, value: Any) -> Attribute:
+        """One field's value as an attribute (never None: a null is no attribute)."""
+        return self._encoders[field](value)
+
+    def index_value(self, field: str, value: Any) -> Attribute:
+        """A lookup field's value as its index key."""
+        return {"S": "=" + self._texts[field](value)}
+
+    def item(self, values: Mapping[str, Any], version: int) -> dict[str, Attribute]:
+        """A whole row's item (``values`` by field name, the key among them)."""
+        item = self.key(values[self.key_name])
+        item |= self.attributes(values)
+        item[VERSION] = {"N": str(version)}
+        return item
+
+    def attributes(self, values: Mapping[str, Any]) -> dict[str, Attribute]:
+        """The attributes ``values`` set (not the key, nor the nulls), with the index
+        attributes of the lookup fields among them."""
+        attributes: dict[str, Attribute] = {}
+        for name, value in values.items():
+            if name == self.key_name or value is None:
+                continue
+            attributes[name] = self._encoders[name](value)
+            if name in self._lookups:
+                attributes[index_attribute(name)] = self.index_value(name, value)
+        return attributes
+
+    def removed(self, values: Mapping[str, Any]) -> list[str]:
+        """The attributes that nulls in ``values`` remove (a lookup's index one too)."""
+        gone: list[str] = []
+        for name, value in values.items():
+            if value is None and name != self.key_name:
+                gone.append(name)
+                if name in self._lookups:
+                    gone.append(index_attribute(name))
+        return gone
+
+    def record(self, item: Mapping[str, Attribute]) -> Record:
+        values = {
+            name: decode(item[name]) if name in item else None for name, decode in self._decoders
+        }
+        return Record(self.key_of(item), values, _whole(item[VERSION]["N"]))
+
+    def records(self, items: Iterable[Mapping[str, Attribute]]) -> list[Record]:
+        return [self.record(item) for item in items]
+
+    def key_of(self, item: Mapping[str, Attribute]) -> Key:
+        attribute = item[self.key_name]
+        return _whole(attribute["N"]) if self.key_type == "N" else attribute["S"]

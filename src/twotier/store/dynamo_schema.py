@@ -1,0 +1,132 @@
+"""The DynamoDB tables twotier needs, and making them: one per declared resource, one for
+the API keys, one for twotier's own counters.
+
+A resource's table is keyed by the resource's key (``N`` or ``S``), billed on demand, with
+one global secondary index per lookup field: the field's index attribute as its partition
+key, the resource's key as its sort key (so an index query answers by key), every
+attribute projected. ``ensure_tables`` creates what is missing and adds a missing index to
+a table that exists (one at a time, as DynamoDB requires), then waits until everything is
+active; it never deletes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from twotier.resources import Resource
+from twotier.store.base import StoreUnavailable
+from twotier.store.dynamo_client import DynamoClient, error_code
+from twotier.store.dynamo_items import index_attribute, index_name, key_type
+
+KEYS_TABLE = "twotier_api_keys"
+META_TABLE = "twotier_meta"
+#: Seconds ``ensure_tables`` waits for tables and indexes to become active.
+_ACTIVE_WITHIN = 600.0
+_POLL = 0.5
+
+TableSpec = dict[str, Any]
+
+
+def resource_table(resource: Resource, name: str) -> TableSpec:
+    """CreateTable's arguments for a resource's table."""
+    key = resource.key
+    attributes = {key: key_type(resource)}
+    indexes = []
+    for field in resource.lookups:
+        attributes[index_attribute(field)] = "S"
+        indexes.append(
+            {
+                "IndexName": index_name(field),
+                "KeySchema": [
+                    {"AttributeName": index_attribute(field), "KeyType": "HASH"},
+                    {"AttributeName": key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        )
+    spec: TableSpec = {
+        "TableName": name,
+        "AttributeDefinitions": [
+            {"AttributeName": attribute, "AttributeType": kind}
+            for attribute, kind in attributes.items()
+        ],
+        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if indexes:
+        spec["GlobalSecondaryIndexes"] = indexes
+    return spec
+
+
+def plain_table(name: str, key: str) -> TableSpec:
+    """CreateTable's arguments for a table keyed by one text attribute (keys, counters)."""
+    return {
+        "TableName": name,
+        "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+async def ensure_tables(client: DynamoClient, specs: Sequence[TableSpec]) -> None:
+    """Create the tables (and indexes) that are missing; wait until all are active."""
+    for spec in specs:
+        await _ensure_table(client, spec)
+    deadline = time.monotonic() + _ACTIVE_WITHIN
+    for spec in specs:
+        await _wait_active(client, spec["TableName"], deadline)
+
+
+async def _describe(client: DynamoClient, name: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        table: dict[str, Any] = (await client.call("describe_table", TableName=name))["Table"]
+        return table
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            return None
+        raise
+
+
+async def _ensure_table(client: DynamoClient, spec: TableSpec) -> None:
+    from botocore.exceptions import ClientError
+
+    existing = await _describe(client, spec["TableName"])
+    if existing is None:
+        try:
+            await client.call("create_table", **spec)
+        except ClientError as error:  # made meanwhile by another process
+            if error_code(error) != "ResourceInUseException":
+                raise
+        return
+    have = {index["IndexName"] for index in existing.get("GlobalSecondaryIndexes", [])}
+    for index in spec.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] in have:
+            continue
+        # DynamoDB takes one index change at a time, on an active table.
+        await _wait_active(client, spec["TableName"], time.monotonic() + _ACTIVE_WITHIN)
+        wanted = {a["AttributeName"] for a in index["KeySchema"]}
+        await client.call(
+            "update_table",
+            TableName=spec["TableName"],
+            AttributeDefinitions=[
+                a for a in spec["AttributeDefinitions"] if a["AttributeName"] in wanted
+            ],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+
+
+async def _wait_active(client: DynamoClient, name: str, deadline: float) -> None:
+    while True:
+        table = await _describe(client, name)
+        if table is not None and table.get("TableStatus") == "ACTIVE":
+            statuses = [i.get("IndexStatus") for i in table.get("GlobalSecondaryIndexes", [])]
+            if all(status in (None, "ACTIVE") for status in statuses):
+                return
+        if time.monotonic() > deadline:
+            raise StoreUnavailable(f"DynamoDB table {name} did not become active in time")
+        await asyncio.sleep(_POLL)
