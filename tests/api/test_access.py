@@ -13,12 +13,11 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import TIERS, serve
 from tests.api.test_heroes_api import ADA
-from tests.conftest import make_key, require, settings_for
+from tests.conftest import make_key, open_store, require, settings_for
 from twotier.access.keys import key_id_of
 from twotier.api.app import create_app
 from twotier.bench.target import free_port
 from twotier.config import Settings
-from twotier.store.sql import SQLStore
 
 
 def anonymous(settings: Settings, **extra: Any) -> Iterator[TestClient]:
@@ -161,7 +160,7 @@ def _stored_keys(url: str) -> list[Any]:
     import asyncio
 
     async def read() -> list[Any]:
-        store = SQLStore(url)
+        store = open_store(url)
         try:
             return await store.list_keys()
         finally:

@@ -125,12 +125,13 @@ class DynamoClient:
 
     def __init__(self, target: DynamoTarget, *, pool_size: int = 10, timeout: float = 5.0) -> None:
         self.target = target
-        self._pool_size = pool_size
+        self._pool_max = max(pool_size, 10)
         self._timeout = timeout
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stack: AsyncExitStack | None = None
         self._opening: asyncio.Lock | None = None
+        self._in_flight = 0
 
     async def client(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -156,7 +157,7 @@ class DynamoClient:
             retries={"mode": "standard", "total_max_attempts": _ATTEMPTS},
             connect_timeout=self._timeout,
             read_timeout=self._timeout,
-            max_pool_connections=max(self._pool_size, 10),
+            max_pool_connections=self._pool_max,
         )
         stack = AsyncExitStack()
         client = await stack.enter_async_context(
@@ -176,8 +177,9 @@ class DynamoClient:
         connection faults as StoreUnavailable, other ClientErrors as they are."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = await self.client()
+        self._in_flight += 1
         try:
+            client = await self.client()
             with DatabaseTimer():
                 result: dict[str, Any] = await getattr(client, operation)(**arguments)
                 return result
@@ -188,9 +190,14 @@ class DynamoClient:
             raise
         except (TimeoutError, BotoCoreError, OSError) as error:
             raise StoreUnavailable(f"DynamoDB: {type(error).__name__}: {error}") from None
+        finally:
+            self._in_flight -= 1
 
     def pool_usage(self) -> dict[str, int]:
-        return {}
+        """The HTTP connection pool's slots: calls in flight (each holds a connection), and
+        the rest of the pool."""
+        in_use = self._in_flight
+        return {"in_use": in_use, "idle": max(self._pool_max - in_use, 0)}
 
     async def close(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
