@@ -48,6 +48,7 @@ def build_store(settings: Settings, resources: tuple[Resource, ...] | None = Non
             declared,
             pool_size=settings.database_pool_size,
             timeout=settings.database_timeout,
+            lookup_lag=settings.dynamodb_index_lag,
         )
     from twotier.store.sql import SQLStore
 

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     database_timeout: float = Field(
         5.0, gt=0, description="Seconds to wait for a connection or a lock."
     )
+    dynamodb_index_lag: float = Field(
+        1.0,
+        ge=0,
+        description="DynamoDB: seconds a global secondary index may lag the table. A lookup "
+        "read within this time of a write to its value is answered but not cached (a "
+        "lagging index would otherwise stay in the cache until the next write or the TTL).",
+    )
 
     cache_url: str = Field(
         "memory://",

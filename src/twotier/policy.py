@@ -36,7 +36,12 @@ import orjson
 
 from twotier.batching import TickBatcher
 from twotier.cache.base import CacheUnavailable, Entry
-from twotier.cache.resilient import ResilientCache, new_generation
+from twotier.cache.resilient import (
+    ResilientCache,
+    moved_within,
+    new_generation,
+    written_generation,
+)
 from twotier.resources import Key, Record, Resource
 from twotier.singleflight import SingleFlight
 from twotier.store.base import LoadRows, Query, Rows
@@ -322,10 +327,12 @@ class ResourcePolicy:
         if use_cache:
             name, generation_key = self.keys.page(query), self.keys.page_generation(query)
 
+            indexed = generation_key != self.keys.lists_generation  # read from an index
+
             async def fill(wanted: Mapping[str, tuple[str, str, int]]) -> dict[str, Entry]:
                 records = await self.rows.find(_one_more(query))
                 body = page_json(records, query.limit, self.resource.key)
-                return await self._keep_filed(wanted, lambda _name: body)
+                return await self._keep_filed(wanted, lambda _name: body, indexed=indexed)
 
             found = await self._filed([(name, generation_key)], fill, "list")
             if found is not None:
@@ -436,15 +443,23 @@ class ResourcePolicy:
             for flight, value in values.items()
             if cut_at is None or value < cut_at
         }
-        return await self._keep_filed(wanted, bodies.get)
+        return await self._keep_filed(wanted, bodies.get, indexed=True)
 
     async def _keep_filed(
         self,
         wanted: Mapping[str, tuple[str, str, int]],
         body_of: Callable[[str], bytes | None],
+        *,
+        indexed: bool,
     ) -> dict[str, Entry]:
         """Fill each wanted entry with its body (``_UNREAD`` where there is none), each
-        stored only if its generation has not moved since the database was read."""
+        stored only if its generation has not moved since the database was read.
+
+        ``indexed``: read from a lookup field's index, which may lag the table by up to
+        ``rows.lookup_lag`` seconds (DynamoDB's global secondary indexes). Read within that
+        time of the write that moved its generation, it may be from before that write: it
+        is answered, not stored, so no lagging read outlives the lag in the cache."""
+        lag = self.rows.lookup_lag if indexed else 0.0
         filled: dict[str, Entry] = {}
         for flight, (name, generation_key, generation) in wanted.items():
             body = body_of(flight)
@@ -452,6 +467,8 @@ class ResourcePolicy:
                 filled[flight] = _UNREAD
                 continue
             entry = filled[flight] = Entry(generation, body)
+            if lag and moved_within(generation, lag):
+                continue
             ttl = self._jittered(self.tuning.ttl)
             await self.cache.attempt(
                 self.cache.cache.put_if_generation(name, generation_key, entry, ttl), "fill"
@@ -539,7 +556,7 @@ class ResourcePolicy:
             try:
                 await self.cache.cache.write(
                     [(name, entry, self._jittered(ttl)) for name, entry, ttl in items],
-                    {g: new_generation() for g in generation_keys},
+                    {g: written_generation() for g in generation_keys},
                     self.tuning.generation_ttl,
                 )
             except CacheUnavailable as error:

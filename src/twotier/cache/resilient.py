@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
@@ -28,8 +29,32 @@ MAX_PENDING = 10_000
 
 
 def new_generation() -> int:
-    """A generation: a random 62-bit number, so a lost one is never guessed back."""
-    return random.getrandbits(62)
+    """A generation a reader makes (none was there): a random 61-bit number, so a lost one
+    is never guessed back."""
+    return random.getrandbits(61)
+
+
+#: Written generations have this bit set, and carry the moment of the write.
+_WRITTEN = 1 << 61
+_RANDOM_BITS = 20
+
+
+def written_generation(now: float | None = None) -> int:
+    """A generation a write moves to: the flag bit, the write's moment in milliseconds (41
+    bits: until the year 2039 and beyond, wrapping after 69 years) and 20 random bits."""
+    moment = int((time.time() if now is None else now) * 1000) & ((1 << 41) - 1)
+    return _WRITTEN | moment << _RANDOM_BITS | random.getrandbits(_RANDOM_BITS)
+
+
+def moved_within(generation: int, seconds: float, now: float | None = None) -> bool:
+    """Was ``generation`` made by a write less than ``seconds`` ago (by this host's clock)?"""
+    if not generation & _WRITTEN or seconds <= 0:
+        return False
+    moment = (generation >> _RANDOM_BITS) & ((1 << 41) - 1)
+    age = (int((time.time() if now is None else now) * 1000) - moment) & ((1 << 41) - 1)
+    # Past half the range the difference is negative: the writer's clock is ahead of ours,
+    # and the write is as recent as can be.
+    return age >= 1 << 40 or age < seconds * 1000
 
 
 class ResilientCache:
@@ -102,7 +127,7 @@ class ResilientCache:
             else:
                 await self.cache.delete(keys)
                 await self.cache.set_generations(
-                    {g: new_generation() for g in generations}, self.generation_ttl
+                    {g: written_generation() for g in generations}, self.generation_ttl
                 )
         except CacheUnavailable as error:
             self.failed(error, "recover")

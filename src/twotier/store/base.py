@@ -71,6 +71,10 @@ class Rows(Protocol):
     """One resource's rows in the database."""
 
     resource: Resource
+    #: Seconds a lookup (or a page filtering on a lookup field) may answer from before a
+    #: committed write: 0 where lookups read the table itself (SQL); DynamoDB's global
+    #: secondary indexes are eventually consistent.
+    lookup_lag: float
 
     async def get(self, key: Key) -> Record | None: ...
 

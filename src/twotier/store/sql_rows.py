@@ -58,6 +58,8 @@ _IN_CHUNK = 1024
 
 
 class SQLRows:
+    lookup_lag = 0.0  # lookups read the table, in the same transaction as anything else
+
     def __init__(self, resource: Resource, table: Table, db: SQLStore) -> None:
         self.resource = resource
         self.table = table
