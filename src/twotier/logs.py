@@ -73,7 +73,7 @@ def redacted_url(url: str) -> str:
             (name, "***" if any(word in name.lower() for word in _SECRET_PARAMS) else value)
             for name, value in parse_qsl(parts.query, keep_blank_values=True)
         ],
-        safe="*/",
+        safe="*/:",
     )
     # Built by hand: urlunsplit would drop the empty authority of sqlite:///path.
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

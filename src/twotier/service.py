@@ -127,7 +127,8 @@ class Service:
             return 0
         start = await policy.rows.count() + 1 if not policy.resource.auto_key else 1
         made: Iterator[dict[str, Any]] = generate(policy.resource, rows, seed, start=start)
-        while chunk := list(islice(made, _SAMPLE_CHUNK)):
+        chunk_size = min(_SAMPLE_CHUNK, policy.rows.batch_limit or _SAMPLE_CHUNK)
+        while chunk := list(islice(made, chunk_size)):
             await policy.create_many(chunk)
         return rows
 

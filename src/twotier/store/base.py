@@ -75,6 +75,9 @@ class Rows(Protocol):
     #: committed write: 0 where lookups read the table itself (SQL); DynamoDB's global
     #: secondary indexes are eventually consistent.
     lookup_lag: float
+    #: Most rows ``create_many`` writes in one transaction (None: no bound but the
+    #: database's own); past it, StoreRefused.
+    batch_limit: int | None
 
     async def get(self, key: Key) -> Record | None: ...
 

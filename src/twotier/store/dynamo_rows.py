@@ -58,6 +58,8 @@ async def _backoff(attempt: int) -> None:
 
 
 class DynamoRows:
+    batch_limit: int | None = MAX_TRANSACTION_ITEMS
+
     def __init__(
         self,
         resource: Resource,

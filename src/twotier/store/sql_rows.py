@@ -58,7 +58,8 @@ _IN_CHUNK = 1024
 
 
 class SQLRows:
-    lookup_lag = 0.0  # lookups read the table, in the same transaction as anything else
+    lookup_lag: float = 0.0  # lookups read the table, in the same transaction as anything else
+    batch_limit: int | None = None
 
     def __init__(self, resource: Resource, table: Table, db: SQLStore) -> None:
         self.resource = resource
