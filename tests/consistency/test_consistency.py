@@ -1,4 +1,5 @@
-"""Never stale, never lost: concurrent clients over HTTP, a real server, MariaDB and Redis.
+"""Never stale, never lost: concurrent clients over HTTP, a real server, MariaDB (and
+DynamoDB, on moto's server) and Redis.
 
 Bounded for CI (a few thousand operations); ``make soak`` runs the same with
 TWOTIER_SOAK_OPERATIONS (and TWOTIER_SOAK_CLIENTS) set much higher.
@@ -18,7 +19,7 @@ import orjson
 import pytest
 
 from tests.broken import UnversionedCache
-from tests.conftest import SERVER_URLS, database_url, redis_namespace, require
+from tests.conftest import SERVER_URLS, database_url, open_store, redis_namespace, require
 from tests.consistency.checker import (
     HEROES,
     PRODUCTS,
@@ -35,7 +36,7 @@ from twotier.cache.base import Cache
 from twotier.cache.redis import RedisCache
 from twotier.policy import CacheKeys, Tuning
 from twotier.resources import Record, load_resources
-from twotier.store.base import Query
+from twotier.store.base import Query, Rows, Store
 from twotier.store.sql import SQLStore
 from twotier.store.sql_rows import SQLRows
 
@@ -49,17 +50,17 @@ RESOURCES = {resource.name: resource for resource in load_resources(DECLARATION)
 SUBJECTS = [HEROES, PRODUCTS]
 
 
-def rows_of(store: SQLStore, subject: Subject) -> SQLRows:
+def rows_of(store: Store, subject: Subject) -> Rows:
     return store.rows(subject.path.strip("/"))
 
 
-async def database_rows(rows: SQLRows, keys: list[Key]) -> dict[Key, Row | None]:
+async def database_rows(rows: Rows, keys: list[Key]) -> dict[Key, Row | None]:
     found = await rows.get_many(keys)
     return {key: freeze(found[key].values) if key in found else None for key in keys}
 
 
 async def cache_disagreements(
-    cache: Cache, rows: SQLRows, subject: Subject, database: dict[Key, Row | None]
+    cache: Cache, rows: Rows, subject: Subject, database: dict[Key, Row | None]
 ) -> list[str]:
     """Every entry the cache holds must say what the database says."""
     problems = []
@@ -107,37 +108,56 @@ async def mariadb(tmp_path: object) -> AsyncIterator[SQLStore]:
         await store.close()
 
 
+@pytest.fixture
+async def database(
+    request: pytest.FixtureRequest, tmp_path: object
+) -> AsyncIterator[tuple[str, Store]]:
+    """A database with the subjects' empty tables, and its URL."""
+    url = database_url(request.param, tmp_path)
+    store: Any = open_store(url, tuple(RESOURCES.values()))
+    await store.init_schema()
+    await store.drop_schema()
+    await store.init_schema()
+    try:
+        yield url, store
+    finally:
+        await store.drop_schema()
+        await store.close()
+
+
 @pytest.mark.parametrize("subject", SUBJECTS, ids=["heroes", "products"])
 @pytest.mark.parametrize(
-    ("workers", "near_cache_ttl"),
-    [(2, "0"), (1, "10")],
-    ids=["2-workers-redis", "1-worker-near-cache"],
+    ("database", "workers", "near_cache_ttl"),
+    [("mysql", 2, "0"), ("mysql", 1, "10"), ("dynamodb", 2, "0")],
+    ids=["mysql-2-workers-redis", "mysql-1-worker-near-cache", "dynamodb-2-workers-redis"],
+    indirect=["database"],
 )
 async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
-    mariadb: SQLStore, workers: int, near_cache_ttl: str, subject: Subject
+    database: tuple[str, Store], workers: int, near_cache_ttl: str, subject: Subject
 ) -> None:
     require("redis")
+    url, store = database
     namespace = redis_namespace()
     env = {
-        "TWOTIER_DATABASE_URL": mariadb.url.render_as_string(hide_password=False),
+        "TWOTIER_DATABASE_URL": url,
         "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
         "TWOTIER_CACHE_NAMESPACE": namespace,
         "TWOTIER_NEAR_CACHE_TTL": near_cache_ttl,
         "TWOTIER_RESOURCES": str(DECLARATION),
         **FAST_EXPIRY,
     }
-    rows = rows_of(mariadb, subject)
+    rows = rows_of(store, subject)
     with Target(workers=workers, env=env) as target:
         async with httpx.AsyncClient(
             base_url=target.url, headers=target.headers, timeout=30
         ) as client:
             workload = Workload(clients=CLIENTS, operations=OPERATIONS)
             history = await run(client, workload, subject)
-        database = await database_rows(rows, list(history.writes))
+        truth = await database_rows(rows, list(history.writes))
         cache = RedisCache(SERVER_URLS["redis"], namespace=namespace)
         try:
-            problems = judge(history, database) + await cache_disagreements(
-                cache, rows, subject, database
+            problems = judge(history, truth) + await cache_disagreements(
+                cache, rows, subject, truth
             )
         finally:
             await cache.close()
