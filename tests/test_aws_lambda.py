@@ -1,4 +1,5 @@
-"""The Lambda handler, driven with real event payloads, against MariaDB and Redis."""
+"""The Lambda handler, driven with real event payloads, against MariaDB or DynamoDB (moto's
+server) and Redis."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.conftest import drop_table, make_key, settings_for
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
 from twotier.config import Settings
+from twotier.store.dynamo import DynamoStore
 
 
 class Context:
@@ -165,9 +167,11 @@ def lambda_runtime(settings: Settings) -> Iterator[Runtime]:
         root.setLevel(level)
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    settings = settings_for("mysql", "redis", tmp_path_factory.mktemp("lambda"))
+@pytest.fixture(scope="module", params=["mysql", "dynamodb"])
+def runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runtime]:
+    settings = settings_for(request.param, "redis", tmp_path_factory.mktemp("lambda"))
     with lambda_runtime(settings) as made:
         made.test_key = make_key(settings.database_url, "write")  # type: ignore[attr-defined]
         yield made
@@ -290,7 +294,17 @@ def test_the_near_cache_is_off_in_lambda(runtime: Runtime) -> None:
 
 
 def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
-    engine = runtime.service.store.engine  # type: ignore[attr-defined]
+    store: Any = runtime.service.store
+    if isinstance(store, DynamoStore):
+        invoke({"USE_CACHE": "False", "REQUEST": "read", "SQLS": [1000]})
+        client = store.client._client  # made once per container, by the first invocation
+        assert client is not None
+        for _ in range(20):
+            invoke({"USE_CACHE": "False", "REQUEST": "read", "SQLS": [1000]})
+            invoke(http_v2("GET", "/heroes", "/heroes", raw_query="xp=1000"))
+        assert store.client._client is client
+        return
+    engine = store.engine
     opened = {"count": 0}
 
     @sa_event.listens_for(engine.sync_engine, "connect")
