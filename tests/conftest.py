@@ -63,31 +63,13 @@ def dynamodb_endpoint() -> str:
     """The endpoint of this test run's DynamoDB: moto in server mode (a process of its own,
     real HTTP on loopback; ``moto_serial``), started on first use, stopped when the run
     ends."""
-    if "url" not in _moto:
-        import subprocess
-        import sys
-        import time
+    if "server" not in _moto:
+        from tests.own_servers import OwnDynamoDB
 
-        from twotier.bench.target import free_port
-
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tests.moto_serial", str(port)],
-            cwd=Path(__file__).parent.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), 1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        _moto["server"], _moto["url"] = server, f"http://127.0.0.1:{port}"
-    return str(_moto["url"])
+        server = OwnDynamoDB()
+        server.start()
+        _moto["server"] = server
+    return str(_moto["server"].endpoint)  # type: ignore[attr-defined]
 
 
 def database_url(kind: str, tmp_path: object) -> str:
@@ -178,8 +160,7 @@ def _drop_test_databases() -> Iterator[None]:
     yield
     server = _moto.pop("server", None)
     if server is not None:
-        server.terminate()  # type: ignore[attr-defined]
-        server.wait(10)  # type: ignore[attr-defined]
+        server.kill()  # type: ignore[attr-defined]
     import pymysql
 
     for kind in ("mysql", "postgres"):

@@ -4,7 +4,9 @@ configure as it likes (TLS): the shared services are never touched."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,23 @@ from tests.pki import Pki
 from twotier.bench.target import free_port
 
 
-class OwnRedis:
+class _OwnProcess:
+    """A server process the test may signal (freeze, thaw) and kill."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+
+class OwnRedis(_OwnProcess):
     """A redis-server of the test's own, that the test may kill, freeze and restart."""
 
     def __init__(self, workdir: Path, pki: Pki | None = None) -> None:
@@ -78,16 +96,6 @@ class OwnRedis:
 
     def _client_args(self) -> list[str]:
         return [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(number)
 
 
 class OwnMariaDB:
@@ -159,3 +167,38 @@ class OwnMariaDB:
             self.process.kill()  # SIGKILL: no clean shutdown; InnoDB must recover
             self.process.wait(timeout=30)
             self.process = None
+
+
+class OwnDynamoDB(_OwnProcess):
+    """moto in server mode (``tests.moto_serial``), of the test's own: a process the test
+    may freeze, thaw and kill (its tables live in its memory: a kill loses them)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, table_prefix: str = "") -> str:
+        return (
+            f"dynamodb://?endpoint_url={self.endpoint}&region=us-east-1&table_prefix={table_prefix}"
+        )
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.moto_serial", str(self.port)],
+            cwd=Path(__file__).parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 1):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.1)

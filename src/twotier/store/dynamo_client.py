@@ -8,7 +8,8 @@ local server (``endpoint_url`` on loopback: moto, dynalite, DynamoDB Local) take
 credentials, so when the chain has none there, placeholder ones are used.
 
 Throttling and the service's own faults are retried by botocore (its *standard* mode:
-exponential backoff with jitter, ``_ATTEMPTS`` tries in all); what still fails, and every
+exponential backoff with jitter, ``_ATTEMPTS`` tries in all), within a deadline of
+``_ATTEMPTS`` times the database timeout for the whole call; what still fails, and every
 connection fault, is ``StoreUnavailable`` (a 503 with Retry-After).
 """
 
@@ -26,8 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 from twotier.store.base import StoreUnavailable
 from twotier.telemetry import DatabaseTimer
 
-#: Tries per call (the first and the retries) before a throttled or failing call gives up.
-_ATTEMPTS = 5
+#: Tries per call (the first and the retries) before a throttled or failing call gives up;
+#: the whole call, retries and their backoff included, takes at most this many timeouts.
+_ATTEMPTS = 3
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _PARAMETERS = frozenset({"region", "endpoint_url", "table_prefix"})
 
@@ -181,15 +183,18 @@ class DynamoClient:
         try:
             client = await self.client()
             with DatabaseTimer():
-                result: dict[str, Any] = await getattr(client, operation)(**arguments)
+                async with asyncio.timeout(self._timeout * _ATTEMPTS):
+                    result: dict[str, Any] = await getattr(client, operation)(**arguments)
                 return result
         except ClientError as error:
             code = error_code(error)
             if code in UNAVAILABLE_CODES:
-                raise StoreUnavailable(f"DynamoDB: {code}: {_message(error)}") from None
+                reason = f"{code}: {_message(error)}"
+                raise StoreUnavailable(f"database unavailable: DynamoDB {reason[:200]}") from None
             raise
         except (TimeoutError, BotoCoreError, OSError) as error:
-            raise StoreUnavailable(f"DynamoDB: {type(error).__name__}: {error}") from None
+            reason = f"{type(error).__name__}: {error}"
+            raise StoreUnavailable(f"database unavailable: DynamoDB {reason[:200]}") from None
         finally:
             self._in_flight -= 1
 

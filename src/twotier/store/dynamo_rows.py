@@ -117,7 +117,7 @@ class DynamoRows:
             if not request:
                 return items
             await _backoff(attempt)
-        raise StoreUnavailable("DynamoDB left keys unprocessed: throughput exceeded")
+        raise StoreUnavailable("database unavailable: DynamoDB left keys unprocessed (throttled)")
 
     async def lookup(
         self, field: str, values: Sequence[Any], limit: int | None = None
@@ -247,7 +247,9 @@ class DynamoRows:
             if await self._put_new(records):
                 return records
             await _backoff(attempt)
-        raise StoreUnavailable("DynamoDB: new ids kept colliding with rows written under them")
+        raise StoreUnavailable(
+            "database unavailable: DynamoDB ids kept colliding with written rows"
+        )
 
     async def _new_records(self, rows: Sequence[Mapping[str, Any]], version: int) -> list[Record]:
         keys: Sequence[Key]
@@ -307,7 +309,9 @@ class DynamoRows:
                     await _backoff(attempt)
                     continue
                 raise
-        raise StoreUnavailable("DynamoDB: the transaction kept conflicting with other writes")
+        raise StoreUnavailable(
+            "database unavailable: DynamoDB transaction kept conflicting with others"
+        )
 
     async def update(
         self, key: Key, changes: Mapping[str, Any], *, expected: frozenset[int] | None = None
@@ -480,7 +484,7 @@ class DynamoRows:
             if not request:
                 return
             await _backoff(attempt)
-        raise StoreUnavailable("DynamoDB left writes unprocessed: throughput exceeded")
+        raise StoreUnavailable("database unavailable: DynamoDB left writes unprocessed (throttled)")
 
     async def empty(self) -> None:
         """Delete every row (a scan of the keys, deleted ``_BATCH_WRITE`` at a time)."""

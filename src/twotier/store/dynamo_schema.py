@@ -128,5 +128,5 @@ async def _wait_active(client: DynamoClient, name: str, deadline: float) -> None
             if all(status in (None, "ACTIVE") for status in statuses):
                 return
         if time.monotonic() > deadline:
-            raise StoreUnavailable(f"DynamoDB table {name} did not become active in time")
+            raise StoreUnavailable(f"database unavailable: DynamoDB table {name} is not active")
         await asyncio.sleep(_POLL)
