@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test soak lint typecheck image lambda clean
+.PHONY: install test-services run test soak lint typecheck image lambda clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# What the tests run besides Python (dynalite: package.json); skipped where there is no npm.
+node_modules/.installed: package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the tests on dynalite will be skipped"; fi
+
+test-services: node_modules/.installed
 
 # Serve the API on the embedded default (SQLite file under ./var, in-process cache) with sample data.
 run: install
@@ -28,7 +36,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck test-services
 	$(BIN)/pytest
 
 # The consistency checker at length (needs MariaDB and Redis): SOAK_OPERATIONS per run.

@@ -39,7 +39,7 @@ SERVER_URLS = {
 }
 RUN_ID = uuid.uuid4().hex[:8]
 SQL_STORES = ["sqlite", "mysql", "postgres"]
-STORES = [*SQL_STORES, "dynamodb"]
+STORES = [*SQL_STORES, "dynamodb", "dynalite"]
 CACHES = ["memory", "redis", "near"]
 
 
@@ -56,20 +56,25 @@ def require(service: str) -> None:
         pytest.skip(message)
 
 
-_moto: dict[str, object] = {}
+_dynamodbs: dict[str, Any] = {}
 
 
-def dynamodb_endpoint() -> str:
-    """The endpoint of this test run's DynamoDB: moto in server mode (a process of its own,
-    real HTTP on loopback; ``moto_serial``), started on first use, stopped when the run
-    ends."""
-    if "server" not in _moto:
-        from tests.own_servers import OwnDynamoDB
+def dynamodb_endpoint(kind: str = "dynamodb") -> str:
+    """The endpoint of this test run's DynamoDB: moto in server mode (``dynamodb``) or
+    dynalite (``dynalite``), each a process of its own on loopback, started on first use
+    and stopped when the run ends."""
+    if kind not in _dynamodbs:
+        from tests.own_servers import DYNALITE, OwnDynamoDB
 
-        server = OwnDynamoDB()
+        if kind == "dynalite" and not DYNALITE.exists():
+            message = f"dynalite is not installed ({DYNALITE}): make test-services"
+            if REQUIRE_SERVICES:
+                pytest.fail(message)
+            pytest.skip(message)
+        server = OwnDynamoDB(dynalite=kind == "dynalite")
         server.start()
-        _moto["server"] = server
-    return str(_moto["server"].endpoint)  # type: ignore[attr-defined]
+        _dynamodbs[kind] = server
+    return str(_dynamodbs[kind].endpoint)
 
 
 def database_url(kind: str, tmp_path: object) -> str:
@@ -77,11 +82,10 @@ def database_url(kind: str, tmp_path: object) -> str:
     this test's own, by their prefix)."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/superhero_db.sqlite3"
-    if kind == "dynamodb":
+    if kind in ("dynamodb", "dynalite"):
         prefix = "t" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:10] + "_"
-        return (
-            f"dynamodb://?endpoint_url={dynamodb_endpoint()}&region=us-east-1&table_prefix={prefix}"
-        )
+        endpoint = dynamodb_endpoint(kind)
+        return f"dynamodb://?endpoint_url={endpoint}&region=us-east-1&table_prefix={prefix}"
     require(kind)
     return (
         make_url(SERVER_URLS[kind])
@@ -158,9 +162,9 @@ def redis_namespace() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_databases() -> Iterator[None]:
     yield
-    server = _moto.pop("server", None)
-    if server is not None:
-        server.kill()  # type: ignore[attr-defined]
+    for server in _dynamodbs.values():
+        server.kill()
+    _dynamodbs.clear()
     import pymysql
 
     for kind in ("mysql", "postgres"):

@@ -27,3 +27,9 @@ def hero(name: str = "Ada", xp: int = 10, **fields: object) -> dict[str, Any]:
 async def create(rows: Rows, *made: dict[str, Any]) -> Record:
     """Insert one row (the first of ``made``, or a default hero) and return it."""
     return (await rows.create_many([made[0] if made else hero()]))[0]
+
+
+async def create_each(rows: Rows, made: list[dict[str, Any]]) -> list[Record]:
+    """Insert rows one at a time (where the test is not about batches: dynalite has no
+    transactions for a batch) and return them."""
+    return [await create(rows, values) for values in made]

@@ -169,12 +169,18 @@ class OwnMariaDB:
             self.process = None
 
 
-class OwnDynamoDB(_OwnProcess):
-    """moto in server mode (``tests.moto_serial``), of the test's own: a process the test
-    may freeze, thaw and kill (its tables live in its memory: a kill loses them)."""
+#: dynalite, as ``make test-services`` installs it (package.json).
+DYNALITE = Path(__file__).parent.parent / "node_modules" / ".bin" / "dynalite"
 
-    def __init__(self) -> None:
+
+class OwnDynamoDB(_OwnProcess):
+    """A DynamoDB of the test's own: moto in server mode (``tests.moto_serial``) or, with
+    ``dynalite``, dynalite (an independent implementation, on Node). A process the test may
+    freeze, thaw and kill (its tables live in its memory: a kill loses them)."""
+
+    def __init__(self, *, dynalite: bool = False) -> None:
         self.port = free_port()
+        self.dynalite = dynalite
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -187,8 +193,16 @@ class OwnDynamoDB(_OwnProcess):
         )
 
     def start(self) -> None:
+        command = (
+            # Tables take 50 ms to create, change or delete (DynamoDB: seconds): the
+            # store's waits run, quickly.
+            [str(DYNALITE), "--port", str(self.port), "--createTableMs", "50"]
+            + ["--deleteTableMs", "50", "--updateTableMs", "50"]
+            if self.dynalite
+            else [sys.executable, "-m", "tests.moto_serial", str(self.port)]
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.moto_serial", str(self.port)],
+            command,
             cwd=Path(__file__).parent.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -200,5 +214,5 @@ class OwnDynamoDB(_OwnProcess):
                     return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's server did not start") from None
+                    raise RuntimeError(f"{command[0]} did not start") from None
                 time.sleep(0.1)

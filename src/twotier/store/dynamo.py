@@ -26,6 +26,7 @@ from twotier.store.dynamo_schema import (
     ensure_tables,
     plain_table,
     resource_table,
+    wait_deleted,
 )
 
 _COUNTER = "next"
@@ -79,6 +80,7 @@ class DynamoStore:
             except ClientError as error:
                 if error_code(error) != "ResourceNotFoundException":
                     raise
+            await wait_deleted(self.client, rows.table)
             await self.reset_ids(rows.table)
 
     async def reset_ids(self, table: str) -> None:

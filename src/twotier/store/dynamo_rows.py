@@ -308,6 +308,11 @@ class DynamoRows:
                 if "TransactionConflict" in reasons or "ThrottlingError" in reasons:
                     await _backoff(attempt)
                     continue
+                if error_code(error) == "UnknownOperationException":  # e.g. dynalite
+                    raise StoreRefused(
+                        "this DynamoDB has no transactions (TransactWriteItems): "
+                        "write one new row per request"
+                    ) from None
                 raise
         raise StoreUnavailable(
             "database unavailable: DynamoDB transaction kept conflicting with others"

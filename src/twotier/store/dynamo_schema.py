@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from twotier.resources import Resource
@@ -25,7 +25,9 @@ KEYS_TABLE = "twotier_api_keys"
 META_TABLE = "twotier_meta"
 #: Seconds ``ensure_tables`` waits for tables and indexes to become active.
 _ACTIVE_WITHIN = 600.0
-_POLL = 0.5
+#: Polls of a table's state: the first soon (a local server takes milliseconds), then
+#: further apart, up to the last interval (DynamoDB takes seconds).
+_POLLS = (0.02, 0.05, 0.1, 0.2, 0.5)
 
 TableSpec = dict[str, Any]
 
@@ -95,7 +97,7 @@ async def _describe(client: DynamoClient, name: str) -> dict[str, Any] | None:
 async def _ensure_table(client: DynamoClient, spec: TableSpec) -> None:
     from botocore.exceptions import ClientError
 
-    existing = await _describe(client, spec["TableName"])
+    existing = await wait_deleted(client, spec["TableName"], only_if_deleting=True)
     if existing is None:
         try:
             await client.call("create_table", **spec)
@@ -120,13 +122,37 @@ async def _ensure_table(client: DynamoClient, spec: TableSpec) -> None:
         )
 
 
-async def _wait_active(client: DynamoClient, name: str, deadline: float) -> None:
-    while True:
+async def wait_deleted(
+    client: DynamoClient, name: str, *, only_if_deleting: bool = False
+) -> dict[str, Any] | None:
+    """Wait until the table ``name`` is gone (``only_if_deleting``: only if it is being
+    deleted); what describes it then (None: gone)."""
+    deadline = time.monotonic() + _ACTIVE_WITHIN
+    for poll in _polls():
         table = await _describe(client, name)
-        if table is not None and table.get("TableStatus") == "ACTIVE":
+        if table is None or (only_if_deleting and table.get("TableStatus") != "DELETING"):
+            return table
+        if time.monotonic() > deadline:
+            raise StoreUnavailable(f"database unavailable: DynamoDB table {name} is not gone")
+        await asyncio.sleep(poll)
+    raise AssertionError("unreachable")
+
+
+def _polls() -> Iterator[float]:
+    yield from _POLLS
+    while True:
+        yield _POLLS[-1]
+
+
+async def _wait_active(client: DynamoClient, name: str, deadline: float) -> None:
+    for poll in _polls():
+        table = await _describe(client, name)
+        if table is None:
+            raise StoreUnavailable(f"database unavailable: DynamoDB table {name} was deleted")
+        if table.get("TableStatus") == "ACTIVE":
             statuses = [i.get("IndexStatus") for i in table.get("GlobalSecondaryIndexes", [])]
             if all(status in (None, "ACTIVE") for status in statuses):
                 return
         if time.monotonic() > deadline:
             raise StoreUnavailable(f"database unavailable: DynamoDB table {name} is not active")
-        await asyncio.sleep(_POLL)
+        await asyncio.sleep(poll)
