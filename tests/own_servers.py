@@ -171,6 +171,7 @@ class OwnMariaDB:
 
 #: dynalite, as ``make test-services`` installs it (package.json).
 DYNALITE = Path(__file__).parent.parent / "node_modules" / ".bin" / "dynalite"
+_DYNALITE_TABLE_MS = ["--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"]
 
 
 class OwnDynamoDB(_OwnProcess):
@@ -196,8 +197,7 @@ class OwnDynamoDB(_OwnProcess):
         command = (
             # Tables take 50 ms to create, change or delete (DynamoDB: seconds): the
             # store's waits run, quickly.
-            [str(DYNALITE), "--port", str(self.port), "--createTableMs", "50"]
-            + ["--deleteTableMs", "50", "--updateTableMs", "50"]
+            [str(DYNALITE), "--port", str(self.port), *_DYNALITE_TABLE_MS]
             if self.dynalite
             else [sys.executable, "-m", "tests.moto_serial", str(self.port)]
         )
