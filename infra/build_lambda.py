@@ -1,8 +1,8 @@
 """Build the Lambda deployment package (make lambda).
 
 Runtime: python3.11 on x86_64. The zip holds twotier with the MySQL/MariaDB, PostgreSQL,
-Redis and AWS extras, as manylinux wheels for that platform (whatever Python builds it),
-and nothing of the test or dev tools. Handler: twotier.aws_lambda.handler.
+DynamoDB, Redis and AWS extras, as manylinux wheels for that platform (whatever Python builds
+it), and nothing of the test or dev tools. Handler: twotier.aws_lambda.handler.
 
     python infra/build_lambda.py [OUT.zip]      (default dist/twotier-lambda.zip)
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 RUNTIME = "python3.11"
 PYTHON_VERSION = "3.11"
 PLATFORM = "manylinux2014_x86_64"
-EXTRAS = "mysql,postgres,redis,aws"
+EXTRAS = "mysql,postgres,redis,aws,dynamodb"
 ROOT = Path(__file__).resolve().parents[1]
 # Compiled caches and package metadata the runtime never reads.
 _SKIP_SUFFIXES = (".pyc",)

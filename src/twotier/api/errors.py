@@ -34,7 +34,10 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
 
 #: The errors any route may answer, declared once for the OpenAPI document.
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _documented("The body is not valid JSON."),
+    400: _documented(
+        "The body is not valid JSON, or the database cannot take the write as asked "
+        "(DynamoDB: more than 100 new rows at once, a number beyond its range)."
+    ),
     401: {
         **_documented("No API key, or not a valid one (X-API-Key or Authorization: Bearer)."),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},

@@ -33,8 +33,8 @@ return 1
 """
 
 # KEYS: generation keys; ARGV[i] the candidate of KEYS[i], ARGV[#KEYS + 1] ttl in ms.
-# Generations are compared as strings: they are random 62-bit numbers, beyond what a Lua
-# double holds exactly.
+# Generations are compared as strings: they are 62-bit numbers (cache.resilient), beyond
+# what a Lua double holds exactly.
 _GENERATIONS = """
 local ttl = ARGV[#KEYS + 1]
 local found = {}
