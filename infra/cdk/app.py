@@ -4,7 +4,9 @@ kind=serverless (default; after `make lambda`) or kind=container (with image=URI
 image built from infra/Dockerfile). Sizes, counts and names come from context (cdk.json, or
 -c key=value), with sane defaults: lambdaZip, memoryMb, reservedConcurrency, throttleRate,
 throttleBurst, image, cpu, minTasks, maxTasks, auroraMinAcu, auroraMaxAcu, auroraReaders,
-cacheNodeType, cacheReplicas, natGateways, stackName.
+cacheNodeType, cacheReplicas, natGateways, stackName; database=dynamodb (no Aurora: a table
+per declared resource) with resources=<declaration.toml> (default: the heroes) and
+tablePrefix (default: the stack's name and '-').
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def data_props(context: Mapping[str, Any]) -> DataTierProps:
         aurora_readers=int(_number(context, "auroraReaders", 0)),
         cache_node_type=str(context.get("cacheNodeType", "cache.t4g.small")),
         cache_replicas=int(_number(context, "cacheReplicas", 1)),
+        database=str(context.get("database", "aurora")),
+        resources=context.get("resources"),
+        table_prefix=context.get("tablePrefix"),
     )
 
 
@@ -76,6 +81,9 @@ _KEYS = (
     "cacheNodeType",
     "cacheReplicas",
     "natGateways",
+    "database",
+    "resources",
+    "tablePrefix",
 )
 
 

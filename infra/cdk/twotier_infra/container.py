@@ -54,9 +54,8 @@ class ContainerStack(Stack):
             task_image_options=ecs_patterns.ApplicationLoadBalancedTaskImageOptions(
                 image=ecs.ContainerImage.from_registry(props.image),
                 container_port=PORT,
-                environment={
-                    "TWOTIER_DATABASE_URL": data.database_url,
-                    "TWOTIER_DATABASE_SECRET_ARN": data.database_secret.secret_arn,
+                environment=data.database_environment()
+                | {
                     "TWOTIER_CACHE_URL": data.cache_url,
                     "TWOTIER_PORT": str(PORT),
                     "TWOTIER_WORKERS": str(workers),
@@ -66,7 +65,7 @@ class ContainerStack(Stack):
                 ),
             ),
         )
-        data.database_secret.grant_read(service.task_definition.task_role)
+        data.grant_database(service.task_definition.task_role)
         # Ready means the database and the cache answer (the image's HEALTHCHECK is liveness).
         service.target_group.configure_health_check(
             path="/readyz", healthy_http_codes="200", interval=Duration.seconds(15)

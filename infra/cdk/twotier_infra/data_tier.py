@@ -1,18 +1,42 @@
-"""The data tier both stacks share: a VPC, Aurora MySQL Serverless v2, ElastiCache Redis.
+"""The data tier both stacks share: a VPC, the database (Aurora MySQL Serverless v2, or
+DynamoDB tables), ElastiCache Redis.
 
-Nothing here is reachable from the internet: the database and the cache live in isolated
-subnets, and their security groups admit only the app's security group.
+Nothing here is reachable from the internet: Aurora and the cache live in isolated subnets,
+and their security groups admit only the app's security group; DynamoDB is reached through
+a gateway endpoint of the VPC, by a role allowed exactly the calls twotier makes on exactly
+its tables and their indexes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+from twotier.resources import Resource, load_resources
+from twotier.store.dynamo_schema import KEYS_TABLE, META_TABLE, resource_table
+
+#: What twotier calls on its DynamoDB tables (and their indexes); ``db init`` also creates
+#: and updates tables, which this stack does itself.
+DYNAMODB_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +50,9 @@ class DataTierProps:
     cache_node_type: str = "cache.t4g.small"
     cache_replicas: int = 1
     removal_policy: RemovalPolicy = RemovalPolicy.SNAPSHOT
+    database: str = "aurora"  # or "dynamodb"
+    resources: str | None = None  # the declaration (TOML) whose tables DynamoDB holds
+    table_prefix: str | None = None  # DynamoDB: before every table name (the stack's name)
 
 
 class DataTier(Construct):
@@ -48,14 +75,6 @@ class DataTier(Construct):
         self.app_security_group = ec2.SecurityGroup(
             self, "AppSecurityGroup", vpc=self.vpc, description="twotier app"
         )
-        database_sg = ec2.SecurityGroup(
-            self,
-            "DatabaseSecurityGroup",
-            vpc=self.vpc,
-            allow_all_outbound=False,
-            description="twotier Aurora: MySQL from the app only",
-        )
-        database_sg.add_ingress_rule(self.app_security_group, ec2.Port.tcp(3306), "app")
         cache_sg = ec2.SecurityGroup(
             self,
             "CacheSecurityGroup",
@@ -65,32 +84,14 @@ class DataTier(Construct):
         )
         cache_sg.add_ingress_rule(self.app_security_group, ec2.Port.tcp(6379), "app")
 
-        readers = [
-            rds.ClusterInstance.serverless_v2(f"Reader{n}", scale_with_writer=True)
-            for n in range(1, props.aurora_readers + 1)
-        ]
-        self.database = rds.DatabaseCluster(
-            self,
-            "Database",
-            engine=rds.DatabaseClusterEngine.aurora_mysql(
-                version=rds.AuroraMysqlEngineVersion.VER_3_08_0
-            ),
-            credentials=rds.Credentials.from_generated_secret("twotier"),
-            default_database_name=props.database_name,
-            writer=rds.ClusterInstance.serverless_v2("Writer"),
-            readers=readers,
-            serverless_v2_min_capacity=props.aurora_min_acu,
-            serverless_v2_max_capacity=props.aurora_max_acu,
-            vpc=self.vpc,
-            vpc_subnets=isolated,
-            security_groups=[database_sg],
-            storage_encrypted=True,
-            backup=rds.BackupProps(retention=Duration.days(7)),
-            deletion_protection=props.removal_policy is not RemovalPolicy.DESTROY,
-            removal_policy=props.removal_policy,
-        )
-        assert self.database.secret is not None
-        self.database_secret = self.database.secret
+        if props.database not in ("aurora", "dynamodb"):
+            raise ValueError(f"database must be aurora or dynamodb, not {props.database!r}")
+        self.database_secret: secretsmanager.ISecret | None = None
+        self.tables: list[dynamodb.Table] = []
+        if props.database == "dynamodb":
+            self._dynamodb(props)
+        else:
+            self._aurora(props, isolated)
 
         subnets = elasticache.CfnSubnetGroup(
             self,
@@ -120,6 +121,125 @@ class DataTier(Construct):
             f"rediss://{self.cache.attr_primary_end_point_address}:"
             f"{self.cache.attr_primary_end_point_port}/0"
         )
+
+    def _aurora(self, props: DataTierProps, isolated: ec2.SubnetSelection) -> None:
+        database_sg = ec2.SecurityGroup(
+            self,
+            "DatabaseSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="twotier Aurora: MySQL from the app only",
+        )
+        database_sg.add_ingress_rule(self.app_security_group, ec2.Port.tcp(3306), "app")
+        readers = [
+            rds.ClusterInstance.serverless_v2(f"Reader{n}", scale_with_writer=True)
+            for n in range(1, props.aurora_readers + 1)
+        ]
+        self.database = rds.DatabaseCluster(
+            self,
+            "Database",
+            engine=rds.DatabaseClusterEngine.aurora_mysql(
+                version=rds.AuroraMysqlEngineVersion.VER_3_08_0
+            ),
+            credentials=rds.Credentials.from_generated_secret("twotier"),
+            default_database_name=props.database_name,
+            writer=rds.ClusterInstance.serverless_v2("Writer"),
+            readers=readers,
+            serverless_v2_min_capacity=props.aurora_min_acu,
+            serverless_v2_max_capacity=props.aurora_max_acu,
+            vpc=self.vpc,
+            vpc_subnets=isolated,
+            security_groups=[database_sg],
+            storage_encrypted=True,
+            backup=rds.BackupProps(retention=Duration.days(7)),
+            deletion_protection=props.removal_policy is not RemovalPolicy.DESTROY,
+            removal_policy=props.removal_policy,
+        )
+        assert self.database.secret is not None
+        self.database_secret = self.database.secret
         self.database_url = (
             f"mysql://{self.database.cluster_endpoint.hostname}/{props.database_name}"
         )
+
+    def _dynamodb(self, props: DataTierProps) -> None:
+        """One table per declared resource (the design ``twotier db init`` makes:
+        ``store/dynamo_schema``), the API keys' and the counters' tables, and a gateway
+        endpoint so the app reaches them without the internet."""
+        prefix = props.table_prefix
+        if prefix is None:
+            prefix = f"{Stack.of(self).stack_name}-"
+        self.vpc.add_gateway_endpoint(
+            "DynamoDbEndpoint",
+            service=ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+            subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
+        )
+        declared: tuple[Resource, ...] = load_resources(props.resources)
+        for resource in declared:
+            spec = resource_table(resource, prefix + resource.table)
+            self.tables.append(self._table(resource.name, spec, props, stream=True))
+        for name, key in ((KEYS_TABLE, "id"), (META_TABLE, "name")):
+            spec = {
+                "TableName": prefix + name,
+                "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+            }
+            self.tables.append(self._table(name, spec, props, stream=False))
+        self.database_url = f"dynamodb://?region={Aws.REGION}&table_prefix={prefix}"
+
+    def _table(
+        self, name: str, spec: dict[str, object], props: DataTierProps, *, stream: bool
+    ) -> dynamodb.Table:
+        types = {
+            a["AttributeName"]: _ATTRIBUTE_TYPES[a["AttributeType"]]
+            for a in spec["AttributeDefinitions"]  # type: ignore[attr-defined]
+        }
+
+        def attribute(key_schema: list[dict[str, str]], kind: str) -> dynamodb.Attribute | None:
+            found = [k["AttributeName"] for k in key_schema if k["KeyType"] == kind]
+            return dynamodb.Attribute(name=found[0], type=types[found[0]]) if found else None
+
+        keep = props.removal_policy is not RemovalPolicy.DESTROY
+        table = dynamodb.Table(
+            self,
+            f"Table-{name}",
+            table_name=str(spec["TableName"]),
+            partition_key=attribute(spec["KeySchema"], "HASH"),  # type: ignore[arg-type]
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            deletion_protection=keep,
+            # Every change, old and new image, for the change-log follower.
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES if stream else None,
+            removal_policy=RemovalPolicy.RETAIN if keep else RemovalPolicy.DESTROY,
+        )
+        for index in spec.get("GlobalSecondaryIndexes", []):  # type: ignore[attr-defined]
+            table.add_global_secondary_index(
+                index_name=index["IndexName"],
+                partition_key=attribute(index["KeySchema"], "HASH"),
+                sort_key=attribute(index["KeySchema"], "RANGE"),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+        return table
+
+    def database_environment(self) -> dict[str, str]:
+        """What the app needs to find the database (never a password)."""
+        environment = {"TWOTIER_DATABASE_URL": self.database_url}
+        if self.database_secret is not None:
+            environment["TWOTIER_DATABASE_SECRET_ARN"] = self.database_secret.secret_arn
+        return environment
+
+    def grant_database(self, grantee: iam.IGrantable) -> None:
+        """Let the app use the database: read the Aurora secret, or make twotier's calls on
+        its DynamoDB tables and their indexes (nothing else, nowhere else)."""
+        if self.database_secret is not None:
+            self.database_secret.grant_read(grantee)
+        for table in self.tables:
+            table.grant(grantee, *DYNAMODB_ACTIONS)
+
+
+_ATTRIBUTE_TYPES = {
+    "S": dynamodb.AttributeType.STRING,
+    "N": dynamodb.AttributeType.NUMBER,
+}

@@ -51,13 +51,9 @@ class ServerlessStack(Stack):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[data.app_security_group],
             log_group=log_group,
-            environment={
-                "TWOTIER_DATABASE_URL": data.database_url,
-                "TWOTIER_DATABASE_SECRET_ARN": data.database_secret.secret_arn,
-                "TWOTIER_CACHE_URL": data.cache_url,
-            },
+            environment=data.database_environment() | {"TWOTIER_CACHE_URL": data.cache_url},
         )
-        data.database_secret.grant_read(function)  # that one secret, read only
+        data.grant_database(function)  # the secret, read only; or the tables
 
         api = apigw.HttpApi(
             self,
