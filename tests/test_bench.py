@@ -202,12 +202,15 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         drop_table(url)
 
 
-def bench_on(url: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def bench_on(
+    url: str, args: list[str], tmp_path: Path, *, peers: bool = True
+) -> subprocess.CompletedProcess[str]:
     """``twotier bench`` over the database at ``url`` and the shared Redis, with the peers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
     env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": SERVER_URLS["redis"]}
+    with_peers = ["--peers", str(PEERS)] if peers else []
     return subprocess.run(
-        [TWOTIER, "bench", *args, "--peers", str(PEERS), "--out", str(tmp_path / "out")],
+        [TWOTIER, "bench", *args, *with_peers, "--out", str(tmp_path / "out")],
         env=env | {"COLUMNS": "200"},
         cwd=tmp_path,
         capture_output=True,
@@ -254,3 +257,37 @@ def test_seed_workload_times_the_seeds_own_writes_on_mysql(tmp_path: Path) -> No
         assert _count(url) == 300 + 3 * 12
     finally:
         drop_table(url)
+
+
+def test_load_runs_twotier_beside_boto3s_batch_writer_on_dynamodb(tmp_path: Path) -> None:
+    url = database_url("dynamodb", tmp_path)
+    result = bench_on(url, ["load", "--rows", "300"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "out" / "bench-load.json").read_text())
+    figures = {figure["loader"]: figure for figure in report["figures"]}
+    assert set(figures) == {"twotier load", "boto3 batch_writer"}
+    for figure in figures.values():
+        assert figure["rows"] == 300
+        assert figure["rows_per_second"] > 0
+    assert "rows/s" in result.stdout
+
+
+def test_seed_and_http_run_on_dynamodb(tmp_path: Path) -> None:
+    url = database_url("dynamodb", tmp_path)
+    seed = bench_on(
+        url,
+        ["seed", "--rows", "300", "--requests", "4", "--values", "3", "--writes", "2"],
+        tmp_path,
+    )
+    assert seed.returncode == 0, seed.stdout + seed.stderr
+    report = json.loads((tmp_path / "out" / "bench-seed.json").read_text())
+    assert report["same_rows_in_both_read_phases"] is True
+    http = bench_on(
+        url,
+        ["http", "--rows", "300", "--duration", "1", "--connections", "4", "--no-wrk"],
+        tmp_path,
+        peers=False,
+    )
+    assert http.returncode == 0, http.stdout + http.stderr
+    phases = json.loads((tmp_path / "out" / "bench-http.json").read_text())["phases"]
+    assert all(phase["load"]["errors"] == 0 for phase in phases)

@@ -1,4 +1,4 @@
-"""``twotier bench http`` and ``twotier bench seed``."""
+"""``twotier bench http``, ``seed``, ``compare`` and ``load``."""
 
 from __future__ import annotations
 
@@ -276,3 +276,35 @@ def compare(
         )
     for path in compare_report(report, console, out):
         console.print(f"wrote {path}")
+
+
+@app.command()
+def load(
+    rows: Annotated[int, typer.Option(min=1, help="Rows of the generated file.")] = 100_000,
+    peers: Annotated[
+        Path, typer.Option(help="The folder of the peer loader (boto3_batch_writer.py).")
+    ] = Path("benchmarks/peers"),
+    out: Out = Path("bench-results"),
+) -> None:
+    """DynamoDB: `twotier load` beside boto3's own batch_writer on the same generated file,
+    each into the emptied heroes table (the table holds the file's rows afterwards)."""
+    import json
+
+    from twotier.bench.load import compare_loads
+    from twotier.store.dynamo_client import is_dynamodb_url
+
+    settings = get_settings()
+    if not is_dynamodb_url(settings.database_url):
+        console.print("[red]bench load needs TWOTIER_DATABASE_URL=dynamodb://…[/red]")
+        raise typer.Exit(2)
+    report = asyncio.run(compare_loads(settings, rows, peers.resolve()))
+    best = max(f.rows_per_second for f in report.figures)
+    for figure in report.figures:
+        console.print(
+            f"{figure.loader:>20}: {figure.rows:,} rows in {figure.seconds:.1f} s, "
+            f"{figure.rows_per_second:,.0f} rows/s ({figure.rows_per_second / best:.2f}x the best)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench-load.json"
+    path.write_text(json.dumps(report.to_json(), indent=2))
+    console.print(f"wrote {path}")

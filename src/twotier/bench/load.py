@@ -1,0 +1,111 @@
+"""``twotier bench load``: ``twotier load`` beside boto3's own ``batch_writer`` (what a user
+would write, ``benchmarks/peers/boto3_batch_writer.py``), on the same generated file into the
+same DynamoDB table, each starting from an empty table. Rows per second, side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from twotier.bootstrap import build_store
+from twotier.config import Settings
+from twotier.dataset import write_csv
+from twotier.loader import load_csv
+from twotier.store.dynamo import DynamoStore
+
+
+@dataclass
+class LoadFigure:
+    loader: str
+    rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class LoadReport:
+    config: dict[str, Any]
+    figures: list[LoadFigure]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "figures": [asdict(f) | {"rows_per_second": f.rows_per_second} for f in self.figures],
+        }
+
+
+async def _emptied(settings: Settings) -> DynamoStore:
+    store = build_store(settings)
+    assert isinstance(store, DynamoStore)
+    await store.init_schema()
+    await store.rows("heroes").empty()
+    return store
+
+
+async def _count(settings: Settings) -> int:
+    store = build_store(settings)
+    try:
+        return await store.rows("heroes").count()
+    finally:
+        await store.close()
+
+
+async def compare_loads(settings: Settings, rows: int, peers: Path) -> LoadReport:
+    """Load ``rows`` generated heroes with each loader into an emptied table."""
+    figures: list[LoadFigure] = []
+    with tempfile.TemporaryDirectory(prefix="twotier-bench-load-") as work:
+        path = Path(work) / "heroes.csv"
+        store = await _emptied(settings)
+        heroes = store.rows("heroes")
+        with path.open("w", encoding="utf-8", newline="") as out:
+            write_csv(out, heroes.resource, rows, 0)
+        target = store.target
+        await store.close()
+
+        started = time.perf_counter()
+        _reader, loaded = await load_csv(settings, path, "heroes")
+        figures.append(LoadFigure("twotier load", loaded, time.perf_counter() - started))
+        if await _count(settings) != rows:
+            raise RuntimeError("twotier load left another number of rows")
+
+        await (await _emptied(settings)).close()
+        env = dict(os.environ)
+        if target.local and "AWS_ACCESS_KEY_ID" not in env:
+            env |= {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(peers / "boto3_batch_writer.py"),
+                str(path),
+                heroes.table,
+                target.endpoint_url or "",
+                target.region,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"boto3_batch_writer failed: {done.stderr[-500:]}")
+        peer = json.loads(done.stdout.strip().splitlines()[-1])
+        figures.append(LoadFigure("boto3 batch_writer", int(peer["rows"]), float(peer["seconds"])))
+        if await _count(settings) != rows:
+            raise RuntimeError("boto3's batch_writer left another number of rows")
+    config = {
+        "rows": rows,
+        "database": "dynamodb",
+        "endpoint": target.endpoint_url or f"AWS {target.region}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    return LoadReport(config, figures)
