@@ -202,15 +202,12 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         drop_table(url)
 
 
-def bench_on(
-    url: str, args: list[str], tmp_path: Path, *, peers: bool = True
-) -> subprocess.CompletedProcess[str]:
+def bench_on(url: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """``twotier bench`` over the database at ``url`` and the shared Redis, with the peers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
     env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": SERVER_URLS["redis"]}
-    with_peers = ["--peers", str(PEERS)] if peers else []
     return subprocess.run(
-        [TWOTIER, "bench", *args, *with_peers, "--out", str(tmp_path / "out")],
+        [TWOTIER, "bench", *args, "--peers", str(PEERS), "--out", str(tmp_path / "out")],
         env=env | {"COLUMNS": "200"},
         cwd=tmp_path,
         capture_output=True,
@@ -272,7 +269,7 @@ def test_load_runs_twotier_beside_boto3s_batch_writer_on_dynamodb(tmp_path: Path
     assert "rows/s" in result.stdout
 
 
-def test_seed_and_http_run_on_dynamodb(tmp_path: Path) -> None:
+def test_seed_runs_on_dynamodb(tmp_path: Path) -> None:
     url = database_url("dynamodb", tmp_path)
     seed = bench_on(
         url,
@@ -282,12 +279,3 @@ def test_seed_and_http_run_on_dynamodb(tmp_path: Path) -> None:
     assert seed.returncode == 0, seed.stdout + seed.stderr
     report = json.loads((tmp_path / "out" / "bench-seed.json").read_text())
     assert report["same_rows_in_both_read_phases"] is True
-    http = bench_on(
-        url,
-        ["http", "--rows", "300", "--duration", "1", "--connections", "4", "--no-wrk"],
-        tmp_path,
-        peers=False,
-    )
-    assert http.returncode == 0, http.stdout + http.stderr
-    phases = json.loads((tmp_path / "out" / "bench-http.json").read_text())["phases"]
-    assert all(phase["load"]["errors"] == 0 for phase in phases)

@@ -34,7 +34,11 @@ def plain(tmp_path: object) -> Iterator[TestClient]:
     yield from serve(settings_for("sqlite", "memory", tmp_path))
 
 
-def test_distinct_list_queries_stay_within_the_byte_bound(small_caches: TestClient) -> None:
+def test_distinct_list_queries_stay_within_the_byte_bound(
+    small_caches: TestClient, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["small_caches"][0] == "dynamodb":
+        pytest.skip("the cache's bound, whatever the store: 100 scans on moto take 30 s")
     heroes = [
         {"name": f"n{i}", "hero": "h" * 20, "power": "p" * 20, "xp": i, "color": "c" * 20}
         for i in range(300)

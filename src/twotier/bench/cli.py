@@ -297,7 +297,7 @@ def load(
     if not is_dynamodb_url(settings.database_url):
         console.print("[red]bench load needs TWOTIER_DATABASE_URL=dynamodb://…[/red]")
         raise typer.Exit(2)
-    report = asyncio.run(compare_loads(settings, rows, peers.resolve()))
+    report = compare_loads(settings, rows, peers.resolve())
     best = max(f.rows_per_second for f in report.figures)
     for figure in report.figures:
         console.print(

@@ -148,9 +148,8 @@ class DynamoClient:
 
     async def _open(self) -> Any:
         from aiobotocore.config import AioConfig
-        from aiobotocore.session import get_session
 
-        session = get_session()
+        session = _session()
         credentials: dict[str, str] = {}
         if self.target.local and await session.get_credentials() is None:
             # A local server checks no signature; the chain has nothing to sign with here.
@@ -209,6 +208,19 @@ class DynamoClient:
         if stack is not None:
             with contextlib.suppress(TimeoutError, RuntimeError):  # a loop gone, a hung close
                 await asyncio.wait_for(stack.aclose(), self._timeout)
+
+
+_sessions: list[Any] = []
+
+
+def _session() -> Any:
+    """The process's one botocore session: it loads DynamoDB's service model once (a tenth
+    of a second), for every client made after."""
+    if not _sessions:
+        from aiobotocore.session import get_session
+
+        _sessions.append(get_session())
+    return _sessions[0]
 
 
 def _message(error: Exception) -> str:
