@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The recorded `twotier bench` runs (see README.md here). Needs `make install`, MariaDB and
-# Redis on loopback (PostgreSQL too, for the last run), and wrk (apt-get install wrk). Takes
-# about 25 minutes on 2 cores.
+# Redis on loopback (PostgreSQL too, for the compare run), and wrk (apt-get install wrk). Takes
+# about 35 minutes on 2 cores (the DynamoDB runs on moto, at the end, about 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -30,3 +30,16 @@ env TWOTIER_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/twotier_bench \
     TWOTIER_CACHE_URL=redis://127.0.0.1:6379/0 \
     $BIN/twotier bench compare --rows "$ROWS" --duration 10 --mix-duration 60 \
     --out $OUT/compare-postgres-redis
+# DynamoDB + Redis, against moto's server (started here; the figures are relative: moto is a
+# Python emulator on the same 2 cores, not DynamoDB): 100,000 rows loaded, 20,000 served.
+MOTO_PORT=$($BIN/python -c 'from twotier.bench.target import free_port; print(free_port())')
+$BIN/python -m tests.moto_serial "$MOTO_PORT" >/dev/null 2>&1 &
+MOTO=$!
+trap 'kill $MOTO; rm -rf "$WORK"' EXIT
+sleep 3
+dynamodb_redis=(env "TWOTIER_DATABASE_URL=dynamodb://?endpoint_url=http://127.0.0.1:$MOTO_PORT&table_prefix=bench_"
+                TWOTIER_CACHE_URL=redis://127.0.0.1:6379/0 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local)
+"${dynamodb_redis[@]}" $BIN/twotier bench load --rows 100000 --out $OUT/load-dynamodb-moto
+"${dynamodb_redis[@]}" $BIN/twotier bench seed --rows 20000 --requests 200 \
+    --out $OUT/seed-dynamodb-redis-moto
+"${dynamodb_redis[@]}" $BIN/twotier bench http --rows 20000 --out $OUT/http-dynamodb-redis-moto
