@@ -167,6 +167,17 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     assert any(start < stop < end for start, end, _ in finished)  # some were in flight
 
 
+def recovered(client: httpx.Client, hero_id: int) -> str:
+    """Once the database is back: a write succeeds within 30 s, and /readyz says ready.
+    The name that write gave the hero."""
+    deadline = time.monotonic() + 30
+    while client.patch(f"/heroes/{hero_id}", json={"name": "after"}).status_code != 200:
+        assert time.monotonic() < deadline, "the app did not recover"
+        time.sleep(0.3)
+    assert client.get("/readyz").status_code == 200
+    return "after"
+
+
 @pytest.fixture
 def own_mariadb(tmp_path: Path) -> Iterator[OwnMariaDB]:
     database = OwnMariaDB(tmp_path)
@@ -218,12 +229,7 @@ def test_database_crash_and_recovery(own_mariadb: OwnMariaDB, tmp_path: Path) ->
         assert client.get("/readyz").status_code == 503
 
         own_mariadb.start()  # same datadir: crash recovery
-        deadline = time.monotonic() + 30
-        while client.patch(f"/heroes/{ids[0]}", json={"name": "after"}).status_code != 200:
-            assert time.monotonic() < deadline, "the app did not recover"
-            time.sleep(0.3)
-        acknowledged[ids[0]] = "after"
-        assert client.get("/readyz").status_code == 200
+        acknowledged[ids[0]] = recovered(client, ids[0])
 
     async def stored() -> dict[int, str]:
         store = SQLStore(own_mariadb.url)
@@ -295,12 +301,7 @@ def test_dynamodb_frozen_then_thawed(own_dynamodb: OwnDynamoDB) -> None:
         assert client.get("/readyz").status_code == 503
 
         own_dynamodb.signal(signal.SIGCONT)
-        deadline = time.monotonic() + 30
-        while client.patch(f"/heroes/{ids[1]}", json={"name": "after"}).status_code != 200:
-            assert time.monotonic() < deadline, "the app did not recover"
-            time.sleep(0.3)
-        acknowledged[ids[1]] = "after"
-        assert client.get("/readyz").status_code == 200
+        acknowledged[ids[1]] = recovered(client, ids[1])
 
     async def stored() -> dict[int, str]:
         store = DynamoStore(url)

@@ -75,14 +75,9 @@ class DataTier(Construct):
         self.app_security_group = ec2.SecurityGroup(
             self, "AppSecurityGroup", vpc=self.vpc, description="twotier app"
         )
-        cache_sg = ec2.SecurityGroup(
-            self,
-            "CacheSecurityGroup",
-            vpc=self.vpc,
-            allow_all_outbound=False,
-            description="twotier Redis: from the app only",
+        cache_sg = self._admitting_the_app(
+            "CacheSecurityGroup", 6379, "twotier Redis: from the app only"
         )
-        cache_sg.add_ingress_rule(self.app_security_group, ec2.Port.tcp(6379), "app")
 
         if props.database not in ("aurora", "dynamodb"):
             raise ValueError(f"database must be aurora or dynamodb, not {props.database!r}")
@@ -122,15 +117,18 @@ class DataTier(Construct):
             f"{self.cache.attr_primary_end_point_port}/0"
         )
 
-    def _aurora(self, props: DataTierProps, isolated: ec2.SubnetSelection) -> None:
-        database_sg = ec2.SecurityGroup(
-            self,
-            "DatabaseSecurityGroup",
-            vpc=self.vpc,
-            allow_all_outbound=False,
-            description="twotier Aurora: MySQL from the app only",
+    def _admitting_the_app(self, name: str, port: int, description: str) -> ec2.SecurityGroup:
+        """A security group that admits ``port`` from the app's security group only."""
+        group = ec2.SecurityGroup(
+            self, name, vpc=self.vpc, allow_all_outbound=False, description=description
         )
-        database_sg.add_ingress_rule(self.app_security_group, ec2.Port.tcp(3306), "app")
+        group.add_ingress_rule(self.app_security_group, ec2.Port.tcp(port), "app")
+        return group
+
+    def _aurora(self, props: DataTierProps, isolated: ec2.SubnetSelection) -> None:
+        database_sg = self._admitting_the_app(
+            "DatabaseSecurityGroup", 3306, "twotier Aurora: MySQL from the app only"
+        )
         readers = [
             rds.ClusterInstance.serverless_v2(f"Reader{n}", scale_with_writer=True)
             for n in range(1, props.aurora_readers + 1)
