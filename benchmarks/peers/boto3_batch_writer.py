@@ -24,9 +24,10 @@ def main(path: str, table_name: str, endpoint_url: str, region: str) -> None:
     version = time.time_ns() // 1000
     written = 0
     started = time.perf_counter()
-    with open(path, newline="", encoding="utf-8") as file, table.batch_writer(
-        overwrite_by_pkeys=["id"]
-    ) as writer:
+    with (
+        open(path, newline="", encoding="utf-8") as file,
+        table.batch_writer(overwrite_by_pkeys=["id"]) as writer,
+    ):
         for row in csv.DictReader(file):
             writer.put_item(
                 Item={
