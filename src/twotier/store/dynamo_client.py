@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import weakref
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -210,17 +211,19 @@ class DynamoClient:
                 await asyncio.wait_for(stack.aclose(), self._timeout)
 
 
-_sessions: list[Any] = []
+#: One botocore session per event loop: it loads DynamoDB's service model once (a tenth of a
+#: second) for every client made after, and its locks belong to the loop that made them.
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def _session() -> Any:
-    """The process's one botocore session: it loads DynamoDB's service model once (a tenth
-    of a second), for every client made after."""
-    if not _sessions:
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None:
         from aiobotocore.session import get_session
 
-        _sessions.append(get_session())
-    return _sessions[0]
+        session = _sessions[loop] = get_session()
+    return session
 
 
 def _message(error: Exception) -> str:
