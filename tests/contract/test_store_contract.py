@@ -247,6 +247,8 @@ async def test_dynamodb_refuses_what_it_cannot_write_in_one_transaction(
             await heroes.create_many([hero(f"h{i}") for i in range(101)])
         with pytest.raises(StoreRefused, match="beyond what DynamoDB stores"):
             await heroes.create_many([hero("big") | {"xp": 10**130}])
+        with pytest.raises(StoreRefused, match="DynamoDB refused"):  # an item past 400 KB
+            await heroes.create_many([hero("huge") | {"power": "p" * 500_000}])
         assert await heroes.count() == 100
     finally:
         await store.drop_schema()

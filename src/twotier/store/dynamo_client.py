@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from twotier.store.base import StoreUnavailable
+from twotier.store.base import StoreRefused, StoreUnavailable
 from twotier.telemetry import DatabaseTimer
 
 #: Tries per call (the first and the retries) before a throttled or failing call gives up;
@@ -191,6 +191,8 @@ class DynamoClient:
             if code in UNAVAILABLE_CODES:
                 reason = f"{code}: {_message(error)}"
                 raise StoreUnavailable(f"database unavailable: DynamoDB {reason[:200]}") from None
+            if code == "ValidationException":  # e.g. an item past 400 KB: a 400, not a 500
+                raise StoreRefused(f"DynamoDB refused the call: {_message(error)[:200]}") from None
             raise
         except (TimeoutError, BotoCoreError, OSError) as error:
             reason = f"{type(error).__name__}: {error}"
