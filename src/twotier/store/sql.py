@@ -7,6 +7,7 @@ so every value travels as a bound parameter and every name is quoted.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, resource_table
 from twotier.store.sql_tls import split_tls
+from twotier.store.sql_triggers import ensure_version_triggers
 from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
@@ -54,6 +56,8 @@ _ASYNC_DRIVERS = {
 # The lock that serializes schema creation between processes (named for MySQL's GET_LOCK,
 # numbered for PostgreSQL's advisory locks).
 _LOCK = {"name": "twotier_schema", "key": 7_377_001, "seconds": 60}
+
+log = logging.getLogger("twotier.schema")
 
 
 def async_url(url: str) -> URL:
@@ -192,6 +196,9 @@ class SQLStore:
             if rows.table.name in existing:
                 adopt(conn, rows.resource, rows.table)
         self.metadata.create_all(conn, checkfirst=True)
+        for rows in self._rows.values():
+            for line in ensure_version_triggers(conn, rows.table, rows.resource.key):
+                log.info(line)
 
     async def _ensure_database(self) -> None:
         """Create the database named in the URL if the server does not have it yet."""

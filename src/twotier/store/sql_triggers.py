@@ -1,0 +1,136 @@
+"""Row versions the database keeps itself, whoever writes: triggers on every resource table.
+
+twotier's own writes set the version (``versions``: born from the clock, one more with each
+update). A write that bypasses twotier — another service, an operator's ``UPDATE``, the
+seed's own ``INSERT`` — would leave it alone: an updated row would keep its version, and a
+fill that read it before the change could later win over the follower's invalidation (equal
+versions never replace each other). So each table gets triggers that finish what such a
+write leaves undone, and nothing else:
+
+- an insert at the column's default (1, or below) is born from the database's clock, in
+  microseconds, like twotier's own rows, so a key that comes back after a deletion starts
+  above its old tombstone;
+- an update that does not raise the version raises it by one.
+
+twotier's own writes always pass both tests, so the triggers change nothing of theirs. They
+are created by ``db init`` (with the table, or when adopting one), once: an existing trigger
+is left as it is.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Table, text
+
+from twotier.store.sql_schema import VERSION
+
+#: The PostgreSQL function every resource table's trigger calls (one per database).
+_PG_FUNCTION = "twotier_row_version"
+
+
+def trigger_names(table: Table) -> tuple[str, str]:
+    """The insert and update triggers of ``table`` (within every dialect's 63 characters)."""
+    return f"twotier_{table.name[:44]}_version_ins", f"twotier_{table.name[:44]}_version_upd"
+
+
+def ensure_version_triggers(conn: Connection, table: Table, key: str) -> list[str]:
+    """Create ``table``'s version triggers if it lacks them; what was done, one line each."""
+    dialect = conn.dialect.name
+    quote = conn.dialect.identifier_preparer.quote
+    name, key_column, version = quote(table.name), quote(key), quote(VERSION)
+    on_insert, on_update = trigger_names(table)
+    if dialect == "sqlite":
+        return _sqlite(conn, table.name, name, key_column, version, on_insert, on_update)
+    if dialect == "postgresql":
+        return _postgresql(conn, table.name, name, on_insert)
+    return _mysql(conn, table.name, name, version, on_insert, on_update)
+
+
+def _mysql(
+    conn: Connection, table: str, name: str, version: str, on_insert: str, on_update: str
+) -> list[str]:
+    present = set(
+        conn.execute(
+            text(
+                "SELECT trigger_name FROM information_schema.triggers "
+                "WHERE trigger_schema = DATABASE() AND event_object_table = :table"
+            ),
+            {"table": table},
+        ).scalars()
+    )
+    # UNIX_TIMESTAMP(NOW(6)) is the statement's moment with its microseconds (a DECIMAL).
+    bodies = {
+        on_insert: f"BEFORE INSERT ON {name} FOR EACH ROW IF NEW.{version} <= 1 THEN "
+        f"SET NEW.{version} = CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED); END IF",
+        on_update: f"BEFORE UPDATE ON {name} FOR EACH ROW IF NEW.{version} <= OLD.{version} "
+        f"THEN SET NEW.{version} = OLD.{version} + 1; END IF",
+    }
+    done = []
+    for trigger, body in bodies.items():
+        if trigger not in present:
+            conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
+            done.append(f"{table}: created trigger {trigger}")
+    return done
+
+
+def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[str]:
+    present = conn.execute(
+        text(
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE c.oid = to_regclass(:table) AND t.tgname = :trigger"
+        ),
+        {"table": name, "trigger": trigger},
+    ).first()
+    if present:
+        return []
+    # One function for every table: it names the column, which every table has.
+    conn.exec_driver_sql(
+        f"CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n"
+        f"  IF TG_OP = 'INSERT' THEN\n"
+        f"    IF NEW.{VERSION} <= 1 THEN\n"
+        f"      NEW.{VERSION} := CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint);\n"
+        "    END IF;\n"
+        f"  ELSIF NEW.{VERSION} <= OLD.{VERSION} THEN\n"
+        f"    NEW.{VERSION} := OLD.{VERSION} + 1;\n"
+        "  END IF;\n"
+        "  RETURN NEW;\n"
+        "END $$"
+    )
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {name} "
+        f"FOR EACH ROW EXECUTE FUNCTION {_PG_FUNCTION}()"
+    )
+    return [f"{table}: created trigger {trigger}"]
+
+
+def _sqlite(
+    conn: Connection,
+    table: str,
+    name: str,
+    key: str,
+    version: str,
+    on_insert: str,
+    on_update: str,
+) -> list[str]:
+    present = set(
+        conn.execute(
+            text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"),
+            {"table": table},
+        ).scalars()
+    )
+    # SQLite's triggers cannot change the row being written: they write it again after it
+    # (recursive triggers are off, so that write fires nothing). julianday('now') is the
+    # statement's moment, to the millisecond.
+    now_us = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+    bodies = {
+        on_insert: f"AFTER INSERT ON {name} FOR EACH ROW WHEN NEW.{version} <= 1 "
+        f"BEGIN UPDATE {name} SET {version} = {now_us} WHERE {key} = NEW.{key}; END",
+        on_update: f"AFTER UPDATE ON {name} FOR EACH ROW WHEN NEW.{version} <= OLD.{version} "
+        f"BEGIN UPDATE {name} SET {version} = OLD.{version} + 1 WHERE {key} = NEW.{key}; END",
+    }
+    done = []
+    for trigger, body in bodies.items():
+        if trigger not in present:
+            conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
+            done.append(f"{table}: created trigger {trigger}")
+    return done
