@@ -99,12 +99,14 @@ class OwnRedis(_OwnProcess):
 
 
 class OwnMariaDB:
-    """A mariadbd of the test's own (own datadir, own port) that the test may crash."""
+    """A mariadbd of the test's own (own datadir, own port) that the test may crash; with
+    ``binlog``, logging rows whole, as the change-log follower needs."""
 
-    def __init__(self, workdir: Path, pki: Pki | None = None) -> None:
+    def __init__(self, workdir: Path, pki: Pki | None = None, *, binlog: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.pki = pki  # with one: TLS required on TCP
+        self.binlog = binlog
         self.process: subprocess.Popen[bytes] | None = None
         subprocess.run(
             [
@@ -134,7 +136,7 @@ class OwnMariaDB:
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 "--user=root",
-                "--skip-log-bin",
+                *self._log(),
                 "--innodb-buffer-pool-size=64M",
                 *self._tls(),
             ],
@@ -151,6 +153,17 @@ class OwnMariaDB:
                 return
             time.sleep(0.2)
         raise RuntimeError("own mariadbd did not start")
+
+    def _log(self) -> list[str]:
+        if not self.binlog:
+            return ["--skip-log-bin"]
+        return [
+            f"--log-bin={self.workdir / 'binlog'}",
+            "--server-id=1",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+        ]
 
     def _tls(self) -> list[str]:
         if self.pki is None:

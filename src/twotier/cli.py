@@ -107,6 +107,49 @@ def serve(
         _serve_uvicorn(host, port, workers, log_level.value)
 
 
+@app.command()
+def follow(
+    lease: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds a dead follower's lease keeps others waiting."),
+    ] = 5.0,
+    log_level: Annotated[
+        LogLevel, typer.Option(envvar="TWOTIER_LOG_LEVEL", help="Least severe level logged.")
+    ] = LogLevel.info,
+) -> None:
+    """Follow the database's change log (MySQL, MariaDB, Aurora MySQL: the binary log) and
+    invalidate what each committed change makes stale, whoever wrote it. Runs until
+    stopped (SIGTERM, Ctrl-C); any number may run, one follows (a lease in the cache)."""
+    from twotier.follow.changes import FollowRefused
+    from twotier.follow.follower import Follower
+    from twotier.follow.sources import change_log_for
+
+    logs.configure(log_level.value)
+    service = _service()
+
+    async def run() -> None:
+        try:
+            await service.prepare()
+            change_log = change_log_for(service)
+            await change_log.now()  # a log that cannot be followed stops here, in one line
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for number in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(number, stop.set)
+            try:
+                await Follower(service, change_log, lease=lease).run(stop)
+            finally:
+                await change_log.close()
+        finally:
+            await service.close()
+
+    try:
+        _run(run())
+    except FollowRefused as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
+
+
 def _serve_granian(host: str, port: int, workers: int, log_level: str) -> None:
     from granian.constants import Interfaces
     from granian.log import LogLevels

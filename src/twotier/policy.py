@@ -526,9 +526,43 @@ class ResourcePolicy:
         return before is None, after
 
     async def _written(self, after: Record, before: Record | None) -> None:
-        entry = Entry(after.version, after.to_json())
-        await self._write_through(
-            [(self.keys.row(after.key), entry, self.tuning.ttl)], self.keys.moved_by(before, after)
+        await self._write_through(*self._change(before, after))
+
+    def _change(
+        self, before: Record | None, after: Record | None
+    ) -> tuple[list[tuple[str, Entry, float]], set[str]]:
+        """What a committed change of one row puts in the cache: the row at its new
+        version, or a tombstone one above the deleted row's (newer than any fill that read
+        the row before it was deleted); and the generations it moves."""
+        if after is not None:
+            item = (
+                self.keys.row(after.key),
+                Entry(after.version, after.to_json()),
+                self.tuning.ttl,
+            )
+        else:
+            assert before is not None
+            tombstone = Entry(before.version + 1, b"")
+            item = (self.keys.row(before.key), tombstone, self.tuning.negative_ttl)
+        return [item], self.keys.moved_by(before, after)
+
+    async def changed(self, changes: Sequence[tuple[Record | None, Record | None]]) -> None:
+        """Changes read from the database's log (``twotier.follow``), each as (before,
+        after): invalidate what they make stale exactly as their write-throughs would.
+        Raises CacheUnavailable rather than remembering: the follower must not move past a
+        change the cache did not take."""
+        items: list[tuple[str, Entry, float]] = []
+        generation_keys: set[str] = set()
+        for before, after in changes:
+            change_items, moved = self._change(before, after)
+            items += change_items
+            generation_keys |= moved
+        for name, _, _ in items:
+            self._flights.forget(name)
+        await self.cache.cache.write(
+            [(name, entry, self._jittered(ttl)) for name, entry, ttl in items],
+            {g: written_generation() for g in generation_keys},
+            self.tuning.generation_ttl,
         )
 
     async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> int | None:
@@ -536,13 +570,8 @@ class ResourcePolicy:
         before = await self.rows.delete(key, expected=expected)
         if before is None:
             return None
-        # The tombstone is newer than any fill that read the row before it was deleted.
-        tombstone = before.version + 1
-        await self._write_through(
-            [(self.keys.row(key), Entry(tombstone, b""), self.tuning.negative_ttl)],
-            self.keys.moved_by(before),
-        )
-        return tombstone
+        await self._write_through(*self._change(before, None))
+        return before.version + 1
 
     async def _write_through(
         self, items: Sequence[tuple[str, Entry, float]], generation_keys: set[str]

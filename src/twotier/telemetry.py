@@ -61,6 +61,25 @@ DATABASE_QUERY_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+# The change-log follower (``twotier.follow``).
+FOLLOW_APPLIED = Counter(
+    "twotier_follow_changes",
+    "Row changes read from the database's change log and applied to the cache.",
+    registry=REGISTRY,
+)
+FOLLOW_LAG = Histogram(
+    "twotier_follow_lag_seconds",
+    "From a change's commit (as the log records it: MySQL's binlog in whole seconds) to its "
+    "invalidation in the cache.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+FOLLOW_RESETS = Counter(
+    "twotier_follow_resets",
+    "Times the follower emptied the cache and followed from the log's end (no position, or "
+    "a position the log no longer holds).",
+    registry=REGISTRY,
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

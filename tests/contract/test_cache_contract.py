@@ -271,3 +271,14 @@ async def test_redis_scripts_lost_by_the_server_are_loaded_again() -> None:
     finally:
         await cache.clear()
         await cache.close()
+
+
+async def test_a_lease_has_one_holder_until_it_lapses(cache: Cache) -> None:
+    assert await cache.hold("lease", "a", 0.3)
+    assert await cache.hold("lease", "a", 0.3)  # renewed by its holder
+    assert not await cache.hold("lease", "b", 0.3)
+    await asyncio.sleep(0.5)  # lapsed: anyone may take it
+    assert await cache.hold("lease", "b", 0.3)
+    assert not await cache.hold("lease", "a", 0.3)
+    await cache.clear()  # a clear drops it too
+    assert await cache.hold("lease", "a", 0.3)

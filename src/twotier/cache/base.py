@@ -68,6 +68,11 @@ class Cache(Protocol):
         """A write-through, after a commit: ``put_if_newer`` each item and set each
         generation, in one round trip where possible; True for each item stored."""
 
+    async def hold(self, key: str, owner: str, ttl: float) -> bool:
+        """A lease: take ``key`` for ``owner`` for ``ttl`` seconds if no one holds it, or
+        extend it if ``owner`` does; whether ``owner`` holds it now. Atomic on the cache
+        server, and never a copy local to one process."""
+
     async def delete(self, keys: Sequence[str]) -> None: ...
 
     async def clear(self) -> None:

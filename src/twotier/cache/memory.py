@@ -47,6 +47,8 @@ class MemoryCache:
         # (expires_at, key): may hold entries since replaced; they are skipped when popped.
         self._expiries: list[tuple[float, str]] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        # Leases (``hold``): apart from the entries, so that no eviction can drop one.
+        self._leases: dict[str, tuple[str, float]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -160,6 +162,14 @@ class MemoryCache:
         for key, value in generations.items():
             self.store(key, Entry(value, b""), ttl)
 
+    async def hold(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        holder, until = self._leases.get(key, (owner, now))
+        if holder != owner and until > now:
+            return False
+        self._leases[key] = (owner, now + ttl)
+        return True
+
     async def delete(self, keys: Sequence[str]) -> None:
         self.forget(keys)
 
@@ -172,6 +182,7 @@ class MemoryCache:
             self._drop(key)
 
     def forget_all(self) -> None:
+        self._leases.clear()
         self._items.clear()
         self._expiries.clear()
         self._bytes = 0

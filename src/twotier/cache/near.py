@@ -259,6 +259,9 @@ class NearCache:
         else:
             self.local.forget(generations)
 
+    async def hold(self, key: str, owner: str, ttl: float) -> bool:
+        return await self.shared.hold(key, owner, ttl)
+
     async def delete(self, keys: Sequence[str]) -> None:
         self.local.forget(keys)
         await self.shared.delete(keys)

@@ -58,6 +58,16 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
+# KEYS[1] the lease; ARGV[1] its owner, ARGV[2] ttl in ms.
+_HOLD = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 
 #: A write-through: entries, generations, the generations' TTL, the message to publish.
 _Write = tuple[Sequence[tuple[str, Entry, float]], Mapping[str, int], float, str | None]
@@ -111,6 +121,7 @@ class RedisCache:
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
         self._generations = self._redis.register_script(_GENERATIONS)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
+        self._hold = self._redis.register_script(_HOLD)
         self._gets: TickBatcher[str, Entry | None] = TickBatcher(self._get_batch)
         self._writes: TickBatcher[_Write, list[bool]] = TickBatcher(self._write_batch)
         self._write_numbers = itertools.count()
@@ -319,6 +330,10 @@ class RedisCache:
             with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await client.aclose()
+
+    async def hold(self, key: str, owner: str, ttl: float) -> bool:
+        async with self._guard():
+            return bool(await self._hold(keys=[self._key(key)], args=[owner, _ms(ttl)]))
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:

@@ -135,6 +135,11 @@ class SQLRows:
             row = tuple(values)
         return self._record(row)
 
+    def from_log(self, values: Mapping[str, Any]) -> Record:
+        """A row as a change log records it (column names to the driver's values; columns
+        not declared ignored), as a Record."""
+        return self._raw_record(tuple(values[name] for name in (*self._names, VERSION)))
+
     def _equal(self, name: str, value: object) -> list[ColumnElement[bool]]:
         """``name`` equals ``value`` exactly, as on every store: MySQL's text collations
         would also match other cases, accents and trailing spaces, and the cache would then

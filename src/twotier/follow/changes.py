@@ -1,0 +1,64 @@
+"""What a change log yields: committed row changes of declared tables, in commit order.
+
+A change log is read from a *position* (an opaque string the log understands) and yields
+batches: the row changes of one or more committed transactions and the position just after
+them, so that a follower that stored that position misses nothing when it starts again
+from it. A batch without changes is a heartbeat: the log is alive and caught up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Protocol
+
+from twotier.resources import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row's change: ``before`` None for an insert, ``after`` None for a deletion."""
+
+    resource: str
+    before: Record | None
+    after: Record | None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Changes up to ``position``; ``committed_at``: when the last of them committed
+    (seconds since 1970, as precise as the log records it), None for a heartbeat."""
+
+    changes: tuple[Change, ...]
+    position: str
+    committed_at: float | None = None
+
+
+class PositionLost(Exception):
+    """The log no longer holds the position asked for (binlog purged, slot dropped): what
+    happened since is unknown, so everything cached may be stale."""
+
+
+class FollowRefused(Exception):
+    """The database cannot be followed as configured; the message says what to change."""
+
+
+class ChangeLogUnavailable(Exception):
+    """The change log could not be read (server down, access refused); worth retrying."""
+
+
+class ChangeLog(Protocol):
+    """A database's change log, for the declared resources."""
+
+    @property
+    def name(self) -> str:
+        """What is followed, for logs and metrics (no secrets): ``mysql binlog``."""
+
+    async def now(self) -> str:
+        """The position of the log's end: following from it yields only what comes next."""
+
+    def batches(self, position: str) -> AsyncGenerator[Batch, None]:
+        """Committed changes after ``position``, in commit order, until closed; raises
+        PositionLost or ChangeLogUnavailable."""
+
+    async def close(self) -> None: ...

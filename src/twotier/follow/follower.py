@@ -1,0 +1,197 @@
+"""One follower per database and cache namespace: change log in, invalidations out.
+
+**Lease.** Any number of followers may run (a ``twotier follow`` service with two tasks,
+every ``serve --follow`` process); one holds the lease, a key in the cache it renews every
+``lease / 5`` seconds, and follows. The others try every second and take over within
+``lease`` seconds of the holder's death. A holder that finds the lease taken stops at once.
+Two followers overlapping for a moment do no harm: invalidations are idempotent.
+
+**Position.** The position after the last change applied lives in the cache too, beside the
+entries it speaks for: a cache emptied or lost (a flushed or restarted Redis, a new
+process's in-process cache) loses its position with its entries, and a position lost with
+the entries still there (evicted, expired, a purged binlog) makes the follower empty the
+namespace and start from the log's end — stale entries are never kept, whatever happens.
+The position is stored after the changes before it are in the cache, at most every
+``_SAVE_EVERY`` seconds: after a crash the last changes are applied again, harmlessly.
+
+**Applying.** A batch's changes (a transaction's) are applied together, through each
+resource's policy, exactly as write-throughs (one cache round trip where the cache can); a
+cache that does not answer stops the follower where it is, to retry from the last position
+saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from twotier.cache.base import CacheUnavailable, Entry
+from twotier.follow.changes import Batch, ChangeLog, ChangeLogUnavailable, PositionLost
+from twotier.resources import Record
+from twotier.service import Service
+from twotier.store.base import StoreUnavailable
+from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS
+
+log = logging.getLogger("twotier.follow")
+
+LEASE_KEY = "follow:lease"
+POSITION_KEY = "follow:position"
+#: Seconds between saves of the position while changes flow.
+_SAVE_EVERY = 0.1
+#: Seconds between saves of an unchanged position (a quiet log), so it never expires.
+_REFRESH_EVERY = 60.0
+#: How long a position is kept without being saved again (a quiet log saves it on every
+#: heartbeat, so only a follower stopped this long loses it).
+_POSITION_TTL = 7 * 24 * 3600.0
+#: Waits between attempts while a tier is down, growing to the last.
+_BACKOFF = (0.2, 0.5, 1.0, 2.0)
+
+
+class LeaseLost(Exception):
+    """Another follower holds the lease now."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerState:
+    """What a follower reports (``twotier follow`` prints it as it changes)."""
+
+    following: bool
+    position: str | None
+
+
+class Follower:
+    def __init__(
+        self,
+        service: Service,
+        change_log: ChangeLog,
+        *,
+        lease: float = 5.0,
+        owner: str | None = None,
+    ) -> None:
+        self._service = service
+        self._log = change_log
+        self._cache = service.cache.cache
+        self._lease = lease
+        self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.state = FollowerState(False, None)
+        self._held_until = 0.0
+        self._saved_at = 0.0
+        self._saved: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow whenever this follower holds the lease, until ``stop`` is set."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                if await self._cache.hold(LEASE_KEY, self.owner, self._lease):
+                    self._held_until = time.monotonic() + self._lease
+                    log.info("following %s (lease held by %s)", self._log.name, self.owner)
+                    await self._follow(stop)
+                    failures = 0
+                    continue
+                failures = 0
+            except LeaseLost:
+                log.warning("lease lost to another follower: standing by")
+            except (CacheUnavailable, ChangeLogUnavailable, StoreUnavailable) as error:
+                failures += 1
+                log.warning("follower paused: %s", error)
+            finally:
+                self.state = FollowerState(False, self._saved)
+            await _wait(stop, _BACKOFF[min(failures, len(_BACKOFF) - 1)] if failures else 1.0)
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        position = await self._position()
+        batches = self._log.batches(position)
+        self.state = FollowerState(True, position)
+        # The next batch, awaited across renewals: cancelling a wait on the log would end it.
+        pending: asyncio.Future[Batch] | None = None
+        try:
+            while not stop.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(batches))
+                done, _ = await asyncio.wait({pending}, timeout=self._lease / 5)
+                if not done:
+                    await self._renew()
+                    continue
+                try:
+                    batch = pending.result()
+                except PositionLost as error:
+                    log.warning("%s: emptying the cache and following from now", error)
+                    await self._reset()
+                    return
+                finally:
+                    pending = None
+                await self._apply(batch)
+                await self._renew()
+                await self._save(batch.position)
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.wait({pending})
+            await batches.aclose()
+            if stop.is_set() and self._saved is not None:
+                await self._save(self._saved, force=True)
+
+    async def _position(self) -> str:
+        """Where to start: the saved position, else (a new or emptied cache, a lost
+        position) the log's end, after emptying the namespace."""
+        saved = await self._cache.get(POSITION_KEY)
+        if saved is not None and saved.body:
+            return saved.body.decode()
+        return await self._reset()
+
+    async def _reset(self) -> str:
+        position = await self._log.now()
+        await self._cache.clear()  # what was missed is unknown: nothing cached may stay
+        FOLLOW_RESETS.inc()
+        # The clear took the lease with it: take it back before anyone else can.
+        if not await self._cache.hold(LEASE_KEY, self.owner, self._lease):
+            raise LeaseLost()
+        await self._save(position, force=True)
+        return position
+
+    async def _apply(self, batch: Batch) -> None:
+        if not batch.changes:
+            return
+        by_resource: dict[str, list[tuple[Record | None, Record | None]]] = defaultdict(list)
+        for change in batch.changes:
+            by_resource[change.resource].append((change.before, change.after))
+        await asyncio.gather(
+            *(self._service.resource(name).changed(rows) for name, rows in by_resource.items())
+        )
+        FOLLOW_APPLIED.inc(len(batch.changes))
+        if batch.committed_at is not None:
+            FOLLOW_LAG.observe(max(0.0, time.time() - batch.committed_at))
+
+    async def _renew(self) -> None:
+        now = time.monotonic()
+        if self._held_until - now > self._lease * 4 / 5:
+            return
+        if not await self._cache.hold(LEASE_KEY, self.owner, self._lease):
+            raise LeaseLost()
+        self._held_until = now + self._lease
+
+    async def _save(self, position: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force:
+            if position == self._saved and now - self._saved_at < _REFRESH_EVERY:
+                return
+            if now - self._saved_at < _SAVE_EVERY:
+                return
+        # Versions from the clock: a later save always replaces an earlier one.
+        await self._cache.put_if_newer(
+            POSITION_KEY, Entry(time.time_ns(), position.encode()), _POSITION_TTL
+        )
+        self._saved, self._saved_at = position, now
+        self.state = FollowerState(True, position)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,23 @@
+"""The change log of the configured database."""
+
+from __future__ import annotations
+
+from twotier.follow.changes import ChangeLog, FollowRefused
+from twotier.service import Service
+
+
+def change_log_for(service: Service) -> ChangeLog:
+    """The change log of the service's database; FollowRefused where there is none to
+    follow yet (the message names what is)."""
+    from twotier.store.sql import SQLStore
+
+    store = service.store
+    if isinstance(store, SQLStore) and store.backend == "mysql":
+        from twotier.follow.binlog import BinlogChangeLog
+
+        return BinlogChangeLog(store, [store.rows(name) for name in service.resources])
+    kind = store.backend if isinstance(store, SQLStore) else "dynamodb"
+    raise FollowRefused(
+        f"following {kind}'s change log is not built yet: MySQL, MariaDB and Aurora MySQL "
+        "(the binary log) are"
+    )

@@ -1,0 +1,236 @@
+"""The change-log follower on MariaDB's binary log (a mariadbd of the tests' own, logging
+rows whole: the shared one logs nothing), with Redis: writes that bypass twotier become
+visible through the cache, a restarted follower misses nothing, a lost position empties
+the cache, and one follower follows at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from tests.conftest import SERVER_URLS, redis_namespace, require
+from tests.heroes import hero
+from tests.own_servers import OwnMariaDB
+from twotier.bootstrap import build_service
+from twotier.config import Settings
+from twotier.follow.changes import FollowRefused
+from twotier.follow.follower import POSITION_KEY, Follower
+from twotier.follow.sources import change_log_for
+from twotier.policy import Outcome
+from twotier.service import Service
+from twotier.telemetry import FOLLOW_RESETS
+
+#: Liveness, not speed: how long to wait for what must happen (no test relies on less).
+PATIENCE = 30.0
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMariaDB]:
+    server = OwnMariaDB(tmp_path_factory.mktemp("binlog-mariadb"), binlog=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.crash()
+
+
+@pytest.fixture
+async def service(mariadb: OwnMariaDB) -> AsyncIterator[Service]:
+    require("redis")
+    settings = Settings(
+        database_url=mariadb.url,
+        cache_url=SERVER_URLS["redis"],
+        cache_namespace=redis_namespace(),
+    )
+    made = build_service(settings)
+    await made.prepare()
+    await made.store.drop_schema()  # type: ignore[attr-defined]
+    await made.prepare()
+    try:
+        yield made
+    finally:
+        await made.cache.cache.clear()
+        await made.close()
+
+
+def sql(mariadb: OwnMariaDB, statement: str, *args: object) -> None:
+    """A write that bypasses twotier: plain SQL on its own connection, autocommitted."""
+    conn = pymysql.connect(
+        host="127.0.0.1", port=mariadb.port, user="root", database="superhero_db", autocommit=True
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement, args)
+    finally:
+        conn.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {PATIENCE} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+class Running:
+    """A follower on a task of its own, stopped cleanly by ``stop``."""
+
+    def __init__(self, service: Service, lease: float = 2.0) -> None:
+        self.follower = Follower(service, change_log_for(service), lease=lease)
+        self._stop = asyncio.Event()
+        self.task = asyncio.create_task(self.follower.run(self._stop))
+
+    async def following(self) -> None:
+        async def check() -> bool:
+            return self.follower.state.following
+
+        await eventually(check, "the follower follows")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.wait_for(self.task, PATIENCE)
+
+
+async def read(service: Service, key: int) -> tuple[bytes | None, Outcome]:
+    served = await service.resource("heroes").read(key)
+    return served.body, served.outcome
+
+
+async def test_writes_that_bypass_twotier_reach_the_cache(
+    service: Service, mariadb: OwnMariaDB
+) -> None:
+    heroes = service.resource("heroes")
+    running = Running(service)
+    await running.following()  # the first follower empties the namespace: then write
+    made = await heroes.create(hero("Ann", xp=10))
+    key = made["id"]
+    try:
+        assert (await read(service, key))[1] is Outcome.HIT  # written through
+        assert b'"id":' in ((await heroes.lookup("xp", [10])).body or b"")  # cached
+        absent = key + 100
+        assert (await read(service, absent))[0] is None  # a negative entry, cached
+
+        sql(mariadb, "UPDATE superheroes SET name = 'Bea', xp = 11 WHERE id = %s", key)
+        sql(
+            mariadb,
+            "INSERT INTO superheroes (id, name, hero, power, xp, color) "
+            "VALUES (%s, 'Cy', 'h', 'p', 12, 'c')",
+            absent,
+        )
+
+        async def updated() -> bool:
+            body, outcome = await read(service, key)
+            return outcome is Outcome.HIT and body is not None and b'"Bea"' in body
+
+        async def inserted() -> bool:
+            body, _ = await read(service, absent)
+            return body is not None and b'"Cy"' in body
+
+        async def moved_out_of_its_old_lookup() -> bool:
+            return (await heroes.lookup("xp", [10])).body == b"[]"
+
+        await eventually(updated, "a plain UPDATE replaces the cached row")
+        await eventually(inserted, "a plain INSERT replaces the cached absence")
+        await eventually(moved_out_of_its_old_lookup, "the old lookup value is invalidated")
+        assert b'"Bea"' in ((await heroes.lookup("xp", [11])).body or b"")
+
+        sql(mariadb, "DELETE FROM superheroes WHERE id = %s", key)
+
+        async def deleted() -> bool:
+            return (await read(service, key))[0] is None
+
+        await eventually(deleted, "a plain DELETE leaves a tombstone")
+    finally:
+        await running.stop()
+
+
+async def test_a_restarted_follower_misses_nothing(service: Service, mariadb: OwnMariaDB) -> None:
+    heroes = service.resource("heroes")
+    first = Running(service)
+    await first.following()
+    made = [await heroes.create(hero(f"h{i}", xp=i)) for i in range(5)]
+    await first.stop()
+    # While no follower runs: plain writes, and reads that fill the cache with old rows.
+    for record in made:
+        assert (await read(service, record["id"]))[1] is Outcome.HIT
+        sql(mariadb, "UPDATE superheroes SET color = 'new' WHERE id = %s", record["id"])
+        assert b'"new"' not in ((await read(service, record["id"]))[0] or b"")  # stale
+    second = Running(service)
+    try:
+
+        async def fresh() -> bool:
+            bodies = [(await read(service, record["id"]))[0] or b"" for record in made]
+            return all(b'"new"' in body for body in bodies)
+
+        await eventually(fresh, "the changes made while no follower ran are applied")
+    finally:
+        await second.stop()
+
+
+async def test_a_lost_position_empties_the_cache(service: Service, mariadb: OwnMariaDB) -> None:
+    heroes = service.resource("heroes")
+    running = Running(service)
+    await running.following()
+    made = await heroes.create(hero("Ann"))
+    await running.stop()
+    cache = service.cache.cache
+    assert (await cache.get(POSITION_KEY)) is not None
+    # The log the position points into is purged while no follower runs.
+    sql(mariadb, "FLUSH BINARY LOGS")
+    sql(mariadb, "UPDATE superheroes SET color = 'lost' WHERE id = %s", made["id"])
+    sql(mariadb, "FLUSH BINARY LOGS")
+    sql(mariadb, "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
+    assert (await read(service, made["id"]))[1] is Outcome.HIT  # the old row, cached
+    resets = FOLLOW_RESETS._value.get()
+    again = Running(service)
+    try:
+
+        async def fresh() -> bool:
+            body, _ = await read(service, made["id"])
+            return body is not None and b'"lost"' in body
+
+        await eventually(fresh, "the cache emptied: the row read fresh")
+        assert FOLLOW_RESETS._value.get() == resets + 1  # the position was lost, not missing
+        await again.following()
+        position = await cache.get(POSITION_KEY)
+        assert position is not None
+        assert position.body
+    finally:
+        await again.stop()
+
+
+async def test_one_follower_follows_and_another_takes_over(service: Service) -> None:
+    one, two = Running(service, lease=1.0), Running(service, lease=1.0)
+    try:
+
+        async def exactly_one() -> bool:
+            return [one.follower.state.following, two.follower.state.following].count(True) == 1
+
+        await eventually(exactly_one, "one of two followers follows")
+        await asyncio.sleep(2.5)  # past two leases: still one, the same one
+        assert await exactly_one()
+        holder, other = (one, two) if one.follower.state.following else (two, one)
+        await holder.stop()
+        await other.following()  # within a lease of the holder's end
+    finally:
+        for running in (one, two):
+            if not running.task.done():
+                await running.stop()
+
+
+async def test_a_database_without_a_binlog_is_refused_in_one_line(tmp_path: Path) -> None:
+    require("mysql")
+    service = build_service(
+        Settings(database_url=SERVER_URLS["mysql"], cache_url="memory://")  # binlog off
+    )
+    try:
+        with pytest.raises(FollowRefused, match="log_bin is off"):
+            await change_log_for(service).now()
+    finally:
+        await service.close()
