@@ -16,8 +16,12 @@ def change_log_for(service: Service) -> ChangeLog:
         from twotier.follow.binlog import BinlogChangeLog
 
         return BinlogChangeLog(store, [store.rows(name) for name in service.resources])
+    if isinstance(store, SQLStore) and store.backend == "sqlite":
+        from twotier.follow.sqlite_log import SQLiteChangeLog
+
+        return SQLiteChangeLog(store, [store.rows(name) for name in service.resources])
     kind = store.backend if isinstance(store, SQLStore) else "dynamodb"
     raise FollowRefused(
         f"following {kind}'s change log is not built yet: MySQL, MariaDB and Aurora MySQL "
-        "(the binary log) are"
+        "(the binary log) and SQLite (its change table) are"
     )

@@ -42,7 +42,7 @@ from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, resource_table
 from twotier.store.sql_tls import split_tls
-from twotier.store.sql_triggers import ensure_version_triggers
+from twotier.store.sql_triggers import ensure_change_log, ensure_version_triggers
 from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
@@ -197,7 +197,10 @@ class SQLStore:
                 adopt(conn, rows.resource, rows.table)
         self.metadata.create_all(conn, checkfirst=True)
         for rows in self._rows.values():
-            for line in ensure_version_triggers(conn, rows.table, rows.resource.key):
+            done = ensure_version_triggers(conn, rows.table, rows.resource.key)
+            if self.backend == "sqlite":  # no change log of its own: triggers keep one
+                done += ensure_change_log(conn, rows.table, rows.resource.columns)
+            for line in done:
                 log.info(line)
 
     async def _ensure_database(self) -> None:

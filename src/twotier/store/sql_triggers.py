@@ -15,6 +15,11 @@ write leaves undone, and nothing else:
 twotier's own writes always pass both tests, so the triggers change nothing of theirs. They
 are created by ``db init`` (with the table, or when adopting one), once: an existing trigger
 is left as it is.
+
+On SQLite, which has no change log of its own, three more triggers per table record every
+committed change (the row before and after, as JSON, at its new version) in
+``twotier_changes``, which the follower reads (``twotier.follow.sqlite_log``): an insert there
+costs a write little more than the row's own, and nothing while nothing changes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from twotier.store.sql_schema import VERSION
 
 #: The PostgreSQL function every resource table's trigger calls (one per database).
 _PG_FUNCTION = "twotier_row_version"
+#: SQLite: the table the change-recording triggers write to.
+CHANGES_TABLE = "twotier_changes"
+#: SQLite's clock in microseconds since 1970 (julianday('now') is the statement's moment,
+#: to the millisecond, the same for every trigger the statement fires).
+_SQLITE_NOW_US = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
 
 
 def trigger_names(table: Table) -> tuple[str, str]:
@@ -121,7 +131,7 @@ def _sqlite(
     # SQLite's triggers cannot change the row being written: they write it again after it
     # (recursive triggers are off, so that write fires nothing). julianday('now') is the
     # statement's moment, to the millisecond.
-    now_us = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+    now_us = _SQLITE_NOW_US
     bodies = {
         on_insert: f"AFTER INSERT ON {name} FOR EACH ROW WHEN NEW.{version} <= 1 "
         f"BEGIN UPDATE {name} SET {version} = {now_us} WHERE {key} = NEW.{key}; END",
@@ -133,4 +143,47 @@ def _sqlite(
         if trigger not in present:
             conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
             done.append(f"{table}: created trigger {trigger}")
+    return done
+
+
+def ensure_change_log(conn: Connection, table: Table, columns: tuple[str, ...]) -> list[str]:
+    """SQLite: the changes table, and ``table``'s triggers recording into it (``columns``:
+    the declared ones, key first). What was done, one line each."""
+    quote = conn.dialect.identifier_preparer.quote
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} ("
+        "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, old TEXT, new TEXT, "
+        "at REAL NOT NULL)"
+    )
+    present = set(
+        conn.execute(
+            text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"),
+            {"table": table.name},
+        ).scalars()
+    )
+    name, version = quote(table.name), quote(VERSION)
+
+    def image(row: str, version_sql: str) -> str:
+        pairs = [f"'{column}', {row}.{quote(column)}" for column in columns]
+        return f"json_object({', '.join(pairs)}, '{VERSION}', {version_sql})"
+
+    # The version the row ends at, as the version triggers above leave it.
+    born = f"CASE WHEN NEW.{version} <= 1 THEN {_SQLITE_NOW_US} ELSE NEW.{version} END"
+    moved = f"CASE WHEN NEW.{version} <= OLD.{version} THEN OLD.{version} + 1 ELSE NEW.{version} END"
+    at = "(julianday('now') - 2440587.5) * 86400.0"
+    record = f"INSERT INTO {CHANGES_TABLE} (tbl, old, new, at) VALUES ('{table.name}', "
+    bodies = {
+        "ins": f"AFTER INSERT ON {name} FOR EACH ROW BEGIN {record}"
+        f"NULL, {image('NEW', born)}, {at}); END",
+        "upd": f"AFTER UPDATE ON {name} FOR EACH ROW BEGIN {record}"
+        f"{image('OLD', f'OLD.{version}')}, {image('NEW', moved)}, {at}); END",
+        "del": f"AFTER DELETE ON {name} FOR EACH ROW BEGIN {record}"
+        f"{image('OLD', f'OLD.{version}')}, NULL, {at}); END",
+    }
+    done = []
+    for event, body in bodies.items():
+        trigger = f"twotier_{table.name[:44]}_log_{event}"
+        if trigger not in present:
+            conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
+            done.append(f"{table.name}: created trigger {trigger}")
     return done

@@ -1,11 +1,13 @@
-"""The change-log follower on MariaDB's binary log (a mariadbd of the tests' own, logging
-rows whole: the shared one logs nothing), with Redis: writes that bypass twotier become
-visible through the cache, a restarted follower misses nothing, a lost position empties
-the cache, and one follower follows at a time."""
+"""The change-log follower, on MariaDB's binary log (a mariadbd of the tests' own, logging
+rows whole: the shared one logs nothing) with Redis, and on SQLite's change table with the
+in-process cache (the embedded default): writes that bypass twotier become visible through
+the cache, a restarted follower misses nothing, a lost position empties the cache, and one
+follower follows at a time."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -39,13 +41,84 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMariaDB]:
         server.crash()
 
 
+class Database:
+    """The followed database, and writes to it that bypass twotier."""
+
+    def __init__(self, kind: str, url: str, mariadb: OwnMariaDB | None) -> None:
+        self.kind = kind
+        self.url = url
+        self._mariadb = mariadb
+
+    def sql(self, statement: str, *args: object) -> None:
+        """Plain SQL on a connection of its own, committed (``?`` placeholders)."""
+        if self._mariadb is None:  # someone editing the file with sqlite3
+            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
+            try:
+                with conn:
+                    conn.execute(statement, args)
+            finally:
+                conn.close()
+            return
+        mysql = pymysql.connect(
+            host="127.0.0.1",
+            port=self._mariadb.port,
+            user="root",
+            database="superhero_db",
+            autocommit=True,
+        )
+        try:
+            with mysql.cursor() as cursor:
+                cursor.execute(statement.replace("?", "%s"), args)
+        finally:
+            mysql.close()
+
+    def lose_position(self) -> None:
+        """What the log held after the follower's position is gone."""
+        if self._mariadb is None:
+            self.sql("DELETE FROM twotier_changes")  # as its retention would
+            return
+        # The server keeps a log a replica still reads: wait for the stopped follower's
+        # dump thread to end, then keep only a new, empty log.
+        deadline = time.monotonic() + PATIENCE
+        while self._query(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'"
+        )[0][0]:
+            assert time.monotonic() < deadline, "the dump thread did not end"
+            time.sleep(0.1)
+        self.sql("FLUSH BINARY LOGS")
+        # MariaDB keeps a log until InnoDB's checkpoint past its last commit: a moment.
+        while len(self._query("SHOW BINARY LOGS")) > 1:
+            assert time.monotonic() < deadline, "the old binary logs were not purged"
+            self.sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
+            time.sleep(0.1)
+
+    def _query(self, statement: str) -> list[tuple[object, ...]]:
+        assert self._mariadb is not None
+        mysql = pymysql.connect(host="127.0.0.1", port=self._mariadb.port, user="root")
+        try:
+            with mysql.cursor() as cursor:
+                cursor.execute(statement)
+                return list(cursor.fetchall())
+        finally:
+            mysql.close()
+
+
+@pytest.fixture(params=["mariadb-binlog-redis", "sqlite-memory"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if request.param.startswith("sqlite"):
+        return Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3", None)
+    mariadb: OwnMariaDB = request.getfixturevalue("mariadb")
+    return Database("mariadb", mariadb.url, mariadb)
+
+
 @pytest.fixture
-async def service(mariadb: OwnMariaDB) -> AsyncIterator[Service]:
-    require("redis")
+async def service(database: Database) -> AsyncIterator[Service]:
+    cache_url = "memory://"
+    if database.kind == "mariadb":
+        require("redis")
+        cache_url = SERVER_URLS["redis"]
     settings = Settings(
-        database_url=mariadb.url,
-        cache_url=SERVER_URLS["redis"],
-        cache_namespace=redis_namespace(),
+        database_url=database.url, cache_url=cache_url, cache_namespace=redis_namespace()
     )
     made = build_service(settings)
     await made.prepare()
@@ -56,18 +129,6 @@ async def service(mariadb: OwnMariaDB) -> AsyncIterator[Service]:
     finally:
         await made.cache.cache.clear()
         await made.close()
-
-
-def sql(mariadb: OwnMariaDB, statement: str, *args: object) -> None:
-    """A write that bypasses twotier: plain SQL on its own connection, autocommitted."""
-    conn = pymysql.connect(
-        host="127.0.0.1", port=mariadb.port, user="root", database="superhero_db", autocommit=True
-    )
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(statement, args)
-    finally:
-        conn.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -103,7 +164,7 @@ async def read(service: Service, key: int) -> tuple[bytes | None, Outcome]:
 
 
 async def test_writes_that_bypass_twotier_reach_the_cache(
-    service: Service, mariadb: OwnMariaDB
+    service: Service, database: Database
 ) -> None:
     heroes = service.resource("heroes")
     running = Running(service)
@@ -116,11 +177,10 @@ async def test_writes_that_bypass_twotier_reach_the_cache(
         absent = key + 100
         assert (await read(service, absent))[0] is None  # a negative entry, cached
 
-        sql(mariadb, "UPDATE superheroes SET name = 'Bea', xp = 11 WHERE id = %s", key)
-        sql(
-            mariadb,
+        database.sql("UPDATE superheroes SET name = 'Bea', xp = 11 WHERE id = ?", key)
+        database.sql(
             "INSERT INTO superheroes (id, name, hero, power, xp, color) "
-            "VALUES (%s, 'Cy', 'h', 'p', 12, 'c')",
+            "VALUES (?, 'Cy', 'h', 'p', 12, 'c')",
             absent,
         )
 
@@ -140,7 +200,7 @@ async def test_writes_that_bypass_twotier_reach_the_cache(
         await eventually(moved_out_of_its_old_lookup, "the old lookup value is invalidated")
         assert b'"Bea"' in ((await heroes.lookup("xp", [11])).body or b"")
 
-        sql(mariadb, "DELETE FROM superheroes WHERE id = %s", key)
+        database.sql("DELETE FROM superheroes WHERE id = ?", key)
 
         async def deleted() -> bool:
             return (await read(service, key))[0] is None
@@ -150,7 +210,7 @@ async def test_writes_that_bypass_twotier_reach_the_cache(
         await running.stop()
 
 
-async def test_a_restarted_follower_misses_nothing(service: Service, mariadb: OwnMariaDB) -> None:
+async def test_a_restarted_follower_misses_nothing(service: Service, database: Database) -> None:
     heroes = service.resource("heroes")
     first = Running(service)
     await first.following()
@@ -159,7 +219,7 @@ async def test_a_restarted_follower_misses_nothing(service: Service, mariadb: Ow
     # While no follower runs: plain writes, and reads that fill the cache with old rows.
     for record in made:
         assert (await read(service, record["id"]))[1] is Outcome.HIT
-        sql(mariadb, "UPDATE superheroes SET color = 'new' WHERE id = %s", record["id"])
+        database.sql("UPDATE superheroes SET color = 'new' WHERE id = ?", record["id"])
         assert b'"new"' not in ((await read(service, record["id"]))[0] or b"")  # stale
     second = Running(service)
     try:
@@ -173,7 +233,7 @@ async def test_a_restarted_follower_misses_nothing(service: Service, mariadb: Ow
         await second.stop()
 
 
-async def test_a_lost_position_empties_the_cache(service: Service, mariadb: OwnMariaDB) -> None:
+async def test_a_lost_position_empties_the_cache(service: Service, database: Database) -> None:
     heroes = service.resource("heroes")
     running = Running(service)
     await running.following()
@@ -181,11 +241,9 @@ async def test_a_lost_position_empties_the_cache(service: Service, mariadb: OwnM
     await running.stop()
     cache = service.cache.cache
     assert (await cache.get(POSITION_KEY)) is not None
-    # The log the position points into is purged while no follower runs.
-    sql(mariadb, "FLUSH BINARY LOGS")
-    sql(mariadb, "UPDATE superheroes SET color = 'lost' WHERE id = %s", made["id"])
-    sql(mariadb, "FLUSH BINARY LOGS")
-    sql(mariadb, "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
+    # A change while no follower runs, and then the log that held it is gone.
+    database.sql("UPDATE superheroes SET color = 'lost' WHERE id = ?", made["id"])
+    database.lose_position()
     assert (await read(service, made["id"]))[1] is Outcome.HIT  # the old row, cached
     resets = FOLLOW_RESETS._value.get()
     again = Running(service)
