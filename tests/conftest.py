@@ -289,6 +289,9 @@ def settings_for(store_kind: str, cache_kind: str, tmp_path: object, **extra: ob
     if cache_kind == "redis":
         require("redis")
         cache_url = SERVER_URLS["redis"]
+    # Apps of tests run no follower (it would move generations again after each write,
+    # and a test's HIT could turn MISS); tests/follow/ runs them.
+    extra = {"follow": "off"} | extra
     if store_kind in ("dynamodb", "dynalite"):
         # Their indexes are updated with the table, never later: no lag to wait out (the
         # window itself is tested with an index that lags, test_dynamodb_index_lag.py).

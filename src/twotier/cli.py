@@ -84,11 +84,22 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option(envvar="TWOTIER_LOG_LEVEL", help="Least severe level logged.")
     ] = LogLevel.info,
+    follow: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow/--no-follow",
+            help="Run the change-log follower in the server (default: TWOTIER_FOLLOW, "
+            "auto: on for SQLite).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (tiers chosen by TWOTIER_DATABASE_URL and TWOTIER_CACHE_URL)."""
     # Worker processes read the level from the environment (serve_app), as do the settings
     # this process reads below (and its workers may inherit them): set it first.
     os.environ["TWOTIER_LOG_LEVEL"] = log_level.value
+    if follow is not None:
+        os.environ["TWOTIER_FOLLOW"] = "on" if follow else "off"
     get_settings.cache_clear()
     logs.configure(log_level.value)
     _prepare_schema()  # a declaration that cannot be served stops here, in one line

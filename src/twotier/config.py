@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds before a cache call is given up (then served from DB)."
     )
 
+    follow: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run the change-log follower in the server (see docs/operations.md): on, "
+        "off, or auto (on for SQLite, the embedded default; elsewhere run `twotier follow` or "
+        "`serve --follow`). Any number may run: one follows at a time.",
+    )
+
     page_limit_default: int = Field(100, ge=1, description="Rows per page of GET /heroes.")
     page_limit_max: int = Field(1000, ge=1, description="Largest `limit` GET /heroes accepts.")
     batch_max_items: int = Field(

@@ -27,6 +27,7 @@ from twotier.api.routes import admin, batch, health, metrics
 from twotier.api.routes.resources import resource_router
 from twotier.bootstrap import Composition, compose, declared_resources, rules_of
 from twotier.config import Settings, get_settings
+from twotier.follow.follower import following
 from twotier.logs import redacted_url
 from twotier.resources import default_resource
 from twotier.store.base import StoreUnavailable
@@ -58,10 +59,11 @@ def create_app(
             app.state.access = owned.access
             log_start(settings)
             await hint_at_keys(owned.access)
-            # Everything made so far lives as long as the process: keep it out of the
-            # collector's reach, so full collections stay short (tail latency).
-            gc.freeze()
-            yield
+            async with following(owned.service, settings):
+                # Everything made so far lives as long as the process: keep it out of the
+                # collector's reach, so full collections stay short (tail latency).
+                gc.freeze()
+                yield
         finally:
             # What the buffered handler holds, before the worker exits: first what came
             # before the shutdown (should closing the tiers outlast the server's patience),

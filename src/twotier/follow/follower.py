@@ -29,9 +29,12 @@ import os
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from twotier.cache.base import CacheUnavailable, Entry
+from twotier.config import Settings
 from twotier.follow.changes import Batch, ChangeLog, ChangeLogUnavailable, PositionLost
 from twotier.resources import Record
 from twotier.service import Service
@@ -190,6 +193,37 @@ class Follower:
         )
         self._saved, self._saved_at = position, now
         self.state = FollowerState(True, position)
+
+
+def wanted(settings: Settings) -> bool:
+    """Does this server run a follower (``TWOTIER_FOLLOW``)? ``auto``: on SQLite, which
+    nothing else would follow."""
+    if settings.follow == "auto":
+        return settings.database_url.startswith("sqlite")
+    return settings.follow == "on"
+
+
+@asynccontextmanager
+async def following(service: Service, settings: Settings) -> AsyncIterator[None]:
+    """A follower beside the server for as long as this lasts, if the settings want one
+    (FollowRefused, at once, if the database cannot be followed)."""
+    if not wanted(settings):
+        yield
+        return
+    from twotier.follow.sources import change_log_for
+
+    change_log = change_log_for(service)
+    await change_log.now()  # refuse now, not in the background
+    stop = asyncio.Event()
+    task = asyncio.create_task(Follower(service, change_log).run(stop), name="follower")
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait({task}, timeout=10)
+        if not task.done():
+            task.cancel()
+        await change_log.close()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -63,7 +63,7 @@ class SQLiteChangeLog:
 
     async def batches(self, position: str) -> AsyncGenerator[Batch, None]:
         after = int(position)
-        oldest = await self._scalar(f"SELECT min(seq) FROM {CHANGES_TABLE}")  # noqa: S608
+        oldest = await self._scalar(f"SELECT min(seq) FROM {CHANGES_TABLE}")
         last = await self._last()
         # Whatever was recorded after the position must still be there: from the change
         # right after it (or, all trimmed, none after it at all).
@@ -94,7 +94,7 @@ class SQLiteChangeLog:
             async with self._store.connect() as conn:
                 found = await conn.execute(
                     text(
-                        f"SELECT seq, tbl, old, new, at FROM {CHANGES_TABLE} "  # noqa: S608
+                        f"SELECT seq, tbl, old, new, at FROM {CHANGES_TABLE} "
                         "WHERE seq > :after ORDER BY seq LIMIT :page"
                     ),
                     {"after": after, "page": _PAGE},
@@ -116,7 +116,7 @@ class SQLiteChangeLog:
         try:
             async with self._store.connect(write=True) as conn:
                 await conn.execute(
-                    text(f"DELETE FROM {CHANGES_TABLE} WHERE at < :before"),  # noqa: S608
+                    text(f"DELETE FROM {CHANGES_TABLE} WHERE at < :before"),
                     {"before": time.time() - self._retention},
                 )
         except (StoreUnavailable, *UNAVAILABLE) as error:

@@ -169,7 +169,9 @@ def ensure_change_log(conn: Connection, table: Table, columns: tuple[str, ...]) 
 
     # The version the row ends at, as the version triggers above leave it.
     born = f"CASE WHEN NEW.{version} <= 1 THEN {_SQLITE_NOW_US} ELSE NEW.{version} END"
-    moved = f"CASE WHEN NEW.{version} <= OLD.{version} THEN OLD.{version} + 1 ELSE NEW.{version} END"
+    moved = (
+        f"CASE WHEN NEW.{version} <= OLD.{version} THEN OLD.{version} + 1 ELSE NEW.{version} END"
+    )
     at = "(julianday('now') - 2440587.5) * 86400.0"
     record = f"INSERT INTO {CHANGES_TABLE} (tbl, old, new, at) VALUES ('{table.name}', "
     bodies = {

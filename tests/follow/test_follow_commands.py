@@ -1,0 +1,122 @@
+"""The follower as users run it: inside the embedded server (``make run``: SQLite, the
+in-process cache, followed by default), and as ``twotier follow`` beside a server."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pymysql
+import redis
+
+from tests.conftest import SERVER_URLS, drop_table, redis_namespace, require, settings_for
+from tests.follow.test_follower import PATIENCE
+from tests.own_servers import OwnMariaDB
+from tests.test_cli_and_server import TWOTIER, environment, run, start_server
+from twotier.follow.follower import POSITION_KEY
+
+
+def eventually(check: object, what: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"not within {PATIENCE} s: {what}"
+        time.sleep(0.05)
+
+
+def test_the_embedded_server_serves_what_sqlite3_changed(tmp_path: Path) -> None:
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    assert run(["db", "sample", "--rows", "5"], env, tmp_path).returncode == 0
+    process, url = start_server([], env, tmp_path)
+    try:
+        httpx.get(f"{url}/heroes/1")
+        cached = httpx.get(f"{url}/heroes/1")
+        assert cached.headers["x-cache"] == "HIT"
+        # Someone edits the file with sqlite3 (or any other program) while it serves.
+        path = env["TWOTIER_DATABASE_URL"].removeprefix("sqlite:///")
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE superheroes SET name = 'Edited' WHERE id = 1")
+        conn.close()
+        eventually(
+            lambda: httpx.get(f"{url}/heroes/1").json()["name"] == "Edited",
+            "the server answers the edited row",
+        )
+        assert httpx.get(f"{url}/heroes/1").headers["x-cache"] == "HIT"  # cached again
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "following sqlite change table" in output, output
+
+
+def test_twotier_follow_beside_a_server(tmp_path: Path) -> None:
+    require("redis")
+    mariadb = OwnMariaDB(tmp_path / "db", binlog=True)
+    mariadb.start()
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    env.update(
+        TWOTIER_DATABASE_URL=mariadb.url,
+        TWOTIER_CACHE_URL=SERVER_URLS["redis"],
+        TWOTIER_CACHE_NAMESPACE=redis_namespace(),
+    )
+    follower = None
+    try:
+        assert run(["db", "init"], env, tmp_path).returncode == 0
+        follower = subprocess.Popen(
+            [TWOTIER, "follow", "--lease", "2"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        process, url = start_server([], env, tmp_path)
+        try:
+            key = run(["keys", "create", "--role", "write"], env, tmp_path).stdout.strip()
+            hero = {"name": "Ann", "hero": "h", "power": "p", "xp": 1, "color": "c"}
+            # Written once the follower follows (its first start empties the namespace).
+            position = f"{env['TWOTIER_CACHE_NAMESPACE']}:{POSITION_KEY}"
+            shared = redis.Redis.from_url(env["TWOTIER_CACHE_URL"])
+            eventually(lambda: shared.exists(position), "the follower follows")
+            shared.close()
+            made = httpx.post(f"{url}/heroes", json=hero, headers={"X-API-Key": key}).json()
+            assert httpx.get(f"{url}/heroes/{made['id']}").headers["x-cache"] == "HIT"
+            conn = pymysql.connect(
+                host="127.0.0.1", port=mariadb.port, user="root", database="superhero_db"
+            )
+            with conn.cursor() as cursor:
+                cursor.execute("UPDATE superheroes SET xp = 99 WHERE id = %s", (made["id"],))
+            conn.commit()
+            conn.close()
+            eventually(
+                lambda: httpx.get(f"{url}/heroes/{made['id']}").json()["xp"] == 99,
+                "the server answers the row changed by plain SQL",
+            )
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+        follower.send_signal(signal.SIGTERM)
+        output, _ = follower.communicate(timeout=30)
+        assert follower.returncode == 0, output
+        assert "following mysql binlog" in output, output
+    finally:
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+        mariadb.crash()
+
+
+def test_twotier_follow_refuses_a_database_without_a_binlog_in_one_line(tmp_path: Path) -> None:
+    require("mysql")
+    env = environment(settings_for("mysql", "memory", tmp_path))
+    try:
+        refused = run(["follow"], env, tmp_path)
+    finally:
+        drop_table(env["TWOTIER_DATABASE_URL"])
+    assert refused.returncode == 2, refused.stderr
+    assert "log_bin is off" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
