@@ -1,5 +1,6 @@
 """The layers import in one direction only (docs/architecture.md): adapters know neither the
-policy nor the entrypoints, and ``access`` and ``store`` do not import each other both ways."""
+policy nor the entrypoints (the HTTP API, the follower), and ``access`` and ``store`` do not
+import each other both ways."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ SOURCE = Path(__file__).parent.parent / "src" / "twotier"
 
 #: package → what it must not import.
 FORBIDDEN = {
-    "resources": ("store", "cache", "access", "api", "policy", "service", "batch"),
-    "access": ("store", "api", "policy", "service", "batch"),
-    "store": ("cache", "api", "policy", "service", "batch"),
-    "cache": ("store", "api", "policy", "service", "batch", "access"),
-    "policy": ("api", "service", "batch", "store.sql"),
-    "service": ("api", "store.sql", "cache.redis", "cache.memory", "cache.near"),
+    "resources": ("store", "cache", "access", "api", "policy", "service", "batch", "follow"),
+    "access": ("store", "api", "policy", "service", "batch", "follow"),
+    "store": ("cache", "api", "policy", "service", "batch", "follow"),
+    "cache": ("store", "api", "policy", "service", "batch", "access", "follow"),
+    "policy": ("api", "service", "batch", "store.sql", "follow"),
+    "service": ("api", "store.sql", "cache.redis", "cache.memory", "cache.near", "follow"),
+    # An entrypoint, as HTTP is: it calls the use cases, never the API.
+    "follow": ("api", "batch", "cache.redis", "cache.memory", "cache.near"),
 }
 
 
