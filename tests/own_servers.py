@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -180,6 +181,83 @@ class OwnMariaDB:
             self.process.kill()  # SIGKILL: no clean shutdown; InnoDB must recover
             self.process.wait(timeout=30)
             self.process = None
+
+
+class OwnPostgres(_OwnProcess):
+    """A PostgreSQL cluster of the test's own (``initdb`` as the postgres user, its own
+    port and socket directory), with ``wal_level=logical`` for the change-log follower."""
+
+    def __init__(self) -> None:
+        versions = sorted(Path("/usr/lib/postgresql").iterdir())
+        self.bin = versions[-1] / "bin"
+        self.port = free_port()
+        # Under /tmp, not the test's tmp_path: the postgres user must reach it.
+        self.workdir = Path(tempfile.mkdtemp(prefix="twotier-pg-"))
+        shutil.chown(self.workdir, "postgres", "postgres")
+        self.data = self.workdir / "data"
+        subprocess.run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "--auth=trust",
+                "--no-sync",
+                "-U",
+                "postgres",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+            user="postgres",
+            group="postgres",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/superhero_db"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.workdir}",
+                "-c",
+                "wal_level=logical",
+                "-c",
+                "max_replication_slots=8",
+                "-c",
+                "max_wal_senders=8",
+                "-c",
+                "fsync=off",
+                "-c",
+                "shared_buffers=32MB",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user="postgres",  # the process itself, so that killing it stops the server
+            group="postgres",
+        )
+        for _ in range(150):
+            probe = subprocess.run(
+                [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("own postgres did not start")
+
+    def remove(self) -> None:
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 #: dynalite, as ``make test-services`` installs it (package.json).

@@ -141,7 +141,7 @@ def follow(
     async def run() -> None:
         try:
             await service.prepare()
-            change_log = change_log_for(service)
+            change_log = change_log_for(service, get_settings().cache_namespace)
             await change_log.now()  # a log that cannot be followed stops here, in one line
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

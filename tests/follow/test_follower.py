@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,11 +18,12 @@ import pytest
 
 from tests.conftest import SERVER_URLS, redis_namespace, require
 from tests.heroes import hero
-from tests.own_servers import OwnMariaDB
+from tests.own_servers import OwnMariaDB, OwnPostgres
 from twotier.bootstrap import build_service
 from twotier.config import Settings
 from twotier.follow.changes import FollowRefused
 from twotier.follow.follower import POSITION_KEY, Follower
+from twotier.follow.pg_logical import slot_name
 from twotier.follow.sources import change_log_for
 from twotier.policy import Outcome
 from twotier.service import Service
@@ -41,84 +43,116 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMariaDB]:
         server.crash()
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[OwnPostgres]:
+    server = OwnPostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
 class Database:
     """The followed database, and writes to it that bypass twotier."""
 
-    def __init__(self, kind: str, url: str, mariadb: OwnMariaDB | None) -> None:
+    def __init__(self, kind: str, url: str, port: int = 0) -> None:
         self.kind = kind
         self.url = url
-        self._mariadb = mariadb
+        self.port = port
+        self.namespace = redis_namespace()
 
     def sql(self, statement: str, *args: object) -> None:
         """Plain SQL on a connection of its own, committed (``?`` placeholders)."""
-        if self._mariadb is None:  # someone editing the file with sqlite3
+        if self.kind == "sqlite":  # someone editing the file with sqlite3
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
             try:
                 with conn:
                     conn.execute(statement, args)
             finally:
                 conn.close()
-            return
+        elif self.kind == "postgres":  # psql, as an operator would
+            assert all(isinstance(arg, int) for arg in args)  # written in as they are
+            command = statement.replace("?", "{}").format(*args)
+            subprocess.run(
+                [
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "superhero_db",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-qc",
+                    command,
+                ],
+                check=True,
+                capture_output=True,
+            )
+        else:
+            self._query(statement.replace("?", "%s"), *args)
+
+    def lose_position(self) -> None:
+        """What the log held after the follower's position is gone."""
+        if self.kind == "sqlite":
+            self.sql("DELETE FROM twotier_changes")  # as its retention would
+        elif self.kind == "postgres":
+            self.sql(f"SELECT pg_drop_replication_slot('{slot_name(self.namespace)}')")
+        else:
+            # The server keeps a log a replica still reads: wait for the stopped
+            # follower's dump thread to end, then keep only a new, empty log.
+            deadline = time.monotonic() + PATIENCE
+            while self._query(
+                "SELECT COUNT(*) FROM information_schema.processlist "
+                "WHERE command LIKE 'Binlog Dump%'"
+            )[0][0]:
+                assert time.monotonic() < deadline, "the dump thread did not end"
+                time.sleep(0.1)
+            self.sql("FLUSH BINARY LOGS")
+            # MariaDB keeps a log until InnoDB's checkpoint past its last commit: a moment.
+            while len(self._query("SHOW BINARY LOGS")) > 1:
+                assert time.monotonic() < deadline, "the old binary logs were not purged"
+                self.sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
+                time.sleep(0.1)
+
+    def _query(self, statement: str, *args: object) -> list[tuple[object, ...]]:
         mysql = pymysql.connect(
             host="127.0.0.1",
-            port=self._mariadb.port,
+            port=self.port,
             user="root",
             database="superhero_db",
             autocommit=True,
         )
         try:
             with mysql.cursor() as cursor:
-                cursor.execute(statement.replace("?", "%s"), args)
-        finally:
-            mysql.close()
-
-    def lose_position(self) -> None:
-        """What the log held after the follower's position is gone."""
-        if self._mariadb is None:
-            self.sql("DELETE FROM twotier_changes")  # as its retention would
-            return
-        # The server keeps a log a replica still reads: wait for the stopped follower's
-        # dump thread to end, then keep only a new, empty log.
-        deadline = time.monotonic() + PATIENCE
-        while self._query(
-            "SELECT COUNT(*) FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'"
-        )[0][0]:
-            assert time.monotonic() < deadline, "the dump thread did not end"
-            time.sleep(0.1)
-        self.sql("FLUSH BINARY LOGS")
-        # MariaDB keeps a log until InnoDB's checkpoint past its last commit: a moment.
-        while len(self._query("SHOW BINARY LOGS")) > 1:
-            assert time.monotonic() < deadline, "the old binary logs were not purged"
-            self.sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
-            time.sleep(0.1)
-
-    def _query(self, statement: str) -> list[tuple[object, ...]]:
-        assert self._mariadb is not None
-        mysql = pymysql.connect(host="127.0.0.1", port=self._mariadb.port, user="root")
-        try:
-            with mysql.cursor() as cursor:
-                cursor.execute(statement)
+                cursor.execute(statement, args or None)
                 return list(cursor.fetchall())
         finally:
             mysql.close()
 
 
-@pytest.fixture(params=["mariadb-binlog-redis", "sqlite-memory"])
+@pytest.fixture(params=["mariadb-binlog-redis", "postgres-logical-redis", "sqlite-memory"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param.startswith("sqlite"):
-        return Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3", None)
+        return Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3")
+    require("redis")
+    if request.param.startswith("postgres"):
+        postgres: OwnPostgres = request.getfixturevalue("postgres")
+        return Database("postgres", postgres.url, postgres.port)
     mariadb: OwnMariaDB = request.getfixturevalue("mariadb")
-    return Database("mariadb", mariadb.url, mariadb)
+    return Database("mariadb", mariadb.url, mariadb.port)
 
 
 @pytest.fixture
 async def service(database: Database) -> AsyncIterator[Service]:
-    cache_url = "memory://"
-    if database.kind == "mariadb":
-        require("redis")
-        cache_url = SERVER_URLS["redis"]
     settings = Settings(
-        database_url=database.url, cache_url=cache_url, cache_namespace=redis_namespace()
+        database_url=database.url,
+        cache_url="memory://" if database.kind == "sqlite" else SERVER_URLS["redis"],
+        cache_namespace=database.namespace,
     )
     made = build_service(settings)
     await made.prepare()
@@ -142,8 +176,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 class Running:
     """A follower on a task of its own, stopped cleanly by ``stop``."""
 
-    def __init__(self, service: Service, lease: float = 2.0) -> None:
-        self.follower = Follower(service, change_log_for(service), lease=lease)
+    def __init__(self, service: Service, database: Database, lease: float = 2.0) -> None:
+        self.follower = Follower(service, change_log_for(service, database.namespace), lease=lease)
         self._stop = asyncio.Event()
         self.task = asyncio.create_task(self.follower.run(self._stop))
 
@@ -167,7 +201,7 @@ async def test_writes_that_bypass_twotier_reach_the_cache(
     service: Service, database: Database
 ) -> None:
     heroes = service.resource("heroes")
-    running = Running(service)
+    running = Running(service, database)
     await running.following()  # the first follower empties the namespace: then write
     made = await heroes.create(hero("Ann", xp=10))
     key = made["id"]
@@ -212,7 +246,7 @@ async def test_writes_that_bypass_twotier_reach_the_cache(
 
 async def test_a_restarted_follower_misses_nothing(service: Service, database: Database) -> None:
     heroes = service.resource("heroes")
-    first = Running(service)
+    first = Running(service, database)
     await first.following()
     made = [await heroes.create(hero(f"h{i}", xp=i)) for i in range(5)]
     await first.stop()
@@ -221,7 +255,7 @@ async def test_a_restarted_follower_misses_nothing(service: Service, database: D
         assert (await read(service, record["id"]))[1] is Outcome.HIT
         database.sql("UPDATE superheroes SET color = 'new' WHERE id = ?", record["id"])
         assert b'"new"' not in ((await read(service, record["id"]))[0] or b"")  # stale
-    second = Running(service)
+    second = Running(service, database)
     try:
 
         async def fresh() -> bool:
@@ -235,7 +269,7 @@ async def test_a_restarted_follower_misses_nothing(service: Service, database: D
 
 async def test_a_lost_position_empties_the_cache(service: Service, database: Database) -> None:
     heroes = service.resource("heroes")
-    running = Running(service)
+    running = Running(service, database)
     await running.following()
     made = await heroes.create(hero("Ann"))
     await running.stop()
@@ -246,7 +280,7 @@ async def test_a_lost_position_empties_the_cache(service: Service, database: Dat
     database.lose_position()
     assert (await read(service, made["id"]))[1] is Outcome.HIT  # the old row, cached
     resets = FOLLOW_RESETS._value.get()
-    again = Running(service)
+    again = Running(service, database)
     try:
 
         async def fresh() -> bool:
@@ -263,8 +297,10 @@ async def test_a_lost_position_empties_the_cache(service: Service, database: Dat
         await again.stop()
 
 
-async def test_one_follower_follows_and_another_takes_over(service: Service) -> None:
-    one, two = Running(service, lease=1.0), Running(service, lease=1.0)
+async def test_one_follower_follows_and_another_takes_over(
+    service: Service, database: Database
+) -> None:
+    one, two = Running(service, database, lease=1.0), Running(service, database, lease=1.0)
     try:
 
         async def exactly_one() -> bool:
@@ -289,6 +325,6 @@ async def test_a_database_without_a_binlog_is_refused_in_one_line(tmp_path: Path
     )
     try:
         with pytest.raises(FollowRefused, match="log_bin is off"):
-            await change_log_for(service).now()
+            await change_log_for(service, "unused").now()
     finally:
         await service.close()

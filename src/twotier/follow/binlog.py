@@ -213,5 +213,8 @@ class BinlogChangeLog:
                 changes.append(Change(name, rows.from_log(row["values"]), None))
         return changes
 
+    async def saved(self, position: str) -> None:
+        return None  # the log keeps its own retention, whoever follows
+
     async def close(self) -> None:
         return None

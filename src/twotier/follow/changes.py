@@ -61,4 +61,8 @@ class ChangeLog(Protocol):
         """Committed changes after ``position``, in commit order, until closed; raises
         PositionLost or ChangeLogUnavailable."""
 
+    async def saved(self, position: str) -> None:
+        """The follower saved ``position``: what comes before it will not be asked for
+        again (a log that keeps it for this follower may let it go)."""
+
     async def close(self) -> None: ...

@@ -35,7 +35,13 @@ from dataclasses import dataclass
 
 from twotier.cache.base import CacheUnavailable, Entry
 from twotier.config import Settings
-from twotier.follow.changes import Batch, ChangeLog, ChangeLogUnavailable, PositionLost
+from twotier.follow.changes import (
+    Batch,
+    ChangeLog,
+    ChangeLogUnavailable,
+    FollowRefused,
+    PositionLost,
+)
 from twotier.resources import Record
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
@@ -104,6 +110,11 @@ class Follower:
             except (CacheUnavailable, ChangeLogUnavailable, StoreUnavailable) as error:
                 failures += 1
                 log.warning("follower paused: %s", error)
+            except FollowRefused:
+                raise
+            except Exception:  # a bug, or a fault not sorted yet: never stop following
+                failures += 1
+                log.exception("follower failed; starting again from its saved position")
             finally:
                 self.state = FollowerState(False, self._saved)
             await _wait(stop, _BACKOFF[min(failures, len(_BACKOFF) - 1)] if failures else 1.0)
@@ -191,6 +202,8 @@ class Follower:
         await self._cache.put_if_newer(
             POSITION_KEY, Entry(time.time_ns(), position.encode()), _POSITION_TTL
         )
+        if position != self._saved:
+            await self._log.saved(position)
         self._saved, self._saved_at = position, now
         self.state = FollowerState(True, position)
 
@@ -212,7 +225,7 @@ async def following(service: Service, settings: Settings) -> AsyncIterator[None]
         return
     from twotier.follow.sources import change_log_for
 
-    change_log = change_log_for(service)
+    change_log = change_log_for(service, settings.cache_namespace)
     await change_log.now()  # refuse now, not in the background
     stop = asyncio.Event()
     task = asyncio.create_task(Follower(service, change_log).run(stop), name="follower")

@@ -122,5 +122,8 @@ class SQLiteChangeLog:
         except (StoreUnavailable, *UNAVAILABLE) as error:
             raise ChangeLogUnavailable(f"{CHANGES_TABLE} not trimmed: {error}") from error
 
+    async def saved(self, position: str) -> None:
+        return None  # the log keeps its own retention, whoever follows
+
     async def close(self) -> None:
         return None
