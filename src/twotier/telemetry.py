@@ -21,6 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -72,6 +73,12 @@ FOLLOW_LAG = Histogram(
     "From a change's commit (as the log records it: MySQL's binlog in whole seconds) to its "
     "invalidation in the cache.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+FOLLOW_RETAINED = Gauge(
+    "twotier_follow_retained_bytes",
+    "PostgreSQL: WAL the follower's replication slot keeps the server from recycling, as of "
+    "its last saved position.",
     registry=REGISTRY,
 )
 FOLLOW_RESETS = Counter(

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pymysql
@@ -15,7 +16,7 @@ import redis
 
 from tests.conftest import SERVER_URLS, drop_table, redis_namespace, require, settings_for
 from tests.follow.test_follower import PATIENCE
-from tests.own_servers import OwnMariaDB
+from tests.own_servers import OwnMariaDB, OwnRedis
 from tests.test_cli_and_server import TWOTIER, environment, run, start_server
 from twotier.follow.follower import POSITION_KEY
 
@@ -120,3 +121,78 @@ def test_twotier_follow_refuses_a_database_without_a_binlog_in_one_line(tmp_path
     assert "log_bin is off" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def kill_server(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL a server and its worker processes (granian's workers are its children)."""
+    subprocess.run(["pkill", "-KILL", "-P", str(process.pid)], check=False)
+    process.kill()
+    process.communicate(timeout=30)
+
+
+def test_a_write_whose_write_through_died_with_its_server_is_mended(tmp_path: Path) -> None:
+    """The issue's crash: Redis frozen, a PUT commits (its write-through fails and is
+    remembered in the server's memory), the server is killed, Redis thaws, a new server
+    starts. Without a follower it serves the old row until the TTL; a follower started
+    beside it resumes from the dead one's saved position and reads the PUT from the binlog."""
+    mariadb = OwnMariaDB(tmp_path / "db", binlog=True)
+    mariadb.start()
+    cache = OwnRedis(tmp_path)
+    cache.start()
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    env.update(
+        TWOTIER_DATABASE_URL=mariadb.url,
+        TWOTIER_CACHE_URL=cache.url,
+        TWOTIER_CACHE_TIMEOUT="0.3",
+        TWOTIER_NEAR_CACHE_TTL="0",
+    )
+    servers: list[subprocess.Popen[Any]] = []
+    try:
+        assert run(["db", "init"], env, tmp_path).returncode == 0
+        key = run(["keys", "create", "--role", "write"], env, tmp_path).stdout.strip()
+        first, url = start_server(["--follow"], env, tmp_path)
+        servers.append(first)
+        shared = redis.Redis.from_url(cache.url)
+        position = f"{env['TWOTIER_CACHE_NAMESPACE']}:{POSITION_KEY}"
+        eventually(lambda: shared.exists(position), "the follower follows")
+        hero = {"name": "Ann", "hero": "h", "power": "p", "xp": 1, "color": "c"}
+        made = httpx.post(f"{url}/heroes", json=hero, headers={"X-API-Key": key}).json()
+        assert httpx.get(f"{url}/heroes/{made['id']}").headers["x-cache"] == "HIT"
+
+        cache.signal(signal.SIGSTOP)
+        # Reads that time out open the breaker (3 failures): the PUT's write-through is then
+        # not even sent, only remembered (a write sent before the freeze would still run
+        # when Redis thaws).
+        for _ in range(3):
+            assert httpx.get(f"{url}/heroes/{made['id']}", timeout=30).status_code == 200
+        changed = httpx.put(
+            f"{url}/heroes/{made['id']}",
+            json=hero | {"name": "Bea"},
+            headers={"X-API-Key": key},
+            timeout=30,
+        )
+        assert changed.status_code == 200, changed.text  # committed; the cache missed it
+        kill_server(first)  # SIGKILL: what it remembered dies with it
+        cache.signal(signal.SIGCONT)
+
+        # A new server without a follower: the old row, from the cache, until the TTL.
+        second, url = start_server(["--no-follow"], env, tmp_path)
+        servers.append(second)
+        stale = httpx.get(f"{url}/heroes/{made['id']}")
+        assert (stale.headers["x-cache"], stale.json()["name"]) == ("HIT", "Ann")
+        # A follower beside it resumes from the dead one's position: the PUT is in the log.
+        servers.append(
+            subprocess.Popen([TWOTIER, "follow"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL)
+        )
+        eventually(
+            lambda: httpx.get(f"{url}/heroes/{made['id']}").json()["name"] == "Bea",
+            "the server answers the committed PUT",
+        )
+        shared.close()
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                kill_server(server)
+        cache.signal(signal.SIGCONT)
+        cache.kill()
+        mariadb.crash()

@@ -11,7 +11,7 @@ peek leaves the slot where it was; the slot is moved (``pg_replication_slot_adva
 to a position the follower has saved (``saved``), so a follower that dies resumes from its
 saved position, and the server keeps the WAL from there — bounded by the server's
 ``max_slot_wal_keep_size``, past which it drops the slot's claim and the follower finds its
-position lost. ``retained_bytes`` reports how much WAL the slot holds back.
+position lost. ``twotier_follow_retained_bytes`` reports how much WAL the slot holds back.
 
 One slot per cache namespace (``twotier_`` and a digest of it): two caches over one
 database each follow at their own pace. A position is an LSN (``0/16B3748``), just after a
@@ -45,6 +45,7 @@ from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import VERSION
+from twotier.telemetry import FOLLOW_RETAINED
 
 PUBLICATION = "twotier"
 _POLL = 0.05  # seconds between peeks at a quiet slot
@@ -177,7 +178,8 @@ class PgLogicalChangeLog:
         return str(await self._run(work))
 
     async def saved(self, position: str) -> None:
-        """Let the server forget the WAL before ``position``: the follower saved it."""
+        """Let the server forget the WAL before ``position`` (the follower saved it), and
+        report how much the slot still holds back."""
 
         async def work(conn: AsyncConnection) -> None:
             confirmed = await self._confirmed(conn)
@@ -190,24 +192,17 @@ class PgLogicalChangeLog:
                     ),
                     {"slot": self.slot, "lsn": position},
                 )
-
-        await self._run(work)
-
-    async def retained_bytes(self) -> int | None:
-        """WAL the slot keeps the server from recycling (None: no slot)."""
-
-        async def work(conn: AsyncConnection) -> int | None:
-            found = await conn.scalar(
+            retained = await conn.scalar(
                 text(
                     "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) "
                     "FROM pg_replication_slots WHERE slot_name = :slot"
                 ),
                 {"slot": self.slot},
             )
-            return None if found is None else int(found)
+            if retained is not None:
+                FOLLOW_RETAINED.set(float(retained))
 
-        result = await self._run(work)
-        return None if result is None else int(result)
+        await self._run(work)
 
     # -- reading -----------------------------------------------------------------------
 
