@@ -114,11 +114,13 @@ def key_text(value: Any) -> str:
 
 
 class CacheKeys:
-    """The names of one resource's entries: each resource in its own part of the namespace."""
+    """The names of one resource's entries: each resource in its own part of the namespace,
+    within the part of the database they come from (``database``: its identity, see
+    ``Store.identity``; empty until the service knows it)."""
 
-    def __init__(self, resource: Resource) -> None:
+    def __init__(self, resource: Resource, database: str = "") -> None:
         self.resource = resource
-        self._prefix = resource.name + ":"
+        self._prefix = f"{database}:{resource.name}:" if database else f"{resource.name}:"
         self.lists_generation = self._prefix + "gen"
 
     def row(self, key: Key) -> str:

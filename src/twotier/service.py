@@ -17,7 +17,7 @@ from twotier.access.keys import KeyRecord, Role, create_key
 from twotier.cache.base import CacheUnavailable
 from twotier.cache.resilient import ResilientCache
 from twotier.dataset import generate
-from twotier.policy import AnswerLimits, ResourcePolicy, Tuning
+from twotier.policy import AnswerLimits, CacheKeys, ResourcePolicy, Tuning
 from twotier.resources import Resource, default_resource
 from twotier.store.base import LoadRows, Store, StoreUnavailable
 from twotier.telemetry import LIVE_STATE, GaugeReadings
@@ -48,6 +48,8 @@ class Service:
             for resource in resources
         }
         self.keyring = KeyRing(store, refresh=key_refresh)
+        #: The database's identity (``Store.identity``), known once prepared.
+        self.database_id = ""
 
     def resource(self, name: str) -> ResourcePolicy:
         """The reads and writes of one resource's rows; UnknownResource if none is ``name``."""
@@ -64,9 +66,13 @@ class Service:
     # -- life -----------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Create (or adopt) the schema (idempotent; every process may call it), and show
-        the live state on /metrics."""
+        """Create (or adopt) the schema (idempotent; every process may call it), file the
+        cache's entries under the database's identity, and show the live state on
+        /metrics."""
         await self.store.init_schema()
+        self.database_id = await self.store.identity()
+        for policy in self._policies.values():
+            policy.keys = CacheKeys(policy.resource, self.database_id)
         LIVE_STATE.watch(self.gauges)
 
     async def readiness(self) -> dict[str, str]:

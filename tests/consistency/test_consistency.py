@@ -60,11 +60,15 @@ async def database_rows(rows: Rows, keys: list[Key]) -> dict[Key, Row | None]:
 
 
 async def cache_disagreements(
-    cache: Cache, rows: Rows, subject: Subject, database: dict[Key, Row | None]
+    cache: Cache,
+    store: Store,
+    rows: Rows,
+    subject: Subject,
+    database: dict[Key, Row | None],
 ) -> list[str]:
     """Every entry the cache holds must say what the database says."""
     problems = []
-    names = CacheKeys(rows.resource)
+    names = CacheKeys(rows.resource, await store.identity())
     for key, row in database.items():
         entry = await cache.get(names.row(key))
         if entry is None:
@@ -157,7 +161,7 @@ async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(
         cache = RedisCache(SERVER_URLS["redis"], namespace=namespace)
         try:
             problems = judge(history, truth) + await cache_disagreements(
-                cache, rows, subject, truth
+                cache, store, rows, subject, truth
             )
         finally:
             await cache.close()
@@ -223,6 +227,7 @@ async def test_the_checker_catches_a_policy_without_versions(
     tuning = Tuning(ttl=0.1, negative_ttl=0.1)  # entries expire all the time: many fills
     resilient = ResilientCache(cache, generation_ttl=tuning.generation_ttl)
     service = Service(SlowStore(mariadb), resilient, [RESOURCES["heroes"]], tuning=tuning)
+    await service.prepare()  # files the entries under the database's identity
     settings = Settings(require_key_for_writes=False)
     access = Access(rules_of(settings), service.keyring, MemoryRateLimiter())
     app = create_app(settings, Composition(service, access))
@@ -237,7 +242,7 @@ async def test_the_checker_catches_a_policy_without_versions(
                 history = await run(client, Workload(clients=16, operations=OPERATIONS, hot_keys=6))
             database = await database_rows(rows, list(history.writes))
             problems += judge(history, database)
-            problems += await cache_disagreements(redis, rows, HEROES, database)
+            problems += await cache_disagreements(redis, mariadb, rows, HEROES, database)
             if problems:
                 break
     finally:

@@ -277,7 +277,7 @@ async def test_a_lost_position_empties_the_cache(service: Service, database: Dat
     made = await heroes.create(hero("Ann"))
     await running.stop()
     cache = service.cache.cache
-    assert (await cache.get(POSITION_KEY)) is not None
+    assert (await cache.get(f"{service.database_id}:{POSITION_KEY}")) is not None
     # A change while no follower runs, and then the log that held it is gone.
     database.sql("UPDATE superheroes SET color = 'lost' WHERE id = ?", made["id"])
     database.lose_position()
@@ -293,7 +293,7 @@ async def test_a_lost_position_empties_the_cache(service: Service, database: Dat
         await eventually(fresh, "the cache emptied: the row read fresh")
         assert FOLLOW_RESETS._value.get() == resets + 1  # the position was lost, not missing
         await again.following()
-        position = await cache.get(POSITION_KEY)
+        position = await cache.get(f"{service.database_id}:{POSITION_KEY}")
         assert position is not None
         assert position.body
     finally:

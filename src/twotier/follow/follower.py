@@ -87,6 +87,9 @@ class Follower:
         self._log = change_log
         self._cache = service.cache.cache
         self._lease = lease
+        # Both belong to one database: a log position means nothing in another.
+        self._lease_key = f"{service.database_id}:{LEASE_KEY}"
+        self._position_key = f"{service.database_id}:{POSITION_KEY}"
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
         self.state = FollowerState(False, None)
         self._held_until = 0.0
@@ -98,7 +101,7 @@ class Follower:
         failures = 0
         while not stop.is_set():
             try:
-                if await self._cache.hold(LEASE_KEY, self.owner, self._lease):
+                if await self._cache.hold(self._lease_key, self.owner, self._lease):
                     self._held_until = time.monotonic() + self._lease
                     log.info("following %s (lease held by %s)", self._log.name, self.owner)
                     await self._follow(stop)
@@ -155,7 +158,7 @@ class Follower:
     async def _position(self) -> str:
         """Where to start: the saved position, else (a new or emptied cache, a lost
         position) the log's end, after emptying the namespace."""
-        saved = await self._cache.get(POSITION_KEY)
+        saved = await self._cache.get(self._position_key)
         if saved is not None and saved.body:
             return saved.body.decode()
         return await self._reset()
@@ -165,7 +168,7 @@ class Follower:
         await self._cache.clear()  # what was missed is unknown: nothing cached may stay
         FOLLOW_RESETS.inc()
         # The clear took the lease with it: take it back before anyone else can.
-        if not await self._cache.hold(LEASE_KEY, self.owner, self._lease):
+        if not await self._cache.hold(self._lease_key, self.owner, self._lease):
             raise LeaseLost()
         await self._save(position, force=True)
         return position
@@ -187,7 +190,7 @@ class Follower:
         now = time.monotonic()
         if self._held_until - now > self._lease * 4 / 5:
             return
-        if not await self._cache.hold(LEASE_KEY, self.owner, self._lease):
+        if not await self._cache.hold(self._lease_key, self.owner, self._lease):
             raise LeaseLost()
         self._held_until = now + self._lease
 
@@ -200,7 +203,7 @@ class Follower:
                 return
         # Versions from the clock: a later save always replaces an earlier one.
         await self._cache.put_if_newer(
-            POSITION_KEY, Entry(time.time_ns(), position.encode()), _POSITION_TTL
+            self._position_key, Entry(time.time_ns(), position.encode()), _POSITION_TTL
         )
         if position != self._saved:
             await self._log.saved(position)

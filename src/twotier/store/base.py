@@ -7,6 +7,7 @@ with ``versions.birth_version()`` and every update adds one.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,11 @@ __all__ = [
     "StoreUnavailable",
     "VersionMismatch",
 ]
+
+
+def new_id() -> str:
+    """A database's identity, as ``init_schema`` writes it once: 64 random bits."""
+    return secrets.token_hex(8)
 
 
 class DuplicateKey(Exception):
@@ -132,6 +138,11 @@ class Store(KeyStore, Protocol):
     async def init_schema(self) -> None:
         """Create the database, the tables and their indexes if they do not exist, and
         adopt existing tables (idempotent)."""
+
+    async def identity(self) -> str:
+        """The database's own id: random, written once by ``init_schema``. The cache keys
+        carry it, so one cache namespace never serves one database's rows for another's
+        (a database dropped and made again, another database behind the same Redis)."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

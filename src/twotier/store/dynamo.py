@@ -17,6 +17,7 @@ from typing import Any
 
 from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
+from twotier.store.base import StoreUnavailable, new_id
 from twotier.store.dynamo_client import DynamoClient, error_code, parse_dynamodb_url
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_rows import DynamoRows
@@ -30,6 +31,8 @@ from twotier.store.dynamo_schema import (
 )
 
 _COUNTER = "next"
+_IDENTITY = "database_id"  # the meta table's item holding the database's identity
+_VALUE = "value"
 
 
 class DynamoStore:
@@ -69,6 +72,31 @@ class DynamoStore:
         specs = [resource_table(rows.resource, rows.table) for rows in self._rows.values()]
         specs += [plain_table(self.keys_table, "id"), plain_table(self.meta_table, "name")]
         await ensure_tables(self.client, specs)
+        from botocore.exceptions import ClientError
+
+        try:  # once: the first process to get here writes it
+            await self.client.call(
+                "put_item",
+                TableName=self.meta_table,
+                Item={"name": {"S": _IDENTITY}, _VALUE: {"S": new_id()}},
+                ConditionExpression="attribute_not_exists(#name)",
+                ExpressionAttributeNames={"#name": "name"},
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    async def identity(self) -> str:
+        answer = await self.client.call(
+            "get_item",
+            TableName=self.meta_table,
+            Key={"name": {"S": _IDENTITY}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        if item is None:
+            raise StoreUnavailable("the database has no identity yet: run twotier db init")
+        return str(item[_VALUE]["S"])
 
     async def drop_schema(self) -> None:
         """Delete the resources' tables (tests use it); the keys and counters stay."""

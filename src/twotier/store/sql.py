@@ -35,12 +35,12 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
-from twotier.store.base import StoreUnavailable
+from twotier.store.base import StoreUnavailable, new_id
 from twotier.store.sql_adopt import adopt
 from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_rows import SQLRows
-from twotier.store.sql_schema import access_metadata, api_keys, resource_table
+from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
 from twotier.store.sql_tls import split_tls
 from twotier.store.sql_triggers import ensure_change_log, ensure_version_triggers
 from twotier.telemetry import DatabaseTimer
@@ -58,6 +58,7 @@ _ASYNC_DRIVERS = {
 _LOCK = {"name": "twotier_schema", "key": 7_377_001, "seconds": 60}
 
 log = logging.getLogger("twotier.schema")
+_IDENTITY = "database_id"
 
 
 def async_url(url: str) -> URL:
@@ -98,6 +99,7 @@ class SQLStore:
         # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
         self.driver = driver_for(self, pool_size, timeout)
         self.metadata = MetaData()
+        self._identity = select(meta.c.value).where(meta.c.name == _IDENTITY)
         self._rows: dict[str, SQLRows] = {}
         for resource in resources if resources is not None else load_resources(None):
             table = resource_table(resource, self.metadata)
@@ -180,6 +182,8 @@ class SQLStore:
                 try:
                     await conn.run_sync(self._create_or_adopt)
                     await conn.run_sync(access_metadata.create_all, checkfirst=True)
+                    if await conn.scalar(self._identity) is None:
+                        await conn.execute(insert(meta), {"name": _IDENTITY, "value": new_id()})
                 finally:
                     if self.backend == "mysql":  # DDL commits at once there: release by hand
                         await conn.execute(text("SELECT RELEASE_LOCK(:name)"), _LOCK)
@@ -298,6 +302,13 @@ class SQLStore:
         )
         async with self.connect(write=True) as conn:
             return bool((await conn.execute(stmt)).rowcount)
+
+    async def identity(self) -> str:
+        async with self.connect() as conn:
+            found = await conn.scalar(self._identity)
+        if found is None:
+            raise StoreUnavailable("the database has no identity yet: run twotier db init")
+        return str(found)
 
     async def ping(self) -> None:
         async with self.connect() as conn:

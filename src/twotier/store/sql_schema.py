@@ -101,3 +101,13 @@ api_keys = Table(
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )
+
+#: twotier's own facts about the database (its identity), one row per name.
+meta = Table(
+    "twotier_meta",
+    access_metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
