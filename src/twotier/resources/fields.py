@@ -47,6 +47,18 @@ def whole_number(value: object) -> object:
     return value
 
 
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def integer_text(value: object) -> object:
+    """An integer given as text (a path segment, a query parameter) must be only that:
+    Python's ``int`` would take ``" 7"`` or ``"7\n"``, which the OpenAPI schema refuses
+    (and which names no other key than ``7``)."""
+    if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
+        raise ValueError(f"must be a whole number, not {value[:30]!r}")
+    return value
+
+
 def storable(value: str) -> str:
     """Every database must store the text exactly: no lone surrogates (not UTF-8 at all),
     no NUL (PostgreSQL refuses it)."""
@@ -215,7 +227,7 @@ class IntegerField(FieldSpec):
 
     def query_type(self) -> Any:
         low, high = self.bounds
-        return Annotated[int, Field(ge=low, le=high)]
+        return Annotated[int, BeforeValidator(integer_text), Field(ge=low, le=high)]
 
     def sql_type(self) -> TypeEngine[Any]:
         return integer_type(*self.bounds)

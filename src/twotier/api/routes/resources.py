@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from twotier.api import writes
 from twotier.api.conditional import Tags, tags
@@ -24,7 +24,7 @@ from twotier.api.responses import JSON, read_response
 from twotier.config import Settings
 from twotier.policy import Served
 from twotier.resources import Key, Resource
-from twotier.resources.fields import IntegerField, StringField
+from twotier.resources.fields import IntegerField, StringField, integer_text
 from twotier.store.base import Query as RowQuery
 
 _X_CACHE = {
@@ -62,7 +62,9 @@ def key_path(resource: Resource) -> Any:
     description = f"The {resource.singular}'s {resource.key}."
     if isinstance(key, IntegerField):
         low, high = key.bounds
-        return Annotated[int, Path(ge=low, le=high, description=description)]
+        return Annotated[
+            int, BeforeValidator(integer_text), Path(ge=low, le=high, description=description)
+        ]
     assert isinstance(key, StringField)
     return Annotated[
         str, Path(max_length=key.max_length, pattern=key.pattern, description=description)
@@ -127,7 +129,9 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
         after_p = _parameter(
             "after",
             Annotated[
-                int, Query(ge=0, le=2**63 - 1, description="Only keys above this (`next_after`).")
+                int,
+                BeforeValidator(integer_text),
+                Query(ge=0, le=2**63 - 1, description="Only keys above this (`next_after`)."),
             ],
             0,
         )
@@ -148,7 +152,11 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
         after_p,
         _parameter(
             "limit",
-            Annotated[int, Query(ge=1, le=settings.page_limit_max, description="Rows per page.")],
+            Annotated[
+                int,
+                BeforeValidator(integer_text),
+                Query(ge=1, le=settings.page_limit_max, description="Rows per page."),
+            ],
             settings.page_limit_default,
         ),
     )
