@@ -36,8 +36,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two processes, one test file each at a time (a file's servers and fixtures stay together):
+# most tests wait on servers, so two share the two cores well.
 test: lint typecheck test-services
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The consistency checker at length (needs MariaDB and Redis): SOAK_OPERATIONS per run.
 SOAK_OPERATIONS ?= 50000

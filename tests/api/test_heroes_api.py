@@ -214,6 +214,9 @@ def test_health_readiness_openapi_and_offline_docs(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ok", "database": "ok", "cache": "ok"}
     spec = client.get("/openapi.json").json()
     assert {"/heroes", "/heroes/{hero_id}", "/healthz", "/readyz"} <= set(spec["paths"])
+    parameters = spec["paths"]["/heroes/{hero_id}"]["get"]["parameters"]
+    [hero_id] = [p for p in parameters if p["name"] == "hero_id"]
+    assert (hero_id["schema"]["minimum"], hero_id["schema"]["maximum"]) == (1, 2**32 - 1)
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "cdn" not in docs.text.lower()

@@ -227,7 +227,8 @@ class IntegerField(FieldSpec):
 
     def query_type(self) -> Any:
         low, high = self.bounds
-        return Annotated[int, BeforeValidator(integer_text), Field(ge=low, le=high)]
+        # The check after the bounds: before them, pydantic would lose them from the schema.
+        return Annotated[int, Field(ge=low, le=high), BeforeValidator(integer_text)]
 
     def sql_type(self) -> TypeEngine[Any]:
         return integer_type(*self.bounds)

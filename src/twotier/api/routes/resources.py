@@ -62,8 +62,9 @@ def key_path(resource: Resource) -> Any:
     description = f"The {resource.singular}'s {resource.key}."
     if isinstance(key, IntegerField):
         low, high = key.bounds
+        # The check after the bounds: before them, pydantic would lose them from the schema.
         return Annotated[
-            int, BeforeValidator(integer_text), Path(ge=low, le=high, description=description)
+            int, Path(ge=low, le=high, description=description), BeforeValidator(integer_text)
         ]
     assert isinstance(key, StringField)
     return Annotated[
@@ -130,8 +131,8 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
             "after",
             Annotated[
                 int,
-                BeforeValidator(integer_text),
                 Query(ge=0, le=2**63 - 1, description="Only keys above this (`next_after`)."),
+                BeforeValidator(integer_text),
             ],
             0,
         )
@@ -154,8 +155,8 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
             "limit",
             Annotated[
                 int,
-                BeforeValidator(integer_text),
                 Query(ge=1, le=settings.page_limit_max, description="Rows per page."),
+                BeforeValidator(integer_text),
             ],
             settings.page_limit_default,
         ),
