@@ -58,15 +58,6 @@ def ensure_version_triggers(conn: Connection, table: Table, key: str) -> list[st
 def _mysql(
     conn: Connection, table: str, name: str, version: str, on_insert: str, on_update: str
 ) -> list[str]:
-    present = set(
-        conn.execute(
-            text(
-                "SELECT trigger_name FROM information_schema.triggers "
-                "WHERE trigger_schema = DATABASE() AND event_object_table = :table"
-            ),
-            {"table": table},
-        ).scalars()
-    )
     # UNIX_TIMESTAMP(NOW(6)) is the statement's moment with its microseconds (a DECIMAL).
     bodies = {
         on_insert: f"BEFORE INSERT ON {name} FOR EACH ROW IF NEW.{version} <= 1 THEN "
@@ -74,12 +65,7 @@ def _mysql(
         on_update: f"BEFORE UPDATE ON {name} FOR EACH ROW IF NEW.{version} <= OLD.{version} "
         f"THEN SET NEW.{version} = OLD.{version} + 1; END IF",
     }
-    done = []
-    for trigger, body in bodies.items():
-        if trigger not in present:
-            conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
-            done.append(f"{table}: created trigger {trigger}")
-    return done
+    return _create_missing(conn, table, bodies)
 
 
 def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[str]:
@@ -122,12 +108,6 @@ def _sqlite(
     on_insert: str,
     on_update: str,
 ) -> list[str]:
-    present = set(
-        conn.execute(
-            text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"),
-            {"table": table},
-        ).scalars()
-    )
     # SQLite's triggers cannot change the row being written: they write it again after it
     # (recursive triggers are off, so that write fires nothing). julianday('now') is the
     # statement's moment, to the millisecond.
@@ -138,6 +118,20 @@ def _sqlite(
         on_update: f"AFTER UPDATE ON {name} FOR EACH ROW WHEN NEW.{version} <= OLD.{version} "
         f"BEGIN UPDATE {name} SET {version} = OLD.{version} + 1 WHERE {key} = NEW.{key}; END",
     }
+    return _create_missing(conn, table, bodies)
+
+
+def _create_missing(conn: Connection, table: str, bodies: dict[str, str]) -> list[str]:
+    """Create each trigger of ``bodies`` (name: what follows ``CREATE TRIGGER name``) that
+    ``table`` lacks; what was done, one line each."""
+    if conn.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"
+    else:
+        query = (
+            "SELECT trigger_name FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() AND event_object_table = :table"
+        )
+    present = set(conn.execute(text(query), {"table": table}).scalars())
     done = []
     for trigger, body in bodies.items():
         if trigger not in present:
@@ -155,12 +149,6 @@ def ensure_change_log(conn: Connection, table: Table, columns: tuple[str, ...]) 
         "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, old TEXT, new TEXT, "
         "at REAL NOT NULL)"
     )
-    present = set(
-        conn.execute(
-            text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"),
-            {"table": table.name},
-        ).scalars()
-    )
     name, version = quote(table.name), quote(VERSION)
 
     def image(row: str, version_sql: str) -> str:
@@ -174,18 +162,13 @@ def ensure_change_log(conn: Connection, table: Table, columns: tuple[str, ...]) 
     )
     at = "(julianday('now') - 2440587.5) * 86400.0"
     record = f"INSERT INTO {CHANGES_TABLE} (tbl, old, new, at) VALUES ('{table.name}', "
+    log = f"twotier_{table.name[:44]}_log"
     bodies = {
-        "ins": f"AFTER INSERT ON {name} FOR EACH ROW BEGIN {record}"
+        f"{log}_ins": f"AFTER INSERT ON {name} FOR EACH ROW BEGIN {record}"
         f"NULL, {image('NEW', born)}, {at}); END",
-        "upd": f"AFTER UPDATE ON {name} FOR EACH ROW BEGIN {record}"
+        f"{log}_upd": f"AFTER UPDATE ON {name} FOR EACH ROW BEGIN {record}"
         f"{image('OLD', f'OLD.{version}')}, {image('NEW', moved)}, {at}); END",
-        "del": f"AFTER DELETE ON {name} FOR EACH ROW BEGIN {record}"
+        f"{log}_del": f"AFTER DELETE ON {name} FOR EACH ROW BEGIN {record}"
         f"{image('OLD', f'OLD.{version}')}, NULL, {at}); END",
     }
-    done = []
-    for event, body in bodies.items():
-        trigger = f"twotier_{table.name[:44]}_log_{event}"
-        if trigger not in present:
-            conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
-            done.append(f"{table.name}: created trigger {trigger}")
-    return done
+    return _create_missing(conn, table.name, bodies)
