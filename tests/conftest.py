@@ -14,6 +14,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -223,18 +224,24 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@asynccontextmanager
+async def emptied(store: Any) -> AsyncIterator[Any]:
+    """``store`` with its resources' tables made anew, empty; dropped and closed after."""
+    await store.init_schema()
+    await store.drop_schema()
+    await store.init_schema()
+    try:
+        yield store
+    finally:
+        await store.drop_schema()
+        await store.close()
+
+
 @pytest.fixture
 async def store(store_kind: str, tmp_path: object) -> AsyncIterator[Any]:
     """A store with a fresh, empty superheroes table."""
-    opened: Any = open_store(database_url(store_kind, tmp_path))
-    await opened.init_schema()
-    await opened.drop_schema()
-    await opened.init_schema()
-    try:
+    async with emptied(open_store(database_url(store_kind, tmp_path))) as opened:
         yield opened
-    finally:
-        await opened.drop_schema()
-        await opened.close()
 
 
 @pytest.fixture

@@ -15,6 +15,15 @@ from tests.pki import Pki
 from twotier.bench.target import free_port
 
 
+def _wait_for(probe: list[str], server: str) -> None:
+    """Until ``probe`` succeeds (the server answers), for 30 s at most."""
+    for _ in range(150):
+        if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"own {server} did not start")
+
+
 class _OwnProcess:
     """A server process the test may signal (freeze, thaw) and kill."""
 
@@ -144,16 +153,9 @@ class OwnMariaDB:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(150):
-            probe = subprocess.run(
-                ["mariadb-admin", f"--socket={self.workdir / 'sock'}", "-uroot", "ping"],
-                capture_output=True,
-                check=False,
-            )
-            if probe.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError("own mariadbd did not start")
+        _wait_for(
+            ["mariadb-admin", f"--socket={self.workdir / 'sock'}", "-uroot", "ping"], "mariadbd"
+        )
 
     def _log(self) -> list[str]:
         if not self.binlog:
@@ -244,16 +246,9 @@ class OwnPostgres(_OwnProcess):
             user="postgres",  # the process itself, so that killing it stops the server
             group="postgres",
         )
-        for _ in range(150):
-            probe = subprocess.run(
-                [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                capture_output=True,
-                check=False,
-            )
-            if probe.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError("own postgres did not start")
+        _wait_for(
+            [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], "postgres"
+        )
 
     def remove(self) -> None:
         self.kill()

@@ -19,7 +19,14 @@ import orjson
 import pytest
 
 from tests.broken import UnversionedCache
-from tests.conftest import SERVER_URLS, database_url, open_store, redis_namespace, require
+from tests.conftest import (
+    SERVER_URLS,
+    database_url,
+    emptied,
+    open_store,
+    redis_namespace,
+    require,
+)
 from tests.consistency.checker import (
     HEROES,
     PRODUCTS,
@@ -101,15 +108,10 @@ def judge(history: History, database: dict[Key, Row | None]) -> list[str]:
 
 @pytest.fixture
 async def mariadb(tmp_path: object) -> AsyncIterator[SQLStore]:
-    store = SQLStore(database_url("mysql", tmp_path), list(RESOURCES.values()))
-    await store.init_schema()
-    await store.drop_schema()
-    await store.init_schema()
-    try:
+    async with emptied(
+        SQLStore(database_url("mysql", tmp_path), list(RESOURCES.values()))
+    ) as store:
         yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import DECLARED, SQL_STORES, database_url
+from tests.conftest import DECLARED, SQL_STORES, database_url, emptied
 from tests.heroes import create, hero
 from twotier.resources import load_resources
 from twotier.store.sql import SQLStore
@@ -19,14 +19,8 @@ from twotier.store.sql import SQLStore
 @pytest.fixture(params=SQL_STORES)
 async def sql(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[SQLStore]:
     store = SQLStore(database_url(str(request.param), tmp_path), load_resources(DECLARED))
-    await store.init_schema()
-    await store.drop_schema()
-    await store.init_schema()
-    try:
+    async with emptied(store):
         yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 async def version_of(store: SQLStore, table: str, key: str, value: object) -> int:
