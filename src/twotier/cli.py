@@ -124,6 +124,14 @@ def follow(
         float,
         typer.Option(min=1, help="Seconds a dead follower's lease keeps others waiting."),
     ] = 5.0,
+    emf_every: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between CloudWatch EMF lines of its metrics on stdout (0: none; "
+            "the CDK stacks' follower sets 60).",
+        ),
+    ] = 0.0,
     log_level: Annotated[
         LogLevel, typer.Option(envvar="TWOTIER_LOG_LEVEL", help="Least severe level logged.")
     ] = LogLevel.info,
@@ -133,7 +141,7 @@ def follow(
     committed change makes stale, whoever wrote it. Runs until
     stopped (SIGTERM, Ctrl-C); any number may run, one follows (a lease in the cache)."""
     from twotier.follow.changes import FollowRefused
-    from twotier.follow.follower import Follower
+    from twotier.follow.follower import Follower, report_emf
     from twotier.follow.sources import change_log_for
 
     logs.configure(log_level.value)
@@ -148,8 +156,11 @@ def follow(
             loop = asyncio.get_running_loop()
             for number in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(number, stop.set)
+            work = [Follower(service, change_log, lease=lease).run(stop)]
+            if emf_every:
+                work.append(report_emf(stop, emf_every))
             try:
-                await Follower(service, change_log, lease=lease).run(stop)
+                await asyncio.gather(*work)
             finally:
                 await change_log.close()
         finally:

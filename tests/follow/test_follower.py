@@ -7,6 +7,8 @@ follower follows at a time."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import sqlite3
 import subprocess
 import time
@@ -22,12 +24,12 @@ from tests.own_servers import OwnMariaDB, OwnPostgres
 from twotier.bootstrap import build_service
 from twotier.config import Settings
 from twotier.follow.changes import FollowRefused
-from twotier.follow.follower import POSITION_KEY, Follower
+from twotier.follow.follower import POSITION_KEY, Follower, report_emf
 from twotier.follow.pg_logical import slot_name
 from twotier.follow.sources import change_log_for
 from twotier.policy import Outcome
 from twotier.service import Service
-from twotier.telemetry import FOLLOW_RESETS, FOLLOW_RETAINED
+from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS, FOLLOW_RETAINED
 
 #: Liveness, not speed: how long to wait for what must happen (no test relies on less).
 PATIENCE = 30.0
@@ -331,3 +333,25 @@ async def test_a_database_without_a_binlog_is_refused_in_one_line(tmp_path: Path
             await change_log_for(service, "unused").now()
     finally:
         await service.close()
+
+
+async def test_the_follower_reports_its_lag_as_emf() -> None:
+    """What the CDK stacks' alarm reads: the lag (and the changes) as EMF lines."""
+    out = io.StringIO()
+    stop = asyncio.Event()
+    reporting = asyncio.create_task(report_emf(stop, 0.05, out))
+    await asyncio.sleep(0.1)  # the exporter's first look: what came before is not news
+    FOLLOW_LAG.observe(0.25)
+    FOLLOW_APPLIED.inc(3)
+
+    async def reported() -> bool:
+        return "FollowLag" in out.getvalue()
+
+    await eventually(reported, "an EMF line with the lag")
+    stop.set()
+    await reporting
+    documents = [json.loads(line) for line in out.getvalue().splitlines()]
+    lag = next(d for d in documents if "FollowLag" in d)
+    assert lag["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "twotier"
+    assert lag["FollowLag"] == [250.0]  # milliseconds
+    assert next(d["FollowChanges"] for d in documents if "FollowChanges" in d) == 3

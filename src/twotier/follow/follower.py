@@ -27,11 +27,15 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TextIO
+
+import orjson
 
 from twotier.cache.base import CacheUnavailable, Entry
 from twotier.config import Settings
@@ -240,6 +244,21 @@ async def following(service: Service, settings: Settings) -> AsyncIterator[None]
         if not task.done():
             task.cancel()
         await change_log.close()
+
+
+async def report_emf(stop: asyncio.Event, every: float, out: TextIO = sys.stdout) -> None:
+    """Every ``every`` seconds until ``stop``, what changed in the metrics as CloudWatch
+    Embedded Metric Format lines on ``out`` (in ECS, the log driver takes them to
+    CloudWatch): ``FollowLag``, ``FollowChanges``, ``FollowResets``, ``FollowRetainedBytes``,
+    which the CDK stacks' alarm reads."""
+    from twotier.emf import EmfExporter
+
+    exporter = EmfExporter()
+    while not stop.is_set():
+        await _wait(stop, every)
+        for document in exporter.documents():
+            out.write(orjson.dumps(document).decode() + "\n")
+        out.flush()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
