@@ -1,10 +1,12 @@
 """The CDK app: `cdk deploy` from this folder.
 
 kind=serverless (default; after `make lambda`) or kind=container (with image=URI of the
-image built from infra/Dockerfile). Sizes, counts and names come from context (cdk.json, or
--c key=value), with sane defaults: lambdaZip, memoryMb, reservedConcurrency, throttleRate,
-throttleBurst, image, cpu, minTasks, maxTasks, auroraMinAcu, auroraMaxAcu, auroraReaders,
-cacheNodeType, cacheReplicas, natGateways, stackName; database=dynamodb (no Aurora: a table
+image built from infra/Dockerfile). With Aurora, both run the change-log follower as a small
+Fargate service from that image (serverless: only when image= is given). Sizes, counts and
+names come from context (cdk.json, or -c key=value), with sane defaults: lambdaZip,
+memoryMb, reservedConcurrency, throttleRate, throttleBurst, image, cpu, minTasks, maxTasks,
+auroraMinAcu, auroraMaxAcu, auroraReaders, cacheNodeType, cacheReplicas, natGateways,
+stackName; database=dynamodb (no Aurora: a table
 per declared resource) with resources=<declaration.toml> (default: the heroes) and
 tablePrefix (default: the stack's name and '-').
 """
@@ -61,6 +63,7 @@ def serverless_props(context: Mapping[str, Any]) -> ServerlessProps:
         reserved_concurrency=int(reserved) if reserved is not None else None,
         throttle_rate=number("throttleRate", 500),
         throttle_burst=int(number("throttleBurst", 1000)),
+        follower_image=context.get("image"),
         data=data_props(context),
     )
 

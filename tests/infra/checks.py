@@ -84,3 +84,40 @@ def cfn_lint(template: assertions.Template, tmp_path: Path) -> subprocess.Comple
     # not ours to change. Everything else counts.
     lint = [str(Path(sys.executable).with_name("cfn-lint")), str(path), "--ignore-checks", "W3005"]
     return subprocess.run(lint, capture_output=True, text=True, timeout=300)
+
+
+def check_follower(template: assertions.Template, image: str) -> None:
+    """The change-log follower: two small Fargate tasks of the image running ``twotier
+    follow`` with EMF, the app's secret (never a password), an alarm on its lag; and the
+    Aurora cluster logging what it reads."""
+    tasks = [
+        task
+        for task in resources(template, "AWS::ECS::TaskDefinition").values()
+        if task["Properties"]["ContainerDefinitions"][0].get("Command", [])[:2]
+        == ["twotier", "follow"]
+    ]
+    assert len(tasks) == 1
+    [container] = tasks[0]["Properties"]["ContainerDefinitions"]
+    assert container["Image"] == image
+    assert container["Command"] == ["twotier", "follow", "--emf-every", "60"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert {"TWOTIER_DATABASE_SECRET_ARN", "TWOTIER_CACHE_URL"} <= set(environment)
+    assert "password" not in str(environment).lower()
+    template.has_resource_properties(
+        "AWS::ECS::Service", {"DesiredCount": 2, "LaunchType": "FARGATE"}
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "FollowLag", "Namespace": "twotier", "Threshold": 5000},
+    )
+    template.has_resource_properties(
+        "AWS::RDS::DBClusterParameterGroup",
+        {
+            "Parameters": {
+                "binlog_format": "ROW",
+                "binlog_row_image": "full",
+                "binlog_row_metadata": "full",
+                "log_bin_trust_function_creators": "1",
+            }
+        },
+    )

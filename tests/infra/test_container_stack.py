@@ -12,6 +12,7 @@ from tests.infra.checks import (
     cfn_lint,
     check_alarms,
     check_data_tier,
+    check_follower,
     check_least_privilege,
     resources,
 )
@@ -36,7 +37,11 @@ def test_the_data_tier_is_private_encrypted_and_admits_only_the_app(
 def test_fargate_runs_the_image_with_the_secret_not_the_password(
     template: assertions.Template,
 ) -> None:
-    [task] = resources(template, "AWS::ECS::TaskDefinition").values()
+    [task] = [
+        task
+        for task in resources(template, "AWS::ECS::TaskDefinition").values()
+        if "PortMappings" in task["Properties"]["ContainerDefinitions"][0]
+    ]
     [container] = task["Properties"]["ContainerDefinitions"]
     assert container["Image"] == IMAGE
     assert container["PortMappings"][0]["ContainerPort"] == 8000
@@ -54,6 +59,12 @@ def test_fargate_runs_the_image_with_the_secret_not_the_password(
             },
         },
     )
+
+
+def test_the_follower_runs_beside_the_app_and_aurora_logs_rows_whole(
+    template: assertions.Template,
+) -> None:
+    check_follower(template, IMAGE)
 
 
 def test_the_load_balancer_checks_readiness(template: assertions.Template) -> None:

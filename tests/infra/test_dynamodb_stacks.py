@@ -64,6 +64,14 @@ def test_no_aurora_but_tables_kept_safe(template: assertions.Template) -> None:
             assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
+def test_no_follower_until_dynamodb_streams_are_followed(template: assertions.Template) -> None:
+    assert not resources(template, "AWS::ECS::TaskDefinition") or all(
+        task["Properties"]["ContainerDefinitions"][0].get("Command", [])[:2]
+        != ["twotier", "follow"]
+        for task in resources(template, "AWS::ECS::TaskDefinition").values()
+    )
+
+
 def test_the_app_reaches_dynamodb_through_a_gateway_endpoint(
     template: assertions.Template,
 ) -> None:

@@ -14,9 +14,12 @@ from tests.infra.checks import (
     cfn_lint,
     check_alarms,
     check_data_tier,
+    check_follower,
     check_least_privilege,
     resources,
 )
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/twotier:1.0"
 
 
 def stand_in_code(folder: Path) -> Path:
@@ -31,8 +34,15 @@ def stand_in_code(folder: Path) -> Path:
 def template(tmp_path_factory: pytest.TempPathFactory) -> assertions.Template:
     archive = stand_in_code(tmp_path_factory.mktemp("asset"))
     app = App()
-    stack = ServerlessStack(app, "TwotierServerless", ServerlessProps(lambda_zip=str(archive)))
+    props = ServerlessProps(lambda_zip=str(archive), follower_image=IMAGE)
+    stack = ServerlessStack(app, "TwotierServerless", props)
     return assertions.Template.from_stack(stack)
+
+
+def test_the_follower_runs_on_fargate_beside_the_function(
+    template: assertions.Template,
+) -> None:
+    check_follower(template, IMAGE)
 
 
 def test_the_data_tier_is_private_encrypted_and_admits_only_the_app(

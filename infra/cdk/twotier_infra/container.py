@@ -1,4 +1,5 @@
-"""The container stack: an Application Load Balancer -> ECS Fargate tasks -> the data tier."""
+"""The container stack: an Application Load Balancer -> ECS Fargate tasks -> the data tier;
+beside them, the change-log follower (``follower``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from constructs import Construct
 
 from twotier_infra.alarms import add_alarms
 from twotier_infra.data_tier import DataTier, DataTierProps
+from twotier_infra.follower import Follower
 
 PORT = 8000
 
@@ -39,6 +41,7 @@ class ContainerStack(Stack):
         super().__init__(scope, name, **kwargs)  # type: ignore[arg-type]
         data = DataTier(self, "Data", props.data)
         cluster = ecs.Cluster(self, "Cluster", vpc=data.vpc, container_insights=True)
+        image = ecs.ContainerImage.from_registry(props.image)
         workers = max(1, props.cpu // 1024)
         service = ecs_patterns.ApplicationLoadBalancedFargateService(
             self,
@@ -52,7 +55,7 @@ class ContainerStack(Stack):
             security_groups=[data.app_security_group],
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             task_image_options=ecs_patterns.ApplicationLoadBalancedTaskImageOptions(
-                image=ecs.ContainerImage.from_registry(props.image),
+                image=image,
                 container_port=PORT,
                 environment=data.database_environment()
                 | {
@@ -93,3 +96,13 @@ class ContainerStack(Stack):
             min_hit_ratio=props.min_hit_ratio,
         )
         self.service = service
+        # DynamoDB's change log (Streams) is not followed yet: a follower for SQL only.
+        if props.data.database == "aurora":
+            Follower(
+                self,
+                "Follower",
+                cluster=cluster,
+                image=image,
+                data=data,
+                log_retention=props.log_retention,
+            )

@@ -149,6 +149,15 @@ class DataTier(Construct):
             vpc_subnets=isolated,
             security_groups=[database_sg],
             storage_encrypted=True,
+            # What the change-log follower reads (docs/operations.md): every row whole, with
+            # its column names; and twotier's version triggers, which a user without SUPER
+            # may create only with log_bin_trust_function_creators.
+            parameters={
+                "binlog_format": "ROW",
+                "binlog_row_image": "full",
+                "binlog_row_metadata": "full",
+                "log_bin_trust_function_creators": "1",
+            },
             backup=rds.BackupProps(retention=Duration.days(7)),
             deletion_protection=props.removal_policy is not RemovalPolicy.DESTROY,
             removal_policy=props.removal_policy,

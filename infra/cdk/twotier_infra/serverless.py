@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
@@ -14,6 +15,7 @@ from constructs import Construct
 
 from twotier_infra.alarms import add_alarms
 from twotier_infra.data_tier import DataTier, DataTierProps
+from twotier_infra.follower import Follower
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class ServerlessProps:
     throttle_burst: int = 1000
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     min_hit_ratio: float = 0.8
+    # The image built from infra/Dockerfile: with it, the change-log follower runs as a small
+    # Fargate service (Lambda cannot hold a binlog connection open).
+    follower_image: str | None = None
     data: DataTierProps = field(default_factory=DataTierProps)
 
 
@@ -81,3 +86,12 @@ class ServerlessStack(Stack):
         )
         self.api = api
         self.function = function
+        if props.follower_image and props.data.database == "aurora":
+            Follower(
+                self,
+                "Follower",
+                cluster=ecs.Cluster(self, "Cluster", vpc=data.vpc),
+                image=ecs.ContainerImage.from_registry(props.follower_image),
+                data=data,
+                log_retention=props.log_retention,
+            )

@@ -1,0 +1,72 @@
+"""The change-log follower as a small Fargate service (``twotier follow``), beside the app.
+
+Two tasks: one follows, the other holds itself ready and takes over within the lease (5 s)
+when the first dies (the lease lives in the cache). They reach the same database and cache
+as the app, from the app's security group, with the app's database secret; their metrics go
+to CloudWatch as EMF lines in their log, and an alarm watches the lag.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from twotier_infra.data_tier import DataTier
+
+#: Seconds of lag (the worst minute's) that sound the alarm: writes that bypass twotier
+#: reach the cache that late.
+LAG_ALARM_SECONDS = 5
+
+
+class Follower(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        cluster: ecs.ICluster,
+        image: ecs.ContainerImage,
+        data: DataTier,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, name)
+        task = ecs.FargateTaskDefinition(self, "Task", cpu=256, memory_limit_mib=512)
+        task.add_container(
+            "follower",
+            image=image,
+            command=["twotier", "follow", "--emf-every", "60"],
+            environment=data.database_environment() | {"TWOTIER_CACHE_URL": data.cache_url},
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix="twotier-follower", log_retention=log_retention
+            ),
+        )
+        data.grant_database(task.task_role)
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=task,
+            desired_count=2,  # one follows, one stands by
+            min_healthy_percent=50,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[data.app_security_group],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+        cloudwatch.Alarm(
+            self,
+            "Lag",
+            metric=cloudwatch.Metric(
+                namespace="twotier",
+                metric_name="FollowLag",
+                statistic="Maximum",
+                period=Duration.minutes(1),
+            ),
+            threshold=LAG_ALARM_SECONDS * 1000,  # the metric is in milliseconds
+            evaluation_periods=5,
+            alarm_description="writes that bypass twotier reach the cache late (follower lag)",
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
