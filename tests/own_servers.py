@@ -118,7 +118,7 @@ class OwnMariaDB:
         self.pki = pki  # with one: TLS required on TCP
         self.binlog = binlog
         self.process: subprocess.Popen[bytes] | None = None
-        subprocess.run(
+        made = subprocess.run(
             [
                 "mariadb-install-db",
                 "--no-defaults",
@@ -128,9 +128,11 @@ class OwnMariaDB:
                 "--skip-test-db",
             ],
             capture_output=True,
-            check=True,
+            check=False,
             timeout=120,
         )
+        if made.returncode:
+            raise RuntimeError(f"mariadb-install-db failed: {made.stdout!r} {made.stderr!r}")
 
     @property
     def url(self) -> str:

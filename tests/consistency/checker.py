@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,9 @@ def freeze(row: dict[str, Any] | None) -> Row | None:
 class Write:
     key: Key
     start: float
-    end: float  # math.inf: never acknowledged (failed or timed out): may or may not apply
+    # math.inf: never acknowledged (failed or timed out): may or may not apply. A write made
+    # beside the API counts as acknowledged only a bound after its commit (the follower's).
+    end: float
     value: Row | None  # the row after the write; None: deleted
     version: int  # the row's version after it (0: unknown, for an unacknowledged write)
 
@@ -205,14 +207,27 @@ class Workload:
     seed: int = 0
 
 
-async def run(client: httpx.AsyncClient, workload: Workload, subject: Subject = HEROES) -> History:
-    """Create the hot set, then let ``workload.clients`` clients loose on it."""
+#: Writes made beside the API (plain SQL): given the history and the hot keys, they record
+#: each of their writes, until the event says the clients are done.
+Outsider = Callable[[History, list[Key], asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def run(
+    client: httpx.AsyncClient,
+    workload: Workload,
+    subject: Subject = HEROES,
+    outsider: Outsider | None = None,
+) -> History:
+    """Create the hot set, then let ``workload.clients`` clients loose on it (and the
+    ``outsider``, if any, beside them)."""
     history = History(subject)
     counter = iter(range(10**9))
     keys: list[Key] = []
     for _ in range(workload.hot_keys):
         await _create(client, history, keys, next(counter), random.Random(0))
     remaining = [workload.operations]
+    done = asyncio.Event()
+    beside = asyncio.create_task(outsider(history, keys, done)) if outsider else None
 
     async def one_client(number: int) -> None:
         rng = random.Random(workload.seed * 1000 + number)
@@ -224,6 +239,9 @@ async def run(client: httpx.AsyncClient, workload: Workload, subject: Subject = 
                 history.errors.append(f"{type(error).__name__}: {error}")
 
     await asyncio.gather(*(one_client(n) for n in range(workload.clients)))
+    done.set()
+    if beside is not None:
+        await beside
     return history
 
 

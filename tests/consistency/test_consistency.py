@@ -120,15 +120,8 @@ async def database(
 ) -> AsyncIterator[tuple[str, Store]]:
     """A database with the subjects' empty tables, and its URL."""
     url = database_url(request.param, tmp_path)
-    store: Any = open_store(url, tuple(RESOURCES.values()))
-    await store.init_schema()
-    await store.drop_schema()
-    await store.init_schema()
-    try:
+    async with emptied(open_store(url, tuple(RESOURCES.values()))) as store:
         yield url, store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 @pytest.mark.parametrize("subject", SUBJECTS, ids=["heroes", "products"])
