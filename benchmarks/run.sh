@@ -44,3 +44,6 @@ dynamodb_redis=(env "TWOTIER_DATABASE_URL=dynamodb://?endpoint_url=http://127.0.
 "${dynamodb_redis[@]}" $BIN/twotier bench seed --rows 1000 --requests 100 --write-batch 10 \
     --out $OUT/seed-dynamodb-redis-moto
 "${dynamodb_redis[@]}" $BIN/twotier bench http --rows 5000 --out $OUT/http-dynamodb-redis-moto
+# Writes that bypass twotier: commit -> cache, end to end, with `twotier follow` (issue 15).
+$BIN/python benchmarks/follow_lag.py --database mariadb --out $OUT/follow-lag/mariadb.json
+$BIN/python benchmarks/follow_lag.py --database postgres --out $OUT/follow-lag/postgres.json
