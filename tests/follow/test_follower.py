@@ -358,3 +358,29 @@ async def test_the_follower_reports_its_lag_as_emf() -> None:
     assert lag["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "twotier"
     assert lag["FollowLag"] == [250.0]  # milliseconds
     assert next(d["FollowChanges"] for d in documents if "FollowChanges" in d) == 3
+
+
+async def test_a_bulk_load_on_sqlite_records_no_change_and_keeps_recording(
+    tmp_path: Path,
+) -> None:
+    """SQLite's change-recording triggers step aside for a bulk load (the cache is emptied
+    after it): the change table does not grow by a row per loaded row, and later writes
+    are recorded as before."""
+    database = Database("sqlite", f"sqlite:///{tmp_path}/load.sqlite3")
+    service = build_service(Settings(database_url=database.url, cache_url="memory://"))
+    await service.prepare()
+
+    def changes() -> int:
+        with sqlite3.connect(database.url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute("SELECT count(*) FROM twotier_changes").fetchone()[0])
+
+    try:
+        await service.resource("heroes").create(hero("Ann"))
+        assert changes() == 1
+        rows = [((i, f"h{i}", "H", "P", i, "C"), str(i)) for i in range(1, 201)]
+        assert await service.load("heroes", iter(rows), replace=True, keep=lambda: True) == 200
+        assert changes() == 1
+        database.sql("UPDATE superheroes SET name = 'Bea' WHERE id = 7")
+        assert changes() > 1  # recorded (twice: the version trigger's own update too)
+    finally:
+        await service.close()

@@ -209,6 +209,17 @@ def _sqlite(
     loaded = 0
     try:
         conn.execute("BEGIN IMMEDIATE")
+        # The load is not a change the follower needs (the cache is emptied after it): its
+        # change-recording triggers go for the load and come back before the commit, so no
+        # other connection ever sees them missing, and the change table does not take a
+        # row per loaded row (sql_triggers).
+        recording = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? "
+            "AND name LIKE 'twotier\\_%\\_log\\_%' ESCAPE '\\'",
+            (resource.table,),
+        ).fetchall()
+        for name, _sql in recording:
+            conn.execute(f"DROP TRIGGER {_quoted(name)}")
         if replace:
             conn.execute(f"DELETE FROM {_quoted(resource.table)}")
         batch: list[tuple[object, ...]] = []
@@ -223,6 +234,8 @@ def _sqlite(
         if not keep():
             conn.execute("ROLLBACK")
             return 0
+        for _name, sql in recording:
+            conn.execute(sql)
         conn.execute("COMMIT")
         return loaded
     except BaseException:
