@@ -264,9 +264,27 @@ def _resource(service: Service, name: str | None) -> Resource:
 @db_app.command("init")
 def db_init() -> None:
     """Create the database, and every declared table and its indexes, if they are missing;
-    adopt tables that exist (idempotent)."""
+    adopt tables that exist (idempotent). With TWOTIER_FOLLOW=on, also what the follower
+    needs (PostgreSQL: the publication and the replication slot)."""
+    from twotier.follow.changes import FollowRefused
+    from twotier.follow.sources import change_log_for
+
     service = _service()
-    _run(_prepared(service))
+    settings = get_settings()
+
+    async def run() -> None:
+        try:
+            await service.prepare()
+            if settings.follow == "on":  # what the follower needs: the PostgreSQL slot
+                await change_log_for(service, settings.cache_namespace).prepare()
+        finally:
+            await service.close()
+
+    try:
+        _run(run())
+    except FollowRefused as error:
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
     console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
 
 

@@ -16,9 +16,10 @@ import redis
 
 from tests.conftest import SERVER_URLS, drop_table, redis_namespace, require, settings_for
 from tests.follow.test_follower import PATIENCE
-from tests.own_servers import OwnMariaDB, OwnRedis
+from tests.own_servers import OwnMariaDB, OwnPostgres, OwnRedis
 from tests.test_cli_and_server import TWOTIER, environment, run, start_server
 from twotier.follow.follower import POSITION_KEY
+from twotier.follow.pg_logical import slot_name
 
 
 def eventually(check: object, what: str) -> None:
@@ -199,3 +200,38 @@ def test_a_write_whose_write_through_died_with_its_server_is_mended(tmp_path: Pa
         cache.signal(signal.SIGCONT)
         cache.kill()
         mariadb.crash()
+
+
+def test_db_init_makes_the_slot_when_following_is_on(tmp_path: Path) -> None:
+    postgres = OwnPostgres()
+    postgres.start()
+    try:
+        env = environment(settings_for("sqlite", "memory", tmp_path))
+        env.update(TWOTIER_DATABASE_URL=postgres.url, TWOTIER_FOLLOW="on")
+        made = run(["db", "init"], env, tmp_path)
+        assert made.returncode == 0, made.stderr
+        slot = slot_name(env["TWOTIER_CACHE_NAMESPACE"])
+        found = subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(postgres.port),
+                "-U",
+                "postgres",
+                "-d",
+                "superhero_db",
+                "-Atc",
+                f"SELECT plugin FROM pg_replication_slots WHERE slot_name = '{slot}';"
+                "SELECT string_agg(tablename, ',') FROM pg_publication_tables "
+                "WHERE pubname = 'twotier'",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert found.stdout.split() == ["pgoutput", "superheroes"]
+        assert run(["db", "init"], env, tmp_path).returncode == 0  # again: nothing moves
+    finally:
+        postgres.remove()

@@ -97,6 +97,9 @@ class BinlogChangeLog:
             raise FollowRefused("cannot follow this database's binary log: " + "; ".join(wrong))
         self._names_from_log = str(metadata or "").upper() == "FULL"
 
+    async def prepare(self) -> None:
+        await self._check()  # the server keeps the log itself: nothing to make
+
     async def now(self) -> str:
         await self._check()
         async with self._store.engine.connect() as conn:

@@ -54,6 +54,10 @@ class ChangeLog(Protocol):
     def name(self) -> str:
         """What is followed, for logs and metrics (no secrets): ``mysql binlog``."""
 
+    async def prepare(self) -> None:
+        """Make what following needs on the database (a publication, a slot), moving no
+        position; FollowRefused, in one line, if the database cannot be followed."""
+
     async def now(self) -> str:
         """The position of the log's end: following from it yields only what comes next."""
 

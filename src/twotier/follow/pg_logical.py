@@ -147,25 +147,19 @@ class PgLogicalChangeLog:
             return None
         return _lsn(found[0])
 
+    async def prepare(self) -> None:
+        async def work(conn: AsyncConnection) -> None:
+            await self._ensure(conn)
+            if await self._confirmed(conn) is None:
+                await self._make_slot(conn)
+
+        await self._run(work)
+
     async def now(self) -> str:
         async def work(conn: AsyncConnection) -> str:
             await self._ensure(conn)
             if await self._confirmed(conn) is None:
-                await conn.execute(
-                    text(
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                        "WHERE slot_name = :slot"
-                    ),
-                    {"slot": self.slot},
-                )
-                made = await conn.scalar(
-                    text(
-                        "SELECT lsn::text FROM "
-                        "pg_create_logical_replication_slot(:slot, 'pgoutput')"
-                    ),
-                    {"slot": self.slot},
-                )
-                return str(made)
+                return await self._make_slot(conn)
             moved = await conn.scalar(
                 text(
                     "SELECT end_lsn::text FROM "
@@ -176,6 +170,21 @@ class PgLogicalChangeLog:
             return str(moved)
 
         return str(await self._run(work))
+
+    async def _make_slot(self, conn: AsyncConnection) -> str:
+        """The slot, made anew (a lost one dropped first): where it starts."""
+        await conn.execute(
+            text(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = :slot"
+            ),
+            {"slot": self.slot},
+        )
+        made = await conn.scalar(
+            text("SELECT lsn::text FROM pg_create_logical_replication_slot(:slot, 'pgoutput')"),
+            {"slot": self.slot},
+        )
+        return str(made)
 
     async def saved(self, position: str) -> None:
         """Let the server forget the WAL before ``position`` (the follower saved it), and

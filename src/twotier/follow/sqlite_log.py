@@ -58,6 +58,9 @@ class SQLiteChangeLog:
         )
         return int(found or 0)
 
+    async def prepare(self) -> None:
+        return None  # db init made the triggers and the table with the schema
+
     async def now(self) -> str:
         return str(await self._last())
 
