@@ -24,8 +24,10 @@ def change_log_for(service: Service, namespace: str) -> ChangeLog:
         from twotier.follow.pg_logical import PgLogicalChangeLog
 
         return PgLogicalChangeLog(store, [store.rows(n) for n in service.resources], namespace)
-    kind = store.backend if isinstance(store, SQLStore) else "dynamodb"
-    raise FollowRefused(
-        f"following {kind}'s change log is not built yet: MySQL, MariaDB, Aurora MySQL "
-        "(the binary log), PostgreSQL (logical decoding) and SQLite (its change table) are"
-    )
+    from twotier.store.dynamo import DynamoStore
+
+    if isinstance(store, DynamoStore):
+        from twotier.follow.dynamo_streams import DynamoStreamsChangeLog
+
+        return DynamoStreamsChangeLog(store, [store.rows(n) for n in service.resources])
+    raise FollowRefused(f"cannot follow {type(store).__name__}: it has no change log")

@@ -126,8 +126,16 @@ class DynamoClient:
     """One aiobotocore client, made on first use in each event loop and kept until closed
     (a warm Lambda container reuses it across invocations)."""
 
-    def __init__(self, target: DynamoTarget, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        target: DynamoTarget,
+        *,
+        pool_size: int = 10,
+        timeout: float = 5.0,
+        service: str = "dynamodb",
+    ) -> None:
         self.target = target
+        self._service = service  # or "dynamodbstreams": the tables' change logs
         self._pool_max = max(pool_size, 10)
         self._timeout = timeout
         self._client: Any = None
@@ -164,7 +172,7 @@ class DynamoClient:
         stack = AsyncExitStack()
         client = await stack.enter_async_context(
             session.create_client(
-                "dynamodb",
+                self._service,
                 region_name=self.target.region,
                 endpoint_url=self.target.endpoint_url,
                 config=config,

@@ -155,7 +155,10 @@ class ItemCodec:
         values = {
             name: decode(item[name]) if name in item else None for name, decode in self._decoders
         }
-        return Record(self.key_of(item), values, _whole(item[VERSION]["N"]))
+        # An item another writer made without twotier's version reads as version 0, below
+        # any twotier gives (the change-log follower then gives it one).
+        version = _whole(item[VERSION]["N"]) if VERSION in item else 0
+        return Record(self.key_of(item), values, version)
 
     def records(self, items: Iterable[Mapping[str, Attribute]]) -> list[Record]:
         return [self.record(item) for item in items]

@@ -79,6 +79,11 @@ class DynamoRows:
         self._raise_counter = raise_counter
         self._key = resource.key
 
+    @property
+    def client(self) -> DynamoClient:
+        """The store's client (the change-log follower writes versions through it)."""
+        return self._client
+
     async def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
         return await self._client.call(operation, **arguments)
 
