@@ -376,3 +376,86 @@ def test_keys_by_direct_invocation_refuse_control_characters(runtime: Runtime) -
     answer = invoke({"KEYS": "create", "ROLE": "read", "NAME": "\u001b[2Jpwned"})
     assert answer["statusCode"] == 400
     assert "cannot hold control" in answer["body"]["detail"]
+
+
+def test_dynamodb_stream_records_reach_the_cache(runtime: Runtime) -> None:
+    """What an event source mapping on a table's stream delivers: real records, read from
+    moto's stream after a write beside twotier, in the Lambda event's shape."""
+    store = runtime.service.store
+    if not isinstance(store, DynamoStore):
+        pytest.skip("stream records come from DynamoDB")
+    import boto3
+
+    from tests.conftest import dynamodb_endpoint
+
+    heroes = runtime.service.resource("heroes")
+    table = store.rows("heroes").table
+    clients = {
+        name: boto3.client(
+            name,
+            endpoint_url=dynamodb_endpoint(),
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        for name in ("dynamodb", "dynamodbstreams")
+    }
+    described = clients["dynamodb"].describe_table(TableName=table)["Table"]
+    if not described.get("StreamSpecification", {}).get("StreamEnabled"):  # the CDK's job
+        clients["dynamodb"].update_table(
+            TableName=table,
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+    arn = clients["dynamodb"].describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    made = runtime.loop.run_until_complete(heroes.create(HERO | {"name": "Streamed"}))
+    assert runtime.loop.run_until_complete(heroes.read(made["id"])).body == made.to_json()
+    clients["dynamodb"].update_item(  # another service: neither version nor index attribute
+        TableName=table,
+        Key={"id": {"N": str(made["id"])}},
+        UpdateExpression="SET #n = :n",
+        ExpressionAttributeNames={"#n": "name"},
+        ExpressionAttributeValues={":n": {"S": "Renamed"}},
+    )
+    shard = clients["dynamodbstreams"].describe_stream(StreamArn=arn)["StreamDescription"][
+        "Shards"
+    ][0]["ShardId"]
+    iterator = clients["dynamodbstreams"].get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+
+    def moment(record: dict[str, Any]) -> float:  # as Lambda gives it: epoch seconds
+        return float(record["dynamodb"]["ApproximateCreationDateTime"].timestamp())
+
+    def delivered(iterator: str) -> tuple[dict[str, Any], str]:
+        """The stream's next records as the Lambda event a mapping delivers."""
+        answer = clients["dynamodbstreams"].get_records(ShardIterator=iterator)
+        records = [
+            {
+                "eventID": record["eventID"],
+                "eventName": record["eventName"],
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": record["dynamodb"]
+                | {
+                    "ApproximateCreationDateTime": record["dynamodb"][
+                        "ApproximateCreationDateTime"
+                    ].timestamp()
+                },
+                "eventSourceARN": arn,
+            }
+            for record in answer["Records"]
+        ]
+        return {"Records": records}, answer["NextShardIterator"]
+
+    event, iterator = delivered(iterator)
+    assert invoke(event) == {"batchItemFailures": []}
+    # The handler gave the item its next version: that update is the stream's next record,
+    # which the mapping delivers next, and which carries the row to the cache.
+    stored = clients["dynamodb"].get_item(TableName=table, Key={"id": {"N": str(made["id"])}})
+    assert int(stored["Item"]["version"]["N"]) == made.version + 1
+    event, iterator = delivered(iterator)
+    assert invoke(event) == {"batchItemFailures": []}
+    served = runtime.loop.run_until_complete(heroes.read(made["id"]))
+    assert b'"Renamed"' in (served.body or b"")
+    assert served.version == made.version + 1

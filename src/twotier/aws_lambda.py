@@ -38,6 +38,17 @@ from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
 log = logging.getLogger("twotier")
 
 _SEED_KEYS = frozenset({"USE_CACHE", "REQUEST", "SQLS"})
+
+
+def _is_stream_event(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:dynamodb" for r in records)
+    )
+
+
 _API_GATEWAY_KEYS = frozenset({"requestContext", "httpMethod", "routeKey"})
 _SEED_ROUTE = "seed-event"  # the route label of a direct invocation with a batch event
 
@@ -85,12 +96,16 @@ class Runtime:
             return self.asgi(event, context)
         if isinstance(event, dict) and "KEYS" in event:
             return self.loop.run_until_complete(self._manage_keys(event))
+        if isinstance(event, dict) and _is_stream_event(event):
+            from twotier.follow.dynamo_streams import follow_stream_event  # DynamoDB's extra
+
+            return self.loop.run_until_complete(follow_stream_event(self.service, event))
         return {
             "statusCode": 400,
             "body": {
                 "detail": "unrecognised event: expected an API Gateway proxy event (payload "
-                "v1 or v2), a seed batch event with USE_CACHE, REQUEST and SQLS, or a KEYS "
-                "event"
+                "v1 or v2), a seed batch event with USE_CACHE, REQUEST and SQLS, a KEYS "
+                "event, or DynamoDB stream records"
             },
         }
 

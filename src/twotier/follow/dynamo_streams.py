@@ -22,20 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from twotier.cache.base import CacheUnavailable
 from twotier.follow.changes import Batch, Change, ChangeLogUnavailable, PositionLost
-from twotier.resources import Record
+from twotier.service import Service
 from twotier.store.base import StoreUnavailable
 from twotier.store.dynamo import DynamoStore
 from twotier.store.dynamo_client import DynamoClient, error_code
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_items import VERSION, index_attribute
 from twotier.store.dynamo_rows import DynamoRows
+from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG
 from twotier.versions import birth_version
+
+log = logging.getLogger("twotier.follow")
 
 _POLL = 0.5  # seconds between reads of quiet shards (DynamoDB allows 5 a second a shard)
 _HEARTBEAT = 1.0
@@ -47,14 +52,11 @@ _VIEW = "NEW_AND_OLD_IMAGES"
 def change_of(rows: DynamoRows, record: Mapping[str, Any]) -> Change:
     """A stream record (as GetRecords or a Lambda event gives it) as a row change."""
     images = record["dynamodb"]
-
-    def decoded(image: Mapping[str, Any] | None) -> Record | None:
-        if not image:
-            return None
-        return rows.codec.record(image)
-
+    old, new = images.get("OldImage"), images.get("NewImage")
     return Change(
-        rows.resource.name, decoded(images.get("OldImage")), decoded(images.get("NewImage"))
+        rows.resource.name,
+        rows.codec.record(old) if old else None,
+        rows.codec.record(new) if new else None,
     )
 
 
@@ -69,8 +71,9 @@ async def keep_versions(rows: DynamoRows, records: Sequence[Mapping[str, Any]]) 
     version alone (or an item made without one) gets the next version (one born from the
     clock), and its lookup fields' index attributes, from its new image, in one conditional
     update. Its own stream record then carries the row at a version no fill of the row
-    as it was can beat. A condition that fails means the item moved on: its next record
-    speaks for it."""
+    as it was can beat. (Not the image here: another write that also left the version
+    alone may have come after it; the update's own record carries what the item holds.) A
+    condition that fails means the item moved on: its next record speaks for it."""
     from botocore.exceptions import ClientError
 
     for record in records:
@@ -83,7 +86,8 @@ async def keep_versions(rows: DynamoRows, records: Sequence[Mapping[str, Any]]) 
             continue  # twotier's own write, or one that keeps the version as it should
         row = rows.codec.record(new)
         expression = Expression()
-        sets = [f"{expression.name(VERSION)} = {expression.number(_next(before, after))}"]
+        version = _next(before, after)
+        sets = [f"{expression.name(VERSION)} = {expression.number(version)}"]
         attributes = rows.codec.attributes(row.values)
         for field in rows.resource.lookups:
             name = index_attribute(field)
@@ -246,3 +250,35 @@ class DynamoStreamsChangeLog:
 def _moment(record: Mapping[str, Any]) -> float:
     stamp = record["dynamodb"].get("ApproximateCreationDateTime", 0)
     return stamp.timestamp() if isinstance(stamp, datetime) else float(stamp)
+
+
+async def follow_stream_event(service: Service, event: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB stream records delivered to the Lambda handler by an event source mapping
+    (what ``twotier follow`` does from a process of its own, here per batch). Applied table
+    by table, in order; the first record of a table whose changes the cache did not take is
+    reported as a batch item failure, so Lambda delivers it (and what follows) again."""
+    store = service.store
+    assert isinstance(store, DynamoStore)
+    by_table: dict[str, list[Mapping[str, Any]]] = {}
+    for record in event["Records"]:
+        table = str(record["eventSourceARN"]).split(":table/", 1)[1].split("/stream/", 1)[0]
+        by_table.setdefault(table, []).append(record)
+    rows = {store.rows(name).table: store.rows(name) for name in service.resources}
+    failures = []
+    for table, records in by_table.items():
+        each = rows.get(table)
+        if each is None:
+            continue  # a table twotier does not serve
+        try:
+            await keep_versions(each, records)
+            changes = [change_of(each, record) for record in records]
+            await service.resource(each.resource.name).changed(
+                [(change.before, change.after) for change in changes]
+            )
+        except (CacheUnavailable, StoreUnavailable) as error:
+            log.warning("stream records of %s not applied, to be delivered again: %s", table, error)
+            failures.append({"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]})
+            continue
+        FOLLOW_APPLIED.inc(len(changes))
+        FOLLOW_LAG.observe(max(0.0, time.time() - max(_moment(r) for r in records)))
+    return {"batchItemFailures": failures}
