@@ -15,6 +15,9 @@ from tests.conftest import DECLARED
 from tests.infra.checks import cfn_lint, check_least_privilege, resources
 from tests.infra.test_serverless_stack import stand_in_code
 
+#: What reading a table's stream takes (the follower, or the function's event source).
+STREAM_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+
 
 def synthesize(kind: str, folder: Path, **context: Any) -> assertions.Template:
     import app as cdk_app
@@ -64,11 +67,43 @@ def test_no_aurora_but_tables_kept_safe(template: assertions.Template) -> None:
             assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
-def test_no_follower_until_dynamodb_streams_are_followed(template: assertions.Template) -> None:
-    assert not resources(template, "AWS::ECS::TaskDefinition") or all(
-        task["Properties"]["ContainerDefinitions"][0].get("Command", [])[:2]
-        != ["twotier", "follow"]
+def test_the_streams_are_followed(template: assertions.Template) -> None:
+    """Serverless: each resource table's stream invokes the function (batch failures
+    reported); container: the follower's tasks, allowed to read the streams. Both: the lag
+    alarm."""
+    streams = {
+        arn["Fn::GetAtt"][0]
+        for arn in (
+            statement["Resource"]
+            for policy in resources(template, "AWS::IAM::Policy").values()
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "dynamodb:GetRecords" in statement["Action"]
+        )
+        if isinstance(arn, dict)
+    }
+    resource_tables = {
+        name
+        for name, table in resources(template, "AWS::DynamoDB::Table").items()
+        if "StreamSpecification" in table["Properties"]
+    }
+    assert streams == resource_tables
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
+    followers = [
+        task
         for task in resources(template, "AWS::ECS::TaskDefinition").values()
+        if task["Properties"]["ContainerDefinitions"][0].get("Command", [])[:2]
+        == ["twotier", "follow"]
+    ]
+    if mappings:  # serverless
+        assert not followers
+        assert len(mappings) == len(resource_tables)
+        for mapping in mappings.values():
+            assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+            assert mapping["Properties"]["StartingPosition"] == "LATEST"
+    else:
+        assert len(followers) == 1
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"MetricName": "FollowLag", "Namespace": "twotier"}
     )
 
 
@@ -102,8 +137,11 @@ def test_the_role_may_make_twotiers_calls_on_its_tables_only(
             actions = set(actions if isinstance(actions, list) else [actions])
             if not any(action.startswith("dynamodb:") for action in actions):
                 continue
-            assert actions <= set(DYNAMODB_ACTIONS)
-            for resource in statement["Resource"]:
+            if actions == {"dynamodb:ListStreams"}:
+                continue  # reading streams needs it, and it takes no resource but "*"
+            assert actions <= set(DYNAMODB_ACTIONS) | set(STREAM_ACTIONS)
+            resources_ = statement["Resource"]
+            for resource in resources_ if isinstance(resources_, list) else [resources_]:
                 text = json.dumps(resource)
                 assert text != '"*"'
                 refs = [name for name in logical if name in text]

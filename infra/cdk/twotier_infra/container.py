@@ -96,13 +96,11 @@ class ContainerStack(Stack):
             min_hit_ratio=props.min_hit_ratio,
         )
         self.service = service
-        # DynamoDB's change log (Streams) is not followed yet: a follower for SQL only.
-        if props.data.database == "aurora":
-            Follower(
-                self,
-                "Follower",
-                cluster=cluster,
-                image=image,
-                data=data,
-                log_retention=props.log_retention,
-            )
+        Follower(
+            self,
+            "Follower",
+            cluster=cluster,
+            image=image,
+            data=data,
+            log_retention=props.log_retention,
+        )

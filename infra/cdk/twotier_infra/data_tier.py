@@ -83,6 +83,7 @@ class DataTier(Construct):
             raise ValueError(f"database must be aurora or dynamodb, not {props.database!r}")
         self.database_secret: secretsmanager.ISecret | None = None
         self.tables: list[dynamodb.Table] = []
+        self.streamed_tables: list[dynamodb.Table] = []  # the resources': the follower's
         if props.database == "dynamodb":
             self._dynamodb(props)
         else:
@@ -183,7 +184,9 @@ class DataTier(Construct):
         declared: tuple[Resource, ...] = load_resources(props.resources)
         for resource in declared:
             spec = resource_table(resource, prefix + resource.table)
-            self.tables.append(self._table(resource.name, spec, props, stream=True))
+            table = self._table(resource.name, spec, props, stream=True)
+            self.tables.append(table)
+            self.streamed_tables.append(table)
         for name, key in ((KEYS_TABLE, "id"), (META_TABLE, "name")):
             spec = {
                 "TableName": prefix + name,
@@ -236,6 +239,13 @@ class DataTier(Construct):
         if self.database_secret is not None:
             environment["TWOTIER_DATABASE_SECRET_ARN"] = self.database_secret.secret_arn
         return environment
+
+    def grant_following(self, grantee: iam.IGrantable) -> None:
+        """Let the follower read the database's change log: with DynamoDB, the resource
+        tables' streams (Aurora's binlog is read with the database secret)."""
+        self.grant_database(grantee)
+        for table in self.streamed_tables:
+            table.grant_stream_read(grantee)
 
     def grant_database(self, grantee: iam.IGrantable) -> None:
         """Let the app use the database: read the Aurora secret, or make twotier's calls on

@@ -9,13 +9,14 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_events
 from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
 from twotier_infra.alarms import add_alarms
 from twotier_infra.data_tier import DataTier, DataTierProps
-from twotier_infra.follower import Follower
+from twotier_infra.follower import Follower, lag_alarm
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class ServerlessProps:
     throttle_burst: int = 1000
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     min_hit_ratio: float = 0.8
-    # The image built from infra/Dockerfile: with it, the change-log follower runs as a small
-    # Fargate service (Lambda cannot hold a binlog connection open).
+    # The image built from infra/Dockerfile: with it and Aurora, the change-log follower runs
+    # as a small Fargate service (Lambda cannot hold a binlog connection open). With
+    # DynamoDB, the tables' streams invoke the function instead.
     follower_image: str | None = None
     data: DataTierProps = field(default_factory=DataTierProps)
 
@@ -86,7 +88,22 @@ class ServerlessStack(Stack):
         )
         self.api = api
         self.function = function
-        if props.follower_image and props.data.database == "aurora":
+        if props.data.database == "dynamodb":
+            # The streams invoke the function with their records (aws_lambda applies them
+            # as the follower would); a batch the cache did not take is delivered again.
+            for table in data.streamed_tables:
+                function.add_event_source(
+                    lambda_events.DynamoEventSource(
+                        table,
+                        starting_position=lambda_.StartingPosition.LATEST,
+                        batch_size=100,
+                        max_batching_window=Duration.seconds(0),
+                        retry_attempts=20,
+                        report_batch_item_failures=True,
+                    )
+                )
+            lag_alarm(self)
+        elif props.follower_image:
             Follower(
                 self,
                 "Follower",
