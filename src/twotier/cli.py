@@ -137,8 +137,8 @@ def follow(
     ] = LogLevel.info,
 ) -> None:
     """Follow the database's change log (MySQL, MariaDB, Aurora MySQL: the binary log;
-    PostgreSQL: logical decoding; SQLite: its change table) and invalidate what each
-    committed change makes stale, whoever wrote it. Runs until
+    PostgreSQL: logical decoding; SQLite: its change table; DynamoDB: Streams) and
+    invalidate what each committed change makes stale, whoever wrote it. Runs until
     stopped (SIGTERM, Ctrl-C); any number may run, one follows (a lease in the cache)."""
     from twotier.follow.changes import FollowRefused
     from twotier.follow.follower import Follower, report_emf
