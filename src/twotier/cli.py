@@ -265,7 +265,7 @@ def _resource(service: Service, name: str | None) -> Resource:
 def db_init() -> None:
     """Create the database, and every declared table and its indexes, if they are missing;
     adopt tables that exist (idempotent). With TWOTIER_FOLLOW=on, also what the follower
-    needs (PostgreSQL: the publication and the replication slot)."""
+    needs (PostgreSQL: the publication and the replication slot; DynamoDB: Streams)."""
     from twotier.follow.changes import FollowRefused
     from twotier.follow.sources import change_log_for
 
