@@ -309,3 +309,17 @@ def settings_for(store_kind: str, cache_kind: str, tmp_path: object, **extra: ob
         cache_namespace=redis_namespace(),
         **extra,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(scope="module")
+def binlog_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A mariadbd of the module's own logging rows whole (the shared one logs nothing), for
+    the change-log follower's tests."""
+    from tests.own_servers import OwnMariaDB
+
+    server = OwnMariaDB(tmp_path_factory.mktemp("binlog"), binlog=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.crash()

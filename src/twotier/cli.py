@@ -24,6 +24,7 @@ from twotier.bootstrap import build_service
 from twotier.cli_keys import app as keys_app
 from twotier.config import Settings, get_settings
 from twotier.dataset import SPAN_DEFAULT, CsvReader, open_source, write_csv
+from twotier.follow.changes import FollowRefused
 from twotier.loader import load_csv
 from twotier.logs import redacted_url
 from twotier.resources import Resource, ResourceError
@@ -140,7 +141,6 @@ def follow(
     PostgreSQL: logical decoding; SQLite: its change table; DynamoDB: Streams) and
     invalidate what each committed change makes stale, whoever wrote it. Runs until
     stopped (SIGTERM, Ctrl-C); any number may run, one follows (a lease in the cache)."""
-    from twotier.follow.changes import FollowRefused
     from twotier.follow.follower import Follower, report_emf
     from twotier.follow.sources import change_log_for
 
@@ -166,11 +166,7 @@ def follow(
         finally:
             await service.close()
 
-    try:
-        _run(run())
-    except FollowRefused as error:
-        console.print(Text(str(error), style="red"))
-        raise typer.Exit(2) from None
+    _run(run())
 
 
 def _serve_granian(host: str, port: int, workers: int, log_level: str) -> None:
@@ -266,7 +262,6 @@ def db_init() -> None:
     """Create the database, and every declared table and its indexes, if they are missing;
     adopt tables that exist (idempotent). With TWOTIER_FOLLOW=on, also what the follower
     needs (PostgreSQL: the publication and the replication slot; DynamoDB: Streams)."""
-    from twotier.follow.changes import FollowRefused
     from twotier.follow.sources import change_log_for
 
     service = _service()
@@ -280,11 +275,7 @@ def db_init() -> None:
         finally:
             await service.close()
 
-    try:
-        _run(run())
-    except FollowRefused as error:
-        console.print(Text(str(error), style="red"))
-        raise typer.Exit(2) from None
+    _run(run())
     console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
 
 
@@ -382,7 +373,8 @@ def load(
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
-    """Run a command's work; an unreachable database is one line and exit 1."""
+    """Run a command's work; an unreachable database is one line and exit 1, a declaration
+    or a database that cannot be served or followed one line and exit 2."""
     try:
         return asyncio.run(work)
     except StoreUnavailable as error:
@@ -391,7 +383,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     except DuplicateKey as error:
         console.print(Text(f"{error}; nothing was written", style="red"))
         raise typer.Exit(1) from None
-    except SchemaMismatch as error:
+    except (SchemaMismatch, FollowRefused) as error:
         console.print(Text(str(error), style="red"))
         raise typer.Exit(2) from None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -70,16 +69,6 @@ def plain_sql_writer(store: SQLStore, bound: float) -> Outsider:
             history.writes[key].append(Write(key, start, end, freeze(row), version))
 
     return write
-
-
-@pytest.fixture(scope="module")
-def binlog_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMariaDB]:
-    server = OwnMariaDB(tmp_path_factory.mktemp("binlog"), binlog=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.crash()
 
 
 @pytest.mark.parametrize("follow", ["on", "off"], ids=["followed", "control-unfollowed"])

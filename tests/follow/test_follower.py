@@ -36,16 +36,6 @@ PATIENCE = 30.0
 
 
 @pytest.fixture(scope="module")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMariaDB]:
-    server = OwnMariaDB(tmp_path_factory.mktemp("binlog-mariadb"), binlog=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.crash()
-
-
-@pytest.fixture(scope="module")
 def postgres() -> Iterator[OwnPostgres]:
     server = OwnPostgres()
     server.start()
@@ -145,7 +135,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param.startswith("postgres"):
         postgres: OwnPostgres = request.getfixturevalue("postgres")
         return Database("postgres", postgres.url, postgres.port)
-    mariadb: OwnMariaDB = request.getfixturevalue("mariadb")
+    mariadb: OwnMariaDB = request.getfixturevalue("binlog_mariadb")
     return Database("mariadb", mariadb.url, mariadb.port)
 
 
