@@ -3,6 +3,9 @@ in-process cache, followed by default), and as ``twotier follow`` beside a serve
 
 from __future__ import annotations
 
+import asyncio
+import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -13,13 +16,17 @@ from typing import Any
 import httpx
 import pymysql
 import redis
+from sqlalchemy import text
 
 from tests.conftest import SERVER_URLS, drop_table, redis_namespace, require, settings_for
 from tests.follow.test_follower import PATIENCE
 from tests.own_servers import OwnMariaDB, OwnPostgres, OwnRedis
 from tests.test_cli_and_server import TWOTIER, environment, run, start_server
+from twotier.bootstrap import build_service
+from twotier.config import Settings
 from twotier.follow.follower import POSITION_KEY
 from twotier.follow.pg_logical import slot_name
+from twotier.store.sql import SQLStore
 
 
 def eventually(check: object, what: str) -> None:
@@ -235,3 +242,78 @@ def test_db_init_makes_the_slot_when_following_is_on(tmp_path: Path) -> None:
         assert run(["db", "init"], env, tmp_path).returncode == 0  # again: nothing moves
     finally:
         postgres.remove()
+
+
+async def test_a_follower_killed_mid_load_misses_nothing(binlog_mariadb: OwnMariaDB) -> None:
+    """Plain-SQL updates and cache fills all along; the following ``twotier follow`` is
+    SIGKILLed mid-load (no last save) and another started: once the writes stop, every row
+    the cache holds is the database's."""
+    require("redis")
+    namespace = redis_namespace()
+    settings = Settings(
+        database_url=binlog_mariadb.url, cache_url=SERVER_URLS["redis"], cache_namespace=namespace
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")} | {
+        "TWOTIER_DATABASE_URL": settings.database_url,
+        "TWOTIER_CACHE_URL": settings.cache_url,
+        "TWOTIER_CACHE_NAMESPACE": namespace,
+    }
+    service = build_service(settings)
+    await service.prepare()
+    heroes = service.resource("heroes")
+
+    def follower() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [TWOTIER, "follow", "--lease", "1"], env=env, stdout=subprocess.DEVNULL
+        )
+
+    first = follower()
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        shared = redis.Redis.from_url(settings.cache_url)
+        eventually(lambda: followed(shared, env), "the first follower follows")
+        shared.close()
+        made = await heroes.create_many(
+            [{"name": f"h{i}", "hero": "H", "power": "P", "xp": i, "color": "C"} for i in range(40)]
+        )
+        keys = [record["id"] for record in made]
+        store = service.store
+        assert isinstance(store, SQLStore)
+        rng = random.Random(3)
+        deadline = time.monotonic() + 6
+        killed_at, restarted_at = time.monotonic() + 2, time.monotonic() + 3
+        while time.monotonic() < deadline:
+            key = rng.choice(keys)
+            async with store.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE superheroes SET xp = xp + 1, name = :name WHERE id = :key"),
+                    {"name": f"n{rng.randrange(10**6)}", "key": key},
+                )
+            await heroes.read(rng.choice(keys))  # fills, racing the follower
+            if first.poll() is None and time.monotonic() > killed_at:
+                first.kill()  # SIGKILL: no last save of its position
+                first.wait(timeout=30)
+            if second is None and time.monotonic() > restarted_at:
+                second = follower()
+            await asyncio.sleep(0.005)
+
+        async def fresh() -> bool:
+            for key in keys:
+                cached = await heroes.read(key)
+                truth = await heroes.read(key, use_cache=False)
+                if cached.body != truth.body:
+                    return False
+            return True
+
+        deadline = time.monotonic() + PATIENCE
+        while not await fresh():
+            assert time.monotonic() < deadline, "the cache kept rows the database changed"
+            await asyncio.sleep(0.1)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        await service.cache.cache.clear()
+        await service.store.drop_schema()  # type: ignore[attr-defined]
+        await service.close()
