@@ -151,7 +151,7 @@ def follow(
         try:
             await service.prepare()
             change_log = change_log_for(service, get_settings().cache_namespace)
-            await change_log.now()  # a log that cannot be followed stops here, in one line
+            await change_log.prepare()  # one that cannot be followed stops here, in one line
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for number in (signal.SIGTERM, signal.SIGINT):

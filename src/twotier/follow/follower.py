@@ -233,7 +233,9 @@ async def following(service: Service, settings: Settings) -> AsyncIterator[None]
     from twotier.follow.sources import change_log_for
 
     change_log = change_log_for(service, settings.cache_namespace)
-    await change_log.now()  # refuse now, not in the background
+    # Refuse now, not in the background; and move nothing (now() would move PostgreSQL's
+    # slot past what the cache has not taken yet).
+    await change_log.prepare()
     stop = asyncio.Event()
     task = asyncio.create_task(Follower(service, change_log).run(stop), name="follower")
     try:
