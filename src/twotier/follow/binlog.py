@@ -29,7 +29,7 @@ import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from twotier.follow.changes import (
     Batch,
@@ -75,17 +75,15 @@ class BinlogChangeLog:
 
     async def _check(self) -> None:
         """Refuse a server whose log the follower cannot use, saying what to set."""
-        async with self._store.engine.connect() as conn:
+        async with self._store.connect() as conn:  # faults as StoreUnavailable
             found = (
-                await conn.execute(
-                    text("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@version")
-                )
+                await conn.execute(text("SELECT @@log_bin, @@binlog_format, @@binlog_row_image"))
             ).one()
             try:
                 metadata = await conn.scalar(text("SELECT @@binlog_row_metadata"))
-            except Exception:  # an older server has no such variable: names from the schema
+            except exc.DBAPIError:  # an older server has no such variable: names from schema
                 metadata = None
-        log_bin, row_format, image, _version = found
+        log_bin, row_format, image = found
         wrong = []
         if not int(log_bin):
             wrong.append("log_bin is off (start the server with --log-bin)")
@@ -102,7 +100,7 @@ class BinlogChangeLog:
 
     async def now(self) -> str:
         await self._check()
-        async with self._store.engine.connect() as conn:
+        async with self._store.connect() as conn:
             status = (await conn.execute(text("SHOW MASTER STATUS"))).first()
         if status is None:
             raise FollowRefused("cannot follow: the server keeps no binary log (--log-bin)")
