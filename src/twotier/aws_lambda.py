@@ -146,9 +146,7 @@ class Runtime:
 
     def flush_metrics(self) -> None:
         """What changed during the invocation, as EMF lines for CloudWatch."""
-        for document in self.metrics.documents():
-            sys.stdout.write(orjson.dumps(document).decode() + "\n")
-        sys.stdout.flush()
+        self.metrics.write(sys.stdout)
 
     def close(self) -> None:
         self.loop.run_until_complete(self.service.close())

@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
+import orjson
 from prometheus_client import CollectorRegistry
 
 from twotier.telemetry import REGISTRY
@@ -52,6 +53,13 @@ class EmfExporter:
             groups[labels][name] = (unit, value)
         timestamp = int(time.time() * 1000)
         return [_document(labels, metrics, timestamp) for labels, metrics in groups.items()]
+
+    def write(self, out: TextIO) -> None:
+        """What changed since the last call, as EMF lines on ``out`` (Lambda's stdout, a
+        container's log), flushed."""
+        for document in self.documents():
+            out.write(orjson.dumps(document).decode() + "\n")
+        out.flush()
 
     def _delta(self, key: tuple[str, Labels], value: float) -> float:
         previous = self._seen.get(key, 0.0)

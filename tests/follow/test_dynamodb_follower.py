@@ -71,7 +71,7 @@ async def test_writes_beside_twotier_reach_the_cache_through_the_stream(service:
     try:
 
         async def following() -> bool:
-            return follower.state.following
+            return follower.following
 
         await eventually(following, "the follower follows")
         made = await heroes.create(hero("Ann", xp=10))

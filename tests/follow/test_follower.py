@@ -175,7 +175,7 @@ class Running:
 
     async def following(self) -> None:
         async def check() -> bool:
-            return self.follower.state.following
+            return self.follower.following
 
         await eventually(check, "the follower follows")
 
@@ -303,12 +303,12 @@ async def test_one_follower_follows_and_another_takes_over(
     try:
 
         async def exactly_one() -> bool:
-            return [one.follower.state.following, two.follower.state.following].count(True) == 1
+            return [one.follower.following, two.follower.following].count(True) == 1
 
         await eventually(exactly_one, "one of two followers follows")
         await asyncio.sleep(2.5)  # past two leases: still one, the same one
         assert await exactly_one()
-        holder, other = (one, two) if one.follower.state.following else (two, one)
+        holder, other = (one, two) if one.follower.following else (two, one)
         await holder.stop()
         await other.following()  # within a lease of the holder's end
     finally:

@@ -30,6 +30,7 @@ from typing import Any
 
 from twotier.cache.base import CacheUnavailable
 from twotier.follow.changes import Batch, Change, ChangeLogUnavailable, PositionLost
+from twotier.follow.follower import apply_changes
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
 from twotier.store.dynamo import DynamoStore
@@ -37,7 +38,6 @@ from twotier.store.dynamo_client import DynamoClient, error_code
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_items import VERSION, index_attribute
 from twotier.store.dynamo_rows import DynamoRows
-from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG
 from twotier.versions import birth_version
 
 log = logging.getLogger("twotier.follow")
@@ -255,8 +255,9 @@ def _moment(record: Mapping[str, Any]) -> float:
 async def follow_stream_event(service: Service, event: Mapping[str, Any]) -> dict[str, Any]:
     """DynamoDB stream records delivered to the Lambda handler by an event source mapping
     (what ``twotier follow`` does from a process of its own, here per batch). Applied table
-    by table, in order; the first record of a table whose changes the cache did not take is
-    reported as a batch item failure, so Lambda delivers it (and what follows) again."""
+    by table, in order; the first record of a table whose changes were not all applied
+    (the cache or DynamoDB failing, or anything else) is reported as a batch item failure,
+    so Lambda delivers it (and what follows) again instead of dropping it."""
     store = service.store
     assert isinstance(store, DynamoStore)
     by_table: dict[str, list[Mapping[str, Any]]] = {}
@@ -272,13 +273,14 @@ async def follow_stream_event(service: Service, event: Mapping[str, Any]) -> dic
         try:
             await keep_versions(each, records)
             changes = [change_of(each, record) for record in records]
-            await service.resource(each.resource.name).changed(
-                [(change.before, change.after) for change in changes]
+            await apply_changes(service, changes, max(_moment(r) for r in records))
+        except Exception as error:  # whatever it is, the records must come again
+            known = isinstance(error, CacheUnavailable | StoreUnavailable)
+            log.warning(
+                "stream records of %s not applied, to be delivered again: %s",
+                table,
+                error,
+                exc_info=not known,
             )
-        except (CacheUnavailable, StoreUnavailable) as error:
-            log.warning("stream records of %s not applied, to be delivered again: %s", table, error)
             failures.append({"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]})
-            continue
-        FOLLOW_APPLIED.inc(len(changes))
-        FOLLOW_LAG.observe(max(0.0, time.time() - max(_moment(r) for r in records)))
     return {"batchItemFailures": failures}

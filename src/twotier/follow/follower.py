@@ -30,17 +30,15 @@ import secrets
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TextIO
-
-import orjson
 
 from twotier.cache.base import CacheUnavailable, Entry
 from twotier.config import Settings
 from twotier.follow.changes import (
     Batch,
+    Change,
     ChangeLog,
     ChangeLogUnavailable,
     FollowRefused,
@@ -70,14 +68,6 @@ class LeaseLost(Exception):
     """Another follower holds the lease now."""
 
 
-@dataclass(frozen=True, slots=True)
-class FollowerState:
-    """What a follower reports (``twotier follow`` prints it as it changes)."""
-
-    following: bool
-    position: str | None
-
-
 class Follower:
     def __init__(
         self,
@@ -95,7 +85,8 @@ class Follower:
         self._lease_key = f"{service.database_id}:{LEASE_KEY}"
         self._position_key = f"{service.database_id}:{POSITION_KEY}"
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.state = FollowerState(False, None)
+        #: Whether it holds the lease and reads the log now.
+        self.following = False
         self._held_until = 0.0
         self._saved_at = 0.0
         self._saved: str | None = None
@@ -123,13 +114,13 @@ class Follower:
                 failures += 1
                 log.exception("follower failed; starting again from its saved position")
             finally:
-                self.state = FollowerState(False, self._saved)
+                self.following = False
             await _wait(stop, _BACKOFF[min(failures, len(_BACKOFF) - 1)] if failures else 1.0)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         position = await self._position()
         batches = self._log.batches(position)
-        self.state = FollowerState(True, position)
+        self.following = True
         # The next batch, awaited across renewals: cancelling a wait on the log would end it.
         pending: asyncio.Future[Batch] | None = None
         try:
@@ -178,17 +169,7 @@ class Follower:
         return position
 
     async def _apply(self, batch: Batch) -> None:
-        if not batch.changes:
-            return
-        by_resource: dict[str, list[tuple[Record | None, Record | None]]] = defaultdict(list)
-        for change in batch.changes:
-            by_resource[change.resource].append((change.before, change.after))
-        await asyncio.gather(
-            *(self._service.resource(name).changed(rows) for name, rows in by_resource.items())
-        )
-        FOLLOW_APPLIED.inc(len(batch.changes))
-        if batch.committed_at is not None:
-            FOLLOW_LAG.observe(max(0.0, time.time() - batch.committed_at))
+        await apply_changes(self._service, batch.changes, batch.committed_at)
 
     async def _renew(self) -> None:
         now = time.monotonic()
@@ -212,7 +193,25 @@ class Follower:
         if position != self._saved:
             await self._log.saved(position)
         self._saved, self._saved_at = position, now
-        self.state = FollowerState(True, position)
+
+
+async def apply_changes(
+    service: Service, changes: Sequence[Change], committed_at: float | None
+) -> None:
+    """Invalidate what committed ``changes`` make stale, through each resource's policy
+    (the follower's batches, the stream records a Lambda is given); count them, and the
+    lag from ``committed_at``. CacheUnavailable if the cache did not take them."""
+    if not changes:
+        return
+    by_resource: dict[str, list[tuple[Record | None, Record | None]]] = defaultdict(list)
+    for change in changes:
+        by_resource[change.resource].append((change.before, change.after))
+    await asyncio.gather(
+        *(service.resource(name).changed(rows) for name, rows in by_resource.items())
+    )
+    FOLLOW_APPLIED.inc(len(changes))
+    if committed_at is not None:
+        FOLLOW_LAG.observe(max(0.0, time.time() - committed_at))
 
 
 def wanted(settings: Settings) -> bool:
@@ -258,9 +257,7 @@ async def report_emf(stop: asyncio.Event, every: float, out: TextIO = sys.stdout
     exporter = EmfExporter()
     while not stop.is_set():
         await _wait(stop, every)
-        for document in exporter.documents():
-            out.write(orjson.dumps(document).decode() + "\n")
-        out.flush()
+        exporter.write(out)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
