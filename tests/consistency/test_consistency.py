@@ -102,8 +102,13 @@ async def cache_disagreements(
     return problems
 
 
-def judge(history: History, database: dict[Key, Row | None]) -> list[str]:
-    return history.errors + history.stale_reads() + history.lost_writes(database)
+def judge(
+    history: History, database: dict[Key, Row | None], *, servers_killed: bool = False
+) -> list[str]:
+    """Everything wrong with ``history``; a request cut off is wrong unless the test killed
+    servers under the clients."""
+    cut_off = [] if servers_killed else history.cut_off
+    return history.errors + cut_off + history.stale_reads() + history.lost_writes(database)
 
 
 @pytest.fixture
