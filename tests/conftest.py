@@ -323,3 +323,17 @@ def binlog_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
     finally:
         server.crash()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL cluster of the module's own with ``wal_level=logical`` (the shared one
+    has ``replica``), for the change-log follower's tests."""
+    from tests.own_servers import OwnPostgres
+
+    server = OwnPostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -215,6 +215,15 @@ class OwnPostgres(_OwnProcess):
             user="postgres",
             group="postgres",
         )
+        # The superuser is trusted (the tests connect as it without a password); any other
+        # user proves its password, as a follower's own user must.
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "host all postgres 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        shutil.chown(hba, "postgres", "postgres")
 
     @property
     def url(self) -> str:

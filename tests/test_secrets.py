@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import make_url
 
 from tests.conftest import SERVER_URLS, database_url
-from twotier.bootstrap import build_store
+from twotier.bootstrap import build_store, follower_user
 from twotier.config import Settings
+from twotier.store.base import FollowerUser
 from twotier.store.sql import SQLStore
 
 
@@ -85,3 +86,23 @@ def test_the_password_never_reaches_a_log_line(
     assert store.backend == "postgresql"
     assert "s3cr3t-from-secret" not in caplog.text
     assert "s3cr3t-from-secret" not in repr(store.url)
+
+
+def test_the_followers_user_comes_from_its_secret(secrets_manager: str) -> None:
+    """The follower's own user, as the CDK stacks give it (an RDS-style secret): its name
+    and password read at start-up, the password kept out of every repr."""
+    arn = create_secret({"username": "twotier_follower", "password": "f0ll0wer-secret"})
+    settings = Settings(database_url=SERVER_URLS["mysql"], follower_secret_arn=arn)
+    user = follower_user(settings)
+    assert user == FollowerUser("twotier_follower", "f0ll0wer-secret")
+    assert "f0ll0wer-secret" not in repr(user)
+    bad = create_secret({"username": "Robert'); DROP", "password": "x"})
+    with pytest.raises(ValueError, match="must be 1-32 of"):
+        follower_user(Settings(database_url=SERVER_URLS["mysql"], follower_secret_arn=bad))
+    with pytest.raises(RuntimeError, match="the follower secret must be JSON with username and"):
+        follower_user(
+            Settings(
+                database_url=SERVER_URLS["mysql"],
+                follower_secret_arn=create_secret({"username": "twotier_follower"}),
+            )
+        )

@@ -18,7 +18,7 @@ from twotier.config import Settings
 from twotier.policy import AnswerLimits, Tuning
 from twotier.resources import Resource, load_resources
 from twotier.service import Service
-from twotier.store.base import Store
+from twotier.store.base import FollowerUser, Store
 from twotier.store.dynamo_client import is_dynamodb_url
 
 if TYPE_CHECKING:
@@ -63,6 +63,19 @@ def build_store(settings: Settings, resources: tuple[Resource, ...] | None = Non
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout,
     )
+
+
+def follower_user(settings: Settings) -> FollowerUser | None:
+    """The follower's own database user, if one is configured (its secret read now)."""
+    if settings.follower_secret_arn:
+        from twotier.secrets import read_secret
+        from twotier.store.sql_follower import check_user_name
+
+        secret = read_secret(settings.follower_secret_arn, "follower", ("username", "password"))
+        return FollowerUser(check_user_name(str(secret["username"])), str(secret["password"]))
+    if settings.follower_user and settings.follower_password:
+        return FollowerUser(settings.follower_user, settings.follower_password.get_secret_value())
+    return None
 
 
 def _redis(settings: Settings) -> aioredis.Redis | None:
@@ -134,6 +147,7 @@ def compose(settings: Settings) -> Composition:
         tuning=tuning,
         limits=AnswerLimits(rows=settings.batch_max_rows, bytes=settings.batch_max_answer_bytes),
         key_refresh=settings.api_key_refresh,
+        follower=follower_user(settings),
     )
     limiter: RateLimiter = MemoryRateLimiter()
     if client is not None:

@@ -29,7 +29,7 @@ from twotier.loader import load_csv
 from twotier.logs import redacted_url
 from twotier.resources import Resource, ResourceError
 from twotier.service import Service, UnknownResource
-from twotier.store.base import DuplicateKey, StoreUnavailable
+from twotier.store.base import DuplicateKey, StoreRefused, StoreUnavailable
 from twotier.store.sql_adopt import SchemaMismatch
 
 T = TypeVar("T")
@@ -149,7 +149,8 @@ def follow(
 
     async def run() -> None:
         try:
-            await service.prepare()
+            # The schema is db init's (or a server's): the follower's own user may only read.
+            await service.prepare(schema=False)
             change_log = change_log_for(service, get_settings().cache_namespace)
             await change_log.prepare()  # one that cannot be followed stops here, in one line
             stop = asyncio.Event()
@@ -383,7 +384,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     except DuplicateKey as error:
         console.print(Text(f"{error}; nothing was written", style="red"))
         raise typer.Exit(1) from None
-    except (SchemaMismatch, FollowRefused) as error:
+    except (SchemaMismatch, FollowRefused, StoreRefused) as error:
         console.print(Text(str(error), style="red"))
         raise typer.Exit(2) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/superhero_db.sqlite3"
@@ -101,6 +101,23 @@ class Settings(BaseSettings):
         "`serve --follow`). Any number may run: one follows at a time.",
     )
 
+    follower_user: str | None = Field(
+        None,
+        description="A database user of the change-log follower's own (MySQL, MariaDB, "
+        "PostgreSQL): `db init` and every server starting make it, or bring its password "
+        "and grants up to date, with the replication privileges and the read of twotier's "
+        "identity, nothing else; the follower then connects as it. Its password: "
+        "TWOTIER_FOLLOWER_PASSWORD.",
+    )
+    follower_password: SecretStr | None = Field(
+        None, description="The password of TWOTIER_FOLLOWER_USER."
+    )
+    follower_secret_arn: str | None = Field(
+        None,
+        description="AWS Secrets Manager secret (JSON: username, password) of the follower's "
+        "user, instead of TWOTIER_FOLLOWER_USER and TWOTIER_FOLLOWER_PASSWORD.",
+    )
+
     page_limit_default: int = Field(100, ge=1, description="Rows per page of GET /heroes.")
     page_limit_max: int = Field(1000, ge=1, description="Largest `limit` GET /heroes accepts.")
     batch_max_items: int = Field(
@@ -180,6 +197,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TWOTIER_BODY_BUFFER_BYTES must be at least TWOTIER_MAX_BODY_BYTES "
                 f"({self.max_body_bytes})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _follower_user_with_its_password(self) -> Settings:
+        if (self.follower_user is None) != (self.follower_password is None):
+            raise ValueError("TWOTIER_FOLLOWER_USER and TWOTIER_FOLLOWER_PASSWORD go together")
+        if self.follower_user is not None:
+            from twotier.store.sql_follower import check_user_name
+
+            check_user_name(self.follower_user)
+        if (self.follower_user or self.follower_secret_arn) and self.database_url.startswith(
+            ("sqlite", "dynamodb")
+        ):
+            raise ValueError(
+                "a follower user is for MySQL, MariaDB and PostgreSQL: SQLite has no users "
+                "and DynamoDB's follower reads the Streams with IAM's leave"
             )
         return self
 

@@ -8,6 +8,7 @@ connection URL and nowhere else (never into a log line).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import URL, make_url
 
@@ -24,6 +25,24 @@ _SCHEMES = {
 def database_url_from_secret(secret_arn: str, configured_url: str) -> str:
     """A database URL built from the secret; what the secret leaves out (the engine, the
     database name) comes from ``configured_url``."""
+    secret = read_secret(secret_arn, "database", ("username", "password", "host"))
+    base = make_url(configured_url)
+    scheme = _SCHEMES.get(str(secret.get("engine", "")), base.drivername)
+    url = URL.create(
+        scheme,
+        username=secret["username"],
+        password=secret["password"],
+        host=secret["host"],
+        port=int(secret["port"]) if secret.get("port") else None,
+        database=secret.get("dbname") or base.database,
+        query=base.query,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def read_secret(secret_arn: str, what: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON of a secret, which must hold ``fields``; errors name ``what`` it is for,
+    never a value."""
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
@@ -32,23 +51,12 @@ def database_url_from_secret(secret_arn: str, configured_url: str) -> str:
     try:
         answer = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
     except (BotoCoreError, ClientError) as error:
-        raise RuntimeError(f"cannot read the database secret: {type(error).__name__}") from error
+        raise RuntimeError(f"cannot read the {what} secret: {type(error).__name__}") from error
     try:
         secret = json.loads(answer["SecretString"])
-        username, password, host = secret["username"], secret["password"], secret["host"]
+        if not isinstance(secret, dict) or any(name not in secret for name in fields):
+            raise ValueError
     except (KeyError, TypeError, ValueError) as error:
-        raise RuntimeError(
-            "the database secret must be JSON with username, password and host"
-        ) from error
-    base = make_url(configured_url)
-    scheme = _SCHEMES.get(str(secret.get("engine", "")), base.drivername)
-    url = URL.create(
-        scheme,
-        username=username,
-        password=password,
-        host=host,
-        port=int(secret["port"]) if secret.get("port") else None,
-        database=secret.get("dbname") or base.database,
-        query=base.query,
-    )
-    return url.render_as_string(hide_password=False)
+        named = f"{', '.join(fields[:-1])} and {fields[-1]}" if len(fields) > 1 else fields[0]
+        raise RuntimeError(f"the {what} secret must be JSON with {named}") from error
+    return secret

@@ -19,7 +19,7 @@ from twotier.cache.resilient import ResilientCache
 from twotier.dataset import generate
 from twotier.policy import AnswerLimits, CacheKeys, ResourcePolicy, Tuning
 from twotier.resources import Resource, default_resource
-from twotier.store.base import LoadRows, Store, StoreUnavailable
+from twotier.store.base import FollowerUser, LoadRows, Store, StoreUnavailable
 from twotier.telemetry import LIVE_STATE, GaugeReadings
 
 _SAMPLE_CHUNK = 5000  # rows per transaction when adding sample data
@@ -39,6 +39,7 @@ class Service:
         tuning: Tuning | None = None,
         limits: AnswerLimits | None = None,
         key_refresh: float = 5.0,
+        follower: FollowerUser | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -50,6 +51,7 @@ class Service:
         self.keyring = KeyRing(store, refresh=key_refresh)
         #: The database's identity (``Store.identity``), known once prepared.
         self.database_id = ""
+        self._follower = follower
 
     def resource(self, name: str) -> ResourcePolicy:
         """The reads and writes of one resource's rows; UnknownResource if none is ``name``."""
@@ -65,11 +67,15 @@ class Service:
 
     # -- life -----------------------------------------------------------------------------
 
-    async def prepare(self) -> None:
-        """Create (or adopt) the schema (idempotent; every process may call it), file the
-        cache's entries under the database's identity, and show the live state on
-        /metrics."""
-        await self.store.init_schema()
+    async def prepare(self, *, schema: bool = True) -> None:
+        """Create (or adopt) the schema (idempotent; every process may call it) and the
+        follower's user if one is configured, file the cache's entries under the
+        database's identity, and show the live state on /metrics. ``schema=False``: the
+        schema is only read (a follower, whose user may change nothing)."""
+        if schema:
+            await self.store.init_schema()
+            if self._follower is not None:
+                await self.store.grant_follower(self._follower)
         self.database_id = await self.store.identity()
         for policy in self._policies.values():
             policy.keys = CacheKeys(policy.resource, self.database_id)

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pymysql
@@ -33,16 +33,6 @@ from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS, FOLLOW_
 
 #: Liveness, not speed: how long to wait for what must happen (no test relies on less).
 PATIENCE = 30.0
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[OwnPostgres]:
-    server = OwnPostgres()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 class Database:

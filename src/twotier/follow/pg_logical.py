@@ -43,11 +43,11 @@ from twotier.resources.fields import BooleanField, IntegerField, NumberField, Ti
 from twotier.store.base import StoreUnavailable
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
+from twotier.store.sql_follower import PUBLICATION, publish
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import VERSION
 from twotier.telemetry import FOLLOW_RETAINED
 
-PUBLICATION = "twotier"
 _POLL = 0.05  # seconds between peeks at a quiet slot
 _PEEK = 2000  # changes decoded at once at most (whole transactions: it may be more)
 _HEARTBEAT = 1.0  # seconds between batches without changes
@@ -103,34 +103,7 @@ class PgLogicalChangeLog:
                 f"cannot follow this database: wal_level is {level} (set it to logical; on "
                 "RDS and Aurora, rds.logical_replication = 1)"
             )
-        published = set(
-            (
-                await conn.execute(
-                    text("SELECT tablename FROM pg_publication_tables WHERE pubname = :name"),
-                    {"name": PUBLICATION},
-                )
-            ).scalars()
-        )
-        exists = await conn.scalar(
-            text("SELECT 1 FROM pg_publication WHERE pubname = :name"), {"name": PUBLICATION}
-        )
-        quote = conn.dialect.identifier_preparer.quote
-        missing = [quote(table) for table in self._tables if table not in published]
-        if not exists:
-            await conn.execute(
-                text(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE {', '.join(missing)}")
-            )
-        elif missing:
-            await conn.execute(
-                text(f"ALTER PUBLICATION {PUBLICATION} ADD TABLE {', '.join(missing)}")
-            )
-        for table in self._tables:
-            identity = await conn.scalar(
-                text("SELECT relreplident FROM pg_class WHERE oid = to_regclass(:table)"),
-                {"table": quote(table)},
-            )
-            if identity != "f":
-                await conn.execute(text(f"ALTER TABLE {quote(table)} REPLICA IDENTITY FULL"))
+        await publish(conn, list(self._tables))
 
     async def _confirmed(self, conn: AsyncConnection) -> int | None:
         """Where the slot stands (None: there is no slot, or the server dropped its WAL)."""

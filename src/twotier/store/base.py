@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twotier.access.keys import KeyStore
@@ -18,6 +18,7 @@ from twotier.resources import Key, Record, Resource
 
 __all__ = [
     "DuplicateKey",
+    "FollowerUser",
     "Query",
     "Rows",
     "Store",
@@ -25,6 +26,15 @@ __all__ = [
     "StoreUnavailable",
     "VersionMismatch",
 ]
+
+
+@dataclass(frozen=True)
+class FollowerUser:
+    """The change-log follower's own database user: it may read the change log and the
+    database's identity, nothing else (``Store.grant_follower``)."""
+
+    name: str
+    password: str = field(repr=False)
 
 
 def new_id() -> str:
@@ -138,6 +148,11 @@ class Store(KeyStore, Protocol):
     async def init_schema(self) -> None:
         """Create the database, the tables and their indexes if they do not exist, and
         adopt existing tables (idempotent)."""
+
+    async def grant_follower(self, user: FollowerUser) -> None:
+        """Make ``user`` (or bring it up to date: its password, its grants) with the
+        follower's privileges and no others, and what the follower cannot make itself
+        (PostgreSQL's publication); StoreRefused where the database has no such users."""
 
     async def identity(self) -> str:
         """The database's own id: random, written once by ``init_schema``. The cache keys

@@ -17,7 +17,7 @@ from typing import Any
 
 from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
-from twotier.store.base import StoreUnavailable, new_id
+from twotier.store.base import FollowerUser, StoreRefused, StoreUnavailable, new_id
 from twotier.store.dynamo_client import DynamoClient, error_code, parse_dynamodb_url
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_rows import DynamoRows
@@ -85,6 +85,11 @@ class DynamoStore:
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
+
+    async def grant_follower(self, user: FollowerUser) -> None:
+        raise StoreRefused(
+            "DynamoDB has no database users: the follower reads the Streams with IAM's leave"
+        )
 
     async def identity(self) -> str:
         answer = await self.client.call(

@@ -35,10 +35,11 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
-from twotier.store.base import StoreUnavailable, new_id
+from twotier.store.base import FollowerUser, StoreRefused, StoreUnavailable, new_id
 from twotier.store.sql_adopt import adopt
 from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
+from twotier.store.sql_follower import grant_follower
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
 from twotier.store.sql_tls import split_tls
@@ -171,19 +172,33 @@ class SQLStore:
 
     async def init_schema(self) -> None:
         await self._ensure_database()
+        async with self._schema_locked() as conn:
+            await conn.run_sync(self._create_or_adopt)
+            await conn.run_sync(access_metadata.create_all, checkfirst=True)
+            if await conn.scalar(self._identity) is None:
+                await conn.execute(insert(meta), {"name": _IDENTITY, "value": new_id()})
+
+    async def grant_follower(self, user: FollowerUser) -> None:
+        if self.backend == "sqlite":
+            raise StoreRefused("SQLite has no users: its follower runs in the server")
+        async with self._schema_locked() as conn:
+            tables = [rows.table.name for rows in self._rows.values()]
+            for line in await grant_follower(conn, self.url.database, tables, user):
+                log.info(line)
+
+    @asynccontextmanager
+    async def _schema_locked(self) -> AsyncIterator[AsyncConnection]:
+        """A connection holding the lock on schema changes: several processes (workers,
+        tasks) may start at once; one changes the schema while the others wait, then
+        find it done."""
         try:
             async with self.connect(write=True) as conn:  # SQLite: BEGIN IMMEDIATE
-                # Several processes (workers, tasks) may start at once: one creates the
-                # schema while the others wait, then find it there.
                 if self.backend == "postgresql":
                     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), _LOCK)
                 elif self.backend == "mysql":
                     await conn.execute(text("SELECT GET_LOCK(:name, :seconds)"), _LOCK)
                 try:
-                    await conn.run_sync(self._create_or_adopt)
-                    await conn.run_sync(access_metadata.create_all, checkfirst=True)
-                    if await conn.scalar(self._identity) is None:
-                        await conn.execute(insert(meta), {"name": _IDENTITY, "value": new_id()})
+                    yield conn
                 finally:
                     if self.backend == "mysql":  # DDL commits at once there: release by hand
                         await conn.execute(text("SELECT RELEASE_LOCK(:name)"), _LOCK)
