@@ -6,7 +6,8 @@ Fargate service from that image (serverless: only when image= is given). Sizes, 
 names come from context (cdk.json, or -c key=value), with sane defaults: lambdaZip,
 memoryMb, reservedConcurrency, throttleRate, throttleBurst, image, cpu, minTasks, maxTasks,
 auroraMinAcu, auroraMaxAcu, auroraReaders, cacheNodeType, cacheReplicas, natGateways,
-stackName; database=dynamodb (no Aurora: a table
+stackName; database=aurora-postgresql (Aurora PostgreSQL instead of Aurora MySQL) or
+database=dynamodb (no Aurora: a table
 per declared resource) with resources=<declaration.toml> (default: the heroes) and
 tablePrefix (default: the stack's name and '-').
 """

@@ -8,6 +8,7 @@ own beside them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -179,7 +180,8 @@ class App:
 
     async def kill(self) -> None:
         if self._process is not None and self._process.returncode is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it died on its own
+                os.killpg(self._process.pid, signal.SIGKILL)
             await self._process.wait()
 
 
@@ -226,7 +228,9 @@ def killing(apps: list[App], kills: list[int]) -> Outsider:
 
 def together(*outsiders: Outsider) -> Outsider:
     async def all_of(history: History, keys: list[Key], done: asyncio.Event) -> None:
-        await asyncio.gather(*(outsider(history, keys, done) for outsider in outsiders))
+        async with asyncio.TaskGroup() as group:  # one failing stops the others
+            for outsider in outsiders:
+                group.create_task(outsider(history, keys, done))
 
     return all_of
 

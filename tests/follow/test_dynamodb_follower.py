@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from tests.conftest import SERVER_URLS, database_url, dynamodb_endpoint, redis_namespace, require
+from tests.follow.test_follower import made_anew
 from tests.heroes import hero
 from twotier.bootstrap import build_service
 from twotier.config import Settings
@@ -35,14 +36,8 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
         cache_namespace=redis_namespace(),
         dynamodb_index_lag=0.0,
     )
-    made = build_service(settings)
-    await made.prepare()
-    try:
+    async with made_anew(build_service(settings)) as made:
         yield made
-    finally:
-        await made.cache.cache.clear()
-        await made.store.drop_schema()  # type: ignore[attr-defined]
-        await made.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pymysql
@@ -136,7 +137,14 @@ async def service(database: Database) -> AsyncIterator[Service]:
         cache_url="memory://" if database.kind == "sqlite" else SERVER_URLS["redis"],
         cache_namespace=database.namespace,
     )
-    made = build_service(settings)
+    async with made_anew(build_service(settings)) as made:
+        yield made
+
+
+@asynccontextmanager
+async def made_anew(made: Service) -> AsyncIterator[Service]:
+    """``made`` over its tables made anew, empty; after, its cache namespace emptied, the
+    tables dropped and the service closed."""
     await made.prepare()
     await made.store.drop_schema()  # type: ignore[attr-defined]
     await made.prepare()
@@ -144,6 +152,7 @@ async def service(database: Database) -> AsyncIterator[Service]:
         yield made
     finally:
         await made.cache.cache.clear()
+        await made.store.drop_schema()  # type: ignore[attr-defined]
         await made.close()
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import SERVER_URLS, redis_namespace, require
-from tests.follow.test_follower import eventually
+from tests.follow.test_follower import eventually, made_anew
 from tests.heroes import hero
 from tests.own_servers import OwnMariaDB, OwnPostgres
 from twotier.bootstrap import build_service
@@ -64,16 +64,8 @@ NAMESPACE = redis_namespace()
 @pytest.fixture
 async def admin(admin_url: str) -> AsyncIterator[Service]:
     """The schema made anew, and the follower's user with it, by the database's owner."""
-    made = service(admin_url, NAMESPACE, AWKWARD)
-    await made.prepare()
-    await made.store.drop_schema()  # type: ignore[attr-defined]
-    await made.prepare()
-    try:
+    async with made_anew(service(admin_url, NAMESPACE, AWKWARD)) as made:
         yield made
-    finally:
-        await made.cache.cache.clear()
-        await made.store.drop_schema()  # type: ignore[attr-defined]
-        await made.close()
 
 
 async def test_a_follower_follows_as_its_own_user(admin: Service, admin_url: str) -> None:

@@ -17,19 +17,35 @@ def resources(template: assertions.Template, kind: str) -> dict[str, Any]:
     return dict(template.find_resources(kind))
 
 
-def check_data_tier(template: assertions.Template) -> None:
+#: Each Aurora engine: its port, and the cluster parameters the change-log follower needs.
+AURORA = {
+    "aurora-mysql": (
+        3306,
+        {
+            "binlog_format": "ROW",
+            "binlog_row_image": "full",
+            "binlog_row_metadata": "full",
+            "log_bin_trust_function_creators": "1",
+        },
+    ),
+    "aurora-postgresql": (5432, {"rds.logical_replication": "1"}),
+}
+
+
+def check_data_tier(template: assertions.Template, engine: str = "aurora-mysql") -> None:
     """Aurora Serverless v2 and Redis: private, encrypted, reachable from the app only."""
+    port, _ = AURORA[engine]
     template.has_resource_properties(
         "AWS::RDS::DBCluster",
         {
-            "Engine": "aurora-mysql",
+            "Engine": engine,
             "StorageEncrypted": True,
             "ServerlessV2ScalingConfiguration": {"MinCapacity": 0.5, "MaxCapacity": 4},
         },
     )
     for instance in resources(template, "AWS::RDS::DBInstance").values():
         assert instance["Properties"].get("PubliclyAccessible") is not True
-    template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the app's, the follower's
     template.has_resource_properties(
         "AWS::ElastiCache::ReplicationGroup",
         {
@@ -43,11 +59,11 @@ def check_data_tier(template: assertions.Template) -> None:
     ports = set()
     for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values():
         properties = rule["Properties"]
-        if properties.get("FromPort") in (3306, 6379):
+        if properties.get("FromPort") in (port, 6379):
             assert properties["SourceSecurityGroupId"]["Fn::GetAtt"][0] == app
             assert "CidrIp" not in properties
             ports.add(properties["FromPort"])
-    assert ports == {3306, 6379}
+    assert ports == {port, 6379}
     for key, group in groups.items():
         if "LB" in key:  # a public load balancer is meant to take traffic from anywhere
             continue
@@ -86,10 +102,11 @@ def cfn_lint(template: assertions.Template, tmp_path: Path) -> subprocess.Comple
     return subprocess.run(lint, capture_output=True, text=True, timeout=300)
 
 
-def check_follower(template: assertions.Template, image: str) -> None:
+def check_follower(template: assertions.Template, image: str, engine: str = "aurora-mysql") -> None:
     """The change-log follower: two small Fargate tasks of the image running ``twotier
-    follow`` with EMF, the app's secret (never a password), an alarm on its lag; and the
-    Aurora cluster logging what it reads."""
+    follow`` with EMF, as a database user of their own (its secret, never a password, and
+    no other secret), an alarm on its lag; the app told to make that user; and the Aurora
+    cluster logging what the follower reads."""
     tasks = [
         task
         for task in resources(template, "AWS::ECS::TaskDefinition").values()
@@ -103,6 +120,25 @@ def check_follower(template: assertions.Template, image: str) -> None:
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert {"TWOTIER_DATABASE_SECRET_ARN", "TWOTIER_CACHE_URL"} <= set(environment)
     assert "password" not in str(environment).lower()
+    follower_secret = environment["TWOTIER_DATABASE_SECRET_ARN"]
+    assert "FollowerSecret" in follower_secret["Ref"]
+    # The follower's role may read its own secret and no other.
+    role = tasks[0]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    read: list[Any] = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                if any(a.startswith("secretsmanager:") for a in actions):
+                    read.append(statement["Resource"])
+    assert read == [follower_secret]
+    # Whatever else runs (the app) is told to make that user, with that secret.
+    told = [
+        variables
+        for variables in _environments(template)
+        if variables.get("TWOTIER_FOLLOWER_SECRET_ARN") == follower_secret
+    ]
+    assert told
     template.has_resource_properties(
         "AWS::ECS::Service", {"DesiredCount": 2, "LaunchType": "FARGATE"}
     )
@@ -111,13 +147,16 @@ def check_follower(template: assertions.Template, image: str) -> None:
         {"MetricName": "FollowLag", "Namespace": "twotier", "Threshold": 5000},
     )
     template.has_resource_properties(
-        "AWS::RDS::DBClusterParameterGroup",
-        {
-            "Parameters": {
-                "binlog_format": "ROW",
-                "binlog_row_image": "full",
-                "binlog_row_metadata": "full",
-                "log_bin_trust_function_creators": "1",
-            }
-        },
+        "AWS::RDS::DBClusterParameterGroup", {"Parameters": AURORA[engine][1]}
     )
+
+
+def _environments(template: assertions.Template) -> list[dict[str, Any]]:
+    """The environment of every container and function in the template."""
+    found = []
+    for task in resources(template, "AWS::ECS::TaskDefinition").values():
+        for container in task["Properties"]["ContainerDefinitions"]:
+            found.append({e["Name"]: e["Value"] for e in container.get("Environment", [])})
+    for function in resources(template, "AWS::Lambda::Function").values():
+        found.append(function["Properties"].get("Environment", {}).get("Variables", {}))
+    return found

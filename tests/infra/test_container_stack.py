@@ -128,3 +128,26 @@ def test_the_app_builds_the_container_stack_from_context() -> None:
     )
     with pytest.raises(ValueError, match="needs -c image"):
         cdk_app.build(App(context={"kind": "container"}))
+
+
+def test_aurora_postgresql_with_logical_decoding_for_the_follower(tmp_path: Path) -> None:
+    """``-c database=aurora-postgresql``: Aurora PostgreSQL, admitting only the app on
+    5432, with logical replication on for the follower, which runs as its own user."""
+    import app as cdk_app
+
+    stack = cdk_app.build(
+        App(context={"kind": "container", "image": IMAGE, "database": "aurora-postgresql"})
+    )
+    template = assertions.Template.from_stack(stack)
+    check_data_tier(template, "aurora-postgresql")
+    check_least_privilege(template)
+    check_follower(template, IMAGE, "aurora-postgresql")
+    [app] = [
+        task["Properties"]["ContainerDefinitions"][0]
+        for task in resources(template, "AWS::ECS::TaskDefinition").values()
+        if "Command" not in task["Properties"]["ContainerDefinitions"][0]
+    ]
+    environment = {e["Name"]: e["Value"] for e in app["Environment"]}
+    assert environment["TWOTIER_DATABASE_URL"]["Fn::Join"][1][0] == "postgresql://"
+    result = cfn_lint(template, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

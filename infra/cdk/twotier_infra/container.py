@@ -69,6 +69,11 @@ class ContainerStack(Stack):
             ),
         )
         data.grant_database(service.task_definition.task_role)
+        # The app makes the follower's own user as it starts (Aurora; see follower.py).
+        container = service.task_definition.default_container
+        assert container is not None
+        for name, value in data.making_the_follower_user(service.task_definition.task_role).items():
+            container.add_environment(name, value)
         # Ready means the database and the cache answer (the image's HEALTHCHECK is liveness).
         service.target_group.configure_health_check(
             path="/readyz", healthy_http_codes="200", interval=Duration.seconds(15)

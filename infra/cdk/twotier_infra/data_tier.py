@@ -1,5 +1,5 @@
-"""The data tier both stacks share: a VPC, the database (Aurora MySQL Serverless v2, or
-DynamoDB tables), ElastiCache Redis.
+"""The data tier both stacks share: a VPC, the database (Aurora MySQL or Aurora PostgreSQL
+Serverless v2, or DynamoDB tables), ElastiCache Redis.
 
 Nothing here is reachable from the internet: Aurora and the cache live in isolated subnets,
 and their security groups admit only the app's security group; DynamoDB is reached through
@@ -50,7 +50,7 @@ class DataTierProps:
     cache_node_type: str = "cache.t4g.small"
     cache_replicas: int = 1
     removal_policy: RemovalPolicy = RemovalPolicy.SNAPSHOT
-    database: str = "aurora"  # or "dynamodb"
+    database: str = "aurora"  # Aurora MySQL; or "aurora-postgresql", or "dynamodb"
     resources: str | None = None  # the declaration (TOML) whose tables DynamoDB holds
     table_prefix: str | None = None  # DynamoDB: before every table name (the stack's name)
 
@@ -79,9 +79,12 @@ class DataTier(Construct):
             "CacheSecurityGroup", 6379, "twotier Redis: from the app only"
         )
 
-        if props.database not in ("aurora", "dynamodb"):
-            raise ValueError(f"database must be aurora or dynamodb, not {props.database!r}")
+        if props.database not in DATABASES:
+            raise ValueError(
+                f"database must be one of {', '.join(DATABASES)}, not {props.database!r}"
+            )
         self.database_secret: secretsmanager.ISecret | None = None
+        self.follower_secret: secretsmanager.ISecret | None = None
         self.tables: list[dynamodb.Table] = []
         self.streamed_tables: list[dynamodb.Table] = []  # the resources': the follower's
         if props.database == "dynamodb":
@@ -127,8 +130,9 @@ class DataTier(Construct):
         return group
 
     def _aurora(self, props: DataTierProps, isolated: ec2.SubnetSelection) -> None:
+        engine, port, scheme, parameters = _AURORA[props.database]
         database_sg = self._admitting_the_app(
-            "DatabaseSecurityGroup", 3306, "twotier Aurora: MySQL from the app only"
+            "DatabaseSecurityGroup", port, f"twotier {props.database}: from the app only"
         )
         readers = [
             rds.ClusterInstance.serverless_v2(f"Reader{n}", scale_with_writer=True)
@@ -137,9 +141,7 @@ class DataTier(Construct):
         self.database = rds.DatabaseCluster(
             self,
             "Database",
-            engine=rds.DatabaseClusterEngine.aurora_mysql(
-                version=rds.AuroraMysqlEngineVersion.VER_3_08_0
-            ),
+            engine=engine,
             credentials=rds.Credentials.from_generated_secret("twotier"),
             default_database_name=props.database_name,
             writer=rds.ClusterInstance.serverless_v2("Writer"),
@@ -150,15 +152,7 @@ class DataTier(Construct):
             vpc_subnets=isolated,
             security_groups=[database_sg],
             storage_encrypted=True,
-            # What the change-log follower reads (docs/operations.md): every row whole, with
-            # its column names; and twotier's version triggers, which a user without SUPER
-            # may create only with log_bin_trust_function_creators.
-            parameters={
-                "binlog_format": "ROW",
-                "binlog_row_image": "full",
-                "binlog_row_metadata": "full",
-                "log_bin_trust_function_creators": "1",
-            },
+            parameters=parameters,
             backup=rds.BackupProps(retention=Duration.days(7)),
             deletion_protection=props.removal_policy is not RemovalPolicy.DESTROY,
             removal_policy=props.removal_policy,
@@ -166,8 +160,17 @@ class DataTier(Construct):
         assert self.database.secret is not None
         self.database_secret = self.database.secret
         self.database_url = (
-            f"mysql://{self.database.cluster_endpoint.hostname}/{props.database_name}"
+            f"{scheme}://{self.database.cluster_endpoint.hostname}/{props.database_name}"
         )
+        # The follower's own user: the app makes it with this secret's password and only the
+        # replication privileges (TWOTIER_FOLLOWER_SECRET_ARN); the follower connects as it.
+        self.follower_secret = rds.DatabaseSecret(
+            self,
+            "FollowerSecret",
+            username=FOLLOWER_USER,
+            master_secret=self.database.secret,
+            exclude_characters=" %+~`#$&*()|[]{}:;<>?!'/@\"\\",
+        ).attach(self.database)
 
     def _dynamodb(self, props: DataTierProps) -> None:
         """One table per declared resource (the design ``twotier db init`` makes:
@@ -240,12 +243,33 @@ class DataTier(Construct):
             environment["TWOTIER_DATABASE_SECRET_ARN"] = self.database_secret.secret_arn
         return environment
 
+    def follower_environment(self) -> dict[str, str]:
+        """What the follower needs to find the database: on Aurora, its own user's secret
+        (the replication privileges, nothing else)."""
+        if self.follower_secret is None:
+            return self.database_environment()
+        return {
+            "TWOTIER_DATABASE_URL": self.database_url,
+            "TWOTIER_DATABASE_SECRET_ARN": self.follower_secret.secret_arn,
+        }
+
     def grant_following(self, grantee: iam.IGrantable) -> None:
-        """Let the follower read the database's change log: with DynamoDB, the resource
-        tables' streams (Aurora's binlog is read with the database secret)."""
+        """Let the follower read the database's change log: on Aurora, its own user's
+        secret alone; with DynamoDB, twotier's calls and the resource tables' streams."""
+        if self.follower_secret is not None:
+            self.follower_secret.grant_read(grantee)
+            return
         self.grant_database(grantee)
         for table in self.streamed_tables:
             table.grant_stream_read(grantee)
+
+    def making_the_follower_user(self, grantee: iam.IGrantable) -> dict[str, str]:
+        """Let the app make the follower's user (on Aurora): read its secret; the
+        environment that tells the app to."""
+        if self.follower_secret is None:
+            return {}
+        self.follower_secret.grant_read(grantee)
+        return {"TWOTIER_FOLLOWER_SECRET_ARN": self.follower_secret.secret_arn}
 
     def grant_database(self, grantee: iam.IGrantable) -> None:
         """Let the app use the database: read the Aurora secret, or make twotier's calls on
@@ -255,6 +279,36 @@ class DataTier(Construct):
         for table in self.tables:
             table.grant(grantee, *DYNAMODB_ACTIONS)
 
+
+#: The follower's own database user (docs/operations.md).
+FOLLOWER_USER = "twotier_follower"
+
+#: Each Aurora engine: its engine, port, URL scheme and the cluster parameters the
+#: change-log follower needs (docs/operations.md).
+_AURORA: dict[str, tuple[rds.IClusterEngine, int, str, dict[str, str]]] = {
+    # Every row whole, with its column names, in the binlog; and twotier's version
+    # triggers, which a user without SUPER may create only with
+    # log_bin_trust_function_creators.
+    "aurora": (
+        rds.DatabaseClusterEngine.aurora_mysql(version=rds.AuroraMysqlEngineVersion.VER_3_08_0),
+        3306,
+        "mysql",
+        {
+            "binlog_format": "ROW",
+            "binlog_row_image": "full",
+            "binlog_row_metadata": "full",
+            "log_bin_trust_function_creators": "1",
+        },
+    ),
+    # Logical decoding (wal_level=logical), which the follower reads from its slot.
+    "aurora-postgresql": (
+        rds.DatabaseClusterEngine.aurora_postgres(version=rds.AuroraPostgresEngineVersion.VER_16_8),
+        5432,
+        "postgresql",
+        {"rds.logical_replication": "1"},
+    ),
+}
+DATABASES = (*_AURORA, "dynamodb")
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,

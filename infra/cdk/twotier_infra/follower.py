@@ -2,8 +2,10 @@
 
 Two tasks: one follows, the other holds itself ready and takes over within the lease (5 s)
 when the first dies (the lease lives in the cache). They reach the same database and cache
-as the app, from the app's security group, with the app's database secret (with DynamoDB:
-twotier's calls and the streams' reads on its tables); their metrics go to CloudWatch as
+as the app, from the app's security group; on Aurora as a user of their own that may read
+the change log and nothing else (its secret the only one they may read; the app makes the
+user), with DynamoDB by twotier's calls and the streams' reads on its tables. Their
+metrics go to CloudWatch as
 EMF lines in their log, and an alarm watches the lag. (The serverless stack on DynamoDB
 needs none: the streams invoke its function.)
 """
@@ -41,7 +43,7 @@ class Follower(Construct):
             "follower",
             image=image,
             command=["twotier", "follow", "--emf-every", "60"],
-            environment=data.database_environment() | {"TWOTIER_CACHE_URL": data.cache_url},
+            environment=data.follower_environment() | {"TWOTIER_CACHE_URL": data.cache_url},
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="twotier-follower", log_retention=log_retention
             ),

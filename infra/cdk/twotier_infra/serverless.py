@@ -104,6 +104,9 @@ class ServerlessStack(Stack):
                 )
             lag_alarm(self)
         elif props.follower_image:
+            # The function makes the follower's own user as it starts (see follower.py).
+            for name, value in data.making_the_follower_user(function).items():
+                function.add_environment(name, value)
             Follower(
                 self,
                 "Follower",
