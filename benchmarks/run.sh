@@ -47,3 +47,4 @@ dynamodb_redis=(env "TWOTIER_DATABASE_URL=dynamodb://?endpoint_url=http://127.0.
 # Writes that bypass twotier: commit -> cache, end to end, with `twotier follow` (issue 15).
 $BIN/python benchmarks/follow_lag.py --database mariadb --out $OUT/follow-lag/mariadb.json
 $BIN/python benchmarks/follow_lag.py --database postgres --out $OUT/follow-lag/postgres.json
+$BIN/python benchmarks/pg_decoding.py --out $OUT/pg-decoding

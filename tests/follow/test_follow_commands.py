@@ -126,6 +126,7 @@ def test_twotier_follow_refuses_a_database_without_a_binlog_in_one_line(tmp_path
     require("mysql")
     env = environment(settings_for("mysql", "memory", tmp_path))
     try:
+        assert run(["db", "init"], env, tmp_path).returncode == 0  # a follower makes no schema
         refused = run(["follow"], env, tmp_path)
     finally:
         drop_table(env["TWOTIER_DATABASE_URL"])

@@ -1,9 +1,8 @@
 """MySQL, MariaDB and Aurora MySQL: the binary log, read as a replica reads it.
 
 python-mysql-replication speaks the replication protocol (a blocking PyMySQL connection),
-so the log is read on a thread of its own, which hands each committed transaction's row
-changes to the event loop through a bounded queue: a follower that falls behind slows the
-reading down instead of holding the log in memory.
+so the log is read on a thread of its own (``threaded``), which hands each committed
+transaction's row changes to the event loop.
 
 The server must log rows whole: ``binlog_format=ROW`` and ``binlog_row_image=FULL`` (the
 old and new values of every column, which the follower needs to move the old and new
@@ -18,11 +17,10 @@ mid-transaction starts again with that transaction whole.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pymysql
@@ -38,6 +36,7 @@ from twotier.follow.changes import (
     FollowRefused,
     PositionLost,
 )
+from twotier.follow.threaded import HandOver, read_on_thread
 from twotier.store.sql import SQLStore
 from twotier.store.sql_rows import SQLRows
 
@@ -46,8 +45,6 @@ _POSITION_GONE = 1236
 #: Seconds between the server's heartbeats while nothing is written: how soon a stop or a
 #: lost link is noticed when the log is quiet.
 _HEARTBEAT = 1.0
-#: Transactions read ahead of the follower at most.
-_READ_AHEAD = 256
 
 
 class BinlogChangeLog:
@@ -108,39 +105,14 @@ class BinlogChangeLog:
 
     async def batches(self, position: str) -> AsyncGenerator[Batch, None]:
         await self._check()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Batch | BaseException] = asyncio.Queue(_READ_AHEAD)
-        stop = threading.Event()
 
-        def hand_over(item: Batch | BaseException) -> None:
-            """From the reading thread: wait for room in the queue (or for the stop)."""
-            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    future.result(timeout=_HEARTBEAT)
-                    return
-            future.cancel()
+        def read(hand_over: HandOver, stop: threading.Event) -> None:
+            self._read(position, hand_over, stop)
 
-        reader = threading.Thread(
-            target=self._read, args=(position, hand_over, stop), name="binlog", daemon=True
-        )
-        reader.start()
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            await asyncio.to_thread(reader.join, 2 * _HEARTBEAT)
+        async for batch in read_on_thread(read, "binlog", _HEARTBEAT):
+            yield batch
 
-    def _read(
-        self,
-        position: str,
-        hand_over: Callable[[Batch | BaseException], None],
-        stop: threading.Event,
-    ) -> None:
+    def _read(self, position: str, hand_over: HandOver, stop: threading.Event) -> None:
         """The reading thread: one batch per committed transaction, a heartbeat batch when
         the server says the log is quiet; the error that ended it as the last item."""
         log_file, _, offset = position.rpartition(":")
@@ -190,8 +162,6 @@ class BinlogChangeLog:
                 hand_over(ChangeLogUnavailable(f"binary log unreadable: {error}"))
         except (pymysql.err.MySQLError, OSError) as error:
             hand_over(ChangeLogUnavailable(f"binary log unreadable: {error}"))
-        except BaseException as error:  # a bug: surface it, do not hang the follower
-            hand_over(error)
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):

@@ -93,7 +93,13 @@ class SQLStore:
         pool_size: int = 10,
         timeout: float = 5.0,
     ) -> None:
-        self.url, self._tls = split_tls(async_url(url))
+        given = async_url(url)
+        self.url, self._tls = split_tls(given)
+        #: The URL's TLS parameters as given, for a client that takes them as they are
+        #: (libpq's, to psycopg2's replication connection).
+        self.tls_parameters = {
+            name: str(value) for name, value in given.query.items() if name not in self.url.query
+        }
         self.backend = self.url.get_backend_name()
         self._timeout = timeout
         self.engine = self._create_engine(self.url, pool_size, timeout)
