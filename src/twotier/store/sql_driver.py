@@ -86,6 +86,8 @@ class Session(Protocol):
 
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None: ...
 
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]: ...
+
     async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
         """Run it; the id of an inserted row where the database tells (MySQL, SQLite)."""
 
@@ -397,9 +399,12 @@ class _EngineSession:
         self._conn = conn
 
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:
+        rows = await self.fetch_all(statement, values)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, statement: Statement, values: Mapping[str, Any]) -> list[Row]:
         result = await self._conn.exec_driver_sql(statement.sql, statement.args(values))
-        row = result.first()
-        return tuple(row) if row is not None else None
+        return [tuple(row) for row in result]
 
     async def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
         result = await self._conn.exec_driver_sql(statement.sql, statement.args(values))
