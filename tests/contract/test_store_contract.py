@@ -239,6 +239,25 @@ async def test_concurrent_creates_each_get_their_own_row(heroes: Rows, store_kin
         assert calls <= 2, f"{calls} statements for 20 creates of one loop turn"
 
 
+async def test_concurrent_updates_of_many_rows_read_them_together(
+    heroes: Rows, store_kind: str
+) -> None:
+    """Updates in one turn of the event loop (on SQL, their reads one SELECT … IN, each
+    compare-and-set its own statement): each row takes exactly its own change."""
+    made = await create_each(heroes, [hero(f"u{i}", xp=i) for i in range(20)])
+    before = database_calls()
+    done = await asyncio.gather(
+        *(heroes.update(record["id"], {"name": f"v{i}"}) for i, record in enumerate(made))
+    )
+    calls = database_calls() - before
+    for i, (record, result) in enumerate(zip(made, done, strict=True)):
+        assert result is not None
+        assert result[1] == await heroes.get(record["id"])
+        assert (result[1]["name"], result[1].version) == (f"v{i}", record.version + 1)
+    if store_kind in ("sqlite", "postgres", "mysql"):
+        assert calls <= 21, f"{calls} statements for 20 updates: their reads were not shared"
+
+
 async def test_a_refused_row_among_concurrent_creates_fails_alone(
     store_kind: str, tmp_path: object
 ) -> None:

@@ -108,6 +108,9 @@ class SQLRows:
             self._insert_together
         )
         self._tickets = itertools.count()
+        # The reads a write starts with (its compare-and-set's version), of one loop turn:
+        # one SELECT … IN for the lot.
+        self._current_rows: TickBatcher[Key, Record | None] = TickBatcher(self._read_together)
         self._inserts_of: dict[int, Statement] = {}
         self._dialect = dialect
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
@@ -442,22 +445,24 @@ class SQLRows:
         return before
 
     async def _current(self, key: Key, expected: frozenset[int] | None) -> Record | None:
-        """The row as it is now; VersionMismatch if ``expected`` names other versions."""
-        row = await self._driver.fetch_one(self._by_key, {"key": key})
-        return self._checked(row, expected)
+        """The row as it is now (read with the other writes' rows of this loop turn);
+        VersionMismatch if ``expected`` names other versions."""
+        return self._checked(await self._current_rows.load(str(key), key), expected)
+
+    async def _read_together(self, wanted: Mapping[str, Key]) -> dict[str, Record | None]:
+        found = await self.get_many(list(wanted.values()))  # keys compare exactly (binary)
+        return {name: found.get(key) for name, key in wanted.items()}
 
     async def _lock(
         self, session: Session, key: Key, expected: frozenset[int] | None
     ) -> Record | None:
         """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
-        return self._checked(await session.fetch_one(self._locked, {"key": key}), expected)
+        row = await session.fetch_one(self._locked, {"key": key})
+        return self._checked(self._raw_record(row) if row is not None else None, expected)
 
-    def _checked(
-        self, row: tuple[Any, ...] | None, expected: frozenset[int] | None
-    ) -> Record | None:
+    def _checked(self, before: Record | None, expected: frozenset[int] | None) -> Record | None:
         """The row read; with ``expected``, VersionMismatch unless it is at one of those
         versions (an absent row is at none)."""
-        before = self._raw_record(row) if row is not None else None
         if expected is not None and (before is None or before.version not in expected):
             raise VersionMismatch(before.version if before is not None else 0)
         return before
