@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -258,52 +259,51 @@ async def test_concurrent_updates_of_many_rows_read_them_together(
         assert calls <= 21, f"{calls} statements for 20 updates: their reads were not shared"
 
 
+PRODUCT = {"name": "P", "category": "c", "price": 1.5, "stock": 1, "active": True}
+
+
+@pytest.fixture
+async def products(store_kind: str, tmp_path: object) -> AsyncIterator[Rows]:
+    """The declared products (client-given keys), one of them made: sku ``taken``."""
+    store: Any = open_store(database_url(store_kind, tmp_path), load_resources(DECLARED))
+    await store.init_schema()
+    made: Rows = store.rows("products")
+    try:
+        await made.create_many([PRODUCT | {"sku": "taken"}])
+        yield made
+    finally:
+        await store.drop_schema()
+        await store.close()
+
+
 async def test_a_refused_row_among_concurrent_creates_fails_alone(
-    store_kind: str, tmp_path: object
+    products: Rows, store_kind: str
 ) -> None:
     """A taken key, or a value the database will not keep, fails its own create only: the
     others of its loop turn are made."""
-    store: Any = open_store(database_url(store_kind, tmp_path), load_resources(DECLARED))
-    await store.init_schema()
-    products = store.rows("products")
-    try:
-        row = {"name": "P", "category": "c", "price": 1.5, "stock": 1, "active": True}
-        await products.create_many([row | {"sku": "taken"}])
-        wanted = [row | {"sku": sku} for sku in ("new1", "taken", "new2", "new3")]
-        if by_key(store_kind):  # past validation: a stock the column cannot hold
-            wanted.append(row | {"sku": "huge", "stock": 10**30})
-        results = await asyncio.gather(
-            *(products.create_many([each]) for each in wanted), return_exceptions=True
-        )
-        assert isinstance(results[1], DuplicateKey)
-        assert [r[0]["sku"] for r in results if isinstance(r, list)] == ["new1", "new2", "new3"]
-        if by_key(store_kind):
-            assert isinstance(results[4], Exception)
-        assert await products.count() == 4
-    finally:
-        await store.drop_schema()
-        await store.close()
+    wanted = [PRODUCT | {"sku": sku} for sku in ("new1", "taken", "new2", "new3")]
+    if by_key(store_kind):  # past validation: a stock the column cannot hold
+        wanted.append(PRODUCT | {"sku": "huge", "stock": 10**30})
+    results = await asyncio.gather(
+        *(products.create_many([each]) for each in wanted), return_exceptions=True
+    )
+    assert isinstance(results[1], DuplicateKey)
+    assert [r[0]["sku"] for r in results if isinstance(r, list)] == ["new1", "new2", "new3"]
+    if by_key(store_kind):
+        assert isinstance(results[4], Exception)
+    assert await products.count() == 4
 
 
-async def test_a_batch_with_a_taken_key_writes_nothing(store_kind: str, tmp_path: object) -> None:
+async def test_a_batch_with_a_taken_key_writes_nothing(products: Rows, store_kind: str) -> None:
     needs_transactions(store_kind)
     # Client-given keys: one taken key fails the whole batch, on every store (DynamoDB: one
     # TransactWriteItems, whose condition on that item cancels the others).
-    store: Any = open_store(database_url(store_kind, tmp_path), load_resources(DECLARED))
-    await store.init_schema()
-    products = store.rows("products")
-    try:
-        row = {"name": "P", "category": "c", "price": 1.5, "stock": 1, "active": True}
-        await products.create_many([row | {"sku": "taken"}])
-        with pytest.raises(DuplicateKey):
-            await products.create_many([row | {"sku": s} for s in ("new1", "taken", "new2")])
-        assert await products.count() == 1
-        with pytest.raises(DuplicateKey):  # a key twice in one batch
-            await products.create_many([row | {"sku": s} for s in ("twice", "twice")])
-        assert await products.count() == 1
-    finally:
-        await store.drop_schema()
-        await store.close()
+    with pytest.raises(DuplicateKey):
+        await products.create_many([PRODUCT | {"sku": s} for s in ("new1", "taken", "new2")])
+    assert await products.count() == 1
+    with pytest.raises(DuplicateKey):  # a key twice in one batch
+        await products.create_many([PRODUCT | {"sku": s} for s in ("twice", "twice")])
+    assert await products.count() == 1
 
 
 async def test_dynamodb_refuses_what_it_cannot_write_in_one_transaction(
