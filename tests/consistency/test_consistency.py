@@ -132,8 +132,13 @@ async def database(
 @pytest.mark.parametrize("subject", SUBJECTS, ids=["heroes", "products"])
 @pytest.mark.parametrize(
     ("database", "workers", "near_cache_ttl"),
-    [("mysql", 2, "0"), ("mysql", 1, "10"), ("dynamodb", 2, "0")],
-    ids=["mysql-2-workers-redis", "mysql-1-worker-near-cache", "dynamodb-2-workers-redis"],
+    [("mysql", 2, "0"), ("mysql", 1, "10"), ("postgres", 2, "0"), ("dynamodb", 2, "0")],
+    ids=[
+        "mysql-2-workers-redis",
+        "mysql-1-worker-near-cache",
+        "postgres-2-workers-redis",
+        "dynamodb-2-workers-redis",
+    ],
     indirect=["database"],
 )
 async def test_concurrent_clients_never_see_stale_data_nor_lose_writes(

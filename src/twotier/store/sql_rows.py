@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     cast,
+    column,
     delete,
     exc,
     func,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import values as values_of
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,8 +59,11 @@ _OPTIMISTIC_TRIES = 3
 
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
 _IN_CHUNK = 1024
-# Rows per multi-row INSERT of concurrent POSTs.
+# Rows per multi-row INSERT of concurrent POSTs (and per UPDATE … FROM VALUES).
 _INSERT_CHUNK = 64
+
+#: One compare-and-set: the key, the changes, the version the row must still be at.
+_Set = tuple[Key, dict[str, Any], int]
 
 
 class SQLRows:
@@ -111,6 +116,9 @@ class SQLRows:
         # The reads a write starts with (its compare-and-set's version), of one loop turn:
         # one SELECT … IN for the lot.
         self._current_rows: TickBatcher[Key, Record | None] = TickBatcher(self._read_together)
+        # Their compare-and-sets, on PostgreSQL (``_set_together``).
+        self._sets: TickBatcher[_Set, bool] = TickBatcher(self._set_together)
+        self._sets_of: dict[tuple[frozenset[str], int], Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
         self._dialect = dialect
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
@@ -492,7 +500,90 @@ class SQLRows:
         await session.execute(statement, self._stored(changes) | {"key": key})
 
     async def _set_if_at(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
-        """Set ``changes`` if the row is still at ``version``; whether it was."""
+        """Set ``changes`` if the row is still at ``version``; whether it was. On
+        PostgreSQL, with the other writes of this loop turn (``UPDATE … FROM (VALUES …)
+        RETURNING`` says which rows were still at their version)."""
+        if self._db.backend != "postgresql":
+            return await self._set_alone(key, changes, version)
+        return await self._sets.load(str(next(self._tickets)), (key, dict(changes), version))
+
+    async def _set_together(self, wanted: Mapping[str, _Set]) -> dict[str, bool]:
+        """The compare-and-sets of one loop turn, one statement per set of fields (and per
+        ``_INSERT_CHUNK``), each row at most once a statement: two writes of one row in one
+        statement would both find it returned. A statement the database refuses is undone
+        and its writes made alone, so that each gets its own answer."""
+        outcome: dict[str, bool] = {}
+        by_fields: dict[frozenset[str], list[tuple[str, _Set]]] = {}
+        for name, write in wanted.items():
+            by_fields.setdefault(frozenset(write[1]), []).append((name, write))
+        for fields, writes in by_fields.items():
+            while writes:
+                keys: set[Key] = set()
+                now: list[tuple[str, _Set]] = []
+                later: list[tuple[str, _Set]] = []
+                for name, write in writes:
+                    (later if write[0] in keys else now).append((name, write))
+                    keys.add(write[0])
+                for start in range(0, len(now), _INSERT_CHUNK):
+                    outcome |= await self._set_chunk(fields, now[start : start + _INSERT_CHUNK])
+                writes = later
+        return outcome
+
+    async def _set_chunk(
+        self, fields: frozenset[str], chunk: list[tuple[str, _Set]]
+    ) -> dict[str, bool]:
+        if len(chunk) == 1:
+            name, (key, changes, version) = chunk[0]
+            return {name: await self._set_alone(key, changes, version)}
+        bound: dict[str, Any] = {}
+        for index, (_, (key, changes, version)) in enumerate(chunk):
+            bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
+            bound |= {f"r{index}__twotier_key": key, f"r{index}__twotier_at": version}
+        try:
+            async with self._driver.autocommitted() as session:
+                rows = await session.fetch_all(self._set_many(fields, len(chunk)), bound)
+        except StoreUnavailable:
+            raise
+        except Exception:  # each write alone then gets its own answer
+            return {
+                name: await self._set_alone(key, changes, version)
+                for name, (key, changes, version) in chunk
+            }
+        changed = {row[0] for row in rows}
+        return {name: key in changed for name, (key, _, _) in chunk}
+
+    def _set_many(self, fields: frozenset[str], count: int) -> Statement:
+        """``UPDATE … SET`` ``fields`` and the next version ``FROM (VALUES …)`` of
+        ``count`` rows (key, version read, values), where each row is still at its
+        version, ``RETURNING`` the keys changed."""
+        statement = self._sets_of.get((fields, count))
+        if statement is None:
+            names = sorted(fields)
+            columns = [
+                column("_twotier_key", self._key.type),
+                column("_twotier_at", self.table.c[VERSION].type),
+                *(column(name, self.table.c[name].type) for name in names),
+            ]
+            rows = [
+                tuple(bindparam(f"r{index}_{c.name}", type_=c.type) for c in columns)
+                for index in range(count)
+            ]
+            given = values_of(*columns, name="given").data(rows)
+            made = (
+                update(self.table)
+                .values(
+                    {name: given.c[name] for name in names} | {VERSION: self.table.c[VERSION] + 1}
+                )
+                .where(
+                    self._key == given.c["_twotier_key"],
+                    self.table.c[VERSION] == given.c["_twotier_at"],
+                )
+                .returning(self._key)
+            )
+            statement = self._sets_of[fields, count] = Statement(made, self._dialect)
+        return statement
+
+    async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         statement = self._setter(frozenset(changes), conditional=True)
         values = self._stored(changes) | {"key": key, "at": version}
         async with self._driver.autocommitted() as session:
