@@ -262,6 +262,30 @@ async def test_concurrent_updates_of_many_rows_read_them_together(
         assert calls <= 21, f"{calls} statements for 20 updates: their reads were not shared"
 
 
+async def test_a_refused_update_among_concurrent_ones_fails_alone(
+    heroes: Rows, store_kind: str
+) -> None:
+    """A value the database will not keep fails its own update only: the others of its
+    loop turn (on PostgreSQL, one statement with it at first) are made."""
+    if not by_key(store_kind):
+        pytest.skip("DynamoDB keeps any number: nothing to refuse")
+    made = await create_each(heroes, [hero(f"r{i}", xp=i) for i in range(4)])
+    results = await asyncio.gather(
+        *(
+            heroes.update(record["id"], {"xp": -1 if i == 2 else 50 + i})  # past validation
+            for i, record in enumerate(made)
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[2], Exception)
+    for i in (0, 1, 3):
+        done = results[i]
+        assert isinstance(done, tuple)
+        assert done[1]["xp"] == 50 + i
+        assert (await heroes.get(made[i]["id"])) == done[1]
+    assert await heroes.get(made[2]["id"]) == made[2]
+
+
 PRODUCT = {"name": "P", "category": "c", "price": 1.5, "stock": 1, "active": True}
 
 

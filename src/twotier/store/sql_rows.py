@@ -117,7 +117,7 @@ class SQLRows:
         # one SELECT … IN for the lot.
         self._current_rows: TickBatcher[Key, Record | None] = TickBatcher(self._read_together)
         # Their compare-and-sets, on PostgreSQL (``_set_together``).
-        self._sets: TickBatcher[_Set, bool] = TickBatcher(self._set_together)
+        self._sets: TickBatcher[_Set, bool | Exception] = TickBatcher(self._set_together)
         self._sets_of: dict[tuple[frozenset[str], int], Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
         self._dialect = dialect
@@ -505,14 +505,17 @@ class SQLRows:
         RETURNING`` says which rows were still at their version)."""
         if self._db.backend != "postgresql":
             return await self._set_alone(key, changes, version)
-        return await self._sets.load(str(next(self._tickets)), (key, dict(changes), version))
+        outcome = await self._sets.load(str(next(self._tickets)), (key, dict(changes), version))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    async def _set_together(self, wanted: Mapping[str, _Set]) -> dict[str, bool]:
+    async def _set_together(self, wanted: Mapping[str, _Set]) -> dict[str, bool | Exception]:
         """The compare-and-sets of one loop turn, one statement per set of fields (and per
         ``_INSERT_CHUNK``), each row at most once a statement: two writes of one row in one
         statement would both find it returned. A statement the database refuses is undone
         and its writes made alone, so that each gets its own answer."""
-        outcome: dict[str, bool] = {}
+        outcome: dict[str, bool | Exception] = {}
         by_fields: dict[frozenset[str], list[tuple[str, _Set]]] = {}
         for name, write in wanted.items():
             by_fields.setdefault(frozenset(write[1]), []).append((name, write))
@@ -531,10 +534,10 @@ class SQLRows:
 
     async def _set_chunk(
         self, fields: frozenset[str], chunk: list[tuple[str, _Set]]
-    ) -> dict[str, bool]:
+    ) -> dict[str, bool | Exception]:
         if len(chunk) == 1:
-            name, (key, changes, version) = chunk[0]
-            return {name: await self._set_alone(key, changes, version)}
+            name, write = chunk[0]
+            return {name: await self._set_alone_or_refused(write)}
         bound: dict[str, Any] = {}
         for index, (_, (key, changes, version)) in enumerate(chunk):
             bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
@@ -545,10 +548,7 @@ class SQLRows:
         except StoreUnavailable:
             raise
         except Exception:  # each write alone then gets its own answer
-            return {
-                name: await self._set_alone(key, changes, version)
-                for name, (key, changes, version) in chunk
-            }
+            return {name: await self._set_alone_or_refused(write) for name, write in chunk}
         changed = {row[0] for row in rows}
         return {name: key in changed for name, (key, _, _) in chunk}
 
@@ -582,6 +582,12 @@ class SQLRows:
             )
             statement = self._sets_of[fields, count] = Statement(made, self._dialect)
         return statement
+
+    async def _set_alone_or_refused(self, write: _Set) -> bool | Exception:
+        try:
+            return await self._set_alone(*write)
+        except Exception as refused:  # handed to the write it belongs to, raised there
+            return refused
 
     async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         statement = self._setter(frozenset(changes), conditional=True)
