@@ -24,13 +24,17 @@ class TickBatcher(Generic[A, T]):
     """``load(name, argument)`` → ``run({name: argument, …})[name]``, one ``run`` per turn.
 
     ``run`` is a task of its own: a caller that is cancelled (a client that hung up) does
-    not cancel it for the others. A name asked twice in one turn is run once.
+    not cancel it for the others. A name asked twice in one turn is run once. ``run`` may
+    answer a name with an exception: that caller alone has it raised.
     """
 
-    def __init__(self, run: Callable[[Mapping[str, A]], Awaitable[Mapping[str, T]]]) -> None:
+    def __init__(
+        self, run: Callable[[Mapping[str, A]], Awaitable[Mapping[str, T | Exception]]]
+    ) -> None:
         self._run = run
         self._pending: dict[str, tuple[A, asyncio.Future[T]]] | None = None
-        self._running: set[asyncio.Future[Mapping[str, T]]] = set()  # the loop holds weakly
+        # The runs under way: the loop holds its tasks weakly.
+        self._running: set[asyncio.Future[Mapping[str, T | Exception]]] = set()
 
     async def load(self, name: str, argument: A) -> T:
         pending = self._pending
@@ -53,7 +57,8 @@ class TickBatcher(Generic[A, T]):
 
 
 def _settle(
-    batch: asyncio.Future[Mapping[str, T]], pending: Mapping[str, tuple[object, asyncio.Future[T]]]
+    batch: asyncio.Future[Mapping[str, T | Exception]],
+    pending: Mapping[str, tuple[object, asyncio.Future[T]]],
 ) -> None:
     """Hand each caller its part of the batch's result (or the batch's error)."""
     futures = {name: future for name, (_, future) in pending.items()}

@@ -59,9 +59,11 @@ class SingleFlight(Generic[T]):
 
 
 def settle(
-    batch: asyncio.Future[Mapping[str, T]], futures: Mapping[str, asyncio.Future[T]]
+    batch: asyncio.Future[Mapping[str, T]] | asyncio.Future[Mapping[str, T | Exception]],
+    futures: Mapping[str, asyncio.Future[T]],
 ) -> None:
-    """Hand each key's future its part of a batch result (or the batch's error)."""
+    """Hand each key's future its part of a batch result: a value, or an exception (the
+    batch's, or one the batch answered that key with)."""
     for key, future in futures.items():
         if future.done():
             continue
@@ -69,5 +71,7 @@ def settle(
             future.cancel()
         elif (error := batch.exception()) is not None:
             future.set_exception(error)
+        elif isinstance(answer := batch.result()[key], Exception):
+            future.set_exception(answer)
         else:
-            future.set_result(batch.result()[key])
+            future.set_result(answer)

@@ -15,9 +15,9 @@ loads) through the SQLAlchemy engine.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     BindParameter,
@@ -59,11 +59,21 @@ _OPTIMISTIC_TRIES = 3
 
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
 _IN_CHUNK = 1024
-# Rows per multi-row INSERT of concurrent POSTs (and per UPDATE … FROM VALUES).
-_INSERT_CHUNK = 64
+# Rows per multi-row INSERT of concurrent POSTs, and per UPDATE … FROM (VALUES …).
+_ROWS_PER_STATEMENT = 64
 
 #: One compare-and-set: the key, the changes, the version the row must still be at.
 _Set = tuple[Key, dict[str, Any], int]
+T = TypeVar("T")
+
+
+async def _answer(call: Awaitable[T]) -> T | Exception:
+    """What one write of a batch made alone comes to: its result, or the error the database
+    gave it, handed to that write's caller alone (``TickBatcher``)."""
+    try:
+        return await call
+    except Exception as refused:
+        return refused
 
 
 class SQLRows:
@@ -109,7 +119,7 @@ class SQLRows:
             dialect,
         )
         # The POSTs of one turn of the event loop, inserted by one statement.
-        self._creates: TickBatcher[dict[str, Any], tuple[Key, int] | Exception] = TickBatcher(
+        self._creates: TickBatcher[dict[str, Any], tuple[Key, int]] = TickBatcher(
             self._insert_together
         )
         self._tickets = itertools.count()
@@ -117,7 +127,7 @@ class SQLRows:
         # one SELECT … IN for the lot.
         self._current_rows: TickBatcher[Key, Record | None] = TickBatcher(self._read_together)
         # Their compare-and-sets, on PostgreSQL (``_set_together``).
-        self._sets: TickBatcher[_Set, bool | Exception] = TickBatcher(self._set_together)
+        self._sets: TickBatcher[_Set, bool] = TickBatcher(self._set_together)
         self._sets_of: dict[tuple[frozenset[str], int], Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
         self._dialect = dialect
@@ -295,10 +305,7 @@ class SQLRows:
         # MySQL proper, whose ids of one multi-row insert may interleave with others'.
         if self.resource.auto_key and not self._dialect.insert_returning:
             return await self._insert_alone(values)
-        outcome = await self._creates.load(str(next(self._tickets)), values)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return await self._creates.load(str(next(self._tickets)), values)
 
     async def _insert_alone(self, values: Mapping[str, Any]) -> tuple[Key, int]:
         async with self._driver.autocommitted() as session:
@@ -307,7 +314,7 @@ class SQLRows:
     async def _insert_together(
         self, wanted: Mapping[str, dict[str, Any]]
     ) -> dict[str, tuple[Key, int] | Exception]:
-        """The rows of one loop turn, ``_INSERT_CHUNK`` a statement, each statement all or
+        """The rows of one loop turn, ``_ROWS_PER_STATEMENT`` a statement, each statement all or
         nothing; a statement the database refuses (a taken key, a value it will not keep)
         is undone and its rows inserted one by one, so that each POST gets its own answer."""
         # Distinct versions (a microsecond apart at most), so each returned row names its POST.
@@ -320,11 +327,11 @@ class SQLRows:
             taken.add(version)
             rows.append((name, values | {VERSION: version}))
         outcome: dict[str, tuple[Key, int] | Exception] = {}
-        for start in range(0, len(rows), _INSERT_CHUNK):
-            chunk = rows[start : start + _INSERT_CHUNK]
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
             if len(chunk) == 1:
                 name, values = chunk[0]
-                outcome[name] = await self._inserted_or_refused(values)
+                outcome[name] = await _answer(self._insert_alone(values))
                 continue
             bound = {
                 f"r{index}_{column}": values[column]
@@ -338,18 +345,12 @@ class SQLRows:
                 raise
             except Exception:  # each row alone then says which one was refused
                 for name, values in chunk:
-                    outcome[name] = await self._inserted_or_refused(values)
+                    outcome[name] = await _answer(self._insert_alone(values))
                 continue
             keys = {int(version): key for key, version in returned}
             for name, values in chunk:
                 outcome[name] = (keys[values[VERSION]], values[VERSION])
         return outcome
-
-    async def _inserted_or_refused(self, values: Mapping[str, Any]) -> tuple[Key, int] | Exception:
-        try:
-            return await self._insert_alone(values)
-        except Exception as refused:  # handed to the POST it belongs to, raised there
-            return refused
 
     def _insert_of(self, count: int) -> Statement:
         """``INSERT … VALUES`` of ``count`` rows, ``RETURNING`` each row's key and version."""
@@ -505,14 +506,11 @@ class SQLRows:
         RETURNING`` says which rows were still at their version)."""
         if self._db.backend != "postgresql":
             return await self._set_alone(key, changes, version)
-        outcome = await self._sets.load(str(next(self._tickets)), (key, dict(changes), version))
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return await self._sets.load(str(next(self._tickets)), (key, dict(changes), version))
 
     async def _set_together(self, wanted: Mapping[str, _Set]) -> dict[str, bool | Exception]:
         """The compare-and-sets of one loop turn, one statement per set of fields (and per
-        ``_INSERT_CHUNK``), each row at most once a statement: two writes of one row in one
+        ``_ROWS_PER_STATEMENT``), each row at most once a statement: two writes of one row in one
         statement would both find it returned. A statement the database refuses is undone
         and its writes made alone, so that each gets its own answer."""
         outcome: dict[str, bool | Exception] = {}
@@ -527,8 +525,9 @@ class SQLRows:
                 for name, write in writes:
                     (later if write[0] in keys else now).append((name, write))
                     keys.add(write[0])
-                for start in range(0, len(now), _INSERT_CHUNK):
-                    outcome |= await self._set_chunk(fields, now[start : start + _INSERT_CHUNK])
+                for start in range(0, len(now), _ROWS_PER_STATEMENT):
+                    chunk = now[start : start + _ROWS_PER_STATEMENT]
+                    outcome |= await self._set_chunk(fields, chunk)
                 writes = later
         return outcome
 
@@ -537,7 +536,7 @@ class SQLRows:
     ) -> dict[str, bool | Exception]:
         if len(chunk) == 1:
             name, write = chunk[0]
-            return {name: await self._set_alone_or_refused(write)}
+            return {name: await _answer(self._set_alone(*write))}
         bound: dict[str, Any] = {}
         for index, (_, (key, changes, version)) in enumerate(chunk):
             bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
@@ -548,7 +547,7 @@ class SQLRows:
         except StoreUnavailable:
             raise
         except Exception:  # each write alone then gets its own answer
-            return {name: await self._set_alone_or_refused(write) for name, write in chunk}
+            return {name: await _answer(self._set_alone(*write)) for name, write in chunk}
         changed = {row[0] for row in rows}
         return {name: key in changed for name, (key, _, _) in chunk}
 
@@ -582,12 +581,6 @@ class SQLRows:
             )
             statement = self._sets_of[fields, count] = Statement(made, self._dialect)
         return statement
-
-    async def _set_alone_or_refused(self, write: _Set) -> bool | Exception:
-        try:
-            return await self._set_alone(*write)
-        except Exception as refused:  # handed to the write it belongs to, raised there
-            return refused
 
     async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         statement = self._setter(frozenset(changes), conditional=True)
