@@ -38,19 +38,18 @@ from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
 log = logging.getLogger("twotier")
 
 _SEED_KEYS = frozenset({"USE_CACHE", "REQUEST", "SQLS"})
+_API_GATEWAY_KEYS = frozenset({"requestContext", "httpMethod", "routeKey"})
+_SEED_ROUTE = "seed-event"  # the route label of a direct invocation with a batch event
 
 
 def _is_stream_event(event: dict[str, Any]) -> bool:
+    """Records an event source mapping delivers from DynamoDB Streams."""
     records = event.get("Records")
     return (
         isinstance(records, list)
         and bool(records)
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:dynamodb" for r in records)
     )
-
-
-_API_GATEWAY_KEYS = frozenset({"requestContext", "httpMethod", "routeKey"})
-_SEED_ROUTE = "seed-event"  # the route label of a direct invocation with a batch event
 
 
 class Runtime:

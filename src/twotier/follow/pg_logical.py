@@ -9,8 +9,8 @@ It is streamed over the replication protocol (``START_REPLICATION``, psycopg2's
 replication connection: no async driver speaks it) on a thread of its own (``threaded``):
 each commit arrives as the server decodes it. Chosen by measurement over polling
 ``pg_logical_slot_peek_binary_changes``, which twotier did first
-(``benchmarks/pg_decoding.py``: at 200 commits/s, streaming delivers at p50 0.06 ms and
-p99 2.4 ms with a tenth of the server's CPU; polling every 50 ms, 24 ms and 57 ms, and
+(``benchmarks/pg_decoding.py``: at 200 commits/s, streaming delivers at p50 0.08 ms and
+p99 2.7 ms with an eighth of the server's CPU; polling every 50 ms, 25 ms and 58 ms, and
 every poll decodes again from the slot's start). The stream confirms to the server only
 positions the follower has saved (``saved``), so a follower that dies resumes from its
 saved position, and the server keeps the WAL from there — bounded by the server's
@@ -240,6 +240,9 @@ class PgLogicalChangeLog:
                 user=url.username,
                 password=url.password,
                 dbname=url.database,
+                # A server that does not answer fails the attempt (retried with a backoff)
+                # instead of holding this thread for the kernel's TCP timeout.
+                connect_timeout=max(1, round(self._store.timeout)),
                 connection_factory=LogicalReplicationConnection,
                 **self._store.tls_parameters,
             )

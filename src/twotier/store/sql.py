@@ -101,7 +101,7 @@ class SQLStore:
             name: str(value) for name, value in given.query.items() if name not in self.url.query
         }
         self.backend = self.url.get_backend_name()
-        self._timeout = timeout
+        self.timeout = timeout  # seconds to wait for a connection (the follower's too)
         self.engine = self._create_engine(self.url, pool_size, timeout)
         # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
         self.driver = driver_for(self, pool_size, timeout)
