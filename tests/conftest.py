@@ -9,6 +9,7 @@ otherwise the test is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -41,7 +42,7 @@ SERVER_URLS = {
 RUN_ID = uuid.uuid4().hex[:8]
 SQL_STORES = ["sqlite", "mysql", "postgres"]
 STORES = [*SQL_STORES, "dynamodb", "dynalite"]
-CACHES = ["memory", "redis", "near"]
+CACHES = ["memory", "redis", "near", "cluster", "near-cluster"]
 
 
 def require(service: str) -> None:
@@ -58,6 +59,30 @@ def require(service: str) -> None:
 
 
 _dynamodbs: dict[str, Any] = {}
+_clusters: list[Any] = []
+
+
+def redis_cluster_url() -> str:
+    """The URL of this test run's Redis Cluster (3 primaries, a replica each: processes of
+    its own on free ports), started on first use and stopped when the run ends. Tests that
+    kill or reshard nodes start a cluster of their own (``tests.own_servers``)."""
+    if not _clusters:
+        import tempfile
+
+        from tests.own_servers import OwnRedisCluster
+
+        cluster = OwnRedisCluster(Path(tempfile.mkdtemp(prefix="twotier-cluster-")))
+        cluster.start()
+        _clusters.append(cluster)
+    return str(_clusters[0].url)
+
+
+def cache_url(kind: str) -> str:
+    """The Redis a cache kind runs on: the shared one, or this run's cluster."""
+    if "cluster" in kind:
+        return redis_cluster_url()
+    require("redis")
+    return SERVER_URLS["redis"]
 
 
 def dynamodb_endpoint(kind: str = "dynamodb") -> str:
@@ -141,19 +166,11 @@ def make_key(url: str, role: str = "admin") -> str:
 
 def forget_namespace(cache_url: str, namespace: str) -> None:
     """Remove a test's keys from the shared Redis (they would expire, but leave no trace)."""
-    if not cache_url.startswith("redis"):
-        return
-    import redis
+    from twotier.bench.target import forget_keys
+    from twotier.cache.base import CacheUnavailable
 
-    client = redis.Redis.from_url(cache_url, socket_connect_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-        if keys:
-            client.unlink(*keys)
-    except redis.ConnectionError:
-        pass  # a test's deliberately dead cache holds nothing
-    finally:
-        client.close()
+    with contextlib.suppress(CacheUnavailable):  # a deliberately dead cache holds nothing
+        forget_keys(cache_url, namespace)
 
 
 def redis_namespace() -> str:
@@ -166,6 +183,9 @@ def _drop_test_databases() -> Iterator[None]:
     for server in _dynamodbs.values():
         server.kill()
     _dynamodbs.clear()
+    for cluster in _clusters:
+        cluster.stop()
+    _clusters.clear()
     import pymysql
 
     for kind in ("mysql", "postgres"):
@@ -255,15 +275,16 @@ async def sqlite_store(tmp_path: object) -> AsyncIterator[SQLStore]:
 
 
 async def make_cache(kind: str, namespace: str | None = None) -> Cache:
-    """A cache of the given kind; ``near`` is a near-cache over Redis, already subscribed."""
+    """A cache of the given kind: ``redis`` (the shared Redis), ``cluster`` (this run's
+    Redis Cluster); ``near`` and ``near-cluster`` near-caches over them, already
+    subscribed."""
     if kind == "memory":
         return MemoryCache(max_entries=10_000)
-    require("redis")
     from twotier.cache.near import NearCache
     from twotier.cache.redis import RedisCache
 
-    shared = RedisCache(SERVER_URLS["redis"], namespace=namespace or redis_namespace(), timeout=2.0)
-    if kind == "redis":
+    shared = RedisCache(cache_url(kind), namespace=namespace or redis_namespace(), timeout=2.0)
+    if kind in ("redis", "cluster"):
         return shared
     near = NearCache(shared, ttl=60)
     await near.get("warm-up")  # starts the subscription
@@ -292,10 +313,7 @@ async def cache(cache_kind: str) -> AsyncIterator[Cache]:
 
 def settings_for(store_kind: str, cache_kind: str, tmp_path: object, **extra: object) -> Settings:
     """Settings of an app over the given tiers, isolated from every other test."""
-    cache_url = "memory://"
-    if cache_kind == "redis":
-        require("redis")
-        cache_url = SERVER_URLS["redis"]
+    url = "memory://" if cache_kind == "memory" else cache_url(cache_kind)
     # Apps of tests run no follower (it would move generations again after each write,
     # and a test's HIT could turn MISS); tests/follow/ runs them.
     extra = {"follow": "off"} | extra
@@ -305,7 +323,7 @@ def settings_for(store_kind: str, cache_kind: str, tmp_path: object, **extra: ob
         extra = {"dynamodb_index_lag": 0.0} | extra
     return Settings(
         database_url=database_url(store_kind, tmp_path),
-        cache_url=cache_url,
+        cache_url=url,
         cache_namespace=redis_namespace(),
         **extra,  # type: ignore[arg-type]
     )

@@ -313,3 +313,194 @@ class OwnDynamoDB(_OwnProcess):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{command[0]} did not start") from None
                 time.sleep(0.1)
+
+
+def cluster_ports(count: int) -> list[int]:
+    """``count`` free ports for Redis Cluster nodes: each below 55536, because a node's
+    cluster bus listens on its port + 10000, which must be free too."""
+    import random
+
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(20000, 55000)
+        if port in ports or port + 10000 in ports:
+            continue
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
+
+
+class OwnRedisCluster:
+    """A Redis Cluster of the test's own: ``primaries`` primaries with ``replicas`` replicas
+    each, one redis-server process per node on free ports (nothing on disk but each node's
+    ``nodes.conf``). Nodes may be killed and started again; slots may be moved."""
+
+    def __init__(self, workdir: Path, *, primaries: int = 3, replicas: int = 1) -> None:
+        self.workdir = workdir
+        self.shape = (primaries, replicas)
+        self.ports = cluster_ports(primaries * (1 + replicas))
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def start(self) -> None:
+        for i in range(len(self.ports)):
+            # A port free when picked may be taken by the time the node binds it (another
+            # test's server): pick another.
+            while not self.start_node(self.ports[i]):
+                self.ports[i] = cluster_ports(1)[0]
+        _, replicas = self.shape
+        made = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if made.returncode:
+            raise RuntimeError(f"redis-cli --cluster create failed: {made.stdout}{made.stderr}")
+        self.wait_until_ok()
+
+    def start_node(self, port: int) -> bool:
+        """Start the node on ``port`` (again, after a kill: it keeps its ``nodes.conf``);
+        False if it could not (its port, or its bus port, taken)."""
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(node_dir / "nodes.conf"),
+                # A primary silent for 1 s is failed: failovers in a test's time.
+                "--cluster-node-timeout",
+                "1000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(node_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(150):
+            if self.processes[port].poll() is not None:
+                del self.processes[port]
+                return False
+            if self.cli(port, "ping").strip() == "PONG":
+                return True
+            time.sleep(0.2)
+        raise RuntimeError("own redis cluster node did not start")
+
+    def cli(self, port: int, *args: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        return done.stdout
+
+    def nodes(self) -> list[dict[str, str]]:
+        """The cluster's nodes as a live node sees them: id, port, role, primary's id."""
+        for port in self.ports:
+            if port in self.processes:
+                lines = self.cli(port, "cluster", "nodes").splitlines()
+                if lines:
+                    break
+        found = []
+        for line in lines:
+            fields = line.split()
+            address, flags = fields[1], fields[2].split(",")
+            found.append(
+                {
+                    "id": fields[0],
+                    "port": address.split("@")[0].rsplit(":", 1)[1],
+                    "role": "primary" if "master" in flags else "replica",
+                    "failed": "fail" in flags or "fail?" in flags,
+                    "primary": fields[3],
+                    "slots": " ".join(fields[8:]),
+                }
+            )
+        return found  # type: ignore[return-value]
+
+    def primaries(self) -> list[int]:
+        return sorted(
+            int(node["port"])
+            for node in self.nodes()
+            if node["role"] == "primary" and not node["failed"] and node["slots"]
+        )
+
+    def wait_until_ok(self, timeout: float = 60) -> None:
+        """Until every live node says the cluster is ok and sees every slot covered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [self.cli(port, "cluster", "info") for port in self.processes]
+            if all("cluster_state:ok" in state for state in states) and all(
+                "cluster_slots_ok:16384" in state for state in states
+            ):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("own redis cluster did not become ok")
+
+    def kill(self, port: int) -> None:
+        process = self.processes.pop(port)
+        process.kill()
+        process.wait(timeout=10)
+
+    def wait_for_failover(self, dead: int, timeout: float = 60) -> int:
+        """Until a replica of the killed primary ``dead`` has taken its slots; its port."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            primaries = self.primaries()
+            if dead not in primaries and len(primaries) == self.shape[0]:
+                self.wait_until_ok(timeout=max(1.0, deadline - time.monotonic()))
+                new = set(primaries) - {dead}
+                return max(new, key=lambda port: port in self.processes)
+            time.sleep(0.2)
+        raise RuntimeError(f"no replica took over from {dead}")
+
+    def move_slots(self, slots: range, source: int, target: int) -> None:
+        """Move ``slots`` from the primary on ``source`` to the one on ``target`` key by key,
+        as ``redis-cli --cluster reshard`` does (MIGRATING/IMPORTING, then MIGRATE)."""
+        ids = {int(node["port"]): node["id"] for node in self.nodes()}
+        for slot in slots:
+            self.cli(target, "cluster", "setslot", str(slot), "importing", ids[source])
+            self.cli(source, "cluster", "setslot", str(slot), "migrating", ids[target])
+            while True:
+                keys = self.cli(source, "cluster", "getkeysinslot", str(slot), "100").split()
+                if not keys:
+                    break
+                self.cli(
+                    source, "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *keys
+                )
+            # The importing side first: once the source lets go, the slot must have an owner.
+            for port in (target, source, *(p for p in self.processes if p not in (target, source))):
+                self.cli(port, "cluster", "setslot", str(slot), "node", ids[target])
+
+    def stop(self) -> None:
+        for port in list(self.processes):
+            self.kill(port)

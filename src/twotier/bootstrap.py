@@ -22,9 +22,9 @@ from twotier.store.base import FollowerUser, Store
 from twotier.store.dynamo_client import is_dynamodb_url
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from twotier.cache.redis_client import RedisClient
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def declared_resources(settings: Settings) -> tuple[Resource, ...]:
@@ -78,12 +78,12 @@ def follower_user(settings: Settings) -> FollowerUser | None:
     return None
 
 
-def _redis(settings: Settings) -> aioredis.Redis | None:
+def _redis(settings: Settings) -> RedisClient | None:
     """The Redis connection pool the cache and the rate limits share (None: no Redis)."""
     if urlsplit(settings.cache_url).scheme not in _REDIS_SCHEMES:
         return None
     try:
-        from twotier.cache.redis import redis_client
+        from twotier.cache.redis_client import redis_client
     except ImportError as error:  # pragma: no cover - depends on the install
         raise RuntimeError("a Redis cache needs the extra: pip install 'twotier[redis]'") from error
     return redis_client(settings.cache_url, settings.cache_timeout)
@@ -114,7 +114,9 @@ def build_cache(settings: Settings, client: Any = None) -> Cache:
             max_bytes=settings.near_cache_max_bytes,
             ttl=settings.near_cache_ttl,
         )
-    raise ValueError(f"unsupported cache URL scheme {scheme!r}: use memory:// or redis://")
+    raise ValueError(
+        f"unsupported cache URL scheme {scheme!r}: use memory://, redis:// or redis+cluster://"
+    )
 
 
 def tuning_of(settings: Settings) -> Tuning:

@@ -52,10 +52,16 @@ class Settings(BaseSettings):
 
     cache_url: str = Field(
         "memory://",
-        description="Cache tier: memory:// (in-process LRU) or redis://HOST:PORT/DB, rediss://...",
+        description="Cache tier: memory:// (in-process LRU), redis://HOST:PORT/DB, rediss://... "
+        "(TLS), or redis+cluster://HOST:PORT, rediss+cluster://... (Redis Cluster: any node "
+        "or the configuration endpoint).",
     )
     cache_namespace: str = Field(
-        "twotier", min_length=1, description="Prefix of every cache key, to share a Redis."
+        "twotier",
+        min_length=1,
+        # Braces would make the prefix a Redis Cluster hash tag: every key in one slot.
+        pattern=r"^[^{}]+$",
+        description="Prefix of every cache key, to share a Redis (no braces).",
     )
     cache_ttl: float = Field(300.0, gt=0, description="Seconds a cached row lives.")
     cache_ttl_jitter: float = Field(

@@ -116,12 +116,18 @@ def key_text(value: Any) -> str:
 class CacheKeys:
     """The names of one resource's entries: each resource in its own part of the namespace,
     within the part of the database they come from (``database``: its identity, see
-    ``Store.identity``; empty until the service knows it)."""
+    ``Store.identity``; empty until the service knows it).
+
+    A generation's name is a Redis Cluster hash tag (``{…}``), and every entry filed under
+    it starts with that tag: an entry and its generation always share a hash slot, so the
+    cache's conditional fill (one script over both keys) runs on one shard. Rows carry no
+    tag: each is a key of its own, spread over the slots by its whole name.
+    """
 
     def __init__(self, resource: Resource, database: str = "") -> None:
         self.resource = resource
         self._prefix = f"{database}:{resource.name}:" if database else f"{resource.name}:"
-        self.lists_generation = self._prefix + "gen"
+        self.lists_generation = "{" + self._prefix + "lists}"
 
     def row(self, key: Key) -> str:
         if type(key) is int:  # the common case, and nothing to escape in it
@@ -130,15 +136,15 @@ class CacheKeys:
 
     def lookup(self, field: str, value: Any) -> str:
         """All rows with one value of a lookup field, filed under that value's generation."""
-        return f"{self._prefix}lookup:{field}:{key_text(value)}"
+        return self.lookup_generation(field, value) + ":lookup"
 
     def lookup_generation(self, field: str, value: Any) -> str:
-        return f"{self._prefix}gen:{field}:{key_text(value)}"
+        return "{" + f"{self._prefix}{field}:{key_text(value)}" + "}"
 
     def page(self, query: Query) -> str:
         after = "" if query.after is None else key_text(query.after)
         pairs = [(name, key_text(value)) for name, value in query.filters]
-        return f"{self._prefix}list:" + urlencode(
+        return f"{self.page_generation(query)}:list:" + urlencode(
             [*pairs, ("after", after), ("limit", query.limit)]
         )
 

@@ -11,7 +11,13 @@ from tests.conftest import drop_table, forget_namespace, make_key, settings_for
 from twotier.api.app import create_app
 from twotier.config import Settings
 
-TIERS = [("sqlite", "memory"), ("mysql", "redis"), ("postgres", "redis"), ("dynamodb", "redis")]
+TIERS = [
+    ("sqlite", "memory"),
+    ("mysql", "redis"),
+    ("postgres", "redis"),
+    ("dynamodb", "redis"),
+    ("postgres", "cluster"),
+]
 
 
 def serve(settings: Settings, *, role: str | None = "admin") -> Iterator[TestClient]:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import TIERS, serve
 from tests.api.test_heroes_api import ADA
-from tests.conftest import make_key, open_store, require, settings_for
+from tests.conftest import make_key, open_store, settings_for
 from twotier.access.keys import key_id_of
 from twotier.api.app import create_app
 from twotier.bench.target import free_port
@@ -204,10 +204,10 @@ def test_rate_limit_per_address_answers_429_with_retry_after(tmp_path: object) -
         assert client.get("/heroes/1", headers=with_key(key)).status_code != 429
 
 
-def test_rate_limits_live_in_redis_across_processes(tmp_path: object) -> None:
-    require("redis")
+@pytest.mark.parametrize("cache_kind", ["redis", "cluster"])
+def test_rate_limits_live_in_redis_across_processes(tmp_path: object, cache_kind: str) -> None:
     settings = settings_for(
-        "sqlite", "redis", tmp_path, rate_limit_per_key=0.5, rate_limit_burst_seconds=4
+        "sqlite", cache_kind, tmp_path, rate_limit_per_key=0.5, rate_limit_burst_seconds=4
     )
     key = make_key(settings.database_url, "read")
     with (

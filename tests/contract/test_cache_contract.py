@@ -46,7 +46,7 @@ async def test_entries_expire(cache: Cache) -> None:
 
 
 async def one(cache: Cache, candidate: int) -> tuple[Entry | None, int]:
-    [found] = await cache.get_with_generations([("list", "gen")], [candidate], 60)
+    [found] = await cache.get_with_generations([("{gen}:list", "{gen}")], [candidate], 60)
     return found
 
 
@@ -55,27 +55,27 @@ async def test_generations_file_entries(cache: Cache) -> None:
     # A second reader sees the generation the first one set, not its own candidate.
     assert (await one(cache, 222))[1] == 111
 
-    assert await cache.put_if_generation("list", "gen", Entry(111, b"page"), 60)
+    assert await cache.put_if_generation("{gen}:list", "{gen}", Entry(111, b"page"), 60)
     assert await one(cache, 333) == (Entry(111, b"page"), 111)
 
-    await cache.set_generations({"gen": 444, "other": 5}, 60)
+    await cache.set_generations({"{gen}": 444, "other": 5}, 60)
     entry, generation = await one(cache, 555)
     assert generation == 444
     assert entry == Entry(111, b"page")  # stale: filed under 111
     # A fill that read the database under the old generation is refused.
-    assert not await cache.put_if_generation("list", "gen", Entry(111, b"stale"), 60)
+    assert not await cache.put_if_generation("{gen}:list", "{gen}", Entry(111, b"stale"), 60)
     # Generations are large random numbers; they must compare exactly.
     big = 2**62 - 1
-    await cache.set_generations({"gen": big}, 60)
-    assert not await cache.put_if_generation("list", "gen", Entry(big - 1, b"x"), 60)
-    assert await cache.put_if_generation("list", "gen", Entry(big, b"x"), 60)
+    await cache.set_generations({"{gen}": big}, 60)
+    assert not await cache.put_if_generation("{gen}:list", "{gen}", Entry(big - 1, b"x"), 60)
+    assert await cache.put_if_generation("{gen}:list", "{gen}", Entry(big, b"x"), 60)
 
 
 async def test_many_generations_in_one_call(cache: Cache) -> None:
-    await cache.set_generations({"g2": 22}, 60)
-    await cache.put_if_generation("k2", "g2", Entry(22, b"two"), 60)
+    await cache.set_generations({"{g2}": 22}, 60)
+    await cache.put_if_generation("{g2}:k2", "{g2}", Entry(22, b"two"), 60)
     found = await cache.get_with_generations(
-        [("k1", "g1"), ("k2", "g2"), ("k3", "g3")], [11, 99, 33], 60
+        [("k1", "g1"), ("{g2}:k2", "{g2}"), ("k3", "g3")], [11, 99, 33], 60
     )
     assert found == [(None, 11), (Entry(22, b"two"), 22), (None, 33)]
     assert await cache.get_with_generations([], [], 60) == []
@@ -95,8 +95,10 @@ async def test_put_many_if_newer(cache: Cache) -> None:
 
 
 async def test_put_if_generation_needs_the_generation_to_exist(cache: Cache) -> None:
-    assert not await cache.put_if_generation("list", "missing-gen", Entry(1, b"x"), 60)
-    assert await cache.get("list") is None
+    assert not await cache.put_if_generation(
+        "{missing-gen}:list", "{missing-gen}", Entry(1, b"x"), 60
+    )
+    assert await cache.get("{missing-gen}:list") is None
 
 
 async def test_delete_and_clear(cache: Cache) -> None:
@@ -219,14 +221,14 @@ async def test_replaced_entries_do_not_pile_up_expiries() -> None:
 
 async def test_a_write_through_stores_newer_values_and_moves_generations(cache: Cache) -> None:
     await cache.put_if_newer("old", Entry(5, b"five"), 60)
-    [(_, generation)] = await cache.get_with_generations([("list", "gen")], [1], 60)
-    assert await cache.put_if_generation("list", "gen", Entry(generation, b"page"), 60)
+    [(_, generation)] = await cache.get_with_generations([("{gen}:list", "{gen}")], [1], 60)
+    assert await cache.put_if_generation("{gen}:list", "{gen}", Entry(generation, b"page"), 60)
     stored = await cache.write(
-        [("new", Entry(1, b"one"), 60), ("old", Entry(4, b"four"), 60)], {"gen": 2}, 60
+        [("new", Entry(1, b"one"), 60), ("old", Entry(4, b"four"), 60)], {"{gen}": 2}, 60
     )
     assert stored == [True, False]  # the older version lost to what the cache holds
     assert await cache.get_many(["new", "old"]) == [Entry(1, b"one"), Entry(5, b"five")]
-    [(entry, generation)] = await cache.get_with_generations([("list", "gen")], [3], 60)
+    [(entry, generation)] = await cache.get_with_generations([("{gen}:list", "{gen}")], [3], 60)
     assert generation == 2
     assert entry is None or entry.version != generation  # the page filed before: a miss
 
@@ -266,7 +268,7 @@ async def test_redis_scripts_lost_by_the_server_are_loaded_again() -> None:
         assert stored == [True, True]
         assert await cache.put_many_if_newer([("a", Entry(1, b"old"), 60)]) == [False]
         await cache._redis.script_flush()
-        assert await cache.write([("a", Entry(4, b"A4"), 60)], {"gen": 9}, 60) == [True]
+        assert await cache.write([("a", Entry(4, b"A4"), 60)], {"{gen}": 9}, 60) == [True]
         assert await cache.get_many(["a", "b"]) == [Entry(4, b"A4"), Entry(3, b"B")]
     finally:
         await cache.clear()

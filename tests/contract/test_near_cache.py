@@ -13,12 +13,13 @@ from twotier.cache.base import Entry
 from twotier.cache.near import NearCache
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[tuple[NearCache, NearCache]]:
-    """Two near-caches on one namespace: two processes of one deployment."""
+@pytest.fixture(params=["near", "near-cluster"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[NearCache, NearCache]]:
+    """Two near-caches on one namespace: two processes of one deployment (over one Redis,
+    or a Redis Cluster)."""
     namespace = redis_namespace()
-    first = await make_cache("near", namespace)
-    second = await make_cache("near", namespace)
+    first = await make_cache(request.param, namespace)
+    second = await make_cache(request.param, namespace)
     assert isinstance(first, NearCache)
     assert isinstance(second, NearCache)
     try:
@@ -116,15 +117,17 @@ async def test_generations_are_kept_locally_and_moved_everywhere(
     pair: tuple[NearCache, NearCache],
 ) -> None:
     first, second = pair
-    [(entry, generation)] = await first.get_with_generations([("list", "gen")], [7], 60)
+    [(entry, generation)] = await first.get_with_generations([("{gen}:list", "{gen}")], [7], 60)
     assert (entry, generation) == (None, 7)
-    assert await first.put_if_generation("list", "gen", Entry(7, b"page"), 60)
-    await first.shared.delete(["list"])  # behind its back: the local copy still answers
-    assert await first.get_with_generations([("list", "gen")], [8], 60) == [(Entry(7, b"page"), 7)]
+    assert await first.put_if_generation("{gen}:list", "{gen}", Entry(7, b"page"), 60)
+    await first.shared.delete(["{gen}:list"])  # behind its back: the local copy still answers
+    assert await first.get_with_generations([("{gen}:list", "{gen}")], [8], 60) == [
+        (Entry(7, b"page"), 7)
+    ]
 
     # Another process moves the generation: the local one is dropped, the entry goes stale.
-    await second.set_generations({"gen": 9}, 60)  # and tells the others
-    await until(lambda: first.local._items.get("gen") is None)
-    [(entry, generation)] = await first.get_with_generations([("list", "gen")], [10], 60)
+    await second.set_generations({"{gen}": 9}, 60)  # and tells the others
+    await until(lambda: first.local._items.get("{gen}") is None)
+    [(entry, generation)] = await first.get_with_generations([("{gen}:list", "{gen}")], [10], 60)
     assert generation == 9
     assert entry is None or entry.version != generation  # a miss, never the old page

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from twotier.cache.base import CacheUnavailable
+from twotier.cache.redis_client import RedisClient
 
 # KEYS[1]: the bucket; ARGV: rate (tokens per second), burst, expiry (ms). Returns the wait
 # in ms (0: allowed). Redis' own clock, so that every process agrees on the time.
@@ -33,7 +33,7 @@ return wait
 
 
 class RedisRateLimiter:
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, client: RedisClient, namespace: str) -> None:
         self._prefix = f"{namespace}:ratelimit:"
         self._take = client.register_script(_TAKE)
 

@@ -145,24 +145,22 @@ class Target:
 
 
 def forget_keys(cache_url: str, prefix: str) -> None:
-    """Leave no bench keys (``prefix:…``) in a shared Redis: expiring a million of them
-    later would load the next run's Redis."""
+    """Leave no bench keys (``prefix:…``) in a shared Redis (or cluster): expiring a million
+    of them later would load the next run's Redis."""
     if not cache_url.startswith(("redis", "rediss", "unix")):
         return
-    import redis
+    import asyncio
 
-    client = redis.Redis.from_url(cache_url, socket_timeout=10)
-    try:
-        batch = []
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
-    finally:
-        client.close()
+    from twotier.cache.redis import RedisCache
+
+    async def forget() -> None:
+        cache = RedisCache(cache_url, namespace=prefix, timeout=10)
+        try:
+            await cache.clear()
+        finally:
+            await cache.close()
+
+    asyncio.run(forget())
 
 
 def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:

@@ -1,14 +1,15 @@
-"""The Redis cache (standalone Redis, ElastiCache, ``rediss://`` for TLS).
+"""The Redis cache: one Redis or a Redis Cluster (ElastiCache, ``rediss://`` for TLS).
 
 A value is stored as ``b"<version>|<body>"`` so that the conditional writes can compare
-versions inside Redis, in one Lua script, atomically.
+versions inside Redis, in one Lua script, atomically. Every script touches one key, or an
+entry and its generation, which share a hash slot (``policy.CacheKeys``): on a cluster each
+runs on one shard. Reads of many keys and pipelines are split by slot and sent to each
+node at once by redis-py's cluster client.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,8 @@ from redis.exceptions import NoScriptError, RedisError
 
 from twotier.batching import TickBatcher
 from twotier.cache.base import CacheUnavailable, Entry
+from twotier.cache.redis_client import RedisClient, node_url, redis_client
+from twotier.cache.redis_pubsub import Channels, Subscription, listen
 
 # KEYS[1] entry; ARGV[1] version, ARGV[2] encoded value, ARGV[3] ttl in ms.
 _PUT_IF_NEWER = """
@@ -32,21 +35,16 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: generation keys; ARGV[i] the candidate of KEYS[i], ARGV[#KEYS + 1] ttl in ms.
-# Generations are compared as strings: they are 62-bit numbers (cache.resilient), beyond
-# what a Lua double holds exactly.
-_GENERATIONS = """
-local ttl = ARGV[#KEYS + 1]
-local found = {}
-for i, key in ipairs(KEYS) do
-  local generation = redis.call('GET', key)
-  if not generation then
-    redis.call('SET', key, ARGV[i], 'PX', ttl)
-    generation = ARGV[i]
-  end
-  found[i] = generation
+# KEYS[1] a generation key; ARGV[1] the candidate, ARGV[2] ttl in ms. Generations are
+# kept as strings: they are 62-bit numbers (cache.resilient), beyond what a Lua double
+# holds exactly.
+_GENERATION = """
+local generation = redis.call('GET', KEYS[1])
+if not generation then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  generation = ARGV[1]
 end
-return found
+return generation
 """
 
 # KEYS[1] entry, KEYS[2] generation key; ARGV[1] generation, ARGV[2] value, ARGV[3] ttl.
@@ -69,6 +67,8 @@ return 1
 """
 
 
+_Pipeline = aioredis.client.Pipeline | aioredis.cluster.ClusterPipeline
+
 #: A write-through: entries, generations, the generations' TTL, the message to publish.
 _Write = tuple[Sequence[tuple[str, Entry, float]], Mapping[str, int], float, str | None]
 
@@ -85,23 +85,8 @@ def _decode(raw: bytes | str | None) -> Entry | None:
     return Entry(int(version), body)
 
 
-_PUBSUB_PING_EVERY = 1.0
-_PUBSUB_DEADLINE = 3.0
-
-
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-def redis_client(url: str, timeout: float) -> aioredis.Redis:
-    """The process's Redis connection pool: the cache's, and the rate limiter's."""
-    return aioredis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=False,
-        max_connections=256,
-    )
 
 
 class RedisCache:
@@ -111,15 +96,16 @@ class RedisCache:
         *,
         namespace: str = "twotier",
         timeout: float = 0.5,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
     ) -> None:
         self._url = url
         self._timeout = timeout
         self._prefix = f"{namespace}:"
-        self._channel = f"{namespace}:invalidations"
         self._redis = client if client is not None else redis_client(url, timeout)
+        self._cluster = isinstance(self._redis, aioredis.RedisCluster)
+        self._channels = Channels(namespace, sharded=self._cluster)
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
-        self._generations = self._redis.register_script(_GENERATIONS)
+        self._generation = self._redis.register_script(_GENERATION)
         self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
         self._hold = self._redis.register_script(_HOLD)
         self._gets: TickBatcher[str, Entry | None] = TickBatcher(self._get_batch)
@@ -148,8 +134,14 @@ class RedisCache:
         if not keys:
             return []
         async with self._guard():
-            raws = await self._redis.mget([self._key(key) for key in keys])
+            raws = await self._mget([self._key(key) for key in keys])
         return [_decode(raw) for raw in raws]
+
+    async def _mget(self, keys: list[str]) -> list[bytes | str | None]:
+        """One MGET; on a cluster one per slot, sent to each node at once."""
+        if isinstance(self._redis, aioredis.RedisCluster):
+            return await self._redis.mget_nonatomic(keys)
+        return list(await self._redis.mget(keys))
 
     async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
         async with self._guard():
@@ -165,23 +157,23 @@ class RedisCache:
             key, entry, ttl = items[0]
             return [await self.put_if_newer(key, entry, ttl)]
 
-        def queue(pipe: aioredis.client.Pipeline) -> None:
+        def queue(pipe: _Pipeline) -> None:
             self._queue_puts(pipe, items)
 
         async with self._guard():
             return [bool(stored) for stored in await self._pipelined(queue)]
 
-    def _queue_puts(
-        self, pipe: aioredis.client.Pipeline, items: Sequence[tuple[str, Entry, float]]
-    ) -> None:
+    def _queue_puts(self, pipe: _Pipeline, items: Sequence[tuple[str, Entry, float]]) -> None:
         """Queue a ``put_if_newer`` of each item on ``pipe``, as EVALSHA: redis-py's own
         script objects would ask ``SCRIPT EXISTS`` first on every pipeline (profiled: a
         round trip of its own on each fill and write)."""
         sha = self._put_if_newer.sha
         for key, entry, ttl in items:
-            pipe.evalsha(sha, 1, self._key(key), entry.version, _encode(entry), _ms(ttl))
+            pipe.execute_command(
+                "EVALSHA", sha, 1, self._key(key), entry.version, _encode(entry), _ms(ttl)
+            )
 
-    async def _pipelined(self, queue: Callable[[aioredis.client.Pipeline], None]) -> list[Any]:
+    async def _pipelined(self, queue: Callable[[_Pipeline], None]) -> list[Any]:
         """Run the commands ``queue`` puts on a pipeline; if Redis lost the scripts (a
         restart, SCRIPT FLUSH), load them and run them again: every command queued here
         is conditional or sets a value it was given, so running twice changes nothing."""
@@ -193,7 +185,7 @@ class RedisCache:
                 except NoScriptError:
                     if attempt == 2:
                         raise
-            for script in (self._put_if_newer, self._generations, self._put_if_generation):
+            for script in (self._put_if_newer, self._generation, self._put_if_generation):
                 await self._redis.script_load(script.script)
         raise AssertionError("unreachable")
 
@@ -204,14 +196,19 @@ class RedisCache:
             return []
         keys = [self._key(k) for pair in pairs for k in pair]
         async with self._guard():
-            raws = await self._redis.mget(keys)
+            raws = await self._mget(keys)
             entries, generations = raws[0::2], list(raws[1::2])
             missing = [i for i, generation in enumerate(generations) if generation is None]
             if missing:
-                made = await self._generations(
-                    keys=[keys[2 * i + 1] for i in missing],
-                    args=[*(candidates[i] for i in missing), _ms(ttl)],
-                )
+
+                def queue(pipe: _Pipeline) -> None:
+                    sha = self._generation.sha
+                    for i in missing:
+                        pipe.execute_command(
+                            "EVALSHA", sha, 1, keys[2 * i + 1], candidates[i], _ms(ttl)
+                        )
+
+                made = await self._pipelined(queue)
                 for i, generation in zip(missing, made, strict=True):
                     generations[i] = generation
         return [
@@ -268,14 +265,14 @@ class RedisCache:
         return await self._writes.load(name, (items, generations, generation_ttl, message))
 
     async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
-        def queue(pipe: aioredis.client.Pipeline) -> None:
+        def queue(pipe: _Pipeline) -> None:
             for items, generations, generation_ttl, _ in writes.values():
                 self._queue_puts(pipe, items)
                 for key, value in generations.items():
                     pipe.set(self._key(key), value, px=_ms(generation_ttl))
             for *_, message in writes.values():
                 if message is not None:
-                    pipe.publish(self._channel, message)
+                    self._queue_publish(pipe, message)
 
         async with self._guard():
             results = await self._pipelined(queue)
@@ -286,50 +283,48 @@ class RedisCache:
             at += len(items) + len(generations)
         return answers
 
+    def _queue_publish(self, pipe: _Pipeline, message: str) -> None:
+        channel = self._channels.next()
+        if self._channels.sharded:
+            pipe.execute_command("SPUBLISH", channel, message)
+        else:
+            pipe.publish(channel, message)
+
     async def publish(self, message: str) -> None:
+        def queue(pipe: _Pipeline) -> None:
+            self._queue_publish(pipe, message)
+
         async with self._guard():
-            await self._redis.publish(self._channel, message)
+            await self._pipelined(queue)
 
     async def messages(self) -> AsyncIterator[str | None]:
-        """Invalidation messages; None once subscribed. Raises when the link is lost.
+        """Invalidation messages; None once subscribed. Raises when the link is lost
+        (``cache.redis_pubsub``). The subscriptions have connections of their own, not
+        the process's pool: their reads idle between messages."""
+        async for message in listen(
+            await self._subscriptions(),
+            sharded=self._channels.sharded,
+            connect_timeout=self._timeout,
+        ):
+            yield message
 
-        The subscription has a connection of its own, not one of the process's pool: its
-        reads idle between messages, and over TLS a read of redis-py's pub/sub does not end
-        on cancellation; closing its own client is what stops it (a pooled connection held
-        a test's shutdown). A ping each second, unanswered for ``_PUBSUB_DEADLINE``, counts
-        as lost.
-        """
-        client = aioredis.from_url(
-            self._url, socket_connect_timeout=self._timeout, decode_responses=True
-        )
-        pubsub = client.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-            last_heard = time.monotonic()
-            last_ping = 0.0
-            subscribed = False
-            while True:
-                message = await pubsub.get_message(timeout=_PUBSUB_PING_EVERY)
-                now = time.monotonic()
-                if message is not None:
-                    last_heard = now
-                    kind = message["type"]
-                    if kind == "subscribe" and not subscribed:
-                        subscribed = True
-                        yield None
-                    elif kind == "message":
-                        yield str(message["data"])
-                if now - last_heard > _PUBSUB_DEADLINE:
-                    raise CacheUnavailable("invalidation channel silent: link lost")
-                if now - last_ping >= _PUBSUB_PING_EVERY:
-                    await pubsub.ping()
-                    last_ping = now
-        except (RedisError, OSError) as error:
-            raise CacheUnavailable(f"invalidation channel lost: {error}") from error
-        finally:
-            with contextlib.suppress(RedisError, OSError, RuntimeError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await client.aclose()
+    async def _subscriptions(self) -> list[Subscription]:
+        """One subscription per server: on a cluster, per primary owning a channel (by the
+        slot map as it is now: a subscription starts again after slots move)."""
+        if not isinstance(self._redis, aioredis.RedisCluster):
+            return [Subscription(self._url, self._channels.names)]
+        async with self._guard():
+            await self._redis.nodes_manager.initialize()
+        by_node: dict[tuple[str, int], list[str]] = {}
+        for channel in self._channels.names:
+            node = self._redis.get_node_from_key(channel)
+            if node is None:
+                raise CacheUnavailable(f"no node serves the slot of {channel}")
+            by_node.setdefault((str(node.host), int(node.port)), []).append(channel)
+        return [
+            Subscription(node_url(self._url, host, port), channels)
+            for (host, port), channels in by_node.items()
+        ]
 
     async def hold(self, key: str, owner: str, ttl: float) -> bool:
         async with self._guard():
