@@ -150,6 +150,7 @@ def forget_keys(cache_url: str, prefix: str) -> None:
     if not cache_url.startswith(("redis", "rediss", "unix")):
         return
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from twotier.cache.redis import RedisCache
 
@@ -160,7 +161,10 @@ def forget_keys(cache_url: str, prefix: str) -> None:
         finally:
             await cache.close()
 
-    asyncio.run(forget())
+    # On a thread of its own: a caller may be inside a running event loop (a `with
+    # Target(...)` in an async test).
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, forget()).result()
 
 
 def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
