@@ -454,13 +454,29 @@ class OwnRedisCluster:
             if node["role"] == "primary" and not node["failed"] and node["slots"]
         )
 
+    def owner(self, slot: int) -> int:
+        """The port of the primary that owns ``slot`` now."""
+        for node in self.nodes():
+            for part in node["slots"].split():
+                if part.startswith("["):
+                    continue  # a slot being moved: its owner is listed apart
+                first, _, last = part.partition("-")
+                if int(first) <= slot <= int(last or first):
+                    return int(node["port"])
+        raise LookupError(f"no node owns slot {slot}")
+
     def wait_until_ok(self, timeout: float = 60) -> None:
         """Until every live node says the cluster is ok and sees every slot covered."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             states = [self.cli(port, "cluster", "info") for port in self.processes]
-            if all("cluster_state:ok" in state for state in states) and all(
-                "cluster_slots_ok:16384" in state for state in states
+            # A replica that has not finished its first sync would not take over (its data
+            # counts as too old): wait for every replica's link too.
+            links = [self.cli(port, "info", "replication") for port in self.processes]
+            if (
+                all("cluster_state:ok" in state for state in states)
+                and all("cluster_slots_ok:16384" in state for state in states)
+                and all("role:master" in link or "master_link_status:up" in link for link in links)
             ):
                 return
             time.sleep(0.2)

@@ -103,6 +103,7 @@ def build_cache(settings: Settings, client: Any = None) -> Cache:
             namespace=settings.cache_namespace,
             timeout=settings.cache_timeout,
             client=client if client is not None else _redis(settings),
+            replica_wait=settings.cache_replica_wait,
         )
         if not settings.near_cache_ttl:
             return shared

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     cache_timeout: float = Field(
         0.5, gt=0, description="Seconds before a cache call is given up (then served from DB)."
     )
+    cache_replica_wait: float = Field(
+        0.1,
+        ge=0,
+        description="Redis Cluster: seconds a write-through waits for a replica of each "
+        "primary it wrote to (WAIT), so that a failover does not lose it; 0: no wait.",
+    )
 
     follow: Literal["auto", "on", "off"] = Field(
         "auto",

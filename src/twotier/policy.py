@@ -586,13 +586,13 @@ class ResourcePolicy:
     ) -> None:
         """After a commit: store the new values and move the generations the write touched;
         a write the cache could not take is remembered (see ResilientCache)."""
-        names = [name for name, _, _ in items]
-        for name in names:
+        for name, _, _ in items:
             self._flights.forget(name)
+        timed = [(name, entry, self._jittered(ttl)) for name, entry, ttl in items]
         if self.cache.ready or await self.cache.usable():
             try:
                 await self.cache.cache.write(
-                    [(name, entry, self._jittered(ttl)) for name, entry, ttl in items],
+                    timed,
                     {g: written_generation() for g in generation_keys},
                     self.tuning.generation_ttl,
                 )
@@ -601,7 +601,7 @@ class ResourcePolicy:
             else:
                 self.cache.succeeded()
                 return
-        self.cache.remember(names, generation_keys)
+        self.cache.remember(timed, generation_keys)
 
     async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:
         """Load rows in bulk, then forget everything cached.

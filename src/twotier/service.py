@@ -108,7 +108,7 @@ class Service:
 
     async def close(self) -> None:
         LIVE_STATE.forget(self.gauges)
-        await self.cache.cache.close()
+        await self.cache.close()
         await self.store.close()
 
     # -- API keys -------------------------------------------------------------------------

@@ -38,6 +38,12 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 # Request latencies: a cached read takes well under a millisecond, a cold page tens.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
+CACHE_UNREPLICATED = Counter(
+    "twotier_cache_unreplicated_writes",
+    "Write-throughs on a Redis Cluster that no replica confirmed within "
+    "TWOTIER_CACHE_REPLICA_WAIT (a failover of that primary could lose them).",
+    registry=REGISTRY,
+)
 CACHE_ERRORS = Counter(
     "twotier_cache_errors",
     "Cache calls that failed or timed out, by the operation that made them.",

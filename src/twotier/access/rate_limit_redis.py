@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 
-from redis.exceptions import RedisError
-
 from twotier.cache.base import CacheUnavailable
-from twotier.cache.redis_client import RedisClient
+from twotier.cache.redis_client import RedisClient, initialized, link_failed
 
 # KEYS[1]: the bucket; ARGV: rate (tokens per second), burst, expiry (ms). Returns the wait
 # in ms (0: allowed). Redis' own clock, so that every process agrees on the time.
@@ -35,15 +33,19 @@ return wait
 class RedisRateLimiter:
     def __init__(self, client: RedisClient, namespace: str) -> None:
         self._prefix = f"{namespace}:ratelimit:"
+        self._client = client
         self._take = client.register_script(_TAKE)
 
     async def acquire(self, identity: str, rate: float, burst: float) -> float:
         # A bucket left alone refills completely in burst / rate seconds; then it may go.
         expiry_ms = math.ceil(burst / rate * 1000) + 1000
         try:
+            await initialized(self._client)
             wait_ms = await self._take(
                 keys=[self._prefix + identity], args=[rate, burst, expiry_ms]
             )
-        except (RedisError, OSError, TimeoutError) as error:
+        except Exception as error:
+            if not link_failed(error):
+                raise
             raise CacheUnavailable(f"rate limiter unavailable: {error}") from error
         return int(wait_ms) / 1000

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
-from twotier.cache.base import Cache, Entry
+from twotier.cache.base import Cache, CacheUnavailable, Entry
 from twotier.cache.memory import MemoryCache
 
 log = logging.getLogger(__name__)
@@ -189,8 +189,21 @@ class NearCache:
         epoch = self._epoch
         # The other processes hear of it in the write's own round trip (profiled: a
         # PUBLISH of its own was a tenth of a write's time).
-        message = self._message([*(key for key, _, _ in items), *generations])
-        stored = await self.shared.write_and_publish(items, generations, generation_ttl, message)
+        changed = [*(key for key, _, _ in items), *generations]
+        message = self._message(changed)
+        try:
+            stored = await self.shared.write_and_publish(
+                items, generations, generation_ttl, message
+            )
+        except CacheUnavailable:
+            # The database has changed and the shared cache may not have: no L1 may keep
+            # answering with what the write replaced (the caller remembers the write). On
+            # a cluster the message may still get through another shard.
+            self._epoch += 1
+            self.local.forget(changed)
+            with contextlib.suppress(CacheUnavailable):
+                await self._announce(changed)
+            raise
         await self._after_put(items, stored, epoch)
         self._after_generations(generations, generation_ttl, epoch)
         return stored

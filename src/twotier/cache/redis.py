@@ -10,17 +10,36 @@ node at once by redis-py's cluster client.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import NoScriptError
 
 from twotier.batching import TickBatcher
 from twotier.cache.base import CacheUnavailable, Entry
-from twotier.cache.redis_client import RedisClient, node_url, redis_client
+from twotier.cache.redis_client import (
+    RedisClient,
+    initialized,
+    link_failed,
+    node_url,
+    redis_client,
+)
 from twotier.cache.redis_pubsub import Channels, Subscription, listen
+from twotier.cache.redis_topology import SlotOwners
+from twotier.telemetry import CACHE_UNREPLICATED
+
+log = logging.getLogger(__name__)
+
+#: Seconds a primary whose replica did not confirm a write is not waited for.
+_UNREPLICATED_PAUSE = 5.0
+#: Seconds a slot that changed owner is read around: every process's remembered writes
+#: land within ``MEND_EVERY`` and a cache timeout or two of the new owner answering.
+_OWNER_CHANGE_GRACE = 2.0
 
 # KEYS[1] entry; ARGV[1] version, ARGV[2] encoded value, ARGV[3] ttl in ms.
 _PUT_IF_NEWER = """
@@ -97,12 +116,16 @@ class RedisCache:
         namespace: str = "twotier",
         timeout: float = 0.5,
         client: RedisClient | None = None,
+        replica_wait: float = 0.1,
     ) -> None:
         self._url = url
         self._timeout = timeout
         self._prefix = f"{namespace}:"
         self._redis = client if client is not None else redis_client(url, timeout)
         self._cluster = isinstance(self._redis, aioredis.RedisCluster)
+        self._replica_wait = replica_wait
+        self._owners = SlotOwners(_OWNER_CHANGE_GRACE)
+        self._unreplicated: dict[str, float] = {}  # primary -> until when not waited for
         self._channels = Channels(namespace, sharded=self._cluster)
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
         self._generation = self._redis.register_script(_GENERATION)
@@ -118,8 +141,12 @@ class RedisCache:
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         try:
+            if self._cluster:
+                await initialized(self._redis)
             yield
-        except (RedisError, OSError, TimeoutError) as error:
+        except Exception as error:
+            if not link_failed(error):
+                raise
             raise CacheUnavailable(f"cache unavailable: {type(error).__name__}: {error}") from error
 
     async def get(self, key: str) -> Entry | None:
@@ -138,10 +165,15 @@ class RedisCache:
         return [_decode(raw) for raw in raws]
 
     async def _mget(self, keys: list[str]) -> list[bytes | str | None]:
-        """One MGET; on a cluster one per slot, sent to each node at once."""
-        if isinstance(self._redis, aioredis.RedisCluster):
-            return await self._redis.mget_nonatomic(keys)
-        return list(await self._redis.mget(keys))
+        """One MGET; on a cluster one per slot, sent to each node at once, and nothing from
+        a slot that changed owner a moment ago (``cache.redis_topology``): a miss."""
+        if not isinstance(self._redis, aioredis.RedisCluster):
+            return list(await self._redis.mget(keys))
+        raws = await self._redis.mget_nonatomic(keys)
+        untrusted = self._owners.untrusted(self._redis, keys)
+        if untrusted is None:
+            return raws
+        return [None if skip else raw for raw, skip in zip(raws, untrusted, strict=True)]
 
     async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
         async with self._guard():
@@ -265,6 +297,8 @@ class RedisCache:
         return await self._writes.load(name, (items, generations, generation_ttl, message))
 
     async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
+        waited: list[ClusterNode] = []
+
         def queue(pipe: _Pipeline) -> None:
             for items, generations, generation_ttl, _ in writes.values():
                 self._queue_puts(pipe, items)
@@ -273,15 +307,53 @@ class RedisCache:
             for *_, message in writes.values():
                 if message is not None:
                     self._queue_publish(pipe, message)
+            written = (
+                self._key(key)
+                for items, generations, _, _ in writes.values()
+                for key in itertools.chain((item[0] for item in items), generations)
+            )
+            waited[:] = self._queue_replica_waits(pipe, written)
 
         async with self._guard():
             results = await self._pipelined(queue)
+        if waited:
+            self._replicated(waited, results[-len(waited) :])
         answers: dict[str, list[bool]] = {}
         at = 0
         for name, (items, generations, _, _) in writes.items():
             answers[name] = [bool(stored) for stored in results[at : at + len(items)]]
             at += len(items) + len(generations)
         return answers
+
+    def _queue_replica_waits(self, pipe: _Pipeline, keys: Iterable[str]) -> list[ClusterNode]:
+        """On a cluster, a ``WAIT`` for one replica on each primary these keys live on
+        (that has replicas), queued after the writes: on the same connection, so it covers
+        them. A write-through acknowledged by a primary alone would be lost if that primary
+        failed over before replicating it, and the promoted replica would serve the
+        previous version: the write is answered once a replica holds it too (or the wait
+        ran out: see ``_replicated``)."""
+        if not isinstance(self._redis, aioredis.RedisCluster) or self._replica_wait <= 0:
+            return []
+        holders_of = self._redis.nodes_manager.slots_cache
+        now = time.monotonic()
+        primaries: dict[str, ClusterNode] = {}
+        for key in keys:
+            holders = holders_of.get(self._redis.keyslot(key))
+            if holders and len(holders) > 1 and self._unreplicated.get(holders[0].name, 0) <= now:
+                primaries[holders[0].name] = holders[0]
+        for node in primaries.values():
+            pipe.execute_command("WAIT", 1, _ms(self._replica_wait), target_nodes=[node])
+        return list(primaries.values())
+
+    def _replicated(self, primaries: list[ClusterNode], acknowledged: list[Any]) -> None:
+        """A primary whose replica did not confirm in time (down, or far behind) is counted
+        and logged, and not waited for again for a while: one dead replica must not add
+        the wait to every write."""
+        for node, replicas in zip(primaries, acknowledged, strict=True):
+            if not replicas:
+                CACHE_UNREPLICATED.inc()
+                log.warning("no replica of %s confirmed a write-through in time", node.name)
+                self._unreplicated[node.name] = time.monotonic() + _UNREPLICATED_PAUSE
 
     def _queue_publish(self, pipe: _Pipeline, message: str) -> None:
         channel = self._channels.next()
@@ -291,11 +363,22 @@ class RedisCache:
             pipe.publish(channel, message)
 
     async def publish(self, message: str) -> None:
-        def queue(pipe: _Pipeline) -> None:
-            self._queue_publish(pipe, message)
+        """Publish ``message`` on the next channel; on a cluster, on the next ones in turn
+        should a channel's shard not answer: every subscriber listens to every channel, so
+        any one of them carries it (a shard failing over must not silence the others)."""
+        attempts = len(self._channels.names)
+        for attempt in range(1, attempts + 1):
 
-        async with self._guard():
-            await self._pipelined(queue)
+            def queue(pipe: _Pipeline) -> None:
+                self._queue_publish(pipe, message)
+
+            try:
+                async with self._guard():
+                    await self._pipelined(queue)
+                return
+            except CacheUnavailable:
+                if attempt == attempts:
+                    raise
 
     async def messages(self) -> AsyncIterator[str | None]:
         """Invalidation messages; None once subscribed. Raises when the link is lost

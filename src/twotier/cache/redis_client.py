@@ -5,10 +5,14 @@ ElastiCache Serverless), reached through any of its nodes or its configuration e
 
 from __future__ import annotations
 
+import traceback
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -44,6 +48,12 @@ def redis_client(url: str, timeout: float) -> RedisClient:
             socket_connect_timeout=timeout,
             decode_responses=False,
             max_connections=256,
+            # No retries of its own: redis-py would send a failed pipeline again whole,
+            # 0.25 s later, after closing every connection under the other commands in
+            # flight; a generation set late that way could undo a newer write's move.
+            # A failed call is the cache layer's to handle (the database answers, the
+            # write is remembered); the next call finds the cluster's new shape.
+            retry=Retry(NoBackoff(), 0),
         )
     return aioredis.from_url(
         url,
@@ -51,4 +61,35 @@ def redis_client(url: str, timeout: float) -> RedisClient:
         socket_connect_timeout=timeout,
         decode_responses=False,
         max_connections=256,
+    )
+
+
+async def initialized(client: RedisClient) -> None:
+    """Before each command on a cluster: redis-py 8.1 lets the first commands of a new
+    ``RedisCluster`` (and the first after it lost a node) set it up side by side, closing
+    each other's connections (seen here: ``ConnectionError``, ``AttributeError`` on 4 of 50
+    concurrent first commands). Its own ``initialize`` is locked and does nothing once done,
+    so calling it first makes one set-up, alone, and costs nothing after."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+
+
+def link_failed(error: BaseException) -> bool:
+    """Whether ``error`` is the client's way of saying the server could not be reached.
+
+    Mostly ``RedisError`` and ``OSError``; but when a connection is closed under a command
+    (a peer reset, a cluster node replaced during a failover) redis-py 8.1 lets the
+    transport's own error through (redis/redis-py#4287; seen here in the failover test:
+    ``AttributeError`` from asyncio's streams, ``RuntimeError`` from uvloop's). Those count
+    too when redis-py was running the command and the error did not come from our code.
+    """
+    if isinstance(error, RedisError | OSError | TimeoutError):
+        return True
+    if not isinstance(error, AttributeError | TypeError | RuntimeError):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return (
+        bool(frames)
+        and any("/redis/" in frame.filename for frame in frames)
+        and "/twotier/" not in frames[-1].filename
     )

@@ -31,10 +31,12 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from twotier.cache.base import CacheUnavailable
+from twotier.cache.redis_client import link_failed
 
 PING_EVERY = 1.0
 DEADLINE = 3.0
 SHARD_CHANNELS = 16
+_CLOSE_WAIT = 0.5  # seconds the subscriptions are given to end once cancelled
 _SLOTS = 16384
 
 
@@ -116,15 +118,16 @@ async def listen(
                 assert isinstance(item, str)
                 yield item
     finally:
-        # Closing the clients is what ends a pending read (over TLS a pub/sub read does
-        # not end on cancellation alone).
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.wait(pumps, timeout=_CLOSE_WAIT)
+        # Closing the clients is what ends a read still pending (over TLS a pub/sub read
+        # does not end on cancellation alone).
         for pubsub, client in zip(pubsubs, clients, strict=True):
             with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await client.aclose()
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.wait(pumps, timeout=PING_EVERY)
+        await asyncio.wait(pumps, timeout=_CLOSE_WAIT)
 
 
 async def _pump(
@@ -159,7 +162,9 @@ async def _pump(
             if now - last_ping >= PING_EVERY:
                 await pubsub.ping()
                 last_ping = now
-    except (RedisError, OSError) as error:
-        queue.put_nowait(CacheUnavailable(f"invalidation channel lost: {error}"))
     except CacheUnavailable as error:
         queue.put_nowait(error)
+    except Exception as error:
+        if not link_failed(error):
+            raise
+        queue.put_nowait(CacheUnavailable(f"invalidation channel lost: {error}"))

@@ -3,13 +3,24 @@
 A cache error or timeout is counted, logged, and told to a circuit breaker (3 failures in a
 row open it for 2 s, then one trial call), so that a dead cache costs no timeout per request;
 the caller then serves from the database. A committed write whose write-through failed is
-remembered; before the cache is used again, those keys are deleted and those generations
-moved (past ``MAX_PENDING`` remembered writes, the whole namespace is cleared instead), so a
-cache that missed writes is never trusted with what it holds.
+remembered; before the cache is used again, its write-through is made again (its entries
+stored unless the cache holds newer ones, its generations moved; past ``MAX_PENDING``
+remembered writes, the whole namespace is cleared instead), so a cache that missed writes is
+never trusted with what it holds. Made again, not deleted: a deleted entry lets a fill that
+read the row before the write, and reaches the cache late (redis-py retries a pipeline a
+dead node broke), store the old row; the entry itself keeps it out by its version.
+
+Other processes do not wait for this one: once the cache answers again they read what it
+holds, which may be the entries these writes should have replaced (on a Redis Cluster, the
+replica promoted after a failover answers at once). So what is remembered is also applied
+in the background, tried every ``MEND_EVERY`` seconds until it lands, not at this
+process's next request only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -17,7 +28,7 @@ from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
 from twotier.breaker import BreakerState, CircuitBreaker
-from twotier.cache.base import Cache, CacheUnavailable
+from twotier.cache.base import Cache, CacheUnavailable, Entry
 from twotier.telemetry import CACHE_ERRORS, GaugeReadings
 
 log = logging.getLogger("twotier.policy")
@@ -26,6 +37,8 @@ T = TypeVar("T")
 
 #: Past this many writes that missed the cache, recovery clears the namespace instead.
 MAX_PENDING = 10_000
+#: Seconds between the background attempts to apply what is remembered.
+MEND_EVERY = 0.2
 
 
 def new_generation() -> int:
@@ -64,10 +77,11 @@ class ResilientCache:
         self.cache = cache
         self.breaker = breaker or CircuitBreaker()
         self.generation_ttl = generation_ttl
-        self._pending_keys: set[str] = set()
+        self._pending_items: dict[str, tuple[Entry, float]] = {}
         self._pending_generations: set[str] = set()
         self._pending_everything = False
         self._pending = False  # anything of the three above
+        self._mender: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -80,7 +94,7 @@ class ResilientCache:
         write it missed has been applied."""
         if not self.breaker.allows():
             return False
-        if self._pending_keys or self._pending_generations or self._pending_everything:
+        if self._pending_items or self._pending_generations or self._pending_everything:
             return await self._apply_pending()
         return True
 
@@ -99,45 +113,79 @@ class ResilientCache:
         except CacheUnavailable as error:
             self.failed(error, operation)
 
-    def remember(self, keys: Iterable[str], generations: Iterable[str]) -> None:
-        """A committed write the cache did not see: invalidate its keys before trusting it."""
-        self._pending_keys.update(keys)
+    def remember(
+        self, items: Iterable[tuple[str, Entry, float]], generations: Iterable[str]
+    ) -> None:
+        """A committed write the cache did not see (its entries, its generations): make
+        its write-through again before trusting the cache."""
+        for key, entry, ttl in items:
+            held = self._pending_items.get(key)
+            if held is None or held[0].version < entry.version:
+                self._pending_items[key] = (entry, ttl)
         self._pending_generations.update(generations)
         self._pending = True
-        if len(self._pending_keys) + len(self._pending_generations) > MAX_PENDING:
+        if self.pending > MAX_PENDING:
             self.remember_everything()
+        self._mend_soon()
 
     def remember_everything(self) -> None:
         """The cache may hold anything stale (a bulk load it could not be told of)."""
         self._pending_everything = True
         self._pending = True
-        self._pending_keys.clear()
+        self._pending_items.clear()
         self._pending_generations.clear()
+        self._mend_soon()
+
+    def _mend_soon(self) -> None:
+        if self._mender is not None and not self._mender.done():
+            return
+        with contextlib.suppress(RuntimeError):  # no event loop: applied at the next use
+            self._mender = asyncio.get_running_loop().create_task(self._mend())
+
+    async def _mend(self) -> None:
+        """Apply what is remembered as soon as the cache takes it, whether or not this
+        process serves a request meanwhile; quietly (each failure is not news)."""
+        while self._pending:
+            await asyncio.sleep(MEND_EVERY)
+            await self._apply_pending(quiet=True)
+
+    async def close(self) -> None:
+        """Stop the background attempts (what is still remembered is given up: the
+        follower or the TTL mends those entries), and close the cache."""
+        if self._mender is not None:
+            self._mender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mender
+        await self.cache.close()
 
     @property
     def pending(self) -> int:
-        return len(self._pending_keys) + len(self._pending_generations)
+        return len(self._pending_items) + len(self._pending_generations)
 
-    async def _apply_pending(self) -> bool:
-        keys, generations = list(self._pending_keys), list(self._pending_generations)
+    async def _apply_pending(self, *, quiet: bool = False) -> bool:
+        items, generations = dict(self._pending_items), list(self._pending_generations)
         everything = self._pending_everything
         try:
             if everything:
                 await self.cache.clear()
             else:
-                await self.cache.delete(keys)
-                await self.cache.set_generations(
-                    {g: written_generation() for g in generations}, self.generation_ttl
+                await self.cache.write(
+                    [(key, entry, ttl) for key, (entry, ttl) in items.items()],
+                    {g: written_generation() for g in generations},
+                    self.generation_ttl,
                 )
         except CacheUnavailable as error:
-            self.failed(error, "recover")
+            if not quiet:
+                self.failed(error, "recover")
             return False
-        self._pending_keys.difference_update(keys)
+        for key, applied in items.items():
+            if self._pending_items.get(key) is applied:  # not replaced by a newer one since
+                del self._pending_items[key]
         self._pending_generations.difference_update(generations)
         if everything:
             self._pending_everything = False
         self._pending = bool(
-            self._pending_keys or self._pending_generations or self._pending_everything
+            self._pending_items or self._pending_generations or self._pending_everything
         )
         self.breaker.succeeded()
         return True
