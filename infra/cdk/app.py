@@ -6,10 +6,11 @@ Fargate service from that image (serverless: only when image= is given). Sizes, 
 names come from context (cdk.json, or -c key=value), with sane defaults: lambdaZip,
 memoryMb, reservedConcurrency, throttleRate, throttleBurst, image, cpu, minTasks, maxTasks,
 auroraMinAcu, auroraMaxAcu, auroraReaders, cacheNodeType, cacheReplicas, natGateways,
-stackName; database=aurora-postgresql (Aurora PostgreSQL instead of Aurora MySQL) or
-database=dynamodb (no Aurora: a table
-per declared resource) with resources=<declaration.toml> (default: the heroes) and
-tablePrefix (default: the stack's name and '-').
+stackName; cacheShards=N (N > 1: ElastiCache with cluster mode enabled, N shards of a primary
+and cacheReplicas replicas each) or cache=serverless (ElastiCache Serverless);
+database=aurora-postgresql (Aurora PostgreSQL instead of Aurora MySQL) or database=dynamodb
+(no Aurora: a table per declared resource) with resources=<declaration.toml> (default: the
+heroes) and tablePrefix (default: the stack's name and '-').
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def data_props(context: Mapping[str, Any]) -> DataTierProps:
         aurora_readers=int(_number(context, "auroraReaders", 0)),
         cache_node_type=str(context.get("cacheNodeType", "cache.t4g.small")),
         cache_replicas=int(_number(context, "cacheReplicas", 1)),
+        cache_shards=int(_number(context, "cacheShards", 1)),
+        cache=str(context.get("cache", "nodes")),
         database=str(context.get("database", "aurora")),
         resources=context.get("resources"),
         table_prefix=context.get("tablePrefix"),
@@ -84,6 +87,8 @@ _KEYS = (
     "auroraReaders",
     "cacheNodeType",
     "cacheReplicas",
+    "cacheShards",
+    "cache",
     "natGateways",
     "database",
     "resources",

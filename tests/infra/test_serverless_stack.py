@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk import App, assertions
@@ -105,3 +106,58 @@ def test_the_app_reads_sizes_and_counts_from_context(tmp_path: Path) -> None:
         "AWS::ElastiCache::ReplicationGroup", {"ReplicasPerNodeGroup": 2}
     )
     template.has_resource_properties("AWS::Lambda::Function", {"MemorySize": 2048})
+
+
+def cache_url_of(template: assertions.Template) -> Any:
+    [function] = resources(template, "AWS::Lambda::Function").values()
+    return function["Properties"]["Environment"]["Variables"]["TWOTIER_CACHE_URL"]
+
+
+def test_a_sharded_cache_is_a_cluster_mode_replication_group(tmp_path: Path) -> None:
+    """-c cacheShards=3: ElastiCache with cluster mode enabled, three shards of a primary
+    and two replicas each; the app reaches it through its configuration endpoint."""
+    import app as cdk_app
+
+    context = {"lambdaZip": str(stand_in_code(tmp_path)), "cacheShards": 3, "cacheReplicas": 2}
+    template = assertions.Template.from_stack(cdk_app.build(App(context=context)))
+    template.has_resource_properties(
+        "AWS::ElastiCache::ReplicationGroup",
+        {
+            "ClusterMode": "enabled",
+            "NumNodeGroups": 3,
+            "ReplicasPerNodeGroup": 2,
+            "CacheParameterGroupName": "default.redis7.cluster.on",
+            "AutomaticFailoverEnabled": True,
+            "TransitEncryptionEnabled": True,
+        },
+    )
+    url = json.dumps(cache_url_of(template))
+    assert url.startswith('{"Fn::Join": ["", ["rediss+cluster://", {"Fn::GetAtt": [')
+    assert "ConfigurationEndPoint.Address" in url
+    result = cfn_lint(template, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_serverless_cache_replaces_the_nodes(tmp_path: Path) -> None:
+    """-c cache=serverless: ElastiCache Serverless (cluster protocol, TLS only), in the
+    isolated subnets, admitting the app only; no replication group."""
+    import app as cdk_app
+
+    context = {"lambdaZip": str(stand_in_code(tmp_path)), "cache": "serverless"}
+    template = assertions.Template.from_stack(cdk_app.build(App(context=context)))
+    template.resource_count_is("AWS::ElastiCache::ReplicationGroup", 0)
+    [cache] = resources(template, "AWS::ElastiCache::ServerlessCache").values()
+    assert cache["Properties"]["Engine"] == "redis"
+    assert len(cache["Properties"]["SubnetIds"]) == 2
+    assert "rediss+cluster://" in json.dumps(cache_url_of(template))
+    assert "Endpoint.Address" in json.dumps(cache_url_of(template))
+    result = cfn_lint(template, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_unknown_cache_shape_is_refused(tmp_path: Path) -> None:
+    import app as cdk_app
+
+    context = {"lambdaZip": str(stand_in_code(tmp_path)), "cache": "memcached"}
+    with pytest.raises(ValueError, match="cache must be one of nodes, serverless"):
+        cdk_app.build(App(context=context))

@@ -1,5 +1,6 @@
 """The data tier both stacks share: a VPC, the database (Aurora MySQL or Aurora PostgreSQL
-Serverless v2, or DynamoDB tables), ElastiCache Redis.
+Serverless v2, or DynamoDB tables), ElastiCache Redis: one shard (a primary and its
+replicas), several shards (cluster mode: ``cacheShards`` > 1), or ElastiCache Serverless.
 
 Nothing here is reachable from the internet: Aurora and the cache live in isolated subnets,
 and their security groups admit only the app's security group; DynamoDB is reached through
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
@@ -48,7 +49,9 @@ class DataTierProps:
     aurora_max_acu: float = 4
     aurora_readers: int = 0
     cache_node_type: str = "cache.t4g.small"
-    cache_replicas: int = 1
+    cache_replicas: int = 1  # per shard
+    cache_shards: int = 1  # more than one: cluster mode enabled
+    cache: str = "nodes"  # or "serverless": ElastiCache Serverless (always cluster mode, TLS)
     removal_policy: RemovalPolicy = RemovalPolicy.SNAPSHOT
     database: str = "aurora"  # Aurora MySQL; or "aurora-postgresql", or "dynamodb"
     resources: str | None = None  # the declaration (TOML) whose tables DynamoDB holds
@@ -92,33 +95,76 @@ class DataTier(Construct):
         else:
             self._aurora(props, isolated)
 
+        if props.cache not in CACHES:
+            raise ValueError(f"cache must be one of {', '.join(CACHES)}, not {props.cache!r}")
+        if props.cache_shards < 1 or props.cache_replicas < 0:
+            raise ValueError("cacheShards must be 1 or more, cacheReplicas 0 or more")
+        self.cache: elasticache.CfnReplicationGroup | elasticache.CfnServerlessCache
+        cache_subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        if props.cache == "serverless":
+            self._serverless_cache(cache_subnets.subnet_ids, cache_sg)
+        else:
+            self._cache_nodes(props, cache_subnets.subnet_ids, cache_sg)
+
+    def _cache_nodes(
+        self, props: DataTierProps, subnet_ids: list[str], security_group: ec2.SecurityGroup
+    ) -> None:
+        """A replication group: one shard (``rediss://`` its primary endpoint), or with
+        cluster mode enabled, ``cache_shards`` shards (``rediss+cluster://`` its
+        configuration endpoint); each shard a primary and ``cache_replicas`` replicas,
+        failing over on their own across availability zones."""
         subnets = elasticache.CfnSubnetGroup(
-            self,
-            "CacheSubnets",
-            description="twotier Redis",
-            subnet_ids=self.vpc.select_subnets(
-                subnet_type=ec2.SubnetType.PRIVATE_ISOLATED
-            ).subnet_ids,
+            self, "CacheSubnets", description="twotier Redis", subnet_ids=subnet_ids
         )
-        self.cache = elasticache.CfnReplicationGroup(
+        clustered = props.cache_shards > 1
+        group = elasticache.CfnReplicationGroup(
             self,
             "Cache",
             replication_group_description="twotier cache",
             engine="redis",
+            engine_version="7.1",
             cache_node_type=props.cache_node_type,
-            num_node_groups=1,
+            num_node_groups=props.cache_shards,
             replicas_per_node_group=props.cache_replicas,
-            automatic_failover_enabled=props.cache_replicas > 0,
+            automatic_failover_enabled=props.cache_replicas > 0 or clustered,
             multi_az_enabled=props.cache_replicas > 0,
             transit_encryption_enabled=True,
             at_rest_encryption_enabled=True,
             cache_subnet_group_name=subnets.ref,
-            security_group_ids=[cache_sg.security_group_id],
+            security_group_ids=[security_group.security_group_id],
+            cluster_mode="enabled" if clustered else None,
+            cache_parameter_group_name="default.redis7.cluster.on" if clustered else None,
         )
-        # rediss:// (TLS); twotier namespaces its keys, so several stacks may share one.
+        self.cache = group
+        # TLS always; twotier namespaces its keys, so several stacks may share one cache.
+        if clustered:
+            self.cache_url = (
+                f"rediss+cluster://{group.attr_configuration_end_point_address}:"
+                f"{group.attr_configuration_end_point_port}"
+            )
+        else:
+            self.cache_url = (
+                f"rediss://{group.attr_primary_end_point_address}:"
+                f"{group.attr_primary_end_point_port}/0"
+            )
+
+    def _serverless_cache(self, subnet_ids: list[str], security_group: ec2.SecurityGroup) -> None:
+        """ElastiCache Serverless: it scales and fails over by itself, speaks the cluster
+        protocol over TLS only, and shows its clients no replicas (so twotier waits for
+        none: its durability across its own failovers is the service's)."""
+        cache = elasticache.CfnServerlessCache(
+            self,
+            "Cache",
+            serverless_cache_name=Names.unique_resource_name(self, max_length=40).lower(),
+            engine="redis",
+            major_engine_version="7",
+            description="twotier cache",
+            subnet_ids=subnet_ids,
+            security_group_ids=[security_group.security_group_id],
+        )
+        self.cache = cache
         self.cache_url = (
-            f"rediss://{self.cache.attr_primary_end_point_address}:"
-            f"{self.cache.attr_primary_end_point_port}/0"
+            f"rediss+cluster://{cache.attr_endpoint_address}:{cache.attr_endpoint_port}"
         )
 
     def _admitting_the_app(self, name: str, port: int, description: str) -> ec2.SecurityGroup:
@@ -314,3 +360,6 @@ _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
     "N": dynamodb.AttributeType.NUMBER,
 }
+#: The cache's shapes: ElastiCache nodes (a replication group, clustered when it has more
+#: than one shard), or ElastiCache Serverless.
+CACHES = ("nodes", "serverless")
