@@ -338,17 +338,48 @@ def cluster_ports(count: int) -> list[int]:
 class OwnRedisCluster:
     """A Redis Cluster of the test's own: ``primaries`` primaries with ``replicas`` replicas
     each, one redis-server process per node on free ports (nothing on disk but each node's
-    ``nodes.conf``). Nodes may be killed and started again; slots may be moved."""
+    ``nodes.conf``). Nodes may be killed and started again; slots may be moved. With a
+    ``pki``, every link is TLS: clients', the cluster bus and replication."""
 
-    def __init__(self, workdir: Path, *, primaries: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self, workdir: Path, *, primaries: int = 3, replicas: int = 1, pki: Pki | None = None
+    ) -> None:
         self.workdir = workdir
+        self.pki = pki
         self.shape = (primaries, replicas)
         self.ports = cluster_ports(primaries * (1 + replicas))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
+        if self.pki is not None:
+            return f"rediss+cluster://127.0.0.1:{self.ports[0]}?ssl_ca_certs={self.pki.ca}"
         return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def _listen(self, port: int) -> list[str]:
+        if self.pki is None:
+            return ["--port", str(port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(self.pki.server_cert),
+            "--tls-key-file",
+            str(self.pki.server_key),
+            "--tls-ca-cert-file",
+            str(self.pki.ca),
+            "--tls-auth-clients",
+            "no",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
+
+    def _client_args(self) -> list[str]:
+        return [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
 
     def start(self) -> None:
         for i in range(len(self.ports)):
@@ -360,6 +391,7 @@ class OwnRedisCluster:
         made = subprocess.run(
             [
                 "redis-cli",
+                *self._client_args(),
                 "--cluster",
                 "create",
                 *(f"127.0.0.1:{port}" for port in self.ports),
@@ -384,8 +416,7 @@ class OwnRedisCluster:
         self.processes[port] = subprocess.Popen(
             [
                 "redis-server",
-                "--port",
-                str(port),
+                *self._listen(port),
                 "--bind",
                 "127.0.0.1",
                 "--cluster-enabled",
@@ -416,7 +447,7 @@ class OwnRedisCluster:
 
     def cli(self, port: int, *args: str) -> str:
         done = subprocess.run(
-            ["redis-cli", "-p", str(port), *args],
+            ["redis-cli", "-p", str(port), *self._client_args(), *args],
             capture_output=True,
             text=True,
             check=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from twotier.cache.redis_client import is_cluster_url, link_failed, node_url
 
@@ -40,6 +41,7 @@ def _raised_in(filename: str, error: Exception) -> Exception:
         (RedisConnectionError("refused"), "/anywhere.py", True),
         (OSError("reset"), "/anywhere.py", True),
         (TimeoutError(), "/anywhere.py", True),
+        (RedisClusterException("Redis Cluster cannot be connected"), "/anywhere.py", True),
         # The transport's own errors, let through by redis-py when a connection closes.
         (
             AttributeError("'NoneType' object has no attribute 'writelines'"),

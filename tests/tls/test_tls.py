@@ -1,9 +1,10 @@
-"""Encryption in transit, for real: a redis-server and a mariadbd of the test's own that
-speak only TLS, with certificates from a CA the test makes. The right CA is trusted; a
-wrong CA is refused with an error that says so."""
+"""Encryption in transit, for real: a redis-server, a Redis Cluster and a mariadbd of the
+test's own that speak only TLS, with certificates from a CA the test makes. The right CA is
+trusted; a wrong CA is refused with an error that says so."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,12 @@ from sqlalchemy import make_url, text
 
 from tests.conftest import make_key, require, settings_for
 from tests.heroes import hero
-from tests.own_servers import OwnMariaDB, OwnRedis
+from tests.own_servers import OwnMariaDB, OwnRedis, OwnRedisCluster
 from tests.pki import Pki, make_pki
 from twotier.api.app import create_app
 from twotier.bootstrap import build_cache
 from twotier.cache.base import CacheUnavailable, Entry
+from twotier.cache.near import NearCache
 from twotier.config import Settings
 from twotier.store.base import StoreUnavailable
 from twotier.store.sql import SQLStore
@@ -185,3 +187,53 @@ def test_mysql_tls_parameters_become_one_context(pki: Pki) -> None:
     )
     with pytest.raises(ValueError, match="unknown sslmode"):
         split_tls(make_url("postgresql+asyncpg://u@h/app?sslmode=sometimes"))
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedisCluster]:
+    """A Redis Cluster that speaks only TLS (clients, bus, replication)."""
+    require("redis")
+    cluster = OwnRedisCluster(tmp_path_factory.mktemp("cluster"), pki=pki)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_rediss_cluster_verifies_every_node_and_subscribes_over_tls(
+    tls_cluster: OwnRedisCluster,
+) -> None:
+    """``rediss+cluster://`` (ElastiCache Serverless speaks nothing else): the nodes the
+    cluster names are reached over TLS with the URL's CA, commands and shard subscriptions
+    alike."""
+    settings = cache_settings(tls_cluster.url).model_copy(update={"near_cache_ttl": 10.0})
+    cache = build_cache(settings)
+    assert isinstance(cache, NearCache)
+    try:
+        await cache.ping()
+        keys = [f"k{n}" for n in range(30)]  # over every shard
+        for n, key in enumerate(keys):
+            assert await cache.put_if_newer(key, Entry(n + 1, b"v"), 60)
+        assert await cache.get_many(keys) == [Entry(n + 1, b"v") for n in range(30)]
+        await cache.get("warm-up")  # starts the subscription: one TLS link per primary
+        for _ in range(300):
+            if cache.live:
+                break
+            await asyncio.sleep(0.02)
+        assert cache.live
+    finally:
+        await cache.clear()
+        await cache.close()
+
+
+async def test_rediss_cluster_refuses_nodes_signed_by_another_ca(
+    tls_cluster: OwnRedisCluster, pki: Pki
+) -> None:
+    wrong = with_ca(tls_cluster.url, "ssl_ca_certs", pki.wrong_ca)
+    cache = build_cache(cache_settings(wrong))
+    try:
+        with pytest.raises(CacheUnavailable, match=REFUSED):
+            await cache.ping()
+    finally:
+        await cache.close()

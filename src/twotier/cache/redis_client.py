@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 RedisClient = aioredis.Redis | RedisCluster
@@ -83,8 +83,8 @@ def link_failed(error: BaseException) -> bool:
     ``AttributeError`` from asyncio's streams, ``RuntimeError`` from uvloop's). Those count
     too when redis-py was running the command and the error did not come from our code.
     """
-    if isinstance(error, RedisError | OSError | TimeoutError):
-        return True
+    if isinstance(error, RedisError | RedisClusterException | OSError | TimeoutError):
+        return True  # RedisClusterException: no node of the cluster could be reached
     if not isinstance(error, AttributeError | TypeError | RuntimeError):
         return False
     frames = traceback.extract_tb(error.__traceback__)
