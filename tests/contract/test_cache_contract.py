@@ -111,6 +111,19 @@ async def test_delete_and_clear(cache: Cache) -> None:
     assert await cache.get_many(["b", "c"]) == [None, None]
 
 
+async def test_delete_and_clear_reach_every_shard(cache: Cache) -> None:
+    """Keys over every slot range (on a cluster: every primary), deleted together across
+    slots, then the rest cleared: nothing of the namespace is left on any node."""
+    keys = [f"spread-{n}" for n in range(60)]
+    for n, key in enumerate(keys):
+        await cache.put_if_newer(key, Entry(n + 1, b"x"), 60)
+    await cache.delete(keys[:30])
+    assert await cache.get_many(keys[:30]) == [None] * 30
+    assert None not in await cache.get_many(keys[30:])
+    await cache.clear()
+    assert await cache.get_many(keys) == [None] * 60
+
+
 async def test_concurrent_conditional_writes_keep_the_newest(cache: Cache) -> None:
     versions = list(range(1, 201))
     random.Random(4).shuffle(versions)
