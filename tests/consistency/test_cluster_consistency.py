@@ -29,6 +29,7 @@ from tests.consistency.test_consistency import (
 from tests.own_servers import OwnRedisCluster
 from twotier.bench.target import Target
 from twotier.cache.redis import RedisCache
+from twotier.cache.redis_pubsub import Channels
 from twotier.policy import CacheKeys
 
 #: Enough operations that the clients are still at work when the topology has changed.
@@ -140,8 +141,14 @@ async def test_slots_moved_between_primaries_under_load(
     def disturbance(namespace: str, database: str) -> Outsider:
         async def disturb(history: History, keys: list[Key], done: asyncio.Event) -> None:
             await asyncio.sleep(0.5)
-            # The hot entries' slots, and some others (slots of nothing, a channel's).
-            slots = sorted(hot_slots(namespace, database, keys) | set(range(40)))
+            # The hot entries' slots, four invalidation channels' (the near-cache must
+            # subscribe again), and slots of nothing.
+            channels = Channels(namespace, sharded=True).names[::4]
+            slots = sorted(
+                hot_slots(namespace, database, keys)
+                | {key_slot(channel.encode()) for channel in channels}
+                | set(range(20))
+            )
             for slot in slots:
                 if done.is_set():
                     break
