@@ -19,7 +19,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.conftest import SERVER_URLS, redis_namespace, require
+from tests.conftest import SERVER_URLS, cache_url, redis_namespace, require
 from tests.heroes import hero
 from tests.own_servers import OwnMariaDB, OwnPostgres
 from twotier.bootstrap import build_service
@@ -39,10 +39,11 @@ PATIENCE = 30.0
 class Database:
     """The followed database, and writes to it that bypass twotier."""
 
-    def __init__(self, kind: str, url: str, port: int = 0) -> None:
+    def __init__(self, kind: str, url: str, port: int = 0, cache: str = "redis") -> None:
         self.kind = kind
         self.url = url
         self.port = port
+        self.cache = cache  # the cache kind (tests.conftest.cache_url)
         self.namespace = redis_namespace()
 
     def sql(self, statement: str, *args: object) -> None:
@@ -118,14 +119,22 @@ class Database:
             mysql.close()
 
 
-@pytest.fixture(params=["mariadb-binlog-redis", "postgres-logical-redis", "sqlite-memory"])
+@pytest.fixture(
+    params=[
+        "mariadb-binlog-redis",
+        "postgres-logical-redis",
+        "postgres-logical-cluster",
+        "sqlite-memory",
+    ]
+)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param.startswith("sqlite"):
-        return Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3")
+        return Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3", cache="memory")
     require("redis")
     if request.param.startswith("postgres"):
         postgres: OwnPostgres = request.getfixturevalue("postgres")
-        return Database("postgres", postgres.url, postgres.port)
+        cache = request.param.rsplit("-", 1)[1]  # the lease and position on a cluster too
+        return Database("postgres", postgres.url, postgres.port, cache)
     mariadb: OwnMariaDB = request.getfixturevalue("binlog_mariadb")
     return Database("mariadb", mariadb.url, mariadb.port)
 
@@ -134,7 +143,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 async def service(database: Database) -> AsyncIterator[Service]:
     settings = Settings(
         database_url=database.url,
-        cache_url="memory://" if database.kind == "sqlite" else SERVER_URLS["redis"],
+        cache_url="memory://" if database.cache == "memory" else cache_url(database.cache),
         cache_namespace=database.namespace,
     )
     async with made_anew(build_service(settings)) as made:
