@@ -24,6 +24,16 @@ def _wait_for(probe: list[str], server: str) -> None:
     raise RuntimeError(f"own {server} did not start")
 
 
+def redis_tls_listen(pki: Pki, port: int) -> list[str]:
+    """A redis-server's arguments to listen on ``port`` with TLS only, its certificate
+    from ``pki`` (clients are not asked for one)."""
+    return [
+        *("--port", "0", "--tls-port", str(port)),
+        *("--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key)),
+        *("--tls-ca-cert-file", str(pki.ca), "--tls-auth-clients", "no"),
+    ]
+
+
 class _OwnProcess:
     """A server process the test may signal (freeze, thaw) and kill."""
 
@@ -89,20 +99,7 @@ class OwnRedis(_OwnProcess):
     def _listen(self) -> list[str]:
         if self.pki is None:
             return ["--port", str(self.port)]
-        return [
-            "--port",
-            "0",
-            "--tls-port",
-            str(self.port),
-            "--tls-cert-file",
-            str(self.pki.server_cert),
-            "--tls-key-file",
-            str(self.pki.server_key),
-            "--tls-ca-cert-file",
-            str(self.pki.ca),
-            "--tls-auth-clients",
-            "no",
-        ]
+        return redis_tls_listen(self.pki, self.port)
 
     def _client_args(self) -> list[str]:
         return [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
@@ -360,22 +357,8 @@ class OwnRedisCluster:
         if self.pki is None:
             return ["--port", str(port)]
         return [
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--tls-cert-file",
-            str(self.pki.server_cert),
-            "--tls-key-file",
-            str(self.pki.server_key),
-            "--tls-ca-cert-file",
-            str(self.pki.ca),
-            "--tls-auth-clients",
-            "no",
-            "--tls-cluster",
-            "yes",
-            "--tls-replication",
-            "yes",
+            *redis_tls_listen(self.pki, port),
+            *("--tls-cluster", "yes", "--tls-replication", "yes"),
         ]
 
     def _client_args(self) -> list[str]:
