@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncGenerator
+from typing import cast
+
+import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import make_cache
 from twotier.cache.base import Cache, Entry
@@ -297,3 +302,25 @@ async def test_a_lease_has_one_holder_until_it_lapses(cache: Cache) -> None:
     assert not await cache.hold("lease", "a", 0.3)
     await cache.clear()  # a clear drops it too
     assert await cache.hold("lease", "a", 0.3)
+
+
+async def test_a_subscription_that_breaks_for_any_reason_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not only a lost link: any error reading a subscription ends ``messages()`` (the
+    near-cache then empties itself and subscribes again), never a listener left waiting."""
+    cache = await make_cache("redis")
+    assert isinstance(cache, RedisCache)
+    messages = cast(AsyncGenerator[str | None, None], cache.messages())
+    try:
+        assert await anext(messages) is None  # subscribed
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise ValueError("a bug in reading")
+
+        monkeypatch.setattr(aioredis.client.PubSub, "get_message", broken)
+        with pytest.raises(ValueError, match="a bug in reading"):
+            await asyncio.wait_for(anext(messages), 10)
+    finally:
+        await messages.aclose()
+        await cache.close()

@@ -165,6 +165,8 @@ async def _pump(
     except CacheUnavailable as error:
         queue.put_nowait(error)
     except Exception as error:
-        if not link_failed(error):
-            raise
-        queue.put_nowait(CacheUnavailable(f"invalidation channel lost: {error}"))
+        # Whatever ends a pump ends the subscription: raised in the task alone, it would
+        # leave ``listen`` waiting, and a live near-cache deaf to invalidations.
+        if link_failed(error):
+            error = CacheUnavailable(f"invalidation channel lost: {error}")
+        queue.put_nowait(error)
