@@ -6,6 +6,7 @@ ElastiCache Serverless), reached through any of its nodes or its configuration e
 from __future__ import annotations
 
 import traceback
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -41,27 +42,20 @@ def node_url(url: str, host: str, port: int) -> str:
 def redis_client(url: str, timeout: float) -> RedisClient:
     """The process's connection pool (one per node on a cluster): the cache's, and the rate
     limiter's."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": False,
+        "max_connections": 256,
+    }
     if is_cluster_url(url):
-        return RedisCluster.from_url(
-            _plain(url),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=False,
-            max_connections=256,
-            # No retries of its own: redis-py would send a failed pipeline again whole,
-            # 0.25 s later, after closing every connection under the other commands in
-            # flight; a generation set late that way could undo a newer write's move.
-            # A failed call is the cache layer's to handle (the database answers, the
-            # write is remembered); the next call finds the cluster's new shape.
-            retry=Retry(NoBackoff(), 0),
-        )
-    return aioredis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=False,
-        max_connections=256,
-    )
+        # No retries of its own: redis-py would send a failed pipeline again whole, 0.25 s
+        # later, after closing every connection under the other commands in flight; a
+        # generation set late that way could undo a newer write's move. A failed call is
+        # the cache layer's to handle (the database answers, the write is remembered); the
+        # next call finds the cluster's new shape.
+        return RedisCluster.from_url(_plain(url), retry=Retry(NoBackoff(), 0), **options)
+    return aioredis.from_url(url, **options)
 
 
 async def initialized(client: RedisClient) -> None:
