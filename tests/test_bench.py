@@ -202,10 +202,13 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         drop_table(url)
 
 
-def bench_on(url: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``twotier bench`` over the database at ``url`` and the shared Redis, with the peers."""
+def bench_on(
+    url: str, args: list[str], tmp_path: Path, cache_url: str = SERVER_URLS["redis"]
+) -> subprocess.CompletedProcess[str]:
+    """``twotier bench`` over the database at ``url`` and the shared Redis (or the cache at
+    ``cache_url``), with the peers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
-    env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": SERVER_URLS["redis"]}
+    env |= {"TWOTIER_DATABASE_URL": url, "TWOTIER_CACHE_URL": cache_url}
     return subprocess.run(
         [TWOTIER, "bench", *args, "--peers", str(PEERS), "--out", str(tmp_path / "out")],
         env=env | {"COLUMNS": "200"},
@@ -214,6 +217,16 @@ def bench_on(url: str, args: list[str], tmp_path: Path) -> subprocess.CompletedP
         text=True,
         timeout=600,
     )
+
+
+def test_compare_refuses_a_cluster_in_one_line(tmp_path: Path) -> None:
+    """The peers and the seed's handler know one Redis only: a cluster URL is refused with
+    a line that says so, before anything starts."""
+    url = database_url("mysql", tmp_path)
+    result = bench_on(url, ["compare"], tmp_path, cache_url="redis+cluster://127.0.0.1:7000")
+    assert result.returncode == 2
+    assert "on one Redis" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def _count(url: str) -> int:

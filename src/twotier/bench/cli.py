@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -196,6 +197,11 @@ def seed(
         raise typer.Exit(1)
 
 
+def _one_redis(cache_url: str) -> bool:
+    """A URL the seed's handler and the peers can use: redis-py's own, one Redis."""
+    return urlsplit(cache_url).scheme in ("redis", "rediss")
+
+
 def _seed_handler(peers: Path) -> Callable[[dict[str, Any]], Any] | None:
     """The seed's own handler over the configured tiers: MySQL and Redis, as the seed had."""
     import importlib
@@ -207,10 +213,10 @@ def _seed_handler(peers: Path) -> Callable[[dict[str, Any]], Any] | None:
     settings = get_settings()
     if not (
         settings.database_url.startswith(("mysql", "mariadb"))
-        and settings.cache_url.startswith(("redis", "rediss"))
+        and _one_redis(settings.cache_url)
         and (peers / "seed_lambda.py").is_file()
     ):
-        console.print("the seed's own handler runs on MySQL and Redis only: not measured")
+        console.print("the seed's own handler runs on MySQL and one Redis only: not measured")
         return None
     os.environ.update(peer_env(settings, "seed-own"))
     sys.path.insert(0, str(peers.resolve()))
@@ -251,8 +257,11 @@ def compare(
     if not settings.database_url.startswith(("mysql", "mariadb", "postgres")):
         console.print("[red]compare needs TWOTIER_DATABASE_URL=mysql://… or postgresql://…[/red]")
         raise typer.Exit(2)
-    if not settings.cache_url.startswith(("redis", "rediss")):
-        console.print("[red]compare needs TWOTIER_CACHE_URL=redis://… (the peers use it)[/red]")
+    if not _one_redis(settings.cache_url):
+        console.print(
+            "[red]compare needs TWOTIER_CACHE_URL=redis://… on one Redis (the peers use it; "
+            "they know no cluster)[/red]"
+        )
         raise typer.Exit(2)
     apps = app_names or ["twotier", *PEERS]
     unknown = set(apps) - {"twotier", *PEERS}
