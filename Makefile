@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test-services run test soak lint typecheck image lambda clean
+.PHONY: install test-services run test soak failover lint typecheck image lambda clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ SOAK_OPERATIONS ?= 50000
 soak: install
 	TWOTIER_SOAK_OPERATIONS=$(SOAK_OPERATIONS) TWOTIER_SOAK_CLIENTS=64 \
 		$(BIN)/pytest tests/consistency -k "never_see_stale" -v
+
+# The consistency checker through a Redis Cluster failover (issue 16: not yet reliable, so
+# not in `make test`): FAILOVER_RUNS runs of each variant.
+FAILOVER_RUNS ?= 10
+failover: install
+	for run in $$(seq $(FAILOVER_RUNS)); do \
+		TWOTIER_TEST_CLUSTER_FAILOVER=1 $(BIN)/pytest -q -p no:cacheprovider \
+			tests/consistency/test_cluster_consistency.py -k killed || exit 1; \
+	done
 
 # The server image (needs a Docker engine; there is none on the CI machines).
 image:
