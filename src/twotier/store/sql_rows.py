@@ -24,7 +24,9 @@ from sqlalchemy import (
     ColumnElement,
     String,
     Table,
+    and_,
     bindparam,
+    case,
     cast,
     column,
     delete,
@@ -65,6 +67,13 @@ _ROWS_PER_STATEMENT = 64
 #: One compare-and-set: the key, the changes, the version the row must still be at.
 _Set = tuple[Key, dict[str, Any], int]
 T = TypeVar("T")
+
+
+def _lost_a_lock(error: StoreUnavailable) -> bool:
+    """MySQL's deadlock (1213) or lock wait timeout (1205): the transaction was undone, the
+    database is there."""
+    cause = error.__cause__
+    return bool(cause is not None and cause.args and cause.args[0] in (1205, 1213))
 
 
 async def _answer(call: Awaitable[T]) -> T | Exception:
@@ -126,9 +135,11 @@ class SQLRows:
         # The reads a write starts with (its compare-and-set's version), of one loop turn:
         # one SELECT … IN for the lot.
         self._current_rows: TickBatcher[Key, Record | None] = TickBatcher(self._read_together)
-        # Their compare-and-sets, on PostgreSQL (``_set_together``).
+        # Their compare-and-sets (``_set_together``).
         self._sets: TickBatcher[_Set, bool] = TickBatcher(self._set_together)
         self._sets_of: dict[tuple[frozenset[str], int], Statement] = {}
+        self._cases_of: dict[tuple[frozenset[str], int], Statement] = {}
+        self._locked_of: dict[int, Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
         self._dialect = dialect
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
@@ -501,10 +512,10 @@ class SQLRows:
         await session.execute(statement, self._stored(changes) | {"key": key})
 
     async def _set_if_at(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
-        """Set ``changes`` if the row is still at ``version``; whether it was. On
-        PostgreSQL, with the other writes of this loop turn (``UPDATE … FROM (VALUES …)
-        RETURNING`` says which rows were still at their version)."""
-        if self._db.backend != "postgresql":
+        """Set ``changes`` if the row is still at ``version``; whether it was. With the
+        other writes of this loop turn (``_set_together``), but on SQLite (one writer at a
+        time: nothing to share)."""
+        if self._db.backend == "sqlite":
             return await self._set_alone(key, changes, version)
         return await self._sets.load(str(next(self._tickets)), (key, dict(changes), version))
 
@@ -537,19 +548,92 @@ class SQLRows:
         if len(chunk) == 1:
             name, write = chunk[0]
             return {name: await _answer(self._set_alone(*write))}
+        writes = [write for _, write in chunk]
+        try:
+            if self._db.backend == "postgresql":
+                changed = await self._set_returning(fields, writes)
+            else:
+                changed = await self._set_locked(fields, writes)
+        except StoreUnavailable as error:
+            if not _lost_a_lock(error):
+                raise
+            changed = None  # two transactions' locks crossed: each write alone then
+        except Exception:
+            changed = None  # each write alone then gets its own answer
+        if changed is None:
+            return {name: await _answer(self._set_alone(*write)) for name, write in chunk}
+        return {name: key in changed for name, (key, _, _) in chunk}
+
+    async def _set_returning(self, fields: frozenset[str], writes: list[_Set]) -> set[Key]:
+        """PostgreSQL: one ``UPDATE … FROM (VALUES …) RETURNING``; the keys it changed."""
         bound: dict[str, Any] = {}
-        for index, (_, (key, changes, version)) in enumerate(chunk):
+        for index, (key, changes, version) in enumerate(writes):
             bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
             bound |= {f"r{index}__twotier_key": key, f"r{index}__twotier_at": version}
-        try:
-            async with self._driver.autocommitted() as session:
-                rows = await session.fetch_all(self._set_many(fields, len(chunk)), bound)
-        except StoreUnavailable:
-            raise
-        except Exception:  # each write alone then gets its own answer
-            return {name: await _answer(self._set_alone(*write)) for name, write in chunk}
-        changed = {row[0] for row in rows}
-        return {name: key in changed for name, (key, _, _) in chunk}
+        async with self._driver.autocommitted() as session:
+            rows = await session.fetch_all(self._set_many(fields, len(writes)), bound)
+        return {row[0] for row in rows}
+
+    async def _set_locked(self, fields: frozenset[str], writes: list[_Set]) -> set[Key]:
+        """MySQL and MariaDB, which have no ``UPDATE … RETURNING``: in one transaction, the
+        rows locked (in key order: two such transactions cannot deadlock) and their
+        versions read, then one ``UPDATE … SET field = CASE key … END`` of those still at
+        the version their write read; the keys it changed. Four round trips and one commit
+        for the lot, where each write alone is a commit of its own."""
+        keys = {f"k{index}": key for index, (key, _, _) in enumerate(writes)}
+        async with self._driver.transaction() as session:
+            rows = await session.fetch_all(self._locked_keys(len(writes)), keys)
+            now = {record.key: record.version for record in map(self._raw_record, rows)}
+            still = [write for write in writes if now.get(write[0]) == write[2]]
+            if still:
+                bound: dict[str, Any] = {}
+                for index, (key, changes, _) in enumerate(still):
+                    bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
+                    bound[f"r{index}__twotier_key"] = key
+                await session.execute(self._set_cases(fields, len(still)), bound)
+        return {key for key, _, _ in still}
+
+    def _locked_keys(self, count: int) -> Statement:
+        """``SELECT … WHERE key IN (…) ORDER BY key FOR UPDATE`` of ``count`` keys."""
+        statement = self._locked_of.get(count)
+        if statement is None:
+            params: list[Any] = [bindparam(f"k{index}") for index in range(count)]
+            where = self._among(self.resource.key, params)
+            made = select(*self._selected).where(*where).order_by(self._key).with_for_update()
+            statement = self._locked_of[count] = Statement(made, self._dialect)
+        return statement
+
+    def _set_cases(self, fields: frozenset[str], count: int) -> Statement:
+        """``UPDATE … SET`` each of ``fields`` to ``CASE key WHEN … THEN … END`` and the
+        next version, of ``count`` rows by key (locked, and checked at their version)."""
+        statement = self._cases_of.get((fields, count))
+        if statement is None:
+            keys: list[BindParameter[Any]] = [
+                bindparam(f"r{index}__twotier_key") for index in range(count)
+            ]
+
+            def case_of(name: str) -> ColumnElement[Any]:
+                kind = self.table.c[name].type
+                return case(
+                    *(
+                        (
+                            and_(*self._equal(self.resource.key, key)),
+                            bindparam(f"r{index}_{name}", type_=kind),
+                        )
+                        for index, key in enumerate(keys)
+                    )
+                )
+
+            made = (
+                update(self.table)
+                .where(*self._among(self.resource.key, keys))
+                .values(
+                    {name: case_of(name) for name in sorted(fields)}
+                    | {VERSION: self.table.c[VERSION] + 1}
+                )
+            )
+            statement = self._cases_of[fields, count] = Statement(made, self._dialect)
+        return statement
 
     def _set_many(self, fields: frozenset[str], count: int) -> Statement:
         """``UPDATE … SET`` ``fields`` and the next version ``FROM (VALUES …)`` of
