@@ -297,20 +297,30 @@ class RedisCache:
         return await self._writes.load(name, (items, generations, generation_ttl, message))
 
     async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
+        """The write-throughs of one loop turn as one pipeline: every entry's conditional
+        put, then each generation moved once (profiled: the lists' generation, moved by
+        every write, was a quarter of a batch of POSTs' commands). Once is enough: every
+        write of the batch committed before any of it is sent, so a fill that reads the
+        generation's new value reads the database after all of them."""
         waited: list[ClusterNode] = []
+        moved: dict[str, tuple[int, float]] = {}
+        for _, generations, generation_ttl, _ in writes.values():
+            for key, value in generations.items():
+                moved[key] = (value, generation_ttl)
 
         def queue(pipe: _Pipeline) -> None:
-            for items, generations, generation_ttl, _ in writes.values():
+            for items, _, _, _ in writes.values():
                 self._queue_puts(pipe, items)
-                for key, value in generations.items():
-                    pipe.set(self._key(key), value, px=_ms(generation_ttl))
+            for key, (value, generation_ttl) in moved.items():
+                pipe.set(self._key(key), value, px=_ms(generation_ttl))
             for *_, message in writes.values():
                 if message is not None:
                     self._queue_publish(pipe, message)
             written = (
                 self._key(key)
-                for items, generations, _, _ in writes.values()
-                for key in itertools.chain((item[0] for item in items), generations)
+                for key in itertools.chain(
+                    (item[0] for items, _, _, _ in writes.values() for item in items), moved
+                )
             )
             waited[:] = self._queue_replica_waits(pipe, written)
 
@@ -320,9 +330,9 @@ class RedisCache:
             self._replicated(waited, results[-len(waited) :])
         answers: dict[str, list[bool]] = {}
         at = 0
-        for name, (items, generations, _, _) in writes.items():
+        for name, (items, _, _, _) in writes.items():
             answers[name] = [bool(stored) for stored in results[at : at + len(items)]]
-            at += len(items) + len(generations)
+            at += len(items)
         return answers
 
     def _queue_replica_waits(self, pipe: _Pipeline, keys: Iterable[str]) -> list[ClusterNode]:
