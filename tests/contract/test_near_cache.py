@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import make_cache, redis_namespace
 from twotier.cache.base import Entry
-from twotier.cache.near import NearCache
+from twotier.cache.near import NearCache, joined
 
 
 @pytest.fixture(params=["near", "near-cluster"])
@@ -131,3 +131,32 @@ async def test_generations_are_kept_locally_and_moved_everywhere(
     [(entry, generation)] = await first.get_with_generations([("{gen}:list", "{gen}")], [10], 60)
     assert generation == 9
     assert entry is None or entry.version != generation  # a miss, never the old page
+
+
+async def test_writes_of_one_loop_turn_tell_the_others_in_one_message(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    """The write-throughs of one loop turn go as one pipeline with one message for all of
+    them (``near.joined``): every key and generation they changed is dropped elsewhere."""
+    first, second = pair
+    keys = [f"w{i}" for i in range(5)]
+    await first.write([(key, Entry(1, b"old"), 60) for key in keys], {"{g}": 1}, 60)
+    assert await second.get_many(keys) == [Entry(1, b"old")] * 5
+    await second.get_with_generations([("{g}:list", "{g}")], [0], 60)
+    assert await second.local.get("{g}") is not None
+    await asyncio.gather(
+        *(
+            first.write([(key, Entry(2, b"new"), 60)], {"{g}": 2 + i}, 60)
+            for i, key in enumerate(keys)
+        )
+    )
+    await until(lambda: all(second.local._items.get(key) is None for key in [*keys, "{g}"]))
+    assert await second.get_many(keys) == [Entry(2, b"new")] * 5
+
+
+def test_joined_messages_read_as_the_keys_they_name() -> None:
+    """One sender's messages joined read as all their keys, by the same parsing (a process
+    of an older version reads them right too); senders stay apart; everything wins."""
+    assert joined(["s\na\nb", "s\nc", "t\nd"]) == ["s\na\nb\nc", "t\nd"]
+    assert joined(["s\na", "s\n*", "s\nb"]) == ["s\n*"]
+    assert joined(["s\na"]) == ["s\na"]

@@ -34,8 +34,25 @@ log = logging.getLogger(__name__)
 _EVERYTHING = "*"
 
 
+def joined(messages: Sequence[str]) -> list[str]:
+    """``messages`` with those of one sender made one: a message is a line naming its
+    sender, then a line per key it changed (or ``*``: everything). What a bus sends in one
+    round trip (the write-throughs of a loop turn) is then one message a sender, not one a
+    write; and processes that do not join (an older version, in a rolling deploy) read it
+    as the same keys."""
+    by_sender: dict[str, list[str]] = {}
+    for message in messages:
+        sender, _, keys = message.partition("\n")
+        by_sender.setdefault(sender, []).append(keys)
+    return [
+        sender + "\n" + (_EVERYTHING if _EVERYTHING in keys else "\n".join(keys))
+        for sender, keys in by_sender.items()
+    ]
+
+
 class InvalidationBus(Protocol):
-    """A broadcast channel between the processes sharing one cache."""
+    """A broadcast channel between the processes sharing one cache. Its messages are
+    ``joined``'s: a sender's line, then keys."""
 
     async def publish(self, message: str) -> None: ...
 

@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError
 
 from twotier.batching import TickBatcher
 from twotier.cache.base import CacheUnavailable, Entry
+from twotier.cache.near import joined
 from twotier.cache.redis_client import (
     RedisClient,
     initialized,
@@ -298,10 +299,11 @@ class RedisCache:
 
     async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
         """The write-throughs of one loop turn as one pipeline: every entry's conditional
-        put, then each generation moved once (profiled: the lists' generation, moved by
-        every write, was a quarter of a batch of POSTs' commands). Once is enough: every
-        write of the batch committed before any of it is sent, so a fill that reads the
-        generation's new value reads the database after all of them."""
+        put, then each generation moved once, then one invalidation message a sender
+        (``near.joined``). Profiled: the lists' generation, moved by every write, was a
+        quarter of a batch of POSTs' commands, the messages another. A generation moved
+        once is enough: every write of the batch committed before any of it is sent, so a
+        fill that reads its new value reads the database after all of them."""
         waited: list[ClusterNode] = []
         moved: dict[str, tuple[int, float]] = {}
         for _, generations, generation_ttl, _ in writes.values():
@@ -313,9 +315,8 @@ class RedisCache:
                 self._queue_puts(pipe, items)
             for key, (value, generation_ttl) in moved.items():
                 pipe.set(self._key(key), value, px=_ms(generation_ttl))
-            for *_, message in writes.values():
-                if message is not None:
-                    self._queue_publish(pipe, message)
+            for message in joined([m for *_, m in writes.values() if m is not None]):
+                self._queue_publish(pipe, message)
             written = (
                 self._key(key)
                 for key in itertools.chain(
