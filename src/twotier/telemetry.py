@@ -40,8 +40,9 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 CACHE_UNREPLICATED = Counter(
     "twotier_cache_unreplicated_writes",
-    "Write-throughs on a Redis Cluster that no replica confirmed within "
-    "TWOTIER_CACHE_REPLICA_WAIT (a failover of that primary could lose them).",
+    "Write-through batches on a Redis Cluster that no replica of a primary confirmed: "
+    "its wait (TWOTIER_CACHE_REPLICA_WAIT) ran out, or was skipped in the 5 s after one "
+    "did (a failover of that primary could lose them).",
     registry=REGISTRY,
 )
 CACHE_ERRORS = Counter(

@@ -31,13 +31,15 @@ from twotier.cache.redis_client import (
     redis_client,
 )
 from twotier.cache.redis_pubsub import Channels, Subscription, listen
-from twotier.cache.redis_topology import SlotOwners
+from twotier.cache.redis_topology import ReplicaCounts, SlotOwners
 from twotier.telemetry import CACHE_UNREPLICATED
 
 log = logging.getLogger(__name__)
 
 #: Seconds a primary whose replica did not confirm a write is not waited for.
 _UNREPLICATED_PAUSE = 5.0
+#: Seconds a primary's count of replicas is trusted before it is asked again.
+_REPLICAS_FRESH = 5.0
 #: Seconds a slot that changed owner is read around: every process's remembered writes
 #: land within ``MEND_EVERY`` and a cache timeout or two of the new owner answering.
 _OWNER_CHANGE_GRACE = 2.0
@@ -127,6 +129,7 @@ class RedisCache:
         self._replica_wait = replica_wait
         self._owners = SlotOwners(_OWNER_CHANGE_GRACE)
         self._unreplicated: dict[str, float] = {}  # primary -> until when not waited for
+        self._replicas = ReplicaCounts(_REPLICAS_FRESH)
         self._channels = Channels(namespace, sharded=self._cluster)
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
         self._generation = self._redis.register_script(_GENERATION)
@@ -304,11 +307,18 @@ class RedisCache:
         quarter of a batch of POSTs' commands, the messages another. A generation moved
         once is enough: every write of the batch committed before any of it is sent, so a
         fill that reads its new value reads the database after all of them."""
-        waited: list[ClusterNode] = []
         moved: dict[str, tuple[int, float]] = {}
         for _, generations, generation_ttl, _ in writes.values():
             for key, value in generations.items():
                 moved[key] = (value, generation_ttl)
+        written = (  # made only on a cluster
+            self._key(key)
+            for key in itertools.chain(
+                (item[0] for items, _, _, _ in writes.values() for item in items), moved
+            )
+        )
+
+        waited: list[ClusterNode] = []
 
         def queue(pipe: _Pipeline) -> None:
             for items, _, _, _ in writes.values():
@@ -317,16 +327,13 @@ class RedisCache:
                 pipe.set(self._key(key), value, px=_ms(generation_ttl))
             for message in joined([m for *_, m in writes.values() if m is not None]):
                 self._queue_publish(pipe, message)
-            written = (
-                self._key(key)
-                for key in itertools.chain(
-                    (item[0] for items, _, _, _ in writes.values() for item in items), moved
-                )
-            )
-            waited[:] = self._queue_replica_waits(pipe, written)
+            for node in waited:
+                pipe.execute_command("WAIT", 1, _ms(self._replica_wait), target_nodes=[node])
 
         async with self._guard():
+            waited[:], unwaited = await self._replica_waits(written)
             results = await self._pipelined(queue)
+        CACHE_UNREPLICATED.inc(unwaited)
         if waited:
             self._replicated(waited, results[-len(waited) :])
         answers: dict[str, list[bool]] = {}
@@ -336,25 +343,34 @@ class RedisCache:
             at += len(items)
         return answers
 
-    def _queue_replica_waits(self, pipe: _Pipeline, keys: Iterable[str]) -> list[ClusterNode]:
-        """On a cluster, a ``WAIT`` for one replica on each primary these keys live on
-        (that has replicas), queued after the writes: on the same connection, so it covers
-        them. A write-through acknowledged by a primary alone would be lost if that primary
-        failed over before replicating it, and the promoted replica would serve the
+    async def _replica_waits(self, keys: Iterable[str]) -> tuple[list[ClusterNode], int]:
+        """On a cluster, the primaries these keys live on that have replicas: a ``WAIT``
+        for one replica is queued on each after the writes, on the same connection, so it
+        covers them. A write-through acknowledged by a primary alone would be lost if that
+        primary failed over before replicating it, and the promoted replica would serve the
         previous version: the write is answered once a replica holds it too (or the wait
-        ran out: see ``_replicated``)."""
+        ran out: see ``_replicated``). Also: how many primaries written to, with replicas,
+        are not waited for now (a wait on them ran out a moment ago): as much at risk."""
         if not isinstance(self._redis, aioredis.RedisCluster) or self._replica_wait <= 0:
-            return []
+            return [], 0
         holders_of = self._redis.nodes_manager.slots_cache
-        now = time.monotonic()
         primaries: dict[str, ClusterNode] = {}
         for key in keys:
             holders = holders_of.get(self._redis.keyslot(key))
-            if holders and len(holders) > 1 and self._unreplicated.get(holders[0].name, 0) <= now:
+            if holders:
                 primaries[holders[0].name] = holders[0]
-        for node in primaries.values():
-            pipe.execute_command("WAIT", 1, _ms(self._replica_wait), target_nodes=[node])
-        return list(primaries.values())
+        await self._replicas.learn(self._redis, primaries.values())
+        now = time.monotonic()
+        waited: list[ClusterNode] = []
+        unwaited = 0
+        for name, node in primaries.items():
+            if self._replicas.of(name) == 0:
+                continue
+            if self._unreplicated.get(name, 0) <= now:
+                waited.append(node)
+            else:
+                unwaited += 1
+        return waited, unwaited
 
     def _replicated(self, primaries: list[ClusterNode], acknowledged: list[Any]) -> None:
         """A primary whose replica did not confirm in time (down, or far behind) is counted

@@ -1,5 +1,6 @@
-"""Which hash slots of a Redis Cluster a process may not trust yet: those that changed owner
-a moment ago.
+"""What a process knows of a Redis Cluster's shape beyond redis-py's slot map: which hash
+slots it may not trust yet (those that changed owner a moment ago), and how many replicas
+each primary has.
 
 When a primary fails, writes made before its replica takes over cannot reach its slots:
 each process that made one remembers it and applies it (deletes the entry, moves the
@@ -16,11 +17,13 @@ what the old primary held.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import ResponseError
 
 
 class SlotOwners:
@@ -65,3 +68,40 @@ class SlotOwners:
                 untrusted = [False] * len(keys)
             untrusted[at] = True
         return untrusted
+
+
+class ReplicaCounts:
+    """How many replicas each primary has, as the primary itself says (``INFO
+    replication``), asked again every ``fresh`` seconds. Not read from the slot map:
+    ``CLUSTER SLOTS``, which redis-py's map is made from, leaves a replica out until it has
+    replicated something (a new cluster's replicas, one resyncing), and a map made then
+    would keep saying "no replica" until something made redis-py read it again."""
+
+    def __init__(self, fresh: float) -> None:
+        self.fresh = fresh
+        self._known: dict[str, tuple[int, float]] = {}  # primary -> (replicas, until when)
+
+    def of(self, primary: str) -> int:
+        return self._known.get(primary, (0, 0.0))[0]
+
+    async def learn(self, cluster: RedisCluster, primaries: Iterable[ClusterNode]) -> None:
+        """Ask the primaries whose count is not fresh, at once."""
+        now = time.monotonic()
+        stale = [node for node in primaries if self._known.get(node.name, (0, 0.0))[1] <= now]
+        if not stale:
+            return
+        answers = await asyncio.gather(
+            *(
+                cluster.execute_command("INFO", "replication", target_nodes=[node])
+                for node in stale
+            ),
+            return_exceptions=True,
+        )
+        for node, answer in zip(stale, answers, strict=True):
+            if isinstance(answer, ResponseError):
+                count = 0  # a cache that does not tell (no replicas it would promote)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                count = int(answer.get("connected_slaves", 0))
+            self._known[node.name] = (count, now + self.fresh)
