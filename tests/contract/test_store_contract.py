@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 
 from tests.conftest import DECLARED, database_url, open_store
 from tests.heroes import UINT_MAX, create, create_each, hero
@@ -276,6 +276,41 @@ async def test_concurrent_updates_of_a_few_rows_lose_nothing(heroes: Rows) -> No
         final = await heroes.get(record["id"])
         assert final is not None
         assert final.version == record.version + 10
+
+
+async def test_compare_and_sets_that_lose_a_deadlock_are_made_one_by_one(
+    heroes: Rows, store_kind: str, tmp_path: object
+) -> None:
+    """MariaDB: the compare-and-sets of a loop turn lock their rows in one transaction.
+    One that another transaction deadlocks with (InnoDB undoes the lighter one: ours) is
+    made again write by write once the other is done: no write fails for it."""
+    if store_kind != "mysql":
+        pytest.skip("the locking transaction of compare-and-sets is MySQL's and MariaDB's")
+    import asyncmy
+
+    first, second = await create_each(heroes, [hero("d1"), hero("d2")])
+    url = make_url(database_url("mysql", tmp_path))
+    other = await asyncmy.connect(
+        host=url.host, port=url.port or 3306, user=url.username, password="", db=url.database
+    )
+    try:
+        async with other.cursor() as cursor:
+            await cursor.execute("BEGIN")
+            await cursor.execute("UPDATE superheroes SET name = 'o' WHERE id = %s", (second["id"],))
+            both = asyncio.gather(
+                heroes.update(first["id"], {"xp": 1}), heroes.update(second["id"], {"xp": 2})
+            )
+            await asyncio.sleep(0.5)  # they hold the first row's lock, wait for the second's
+            # ... which this one holds, and now it waits for the first: a deadlock, ours
+            # the lighter transaction (it changed nothing yet), undone.
+            await cursor.execute("UPDATE superheroes SET name = 'o' WHERE id = %s", (first["id"],))
+            await asyncio.sleep(0.2)
+            await cursor.execute("COMMIT")
+        done = await both
+    finally:
+        other.close()
+    assert [result[1]["xp"] for result in done if result is not None] == [1, 2]
+    assert [(await heroes.get(r["id"]))["xp"] for r in (first, second)] == [1, 2]  # type: ignore[index]
 
 
 async def test_a_refused_update_among_concurrent_ones_fails_alone(
