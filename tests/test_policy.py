@@ -397,3 +397,30 @@ async def test_a_created_row_never_loses_to_an_old_tombstone(tmp_path: object) -
         assert (await policy.read(new.key)).body == body(patched)
     finally:
         await store.close()
+
+
+async def test_on_a_cluster_a_write_through_is_tried_even_when_the_cache_is_distrusted(
+    store: InstrumentedRows,
+) -> None:
+    """A Redis Cluster's shards fail alone: with this process's breaker open (another shard
+    failed), a write still reaches the shard its row lives on, which the other processes
+    read. On one Redis it is remembered instead (the breaker spares it the timeout)."""
+    cache = await make_cache("cluster")
+    try:
+        for alone in (True, False):
+            resilient = ResilientCache(cache, generation_ttl=60, shards_fail_alone=alone)
+            policy = ResourcePolicy(store, resilient, Tuning(ttl=60))
+            record = await policy.create(hero(name=f"c{alone}"))
+            for _ in range(3):
+                resilient.failed(CacheUnavailable("another shard timed out"), "read")
+            assert not resilient.breaker.allows()
+            updated = await policy.update(record.key, {"name": "seen"})
+            assert updated is not None
+            held = await cache.get(policy.keys.row(record.key))
+            assert held is not None
+            assert held.version == (updated.version if alone else record.version)
+            # nothing left over, or the row and the lists' and its xp's generations
+            assert resilient.pending == (0 if alone else 3)
+    finally:
+        await cache.clear()
+        await cache.close()

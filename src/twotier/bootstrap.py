@@ -142,7 +142,11 @@ def compose(settings: Settings) -> Composition:
     resources = declared_resources(settings)
     tuning = tuning_of(settings)
     client = _redis(settings)
-    cache = ResilientCache(build_cache(settings, client), generation_ttl=tuning.generation_ttl)
+    cache = ResilientCache(
+        build_cache(settings, client),
+        generation_ttl=tuning.generation_ttl,
+        shards_fail_alone=urlsplit(settings.cache_url).scheme.endswith("+cluster"),
+    )
     service = Service(
         build_store(settings, resources),
         cache,

@@ -585,11 +585,13 @@ class ResourcePolicy:
         self, items: Sequence[tuple[str, Entry, float]], generation_keys: set[str]
     ) -> None:
         """After a commit: store the new values and move the generations the write touched;
-        a write the cache could not take is remembered (see ResilientCache)."""
+        a write the cache could not take is remembered (see ResilientCache). On a Redis
+        Cluster it is tried even when the cache is not to be trusted here (a shard down,
+        the breaker open, writes missed): the other processes read the live shards."""
         for name, _, _ in items:
             self._flights.forget(name)
         timed = [(name, entry, self._jittered(ttl)) for name, entry, ttl in items]
-        if self.cache.ready or await self.cache.usable():
+        if self.cache.ready or self.cache.shards_fail_alone or await self.cache.usable():
             try:
                 await self.cache.cache.write(
                     timed,

@@ -72,11 +72,21 @@ def moved_within(generation: int, seconds: float, now: float | None = None) -> b
 
 class ResilientCache:
     def __init__(
-        self, cache: Cache, breaker: CircuitBreaker | None = None, *, generation_ttl: float
+        self,
+        cache: Cache,
+        breaker: CircuitBreaker | None = None,
+        *,
+        generation_ttl: float,
+        shards_fail_alone: bool = False,
     ) -> None:
         self.cache = cache
         self.breaker = breaker or CircuitBreaker()
         self.generation_ttl = generation_ttl
+        #: A Redis Cluster: one shard fails while the others answer every process. This
+        #: process's breaker and backlog then say nothing of the shards a write goes to,
+        #: which the other processes go on reading: its write-through is always tried
+        #: (what reaches a live shard lands; what does not is remembered), never skipped.
+        self.shards_fail_alone = shards_fail_alone
         self._pending_items: dict[str, tuple[Entry, float]] = {}
         self._pending_generations: set[str] = set()
         self._pending_everything = False
