@@ -343,6 +343,21 @@ def binlog_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         server.crash()
 
 
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[Any]:
+    """A new Redis Cluster of the test's own (3 primaries, a replica each), for tests that
+    kill, stop or reshape its nodes (the shared one serves the other tests)."""
+    from tests.own_servers import OwnRedisCluster
+
+    (tmp_path / "cluster").mkdir()
+    made = OwnRedisCluster(tmp_path / "cluster")
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Any]:
     """A PostgreSQL cluster of the module's own with ``wal_level=logical`` (the shared one

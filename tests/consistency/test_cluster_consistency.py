@@ -7,9 +7,8 @@ what the database says."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,17 +34,6 @@ from twotier.policy import CacheKeys
 
 #: Enough operations that the clients are still at work when the topology has changed.
 OPERATIONS = 6000
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[OwnRedisCluster]:
-    made = OwnRedisCluster(tmp_path / "cluster")
-    (tmp_path / "cluster").mkdir()
-    made.start()
-    try:
-        yield made
-    finally:
-        made.stop()
 
 
 def hot_slots(namespace: str, database: str, keys: list[Key]) -> set[int]:
@@ -100,37 +88,32 @@ async def checked_run(
     return history, problems
 
 
-#: The failover check is not yet reliable (issue 16, open for it): about one run in ten
-#: finds a lookup missing a row, or listing an old one, written around the failover, with the
-#: near-cache on or off. Out of ``make test`` so that it cannot turn CI red at random;
-#: ``make failover`` runs it, as often as ``FAILOVER_RUNS`` says.
-FAILOVER = os.environ.get("TWOTIER_TEST_CLUSTER_FAILOVER") == "1"
-
-
-@pytest.mark.skipif(not FAILOVER, reason="make failover (issue 16: about 1 run in 10 fails)")
 @pytest.mark.parametrize("near_cache_ttl", ["0", "10"], ids=["redis", "near-cache"])
 async def test_a_primary_killed_and_brought_back_under_load(
-    cluster: OwnRedisCluster, tmp_path: Path, near_cache_ttl: str
+    own_cluster: OwnRedisCluster, tmp_path: Path, near_cache_ttl: str
 ) -> None:
     """A primary SIGKILLed a second into the run; its replica takes over (the cluster's
     node timeout is 1 s here); the dead node comes back as a replica. Meanwhile reads of
     its slots come from the database (the breaker bounds the cost) and writes whose
-    write-through failed are applied when the cache answers again."""
+    write-through failed are applied when the cache answers again. The cluster is new (as
+    in the first minutes of a deployment): its ``CLUSTER SLOTS`` shows no replica yet, and
+    the cache must still wait for them (without, about one run in ten found a lookup
+    missing a row written just before the kill: ``make failover`` runs it at length)."""
     moments: dict[str, float] = {}
 
     async def disturb(history: History, keys: list[Key], done: asyncio.Event) -> None:
         await asyncio.sleep(1)
-        victim = cluster.primaries()[0]
+        victim = own_cluster.primaries()[0]
         moments["killed"] = time.monotonic()
-        cluster.kill(victim)
-        await asyncio.to_thread(cluster.wait_for_failover, victim)
+        own_cluster.kill(victim)
+        await asyncio.to_thread(own_cluster.wait_for_failover, victim)
         moments["taken over"] = time.monotonic()
-        await asyncio.to_thread(cluster.start_node, victim)
-        await asyncio.to_thread(cluster.wait_until_ok)
+        await asyncio.to_thread(own_cluster.start_node, victim)
+        await asyncio.to_thread(own_cluster.wait_until_ok)
         moments["back"] = time.monotonic()
 
     history, problems = await checked_run(
-        cluster, tmp_path, lambda *_: disturb, near_cache_ttl=near_cache_ttl
+        own_cluster, tmp_path, lambda *_: disturb, near_cache_ttl=near_cache_ttl
     )
     assert "back" in moments, "the cluster did not recover"
     last_read = max(read.end for read in history.reads)
@@ -139,7 +122,7 @@ async def test_a_primary_killed_and_brought_back_under_load(
 
 
 async def test_slots_moved_between_primaries_under_load(
-    cluster: OwnRedisCluster, tmp_path: Path
+    own_cluster: OwnRedisCluster, tmp_path: Path
 ) -> None:
     """The slots of the hot entries moved, key by key, from their primaries to another
     while the clients run: redis-py follows ``ASK`` and ``MOVED``, scripts over a slot
@@ -161,13 +144,15 @@ async def test_slots_moved_between_primaries_under_load(
             for slot in slots:
                 if done.is_set():
                     break
-                source = cluster.owner(slot)
-                target = next(port for port in cluster.primaries() if port != source)
-                await asyncio.to_thread(cluster.move_slots, range(slot, slot + 1), source, target)
+                source = own_cluster.owner(slot)
+                target = next(port for port in own_cluster.primaries() if port != source)
+                await asyncio.to_thread(
+                    own_cluster.move_slots, range(slot, slot + 1), source, target
+                )
                 moved.append(slot)
 
         return disturb
 
-    _, problems = await checked_run(cluster, tmp_path, disturbance, near_cache_ttl="10")
+    _, problems = await checked_run(own_cluster, tmp_path, disturbance, near_cache_ttl="10")
     assert len(moved) > 10, "the clients stopped before the slots moved"
     assert not problems, "\n".join(problems[:20])

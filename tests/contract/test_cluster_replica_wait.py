@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from redis.crc import key_slot
 
 from tests.conftest import redis_namespace
@@ -21,29 +18,20 @@ from twotier.cache.redis import RedisCache
 from twotier.telemetry import REGISTRY
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[OwnRedisCluster]:
-    made = OwnRedisCluster(tmp_path / "cluster")
-    (tmp_path / "cluster").mkdir()
-    made.start()
-    try:
-        yield made
-    finally:
-        made.stop()
-
-
 def unreplicated() -> float:
     return REGISTRY.get_sample_value("twotier_cache_unreplicated_writes_total") or 0.0
 
 
-async def test_a_write_no_replica_confirmed_is_counted_and_made(cluster: OwnRedisCluster) -> None:
+async def test_a_write_no_replica_confirmed_is_counted_and_made(
+    own_cluster: OwnRedisCluster,
+) -> None:
     namespace = redis_namespace()
-    cache = RedisCache(cluster.url, namespace=namespace, timeout=2, replica_wait=0.1)
-    owner = cluster.owner(key_slot(f"{namespace}:k".encode()))
-    ids = {int(node["port"]): node["id"] for node in cluster.nodes()}
-    [replica] = [int(node["port"]) for node in cluster.nodes() if node["primary"] == ids[owner]]
+    cache = RedisCache(own_cluster.url, namespace=namespace, timeout=2, replica_wait=0.1)
+    owner = own_cluster.owner(key_slot(f"{namespace}:k".encode()))
+    ids = {int(node["port"]): node["id"] for node in own_cluster.nodes()}
+    [replica] = [int(node["port"]) for node in own_cluster.nodes() if node["primary"] == ids[owner]]
     try:
-        os.kill(cluster.processes[replica].pid, signal.SIGSTOP)
+        os.kill(own_cluster.processes[replica].pid, signal.SIGSTOP)
         try:
             # The first write to a new cluster: waited for, the wait runs out: counted, made.
             counted = unreplicated()
@@ -54,7 +42,7 @@ async def test_a_write_no_replica_confirmed_is_counted_and_made(cluster: OwnRedi
             assert await cache.write([("k", Entry(2, b"two"), 60)], {}, 60) == [True]
             assert unreplicated() == counted + 2
         finally:
-            os.kill(cluster.processes[replica].pid, signal.SIGCONT)
+            os.kill(own_cluster.processes[replica].pid, signal.SIGCONT)
         assert await cache.get("k") == Entry(2, b"two")
     finally:
         await cache.close()
