@@ -85,7 +85,7 @@ class ResilientCache:
         #: A Redis Cluster: one shard fails while the others answer every process. This
         #: process's breaker and backlog then say nothing of the shards a write goes to,
         #: which the other processes go on reading: its write-through is always tried
-        #: (what reaches a live shard lands; what does not is remembered), never skipped.
+        #: (if all its shards answer it lands; else it is remembered), never skipped.
         self.shards_fail_alone = shards_fail_alone
         self._pending_items: dict[str, tuple[Entry, float]] = {}
         self._pending_generations: set[str] = set()
