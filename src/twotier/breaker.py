@@ -30,6 +30,10 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
+    @property
+    def closed(self) -> bool:
+        return self._opened_at is None
+
     def allows(self) -> bool:
         """Whether a call may go to the cache now. Half-open lets one trial per cooldown."""
         if self._opened_at is None:

@@ -261,6 +261,20 @@ class ResourcePolicy:
             return _count(self._read, None, Outcome.BYPASS)
         return _count(self._read, record.to_json(), Outcome.BYPASS, record.version)
 
+    def held(self, key: Key) -> Served | None:
+        """A row this process holds (the near-cache's L1, the in-process cache), answered
+        and counted as a hit with no await: the front door's read, which costs a dictionary
+        lookup instead of a coroutine per step. None while the cache is not in plain use
+        (its breaker not closed, writes pending), when the row is not held here, or is held
+        as absent: ``read`` answers those, as before."""
+        if not self.cache.closed:
+            return None
+        entry = self.cache.cache.peek(self.keys.row(key))
+        if entry is None or not entry.body:
+            return None
+        self._read.hit.inc()
+        return Served(entry.body, Outcome.HIT, entry.version)
+
     async def read_many(self, keys: Sequence[Key], *, use_cache: bool = True) -> Served:
         """The rows that exist among ``keys``, in request order, as one JSON array."""
         if use_cache:

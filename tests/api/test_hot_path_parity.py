@@ -3,6 +3,7 @@ and to one without, get the same status, headers and body (under a mount point t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -192,3 +193,60 @@ async def test_plain_reads_without_a_key_skip_the_middleware_stack(
     await hot.head(root + "/heroes/7", headers=_ANONYMOUS)
     await hot.get(root + "/heroes/abc", headers=_ANONYMOUS)
     assert len(through_the_stack) == 4
+
+
+async def test_a_row_held_here_is_answered_at_the_door_as_the_routes_answer_it(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read with none of the headers anything in the stack reads, of a row this process
+    holds, is answered by the front door at once (``Observe.answer``): the same status,
+    headers and body as the routes', counted and logged the same; every other read goes
+    on to the hot path as before."""
+    hot, routes, root = pair
+    bare = [  # no X-API-Key header at all (the pair's clients send one)
+        httpx.AsyncClient(transport=client._transport, base_url="http://parity")
+        for client in (hot, routes)
+    ]
+    await hot.get(root + "/healthz")  # the stack is built on the first request
+    door = hot._transport.app.middleware_stack  # type: ignore[attr-defined]
+    assert isinstance(door, FrontDoor)
+    observe = door.door
+    past_the_door: list[str] = []
+
+    class Counted:
+        answer = observe.answer
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            past_the_door.append(scope["path"].removeprefix(root))
+            await observe(scope, receive, send)
+
+    door.door = Counted()  # type: ignore[assignment]
+    for client in (hot, routes):  # rows 1 and 2, held by the write-throughs
+        for name in ("Ada", "Bo"):
+            hero = {"name": name, "hero": "H", "power": "P", "xp": 5, "color": "C"}
+            assert (await client.post(root + "/heroes", json=hero)).status_code == 201
+    try:
+        with caplog.at_level(logging.INFO, logger="twotier.access"):
+            answers = [await client.get(root + "/heroes/1") for client in bare]
+        held, routed = answers
+        assert held.status_code == routed.status_code == 200
+        assert held.content == routed.content
+        assert _versionless(held.headers) == _versionless(routed.headers)
+        assert held.headers["etag"]
+        assert held.headers["x-cache"] == "HIT"
+        assert past_the_door == []  # answered at the door
+        [line] = [r for r in caplog.records if r.name == "twotier.access"][:1]
+        assert (line.route, line.status, line.cache) == ("/heroes/{hero_id}", 200, "HIT")  # type: ignore[attr-defined]
+        assert line.request_id == held.headers["x-request-id"]  # type: ignore[attr-defined]
+
+        # Each of these goes past the door, to the hot path, which answers as before.
+        await bare[0].get(root + "/heroes/3")  # not held: a miss, absent
+        await bare[0].get(root + "/heroes/3")  # held as absent
+        await bare[0].get(root + "/heroes/2", headers={"X-Request-Id": "mine"})
+        await bare[0].get(root + "/heroes/2", headers={"If-None-Match": "*"})
+        forwarded = await bare[0].get(root + "/heroes/2", headers={"X-Forwarded-Proto": "https"})
+        assert forwarded.headers["strict-transport-security"]
+        assert past_the_door == ["/heroes/3"] * 2 + ["/heroes/2"] * 3
+    finally:
+        for client in bare:
+            await client.aclose()

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier.access.rules import Access
 from twotier.api.access_guard import presented_key
-from twotier.api.hot_path import READ_KEY, HotPath, plain_read
-from twotier.api.observe import Observe
+from twotier.api.hot_path import READ_KEY, HotPath, found_headers, plain_read, read_target
+from twotier.api.observe import OBSERVED_HEADERS, ROUTE_KEY, Observe
 
 
 class FrontDoor:
@@ -38,11 +38,25 @@ class FrontDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            found = _plain_open_read(scope)
-            if found is not None:
-                scope[READ_KEY] = found
-                await self.door(scope, receive, send)
-                return
+            if _plain_headers(scope):
+                found = _open_read(scope)
+                if found is not None:
+                    target, key = found
+                    served = target.policy.held(key)
+                    if served is not None and served.body is not None:
+                        # The row is held here: answered now, no coroutine per step.
+                        scope[ROUTE_KEY] = target.template
+                        await self.door.answer(scope, send, found_headers(served), served.body)
+                        return
+                    scope[READ_KEY] = found
+                    await self.door(scope, receive, send)
+                    return
+            else:
+                found = _plain_open_read(scope)
+                if found is not None:
+                    scope[READ_KEY] = found
+                    await self.door(scope, receive, send)
+                    return
         await self.stack(scope, receive, send)
 
 
@@ -56,6 +70,42 @@ def open_front_door(app: FastAPI, *, access_log: bool) -> None:
     app.build_middleware_stack = build_with_front_door  # type: ignore[method-assign]
 
 
+#: Request headers that something in the stack reads (CORS, the access guard, caching and
+#: conditional requests, Observe): a request with none of them, the common read, is
+#: judged by one pass over its headers.
+_READ_HEADERS = OBSERVED_HEADERS | {
+    b"origin",
+    b"x-api-key",
+    b"authorization",
+    b"cache-control",
+    b"if-none-match",
+}
+
+
+def _plain_headers(scope: Scope) -> bool:
+    """None of the headers in ``_READ_HEADERS``."""
+    # A loop, not all() over a generator: that costs a generator's frame on every read.
+    for name, _ in scope["headers"]:  # noqa: SIM110
+        if name in _READ_HEADERS:
+            return False
+    return True
+
+
+def _open(scope: Scope) -> bool:
+    """Reads are open to anyone, with no rate limit: the access guard has nothing to judge
+    in a request that presents no key."""
+    access: Access | None = getattr(scope["app"].state, "access", None)
+    if access is None:
+        return False
+    rules = access.rules
+    return not (rules.per_address > 0 or rules.per_key > 0 or rules.reads_need_key)
+
+
+def _open_read(scope: Scope) -> Any:
+    """The (target, key) of a read with plain headers the front door may take, else None."""
+    return read_target(scope) if _open(scope) else None
+
+
 def _plain_open_read(scope: Scope) -> Any:
     """The (target, key) of a read the front door may take, else None."""
     for name, _ in scope["headers"]:
@@ -63,14 +113,7 @@ def _plain_open_read(scope: Scope) -> Any:
             return None
     if presented_key(scope) is not None:
         return None
-    state = scope["app"].state
-    access: Access | None = getattr(state, "access", None)
-    if access is None:
-        return None
-    rules = access.rules
-    if rules.per_address > 0 or rules.per_key > 0 or rules.reads_need_key:
-        return None
-    return plain_read(scope)
+    return plain_read(scope) if _open(scope) else None
 
 
 async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:

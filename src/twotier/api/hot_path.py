@@ -35,7 +35,7 @@ from twotier.api.errors import problem
 from twotier.api.observe import ROUTE_KEY
 from twotier.api.paths import app_path
 from twotier.api.responses import JSON, batch_response, read_response
-from twotier.policy import Outcome, ResourcePolicy
+from twotier.policy import Outcome, ResourcePolicy, Served
 from twotier.problems import DOMAIN_ERRORS
 from twotier.resources import Key, Resource
 from twotier.service import Service
@@ -98,9 +98,9 @@ def _targets_of(scope: Scope) -> dict[str, _Target] | None:
     return targets
 
 
-def plain_read(scope: Scope) -> tuple[_Target, Key] | None:
-    """Where a GET /{resource}/{key} the hot path may answer goes, and its key; else None
-    (no such resource, a key that does not parse, a bypass: the routes answer those)."""
+def read_target(scope: Scope) -> tuple[_Target, Key] | None:
+    """Where a ``GET /{resource}/{key}`` goes, and its key parsed; None for another path,
+    a resource that does not exist, a key that does not parse (the routes answer those)."""
     path = app_path(scope)
     cut = path.find("/", 1)
     if cut < 0:
@@ -114,6 +114,15 @@ def plain_read(scope: Scope) -> tuple[_Target, Key] | None:
     key = target.resource.parse_key(path[cut + 1 :])
     if key is None:
         return None
+    return target, key
+
+
+def plain_read(scope: Scope) -> tuple[_Target, Key] | None:
+    """Where a GET /{resource}/{key} the hot path may answer goes, and its key; else None
+    (no such resource, a key that does not parse, a bypass: the routes answer those)."""
+    found = read_target(scope)
+    if found is None:
+        return None
     # One pass over the headers in the common case: neither of the two that matter.
     special = False
     for name, _ in scope["headers"]:
@@ -122,7 +131,17 @@ def plain_read(scope: Scope) -> tuple[_Target, Key] | None:
             break
     if special and not wants_cache(scope["headers"]):
         return None
+    target, key = found
     return (target if not special else target.with_conditions()), key
+
+
+def found_headers(served: Served) -> list[tuple[bytes, bytes]]:
+    """A 200's headers for a row found (its body, how it was served, its version)."""
+    assert served.body is not None
+    headers = [_OUTCOMES[served.outcome], (b"content-length", b"%d" % len(served.body)), _JSON]
+    if served.version:
+        headers.append((b"etag", b'"%d"' % served.version))
+    return headers
 
 
 async def answer_read(
@@ -141,10 +160,7 @@ async def answer_read(
     if body is None or (unless is not None and unless.matches(served.version)):
         await read_response(served, target.resource, key, unless)(scope, receive, send)
         return
-    headers = [_OUTCOMES[served.outcome], (b"content-length", b"%d" % len(body)), _JSON]
-    if served.version:
-        headers.append((b"etag", b'"%d"' % served.version))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": found_headers(served)})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -90,11 +90,7 @@ class Observe:
                         cache = value.decode("latin-1")
                     elif name == b"content-type":
                         html = value.startswith(b"text/html")
-                headers.append((b"x-request-id", record.request_id.encode()))
-                headers.extend(_COMMON_HEADERS)
-                headers.append(_DOCS_CSP if html else _API_CSP)
-                if secure:
-                    headers.append(_HSTS)
+                decorate(headers, record.request_id, html=html, secure=secure)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -109,25 +105,73 @@ class Observe:
                 raise  # too late for an answer: the server drops the connection
             await send_error(observed_send, 500, "internal server error")
         finally:
-            elapsed = time.perf_counter() - started
-            route = route_of(scope)
-            count_request(route, method, status, elapsed)
-            # No line to write (off, or below the level): no fields to gather either.
-            if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                if record.resource is None:
-                    record.resource = self._resource_of(route, scope)
-                log_request(
-                    record,
-                    method=method_label(method),
-                    route=route,
-                    status=status,
-                    seconds=elapsed,
-                    cache=cache,
-                    path=scope["path"],
-                    client=client[0] if client else None,
-                )
+            self._account(scope, record, method, status, started, cache)
             CURRENT_REQUEST.reset(token)
+
+    async def answer(
+        self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Send a JSON answer made in front of the app with no await (a hit held in this
+        process), with what ``__call__`` adds around the app: the same headers, metrics and
+        log line, without its closure and context per request (measured: they were a
+        third of such a hit). Only for a request without the headers this middleware
+        reads (``OBSERVED_HEADERS``): its id is a new one, and only its scheme says https."""
+        started = time.perf_counter()
+        record = RequestRecord(_new_request_id())
+        decorate(headers, record.request_id, html=False, secure=scope.get("scheme") == "https")
+        status = 500
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            status = 200
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            self._account(scope, record, scope["method"], status, started, "HIT")
+
+    def _account(
+        self,
+        scope: Scope,
+        record: RequestRecord,
+        method: str,
+        status: int,
+        started: float,
+        cache: str | None,
+    ) -> None:
+        """Count a request that is done, and write its access log line."""
+        elapsed = time.perf_counter() - started
+        route = route_of(scope)
+        count_request(route, method, status, elapsed)
+        # No line to write (off, or below the level): no fields to gather either.
+        if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            if record.resource is None:
+                record.resource = self._resource_of(route, scope)
+            log_request(
+                record,
+                method=method_label(method),
+                route=route,
+                status=status,
+                seconds=elapsed,
+                cache=cache,
+                path=scope["path"],
+                client=client[0] if client else None,
+            )
+
+
+#: The request headers Observe reads: a request with neither takes a new id, and is https
+#: only by its scheme (``Observe.answer``).
+OBSERVED_HEADERS = frozenset({b"x-request-id", b"x-forwarded-proto"})
+
+
+def decorate(
+    headers: list[tuple[bytes, bytes]], request_id: str, *, html: bool, secure: bool
+) -> None:
+    """Add to an answer's headers what every answer carries: its request id and the
+    security headers (a CSP for JSON, or the docs pages' own; HSTS over https)."""
+    headers.append((b"x-request-id", request_id.encode()))
+    headers.extend(_COMMON_HEADERS)
+    headers.append(_DOCS_CSP if html else _API_CSP)
+    if secure:
+        headers.append(_HSTS)
 
 
 def request_id(scope: Scope) -> str:

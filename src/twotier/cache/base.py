@@ -35,6 +35,10 @@ class Entry:
 class Cache(Protocol):
     async def get(self, key: str) -> Entry | None: ...
 
+    def peek(self, key: str) -> Entry | None:
+        """The entry under ``key`` if this process holds it and may answer with it now,
+        without a round trip or an await; else None (``get`` then asks the cache)."""
+
     async def get_many(self, keys: Sequence[str]) -> list[Entry | None]: ...
 
     async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:

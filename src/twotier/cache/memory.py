@@ -123,6 +123,9 @@ class MemoryCache:
         if self._items:
             self._sweep_later()
 
+    def peek(self, key: str) -> Entry | None:
+        return self._live(key)
+
     async def get(self, key: str) -> Entry | None:
         return self._live(key)
 

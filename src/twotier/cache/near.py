@@ -145,6 +145,9 @@ class NearCache:
 
     # -- point lookups, through L1 ------------------------------------------------------
 
+    def peek(self, key: str) -> Entry | None:
+        return self.local.peek(key) if self._live else None
+
     async def get(self, key: str) -> Entry | None:
         if self._live:
             entry = await self.local.get(key)

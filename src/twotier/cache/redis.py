@@ -153,6 +153,9 @@ class RedisCache:
                 raise
             raise CacheUnavailable(f"cache unavailable: {type(error).__name__}: {error}") from error
 
+    def peek(self, key: str) -> Entry | None:
+        return None  # nothing is held in the process (the near-cache holds in front)
+
     async def get(self, key: str) -> Entry | None:
         """One entry; the GETs of one turn of the event loop go as one MGET (batching)."""
         return await self._gets.load(key, key)

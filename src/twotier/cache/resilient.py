@@ -99,6 +99,12 @@ class ResilientCache:
         without a coroutine); else ``usable()`` says, applying what is pending."""
         return not self._pending and self.breaker.allows()
 
+    @property
+    def closed(self) -> bool:
+        """The cache is in use and has nothing pending, read without touching the breaker
+        (``ready`` lets a half-open breaker's one trial through, and spends it)."""
+        return not self._pending and self.breaker.closed
+
     async def usable(self) -> bool:
         """Whether the cache may be used now: the breaker lets calls through, and every
         write it missed has been applied."""
