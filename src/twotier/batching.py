@@ -5,7 +5,13 @@ runs several reads that each miss. One by one, each costs its own round trips (a
 a database SELECT, a cache write: profiled at two thirds of a miss's time in the client
 libraries' per-call work). Gathered, they cost one MGET, one SELECT … IN and one pipeline
 for the lot, and nothing changes for a lone request but one hop through the loop's queue
-(``call_soon``: it runs as soon as the requests already ready have had their turn).
+(the run's task starts as soon as the requests already ready have had their turn).
+
+Each hop through the loop's queue is a whole turn of the loop when the process is busy
+(every request ready in that turn runs first), so a call here costs two and no more: the
+run's task starting, and the caller waking on its own future, which the run's task sets
+itself. (A shared future behind ``asyncio.shield`` and a done-callback that hands out the
+results each cost one more turn: measured, a write went through three such steps.)
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
-from twotier.singleflight import settle
+from twotier.singleflight import hand_out
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -32,37 +38,32 @@ class TickBatcher(Generic[A, T]):
         self, run: Callable[[Mapping[str, A]], Awaitable[Mapping[str, T | Exception]]]
     ) -> None:
         self._run = run
-        self._pending: dict[str, tuple[A, asyncio.Future[T]]] | None = None
+        # name -> (argument, the futures of its callers: each its own, so that one caller's
+        # cancellation cancels nothing but its own wait)
+        self._pending: dict[str, tuple[A, list[asyncio.Future[T]]]] | None = None
         # The runs under way: the loop holds its tasks weakly.
-        self._running: set[asyncio.Future[Mapping[str, T | Exception]]] = set()
+        self._running: set[asyncio.Task[None]] = set()
 
     async def load(self, name: str, argument: A) -> T:
-        pending = self._pending
         loop = asyncio.get_running_loop()
+        pending = self._pending
         if pending is None:
             pending = self._pending = {}
-            loop.call_soon(self._flush)
+            # Its first step runs after the calls already ready: those of this turn join.
+            run = loop.create_task(self._run_pending())
+            self._running.add(run)
+            run.add_done_callback(self._running.discard)
+        future: asyncio.Future[T] = loop.create_future()
         waiting = pending.get(name)
         if waiting is None:
-            waiting = pending[name] = (argument, loop.create_future())
-        return await asyncio.shield(waiting[1])
+            pending[name] = (argument, [future])
+        else:
+            waiting[1].append(future)
+        return await future
 
-    def _flush(self) -> None:
+    async def _run_pending(self) -> None:
         pending, self._pending = self._pending or {}, None
-        wanted = {name: argument for name, (argument, _) in pending.items()}
-        batch = asyncio.ensure_future(self._run(wanted))
-        self._running.add(batch)
-        batch.add_done_callback(self._running.discard)
-        batch.add_done_callback(lambda done: _settle(done, pending))
-
-
-def _settle(
-    batch: asyncio.Future[Mapping[str, T | Exception]],
-    pending: Mapping[str, tuple[object, asyncio.Future[T]]],
-) -> None:
-    """Hand each caller its part of the batch's result (or the batch's error)."""
-    futures = {name: future for name, (_, future) in pending.items()}
-    settle(batch, futures)
-    for future in futures.values():  # mark retrieved: the callers have had it, or left
-        if not future.cancelled():
-            future.exception()
+        await hand_out(
+            self._run({name: argument for name, (argument, _) in pending.items()}),
+            {name: futures for name, (_, futures) in pending.items()},
+        )

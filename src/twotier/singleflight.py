@@ -4,74 +4,106 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class SingleFlight(Generic[T]):
+    """``do_many(keys, compute)``: one ``compute`` call for the keys not under way, every
+    caller handed each key's answer.
+
+    The computation is a task of its own, so a caller that is cancelled (a client that hung
+    up) does not cancel it for the others; each caller waits on a future of its own, set
+    by that task as soon as the computation ends (one turn of the loop to wake the caller,
+    not the three a shared future behind ``asyncio.shield`` costs: see ``batching``).
+    """
+
     def __init__(self) -> None:
-        self._flights: dict[str, asyncio.Future[T]] = {}
+        # key -> the futures of the callers waiting for its computation under way
+        self._flights: dict[str, list[asyncio.Future[T]]] = {}
+        # The computations under way: the loop holds its tasks weakly.
+        self._running: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._flights)
 
-    async def do(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
-        """Run ``compute`` unless a run for ``key`` is under way; either way, await its result.
-
-        The run is a task of its own, so a caller that is cancelled (a client that hung up)
-        does not cancel it for the others waiting on it.
-        """
-        task = self._flights.get(key)
-        if task is None:
-            task = asyncio.ensure_future(compute())
-            self._flights[key] = task
-            task.add_done_callback(partial(self._finished, key))
-        return await asyncio.shield(task)
-
     async def do_many(
         self, keys: Sequence[str], compute: Callable[[list[str]], Awaitable[Mapping[str, T]]]
     ) -> dict[str, T]:
-        """``do`` for many keys: one ``compute`` call for all keys that are not under way."""
         loop = asyncio.get_running_loop()
-        new = [key for key in dict.fromkeys(keys) if key not in self._flights]
+        unique = list(dict.fromkeys(keys))
+        new = [key for key in unique if key not in self._flights]
         if new:
-            batch = asyncio.ensure_future(compute(new))
-            started: dict[str, asyncio.Future[T]] = {}
-            for key in new:
-                future: asyncio.Future[T] = loop.create_future()
-                started[key] = self._flights[key] = future
-                future.add_done_callback(partial(self._finished, key))
-            batch.add_done_callback(lambda done: settle(done, started))
-        waiting = {key: self._flights[key] for key in dict.fromkeys(keys)}
-        return {key: await asyncio.shield(future) for key, future in waiting.items()}
+            started: dict[str, list[asyncio.Future[T]]] = {key: [] for key in new}
+            self._flights.update(started)
+            run = loop.create_task(self._compute(compute, started))
+            self._running.add(run)
+            run.add_done_callback(self._running.discard)
+        mine: dict[str, asyncio.Future[T]] = {}
+        for key in unique:
+            future = mine[key] = loop.create_future()
+            self._flights[key].append(future)
+        try:
+            return {key: await future for key, future in mine.items()}
+        except asyncio.CancelledError:
+            for future in mine.values():  # nothing left for the computation to hand here
+                future.cancel()
+            raise
+
+    async def _compute(
+        self,
+        compute: Callable[[list[str]], Awaitable[Mapping[str, T]]],
+        started: dict[str, list[asyncio.Future[T]]],
+    ) -> None:
+        try:
+            await hand_out(compute(list(started)), started)
+        finally:
+            self._land(started)
+
+    def _land(self, started: Mapping[str, list[asyncio.Future[T]]]) -> None:
+        """The keys of a computation that ended are no longer under way (unless forgotten
+        meanwhile, and under way again in another computation)."""
+        for key, futures in started.items():
+            if self._flights.get(key) is futures:
+                del self._flights[key]
 
     def forget(self, key: str) -> None:
         """Let later callers start afresh (after a write, a run under way may be stale)."""
         self._flights.pop(key, None)
 
-    def _finished(self, key: str, future: asyncio.Future[T]) -> None:
-        if self._flights.get(key) is future:
-            del self._flights[key]
-        if not future.cancelled():
-            future.exception()  # mark retrieved: the waiters have had it, or there were none
 
-
-def settle(
-    batch: asyncio.Future[Mapping[str, T]] | asyncio.Future[Mapping[str, T | Exception]],
-    futures: Mapping[str, asyncio.Future[T]],
+async def hand_out(
+    call: Awaitable[Mapping[str, T | Exception]] | Awaitable[Mapping[str, T]],
+    waiting: Mapping[str, Sequence[asyncio.Future[T]]],
 ) -> None:
-    """Hand each key's future its part of a batch result: a value, or an exception (the
-    batch's, or one the batch answered that key with)."""
-    for key, future in futures.items():
-        if future.done():
+    """Await ``call`` (answers by name), and hand each name's waiting callers its answer at
+    once: a value, an exception the call answered that name with, or the call's own error
+    (cancelled with it, if it is cancelled)."""
+    try:
+        results = await call
+    except asyncio.CancelledError:
+        for futures in waiting.values():
+            for future in futures:
+                future.cancel()
+        raise
+    except Exception as error:
+        for futures in waiting.values():
+            hand(futures, error)
+        return
+    for name, futures in waiting.items():
+        if name in results:
+            hand(futures, results[name])
+        else:  # a call that forgot a name: its callers must not wait for ever
+            hand(futures, LookupError(f"no answer for {name!r}"))
+
+
+def hand(futures: Sequence[asyncio.Future[T]], answer: T | Exception) -> None:
+    """Each caller still waiting its answer: a value, or an exception to raise."""
+    for future in futures:
+        if future.done():  # its caller left
             continue
-        if batch.cancelled():
-            future.cancel()
-        elif (error := batch.exception()) is not None:
-            future.set_exception(error)
-        elif isinstance(answer := batch.result()[key], Exception):
+        if isinstance(answer, Exception):
             future.set_exception(answer)
         else:
             future.set_result(answer)
