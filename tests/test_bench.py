@@ -172,7 +172,7 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
             url,
             [
                 *("compare", "--rows", "200", "--duration", "1", "--mix-duration", "1"),
-                *("--connections", "4"),
+                *("--connections", "4", "--rounds", "2"),
             ],
             tmp_path,
         )
@@ -195,11 +195,25 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         mix = next(f for f in report["figures"] if f["workload"] == "mix")
         assert 0 <= mix["hit_ratio"] <= 1
         assert set(report["ratios"]) == {"cold", "hot", "post", "put"}
+        assert report["config"]["hot_rounds"] == 2
         assert "/ best peer" in result.stdout
         # The write phases' rows are gone again: the data set is what it was.
         assert _count(url) == 200
     finally:
         drop_table(url)
+
+
+def test_a_phase_taken_in_turns_is_reported_by_its_median_round() -> None:
+    """Whole rounds (their latencies with their throughput), the lower middle one if even."""
+    from twotier.bench.compare import _median
+    from twotier.bench.loadgen import LoadResult
+
+    def load(requests: int) -> LoadResult:
+        return LoadResult(requests, 1.0, 0, 0, 1.0, 2.0, [(50.0, requests / 1000), (99.0, 9.0)])
+
+    assert _median([load(300), load(100), load(200)]).requests == 200
+    assert _median([load(400), load(100)]).requests == 100
+    assert _median([load(7)]).percentile(50) == 0.007
 
 
 def bench_on(

@@ -241,6 +241,13 @@ def compare(
         list[str] | None,
         typer.Option("--app", help="Apps to measure (repeat; default: twotier and every peer)."),
     ] = None,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Turns of twotier's hot phase and the floor, side by side (median of each).",
+        ),
+    ] = 3,
     out: Out = Path("bench-results"),
 ) -> None:
     """twotier beside the apps a user would pick instead and the ceilings (a constant-answer
@@ -282,6 +289,7 @@ def compare(
             mix_duration=mix_duration,
             apps=apps,
             progress=_Bar(progress),
+            rounds=rounds,
         )
     for path in compare_report(report, console, out):
         console.print(f"wrote {path}")
