@@ -272,8 +272,7 @@ class ResourcePolicy:
         entry = self.cache.cache.peek(self.keys.row(key))
         if entry is None or not entry.body:
             return None
-        self._read.hit.inc()
-        return Served(entry.body, Outcome.HIT, entry.version)
+        return _count(self._read, entry.body, Outcome.HIT, entry.version)
 
     async def read_many(self, keys: Sequence[Key], *, use_cache: bool = True) -> Served:
         """The rows that exist among ``keys``, in request order, as one JSON array."""

@@ -38,25 +38,19 @@ class FrontDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            if _plain_headers(scope):
-                found = _open_read(scope)
-                if found is not None:
-                    target, key = found
-                    served = target.policy.held(key)
-                    if served is not None and served.body is not None:
-                        # The row is held here: answered now, no coroutine per step.
-                        scope[ROUTE_KEY] = target.template
-                        await self.door.answer(scope, send, found_headers(served), served.body)
-                        return
-                    scope[READ_KEY] = found
-                    await self.door(scope, receive, send)
+            plain = _plain_headers(scope)
+            found = _open_read(scope) if plain else _plain_open_read(scope)
+            if found is not None:
+                target, key = found
+                served = target.policy.held(key) if plain else None
+                if served is not None and served.body is not None:
+                    # The row is held here: answered now, no coroutine per step.
+                    scope[ROUTE_KEY] = target.template
+                    await self.door.answer(scope, send, found_headers(served), served.body)
                     return
-            else:
-                found = _plain_open_read(scope)
-                if found is not None:
-                    scope[READ_KEY] = found
-                    await self.door(scope, receive, send)
-                    return
+                scope[READ_KEY] = found
+                await self.door(scope, receive, send)
+                return
         await self.stack(scope, receive, send)
 
 
