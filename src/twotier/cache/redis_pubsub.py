@@ -25,10 +25,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from twotier.cache.base import CacheUnavailable
 from twotier.cache.redis_client import link_failed
@@ -125,7 +125,8 @@ async def listen(
         # does not end on cancellation alone).
         for pubsub, client in zip(pubsubs, clients, strict=True):
             with contextlib.suppress(RedisError, OSError, RuntimeError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Typed from redis-py 8 on, untyped before: either version passes.
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
                 await client.aclose()
         await asyncio.wait(pumps, timeout=_CLOSE_WAIT)
 
