@@ -89,7 +89,12 @@ class BodyGuard:
                         self.held += len(chunk)
                         size += len(chunk)
                         chunks.append(chunk)
-                        if not message.get("more_body", False):
+                        # A declared length, once received, is the whole body: granian
+                        # sends it with more_body and then an empty last message, and each
+                        # receive() is a turn of the event loop (profiled: 2 ms of a 10 ms
+                        # PATCH under load). The server frames the body by that length, so
+                        # nothing more can follow.
+                        if not message.get("more_body", False) or size == declared:
                             break
             except TimeoutError:
                 await send_error(

@@ -1,0 +1,100 @@
+"""The body guard reads a body whole, and no further: the ASGI messages as servers send
+them (granian: the body with ``more_body``, then an empty last message)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+
+from twotier.api.body_guard import PARSED_BODY, BodyGuard
+
+BODY = b'{"xp": 5}'
+
+
+def scope_of(headers: list[tuple[bytes, bytes]]) -> Scope:
+    return {"type": "http", "method": "PATCH", "path": "/heroes/1", "headers": headers}
+
+
+class Inner:
+    """The app behind the guard: answers 200 with what the guard parsed and what it then
+    reads of the body itself (the replay)."""
+
+    def __init__(self) -> None:
+        self.parsed: object = None
+        self.replayed: Message | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.parsed = scope.get(PARSED_BODY)
+        self.replayed = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def serve(
+    headers: list[tuple[bytes, bytes]], messages: list[Message]
+) -> tuple[Inner, list[Message], int]:
+    """Call the guard with ``messages`` to receive, then a receive that never returns (a
+    client still connected); the inner app, what was sent, and how many receives."""
+    inner = Inner()
+    guard = BodyGuard(inner, max_bytes=1024, deadline=1.0)
+    sent: list[Message] = []
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await guard(scope_of(headers), receive, send)
+    return inner, sent, calls
+
+
+async def test_a_body_of_its_declared_length_is_whole_without_the_last_message() -> None:
+    # Waiting for granian's empty last message costs a turn of the event loop per write.
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
+    messages: list[Message] = [
+        {"type": "http.request", "body": BODY, "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ]
+    inner, sent, calls = await serve(headers, messages)
+    assert sent[0]["status"] == 200
+    assert calls == 1
+    assert inner.parsed == orjson.loads(BODY)
+    assert inner.replayed == {"type": "http.request", "body": BODY, "more_body": False}
+
+
+async def test_a_body_in_parts_is_read_to_its_declared_length() -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
+    messages: list[Message] = [
+        {"type": "http.request", "body": BODY[:4], "more_body": True},
+        {"type": "http.request", "body": BODY[4:], "more_body": True},
+    ]
+    inner, sent, calls = await serve(headers, messages)
+    assert (sent[0]["status"], calls, inner.parsed) == (200, 2, orjson.loads(BODY))
+
+
+async def test_a_body_without_a_length_is_read_to_its_last_message() -> None:
+    # Chunked: only the last message says the body is whole.
+    headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
+    messages: list[Message] = [
+        {"type": "http.request", "body": BODY, "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ]
+    inner, sent, calls = await serve(headers, messages)
+    assert (sent[0]["status"], calls, inner.parsed) == (200, 2, orjson.loads(BODY))
+
+
+async def test_a_body_short_of_its_declared_length_waits_for_the_rest() -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    messages: list[Message] = [{"type": "http.request", "body": BODY, "more_body": True}]
+    inner, sent, calls = await serve(headers, messages)
+    assert sent[0]["status"] == 408
+    assert inner.parsed is None
