@@ -92,6 +92,23 @@ async def test_a_body_without_a_length_is_read_to_its_last_message() -> None:
     assert (sent[0]["status"], calls, inner.parsed) == (200, 2, orjson.loads(BODY))
 
 
+async def test_a_chunked_body_beside_a_length_is_read_to_its_last_message() -> None:
+    # Transfer-Encoding overrides Content-Length: a first chunk of that length is not the
+    # whole body.
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"9"),
+        (b"transfer-encoding", b"chunked"),
+    ]
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"xp": 5,', "more_body": True},
+        {"type": "http.request", "body": b' "color": "red"}', "more_body": False},
+    ]
+    inner, sent, calls = await serve(headers, messages)
+    assert (sent[0]["status"], calls) == (200, 2)
+    assert inner.parsed == {"xp": 5, "color": "red"}
+
+
 async def test_a_body_short_of_its_declared_length_waits_for_the_rest() -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
     messages: list[Message] = [{"type": "http.request", "body": BODY, "more_body": True}]

@@ -63,6 +63,9 @@ class BodyGuard:
         if declared is not None and declared > self.max_bytes:
             await send_error(send, 413, f"request body is larger than {self.max_bytes} bytes")
             return
+        # The length that makes the body whole: a chunked body's says nothing (RFC 9112
+        # §6.3: Transfer-Encoding overrides a Content-Length sent beside it).
+        whole = None if "transfer-encoding" in headers else declared
         chunks: list[bytes] = []
         size = 0  # received so far, and held against the budget until the request ends
         try:
@@ -94,7 +97,7 @@ class BodyGuard:
                         # receive() is a turn of the event loop (profiled: 2 ms of a 10 ms
                         # PATCH under load). The server frames the body by that length, so
                         # nothing more can follow.
-                        if not message.get("more_body", False) or size == declared:
+                        if not message.get("more_body", False) or size == whole:
                             break
             except TimeoutError:
                 await send_error(
