@@ -247,7 +247,7 @@ def held(cache: MemoryCache) -> dict[str, int]:
 async def test_the_expiry_index_holds_exactly_the_entries_held() -> None:
     # Replaced, evicted (by count and by bytes), forgotten and expired entries all leave the
     # index at once: nothing is left for a clean-up in bulk (a heap of expiries needed one,
-    # and rebuilding it stalled the process for 155 ms at 600,000 entries).
+    # and rebuilding it stalled a write for up to 553 ms at 600,000 entries).
     rng = random.Random(7)
     cache = MemoryCache(max_entries=500, max_bytes=1024 * 1024)
     for step in range(20_000):

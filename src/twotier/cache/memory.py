@@ -40,7 +40,7 @@ ENTRY_OVERHEAD = 330
 _LARGEST_SHARE = 8
 _SWEEP_EVERY = 1.0  # seconds between timed sweeps of expired entries
 _TICKS_PER_SECOND = 16  # the expiry index's resolution
-_SWEEP_BUDGET = 1000  # entries one sweep drops at most (about a quarter of a millisecond)
+_SWEEP_BUDGET = 1000  # entries one sweep drops at most
 
 
 def _tick(expires_at: float) -> int:
@@ -88,8 +88,12 @@ class MemoryCache:
     def _drop(self, key: str) -> None:
         item = self._items.pop(key, None)
         if item is not None:
-            self._bytes -= entry_size(key, item[2])
-            self._unfile(key, item[0])
+            self._released(key, item)
+
+    def _released(self, key: str, item: tuple[float, int, bytes]) -> None:
+        """What an item taken out of ``_items`` held: its bytes and its place in the index."""
+        self._bytes -= entry_size(key, item[2])
+        self._unfile(key, item[0])
 
     def _file(self, key: str, expires_at: float) -> None:
         tick = _tick(expires_at)
@@ -121,10 +125,9 @@ class MemoryCache:
         if held is not None:
             # Replaced where it stands, then moved to the end: popping it and adding it
             # again would leave a deleted slot in the dictionary, and enough of those make
-            # it rebuild itself whole (the longest replacement at 600,000 entries: 79 ms
-            # that way, 0.2 to 2 ms this way).
-            self._bytes -= entry_size(key, held[2])
-            self._unfile(key, held[0])
+            # it rebuild itself whole, a stall of tens of milliseconds at 600,000 entries
+            # (benchmarks/memory_cache_stalls.py).
+            self._released(key, held)
             items[key] = (expires_at, entry.version, entry.body)
             items.move_to_end(key)
         else:
@@ -133,9 +136,7 @@ class MemoryCache:
         self._file(key, expires_at)
         self._sweep(now)
         while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
-            oldest, (oldest_expiry, _, body) = self._items.popitem(last=False)
-            self._bytes -= entry_size(oldest, body)
-            self._unfile(oldest, oldest_expiry)
+            self._released(*self._items.popitem(last=False))
         self._sweep_later()
         return True
 
