@@ -11,7 +11,7 @@ import time
 from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,8 +29,7 @@ from twotier.loader import load_csv
 from twotier.logs import redacted_url
 from twotier.resources import Resource, ResourceError
 from twotier.service import Service, UnknownResource
-from twotier.store.base import DuplicateKey, StoreRefused, StoreUnavailable
-from twotier.store.sql_adopt import SchemaMismatch
+from twotier.store.base import DuplicateKey, SchemaMismatch, StoreRefused, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -236,8 +235,18 @@ def _prepare_schema() -> None:
     except StoreUnavailable as error:
         console.print(Text(f"the database is unreachable, serving anyway: {error}", style="yellow"))
     except SchemaMismatch as error:
-        console.print(Text(str(error), style="red"))
-        raise typer.Exit(2) from None
+        _refused(error)
+
+
+def _refused(error: SchemaMismatch) -> NoReturn:
+    """Every contradiction between the declarations and the database, one line each; exit 2."""
+    for problem in error.problems:
+        console.print(Text(problem, style="red"))
+    count = len(error.problems)
+    console.print(
+        Text(f"{count} contradiction{'s' if count > 1 else ''}: nothing was changed", style="red")
+    )
+    raise typer.Exit(2)
 
 
 async def _prepared(service: Service) -> None:
@@ -259,24 +268,47 @@ def _resource(service: Service, name: str | None) -> Resource:
 
 
 @db_app.command("init")
-def db_init() -> None:
+def db_init(
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Only say what would change (every contradiction too), changing nothing.",
+        ),
+    ] = False,
+) -> None:
     """Create the database, and every declared table and its indexes, if they are missing;
-    adopt tables that exist (idempotent). With TWOTIER_FOLLOW=on, also what the follower
-    needs (PostgreSQL: the publication and the replication slot; DynamoDB: Streams)."""
+    adopt tables that exist (idempotent): prints each change. A declaration a table
+    contradicts changes nothing, and every contradiction is printed. With
+    TWOTIER_FOLLOW=on, also what the follower needs (PostgreSQL: the publication and the
+    replication slot; DynamoDB: Streams)."""
     from twotier.follow.sources import change_log_for
 
     service = _service()
     settings = get_settings()
 
-    async def run() -> None:
+    async def run() -> list[str]:
         try:
-            await service.prepare()
+            if plan:
+                return await service.plan_schema()
+            changes = await service.prepare()
             if settings.follow == "on":  # what the follower needs: the PostgreSQL slot
                 await change_log_for(service, settings.cache_namespace).prepare()
+            return changes
         finally:
             await service.close()
 
-    _run(run())
+    changes = _run(run())
+    if plan:
+        if not changes:
+            console.print(f"nothing to change in {_safe_url()}")
+            return
+        console.print(f"db init would make {len(changes)} changes in {_safe_url()}:")
+        for line in changes:
+            console.print(Text(f"  {line}"))
+        return
+    for line in changes:
+        console.print(Text(line))
     console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
 
 
@@ -384,7 +416,9 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
     except DuplicateKey as error:
         console.print(Text(f"{error}; nothing was written", style="red"))
         raise typer.Exit(1) from None
-    except (SchemaMismatch, FollowRefused, StoreRefused) as error:
+    except SchemaMismatch as error:
+        _refused(error)
+    except (FollowRefused, StoreRefused) as error:
         console.print(Text(str(error), style="red"))
         raise typer.Exit(2) from None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from twotier.resources import AUTO_KEY, Resource
+from twotier.resources import Resource
 from twotier.resources.fields import IntegerField, StringField
 
 #: Whole numbers in generated data are drawn from this many values (the seed's xp: 0…9,999).
@@ -78,7 +78,7 @@ def write_csv(
     writer.writerow(resource.columns)
     fields = [resource.field(name) for name in resource.columns]
     for number, row in enumerate(generate(resource, rows, seed, span), start=1):
-        values = {AUTO_KEY: number, **row} if resource.auto_key else row
+        values = {resource.key: number, **row} if resource.auto_key else row
         writer.writerow([spec.to_text(values[spec.name]) for spec in fields])
 
 

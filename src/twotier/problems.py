@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from twotier.access.rules import Denied
 from twotier.policy import AnswerTooLarge
 from twotier.service import UnknownResource
-from twotier.store.base import DuplicateKey, StoreRefused, StoreUnavailable, VersionMismatch
+from twotier.store.base import (
+    DuplicateKey,
+    KeyNotUnique,
+    StoreRefused,
+    StoreUnavailable,
+    VersionMismatch,
+)
 
 log = logging.getLogger("twotier.api.errors")
 
@@ -24,6 +30,7 @@ RETRY_AFTER_SECONDS = "5"
 DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     StoreUnavailable,
     DuplicateKey,
+    KeyNotUnique,
     StoreRefused,
     VersionMismatch,
     UnknownResource,
@@ -51,6 +58,9 @@ def problem_of(error: Exception) -> Problem:
         return Problem(503, str(error), {"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(error, DuplicateKey):
         return Problem(409, "a row with this key exists already; nothing was written")
+    if isinstance(error, KeyNotUnique):
+        log.error("key not unique: %s", error)
+        return Problem(409, f"{error}; nothing was written")
     if isinstance(error, StoreRefused):
         return Problem(400, f"{error}; nothing was written")
     if isinstance(error, VersionMismatch):

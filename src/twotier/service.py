@@ -67,19 +67,27 @@ class Service:
 
     # -- life -----------------------------------------------------------------------------
 
-    async def prepare(self, *, schema: bool = True) -> None:
+    async def prepare(self, *, schema: bool = True) -> list[str]:
         """Create (or adopt) the schema (idempotent; every process may call it) and the
         follower's user if one is configured, file the cache's entries under the
-        database's identity, and show the live state on /metrics. ``schema=False``: the
-        schema is only read (a follower, whose user may change nothing)."""
+        database's identity, and show the live state on /metrics; what was changed in the
+        database, one line each. ``schema=False``: the schema is only read (a follower,
+        whose user may change nothing)."""
+        changes: list[str] = []
         if schema:
-            await self.store.init_schema()
+            changes = await self.store.init_schema()
             if self._follower is not None:
                 await self.store.grant_follower(self._follower)
         self.database_id = await self.store.identity()
         for policy in self._policies.values():
             policy.keys = CacheKeys(policy.resource, self.database_id)
         LIVE_STATE.watch(self.gauges)
+        return changes
+
+    async def plan_schema(self) -> list[str]:
+        """What ``prepare`` would change in the database, changing nothing (SchemaMismatch,
+        with every contradiction, if a declaration contradicts its table)."""
+        return await self.store.init_schema(dry_run=True)
 
     async def readiness(self) -> dict[str, str]:
         """Each tier's state: "ok", or what is wrong with it."""

@@ -135,7 +135,21 @@ MISTAKES = [
     ),
     (x(fields="version = 'integer'"), "`version` is twotier's own column"),
     (x(fields="after = 'integer'"), "`after` is twotier's own list parameter"),
-    (x(fields="id = 'integer'"), "`id` is the automatic key"),
+    (x(fields="id = 'integer'"), "`id` is the automatic id; leave it out"),
+    (x("id = 'AlbumId'", "albumid = 'integer'"), "`AlbumId` is the automatic id"),
+    (x("id = 'a'\nkey = 'a'"), "an automatic id (`id`) and a client-given key (`key`)"),
+    (x("id = { name = 'x y' }"), "resources.x.id.name: 'x y' is not usable"),
+    (x(fields="Version = 'integer'"), "`Version` is twotier's own column"),
+    (x(fields="Name = 'string'\nname = 'string'"), "differ only in case"),
+    (x(fields="Order = 'string'"), "'Order' is a reserved word"),
+    (
+        x(fields="a = { type = 'string', pattern = '(?=x)x' }"),
+        "resources.x.fields.a.pattern: not a usable regular expression: look-around",
+    ),
+    (
+        x(fields="a = { type = 'string', pattern = '(a)\\1' }"),
+        "not a usable regular expression: backreferences",
+    ),
     (
         "[resources.batch]\n[resources.batch.fields]\na = 'string'",
         "/batch is one of twotier's own paths",
@@ -151,7 +165,7 @@ MISTAKES = [
     ),
     (
         x(fields="a = { type = 'string', pattern = '(' }"),
-        "resources.x.fields.a.pattern: not a regular expression",
+        "resources.x.fields.a.pattern: not a usable regular expression",
     ),
     (x("colour = 'red'"), "resources.x: unknown setting 'colour'"),
     ("[resources.x]", "resources.x: declares no fields"),
@@ -173,3 +187,56 @@ def test_mistakes_are_one_line_naming_the_place(text: str, says: str) -> None:
 def test_an_unreadable_file_is_one_line(tmp_path: object) -> None:
     with pytest.raises(ResourceError, match=r"nowhere\.toml: cannot read it"):
         load_resources(f"{tmp_path}/nowhere.toml")
+
+
+def test_names_as_the_database_has_them() -> None:
+    """Tables and fields keep the database's own spelling, mixed case included; an
+    automatic id may have any column's name."""
+    [albums] = parse_resources(
+        """
+        [resources.albums]
+        table = "Album"
+        id = { name = "AlbumId", maximum = 2147483647 }
+        lookups = ["ArtistId"]
+        [resources.albums.fields]
+        Title = { type = "string", max_length = 160 }
+        ArtistId = { type = "integer", minimum = 1, maximum = 2147483647 }
+        """,
+        "chinook.toml",
+    )
+    assert (albums.table, albums.key, albums.auto_key) == ("Album", "AlbumId", True)
+    assert albums.columns == ("AlbumId", "Title", "ArtistId")
+    assert albums.key_field == IntegerField("AlbumId", minimum=1, maximum=2147483647)
+    assert albums.path_parameter == "album_AlbumId"
+    assert set(albums.out_model.model_fields) == {"AlbumId", "Title", "ArtistId"}
+    assert albums.parse_key("7") == 7
+    assert albums.parse_key("2147483648") is None
+    [short] = parse_resources(x("id = 'ArtistId'"), "short.toml")
+    assert (short.key, short.key_max) == ("ArtistId", 2**53 - 1)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "good", "bad"),
+    [
+        (None, ["abc", "a b", "abc\n", "é"], ["", "a/b", "a\x00"]),
+        ("^[a-z]+$", ["abc"], ["abc\n", "ABC", ""]),
+        ("^[a-z/]+$", ["abc"], ["a/b"]),  # a key names a row in a path: never a slash
+    ],
+)
+def test_a_key_is_checked_by_one_validator(
+    pattern: str | None, good: list[str], bad: list[str]
+) -> None:
+    """A key is valid or not alike as a path segment and in a body: ``$`` matches at the
+    very end only (not before a final newline), and a slash is refused whatever the
+    pattern says."""
+    declared = "" if pattern is None else f", pattern = {pattern!r}"
+    [things] = parse_resources(
+        x("key = 'code'", f"code = {{ type = 'string', max_length = 20{declared} }}"), "t.toml"
+    )
+    for text in good:
+        assert things.parse_key(text) == text
+        things.create_model.model_validate({"code": text})
+    for text in bad:
+        assert things.parse_key(text) is None
+        with pytest.raises(ValueError):  # noqa: PT011 - pydantic's ValidationError
+            things.create_model.model_validate({"code": text})

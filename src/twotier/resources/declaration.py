@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from sqlalchemy.dialects.mysql import reserved_words as mysql_words
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRESQL_WORDS
@@ -40,16 +40,19 @@ from twotier.resources.fields import (
     NumberField,
     StringField,
     TimestampField,
-    rfc3339,
 )
 from twotier.resources.resource import AUTO_KEY, Resource
 
 #: The declaration twotier serves when TWOTIER_RESOURCES is not set: the seed's superheroes.
 BUILTIN = "heroes.toml"
 
-# Lower-case letters, digits and underscores, starting with a letter: a name that is the
-# same in a URL, a SQL identifier (always quoted all the same) and a cache key.
+# A resource's name is its path: lower-case letters, digits and underscores, starting with a
+# letter, the same in a URL, a schema name and a cache key.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+# Tables and fields may be named as the database has them, mixed case included (``Album``,
+# ``AlbumId``): letters, digits and underscores, starting with a letter. They are always
+# quoted in SQL; a field's name is also its name in JSON.
+_SQL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 _RESERVED = (
     mysql_words.RESERVED_WORDS_MYSQL
     | mysql_words.RESERVED_WORDS_MARIADB
@@ -66,7 +69,7 @@ _FIELD_KEYS = {
     "integer": {"type", "minimum", "maximum", "nullable", "default"},
     "number": {"type", "minimum", "maximum", "nullable", "default"},
     "boolean": {"type", "nullable", "default"},
-    "timestamp": {"type", "nullable", "default"},
+    "timestamp": {"type", "precision", "nullable", "default"},
 }
 
 
@@ -143,7 +146,7 @@ def _resource(where: str, name: str, spec: object) -> Resource:
             f"{', '.join(sorted(_RESOURCE_KEYS))})"
         )
     table = _text(at, spec, "table", name)
-    _check_name(at + ".table", table, "a table name")
+    _check_name(at + ".table", table, "a table name", _SQL_NAME)
     singular = _text(at, spec, "singular", _singular(name))
     _check_name(at + ".singular", singular, "a singular name")
     fields_spec = spec.get("fields")
@@ -151,21 +154,33 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         raise ResourceError(f"{at}: declares no fields; add [resources.{name}.fields]")
     fields = tuple(_field(f"{at}.fields.{f}", f, s) for f, s in fields_spec.items())
     names = {field.name for field in fields}
-    key = spec.get("key", AUTO_KEY)
-    if not isinstance(key, str):
-        raise ResourceError(f"{at}.key: must be a field's name")
+    folded: dict[str, str] = {}
+    for field in fields:
+        other = folded.setdefault(field.name.lower(), field.name)
+        if other != field.name:
+            # SQLite and MySQL take column names in any case: one column for both.
+            raise ResourceError(
+                f"{at}.fields.{field.name}: {other!r} and {field.name!r} differ only in case, "
+                "and name one column where the database ignores case; keep one"
+            )
+    if "key" in spec and "id" in spec:
+        raise ResourceError(
+            f"{at}.id: an automatic id (`id`) and a client-given key (`key`) exclude each "
+            "other; declare one"
+        )
     auto = "key" not in spec
     key_max = SAFE_INTEGERS[1]
     if auto:
-        if AUTO_KEY in names:
+        key, key_max = _auto_key(at, spec.get("id"))
+        if key.lower() in folded:
             raise ResourceError(
-                f"{at}.fields.{AUTO_KEY}: `{AUTO_KEY}` is the automatic key; declare "
-                f'key = "{AUTO_KEY}" to give it yourself, or name the field otherwise'
+                f"{at}.fields.{folded[key.lower()]}: `{key}` is the automatic id; leave it out "
+                f'of the fields, or declare key = "{key}" to give it yourself'
             )
-        key_max = _auto_key_max(at, spec.get("id"))
     else:
-        if "id" in spec:
-            raise ResourceError(f"{at}.id: only a resource without `key` has an automatic id")
+        key = spec["key"]
+        if not isinstance(key, str):
+            raise ResourceError(f"{at}.key: must be a field's name")
         if key not in names:
             raise ResourceError(f"{at}.key: {key!r} is not one of its fields")
         key_field = next(field for field in fields if field.name == key)
@@ -175,9 +190,15 @@ def _resource(where: str, name: str, spec: object) -> Resource:
             raise ResourceError(f"{at}.fields.{key}: a key can be neither nullable nor defaulted")
         if not key_field.indexable:
             raise ResourceError(f"{at}.fields.{key}: a key's max_length is at most 16383")
-        if isinstance(key_field, StringField) and key_field.pattern is None:
-            # A key names a row in a path: it cannot hold a slash, nor be empty.
-            keyed = StringField(key, max_length=key_field.max_length, pattern=KEY_PATTERN)
+        if isinstance(key_field, StringField):
+            # A key names a row in a path: it cannot hold a slash, nor be empty, whatever
+            # pattern it declares.
+            keyed = StringField(
+                key,
+                max_length=key_field.max_length,
+                pattern=key_field.pattern or KEY_PATTERN,
+                segment=True,
+            )
             fields = tuple(keyed if field.name == key else field for field in fields)
     lookups = spec.get("lookups", [])
     if not isinstance(lookups, list) or not all(isinstance(item, str) for item in lookups):
@@ -205,10 +226,7 @@ def _resource(where: str, name: str, spec: object) -> Resource:
 
 
 def _field(at: str, name: str, spec: object) -> FieldSpec:
-    if name in _OWN_COLUMNS:
-        what = "column (the row version)" if name == "version" else "list parameter"
-        raise ResourceError(f"{at}: `{name}` is twotier's own {what}; choose another name")
-    _check_name(at, name, "a field name")
+    _check_column_name(at, name, "a field name")
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict):
@@ -239,10 +257,7 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
         if pattern is not None:
             if not isinstance(pattern, str):
                 raise ResourceError(f"{at}.pattern: must be a regular expression (a string)")
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ResourceError(f"{at}.pattern: not a regular expression: {error}") from None
+            _check_pattern(f"{at}.pattern", pattern)
         field = StringField(**common, max_length=max_length, pattern=pattern)
     elif kind == "integer":
         low, high = spec.get("minimum"), spec.get("maximum")
@@ -263,7 +278,13 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
     elif kind == "boolean":
         field = BooleanField(**common)
     else:
-        field = TimestampField(**common)
+        precision = spec.get("precision", 6)
+        if not _is_int(precision) or not 0 <= precision <= 6:
+            raise ResourceError(
+                f"{at}.precision: must be a whole number from 0 to 6 (fractional digits of a "
+                "second)"
+            )
+        field = TimestampField(**common, precision=precision)
     low, high = field.range()
     if low is not None and high is not None and low > high:
         raise ResourceError(f"{at}: minimum {low} is above maximum {high}")
@@ -283,29 +304,62 @@ def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:
     except ValidationError as error:
         reason = error.errors()[0]["msg"]
         raise ResourceError(f"{at}.default: {value!r} is not a valid value: {reason}") from None
-    if isinstance(field, TimestampField):
-        checked = rfc3339(checked)
     return type(field)(**{**field.__dict__, "default": checked})
 
 
-def _auto_key_max(at: str, spec: object) -> int:
+def _auto_key(at: str, spec: object) -> tuple[str, int]:
+    """The automatic id's name and largest value: ``id = "AlbumId"``, or
+    ``id = { name = "AlbumId", maximum = 2147483647 }`` (default: ``id``, 2**53 - 1)."""
     if spec is None:
-        return SAFE_INTEGERS[1]
-    if not isinstance(spec, dict) or set(spec) - {"maximum"}:
-        raise ResourceError(f"{at}.id: takes only `maximum`, e.g. id = {{ maximum = 4294967295 }}")
+        return AUTO_KEY, SAFE_INTEGERS[1]
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or set(spec) - {"name", "maximum"}:
+        raise ResourceError(
+            f'{at}.id: takes `name` and `maximum`, e.g. id = {{ name = "album_id", '
+            "maximum = 2147483647 }"
+        )
+    name = spec.get("name", AUTO_KEY)
+    if not isinstance(name, str):
+        raise ResourceError(f"{at}.id.name: must be the id column's name")
+    _check_column_name(f"{at}.id.name", name, "an id column's name")
     maximum = spec.get("maximum", SAFE_INTEGERS[1])
     if not _is_int(maximum) or not 1 <= maximum <= INT64[1]:
         raise ResourceError(f"{at}.id.maximum: must be a whole number within 64 bits")
-    return int(maximum)
+    return name, int(maximum)
 
 
-def _check_name(at: str, name: str, what: str) -> None:
-    if not _NAME.fullmatch(name):
+def _check_pattern(at: str, pattern: str) -> None:
+    """A pattern is matched the same way wherever a value arrives (a body, a path, a
+    batch, a CSV cell): by pydantic's regular expressions, which run in linear time and so
+    take no look-around or back-reference."""
+    from pydantic import Field, TypeAdapter
+    from pydantic_core import SchemaError
+
+    try:
+        TypeAdapter(Annotated[str, Field(pattern=pattern)])
+    except SchemaError as error:
+        reason = str(error).strip().splitlines()[-1].removeprefix("error: ")
+        raise ResourceError(f"{at}: not a usable regular expression: {reason}") from None
+
+
+def _check_column_name(at: str, name: str, what: str) -> None:
+    """A field's (or an id's) name: also a column's, beside twotier's own ``version``, and a
+    query parameter's, beside ``after`` and ``limit``."""
+    if name.lower() in _OWN_COLUMNS:
+        own = "column (the row version)" if name.lower() == "version" else "list parameter"
+        raise ResourceError(f"{at}: `{name}` is twotier's own {own}; choose another name")
+    _check_name(at, name, what, _SQL_NAME)
+
+
+def _check_name(at: str, name: str, what: str, form: re.Pattern[str] = _NAME) -> None:
+    if not form.fullmatch(name):
+        letters = "letters" if form is _SQL_NAME else "lower-case letters"
         raise ResourceError(
-            f"{at}: {name!r} is not usable as {what}: lower-case letters, digits and _, "
+            f"{at}: {name!r} is not usable as {what}: {letters}, digits and _, "
             "starting with a letter, at most 63 characters"
         )
-    if name in _RESERVED:
+    if name.lower() in _RESERVED:
         raise ResourceError(
             f"{at}: {name!r} is a reserved word in SQL; choose another name (e.g. {name}_)"
         )

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -171,10 +171,20 @@ class FieldSpec:
         raise NotImplementedError
 
 
+def path_segment(value: str) -> str:
+    """A key names a row in a path: it cannot be empty or hold a slash, whatever pattern
+    its declaration gives."""
+    if not value or "/" in value:
+        raise ValueError("must be a path segment: not empty, no '/'")
+    return value
+
+
 @dataclass(frozen=True)
 class StringField(FieldSpec):
     max_length: int = 255
     pattern: str | None = None
+    #: A key's: its value names a row in a path (``path_segment``).
+    segment: bool = False
 
     type_name: ClassVar[str] = "string"
 
@@ -183,11 +193,11 @@ class StringField(FieldSpec):
         return self.max_length <= VARCHAR_MAX
 
     def value_type(self) -> Any:
-        return Annotated[
-            str,
-            Field(max_length=self.max_length, strict=True, pattern=self.pattern or NO_NUL),
-            AfterValidator(storable),
-        ]
+        checks: tuple[Any, ...] = (AfterValidator(storable),)
+        if self.segment:
+            checks += (AfterValidator(path_segment),)
+        limits = Field(max_length=self.max_length, strict=True, pattern=self.pattern or NO_NUL)
+        return Annotated[(str, limits, *checks)]
 
     def sql_type(self) -> TypeEngine[Any]:
         if self.max_length > VARCHAR_MAX:
@@ -337,23 +347,40 @@ class BooleanField(FieldSpec):
 
 @dataclass(frozen=True)
 class TimestampField(FieldSpec):
+    #: Fractional digits of a second kept (0 to 6): finer ones are cut before the value is
+    #: stored or cached, so both hold the same instant (a column with fewer digits than the
+    #: value would round it on its own).
+    precision: int = 6
+
     type_name: ClassVar[str] = "timestamp"
 
     def value_type(self) -> Any:
         return Annotated[
             datetime,
             BeforeValidator(rfc3339),
+            AfterValidator(self.cut),
             PlainSerializer(_rfc3339_text, return_type=str, when_used="json"),
             WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
         ]
 
+    def cut(self, moment: datetime) -> datetime:
+        """``moment`` with the fractional digits this field keeps."""
+        step = 10 ** (6 - self.precision)
+        return moment.replace(microsecond=moment.microsecond - moment.microsecond % step)
+
     def sql_type(self) -> TypeEngine[Any]:
-        # Microseconds everywhere (MySQL's DATETIME would cut them); UTC, with its zone where
-        # the database keeps one.
-        return DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+        # UTC, with its zone where the database keeps one; the declared fractions of a second
+        # (MySQL's DATETIME would keep none).
+        digits = self.precision
+        stored = DateTime(timezone=True)
+        if digits != 6:
+            stored = stored.with_variant(
+                postgresql.TIMESTAMP(timezone=True, precision=digits), "postgresql"
+            )
+        return stored.with_variant(mysql.DATETIME(fsp=digits), "mysql", "mariadb")
 
     def parse_value(self, text: str) -> Any:
-        return rfc3339(text.strip())
+        return self.cut(rfc3339(text.strip()))
 
     def to_text(self, value: Any) -> str:
         return "" if value is None else _rfc3339_text(value)

@@ -13,11 +13,11 @@ from functools import cached_property
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from twotier.resources.fields import MISSING, FieldSpec, IntegerField, StringField
+from twotier.resources.fields import MISSING, FieldSpec, IntegerField
 
-#: The name of the automatic key of a resource that declares no ``key``.
+#: The name of the automatic id of a resource that declares neither ``key`` nor ``id``.
 AUTO_KEY = "id"
 
 Key = int | str
@@ -67,7 +67,7 @@ class Resource:
     @cached_property
     def key_field(self) -> FieldSpec:
         if self.auto_key:
-            return IntegerField(AUTO_KEY, minimum=1, maximum=self.key_max)
+            return IntegerField(self.key, minimum=1, maximum=self.key_max)
         return self._by_name[self.key]
 
     @cached_property
@@ -75,7 +75,7 @@ class Resource:
         """Every client-facing field, in the order of a row's JSON: the automatic id first,
         then the declared fields as declared (a declared key where it was declared)."""
         names = tuple(spec.name for spec in self.fields)
-        return (AUTO_KEY, *names) if self.auto_key else names
+        return (self.key, *names) if self.auto_key else names
 
     @cached_property
     def writable(self) -> tuple[FieldSpec, ...]:
@@ -108,22 +108,26 @@ class Resource:
         key = self.key_field
         return key.bounds if isinstance(key, IntegerField) else None
 
+    @cached_property
+    def key_text(self) -> TypeAdapter[Any]:
+        """The one validator of a key given as text (a path segment, a query parameter, a
+        CSV cell): the key field's own rules, its pattern matched in linear time."""
+        return TypeAdapter(self.key_field.query_type())
+
     def parse_key(self, text: str) -> Key | None:
-        """The key a path segment names, if it is a valid one (the hot path's check: the
-        route says what is wrong with an invalid one)."""
+        """The key a path segment names, if it is a valid one; None if not (the caller
+        says why: ``key_text`` names the rule broken)."""
         bounds = self._key_bounds
-        if bounds is not None:
-            if not (text.isascii() and text.isdigit()) or len(text) > 19:
-                return None
+        # Digits alone, the common case, without a validator's call; anything else ("+5",
+        # "5.0") is the validator's to judge.
+        if bounds is not None and text.isascii() and text.isdigit() and len(text) <= 19:
             value = int(text)
             return value if bounds[0] <= value <= bounds[1] else None
-        key = self.key_field
-        assert isinstance(key, StringField)
-        if not text or len(text) > key.max_length or "\x00" in text or "/" in text:
+        try:
+            key: Key = self.key_text.validate_python(text)
+        except ValidationError:
             return None
-        if key.pattern is not None and _search(key.pattern, text) is None:
-            return None
-        return text
+        return key
 
     # -- the models a client's JSON is checked against (and the OpenAPI schemas) -----------
 
@@ -169,7 +173,7 @@ class Resource:
         """A stored row as the API returns it."""
         fields: dict[str, Any] = {}
         if self.auto_key:
-            fields[AUTO_KEY] = (self.key_field.value_type(), ...)
+            fields[self.key] = (self.key_field.value_type(), ...)
         for spec in self.fields:
             fields[spec.name] = (spec.annotation(), ...)
         return create_model(
@@ -206,9 +210,3 @@ def _default(spec: FieldSpec) -> Any:
     if spec.default is not MISSING:
         return spec.default
     return None if spec.nullable else ...
-
-
-def _search(pattern: str, text: str) -> object:
-    import re
-
-    return re.search(pattern, text)

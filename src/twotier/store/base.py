@@ -19,8 +19,10 @@ from twotier.resources import Key, Record, Resource
 __all__ = [
     "DuplicateKey",
     "FollowerUser",
+    "KeyNotUnique",
     "Query",
     "Rows",
+    "SchemaMismatch",
     "Store",
     "StoreRefused",
     "StoreUnavailable",
@@ -50,10 +52,32 @@ class DuplicateKey(Exception):
         self.key = key
 
 
+class KeyNotUnique(Exception):
+    """The table holds more than one row under a key: its key column is not (or no longer)
+    unique, which ``init_schema`` refuses to serve. Found before a write changed anything,
+    or its transaction was undone: nothing was written."""
+
+    def __init__(self, table: str, key: Key) -> None:
+        super().__init__(
+            f"table {table} holds more than one row with the key {key!r}: its key column "
+            "must be unique (its primary key, or a unique column)"
+        )
+
+
 class StoreRefused(Exception):
     """A write this database cannot take as asked (more rows than one of its transactions
     holds, a value outside what it stores); nothing was written. The message says what
     to change."""
+
+
+class SchemaMismatch(ValueError):
+    """Declarations the database's tables contradict: nothing was changed. ``problems`` holds
+    every contradiction found, one line each, naming the table, the column and what to
+    change."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = tuple(problems)
 
 
 class VersionMismatch(Exception):
@@ -145,9 +169,12 @@ class Store(KeyStore, Protocol):
     def rows(self, resource: str) -> Rows:
         """The rows of the resource named ``resource``."""
 
-    async def init_schema(self) -> None:
+    async def init_schema(self, *, dry_run: bool = False) -> list[str]:
         """Create the database, the tables and their indexes if they do not exist, and
-        adopt existing tables (idempotent)."""
+        adopt existing tables (idempotent); what was done, one line each. SchemaMismatch,
+        with every contradiction, if a declaration contradicts its table: then nothing is
+        changed. ``dry_run``: what would be done, doing nothing (the database itself is
+        still created if missing)."""
 
     async def grant_follower(self, user: FollowerUser) -> None:
         """Make ``user`` (or bring it up to date: its password, its grants) with the

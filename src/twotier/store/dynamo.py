@@ -68,10 +68,12 @@ class DynamoStore:
     def rows(self, resource: str) -> DynamoRows:
         return self._rows[resource]
 
-    async def init_schema(self) -> None:
+    async def init_schema(self, *, dry_run: bool = False) -> list[str]:
         specs = [resource_table(rows.resource, rows.table) for rows in self._rows.values()]
         specs += [plain_table(self.keys_table, "id"), plain_table(self.meta_table, "name")]
-        await ensure_tables(self.client, specs)
+        done = await ensure_tables(self.client, specs, dry_run=dry_run)
+        if dry_run:
+            return done
         from botocore.exceptions import ClientError
 
         try:  # once: the first process to get here writes it
@@ -85,6 +87,7 @@ class DynamoStore:
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
+        return done
 
     async def grant_follower(self, user: FollowerUser) -> None:
         raise StoreRefused(

@@ -73,13 +73,20 @@ def plain_table(name: str, key: str) -> TableSpec:
     }
 
 
-async def ensure_tables(client: DynamoClient, specs: Sequence[TableSpec]) -> None:
-    """Create the tables (and indexes) that are missing; wait until all are active."""
+async def ensure_tables(
+    client: DynamoClient, specs: Sequence[TableSpec], *, dry_run: bool = False
+) -> list[str]:
+    """Create the tables (and indexes) that are missing and wait until all are active;
+    what was done (``dry_run``: what would be), one line each."""
+    done: list[str] = []
     for spec in specs:
-        await _ensure_table(client, spec)
+        done += await _ensure_table(client, spec, dry_run)
+    if dry_run:
+        return done
     deadline = time.monotonic() + _ACTIVE_WITHIN
     for spec in specs:
         await _wait_active(client, spec["TableName"], deadline)
+    return done
 
 
 async def _describe(client: DynamoClient, name: str) -> dict[str, Any] | None:
@@ -94,20 +101,26 @@ async def _describe(client: DynamoClient, name: str) -> dict[str, Any] | None:
         raise
 
 
-async def _ensure_table(client: DynamoClient, spec: TableSpec) -> None:
+async def _ensure_table(client: DynamoClient, spec: TableSpec, dry_run: bool) -> list[str]:
     from botocore.exceptions import ClientError
 
-    existing = await wait_deleted(client, spec["TableName"], only_if_deleting=True)
+    name = spec["TableName"]
+    existing = await wait_deleted(client, name, only_if_deleting=True)
     if existing is None:
-        try:
-            await client.call("create_table", **spec)
-        except ClientError as error:  # made meanwhile by another process
-            if error_code(error) != "ResourceInUseException":
-                raise
-        return
+        if not dry_run:
+            try:
+                await client.call("create_table", **spec)
+            except ClientError as error:  # made meanwhile by another process
+                if error_code(error) != "ResourceInUseException":
+                    raise
+        return [f"create table {name}"]
     have = {index["IndexName"] for index in existing.get("GlobalSecondaryIndexes", [])}
+    done: list[str] = []
     for index in spec.get("GlobalSecondaryIndexes", []):
         if index["IndexName"] in have:
+            continue
+        done.append(f"{name}: create index {index['IndexName']}")
+        if dry_run:
             continue
         # DynamoDB takes one index change at a time, on an active table.
         await _wait_active(client, spec["TableName"], time.monotonic() + _ACTIVE_WITHIN)
@@ -120,6 +133,7 @@ async def _ensure_table(client: DynamoClient, spec: TableSpec) -> None:
             ],
             GlobalSecondaryIndexUpdates=[{"Create": index}],
         )
+    return done
 
 
 async def wait_deleted(

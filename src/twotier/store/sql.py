@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,15 +35,20 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from twotier.access.keys import KeyRecord, Role
 from twotier.resources import Resource, load_resources
-from twotier.store.base import FollowerUser, StoreRefused, StoreUnavailable, new_id
-from twotier.store.sql_adopt import adopt
+from twotier.store.base import (
+    FollowerUser,
+    SchemaMismatch,
+    StoreRefused,
+    StoreUnavailable,
+    new_id,
+)
+from twotier.store.sql_adopt import Change, Plan, make_plan, plan_schema
 from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
 from twotier.store.sql_tls import split_tls
-from twotier.store.sql_triggers import ensure_change_log, ensure_version_triggers
 from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
@@ -176,13 +181,18 @@ class SQLStore:
 
     # -- schema -------------------------------------------------------------------------
 
-    async def init_schema(self) -> None:
+    async def init_schema(self, *, dry_run: bool = False) -> list[str]:
         await self._ensure_database()
         async with self._schema_locked() as conn:
-            await conn.run_sync(self._create_or_adopt)
-            await conn.run_sync(access_metadata.create_all, checkfirst=True)
+            plan = await conn.run_sync(self._plan)
+            if plan.problems:
+                raise SchemaMismatch(plan.problems)
+            if dry_run:
+                return plan.lines
+            await conn.run_sync(make_plan, plan)
             if await conn.scalar(self._identity) is None:
                 await conn.execute(insert(meta), {"name": _IDENTITY, "value": new_id()})
+        return plan.lines
 
     async def grant_follower(self, user: FollowerUser) -> None:
         if self.backend == "sqlite":
@@ -213,20 +223,16 @@ class SQLStore:
         except UNAVAILABLE as error:
             raise StoreUnavailable(describe(error)) from error
 
-    def _create_or_adopt(self, conn: Connection) -> None:
-        """Create the tables that do not exist; bring those that do up to their declaration
-        (``sql_adopt``: never dropping or rewriting anything)."""
-        existing = set(inspect(conn).get_table_names())
-        for rows in self._rows.values():
-            if rows.table.name in existing:
-                adopt(conn, rows.resource, rows.table)
-        self.metadata.create_all(conn, checkfirst=True)
-        for rows in self._rows.values():
-            done = ensure_version_triggers(conn, rows.table, rows.resource.key)
-            if self.backend == "sqlite":  # no change log of its own: triggers keep one
-                done += ensure_change_log(conn, rows.table, rows.resource.columns)
-            for line in done:
-                log.info(line)
+    def _plan(self, conn: Connection) -> Plan:
+        """What the declared tables and twotier's own need of the database (``sql_adopt``:
+        tables created, existing ones adopted, never anything dropped or rewritten)."""
+        plan = plan_schema(conn, [(rows.resource, rows.table) for rows in self._rows.values()])
+        present = inspect(conn).get_table_names()
+        own = [table for table in access_metadata.sorted_tables if table.name not in present]
+        plan.changes[:0] = [
+            Change(f"create table {table.name} (twotier's own)", _created(table)) for table in own
+        ]
+        return plan
 
     async def _ensure_database(self) -> None:
         """Create the database named in the URL if the server does not have it yet."""
@@ -338,6 +344,13 @@ class SQLStore:
     async def close(self) -> None:
         await self.driver.close()
         await self.engine.dispose()
+
+
+def _created(table: Table) -> Callable[[Connection], None]:
+    def create(conn: Connection) -> None:
+        table.create(conn, checkfirst=True)
+
+    return create
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

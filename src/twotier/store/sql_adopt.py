@@ -1,16 +1,33 @@
-"""Adopting a table that exists: what ``db init`` does over a user's own table.
+"""What ``db init`` does to a database: planned whole, checked whole, then done.
 
-It adds what twotier needs and the declaration names but the table lacks — the ``version``
-column, a declared field's column, a lookup's index — and never drops, renames or rewrites
-anything. A declaration that contradicts the table (a text column shorter than its
-``max_length``, a number where the declaration says text, a range the column cannot hold, a
-nullable field over a NOT NULL column) is refused with one line that names the table, the
-column and what to change: serving it would fail on the first row that does not fit.
+For every declared table it plans what is missing — the table itself, or, for a table that
+exists (adopting it), the ``version`` column, a declared field's column, a lookup's index —
+and the version triggers that depend on them; it never drops, renames or rewrites anything.
+Every contradiction between a declaration and the table it names is found before anything
+is changed, all of them in one run, each on a line that names the table, the column and what
+to change:
+
+- the key: a column the table has, which names one row (its primary key, or a unique
+  column); an automatic id only over a column the database fills (auto-increment, a
+  sequence, an identity), a client-given key never over one (ids given around a sequence
+  collide with the database's own later);
+- each field: a column that stores the field's values exactly as twotier validates them,
+  or the cache would hold a value the database does not (a ``NUMERIC`` rounds a double, a
+  ``DATETIME`` without fractions rounds a timestamp, a ``CHAR`` pads text);
+- a column twotier would leave empty on insert must take that (nullable, or a default).
+
+Names are matched as the database matches them (``sql_names``). The plan is then made in
+one transaction where the database takes DDL in one (SQLite, PostgreSQL: all or nothing);
+on MySQL, where each DDL statement commits, nothing depending on a change (a trigger on the
+version column) is made before that change is seen in the catalog.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +36,8 @@ from sqlalchemy import (
     Connection,
     Date,
     DateTime,
+    Double,
+    Enum,
     Float,
     Index,
     Integer,
@@ -26,13 +45,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
-    Text,
     inspect,
     literal,
     text,
 )
 from sqlalchemy.engine.interfaces import ReflectedColumn
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.engine.reflection import Inspector
+from sqlalchemy.types import CHAR, TypeEngine
 
 from twotier.resources import Resource
 from twotier.resources.fields import (
@@ -44,81 +63,229 @@ from twotier.resources.fields import (
     StringField,
     TimestampField,
 )
+from twotier.store.base import SchemaMismatch
+from twotier.store.sql_names import NameRules
 from twotier.store.sql_schema import VERSION, lookup_index_name
+from twotier.store.sql_triggers import change_log_sql, changes_table_sql, version_trigger_sql
 
 log = logging.getLogger("twotier.schema")
 
+#: A column twotier's versions fit in: microseconds since 1970 need more than 32 bits.
+_VERSION_BITS = 63
 
-class SchemaMismatch(ValueError):
-    """A declaration that contradicts the table it names; the message is one line."""
+
+@dataclass(frozen=True)
+class Change:
+    """One change the plan makes: what it is, for the operator, and how it is made."""
+
+    line: str
+    make: Callable[[Connection], None]
 
 
-def adopt(conn: Connection, resource: Resource, table: Table) -> list[str]:
-    """Bring an existing ``table`` up to ``resource``'s declaration; what was done, one line
-    each. SchemaMismatch if the declaration contradicts the table."""
+@dataclass
+class Plan:
+    """What ``db init`` would do (``changes``, in order) and why it cannot (``problems``)."""
+
+    changes: list[Change] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        return [change.line for change in self.changes]
+
+
+def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) -> Plan:
+    """Everything ``declared`` (each resource with its table as twotier would make it) needs
+    of the database behind ``conn``, changing nothing."""
+    rules = NameRules.of(conn)
     inspector = inspect(conn)
-    found = {column["name"]: column for column in inspector.get_columns(table.name)}
-    where = f"table {table.name} (resources.{resource.name})"
-    if resource.key not in found:
+    present = inspector.get_table_names()
+    plan = Plan()
+    stored: dict[str, str | None] = {}
+    for resource, table in declared:
+        found = rules.table(table.name, present)
+        stored[table.name] = found
+        if found is None:
+            plan.changes.append(Change(f"create table {table.name}", _creator(table)))
+        else:
+            _plan_adoption(conn, inspector, rules, resource, table, found, plan)
+    sqlite = conn.dialect.name == "sqlite"  # no change log of its own: triggers keep one
+    if sqlite and declared:
+        for line, statements in changes_table_sql(conn):
+            plan.changes.append(Change(line, _runner(statements)))
+    for resource, table in declared:
+        shown = stored[table.name] or table.name
+        planned = version_trigger_sql(conn, rules, table, resource.key, shown)
+        if sqlite:
+            planned += change_log_sql(conn, rules, table, resource.columns, shown)
+        for line, statements in planned:
+            plan.changes.append(Change(line, _runner(statements, (table, resource, rules))))
+    return plan
+
+
+def make_plan(conn: Connection, plan: Plan) -> None:
+    """Make every change of ``plan`` (which has no problems), in order."""
+    for change in plan.changes:
+        change.make(conn)
+        log.info("schema changed", extra={"change": change.line})
+
+
+def _creator(table: Table) -> Callable[[Connection], None]:
+    def create(conn: Connection) -> None:
+        table.create(conn, checkfirst=True)  # with its indexes
+
+    return create
+
+
+def _runner(
+    statements: Sequence[str], on: tuple[Table, Resource, NameRules] | None = None
+) -> Callable[[Connection], None]:
+    """Run ``statements``; a trigger's (``on``: its table) only once the columns it uses are
+    there (on MySQL, whose DDL commits statement by statement, a change before it may not
+    have been made)."""
+
+    def run(conn: Connection) -> None:
+        if on is not None:
+            table, resource, rules = on
+            _verify(conn, rules, table, resource)
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+    return run
+
+
+def _verify(conn: Connection, rules: NameRules, table: Table, resource: Resource) -> None:
+    found = rules.table(table.name, inspect(conn).get_table_names())
+    columns = [c["name"] for c in inspect(conn).get_columns(found)] if found else []
+    missing = [
+        name
+        for name in (resource.key, VERSION)
+        if found is None or rules.column(name, columns) is None
+    ]
+    if missing:
         raise SchemaMismatch(
+            [
+                f"table {table.name} (resources.{resource.name}) lacks {', '.join(missing)} "
+                "after db init's changes: nothing that depends on them was made; run db init "
+                "again"
+            ]
+        )
+
+
+def _plan_adoption(
+    conn: Connection,
+    inspector: Inspector,
+    rules: NameRules,
+    resource: Resource,
+    table: Table,
+    found: str,
+    plan: Plan,
+) -> None:
+    """Plan what an existing table lacks, and note where it contradicts its declaration."""
+    where = f"table {found} (resources.{resource.name})"
+    dialect = conn.dialect.name
+    reflected = inspector.get_columns(found)
+    columns = {column["name"]: column for column in reflected}
+    key = rules.column(resource.key, columns)
+    problems = plan.problems
+    if key is None:
+        problems.append(
             f"{where} has no column {resource.key!r}, the resource's key: declare the key "
-            "the table has (`key = …`), or name another table"
+            f"the table has ({_keys_text(inspector, found)}), or name another table"
         )
-    done: list[str] = []
+    else:
+        problems += _key_problems(conn, inspector, rules, resource, found, columns[key], where)
+    declared: set[str] = set()
     for name in resource.columns:
+        if name == resource.key and key is None:
+            continue  # said above
         spec = resource.field(name)
-        if name in found:
-            _check(where, spec, found[name], conn.dialect.name)
+        column = rules.column(name, columns)
+        if column is not None:
+            declared.add(column)
+            reason = _unfit(spec, columns[column], dialect)
+            if reason is not None:
+                problems.append(f"{where}: column {column!r} {reason}")
             continue
-        done.append(_add_column(conn, table, name, spec, where))
-    if VERSION not in found:
-        _execute_add(conn, table, VERSION, "BIGINT NOT NULL DEFAULT 1")
-        done.append(f"{table.name}: added column {VERSION} (every row at version 1)")
-    indexed = {tuple(index["column_names"]) for index in inspector.get_indexes(table.name)}
-    for lookup in resource.lookups:
-        if (lookup, resource.key) in indexed or (lookup,) in indexed:
-            continue
-        Index(lookup_index_name(resource, lookup), table.c[lookup], table.c[resource.key]).create(
-            conn, checkfirst=True
+        _plan_column(conn, table, found, name, spec, where, plan)
+    version = rules.column(VERSION, columns)
+    if version is None:
+        plan.changes.append(
+            Change(
+                f"{found}: add column {VERSION} BIGINT NOT NULL DEFAULT 1 (every row at version 1)",
+                lambda c: _add(c, found, VERSION, "BIGINT NOT NULL DEFAULT 1"),
+            )
         )
-        done.append(f"{table.name}: added index {lookup_index_name(resource, lookup)}")
-    for line in done:
-        log.info("schema adopted", extra={"change": line})
-    return done
+    else:
+        declared.add(version)
+        kind = columns[version]["type"]
+        if not isinstance(kind, Integer) or _capacity(kind, dialect)[1] < 2**_VERSION_BITS - 1:
+            problems.append(
+                f"{where}: column {version!r} is {kind}; twotier keeps its row versions in a "
+                f"column of that name, a 64-bit integer: rename the table's own {version!r}, "
+                "or serve another table"
+            )
+    for name, reflected_column in columns.items():
+        if name not in declared and not _fills_itself(reflected_column, dialect):
+            problems.append(
+                f"{where}: column {name!r} is NOT NULL, has no default and is not declared, "
+                "so every insert through twotier would fail: declare it as a field"
+            )
+    indexed = [index["column_names"] for index in inspector.get_indexes(found)]
+    for lookup in resource.lookups:
+        if any(_leads_with(rules, names, lookup) for names in indexed):
+            continue
+        index = Index(lookup_index_name(resource, lookup), table.c[lookup], table.c[resource.key])
+        plan.changes.append(
+            Change(
+                f"{found}: create index {index.name} on ({lookup}, {resource.key})", _indexer(index)
+            )
+        )
 
 
-def _add_column(conn: Connection, table: Table, name: str, spec: FieldSpec, where: str) -> str:
-    column = table.c[name]
-    kind = column.type.compile(dialect=conn.dialect)
+def _indexer(index: Index) -> Callable[[Connection], None]:
+    def create(conn: Connection) -> None:
+        index.create(conn, checkfirst=True)
+
+    return create
+
+
+def _leads_with(rules: NameRules, names: Sequence[str | None], lookup: str) -> bool:
+    """An index whose first column is ``lookup`` serves its lookups."""
+    return bool(names) and names[0] is not None and rules.same_column(names[0], lookup)
+
+
+def _plan_column(
+    conn: Connection, table: Table, found: str, name: str, spec: FieldSpec, where: str, plan: Plan
+) -> None:
+    kind = table.c[name].type.compile(dialect=conn.dialect)
     if spec.nullable:
-        _execute_add(conn, table, name, f"{kind} NULL")
-        return f"{table.name}: added column {name} (NULL in every row)"
-    if spec.default is not MISSING:
-        value = literal(_stored(spec.default, conn), type_=column.type).compile(
+        definition, effect = f"{kind} NULL", "NULL in every row"
+    elif spec.default is not MISSING:
+        value = literal(_stored(spec.default, conn), type_=table.c[name].type).compile(
             dialect=conn.dialect, compile_kwargs={"literal_binds": True}
         )
-        _execute_add(conn, table, name, f"{kind} NOT NULL DEFAULT {value}")
-        return f"{table.name}: added column {name} (its default in every row)"
-    empty = conn.execute(text(f"SELECT 1 FROM {_quoted(conn, table.name)} LIMIT 1")).first()
-    if empty is not None:
-        raise SchemaMismatch(
-            f"{where}: field {name!r} is new, required and has no default, and the table "
-            "holds rows: declare `default = …` or `nullable = true` for it"
-        )
-    _execute_add(conn, table, name, f"{kind} NOT NULL")
-    return f"{table.name}: added column {name}"
-
-
-def _execute_add(conn: Connection, table: Table, name: str, definition: str) -> None:
-    conn.execute(
-        text(
-            f"ALTER TABLE {_quoted(conn, table.name)} ADD COLUMN {_quoted(conn, name)} {definition}"
+        definition, effect = f"{kind} NOT NULL DEFAULT {value}", "its default in every row"
+    else:
+        quoted = conn.dialect.identifier_preparer.quote(found)
+        if conn.execute(text(f"SELECT 1 FROM {quoted} LIMIT 1")).first() is not None:
+            plan.problems.append(
+                f"{where}: field {name!r} is new, required and has no default, and the table "
+                "holds rows: declare `default = …` or `nullable = true` for it"
+            )
+            return
+        definition, effect = f"{kind} NOT NULL", "the table is empty"
+    plan.changes.append(
+        Change(
+            f"{found}: add column {name} {definition} ({effect})",
+            lambda c: _add(c, found, name, definition),
         )
     )
 
 
-def _quoted(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote(name)
+def _add(conn: Connection, table: str, name: str, definition: str) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    conn.execute(text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {definition}"))
 
 
 def _stored(value: Any, conn: Connection) -> Any:
@@ -129,44 +296,217 @@ def _stored(value: Any, conn: Connection) -> Any:
     )
 
 
-# What each declared type may be stored in, and how many values an integer column holds.
-_FAMILIES: dict[type[FieldSpec], tuple[type[TypeEngine[Any]], ...]] = {
-    StringField: (String, Text),
-    IntegerField: (Integer,),
-    NumberField: (Float, Numeric, Integer),
-    BooleanField: (Boolean, Integer),
-    TimestampField: (DateTime, Date, String),  # SQLite keeps date-times as text
-}
+# -- the key ------------------------------------------------------------------------------
 
 
-def _check(where: str, spec: FieldSpec, column: ReflectedColumn, dialect: str) -> None:
+def _key_problems(
+    conn: Connection,
+    inspector: Inspector,
+    rules: NameRules,
+    resource: Resource,
+    found: str,
+    column: ReflectedColumn,
+    where: str,
+) -> list[str]:
+    """Why the key column cannot be the resource's key: it names more than one row, or
+    its values come from the database where the declaration gives them (or the other way)."""
+    name = column["name"]
+    primary, unique = _table_keys(inspector, found)
+    problems: list[str] = []
+    if len(primary) == 1 and rules.same_column(primary[0], name):
+        pass
+    elif any(len(names) == 1 and rules.same_column(names[0], name) for names in unique):
+        if column.get("nullable", True):
+            problems.append(
+                f"{where}: key {name!r} is unique but nullable, and a row without one could "
+                "not be named: make the column NOT NULL, or declare another key"
+            )
+    else:
+        problems.append(
+            f"{where}: key {name!r} is neither the primary key nor a unique column, so it "
+            f"may name many rows: the table's keys are {_keys_text(inspector, found)}; "
+            "declare one of those (a key of several columns cannot be served yet)"
+        )
+    generated = _generated(conn, found, column)
+    if resource.auto_key and generated is None:
+        problems.append(
+            f"{where}: column {name!r} gets no value from the database (no auto-increment, "
+            f'sequence or identity): declare it as a client-given key, key = "{name}", '
+            "with its field"
+        )
+    elif not resource.auto_key and generated is not None and generated != "rowid":
+        problems.append(
+            f"{where}: column {name!r} takes its values from the database ({generated}): "
+            f'declare it as the automatic id, id = "{name}" (and not as a field): ids given '
+            "by clients would go around its counter (on PostgreSQL, the next id it hands out "
+            "then collides with one of theirs)"
+        )
+    return problems
+
+
+def _table_keys(inspector: Inspector, found: str) -> tuple[list[str], list[list[str]]]:
+    """The table's primary key's columns, and each unique constraint's or index's."""
+    primary = list(inspector.get_pk_constraint(found).get("constrained_columns") or [])
+    unique = [list(u["column_names"]) for u in inspector.get_unique_constraints(found)]
+    unique += [
+        [str(c) for c in i["column_names"]] for i in inspector.get_indexes(found) if i.get("unique")
+    ]
+    return primary, unique
+
+
+def _keys_text(inspector: Inspector, found: str) -> str:
+    """The table's own keys, as a declaration would name them."""
+    primary, unique = _table_keys(inspector, found)
+    keys = [primary, *unique] if primary else unique
+    shown = list(dict.fromkeys("(" + ", ".join(k) + ")" if len(k) > 1 else k[0] for k in keys))
+    return " or ".join(shown) if shown else "none: no primary key, no unique column"
+
+
+_AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
+
+
+def _generated(conn: Connection, table: str, column: ReflectedColumn) -> str | None:
+    """How the database fills the column when an insert leaves it out, if it does: its
+    sequence (``"AUTO_INCREMENT"``, ``"a sequence"``, ``"an identity"``), or ``"rowid"``
+    (SQLite's ``INTEGER PRIMARY KEY`` without AUTOINCREMENT: the highest id plus one,
+    which ids given by clients do not disturb). None if it does not."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        found = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
+            {"name": table},
+        ).scalar()
+        info = conn.exec_driver_sql(
+            f"PRAGMA table_info({conn.dialect.identifier_preparer.quote(table)})"
+        ).all()
+        pk = [row for row in info if row[5]]
+        definition = str(found or "")
+        if (
+            len(pk) == 1
+            and pk[0][1].lower() == column["name"].lower()
+            and str(pk[0][2]).upper() == "INTEGER"
+            and "WITHOUT ROWID" not in definition.upper()
+        ):
+            return "AUTOINCREMENT" if _AUTOINCREMENT.search(definition) else "rowid"
+        return None
+    if not column.get("autoincrement"):
+        return None
+    if dialect == "postgresql":
+        return "an identity" if column.get("identity") else "a sequence"
+    return "AUTO_INCREMENT"
+
+
+def _fills_itself(column: ReflectedColumn, dialect: str) -> bool:
+    """Can an insert leave the column out?"""
+    return bool(
+        column.get("nullable", True)
+        or column.get("default") is not None
+        or column.get("autoincrement") is True
+        or column.get("identity")
+        or column.get("computed")
+        or (dialect == "sqlite" and column.get("primary_key"))
+    )
+
+
+# -- the columns --------------------------------------------------------------------------
+
+
+def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None:
+    """Why the column cannot hold the field's values exactly as twotier validates them (a
+    sentence after "column 'x' "), or None if it can."""
     found: TypeEngine[Any] = column["type"]
-    name = spec.name
-    families = _FAMILIES[type(spec)]
-    if not isinstance(found, families):
-        raise SchemaMismatch(
-            f"{where}: column {name!r} is {found}; the declaration says {spec.type_name}: "
-            "change the field's type to match the column"
+    if column.get("computed"):
+        return "is computed by the database and cannot be written: leave the field out"
+    reason = _type_unfit(spec, found, dialect)
+    if reason is not None:
+        return f"is {found}{', ' if reason.startswith('which') else '; '}{reason}"
+    if spec.nullable and not column.get("nullable", True):
+        return (
+            "is NOT NULL and the declaration says nullable: drop `nullable = true`, or make "
+            "the column nullable"
         )
-    length = found.length if isinstance(found, String) else None
-    if isinstance(spec, StringField) and length and length < spec.max_length:
-        raise SchemaMismatch(
-            f"{where}: column {name!r} is {found} and the declaration says max_length "
-            f"{spec.max_length}: declare max_length = {length} or less"
-        )
+    return None
+
+
+def _type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | None:
+    other = f"the declaration says {spec.type_name}: change the field's type to match the column"
+    if isinstance(spec, StringField):
+        if isinstance(found, Enum) or type(found).__name__ == "SET":
+            return "it holds only its listed values, and enumerations cannot be served yet"
+        if not isinstance(found, String):
+            return other
+        if isinstance(found, CHAR) and dialect != "sqlite":
+            return (
+                "a CHAR pads (or trims) trailing spaces, so text read back could differ from "
+                "text written: twotier serves VARCHAR and TEXT"
+            )
+        if found.length and found.length < spec.max_length:
+            return (
+                f"the declaration says max_length {spec.max_length}: declare "
+                f"max_length = {found.length} or less"
+            )
+        return None
     if isinstance(spec, IntegerField):
+        if isinstance(found, Boolean) or not isinstance(found, Integer):
+            return other
         low, high = spec.bounds
         capacity = _capacity(found, dialect)
         if not (capacity[0] <= low and high <= capacity[1]):
-            raise SchemaMismatch(
-                f"{where}: column {name!r} is {found}, which holds {capacity[0]} to "
-                f"{capacity[1]}; declare minimum and maximum within that"
+            return (
+                f"which holds {capacity[0]} to {capacity[1]}; declare minimum and maximum "
+                "within that" + (" (for an automatic id: id = { maximum = … })" if low == 1 else "")
             )
-    if spec.nullable and not column.get("nullable", True):
-        raise SchemaMismatch(
-            f"{where}: column {name!r} is NOT NULL and the declaration says nullable: "
-            "drop `nullable = true`, or make the column nullable"
+        return None
+    if isinstance(spec, NumberField):
+        exact = isinstance(found, Float) and not getattr(found, "scale", None)
+        if exact and (dialect == "sqlite" or isinstance(found, Double)):
+            return None  # a double, as the field's values are (SQLite's REAL always is)
+        if isinstance(found, Float):
+            return (
+                "the declaration says number, a 64-bit double, and this column keeps fewer "
+                "digits, so a value read back would differ from the one written"
+            )
+        if isinstance(found, Numeric):
+            return (
+                "an exact decimal, and a number is a binary double: the column would round "
+                "what the cache holds (0.125 stored as 0.13), and twotier cannot serve exact "
+                "decimals yet; leave the field out, or serve another column"
+            )
+        if isinstance(found, Integer):
+            return "it holds whole numbers only: declare an integer field"
+        return other
+    if isinstance(spec, BooleanField):
+        if isinstance(found, Boolean) or (dialect != "postgresql" and isinstance(found, Integer)):
+            return None
+        return other
+    assert isinstance(spec, TimestampField)
+    if isinstance(found, Date) or not isinstance(found, DateTime | String):
+        return other
+    if isinstance(found, String):
+        # SQLite keeps date-times as text; elsewhere text is not a date-time.
+        return None if dialect == "sqlite" else other
+    if dialect == "postgresql" and not found.timezone:
+        return (
+            "a date-time without a time zone, and a timestamp is an instant with its offset: "
+            "twotier cannot serve date-times without a zone yet"
         )
+    digits = _fraction_digits(found, dialect)
+    if digits < spec.precision:
+        return (
+            f"which keeps {digits} fractional digits of a second and would round what the "
+            f"cache holds: declare precision = {digits}"
+        )
+    return None
+
+
+def _fraction_digits(found: TypeEngine[Any], dialect: str) -> int:
+    """How many fractional digits of a second a date-time column keeps."""
+    if dialect == "sqlite":
+        return 6
+    if dialect == "postgresql":
+        precision = getattr(found, "precision", None)
+        return 6 if precision is None else int(precision)
+    return int(getattr(found, "fsp", None) or 0)
 
 
 def _capacity(found: TypeEngine[Any], dialect: str) -> tuple[int, int]:

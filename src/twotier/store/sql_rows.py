@@ -46,7 +46,14 @@ from twotier.batching import TickBatcher
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import TimestampField
 from twotier.store import sql_bulk
-from twotier.store.base import DuplicateKey, LoadRows, Query, StoreUnavailable, VersionMismatch
+from twotier.store.base import (
+    DuplicateKey,
+    KeyNotUnique,
+    LoadRows,
+    Query,
+    StoreUnavailable,
+    VersionMismatch,
+)
 from twotier.store.sql_driver import Session, Statement
 from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
 from twotier.store.sql_schema import VERSION
@@ -180,8 +187,14 @@ class SQLRows:
 
     def from_log(self, values: Mapping[str, Any]) -> Record:
         """A row as a change log records it (column names to the driver's values; columns
-        not declared ignored), as a Record."""
-        return self._raw_record(tuple(values[name] for name in (*self._names, VERSION)))
+        not declared ignored), as a Record. MySQL's binary log spells the names as the
+        table does, which may differ in case from the declaration's (``sql_names``)."""
+        names = (*self._names, VERSION)
+        try:
+            return self._raw_record(tuple(values[name] for name in names))
+        except KeyError:
+            folded = {name.lower(): value for name, value in values.items()}
+            return self._raw_record(tuple(folded[name.lower()] for name in names))
 
     def _equal(self, name: str, value: object) -> list[ColumnElement[bool]]:
         """``name`` equals ``value`` exactly, as on every store: MySQL's text collations
@@ -207,8 +220,15 @@ class SQLRows:
     # -- reads --------------------------------------------------------------------------
 
     async def get(self, key: Key) -> Record | None:
-        row = await self._driver.fetch_one(self._by_key, {"key": key})
-        return self._raw_record(row) if row is not None else None
+        return self._one(key, await self._driver.fetch_all(self._by_key, {"key": key}))
+
+    def _one(self, key: Key, rows: Sequence[tuple[Any, ...]]) -> Record | None:
+        """The row read by ``key``; KeyNotUnique if there were several (``init_schema``
+        refuses a key that is not unique, and each write checks here, before it changes
+        anything, that the table has not lost that since)."""
+        if len(rows) > 1:
+            raise KeyNotUnique(self.table.name, key)
+        return self._raw_record(rows[0]) if rows else None
 
     async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
         """The rows among ``keys``, on the driver, ``_IN_CHUNK`` keys a statement."""
@@ -226,6 +246,8 @@ class SQLRows:
             values = {f"k{index}": chunk[min(index, len(chunk) - 1)] for index in range(size)}
             for row in await self._driver.fetch_all(statement, values):
                 record = self._raw_record(row)
+                if record.key in found:
+                    raise KeyNotUnique(self.table.name, record.key)
                 found[record.key] = record
         return found
 
@@ -460,8 +482,8 @@ class SQLRows:
                     return before
         async with self._driver.transaction() as session:
             before = await self._lock(session, key, expected)
-            if before is not None:
-                await session.execute(self._deleted, {"key": key})
+            if before is not None and await session.changed(self._deleted, {"key": key}) > 1:
+                raise KeyNotUnique(self.table.name, key)  # the transaction is undone
         return before
 
     async def _current(self, key: Key, expected: frozenset[int] | None) -> Record | None:
@@ -477,8 +499,8 @@ class SQLRows:
         self, session: Session, key: Key, expected: frozenset[int] | None
     ) -> Record | None:
         """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
-        row = await session.fetch_one(self._locked, {"key": key})
-        return self._checked(self._raw_record(row) if row is not None else None, expected)
+        rows = await session.fetch_all(self._locked, {"key": key})
+        return self._checked(self._one(key, rows), expected)
 
     def _checked(self, before: Record | None, expected: frozenset[int] | None) -> Record | None:
         """The row read; with ``expected``, VersionMismatch unless it is at one of those
@@ -509,7 +531,8 @@ class SQLRows:
 
     async def _set(self, session: Session, key: Key, changes: Mapping[str, Any]) -> None:
         statement = self._setter(frozenset(changes), conditional=False)
-        await session.execute(statement, self._stored(changes) | {"key": key})
+        if await session.changed(statement, self._stored(changes) | {"key": key}) > 1:
+            raise KeyNotUnique(self.table.name, key)  # the transaction is undone
 
     async def _set_if_at(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         """Set ``changes`` if the row is still at ``version``; whether it was. With the
@@ -558,6 +581,8 @@ class SQLRows:
             if not _lost_a_lock(error):
                 raise
             changed = None  # two transactions' locks crossed: each write alone then
+        except KeyNotUnique:
+            raise
         except Exception:
             changed = None  # each write alone then gets its own answer
         if changed is None:
@@ -590,7 +615,9 @@ class SQLRows:
                 for index, (key, changes, _) in enumerate(still):
                     bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
                     bound[f"r{index}__twotier_key"] = key
-                await session.execute(self._set_cases(fields, len(still)), bound)
+                changed = await session.changed(self._set_cases(fields, len(still)), bound)
+                if changed > len(still):  # the transaction is undone
+                    raise KeyNotUnique(self.table.name, still[0][0])
         return {key for key, _, _ in still}
 
     def _locked_keys(self, count: int) -> Statement:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, text
 
+from twotier.store.sql_names import NameRules
 from twotier.store.sql_schema import VERSION
 
 #: The PostgreSQL function every resource table's trigger calls (one per database).
@@ -42,33 +43,45 @@ def trigger_names(table: Table) -> tuple[str, str]:
     return f"twotier_{table.name[:44]}_version_ins", f"twotier_{table.name[:44]}_version_upd"
 
 
-def ensure_version_triggers(conn: Connection, table: Table, key: str) -> list[str]:
-    """Create ``table``'s version triggers if it lacks them; what was done, one line each."""
+#: A trigger still to make: what it is (one line, for the operator) and its statements.
+Planned = tuple[str, list[str]]
+
+
+def version_trigger_sql(
+    conn: Connection, rules: NameRules, table: Table, key: str, shown: str
+) -> list[Planned]:
+    """The version triggers ``table`` lacks (all of them if the table is yet to be made;
+    ``shown``: its name as the database spells it)."""
     dialect = conn.dialect.name
     quote = conn.dialect.identifier_preparer.quote
     name, key_column, version = quote(table.name), quote(key), quote(VERSION)
     on_insert, on_update = trigger_names(table)
-    if dialect == "sqlite":
-        return _sqlite(conn, table.name, name, key_column, version, on_insert, on_update)
     if dialect == "postgresql":
-        return _postgresql(conn, table.name, name, on_insert)
-    return _mysql(conn, table.name, name, version, on_insert, on_update)
+        return _postgresql(conn, shown, name, on_insert)
+    if dialect == "sqlite":
+        # SQLite's triggers cannot change the row being written: they write it again after
+        # it (recursive triggers are off, so that write fires nothing).
+        now_us = _SQLITE_NOW_US
+        bodies = {
+            on_insert: f"AFTER INSERT ON {name} FOR EACH ROW WHEN NEW.{version} <= 1 "
+            f"BEGIN UPDATE {name} SET {version} = {now_us} WHERE {key_column} = NEW.{key_column}; "
+            "END",
+            on_update: f"AFTER UPDATE ON {name} FOR EACH ROW WHEN NEW.{version} <= OLD.{version} "
+            f"BEGIN UPDATE {name} SET {version} = OLD.{version} + 1 "
+            f"WHERE {key_column} = NEW.{key_column}; END",
+        }
+    else:
+        # UNIX_TIMESTAMP(NOW(6)) is the statement's moment with its microseconds (a DECIMAL).
+        bodies = {
+            on_insert: f"BEFORE INSERT ON {name} FOR EACH ROW IF NEW.{version} <= 1 THEN "
+            f"SET NEW.{version} = CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED); END IF",
+            on_update: f"BEFORE UPDATE ON {name} FOR EACH ROW IF NEW.{version} <= OLD.{version} "
+            f"THEN SET NEW.{version} = OLD.{version} + 1; END IF",
+        }
+    return _missing(conn, rules, table.name, bodies, shown)
 
 
-def _mysql(
-    conn: Connection, table: str, name: str, version: str, on_insert: str, on_update: str
-) -> list[str]:
-    # UNIX_TIMESTAMP(NOW(6)) is the statement's moment with its microseconds (a DECIMAL).
-    bodies = {
-        on_insert: f"BEFORE INSERT ON {name} FOR EACH ROW IF NEW.{version} <= 1 THEN "
-        f"SET NEW.{version} = CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED); END IF",
-        on_update: f"BEFORE UPDATE ON {name} FOR EACH ROW IF NEW.{version} <= OLD.{version} "
-        f"THEN SET NEW.{version} = OLD.{version} + 1; END IF",
-    }
-    return _create_missing(conn, table, bodies)
-
-
-def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[str]:
+def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[Planned]:
     present = conn.execute(
         text(
             "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
@@ -79,7 +92,7 @@ def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[s
     if present:
         return []
     # One function for every table: it names the column, which every table has.
-    conn.exec_driver_sql(
+    function = (
         f"CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
         f"  IF TG_OP = 'INSERT' THEN\n"
@@ -92,63 +105,45 @@ def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[s
         "  RETURN NEW;\n"
         "END $$"
     )
-    conn.exec_driver_sql(
+    created = (
         f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {name} "
         f"FOR EACH ROW EXECUTE FUNCTION {_PG_FUNCTION}()"
     )
-    return [f"{table}: created trigger {trigger}"]
+    return [(f"{table}: create trigger {trigger}", [function, created])]
 
 
-def _sqlite(
-    conn: Connection,
-    table: str,
-    name: str,
-    key: str,
-    version: str,
-    on_insert: str,
-    on_update: str,
-) -> list[str]:
-    # SQLite's triggers cannot change the row being written: they write it again after it
-    # (recursive triggers are off, so that write fires nothing). julianday('now') is the
-    # statement's moment, to the millisecond.
-    now_us = _SQLITE_NOW_US
-    bodies = {
-        on_insert: f"AFTER INSERT ON {name} FOR EACH ROW WHEN NEW.{version} <= 1 "
-        f"BEGIN UPDATE {name} SET {version} = {now_us} WHERE {key} = NEW.{key}; END",
-        on_update: f"AFTER UPDATE ON {name} FOR EACH ROW WHEN NEW.{version} <= OLD.{version} "
-        f"BEGIN UPDATE {name} SET {version} = OLD.{version} + 1 WHERE {key} = NEW.{key}; END",
-    }
-    return _create_missing(conn, table, bodies)
-
-
-def _create_missing(conn: Connection, table: str, bodies: dict[str, str]) -> list[str]:
-    """Create each trigger of ``bodies`` (name: what follows ``CREATE TRIGGER name``) that
-    ``table`` lacks; what was done, one line each."""
+def _missing(
+    conn: Connection, rules: NameRules, table: str, bodies: dict[str, str], shown: str
+) -> list[Planned]:
+    """Each trigger of ``bodies`` (name: what follows ``CREATE TRIGGER name``) that
+    ``table`` lacks (``shown``: its name as the database spells it)."""
     if conn.dialect.name == "sqlite":
-        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"
+        query = "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'"
     else:
         query = (
-            "SELECT trigger_name FROM information_schema.triggers "
-            "WHERE trigger_schema = DATABASE() AND event_object_table = :table"
+            "SELECT trigger_name, event_object_table FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE()"
         )
-    present = set(conn.execute(text(query), {"table": table}).scalars())
-    done = []
-    for trigger, body in bodies.items():
-        if trigger not in present:
-            conn.exec_driver_sql(f"CREATE TRIGGER {trigger} {body}")
-            done.append(f"{table}: created trigger {trigger}")
-    return done
+    # SQLite takes a trigger's name in any case, as every name.
+    fold = str.lower if conn.dialect.name == "sqlite" else str
+    present = {
+        fold(trigger)
+        for trigger, on in conn.execute(text(query)).all()
+        if rules.same_table(on, table)
+    }
+    return [
+        (f"{shown}: create trigger {trigger}", [f"CREATE TRIGGER {trigger} {body}"])
+        for trigger, body in bodies.items()
+        if fold(trigger) not in present
+    ]
 
 
-def ensure_change_log(conn: Connection, table: Table, columns: tuple[str, ...]) -> list[str]:
-    """SQLite: the changes table, and ``table``'s triggers recording into it (``columns``:
-    the declared ones, key first). What was done, one line each."""
+def change_log_sql(
+    conn: Connection, rules: NameRules, table: Table, columns: tuple[str, ...], shown: str
+) -> list[Planned]:
+    """SQLite: the triggers recording ``table``'s changes in the changes table that it
+    lacks (``columns``: the declared ones, key first)."""
     quote = conn.dialect.identifier_preparer.quote
-    conn.exec_driver_sql(
-        f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} ("
-        "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, old TEXT, new TEXT, "
-        "at REAL NOT NULL)"
-    )
     name, version = quote(table.name), quote(VERSION)
 
     def image(row: str, version_sql: str) -> str:
@@ -171,4 +166,23 @@ def ensure_change_log(conn: Connection, table: Table, columns: tuple[str, ...]) 
         f"{log}_del": f"AFTER DELETE ON {name} FOR EACH ROW BEGIN {record}"
         f"{image('OLD', f'OLD.{version}')}, NULL, {at}); END",
     }
-    return _create_missing(conn, table.name, bodies)
+    return _missing(conn, rules, table.name, bodies, shown)
+
+
+def changes_table_sql(conn: Connection) -> list[Planned]:
+    """SQLite: the changes table, if it is missing."""
+    exists = conn.execute(
+        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
+        {"name": CHANGES_TABLE},
+    ).first()
+    if exists is not None:
+        return []
+    return [
+        (
+            f"create table {CHANGES_TABLE} (the changes the follower reads)",
+            [
+                f"CREATE TABLE {CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "tbl TEXT NOT NULL, old TEXT, new TEXT, at REAL NOT NULL)"
+            ],
+        )
+    ]
