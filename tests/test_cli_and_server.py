@@ -189,8 +189,9 @@ def test_a_declaration_that_cannot_be_served_stops_in_one_line(tmp_path: Path) -
         result = run(command, env | {"TWOTIER_RESOURCES": str(shorter)}, tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1, lines
+        assert len(lines) == 2, lines  # the contradiction, and that nothing was changed
         assert "column 'name' is VARCHAR(20)" in lines[0]
+        assert lines[1] == "1 contradiction: nothing was changed"
         assert "Traceback" not in result.stderr
 
 

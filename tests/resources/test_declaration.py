@@ -168,6 +168,10 @@ MISTAKES = [
         "resources.x.fields.a.pattern: not a usable regular expression",
     ),
     (x("colour = 'red'"), "resources.x: unknown setting 'colour'"),
+    (x("filters = ['b']"), "resources.x.filters: 'b' is not one of its fields"),
+    (x("key = 'a'\nfilters = ['a']"), "resources.x.filters: 'a' is the key"),
+    (x("lookups = ['a']\nfilters = ['a']"), "resources.x.filters: 'a' is a lookup"),
+    (x("unindexed_filters = 'yes'"), "resources.x.unindexed_filters: must be true or false"),
     ("[resources.x]", "resources.x: declares no fields"),
     ("[other]\nx = 1", "unknown top-level key 'other'"),
     ("", "declares no resource"),
@@ -240,3 +244,13 @@ def test_a_key_is_checked_by_one_validator(
         assert things.parse_key(text) is None
         with pytest.raises(ValueError):  # noqa: PT011 - pydantic's ValidationError
             things.create_model.model_validate({"code": text})
+
+
+def test_lists_filter_on_what_an_index_serves() -> None:
+    """The key, the lookups and the declared filters; every field only where the
+    declaration opts in to scans."""
+    [heroes] = load_resources(None)
+    assert heroes.filterable == ("id", "name", "xp")
+    assert heroes.indexed == ("xp", "name")
+    [scanned] = parse_resources(x("unindexed_filters = true", "a = 'string'\nb = 'string'"), "t")
+    assert scanned.filterable == ("id", "a", "b")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
@@ -23,6 +23,7 @@ from twotier.api.front_door import open_front_door
 from twotier.api.head import HeadAsGet
 from twotier.api.hot_path import HotPath
 from twotier.api.observe import Observe
+from twotier.api.parameters import only_known_parameters
 from twotier.api.routes import admin, batch, health, metrics
 from twotier.api.routes.resources import resource_router
 from twotier.bootstrap import Composition, compose, declared_resources, rules_of
@@ -79,6 +80,7 @@ def create_app(
         description="A CRUD API over a database with a cache in front (lazy loading, "
         "write-through, versioned entries). Every read says how it was served in `X-Cache`.",
         lifespan=lifespan,
+        dependencies=[Depends(only_known_parameters)],
         **_WITHOUT_NATIVE_TELEMETRY,
     )
     app.state.settings = settings

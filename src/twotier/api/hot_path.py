@@ -53,7 +53,7 @@ class HotPath:
             return
         method = scope["method"]
         if method == "POST":
-            if app_path(scope) == "/batch":
+            if app_path(scope) == "/batch" and not scope.get("query_string"):
                 scope[ROUTE_KEY] = "/batch"
                 await self._batch(scope, receive, send)
                 return
@@ -100,7 +100,10 @@ def _targets_of(scope: Scope) -> dict[str, _Target] | None:
 
 def read_target(scope: Scope) -> tuple[_Target, Key] | None:
     """Where a ``GET /{resource}/{key}`` goes, and its key parsed; None for another path,
-    a resource that does not exist, a key that does not parse (the routes answer those)."""
+    a resource that does not exist, a key that does not parse, a query string (the routes
+    answer those: a read by key takes no parameter)."""
+    if scope.get("query_string"):
+        return None
     path = app_path(scope)
     cut = path.find("/", 1)
     if cut < 0:
@@ -176,7 +179,7 @@ async def _write(scope: Scope, receive: Receive, send: Send) -> bool:
     solving and body handling cost a third of a write (profiled)."""
     method, path = scope["method"], app_path(scope)
     targets = _targets_of(scope)
-    if targets is None:
+    if targets is None or scope.get("query_string"):  # no write takes a parameter
         return False
     cut = path.find("/", 1)
     key: Key | None = None

@@ -33,10 +33,33 @@ async def create(policy: ResourcePolicy, row: BaseModel, root_path: str) -> Resp
     return row_response(record, 201, location(root_path, policy.resource.name, record.key))
 
 
+def _other_key(policy: ResourcePolicy, key: Key, body: BaseModel) -> Response | None:
+    """A 422 if the body names another row than the path (a row's key cannot change)."""
+    resource = policy.resource
+    given = resource.given_key(body)
+    if given is None or given == key:
+        return None
+    return error_response(
+        422,
+        [
+            {
+                "loc": ["body", resource.key],
+                "msg": f"{given!r} is not the {resource.key} the path names ({key!r}): a "
+                f"{resource.singular}'s {resource.key} cannot change",
+                "type": "key_mismatch",
+            }
+        ],
+    )
+
+
 async def replace(
     policy: ResourcePolicy, key: Key, row: BaseModel, wanted: Tags | None, root_path: str
 ) -> Response:
-    resource, values = policy.resource, row.model_dump()
+    refused = _other_key(policy, key, row)
+    if refused is not None:
+        return refused
+    resource = policy.resource
+    values = row.model_dump(exclude={resource.key})
     if resource.auto_key or (wanted is not None and wanted.any):
         # No creation here: an automatic key is the database's to give, and If-Match: *
         # asks for a row that exists.
@@ -52,6 +75,9 @@ async def replace(
 async def patch(
     policy: ResourcePolicy, key: Key, changes: BaseModel, wanted: Tags | None
 ) -> Response:
+    refused = _other_key(policy, key, changes)
+    if refused is not None:
+        return refused
     resource = policy.resource
     given = resource.changes_of(changes)
     if not given:  # an empty merge patch changes nothing: answer the row as it is

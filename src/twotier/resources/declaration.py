@@ -63,7 +63,9 @@ _RESERVED = (
 _OWN_COLUMNS = frozenset({"version", "after", "limit"})
 _OWN_PATHS = frozenset({"batch", "admin", "healthz", "readyz", "metrics", "docs", "redoc"})
 
-_RESOURCE_KEYS = frozenset({"table", "key", "lookups", "fields", "id", "singular"})
+_RESOURCE_KEYS = frozenset(
+    {"table", "key", "lookups", "filters", "unindexed_filters", "fields", "id", "singular"}
+)
 _FIELD_KEYS = {
     "string": {"type", "max_length", "pattern", "nullable", "default"},
     "integer": {"type", "minimum", "maximum", "nullable", "default"},
@@ -213,6 +215,25 @@ def _resource(where: str, name: str, spec: object) -> Resource:
             raise ResourceError(f"{at}.fields.{lookup}: a lookup's max_length is at most 16383")
     if len(set(lookups)) != len(lookups):
         raise ResourceError(f"{at}.lookups: names a field twice")
+    filters = spec.get("filters", [])
+    if not isinstance(filters, list) or not all(isinstance(item, str) for item in filters):
+        raise ResourceError(f"{at}.filters: must be a list of field names")
+    for filtered in filters:
+        if filtered not in names:
+            raise ResourceError(f"{at}.filters: {filtered!r} is not one of its fields")
+        if filtered == key or filtered in lookups:
+            what = "the key" if filtered == key else "a lookup"
+            raise ResourceError(
+                f"{at}.filters: {filtered!r} is {what}, which can be filtered on already"
+            )
+        field = next(item for item in fields if item.name == filtered)
+        if not field.indexable:
+            raise ResourceError(f"{at}.fields.{filtered}: a filter's max_length is at most 16383")
+    if len(set(filters)) != len(filters):
+        raise ResourceError(f"{at}.filters: names a field twice")
+    unindexed = spec.get("unindexed_filters", False)
+    if not isinstance(unindexed, bool):
+        raise ResourceError(f"{at}.unindexed_filters: must be true or false")
     return Resource(
         name=name,
         singular=singular,
@@ -222,6 +243,8 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         key_max=key_max,
         fields=fields,
         lookups=tuple(lookups),
+        filters=tuple(filters),
+        unindexed_filters=unindexed,
     )
 
 

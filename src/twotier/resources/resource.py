@@ -54,6 +54,10 @@ class Resource:
     auto_key: bool
     fields: tuple[FieldSpec, ...]
     lookups: tuple[str, ...] = ()
+    #: Fields besides the key and the lookups that clients may filter lists on (indexed).
+    filters: tuple[str, ...] = ()
+    #: Clients may filter on every field, scanning the table where no index serves.
+    unindexed_filters: bool = False
     key_max: int = 2**53 - 1  # for an automatic key
     _by_name: dict[str, FieldSpec] = field(
         default_factory=dict, compare=False, repr=False, hash=False
@@ -86,6 +90,18 @@ class Resource:
     def changeable(self) -> tuple[FieldSpec, ...]:
         """The fields an update may change: all but the key."""
         return tuple(spec for spec in self.fields if spec.name != self.key)
+
+    @cached_property
+    def indexed(self) -> tuple[str, ...]:
+        """The fields twotier indexes besides the key: the lookups and the filters."""
+        return (*self.lookups, *self.filters)
+
+    @cached_property
+    def filterable(self) -> tuple[str, ...]:
+        """The fields a list may filter on, in row order: those an index serves (the key,
+        the lookups, the declared filters), or every one where ``unindexed_filters``."""
+        served = {self.key, *self.indexed}
+        return tuple(name for name in self.columns if self.unindexed_filters or name in served)
 
     def field(self, name: str) -> FieldSpec:
         return self.key_field if name == self.key else self._by_name[name]
@@ -143,15 +159,15 @@ class Resource:
 
     @cached_property
     def replace_model(self) -> type[BaseModel]:
-        """A whole row as ``PUT`` sends it: every field but the key, which the path names
-        (with an automatic key, the same as a new row)."""
-        if self.auto_key:
-            return self.create_model
+        """A whole row as ``PUT`` sends it: the row as ``GET`` answers it, the key optional
+        (the path names it: one given must be the same; ``given_key``)."""
         return create_model(  # type: ignore[call-overload,no-any-return]
             f"{self.title}Replace",
             __config__=_STRICT,
-            __doc__=f"A whole {self.singular} as PUT sends it: every field but the "
-            f"{self.key}, which the path names.",
+            __doc__=f"A whole {self.singular} as PUT sends it (as GET answers it): every "
+            f"field; the {self.key} may be left out, as the path names it, and if given must "
+            "be the same.",
+            **self._optional_key(),
             **{spec.name: (spec.annotation(), _default(spec)) for spec in self.changeable},
         )
 
@@ -164,9 +180,19 @@ class Resource:
             __config__=_STRICT,
             __doc__=f"Some fields of a {self.singular} (PATCH, as a JSON merge patch): absent "
             "fields are left as they are; a null changes a nullable field to null, and "
-            "nothing else; an empty patch is a no-op.",
+            f"nothing else; an empty patch is a no-op. The {self.key} cannot change: if "
+            "given, it must be the path's.",
+            **self._optional_key(),
             **{spec.name: (spec.value_type() | None, None) for spec in self.changeable},
         )
+
+    def _optional_key(self) -> dict[str, Any]:
+        return {self.key: (self.key_field.value_type() | None, None)}
+
+    def given_key(self, body: BaseModel) -> Key | None:
+        """The key a PUT or PATCH body names (None if it names none)."""
+        key: Key | None = getattr(body, self.key, None)
+        return key
 
     @cached_property
     def out_model(self) -> type[BaseModel]:
@@ -199,7 +225,7 @@ class Resource:
         return {
             name: value
             for name, value in given.items()
-            if value is not None or self._by_name[name].nullable
+            if name != self.key and (value is not None or self._by_name[name].nullable)
         }
 
 

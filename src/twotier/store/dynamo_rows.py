@@ -203,6 +203,15 @@ class DynamoRows:
         return " AND ".join(terms)
 
     async def find(self, query: Query) -> list[Record]:
+        key = self.resource.key
+        if any(name == key for name, _ in query.filters):  # one row at most: read it
+            record = await self.get(query.filter_value(key))
+            if record is None or not all(
+                record.values[name] == value for name, value in query.filters
+            ):
+                return []
+            found: Any = record.key  # an int or a str, as ``after`` is
+            return [record] if query.after is None or found > query.after else []
         indexed = next(
             (
                 (name, value)

@@ -1,8 +1,9 @@
 """What ``db init`` does to a database: planned whole, checked whole, then done.
 
 For every declared table it plans what is missing — the table itself, or, for a table that
-exists (adopting it), the ``version`` column, a declared field's column, a lookup's index —
-and the version triggers that depend on them; it never drops, renames or rewrites anything.
+exists (adopting it), the ``version`` column, a declared field's column, the index of a
+lookup or a filter — and the version triggers that depend on them; it never drops, renames
+or rewrites anything.
 Every contradiction between a declaration and the table it names is found before anything
 is changed, all of them in one run, each on a line that names the table, the column and what
 to change:
@@ -65,7 +66,7 @@ from twotier.resources.fields import (
 )
 from twotier.store.base import SchemaMismatch
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, lookup_index_name
+from twotier.store.sql_schema import VERSION, field_index_name
 from twotier.store.sql_triggers import change_log_sql, changes_table_sql, version_trigger_sql
 
 log = logging.getLogger("twotier.schema")
@@ -232,13 +233,13 @@ def _plan_adoption(
                 "so every insert through twotier would fail: declare it as a field"
             )
     indexed = [index["column_names"] for index in inspector.get_indexes(found)]
-    for lookup in resource.lookups:
-        if any(_leads_with(rules, names, lookup) for names in indexed):
+    for name in resource.indexed:  # the lookups' and the filters'
+        if any(_leads_with(rules, names, name) for names in indexed):
             continue
-        index = Index(lookup_index_name(resource, lookup), table.c[lookup], table.c[resource.key])
+        index = Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
         plan.changes.append(
             Change(
-                f"{found}: create index {index.name} on ({lookup}, {resource.key})", _indexer(index)
+                f"{found}: create index {index.name} on ({name}, {resource.key})", _indexer(index)
             )
         )
 
@@ -250,9 +251,9 @@ def _indexer(index: Index) -> Callable[[Connection], None]:
     return create
 
 
-def _leads_with(rules: NameRules, names: Sequence[str | None], lookup: str) -> bool:
-    """An index whose first column is ``lookup`` serves its lookups."""
-    return bool(names) and names[0] is not None and rules.same_column(names[0], lookup)
+def _leads_with(rules: NameRules, names: Sequence[str | None], field: str) -> bool:
+    """An index whose first column is ``field`` serves its lookups and filters."""
+    return bool(names) and names[0] is not None and rules.same_column(names[0], field)
 
 
 def _plan_column(

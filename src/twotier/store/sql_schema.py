@@ -46,8 +46,8 @@ def resource_table(resource: Resource, metadata: MetaData) -> Table:
         # back).
         sqlite_autoincrement=resource.auto_key,
     )
-    for name in resource.lookups:
-        Index(lookup_index_name(resource, name), table.c[name], table.c[resource.key])
+    for name in resource.indexed:
+        Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
     for spec in resource.fields:
         low, high = spec.range()
         bounds = []
@@ -62,8 +62,9 @@ def resource_table(resource: Resource, metadata: MetaData) -> Table:
     return table
 
 
-def lookup_index_name(resource: Resource, field: str) -> str:
-    """``ix_superheroes_xp_id``: the seed table's index, and every lookup's like it."""
+def field_index_name(resource: Resource, field: str) -> str:
+    """``ix_superheroes_xp_id``: the seed table's index, and every lookup's and filter's
+    like it."""
     return f"ix_{resource.table}_{field}_{resource.key}"[:63]
 
 

@@ -20,6 +20,7 @@ from twotier.api import writes
 from twotier.api.conditional import Tags, tags
 from twotier.api.dependencies import API_KEY, ServiceDep, UseCacheDep
 from twotier.api.errors import COMMON_ERRORS, CONFLICT, PRECONDITION_FAILED
+from twotier.api.parameters import explain
 from twotier.api.responses import JSON, read_response
 from twotier.config import Settings
 from twotier.policy import Served
@@ -114,7 +115,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
 
     # -- list -----------------------------------------------------------------------------
 
-    filters = [field for field in resource.fields if field.name != resource.key]
+    filters = [resource.field(name) for name in resource.filterable]
 
     async def find(service: Any, use_cache: bool, **given: Any) -> Response:
         after, limit = given.pop("after"), given.pop("limit")
@@ -161,6 +162,15 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
             settings.page_limit_default,
         ),
     )
+    explain(
+        find,
+        {
+            name: "cannot be filtered: no index serves it (the fields that can be: "
+            f"{', '.join(resource.filterable)})"
+            for name in resource.columns
+            if name not in resource.filterable
+        },
+    )
     router.add_api_route(
         "",
         find,
@@ -169,6 +179,9 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
         response_model=resource.page_model,
         responses={200: {"headers": {"X-Cache": _X_CACHE["X-Cache"]}}},
         summary=f"List {name}, filtered, by {resource.key}, a page at a time (cached)",
+        description="Filters match exactly; each is one of the fields an index serves "
+        f"({', '.join(resource.filterable)}). Any other parameter, or one given twice, "
+        "is a 422.",
     )
 
     # -- create ---------------------------------------------------------------------------
