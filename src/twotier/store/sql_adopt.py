@@ -107,7 +107,14 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
         found = rules.table(table.name, present)
         stored[table.name] = found
         if found is None:
-            plan.changes.append(Change(f"create table {table.name}", _creator(table)))
+            line = f"create table {table.name}"
+            other = NameRules(tables_fold=True, columns_fold=True).table(table.name, present)
+            if other is not None:  # a name this database takes as another table's
+                line += (
+                    f" (beside table {other}: this database tells names apart by case; "
+                    f'to serve {other}, declare table = "{other}")'
+                )
+            plan.changes.append(Change(line, _creator(table)))
         else:
             _plan_adoption(conn, inspector, rules, resource, table, found, plan)
     sqlite = conn.dialect.name == "sqlite"  # no change log of its own: triggers keep one

@@ -1,0 +1,311 @@
+"""twotier pointed at a database none of us wrote: Chinook (tests/samples/chinook), on
+SQLite, MariaDB and PostgreSQL, as a new user would: `twotier db init` over its tables, then
+the API over them, and the user's own application writing beside it all the while.
+
+What it showed once: `db init` answered "schema ready" over SQLite's `[Artist]` declared as
+`artist` and left triggers that broke every write of the user's own (`no such column:
+OLD.version`); a join table keyed by one of its two columns deleted all fifteen rows of a
+playlist on one DELETE; `NUMERIC` prices answered 500 and cached what the database rounded;
+ids given around PostgreSQL's sequence made the user's next INSERT fail; and each mistake came
+one run at a time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url, text
+
+from tests.chinook import chinook_database
+from tests.conftest import cache_url, forget_namespace, make_key, redis_namespace
+from twotier.api.app import create_app
+from twotier.config import Settings
+
+TWOTIER = str(Path(sys.executable).with_name("twotier"))
+KINDS = ["sqlite", "mysql", "postgres"]
+
+#: What a new user writes first: three mistakes Chinook invites, one in each table.
+NAIVE = {
+    "mixed": """
+        [resources.playlist_tracks]
+        table = "PlaylistTrack"
+        key = "PlaylistId"
+        [resources.playlist_tracks.fields]
+        PlaylistId = { type = "integer", minimum = 1, maximum = 2147483647 }
+        TrackId = { type = "integer", minimum = 1, maximum = 2147483647 }
+
+        [resources.invoices]
+        table = "Invoice"
+        id = { name = "InvoiceId", maximum = 2147483647 }
+        [resources.invoices.fields]
+        CustomerId = { type = "integer", minimum = 1, maximum = 2147483647 }
+        InvoiceDate = { type = "timestamp", precision = 0 }
+        Total = "number"
+
+        [resources.albums]
+        table = "Album"
+        key = "AlbumId"
+        [resources.albums.fields]
+        AlbumId = { type = "integer", minimum = 1, maximum = 2147483647 }
+        Title = { type = "string", max_length = 160 }
+        ArtistId = { type = "integer", minimum = 1, maximum = 2147483647 }
+    """,
+    "snake": """
+        [resources.playlist_tracks]
+        table = "playlist_track"
+        key = "playlist_id"
+        [resources.playlist_tracks.fields]
+        playlist_id = { type = "integer", minimum = 1, maximum = 2147483647 }
+        track_id = { type = "integer", minimum = 1, maximum = 2147483647 }
+
+        [resources.invoices]
+        table = "invoice"
+        id = { name = "invoice_id", maximum = 2147483647 }
+        [resources.invoices.fields]
+        customer_id = { type = "integer", minimum = 1, maximum = 2147483647 }
+        total = "number"
+
+        [resources.albums]
+        table = "album"
+        key = "album_id"
+        [resources.albums.fields]
+        album_id = { type = "integer", minimum = 1, maximum = 2147483647 }
+        title = { type = "string", max_length = 160 }
+        artist_id = { type = "integer", minimum = 1, maximum = 2147483647 }
+    """,
+}
+
+#: The same, as the contradictions said to write it (the join table and the invoices wait
+#: for keys of two columns and exact decimals).
+SERVED = {
+    "mixed": """
+        [resources.artists]
+        table = "ARTIST_TABLE"
+        id = { name = "ArtistId", maximum = 2147483647 }
+        [resources.artists.fields]
+        Name = { type = "string", max_length = 120, nullable = true }
+
+        [resources.albums]
+        table = "Album"
+        id = { name = "AlbumId", maximum = 2147483647 }
+        lookups = ["ArtistId"]
+        [resources.albums.fields]
+        Title = { type = "string", max_length = 160 }
+        ArtistId = { type = "integer", minimum = 1, maximum = 2147483647 }
+    """,
+    "snake": """
+        [resources.artists]
+        table = "artist"
+        id = { name = "artist_id", maximum = 2147483647 }
+        [resources.artists.fields]
+        name = { type = "string", max_length = 120, nullable = true }
+
+        [resources.albums]
+        table = "album"
+        id = { name = "album_id", maximum = 2147483647 }
+        lookups = ["artist_id"]
+        [resources.albums.fields]
+        title = { type = "string", max_length = 160 }
+        artist_id = { type = "integer", minimum = 1, maximum = 2147483647 }
+    """,
+}
+
+
+def names(kind: str) -> dict[str, str]:
+    """Chinook's names on ``kind`` (SQLite and MySQL spell them alike)."""
+    if kind == "postgres":
+        return {
+            "style": "snake",
+            "Artist": "artist",
+            "Album": "album",
+            "ArtistId": "artist_id",
+            "AlbumId": "album_id",
+            "Name": "name",
+            "Title": "title",
+            "PlaylistTrack": "playlist_track",
+            "PlaylistId": "playlist_id",
+        }
+    mysql = kind == "mysql"
+    left, right = ("`", "`") if mysql else ("[", "]")
+    spelled = (
+        "Artist",
+        "Album",
+        "ArtistId",
+        "AlbumId",
+        "Name",
+        "Title",
+        "PlaylistTrack",
+        "PlaylistId",
+    )
+    return {"style": "mixed"} | {name: f"{left}{name}{right}" for name in spelled}
+
+
+class Chinook:
+    """Chinook in a database of its own, and what a stranger does with it."""
+
+    def __init__(self, kind: str, url: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.url = url
+        self.tmp_path = tmp_path
+        self.n = names(kind)
+        driver = {"sqlite": "sqlite", "postgres": "postgresql+psycopg2", "mysql": "mysql+pymysql"}[
+            kind
+        ]
+        self.engine = create_engine(make_url(url).set(drivername=driver))
+
+    def declare(self, text_: str) -> str:
+        path = self.tmp_path / "chinook.toml"
+        path.write_text(text_)
+        return str(path)
+
+    def twotier(self, *args: str, resources: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+        env |= {"TWOTIER_DATABASE_URL": self.url, "TWOTIER_RESOURCES": resources}
+        return subprocess.run(
+            [TWOTIER, *args],
+            env=env,
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def sql(self, statement: str, **values: Any) -> Any:
+        """The user's own application: plain SQL, outside twotier."""
+        with self.engine.begin() as conn:
+            result = conn.execute(text(statement), values)
+            return result.all() if result.returns_rows else result.rowcount
+
+    def columns(self, table: str) -> list[str]:
+        from sqlalchemy import inspect
+
+        with self.engine.connect() as conn:
+            return [c["name"] for c in inspect(conn).get_columns(table)]
+
+
+@pytest.fixture(params=KINDS)
+def chinook(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chinook]:
+    kind = str(request.param)
+    with chinook_database(kind, tmp_path) as url:
+        made = Chinook(kind, url, tmp_path)
+        try:
+            yield made
+        finally:
+            made.engine.dispose()
+
+
+def test_every_contradiction_comes_at_once_and_nothing_changes(chinook: Chinook) -> None:
+    naive = chinook.declare(NAIVE[chinook.n["style"]])
+    for command in (["db", "init", "--plan"], ["db", "init"]):
+        said = chinook.twotier(*command, resources=naive)
+        assert said.returncode == 2, said.stderr
+        lines = said.stderr.strip().splitlines()
+        assert "Traceback" not in said.stderr
+        assert lines[-1].endswith("contradictions: nothing was changed"), lines
+        joined = "\n".join(lines)
+        key, album = (
+            ("playlist_id", "album_id") if chinook.kind == "postgres" else ("PlaylistId", "AlbumId")
+        )
+        assert f"key '{key}' is neither the primary key nor a unique column" in joined
+        assert "an exact decimal" in joined  # Total / total
+        assert f"column '{album}' takes its values from the database" in joined
+        if chinook.kind == "postgres":
+            assert "a sequence" in joined
+    table = "playlist_track" if chinook.kind == "postgres" else "PlaylistTrack"
+    assert "version" not in chinook.columns(table)
+    assert "version" not in chinook.columns("album" if chinook.kind == "postgres" else "Album")
+
+
+def test_served_beside_the_users_own_application(chinook: Chinook) -> None:
+    n = chinook.n
+    declared = SERVED[n["style"]]
+    if chinook.kind != "postgres":
+        # SQLite takes every name in any case; MySQL on Linux tells tables apart by case
+        # (lower_case_table_names = 0), and says so in the plan.
+        case_blind = chinook.declare(declared.replace("ARTIST_TABLE", "artist"))
+        planned = chinook.twotier("db", "init", "--plan", resources=case_blind)
+        assert planned.returncode == 0, planned.stderr
+        if chinook.kind == "mysql":
+            assert "beside table Artist: this database tells names apart by case" in planned.stderr
+            assert 'declare table = "Artist"' in planned.stderr
+        else:
+            assert "create table artist" not in planned.stderr
+            assert "Artist: add column version" in planned.stderr
+    served = chinook.declare(
+        declared.replace("ARTIST_TABLE", "artist" if chinook.kind == "sqlite" else "Artist")
+    )
+    planned = chinook.twotier("db", "init", "--plan", resources=served)
+    assert planned.returncode == 0, planned.stderr
+    assert "add column version" in planned.stderr
+    assert "create table" not in planned.stderr.replace("create table twotier_", "")
+    made = chinook.twotier("db", "init", resources=served)
+    assert made.returncode == 0, made.stderr
+    # The user's own application writes as before: the triggers need the column they use.
+    chinook.sql(f"INSERT INTO {n['Artist']} ({n['Name']}) VALUES ('Theirs')")
+    chinook.sql(f"UPDATE {n['Artist']} SET {n['Name']} = 'Theirs 2' WHERE {n['Name']} = 'Theirs'")
+    [(theirs,)] = chinook.sql(
+        f"SELECT {n['ArtistId']} FROM {n['Artist']} WHERE {n['Name']} = 'Theirs 2'"
+    )
+    assert theirs == 276  # Chinook has 275 artists
+    assert chinook.sql(f"DELETE FROM {n['Artist']} WHERE {n['ArtistId']} = 276") == 1
+
+    settings = Settings(
+        database_url=chinook.url,
+        cache_url="memory://" if chinook.kind == "sqlite" else cache_url("redis"),
+        cache_namespace=redis_namespace(),
+        resources=served,
+        follow="off",
+    )
+    key = make_key(chinook.url, "write")
+    artist_id, album_id, title, name = (
+        ("artist_id", "album_id", "title", "name")
+        if chinook.kind == "postgres"
+        else ("ArtistId", "AlbumId", "Title", "Name")
+    )
+    try:
+        with TestClient(create_app(settings), headers={"X-API-Key": key}) as client:
+            first = client.get("/albums/1")
+            assert first.status_code == 200, first.text
+            assert first.json() == {
+                album_id: 1,
+                title: "For Those About To Rock We Salute You",
+                artist_id: 1,
+            }
+            by_artist = client.get("/albums", params={artist_id: 1}).json()["items"]
+            assert [row[album_id] for row in by_artist] == [1, 4]
+            refused = client.get("/albums", params={title: "Restless and Wild"})
+            assert refused.status_code == 422  # no index serves it
+
+            created = client.post("/artists", json={name: "Ours"})
+            assert created.status_code == 201, created.text
+            ours = created.json()[artist_id]
+            assert ours == 277  # after the user's 276, never one of theirs
+            # The user's next insert takes the next id: no duplicate key (PostgreSQL's
+            # sequence was gone around when twotier wrote ids itself).
+            chinook.sql(f"INSERT INTO {n['Artist']} ({n['Name']}) VALUES ('Theirs 3')")
+            [(next_id,)] = chinook.sql(
+                f"SELECT {n['ArtistId']} FROM {n['Artist']} WHERE {n['Name']} = 'Theirs 3'"
+            )
+            assert next_id == 278
+
+            changed = client.put("/albums/1", json=first.json() | {title: "Rock"})
+            assert changed.status_code == 200, changed.text
+            [(stored,)] = chinook.sql(
+                f"SELECT {n['Title']} FROM {n['Album']} WHERE {n['AlbumId']} = 1"
+            )
+            assert stored == "Rock"
+            assert client.get("/albums/1").json()[title] == "Rock"  # the cache agrees
+
+            gone = client.delete(f"/artists/{ours}")
+            assert gone.status_code == 204
+            assert chinook.sql(
+                f"SELECT count(*) FROM {n['Artist']} WHERE {n['ArtistId']} = {ours}"
+            ) == [(0,)]
+    finally:
+        forget_namespace(settings.cache_url, settings.cache_namespace)
