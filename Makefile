@@ -6,6 +6,22 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install test-services run test soak failover lint typecheck image lambda clean
 
+# What serving needs, and no more: the server, and the drivers of the tiers the environment
+# names (the embedded default needs none besides the package's own).
+comma := ,
+RUN_EXTRAS := server$(if $(filter mysql% mariadb%,$(TWOTIER_DATABASE_URL)),$(comma)mysql)$(if \
+	$(filter postgres%,$(TWOTIER_DATABASE_URL)),$(comma)postgres)$(if \
+	$(filter dynamodb%,$(TWOTIER_DATABASE_URL)),$(comma)dynamodb)$(if \
+	$(filter redis% rediss% unix%,$(TWOTIER_CACHE_URL)),$(comma)redis)$(if \
+	$(TWOTIER_DATABASE_SECRET_ARN),$(comma)s3)
+RUN_STAMP := $(VENV)/.run-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)-$(RUN_EXTRAS)
+
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(RUN_EXTRAS)]'
+	touch $@
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -23,10 +39,12 @@ node_modules/.installed: package-lock.json
 
 test-services: node_modules/.installed
 
-# Serve the API on the embedded default (SQLite file under ./var, in-process cache) with sample data.
-run: install
+# Serve the API: the embedded default (SQLite file under ./var, in-process cache) with the heroes'
+# sample rows, or the tiers and resources the TWOTIER_* variables name (no sample rows then,
+# unless a resource declares `samples`).
+run: $(RUN_STAMP)
 	$(BIN)/twotier db init
-	$(BIN)/twotier db sample --rows 1000
+	$(BIN)/twotier db sample
 	$(BIN)/twotier serve --host 127.0.0.1 --port 8000
 
 lint: install

@@ -207,3 +207,148 @@ def test_the_log_level_holds_in_the_workers(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=30)
     assert "twotier.access" not in output
     assert '"level":"INFO"' not in output
+
+
+def test_a_port_in_use_is_refused_naming_it(tmp_path: Path) -> None:
+    """A second server on a port another listens on stops in one line: granian shares a
+    port with SO_REUSEPORT, and requests then alternated between the two (404 200 404 …)."""
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    process, url = start_server([], env, tmp_path)
+    try:
+        port = url.rsplit(":", 1)[1]
+        second = run(["serve", "--port", port], env, tmp_path)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip() == (
+            f"cannot serve on 127.0.0.1:{port}: Address already in use (another server "
+            "listens there: stop it, or choose another --port)"
+        )
+        assert httpx.get(f"{url}/healthz").status_code == 200  # the first one serves on
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+SHOP = """
+[resources.products]
+key = "sku"
+[resources.products.fields]
+sku = { type = "string", max_length = 32 }
+name = { type = "string", max_length = 200 }
+"""
+
+
+def test_a_users_tables_get_no_rows_unasked_and_a_file_of_their_own(tmp_path: Path) -> None:
+    """`make run` with TWOTIER_RESOURCES naming the user's own tables: nothing is generated
+    into them (only a resource that declares `samples` gets rows, or one named with
+    --resource), and the embedded database is a file named for the declaration."""
+    (tmp_path / "shop.toml").write_text(SHOP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    env["TWOTIER_RESOURCES"] = "shop.toml"
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    assert (tmp_path / "var" / "shop.sqlite3").exists()
+    assert not (tmp_path / "var" / "superhero_db.sqlite3").exists()
+    unasked = run(["db", "sample"], env, tmp_path)
+    assert unasked.returncode == 0, unasked.stderr
+    assert "no resource asks for sample rows" in unasked.stderr
+    asked = run(["db", "sample", "--resource", "products", "--rows", "3"], env, tmp_path)
+    assert "added 3 sample products" in asked.stderr
+    # The built-in heroes ask for theirs.
+    heroes = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    assert run(["db", "init"], heroes, tmp_path).returncode == 0
+    assert "added 1000 sample heroes" in run(["db", "sample"], heroes, tmp_path).stderr
+
+
+def test_make_run_installs_what_serving_needs(tmp_path: Path) -> None:
+    """The server and the drivers the tiers need, not the test, bench or CDK toolchains
+    (they were 152 packages, 1.3 GB, to serve SQLite): a new virtual environment with
+    what `make run` installs serves the embedded default."""
+    root = Path(__file__).parent.parent
+    planned = subprocess.run(
+        ["make", "-n", "run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")},
+    ).stdout
+    [install] = [line for line in planned.splitlines() if "pip install --quiet -e" in line]
+    assert install.endswith("-e '.[server]'"), install
+    mysql = subprocess.run(
+        ["make", "-n", "run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"TWOTIER_DATABASE_URL": "mysql://x/y", "TWOTIER_CACHE_URL": "redis://z"},
+    ).stdout
+    assert "-e '.[server,mysql,redis]'" in mysql
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "-e", f"{root}[server]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pip.returncode == 0, pip.stderr
+    installed = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    for toolchain in ("pytest", "aws-cdk-lib", "matplotlib", "moto", "mypy", "boto3"):
+        assert f"{toolchain}==" not in installed, toolchain
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    twotier = str(venv / "bin/twotier")
+    for command in (["db", "init"], ["db", "sample"]):
+        done = subprocess.run(
+            [twotier, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    port = free_port()
+    server = subprocess.Popen(
+        [twotier, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/heroes/1", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        bench = subprocess.run(
+            [twotier, "bench", "http"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert bench.returncode == 2
+        assert "twotier bench needs the bench extra" in bench.stderr
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_the_access_log_names_the_documents_route(tmp_path: Path) -> None:
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    process, url = start_server([], env, tmp_path)
+    try:
+        assert httpx.get(f"{url}/openapi.json").status_code == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in output.splitlines() if line.strip().startswith("{")]
+    routes = [line.get("route") for line in lines if line["logger"] == "twotier.access"]
+    assert "/openapi.json" in routes, routes
+    assert "unmatched" not in routes

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import os
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -102,6 +103,7 @@ def serve(
         os.environ["TWOTIER_FOLLOW"] = "on" if follow else "off"
     get_settings.cache_clear()
     logs.configure(log_level.value)
+    _check_port(host, port)
     _prepare_schema()  # a declaration that cannot be served stops here, in one line
     if workers > 1 and get_settings().cache_url.startswith("memory:"):
         # Each worker would keep its own cache, and miss the others' writes.
@@ -110,7 +112,9 @@ def serve(
         )
         raise typer.Exit(2)
     if importlib.util.find_spec(server.value) is None:
-        console.print(f"[red]{server.value} is not installed: pip install 'twotier[server]'[/red]")
+        console.print(
+            Text(f"{server.value} is not installed: pip install 'twotier[server]'", style="red")
+        )
         raise typer.Exit(2)
     if server is Server.granian:
         _serve_granian(host, port, workers, log_level.value)
@@ -167,6 +171,32 @@ def follow(
             await service.close()
 
     _run(run())
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another process listens on, in one line: granian binds with
+    SO_REUSEPORT, which would share it, and requests would then alternate between the two
+    servers."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        console.print(Text(f"cannot serve on {host}:{port}: {error.strerror}", style="red"))
+        raise typer.Exit(2) from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            # A port left in TIME_WAIT by a server just stopped is free; a listening one not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                console.print(
+                    Text(
+                        f"cannot serve on {host}:{port}: {error.strerror} (another server "
+                        "listens there: stop it, or choose another --port)",
+                        style="red",
+                    )
+                )
+                raise typer.Exit(2) from None
 
 
 def _serve_granian(host: str, port: int, workers: int, log_level: str) -> None:
@@ -314,30 +344,54 @@ def db_init(
 
 @db_app.command("sample")
 def db_sample(
-    rows: Annotated[int, typer.Option(min=1, help="How many rows to add.")] = 1000,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="How many rows to add (default: as many as the resource's `samples`, or 1000 "
+            "with --resource).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the generated data.")] = 0,
     force: Annotated[bool, typer.Option(help="Add rows even if the table has some.")] = False,
     resource: ResourceOption = None,
 ) -> None:
-    """Fill an empty table with generated rows, through the cache's write-through (skipped if
-    it holds rows, unless --force)."""
+    """Fill empty tables with generated rows, through the cache's write-through: each
+    resource that declares `samples` (the built-in heroes), or the one --resource names.
+    A table that holds rows is left alone, unless --force."""
     service = _service()
-    declared = _resource(service, resource)
+    if resource is not None:
+        wanted = [(_resource(service, resource), rows or 1000)]
+    else:
+        wanted = [
+            (declared, rows or declared.samples)
+            for declared in (_resource(service, name) for name in service.resources)
+            if declared.samples
+        ]
+        if not wanted:
+            console.print(
+                "no resource asks for sample rows (`samples = N` in its declaration); "
+                "name one with --resource to fill it"
+            )
+            return
 
-    async def run() -> int:
+    async def run() -> list[int]:
         try:
             await service.prepare()
-            return await service.add_samples(declared.name, rows, seed=seed, force=force)
+            return [
+                await service.add_samples(declared.name, count, seed=seed, force=force)
+                for declared, count in wanted
+            ]
         finally:
             await service.close()
 
-    added = _run(run())
-    if added:
-        console.print(f"added {added} sample {declared.name} to {_safe_url()}")
-    else:
-        console.print(
-            f"the table already holds {declared.name}; no sample added (use --force to add)"
-        )
+    for (declared, _), added in zip(wanted, _run(run()), strict=True):
+        if added:
+            console.print(f"added {added} sample {declared.name} to {_safe_url()}")
+        else:
+            console.print(
+                f"the table already holds {declared.name}; no sample added (use --force to add)"
+            )
 
 
 @app.command("generate")
@@ -386,7 +440,7 @@ def load(
         try:
             path = open_source(source, Path(work))
         except (OSError, ValueError) as error:
-            console.print(f"[red]cannot read {source}: {error}[/red]")
+            console.print(Text(f"cannot read {source}: {error}", style="red"))
             raise typer.Exit(2) from error
         reader, loaded, seconds = _load_with_progress(
             settings, path, declared.name, strict, replace

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -24,7 +26,8 @@ class Settings(BaseSettings):
             "postgresql://USER:PASS@HOST:PORT/DB, or "
             "dynamodb://?region=R&endpoint_url=URL&table_prefix=P (DynamoDB; every parameter "
             "optional, credentials from the AWS chain). The database (DynamoDB: the tables) "
-            "is created if missing."
+            "is created if missing. Unset with TWOTIER_RESOURCES set: a SQLite file named for "
+            "the declaration (shop.toml: ./var/shop.sqlite3)."
         ),
     )
     resources: str | None = Field(
@@ -130,8 +133,12 @@ class Settings(BaseSettings):
         "user, instead of TWOTIER_FOLLOWER_USER and TWOTIER_FOLLOWER_PASSWORD.",
     )
 
-    page_limit_default: int = Field(100, ge=1, description="Rows per page of GET /heroes.")
-    page_limit_max: int = Field(1000, ge=1, description="Largest `limit` GET /heroes accepts.")
+    page_limit_default: int = Field(
+        100, ge=1, description="Rows per page of a list (GET /{resource})."
+    )
+    page_limit_max: int = Field(
+        1000, ge=1, description="Largest `limit` a list (GET /{resource}) accepts."
+    )
     batch_max_items: int = Field(
         10_000, ge=1, description="Most SQLS items one seed batch event may carry (else 400)."
     )
@@ -202,6 +209,15 @@ class Settings(BaseSettings):
         description='Origins browsers may call the API from, as a JSON list (["https://a.example"]'
         ', or ["*"] for any); empty: no CORS headers.',
     )
+
+    @model_validator(mode="after")
+    def _own_tables_in_a_file_of_their_own(self) -> Settings:
+        # The embedded default file is the superheroes'; declared tables get one named for
+        # their declaration, never the heroes' file.
+        if self.resources and "database_url" not in self.model_fields_set:
+            stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(self.resources).stem) or "twotier"
+            self.database_url = f"sqlite:///./var/{stem}.sqlite3"
+        return self
 
     @model_validator(mode="after")
     def _one_body_fits_the_buffer(self) -> Settings:

@@ -7,12 +7,14 @@ metrics' cardinality stays bounded; requests that match no route count as ``unma
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
 import time
 import uuid
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -201,12 +203,35 @@ def _new_request_id() -> str:
 
 
 def route_of(scope: Scope) -> str:
+    """The template of the route a request took: the hot path's, FastAPI's, or that of a
+    plain Starlette route or mount (the OpenAPI document, the docs' files)."""
     explicit = scope.get(ROUTE_KEY)
     if explicit is not None:
         return str(explicit)
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else _UNMATCHED
+    if isinstance(path, str):
+        return path
+    endpoint = scope.get("endpoint")
+    return _UNMATCHED if endpoint is None else _template_of(scope, endpoint)
+
+
+#: The templates of plain routes and mounts, by their endpoint (found once per app).
+_TEMPLATES: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
+
+
+def _template_of(scope: Scope, endpoint: Any) -> str:
+    try:
+        return _TEMPLATES[endpoint]
+    except (KeyError, TypeError):
+        pass
+    for route in getattr(scope.get("app"), "routes", ()):
+        if getattr(route, "endpoint", None) is endpoint or getattr(route, "app", None) is endpoint:
+            template = str(getattr(route, "path_format", None) or route.path)
+            with contextlib.suppress(TypeError):  # an endpoint that takes no weak reference
+                _TEMPLATES[endpoint] = template
+            return template
+    return _UNMATCHED
 
 
 def _is_https(scope: Scope) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from twotier.config import get_settings
 
@@ -43,6 +45,24 @@ Server = Annotated[str, typer.Option(help="Server to start: granian or uvicorn."
 Workers = Annotated[
     int, typer.Option(min=1, help="Worker processes of the server it starts (needs Redis).")
 ]
+
+
+def _needs_the_bench() -> None:
+    """The bench's own dependencies (the `bench` extra) are not the server's: one line
+    saying how to get them, and exit 2, where they are missing."""
+    missing = [name for name in _BENCH_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        Console(stderr=True, soft_wrap=True).print(
+            Text(
+                f"twotier bench needs the bench extra ({', '.join(missing)} missing): "
+                ".venv/bin/pip install -e '.[bench]' (make test installs every extra)",
+                style="red",
+            )
+        )
+        raise typer.Exit(2)
+
+
+_BENCH_MODULES = ("httpx", "aiohttp", "matplotlib")
 
 
 class _Bar:
@@ -115,6 +135,7 @@ def http(
     ] = None,
 ) -> None:
     """Concurrent GET /{resource}/{key} (Zipf keys), cached and uncached, against /healthz."""
+    _needs_the_bench()
     from twotier.bench.report import http_report
     from twotier.bench.runs import http_workload
     from twotier.resources import default_resource, load_resources
@@ -168,6 +189,7 @@ def seed(
     """The grader's phases through POST /batch: reads by xp without and with cache (same
     requests, cold cache), then writes without and with cache, and (MySQL and Redis) the
     cached writes through the seed's own handler."""
+    _needs_the_bench()
     from twotier.bench.report import seed_report
     from twotier.bench.runs import seed_workload
 
@@ -253,6 +275,7 @@ def compare(
     """twotier beside the apps a user would pick instead and the ceilings (a constant-answer
     ASGI app, the database driver alone), on the same heroes table: cold and hot reads,
     writes, and a Zipf read/write mix."""
+    _needs_the_bench()
     from twotier.bench.compare import PEERS
     from twotier.bench.compare import compare as run_compare
     from twotier.bench.report import compare_report
@@ -305,6 +328,7 @@ def load(
 ) -> None:
     """DynamoDB: `twotier load` beside boto3's own batch_writer on the same generated file,
     each into the emptied heroes table (the table holds the file's rows afterwards)."""
+    _needs_the_bench()
     import json
 
     from twotier.bench.load import compare_loads

@@ -64,7 +64,17 @@ _OWN_COLUMNS = frozenset({"version", "after", "limit"})
 _OWN_PATHS = frozenset({"batch", "admin", "healthz", "readyz", "metrics", "docs", "redoc"})
 
 _RESOURCE_KEYS = frozenset(
-    {"table", "key", "lookups", "filters", "unindexed_filters", "fields", "id", "singular"}
+    {
+        "table",
+        "key",
+        "id",
+        "lookups",
+        "filters",
+        "unindexed_filters",
+        "samples",
+        "fields",
+        "singular",
+    }
 )
 _FIELD_KEYS = {
     "string": {"type", "max_length", "pattern", "nullable", "default"},
@@ -234,6 +244,9 @@ def _resource(where: str, name: str, spec: object) -> Resource:
     unindexed = spec.get("unindexed_filters", False)
     if not isinstance(unindexed, bool):
         raise ResourceError(f"{at}.unindexed_filters: must be true or false")
+    samples = spec.get("samples", 0)
+    if not _is_int(samples) or not 0 <= samples <= 10_000_000:
+        raise ResourceError(f"{at}.samples: must be a whole number from 0 to 10000000")
     return Resource(
         name=name,
         singular=singular,
@@ -245,6 +258,7 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         lookups=tuple(lookups),
         filters=tuple(filters),
         unindexed_filters=unindexed,
+        samples=samples,
     )
 
 

@@ -58,6 +58,9 @@ class Resource:
     filters: tuple[str, ...] = ()
     #: Clients may filter on every field, scanning the table where no index serves.
     unindexed_filters: bool = False
+    #: Generated rows ``db sample`` puts into the table while it is empty (0: none, ever,
+    #: unless asked for by name): a user's own table is never filled unasked.
+    samples: int = 0
     key_max: int = 2**53 - 1  # for an automatic key
     _by_name: dict[str, FieldSpec] = field(
         default_factory=dict, compare=False, repr=False, hash=False
