@@ -90,6 +90,39 @@ def test_reader_reports_bad_rows_by_line() -> None:
     assert not reader.header
 
 
+def test_cells_are_checked_as_the_api_checks_them() -> None:
+    """A number as JSON writes one, a key's pattern and its path rule: what the API refuses,
+    a load refuses by line (float() took `1_000`, full-width digits and spaces, which MySQL's
+    LOAD DATA reads otherwise; a key with `/` loaded and could never be read by its path)."""
+    from tests.conftest import DECLARED
+    from twotier.resources import load_resources
+
+    resources = {resource.name: resource for resource in load_resources(DECLARED)}
+    products = (
+        "sku,name,category,price,stock,active\n"
+        "A-1,Lamp,home,12.5,3,true\n"
+        "A-2,Lamp,home,1_000,3,true\n"
+        "A-3,Lamp,home,\uff11\uff12,3,true\n"
+        "A-4,Lamp,home, 5,3,true\n"
+        "A/5,Lamp,home,5,3,true\n"
+        "A-6,Lamp,home,-0,3,true\n"
+        "A-7,Lamp,home,5, 3,true\n"
+    )
+    reader = CsvReader(io.StringIO(products), resources["products"])
+    read = [row for row, _ in reader]
+    assert [row[0] for row in read] == ["A-1", "A-6"]
+    assert str(read[1][3]) == "0.0"  # -0 is 0 to every database
+    assert [b.line for b in reader.bad] == [3, 4, 5, 6, 8]
+    assert all(b.reason.startswith(("price", "sku", "stock")) for b in reader.bad), reader.bad
+    things = 'code,label\nabc,x\n"abc\n",y\nABC,z\n'
+    reader = CsvReader(io.StringIO(things), resources["things"])
+    assert [row for row, _ in reader] == [("abc", "x")]
+    assert [(b.line, b.reason) for b in reader.bad] == [
+        (3, "code string should match pattern '^[a-z]+$'"),  # `$` is the end, not a newline
+        (5, "code string should match pattern '^[a-z]+$'"),
+    ]
+
+
 async def load_text(
     store: SQLRows, text: str, tmp_path: Path, **options: bool
 ) -> tuple[int, CsvReader]:

@@ -107,6 +107,7 @@ class CsvReader:
         columns = self.resource.columns
         fields = [self.resource.field(name) for name in columns]
         expected = f"expected {len(columns)} fields ({','.join(columns)})"
+        header = [name.lower() for name in columns]
         number = 0
         lines = iter(self.source)
         for raw in lines:
@@ -125,7 +126,7 @@ class CsvReader:
             if not text.strip():
                 continue
             cells = next(csv.reader(io.StringIO(text))) if '"' in text else text.split(",")
-            if start == 1 and [c.strip().lower() for c in cells] == list(columns):
+            if start == 1 and [c.strip().lower() for c in cells] == header:
                 self.header = True
                 continue
             if len(cells) != len(columns):

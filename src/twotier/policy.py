@@ -107,7 +107,7 @@ def key_text(value: Any) -> str:
     if isinstance(value, str):
         return quote(value, safe="")
     if isinstance(value, float):
-        return repr(value)
+        return repr(value + 0.0)  # -0.0 is 0.0 to every database: one key for both
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)

@@ -244,3 +244,16 @@ def test_the_server_says_how_to_get_a_key(
         for client in anonymous(open_writes):
             assert client.post("/heroes", json=ADA).status_code == 201
     assert any("writes are open to anyone" in r.getMessage() for r in caplog.records)
+
+
+def test_a_mount_point_is_a_prefix_only_before_a_slash(tmp_path: object) -> None:
+    """Under the mount point `/a`, `/admin/keys` is the admin path, as Starlette's routing
+    takes it: the guard judged it as `dmin/keys` (no role needed) while the route served
+    the admin's list."""
+    settings = settings_for("sqlite", "memory", tmp_path)
+    make_key(settings.database_url, "admin")
+    with TestClient(create_app(settings), root_path="/a") as client:
+        refused = client.get("/admin/keys")
+        assert refused.status_code == 401, refused.text
+        assert client.get("/a/admin/keys").status_code == 401
+        assert client.get("/a/healthz").status_code == 200

@@ -85,6 +85,16 @@ REQUESTS: list[tuple[str, str, dict[str, str], Any]] = [
     ("GET", "/heroes/1", _ANONYMOUS | {"Cache-Control": "no-cache"}, None),
     ("GET", "/heroes/999", _ANONYMOUS, None),
     ("GET", "/heroes/x", _ANONYMOUS, None),
+    # A key's pattern, alike in the path and in the body: `$` is the end, not a newline.
+    ("POST", "/things", {}, {"code": "abc\n"}),
+    ("PUT", "/things/abc%0A", {}, {"label": "x"}),
+    ("GET", "/things/abc%0A", {}, None),
+    ("PUT", "/things/abc", {}, {"label": "x"}),
+    ("PUT", "/things/abc", {}, {"code": "abc", "label": "y"}),  # the row as GET answers it
+    ("PUT", "/things/abc", {}, {"code": "abd", "label": "y"}),  # another key: 422
+    ("GET", "/things/abc", {}, None),
+    ("GET", "/heroes/1?fields=name", {}, None),  # a parameter a read does not take: 422
+    ("PATCH", "/heroes/1?x=1", {}, {"xp": 9}),
     ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [5, "5"]}),
     ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "SQLS": ["x"]}),
     ("POST", "/batch", {}, {"USE_CACHE": "True", "REQUEST": "read", "KEY": "id", "SQLS": [1]}),

@@ -254,3 +254,19 @@ def test_lists_filter_on_what_an_index_serves() -> None:
     assert heroes.indexed == ("xp", "name")
     [scanned] = parse_resources(x("unindexed_filters = true", "a = 'string'\nb = 'string'"), "t")
     assert scanned.filterable == ("id", "a", "b")
+
+
+def test_minus_zero_is_zero_everywhere() -> None:
+    """-0.0 and 0.0 are one value to every database (a filter on either finds both), so
+    they are one value to the cache: a lookup filed under -0.0 was never invalidated by a
+    write of a row at 0.0."""
+    from twotier.policy import CacheKeys
+
+    [readings] = parse_resources(
+        x("lookups = ['level']", "level = 'number'\nnote = 'string'"), "readings.toml"
+    )
+    keys = CacheKeys(readings)
+    assert keys.lookup("level", -0.0) == keys.lookup("level", 0.0)
+    made = readings.create_model.model_validate({"level": -0.0, "note": "n"})
+    assert str(made.model_dump()["level"]) == "0.0"
+    assert str(readings.field("level").parse_text("-0")) == "0.0"

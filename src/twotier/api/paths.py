@@ -11,9 +11,14 @@ from starlette.types import Scope
 
 
 def app_path(scope: Scope) -> str:
-    """The request's path without the app's ``root_path``."""
+    """The request's path without the app's ``root_path``, as Starlette's routing takes it:
+    the root path is a prefix only where a ``/`` (or nothing) follows it (with a root path
+    ``/a``, ``/admin/keys`` is ``/admin/keys``, not ``dmin/keys``)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root) :]
+    if not rest:
+        return "/"
+    return rest if rest[0] == "/" else path

@@ -13,9 +13,18 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
@@ -48,6 +57,13 @@ def whole_number(value: object) -> object:
 
 
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+#: A number as JSON writes one (RFC 8259), and nothing else.
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _signless_zero(value: float) -> float:
+    """-0.0 is 0.0 to every database (and to a lookup or a filter on it): one value."""
+    return value + 0.0
 
 
 def integer_text(value: object) -> object:
@@ -209,7 +225,18 @@ class StringField(FieldSpec):
             raise ValueError(f"is longer than {self.max_length} characters")
         if "\x00" in text:
             raise ValueError("contains a NUL character")
+        if self.pattern is not None or self.segment:
+            # The API's own validator: the pattern (in linear time), a key's path rule.
+            try:
+                self.checked.validate_python(text)
+            except ValidationError as error:
+                raise ValueError(error.errors()[0]["msg"].lower()) from None
         return text
+
+    @cached_property
+    def checked(self) -> TypeAdapter[Any]:
+        """A value checked as the API checks it."""
+        return TypeAdapter(self.value_type())
 
     def sample(self, rng: random.Random, span: int = 10_000) -> Any:
         words = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
@@ -247,11 +274,9 @@ class IntegerField(FieldSpec):
         return self.minimum, self.maximum
 
     def parse_value(self, text: str) -> Any:
-        digits = text.strip()
-        unsigned = digits[1:] if digits[:1] in "+-" else digits
-        if not (unsigned.isascii() and unsigned.isdigit()) or len(unsigned) > 19:
+        if not _INTEGER_TEXT.fullmatch(text) or len(text.lstrip("+-")) > 19:
             raise ValueError(f"must be a whole number, not {text[:30]!r}")
-        value = int(digits)
+        value = int(text)
         low, high = self.bounds
         if not low <= value <= high:
             raise ValueError(f"must be a whole number from {low} to {high}, not {value}")
@@ -283,11 +308,17 @@ class NumberField(FieldSpec):
 
     def value_type(self) -> Any:
         return Annotated[
-            float, Field(ge=self.minimum, le=self.maximum, strict=True, allow_inf_nan=False)
+            float,
+            Field(ge=self.minimum, le=self.maximum, strict=True, allow_inf_nan=False),
+            AfterValidator(_signless_zero),
         ]
 
     def query_type(self) -> Any:
-        return Annotated[float, Field(ge=self.minimum, le=self.maximum, allow_inf_nan=False)]
+        return Annotated[
+            float,
+            Field(ge=self.minimum, le=self.maximum, allow_inf_nan=False),
+            AfterValidator(_signless_zero),
+        ]
 
     def sql_type(self) -> TypeEngine[Any]:
         return Double()
@@ -296,10 +327,12 @@ class NumberField(FieldSpec):
         return self.minimum, self.maximum
 
     def parse_value(self, text: str) -> Any:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"must be a number, not {text[:30]!r}") from None
+        # As JSON writes a number, and as MySQL's LOAD DATA reads the cell: Python's float()
+        # would also take "1_000", " 5" or other scripts' digits, which LOAD DATA reads
+        # otherwise (or not at all).
+        if not _NUMBER_TEXT.fullmatch(text):
+            raise ValueError(f"must be a number as JSON writes one, not {text[:30]!r}")
+        value = _signless_zero(float(text))
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         if (self.minimum is not None and value < self.minimum) or (

@@ -76,9 +76,9 @@ def _mysql(
     keep: Callable[[], bool],
     tls: ssl.SSLContext | None,
 ) -> int:
-    import pymysql
+    from twotier.store.sql_infile import OneFileConnection
 
-    conn = pymysql.connect(
+    conn = OneFileConnection(
         ssl=tls,
         host=url.host or "127.0.0.1",
         port=url.port or 3306,
@@ -86,7 +86,6 @@ def _mysql(
         password=url.password or "",
         database=url.database,
         charset="utf8mb4",
-        local_infile=True,
         autocommit=False,
     )
     counter = [0]
@@ -105,7 +104,10 @@ def _mysql(
                     for values, line in _counted(rows, counter):
                         if stop.is_set():
                             return
+                        # Quotes and NULL are LOAD DATA's own; "-0" (a -0.0 it would keep)
+                        # is read as 0.0 here: those lines are written out again.
                         plain = as_read and '"' not in line and "NULL" not in line
+                        plain = plain and "-0" not in line
                         pipe.write(line if plain else _mysql_line(values))
                         pipe.write("\n")
             except BaseException as error:  # handed to the loading thread
@@ -117,13 +119,14 @@ def _mysql(
             with conn.cursor() as cursor:
                 if replace:
                     cursor.execute(f"DELETE FROM {table}")
-                cursor.execute(
-                    f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} "
-                    "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' "
-                    "ESCAPED BY '' LINES TERMINATED BY '\\n' "
-                    f"({columns}) SET `{VERSION}` = %s",
-                    (fifo, version),
-                )
+                with conn.sending(fifo):
+                    cursor.execute(
+                        f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} "
+                        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
+                        "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
+                        f"({columns}) SET `{VERSION}` = %s",
+                        (fifo, version),
+                    )
             writer.join()
             if failure:
                 raise failure[0]
