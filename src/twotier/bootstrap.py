@@ -62,6 +62,7 @@ def build_store(settings: Settings, resources: tuple[Resource, ...] | None = Non
         declared,
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout,
+        sqlite_synchronous=settings.sqlite_synchronous,
     )
 
 

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         "read once at start-up.",
     )
     database_pool_size: int = Field(10, ge=1, le=1000, description="Connections per process.")
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        "full",
+        description="SQLite: full (every acknowledged write survives a crash of the OS or a "
+        "power cut: the log is synced at each commit) or normal (a crash of the OS may lose "
+        "the last writes, never corrupt the file; faster writes: docs/guarantees.md).",
+    )
     database_timeout: float = Field(
         5.0, gt=0, description="Seconds to wait for a connection or a lock."
     )

@@ -97,8 +97,10 @@ class SQLStore:
         *,
         pool_size: int = 10,
         timeout: float = 5.0,
+        sqlite_synchronous: str = "full",
     ) -> None:
         given = async_url(url)
+        self._sqlite_synchronous = _SYNCHRONOUS[sqlite_synchronous]
         self.url, self._tls = split_tls(given)
         #: The URL's TLS parameters as given, for a client that takes them as they are
         #: (libpq's, to psycopg2's replication connection).
@@ -149,7 +151,7 @@ class SQLStore:
             connect_args=connect_args,
         )
         if self.backend == "sqlite":
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, self._sqlite_synchronous)
         return engine
 
     @asynccontextmanager
@@ -353,8 +355,14 @@ def _created(table: Table) -> Callable[[Connection], None]:
     return create
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL for concurrent readers; BEGIN IMMEDIATE for writes so they queue, not deadlock."""
+#: SQLite's synchronous modes by their setting (TWOTIER_SQLITE_SYNCHRONOUS).
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+
+
+def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+    """WAL for concurrent readers; BEGIN IMMEDIATE for writes so they queue, not deadlock;
+    ``synchronous``: FULL syncs the log at every commit (an acknowledged write survives the
+    OS crashing), NORMAL only at checkpoints (faster; the last commits can be lost then)."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -362,7 +370,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
