@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         "info", description="Least severe log level written (JSON lines on stdout)."
     )
     access_log: bool = Field(True, description="Write one JSON log line per request.")
+    docs: Literal["open", "off"] = Field(
+        "open",
+        description="open: /docs, /redoc and /openapi.json are served to anyone; off: none of "
+        "them is served (404), for a deployment that does not publish its API's shape.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins browsers may call the API from, as a JSON list (["https://a.example"]'

@@ -257,3 +257,32 @@ def test_a_mount_point_is_a_prefix_only_before_a_slash(tmp_path: object) -> None
         assert refused.status_code == 401, refused.text
         assert client.get("/a/admin/keys").status_code == 401
         assert client.get("/a/healthz").status_code == 200
+
+
+def test_an_answer_to_a_key_is_private(tmp_path: object) -> None:
+    """A CDN in front must not keep an answer to a request with a key for others; an
+    anonymous read stays cacheable by anyone (it is anyone's), and a route's own
+    Cache-Control (no-store on a new key's secret) is kept."""
+    settings = settings_for("sqlite", "memory", tmp_path)
+    for client in anonymous(settings):
+        writer = make_key(settings.database_url, "write")
+        admin = make_key(settings.database_url, "admin")
+        hero_id = client.post("/heroes", json=ADA, headers=with_key(writer)).json()["id"]
+        for path in (f"/heroes/{hero_id}", "/heroes", "/heroes/999", "/metrics"):
+            keyed = client.get(path, headers=with_key(writer))
+            assert keyed.headers["cache-control"] == "private", path
+            assert "cache-control" not in client.get(path).headers, path
+        bearer = client.get(f"/heroes/{hero_id}", headers={"Authorization": f"Bearer {writer}"})
+        assert bearer.headers["cache-control"] == "private"
+        made = client.post(
+            "/admin/keys", json={"name": "n", "role": "read"}, headers=with_key(admin)
+        )
+        assert made.headers["cache-control"] == "no-store"
+
+
+def test_the_documents_can_be_closed(tmp_path: object) -> None:
+    settings = settings_for("sqlite", "memory", tmp_path, docs="off")
+    for client in anonymous(settings):
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+            assert client.get(path).status_code == 404, path
+        assert client.get("/heroes").status_code == 200

@@ -7,6 +7,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -73,8 +74,14 @@ def create_app(
             await owned.service.close()
             logs.flush()
 
-    # Swagger UI and ReDoc are served from the installed package, not from a CDN.
-    app = FastAPIOffline(
+    # Swagger UI and ReDoc are served from the installed package, not from a CDN; with
+    # TWOTIER_DOCS=off, neither they nor the OpenAPI document are served at all.
+    make = (
+        FastAPIOffline
+        if settings.docs == "open"
+        else partial(FastAPI, openapi_url=None, docs_url=None, redoc_url=None)
+    )
+    app = make(
         title="twotier",
         version=__version__,
         description="A CRUD API over a database with a cache in front (lazy loading, "

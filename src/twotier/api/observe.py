@@ -77,7 +77,7 @@ class Observe:
         token = CURRENT_REQUEST.set(record)
         status = 500
         cache = None
-        secure = _is_https(scope)
+        secure, keyed = _traits(scope)
         responded = False
 
         async def observed_send(message: Message) -> None:
@@ -86,12 +86,18 @@ class Observe:
                 responded = True
                 status = message["status"]
                 headers = list(message.get("headers", ()))
-                html = False
+                html = private = False
                 for name, value in headers:
                     if name == b"x-cache":
                         cache = value.decode("latin-1")
                     elif name == b"content-type":
                         html = value.startswith(b"text/html")
+                    elif name == b"cache-control":
+                        private = True  # the route said (no-store on a new key's secret)
+                if keyed and not private:
+                    # An answer to a request with a key is that key's: no shared cache (a
+                    # CDN in front) may keep it for others.
+                    headers.append(_PRIVATE)
                 decorate(headers, record.request_id, html=html, secure=secure)
                 message = {**message, "headers": headers}
             await send(message)
@@ -234,13 +240,21 @@ def _template_of(scope: Scope, endpoint: Any) -> str:
     return _UNMATCHED
 
 
-def _is_https(scope: Scope) -> bool:
-    if scope.get("scheme") == "https":
-        return True
-    # Behind a load balancer that ends TLS (the ALB, API Gateway).
-    return any(
-        name == b"x-forwarded-proto" and value == b"https" for name, value in scope["headers"]
-    )
+_PRIVATE = (b"cache-control", b"private")
+_KEY_HEADERS = frozenset({b"x-api-key", b"authorization"})
+
+
+def _traits(scope: Scope) -> tuple[bool, bool]:
+    """Whether the request came over https (itself, or behind a load balancer that ends
+    TLS: the ALB, API Gateway), and whether it presents a key; one pass over its headers."""
+    secure = scope.get("scheme") == "https"
+    keyed = False
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-proto" and value == b"https":
+            secure = True
+        elif name in _KEY_HEADERS and value:
+            keyed = True
+    return secure, keyed
 
 
 def log_request(
