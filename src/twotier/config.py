@@ -170,7 +170,9 @@ class Settings(BaseSettings):
         64 * 1024 * 1024,
         ge=1024,
         description="Most bytes of request bodies a process holds at once, being received or "
-        "served (else 503 with Retry-After); at least TWOTIER_MAX_BODY_BYTES.",
+        "served (else 503 with Retry-After), each counted at what it takes once parsed (a "
+        "bound from its bytes: up to some 70 times them for a body of tiny values); at "
+        "least TWOTIER_MAX_BODY_BYTES.",
     )
 
     require_key_for_reads: bool = Field(

@@ -286,3 +286,22 @@ def test_the_documents_can_be_closed(tmp_path: object) -> None:
         for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
             assert client.get(path).status_code == 404, path
         assert client.get("/heroes").status_code == 200
+
+
+def test_an_anonymous_batch_write_is_refused_before_its_body_is_parsed(tmp_path: object) -> None:
+    """A body that says it writes, from a caller who may not: the seed's 401, without the
+    body being parsed (here it would not parse at all: 400 otherwise); one that says it
+    reads is parsed and served as before."""
+    settings = settings_for("sqlite", "memory", tmp_path)
+    for client in anonymous(settings):
+        broken = b'{"USE_CACHE": "True", "REQUEST": "write", "SQLS": [[1, 2,'
+        refused = client.post(
+            "/batch", content=broken, headers={"Content-Type": "application/json"}
+        )
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["statusCode"] == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        read = b'{"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1,'
+        parsed = client.post("/batch", content=read, headers={"Content-Type": "application/json"})
+        assert parsed.status_code == 400
+        assert "malformed JSON" in parsed.json()["detail"]

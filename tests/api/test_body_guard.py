@@ -114,3 +114,33 @@ async def test_a_body_short_of_its_declared_length_waits_for_the_rest() -> None:
     messages: list[Message] = [{"type": "http.request", "body": BODY, "more_body": True}]
     inner, sent, calls = await serve(headers, messages)
     assert (sent[0]["status"], calls, inner.parsed) == (408, 2, None)
+
+
+async def test_a_body_counts_against_the_budget_at_its_parsed_size() -> None:
+    """A 100 KB array of small numbers is some 2 MB once parsed: held at that, not at its
+    bytes, and refused when the budget cannot take it."""
+    body = b"[" + b"1," * 50_000 + b"1]"
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    for budget, status in ((1024 * 1024, 503), (16 * 1024 * 1024, 200)):
+        guard = BodyGuard(Inner(), max_bytes=1024 * 1024, deadline=1.0, budget=budget)
+        sent = await _posted(guard, headers, body)
+        assert sent[0]["status"] == status
+        assert guard.held == 0  # all given back when the request ends
+
+
+async def _posted(
+    guard: BodyGuard, headers: list[tuple[bytes, bytes]], body: bytes
+) -> list[Message]:
+    sent: list[Message] = []
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await guard(
+        {"type": "http", "method": "POST", "path": "/batch", "headers": headers}, receive, send
+    )
+    return sent

@@ -22,7 +22,7 @@ from twotier.api.body_guard import BodyGuard
 from twotier.api.errors import install_error_handlers
 from twotier.api.front_door import open_front_door
 from twotier.api.head import HeadAsGet
-from twotier.api.hot_path import HotPath
+from twotier.api.hot_path import HotPath, screen_batch
 from twotier.api.observe import Observe
 from twotier.api.parameters import only_known_parameters
 from twotier.api.routes import admin, batch, health, metrics
@@ -105,6 +105,7 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         deadline=settings.body_timeout,
         budget=settings.body_buffer_bytes,
+        screen=screen_batch,
     )
     app.add_middleware(AccessGuard)
     app.add_middleware(HeadAsGet)

@@ -20,12 +20,15 @@ sends the same requests both ways and compares the answers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier import batch
+from twotier.access.keys import Role
+from twotier.access.rules import Denied
 from twotier.api import writes
 from twotier.api.access_guard import authorize_scope
 from twotier.api.body_guard import PARSED_BODY
@@ -36,7 +39,7 @@ from twotier.api.observe import ROUTE_KEY
 from twotier.api.paths import app_path
 from twotier.api.responses import JSON, batch_response, read_response
 from twotier.policy import Outcome, ResourcePolicy, Served
-from twotier.problems import DOMAIN_ERRORS
+from twotier.problems import DOMAIN_ERRORS, problem_of
 from twotier.resources import Key, Resource
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
@@ -78,6 +81,27 @@ class HotPath:
             lambda role: authorize_scope(scope, role),
         )
         await batch_response(status, body, outcome)(scope, receive, send)
+
+
+#: A batch event that says it writes, as its raw JSON has it.
+_DECLARES_A_WRITE = re.compile(rb'"REQUEST"\s*:\s*"write"')
+
+
+def screen_batch(scope: Scope, body: bytes) -> ASGIApp | None:
+    """A batch whose body says it writes, from a caller who may not write, is answered at
+    once, before its body is parsed (BodyGuard's screen), as ``batch.serve`` would answer
+    it. Only refuses: a body that does not say so plainly is parsed, and the parsed event
+    is judged as before."""
+    if scope["method"] != "POST" or app_path(scope) != "/batch":
+        return None
+    if _DECLARES_A_WRITE.search(body) is None:
+        return None
+    try:
+        authorize_scope(scope, Role.WRITE)
+    except Denied as error:
+        told = problem_of(error)
+        return batch_response(told.status, batch.error_body(told.status, told.detail), None)
+    return None
 
 
 #: Where the front door puts the read it took (target, key), so it is parsed once.
