@@ -309,3 +309,31 @@ def test_served_beside_the_users_own_application(chinook: Chinook) -> None:
             ) == [(0,)]
     finally:
         forget_namespace(settings.cache_url, settings.cache_namespace)
+
+
+def test_a_load_into_a_table_others_point_at_keeps_their_rows(chinook: Chinook) -> None:
+    """Albums point at artists: a load of artists updates the existing ones where they are
+    (MySQL's LOAD DATA … REPLACE deleted and inserted them again, which their foreign keys
+    refuse or cascade), and a --replace, which would empty the table, is refused."""
+    n = chinook.n
+    served = chinook.declare(
+        SERVED[n["style"]].replace(
+            "ARTIST_TABLE", "artist" if chinook.kind == "sqlite" else "Artist"
+        )
+    )
+    assert chinook.twotier("db", "init", resources=served).returncode == 0
+    data = chinook.tmp_path / "artists.csv"
+    data.write_text("1,AC/DC (loaded)\n300,Newcomer\n")
+    loaded = chinook.twotier("load", "--resource", "artists", str(data), resources=served)
+    assert loaded.returncode == 0, loaded.stderr
+    assert chinook.sql(
+        f"SELECT {n['Name']} FROM {n['Artist']} WHERE {n['ArtistId']} IN (1, 300) "
+        f"ORDER BY {n['ArtistId']}"
+    ) == [("AC/DC (loaded)",), ("Newcomer",)]
+    assert chinook.sql(f"SELECT count(*) FROM {n['Album']} WHERE {n['ArtistId']} = 1") == [(2,)]
+    emptied = chinook.twotier(
+        "load", "--replace", "--resource", "artists", str(data), resources=served
+    )
+    assert emptied.returncode == 2, emptied.stderr
+    assert "is referenced by the foreign keys of" in emptied.stderr
+    assert chinook.sql(f"SELECT count(*) FROM {n['Artist']}") == [(276,)]

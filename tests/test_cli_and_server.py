@@ -352,3 +352,30 @@ def test_the_access_log_names_the_documents_route(tmp_path: Path) -> None:
     routes = [line.get("route") for line in lines if line["logger"] == "twotier.access"]
     assert "/openapi.json" in routes, routes
     assert "unmatched" not in routes
+
+
+def test_a_load_beside_a_running_server_leaves_nothing_stale(tmp_path: Path) -> None:
+    """The embedded default: a server with its in-process cache (and its follower), and a
+    `twotier load --replace` from another process. Once the load returns, the server
+    answers the loaded rows, and a row the load removed is gone: the load is recorded as
+    one change of the whole table, which the server's follower takes (emptying its cache)
+    before the load returns. Before, the load dropped the recording triggers and the
+    server answered the old row (X-Cache: HIT), and the deleted one, until the TTL."""
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    assert run(["db", "sample", "--rows", "5"], env, tmp_path).returncode == 0
+    process, url = start_server([], env, tmp_path)
+    try:
+        for hero_id in (1, 2):
+            httpx.get(f"{url}/heroes/{hero_id}")
+            assert httpx.get(f"{url}/heroes/{hero_id}").headers["x-cache"] == "HIT"
+        data = tmp_path / "new.csv"
+        data.write_text("1,Loaded,Hero,power,7,red\n3,Other,Hero,power,8,blue\n")
+        loaded = run(["load", "--replace", str(data)], env, tmp_path)
+        assert loaded.returncode == 0, loaded.stderr
+        assert httpx.get(f"{url}/heroes/1").json()["name"] == "Loaded"
+        assert httpx.get(f"{url}/heroes/2").status_code == 404
+        assert httpx.get(f"{url}/heroes/3").json()["name"] == "Other"
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

@@ -17,11 +17,17 @@ from twotier.resources import Record
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One row's change: ``before`` None for an insert, ``after`` None for a deletion."""
+    """One row's change: ``before`` None for an insert, ``after`` None for a deletion; both
+    None for a change of the whole table (a bulk load), which leaves nothing of the
+    resource cached trustworthy."""
 
     resource: str
     before: Record | None
     after: Record | None
+
+    @property
+    def whole_table(self) -> bool:
+        return self.before is None and self.after is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,8 +158,9 @@ class Follower:
             return saved.body.decode()
         return await self._reset()
 
-    async def _reset(self) -> str:
-        position = await self._log.now()
+    async def _reset(self, position: str | None = None) -> str:
+        """Empty the namespace and follow on from ``position`` (default: the log's end)."""
+        position = position if position is not None else await self._log.now()
         await self._cache.clear()  # what was missed is unknown: nothing cached may stay
         FOLLOW_RESETS.inc()
         # The clear took the lease with it: take it back before anyone else can.
@@ -170,6 +171,10 @@ class Follower:
 
     async def _apply(self, batch: Batch) -> None:
         await apply_changes(self._service, batch.changes, batch.committed_at)
+        if any(change.whole_table for change in batch.changes):
+            # A bulk load: any row of the table may have changed or gone.
+            log.info("a table was loaded whole: emptying the cache")
+            await self._reset(batch.position)
 
     async def _renew(self) -> None:
         now = time.monotonic()
@@ -205,7 +210,8 @@ async def apply_changes(
         return
     by_resource: dict[str, list[tuple[Record | None, Record | None]]] = defaultdict(list)
     for change in changes:
-        by_resource[change.resource].append((change.before, change.after))
+        if not change.whole_table:  # the caller empties the cache for those
+            by_resource[change.resource].append((change.before, change.after))
     await asyncio.gather(
         *(service.resource(name).changed(rows) for name, rows in by_resource.items())
     )

@@ -9,12 +9,21 @@ indexed read of nothing, microseconds — and at once again while it is busy.
 Rows older than ``retention`` are deleted as it goes; a follower whose position is older
 than what is left has lost it (as with a purged binlog), and so has one whose position is
 beyond the table's (the file was replaced).
+
+A bulk load records one change of the whole table (neither image): the follower empties its
+cache. Each follower that reads the table writes how far it has applied it, and when, in
+``twotier_follower_progress``, once its cache has taken a batch, and every second while
+quiet: a bulk load in another process waits there until every live follower (each server
+with an in-process cache has its own) has emptied its cache, so that no read after the load
+returns is served from before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -26,7 +35,7 @@ from twotier.store.base import StoreUnavailable
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
 from twotier.store.sql_rows import SQLRows
-from twotier.store.sql_triggers import CHANGES_TABLE
+from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
 
 _POLL = 0.05  # seconds between reads of a quiet table
 _PAGE = 1000  # changes read at once
@@ -43,6 +52,7 @@ class SQLiteChangeLog:
         self._store = store
         self._tables = {each.table.name: each for each in rows}
         self._retention = retention
+        self._id = uuid.uuid4().hex  # this follower's row of progress
 
     async def _scalar(self, statement: str, **values: Any) -> Any:
         try:
@@ -81,11 +91,15 @@ class SQLiteChangeLog:
                 after = rows[-1][0]
                 changes = tuple(c for row in rows if (c := self._change(row)) is not None)
                 yield Batch(changes, str(after), max(row[4] for row in rows))
+                # Asked for the next batch: this one is in the cache. A load waits on it.
+                if any(c.whole_table for c in changes) or now - heard >= _HEARTBEAT:
+                    await self._progress(after)
                 heard = now
                 if len(rows) == _PAGE:
                     continue  # more waiting: read on at once
             elif now - heard >= _HEARTBEAT:
                 yield Batch((), str(after))
+                await self._progress(after)
                 heard = now
             if now - trimmed >= _TRIM_EVERY:
                 await self._trim()
@@ -118,15 +132,39 @@ class SQLiteChangeLog:
     async def _trim(self) -> None:
         try:
             async with self._store.connect(write=True) as conn:
+                before = time.time() - self._retention
                 await conn.execute(
-                    text(f"DELETE FROM {CHANGES_TABLE} WHERE at < :before"),
-                    {"before": time.time() - self._retention},
+                    text(f"DELETE FROM {CHANGES_TABLE} WHERE at < :before"), {"before": before}
+                )
+                await conn.execute(
+                    text(f"DELETE FROM {PROGRESS_TABLE} WHERE seen < :before"), {"before": before}
                 )
         except (StoreUnavailable, *UNAVAILABLE) as error:
             raise ChangeLogUnavailable(f"{CHANGES_TABLE} not trimmed: {error}") from error
+
+    async def _progress(self, position: int) -> None:
+        """This follower has applied the changes up to ``position``, now."""
+        try:
+            async with self._store.connect(write=True) as conn:
+                await conn.execute(
+                    text(
+                        f"INSERT INTO {PROGRESS_TABLE} (follower, position, seen) "
+                        "VALUES (:follower, :position, :seen) ON CONFLICT (follower) "
+                        "DO UPDATE SET position = excluded.position, seen = excluded.seen"
+                    ),
+                    {"follower": self._id, "position": position, "seen": time.time()},
+                )
+        except (StoreUnavailable, *UNAVAILABLE) as error:
+            raise ChangeLogUnavailable(f"{PROGRESS_TABLE} not written: {error}") from error
 
     async def saved(self, position: str) -> None:
         return None  # the log keeps its own retention, whoever follows
 
     async def close(self) -> None:
-        return None
+        # Gone: a bulk load waits for it no more.
+        with contextlib.suppress(StoreUnavailable, *UNAVAILABLE):
+            async with self._store.connect(write=True) as conn:
+                await conn.execute(
+                    text(f"DELETE FROM {PROGRESS_TABLE} WHERE follower = :follower"),
+                    {"follower": self._id},
+                )

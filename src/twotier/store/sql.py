@@ -46,6 +46,7 @@ from twotier.store.sql_adopt import Change, Plan, make_plan, plan_schema
 from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
+from twotier.store.sql_names import NameRules
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
 from twotier.store.sql_tls import split_tls
@@ -282,6 +283,25 @@ class SQLStore:
             raise StoreUnavailable(describe(error)) from error
         finally:
             await admin.dispose()
+
+    async def referencing(self, table: str) -> list[str]:
+        """The tables whose foreign keys point at ``table`` (itself left out)."""
+
+        def find(conn: Connection) -> list[str]:
+            rules = NameRules.of(conn)
+            inspector = inspect(conn)
+            return [
+                other
+                for other in inspector.get_table_names()
+                if not rules.same_table(other, table)
+                and any(
+                    rules.same_table(str(key.get("referred_table")), table)
+                    for key in inspector.get_foreign_keys(other)
+                )
+            ]
+
+        async with self.connect() as conn:
+            return await conn.run_sync(find)
 
     async def drop_schema(self) -> None:
         """Drop the resources' tables (tests use it); the database and the keys stay."""

@@ -14,11 +14,13 @@ declaration and are quoted all the same.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +32,11 @@ from twotier.resources import Resource
 from twotier.resources.fields import IntegerField, NumberField, StringField
 from twotier.store.base import LoadRows
 from twotier.store.sql_schema import VERSION
+from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
 
 _SQLITE_BATCH = 50_000
+
+log = logging.getLogger("twotier.load")
 
 
 def _quoted(name: str, quote: str = '"') -> str:
@@ -47,13 +52,18 @@ async def bulk_load(
     version: int,
     keep: Callable[[], bool],
     tls: ssl.SSLContext | None = None,
+    referenced: bool = False,
 ) -> int:
     """Load ``rows`` (values in the resource's column order, and their CSV line); return
     how many were loaded (0 if ``keep()`` said no). ``tls``: the store's TLS context (see
-    sql_tls), used by the bulk connection too."""
+    sql_tls), used by the bulk connection too. ``referenced``: other tables' foreign keys
+    point at this one, so an existing row must be updated where it is, never deleted and
+    inserted again (their ON DELETE would act)."""
     backend = url.get_backend_name()
     if backend == "mysql":
-        return await asyncio.to_thread(_mysql, url, resource, rows, replace, version, keep, tls)
+        return await asyncio.to_thread(
+            _mysql, url, resource, rows, replace, version, keep, tls, referenced
+        )
     if backend == "sqlite":
         return await asyncio.to_thread(_sqlite, url, resource, rows, replace, version, keep)
     if backend == "postgresql":
@@ -75,6 +85,7 @@ def _mysql(
     version: int,
     keep: Callable[[], bool],
     tls: ssl.SSLContext | None,
+    referenced: bool,
 ) -> int:
     from twotier.store.sql_infile import OneFileConnection
 
@@ -94,6 +105,9 @@ def _mysql(
     as_read = _lines_load_as_read(resource)
     table = _quoted(resource.table, "`")
     columns = ", ".join(_quoted(name, "`") for name in resource.columns)
+    # LOAD DATA … REPLACE deletes an existing row and inserts it again; where foreign keys
+    # point at the table, rows go through a table of the load's own and are upserted.
+    into = _quoted(f"{resource.table}_load", "`") if referenced else table
     with tempfile.TemporaryDirectory(prefix="twotier-load-") as work:
         fifo = str(Path(work) / "rows.csv")
         os.mkfifo(fifo, 0o600)
@@ -119,14 +133,28 @@ def _mysql(
             with conn.cursor() as cursor:
                 if replace:
                     cursor.execute(f"DELETE FROM {table}")
+                if referenced:
+                    cursor.execute(f"CREATE TEMPORARY TABLE {into} LIKE {table}")
                 with conn.sending(fifo):
                     cursor.execute(
-                        f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {table} "
+                        f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {into} "
                         "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
                         "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
                         f"({columns}) SET `{VERSION}` = %s",
                         (fifo, version),
                     )
+                if referenced:
+                    every = ", ".join(_quoted(n, "`") for n in (*resource.columns, VERSION))
+                    updates = ", ".join(
+                        f"{_quoted(n, '`')} = VALUES({_quoted(n, '`')})"
+                        for n in (*resource.columns, VERSION)
+                        if n != resource.key
+                    )
+                    cursor.execute(
+                        f"INSERT INTO {table} ({every}) SELECT {every} FROM {into} "
+                        f"ON DUPLICATE KEY UPDATE {updates}"
+                    )
+                    cursor.execute(f"DROP TEMPORARY TABLE {into}")
             writer.join()
             if failure:
                 raise failure[0]
@@ -204,20 +232,27 @@ def _sqlite(
     keep: Callable[[], bool],
 ) -> int:
     conn = sqlite3.connect(url.database or ":memory:", timeout=30, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
     names = [*resource.columns, VERSION]
+    key = _quoted(resource.key)
+    updates = ", ".join(f"{_quoted(n)} = excluded.{_quoted(n)}" for n in names if n != resource.key)
+    # An existing key's row is updated in place, never deleted and inserted again (as
+    # INSERT OR REPLACE would: a foreign key's ON DELETE would then act on the user's rows).
     insert = (
-        f"INSERT OR REPLACE INTO {_quoted(resource.table)} "
-        f"({', '.join(_quoted(n) for n in names)}) VALUES ({', '.join('?' * len(names))})"
+        f"INSERT INTO {_quoted(resource.table)} "
+        f"({', '.join(_quoted(n) for n in names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
     )
     loaded = 0
     try:
         conn.execute("BEGIN IMMEDIATE")
-        # The load is not a change the follower needs (the cache is emptied after it): its
-        # change-recording triggers go for the load and come back before the commit, so no
-        # other connection ever sees them missing, and the change table does not take a
-        # row per loaded row (sql_triggers).
+        # The load is recorded as one change of the whole table, not as a row per loaded row:
+        # its change-recording triggers go for the load and come back before the commit
+        # (no other connection ever sees them missing), and one change with neither image
+        # tells every follower to empty its cache (sql_triggers).
         recording = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? "
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = ? COLLATE NOCASE "
             "AND name LIKE 'twotier\\_%\\_log\\_%' ESCAPE '\\'",
             (resource.table,),
         ).fetchall()
@@ -239,7 +274,14 @@ def _sqlite(
             return 0
         for _name, sql in recording:
             conn.execute(sql)
+        if recording:
+            marker = conn.execute(
+                f"INSERT INTO {CHANGES_TABLE} (tbl, old, new, at) VALUES (?, NULL, NULL, ?)",
+                (resource.table, time.time()),
+            ).lastrowid
         conn.execute("COMMIT")
+        if recording and marker is not None:
+            _wait_for_followers(conn, marker)
         return loaded
     except BaseException:
         if conn.in_transaction:
@@ -247,6 +289,35 @@ def _sqlite(
         raise
     finally:
         conn.close()
+
+
+#: Seconds since its last word within which a follower counts as live.
+_LIVE = 3.0
+#: Seconds a load waits for the live followers to take it.
+_TAKEN_WITHIN = 10.0
+
+
+def _wait_for_followers(conn: sqlite3.Connection, marker: int) -> None:
+    """Until every live follower (one per server with an in-process cache) has applied the
+    change that records the load, and so emptied its cache; a follower that does not within
+    ``_TAKEN_WITHIN`` seconds is named in the log (its server may answer from before the
+    load until it does)."""
+    deadline = time.monotonic() + _TAKEN_WITHIN
+    while True:
+        behind = conn.execute(
+            f"SELECT follower FROM {PROGRESS_TABLE} WHERE seen > ? AND position < ?",
+            (time.time() - _LIVE, marker),
+        ).fetchall()
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            log.warning(
+                "a follower has not taken the load yet: its server may answer from before "
+                "it until it does",
+                extra={"followers": [row[0] for row in behind]},
+            )
+            return
+        time.sleep(0.02)
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -306,7 +377,7 @@ async def _postgresql(
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence($1, $2), "
                     f"GREATEST((SELECT max({key}) FROM {table}), 1))",
-                    resource.table,
+                    table,  # parsed as a name (quoted: its case kept); the column is not
                     resource.key,
                 )
             if not keep():

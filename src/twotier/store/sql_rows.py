@@ -51,6 +51,7 @@ from twotier.store.base import (
     KeyNotUnique,
     LoadRows,
     Query,
+    StoreRefused,
     StoreUnavailable,
     VersionMismatch,
 )
@@ -701,8 +702,17 @@ class SQLRows:
         return changed == 1
 
     async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:
-        """Load many rows through the database's bulk path, in one transaction."""
+        """Load many rows through the database's bulk path, in one transaction. A table other
+        tables' foreign keys point at is never emptied (``replace``: StoreRefused), and its
+        existing rows are updated where they are."""
         try:
+            referencing = await self._db.referencing(self.table.name)
+            if replace and referencing:
+                raise StoreRefused(
+                    f"table {self.table.name} is referenced by the foreign keys of "
+                    f"{', '.join(referencing)}: emptying it would delete their rows or leave "
+                    "them orphaned; load it without --replace"
+                )
             with DatabaseTimer():
                 return await sql_bulk.bulk_load(
                     self._db.url,
@@ -712,6 +722,7 @@ class SQLRows:
                     version=birth_version(),
                     keep=keep,
                     tls=self._db.tls,
+                    referenced=bool(referencing),
                 )
         except UNAVAILABLE as error:
             raise StoreUnavailable(describe(error)) from error

@@ -33,6 +33,8 @@ from twotier.store.sql_schema import VERSION
 _PG_FUNCTION = "twotier_row_version"
 #: SQLite: the table the change-recording triggers write to.
 CHANGES_TABLE = "twotier_changes"
+#: SQLite: how far each live follower has applied the changes (a bulk load waits on it).
+PROGRESS_TABLE = "twotier_follower_progress"
 #: SQLite's clock in microseconds since 1970 (julianday('now') is the statement's moment,
 #: to the millisecond, the same for every trigger the statement fires).
 _SQLITE_NOW_US = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
@@ -170,19 +172,30 @@ def change_log_sql(
 
 
 def changes_table_sql(conn: Connection) -> list[Planned]:
-    """SQLite: the changes table, if it is missing."""
-    exists = conn.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
-        {"name": CHANGES_TABLE},
-    ).first()
-    if exists is not None:
-        return []
-    return [
-        (
-            f"create table {CHANGES_TABLE} (the changes the follower reads)",
-            [
-                f"CREATE TABLE {CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "tbl TEXT NOT NULL, old TEXT, new TEXT, at REAL NOT NULL)"
-            ],
+    """SQLite: the changes table (a change with neither image is a bulk load of the table:
+    all of it may have changed), and the followers' progress through it, if missing."""
+    present = set(
+        conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars()
+    )
+    planned: list[Planned] = []
+    if CHANGES_TABLE not in present:
+        planned.append(
+            (
+                f"create table {CHANGES_TABLE} (the changes the follower reads)",
+                [
+                    f"CREATE TABLE {CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "tbl TEXT NOT NULL, old TEXT, new TEXT, at REAL NOT NULL)"
+                ],
+            )
         )
-    ]
+    if PROGRESS_TABLE not in present:
+        planned.append(
+            (
+                f"create table {PROGRESS_TABLE} (how far each follower has applied them)",
+                [
+                    f"CREATE TABLE {PROGRESS_TABLE} (follower TEXT PRIMARY KEY, "
+                    "position INTEGER NOT NULL, seen REAL NOT NULL)"
+                ],
+            )
+        )
+    return planned
