@@ -11,7 +11,7 @@ which case nothing was written).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -166,13 +166,18 @@ Authorize = Callable[[Role], None]
 
 
 async def serve(
-    service: Service, event: object, max_items: int, authorize: Authorize | None = None
+    service: Service,
+    event: object,
+    max_items: int,
+    authorize: Authorize | None = None,
+    bypass: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[int, bytes, Outcome | None]:
     """Answer an event: (statusCode, the JSON answer object, how a read was served).
 
     ``authorize`` is asked before the event's rows are looked at, so a caller without the
     role learns nothing from validation errors. Direct Lambda invocations pass none: IAM
-    decides who may invoke the function."""
+    decides who may invoke the function. ``bypass`` is awaited before a read that skips
+    the cache (USE_CACHE false): Denied past its budget."""
     try:
         if authorize is not None:
             writes = isinstance(event, dict) and event.get("REQUEST") == "write"
@@ -182,6 +187,8 @@ async def serve(
         if record is not None:  # the access line says which resource the event addressed
             record.resource = request.resource
         policy = service.resource(request.resource)
+        if request.read_by is not None and not request.use_cache and bypass is not None:
+            await bypass()
         if request.read_by is None:
             await policy.create_many(request.rows)
             return 200, b'{"statusCode":200,"body":"write success"}', None

@@ -178,4 +178,5 @@ def rules_of(settings: Settings) -> AccessRules:
         per_address=settings.rate_limit_per_address,
         burst_seconds=settings.rate_limit_burst_seconds,
         forwarded_hops=settings.trusted_proxy_hops,
+        anonymous_bypass=settings.anonymous_bypass_per_second,
     )

@@ -198,6 +198,14 @@ class Settings(BaseSettings):
         description="Requests a second each client address may make without a valid key "
         "(0: no limit).",
     )
+    anonymous_bypass_per_second: float = Field(
+        20.0,
+        ge=0,
+        description="Reads without a key that ask to skip the cache (Cache-Control: no-cache "
+        "or no-store, a batch's USE_CACHE False) served from the database per second, "
+        "across every caller without a key (in Redis when it is the cache, else per "
+        "process); past it they are answered 429. Reads with a key are not counted.",
+    )
     rate_limit_burst_seconds: float = Field(
         2.0, gt=0, description="A rate limit allows bursts of this many seconds' worth."
     )

@@ -8,6 +8,7 @@ HTTP and in Lambda).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 from twotier.access.rules import Denied
@@ -78,5 +79,8 @@ def problem_of(error: Exception) -> Problem:
             "or repeat a value fewer times",
         )
     if isinstance(error, Denied):
+        if error.retry_after is not None:
+            wait = str(max(1, math.ceil(error.retry_after)))
+            return Problem(error.status, error.detail, {"Retry-After": wait})
         return Problem(error.status, error.detail)
     raise TypeError(f"not a domain error: {error!r}")

@@ -7,6 +7,8 @@ reaches into a store or a cache. Reads and writes of a resource's rows are its p
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
@@ -23,6 +25,8 @@ from twotier.store.base import FollowerUser, LoadRows, Store, StoreUnavailable
 from twotier.telemetry import LIVE_STATE, GaugeReadings
 
 _SAMPLE_CHUNK = 5000  # rows per transaction when adding sample data
+#: Seconds a readiness check answers for (``readiness``).
+READINESS_MAX_AGE = 1.0
 
 
 class UnknownResource(LookupError):
@@ -52,6 +56,8 @@ class Service:
         #: The database's identity (``Store.identity``), known once prepared.
         self.database_id = ""
         self._follower = follower
+        self._readiness: tuple[float, dict[str, str]] | None = None  # (when, states)
+        self._checking: asyncio.Lock | None = None
 
     def resource(self, name: str) -> ResourcePolicy:
         """The reads and writes of one resource's rows; UnknownResource if none is ``name``."""
@@ -90,7 +96,19 @@ class Service:
         return await self.store.init_schema(dry_run=True)
 
     async def readiness(self) -> dict[str, str]:
-        """Each tier's state: "ok", or what is wrong with it."""
+        """Each tier's state: "ok", or what is wrong with it; from a check at most
+        ``READINESS_MAX_AGE`` seconds old, one at a time (the probe is open to anyone, and
+        each check is a round trip to each tier: any number of probes cost one a second)."""
+        self._checking = self._checking or asyncio.Lock()
+        async with self._checking:
+            checked = self._readiness
+            if checked is not None and time.monotonic() - checked[0] < READINESS_MAX_AGE:
+                return checked[1]
+            status = await self._check_tiers()
+            self._readiness = (time.monotonic(), status)
+            return status
+
+    async def _check_tiers(self) -> dict[str, str]:
         status: dict[str, str] = {}
         for name, ping, errors in (
             ("database", self.store.ping, (StoreUnavailable,)),

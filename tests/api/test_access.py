@@ -305,3 +305,55 @@ def test_an_anonymous_batch_write_is_refused_before_its_body_is_parsed(tmp_path:
         parsed = client.post("/batch", content=read, headers={"Content-Type": "application/json"})
         assert parsed.status_code == 400
         assert "malformed JSON" in parsed.json()["detail"]
+
+
+def test_reads_without_a_key_skip_the_cache_within_a_budget(tmp_path: object) -> None:
+    """Cache-Control: no-cache (or a batch's USE_CACHE false) sends a read to the database:
+    anyone could make every read a query. Without a key, within the budget; past it 429
+    with Retry-After; with a key, always."""
+    settings = settings_for(
+        "sqlite", "memory", tmp_path, anonymous_bypass_per_second=1, rate_limit_burst_seconds=2
+    )
+    for client in anonymous(settings):
+        fresh = {"Cache-Control": "no-cache"}
+        answers = [client.get("/heroes/1", headers=fresh).status_code for _ in range(3)]
+        assert answers == [404, 404, 429]
+        limited = client.get("/heroes", headers=fresh)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "skip the cache" in limited.json()["detail"]
+        uncached = {"USE_CACHE": "False", "REQUEST": "read", "SQLS": [5]}
+        refused = client.post("/batch", json=uncached)
+        assert (refused.status_code, refused.json()["statusCode"]) == (429, 429)
+        assert client.get("/heroes/1").status_code == 404  # from the cache: served
+        reader = make_key(settings.database_url, "read")
+        with_reader = with_key(reader) | fresh
+        assert [client.get("/heroes/1", headers=with_reader).status_code for _ in range(5)] == [
+            404
+        ] * 5
+
+
+def test_an_ipv6_client_is_limited_per_64(tmp_path: object) -> None:
+    """Each host gets a /64 at least: per address, one client would have 2**64 buckets."""
+    settings = settings_for(
+        "sqlite",
+        "memory",
+        tmp_path,
+        rate_limit_per_address=1,
+        rate_limit_burst_seconds=2,
+        trusted_proxy_hops=1,
+    )
+    for client in anonymous(settings):
+        forwarded = [
+            client.get("/heroes", headers={"X-Forwarded-For": address}).status_code
+            for address in (
+                "2001:db8:1:2::1",
+                "2001:db8:1:2::2",
+                "2001:db8:1:2:ffff::3",  # one /64: two in the burst, the third limited
+                "2001:db8:1:3::1",  # another /64
+                "::ffff:192.0.2.7",  # an IPv4-mapped address is that IPv4 client
+                "192.0.2.7",
+                "192.0.2.7",
+            )
+        ]
+        assert forwarded == [200, 200, 429, 200, 200, 200, 429]

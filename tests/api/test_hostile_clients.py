@@ -4,6 +4,7 @@ with its reproduction turned into a test)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -338,3 +339,29 @@ def test_readiness_names_the_tier_but_not_its_address_to_anonymous_callers(
         assert str(port) not in anonymous.text
         detailed = client.get("/readyz").json()
         assert str(port) in detailed["cache"]
+
+
+def test_readiness_is_checked_at_most_once_a_second(tmp_path: object) -> None:
+    """/readyz is open to anyone and each check is a round trip to each tier: any number of
+    probes within a second cost one check, whose answer they share."""
+    settings = settings_for("sqlite", "memory", tmp_path)
+    for client in serve(settings, role=None):
+        _probed_fifty_times(client)
+
+
+def _probed_fifty_times(client: TestClient) -> None:
+    store = client.app.state.service.store  # type: ignore[attr-defined]
+    pings = []
+    real = store.ping
+
+    async def counted() -> None:
+        pings.append(time.monotonic())
+        await real()
+
+    store.ping = counted
+    answers = [client.get("/readyz").status_code for _ in range(50)]
+    assert answers == [200] * 50
+    assert len(pings) <= 2, pings  # one check, or two if a second turned meanwhile
+    time.sleep(1.1)
+    client.get("/readyz")
+    assert len(pings) >= 2

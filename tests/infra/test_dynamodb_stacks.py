@@ -170,6 +170,7 @@ def test_declared_resources_each_get_a_table_with_their_indexes(tmp_path: Path) 
         "shop_superheroes",
         "shop_products",
         "shop_events",
+        "shop_things",
         "shop_twotier_api_keys",
         "shop_twotier_meta",
     }

@@ -7,18 +7,21 @@ from dataclasses import dataclass
 from twotier.access.keyring import KeyRing, Principal
 from twotier.access.keys import Role
 from twotier.access.rate_limit import RateLimiter
+from twotier.cache.base import CacheUnavailable
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 _OPEN_PREFIXES = ("/docs/", "/static-offline-docs/")
 
 
 class Denied(Exception):
-    """A request its caller may not make: 401 (no valid key) or 403 (role too low)."""
+    """A request its caller may not make: 401 (no valid key), 403 (role too low), 429 (a
+    budget spent: ``retry_after`` seconds)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class AccessRules:
     per_address: float = 0.0
     burst_seconds: float = 2.0  # a full bucket holds this many seconds' worth
     forwarded_hops: int = 0  # proxies in front whose X-Forwarded-For entries to trust
+    anonymous_bypass: float = 20.0  # reads a second without a key that skip the cache
 
     def role_for(self, method: str, path: str) -> Role | None:
         """The role a request needs (None: anyone may), judged before its body is read."""
@@ -70,3 +74,29 @@ class Access:
     rules: AccessRules
     keyring: KeyRing
     limiter: RateLimiter
+
+    async def may_bypass(self, principal: Principal | None) -> None:
+        """A read that skips the cache: Denied (429) past the budget of such reads without a
+        key (anyone can ask for them, and each is a database query); with a key, always."""
+        rate = self.rules.anonymous_bypass
+        if principal is not None:
+            return
+        if rate <= 0:
+            raise Denied(
+                429,
+                "reads without an API key are served from the cache: drop Cache-Control "
+                "no-cache, or send a key",
+            )
+        try:
+            wait = await self.limiter.acquire(
+                "bypass:anonymous", rate, max(1.0, rate * self.rules.burst_seconds)
+            )
+        except CacheUnavailable:
+            return  # the shared buckets are down: as with the rate limits, let it through
+        if wait > 0:
+            raise Denied(
+                429,
+                f"too many reads without an API key skip the cache ({rate:g} a second): drop "
+                f"Cache-Control no-cache, or send a key; retry after {wait:.2f} s",
+                retry_after=wait,
+            )

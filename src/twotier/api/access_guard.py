@@ -13,6 +13,7 @@ reached, requests go on: a cache fault must not take the API down.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 
@@ -99,7 +100,7 @@ class AccessGuard:
             identity, rate = f"key:{principal.key_id}", rules.per_key
         else:
             identity, rate = (
-                f"addr:{client_address(scope, rules.forwarded_hops)}",
+                f"addr:{address_bucket(client_address(scope, rules.forwarded_hops))}",
                 rules.per_address,
             )
         if rate <= 0:
@@ -135,6 +136,20 @@ def presented_key(scope: Scope) -> str | None:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             return value[7:].decode("latin-1").strip() or None
     return None
+
+
+def address_bucket(address: str) -> str:
+    """The rate limit's bucket of a client address: an IPv4 address its own, an IPv6 one
+    its /64 (a host is handed a /64 at least, and would otherwise have 2⁶⁴ buckets)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address ("unknown"): a bucket of its own
+    if parsed.version == 6:
+        if parsed.ipv4_mapped is not None:  # ::ffff:a.b.c.d is that IPv4 client
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def client_address(scope: Scope, forwarded_hops: int) -> str:

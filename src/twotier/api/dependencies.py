@@ -10,7 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.types import Scope
 
+from twotier.access.rules import Access
+from twotier.api.access_guard import PRINCIPAL_KEY
 from twotier.api.cache_control import wants_cache
 from twotier.service import Service
 
@@ -24,11 +27,24 @@ async def use_cache(
     request: Request,
     cache_control: Annotated[
         str | None,
-        Header(description="`no-cache` (or `no-store`) serves the read from the database."),
+        Header(
+            description="`no-cache` (or `no-store`) serves the read from the database (without "
+            "a key, within TWOTIER_ANONYMOUS_BYPASS_PER_SECOND: else 429)."
+        ),
     ] = None,
 ) -> bool:
     # The parameter documents the header; every line of it is read, as the hot path does.
-    return wants_cache(request.scope["headers"])
+    if wants_cache(request.scope["headers"]):
+        return True
+    await bypassing(request.scope)
+    return False
+
+
+async def bypassing(scope: Scope) -> None:
+    """A read that skips the cache: Denied (429) past the budget of those without a key."""
+    access: Access | None = getattr(scope["app"].state, "access", None)
+    if access is not None:
+        await access.may_bypass(scope.get(PRINCIPAL_KEY))
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

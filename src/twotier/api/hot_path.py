@@ -34,6 +34,7 @@ from twotier.api.access_guard import authorize_scope
 from twotier.api.body_guard import PARSED_BODY
 from twotier.api.cache_control import wants_cache
 from twotier.api.conditional import tags
+from twotier.api.dependencies import bypassing
 from twotier.api.errors import problem
 from twotier.api.observe import ROUTE_KEY
 from twotier.api.paths import app_path
@@ -79,6 +80,7 @@ class HotPath:
             scope[PARSED_BODY],
             app.state.settings.batch_max_items,
             lambda role: authorize_scope(scope, role),
+            lambda: bypassing(scope),
         )
         await batch_response(status, body, outcome)(scope, receive, send)
 

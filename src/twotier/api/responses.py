@@ -59,6 +59,8 @@ def batch_response(status: int, body: bytes, outcome: Outcome | None) -> Respons
     headers = {"X-Cache": outcome.value} if outcome else {}
     if status == 503:
         headers["Retry-After"] = RETRY_AFTER_SECONDS
+    elif status == 429:
+        headers["Retry-After"] = "1"
     elif status == 401:
         headers["WWW-Authenticate"] = CHALLENGE
     return Response(body, status, headers, media_type=JSON)
