@@ -14,6 +14,7 @@ value.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -91,7 +92,8 @@ class EmfExporter:
                         yield labels, name, "Milliseconds", [mean_ms] * min(int(count), _MAX_VALUES)
             elif family.type == "gauge":
                 for sample in family.samples:
-                    yield tuple(sorted(sample.labels.items())), name, "None", sample.value
+                    if not math.isnan(sample.value):  # no value (a follower standing by)
+                        yield tuple(sorted(sample.labels.items())), name, "None", sample.value
 
 
 def _document(

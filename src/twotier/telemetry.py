@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -88,6 +89,13 @@ FOLLOW_RETAINED = Gauge(
     "its last saved position.",
     registry=REGISTRY,
 )
+FOLLOW_HEARD = Gauge(
+    "twotier_follow_heartbeat_age_seconds",
+    "Seconds since the follower holding the lease last heard from the change log (a change "
+    "or a heartbeat, every second while the log is healthy); none while standing by.",
+    registry=REGISTRY,
+)
+FOLLOW_HEARD.set(math.nan)
 FOLLOW_RESETS = Counter(
     "twotier_follow_resets",
     "Times the follower emptied the cache and followed from the log's end (no position, or "

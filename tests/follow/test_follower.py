@@ -7,8 +7,10 @@ follower follows at a time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import math
 import sqlite3
 import subprocess
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from tests.blackhole import BlackHoleProxy
 from tests.conftest import SERVER_URLS, cache_url, redis_namespace, require
 from tests.heroes import hero
 from tests.own_servers import OwnMariaDB, OwnPostgres
@@ -30,7 +33,13 @@ from twotier.follow.pg_logical import slot_name
 from twotier.follow.sources import change_log_for
 from twotier.policy import Outcome
 from twotier.service import Service
-from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS, FOLLOW_RETAINED
+from twotier.telemetry import (
+    FOLLOW_APPLIED,
+    FOLLOW_HEARD,
+    FOLLOW_LAG,
+    FOLLOW_RESETS,
+    FOLLOW_RETAINED,
+)
 
 #: Liveness, not speed: how long to wait for what must happen (no test relies on less).
 PATIENCE = 30.0
@@ -362,6 +371,36 @@ async def test_the_follower_reports_its_lag_as_emf() -> None:
     assert next(d["FollowChanges"] for d in documents if "FollowChanges" in d) == 3
 
 
+async def test_the_holder_reports_how_long_ago_it_heard_the_log() -> None:
+    """The heartbeat's age, from the follower that holds the lease (the alarm on it treats
+    no data as breaching: no follower holds the lease); none while standing by."""
+    out = io.StringIO()
+    FOLLOW_HEARD.set(math.nan)  # standing by: nothing written
+    await report_emf_once(out)
+    assert "FollowHeartbeatAge" not in out.getvalue()
+    heard = time.monotonic() - 2.5
+    FOLLOW_HEARD.set_function(lambda: time.monotonic() - heard)  # as a holder sets it
+    try:
+        await report_emf_once(out)
+    finally:
+        FOLLOW_HEARD.set(math.nan)
+    ages = [
+        json.loads(line)["FollowHeartbeatAge"]
+        for line in out.getvalue().splitlines()
+        if "FollowHeartbeatAge" in line
+    ]
+    assert ages
+    assert all(2.5 <= age < 60 for age in ages)
+
+
+async def report_emf_once(out: io.StringIO) -> None:
+    stop = asyncio.Event()
+    reporting = asyncio.create_task(report_emf(stop, 0.05, out))
+    await asyncio.sleep(0.08)
+    stop.set()
+    await reporting
+
+
 async def test_a_bulk_load_on_sqlite_records_one_change_and_keeps_recording(
     tmp_path: Path,
 ) -> None:
@@ -389,3 +428,52 @@ async def test_a_bulk_load_on_sqlite_records_one_change_and_keeps_recording(
         assert changes() > 1  # recorded (twice: the version trigger's own update too)
     finally:
         await service.close()
+
+
+async def test_a_follower_on_a_dead_link_hands_over(
+    binlog_mariadb: OwnMariaDB, tmp_path: Path
+) -> None:
+    """The holder's link to the binary log dies half-open (a proxy of the test's own that
+    swallows everything, answering nothing): no event, no heartbeat, no error. It gives the
+    lease up after five silent seconds and a standby on a sound link takes over from the
+    saved position: a write made meanwhile, beside twotier, reaches the cache. Before, the
+    holder waited on its socket for ever, renewing its lease, and the write stayed stale."""
+    require("redis")
+    namespace = redis_namespace()
+
+    def service_at(port: int) -> Service:
+        url = f"mysql://root@127.0.0.1:{port}/superhero_db"
+        return build_service(
+            Settings(database_url=url, cache_url=cache_url("redis"), cache_namespace=namespace)
+        )
+
+    database = Database("mariadb", binlog_mariadb.url, binlog_mariadb.port)
+    database.namespace = namespace
+    with BlackHoleProxy(binlog_mariadb.port) as proxy:
+        async with made_anew(service_at(binlog_mariadb.port)) as direct:
+            through_proxy = service_at(proxy.port)
+            await through_proxy.prepare(schema=False)
+            try:
+                holder = Running(through_proxy, database, lease=2.0)
+                await holder.following()
+                standby = Running(direct, database, lease=2.0)
+                made = await direct.resource("heroes").create(hero("Ann"))
+                assert (await read(direct, made["id"]))[1] is Outcome.HIT
+                assert not standby.follower.following
+
+                proxy.swallow()
+                database.sql("UPDATE superheroes SET name = 'Bea' WHERE id = ?", made["id"])
+
+                async def fresh() -> bool:
+                    body, _ = await read(direct, made["id"])
+                    return body is not None and b'"Bea"' in body
+
+                await eventually(fresh, "the standby takes over and applies the write")
+                assert standby.follower.following
+                assert not holder.follower.following
+                await standby.stop()
+                holder.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await holder.task
+            finally:
+                await through_proxy.close()

@@ -146,6 +146,17 @@ def check_follower(template: assertions.Template, image: str, engine: str = "aur
         "AWS::CloudWatch::Alarm",
         {"MetricName": "FollowLag", "Namespace": "twotier", "Threshold": 5000},
     )
+    # A follower that cannot hear the log (a half-open link, none holding the lease) alarms;
+    # no line at all is no follower at all: missing data breaches.
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "FollowHeartbeatAge",
+            "Namespace": "twotier",
+            "Threshold": 30,
+            "TreatMissingData": "breaching",
+        },
+    )
     template.has_resource_properties(
         "AWS::RDS::DBClusterParameterGroup", {"Parameters": AURORA[engine][1]}
     )

@@ -24,6 +24,8 @@ from twotier_infra.data_tier import DataTier
 #: Seconds of lag (the worst minute's) that sound the alarm: writes that bypass twotier
 #: reach the cache that late.
 LAG_ALARM_SECONDS = 5
+#: Seconds the follower holding the lease may go without hearing the change log.
+SILENCE_ALARM_SECONDS = 30
 
 
 class Follower(Construct):
@@ -61,6 +63,31 @@ class Follower(Construct):
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
         lag_alarm(self)
+        silence_alarm(self)
+
+
+def silence_alarm(scope: Construct) -> None:
+    """No follower hears the database's change log: ``FollowHeartbeatAge`` (EMF, written
+    each minute by the follower holding the lease; every log sends a heartbeat a second)
+    over half a minute, or no such line at all (no follower holds the lease, or none
+    runs): missing data breaches. The follower itself gives the lease up after five silent
+    seconds, so this fires only when no follower can hear the log."""
+    cloudwatch.Alarm(
+        scope,
+        "Silence",
+        metric=cloudwatch.Metric(
+            namespace="twotier",
+            metric_name="FollowHeartbeatAge",
+            statistic="Maximum",
+            period=Duration.minutes(2),  # a line a minute: two periods never miss both
+        ),
+        threshold=SILENCE_ALARM_SECONDS,
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        alarm_description="no follower hears the database's change log (heartbeat age, or "
+        "no follower reporting)",
+        treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+    )
 
 
 def lag_alarm(scope: Construct) -> None:

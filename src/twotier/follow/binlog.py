@@ -45,6 +45,8 @@ _POSITION_GONE = 1236
 #: Seconds between the server's heartbeats while nothing is written: how soon a stop or a
 #: lost link is noticed when the log is quiet.
 _HEARTBEAT = 1.0
+#: Seconds a read of the log may wait (several heartbeats).
+_READ_TIMEOUT = 5.0
 
 
 class BinlogChangeLog:
@@ -60,6 +62,11 @@ class BinlogChangeLog:
             "port": url.port or 3306,
             "user": url.username or "root",
             "password": url.password or "",
+            "connect_timeout": store.timeout,
+            # The server sends a heartbeat every second while the log is quiet: a read that
+            # waits longer than a few is on a link that is gone (half-open), and would wait
+            # for ever without this.
+            "read_timeout": _READ_TIMEOUT,
         }
         if store.tls is not None:
             self._settings["ssl"] = store.tls
@@ -74,13 +81,20 @@ class BinlogChangeLog:
         """Refuse a server whose log the follower cannot use, saying what to set."""
         async with self._store.connect() as conn:  # faults as StoreUnavailable
             found = (
-                await conn.execute(text("SELECT @@log_bin, @@binlog_format, @@binlog_row_image"))
+                await conn.execute(
+                    text(
+                        "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, "
+                        "@@lower_case_table_names"
+                    )
+                )
             ).one()
             try:
                 metadata = await conn.scalar(text("SELECT @@binlog_row_metadata"))
             except exc.DBAPIError:  # an older server has no such variable: names from schema
                 metadata = None
-        log_bin, row_format, image = found
+        log_bin, row_format, image, folded = found
+        if int(folded or 0):  # the log names tables in lower case (sql_names)
+            self._tables = {name.lower(): rows for name, rows in self._tables.items()}
         wrong = []
         if not int(log_bin):
             wrong.append("log_bin is off (start the server with --log-bin)")

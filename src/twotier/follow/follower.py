@@ -18,6 +18,13 @@ The position is stored after the changes before it are in the cache, at most eve
 resource's policy, exactly as write-throughs (one cache round trip where the cache can); a
 cache that does not answer stops the follower where it is, to retry from the last position
 saved.
+
+**Hearing the log.** Every change log sends a batch at least every second while it is
+healthy (heartbeats while quiet). A holder that hears nothing for ``_SILENCE`` seconds (a
+link half-open: the server gone without a word, a firewall dropping packets) gives the
+lease up, so that a follower on a sound link takes over, and waits a lease before it tries
+again: the handover takes at most ``_SILENCE`` and a standby's next try. How long ago the
+holder last heard the log is ``twotier_follow_heartbeat_age_seconds``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import sys
@@ -47,7 +55,7 @@ from twotier.follow.changes import (
 from twotier.resources import Record
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
-from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS
+from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_HEARD, FOLLOW_LAG, FOLLOW_RESETS
 
 log = logging.getLogger("twotier.follow")
 
@@ -62,10 +70,19 @@ _REFRESH_EVERY = 60.0
 _POSITION_TTL = 7 * 24 * 3600.0
 #: Waits between attempts while a tier is down, growing to the last.
 _BACKOFF = (0.2, 0.5, 1.0, 2.0)
+#: Seconds without a batch (a change or a heartbeat: each log sends one every second) after
+#: which the log is taken for gone.
+_SILENCE = 5.0
+#: A lease given up: held for this long more, which is no time at all.
+_LET_GO = 0.001
 
 
 class LeaseLost(Exception):
     """Another follower holds the lease now."""
+
+
+class LogSilent(ChangeLogUnavailable):
+    """Nothing came from the change log for ``_SILENCE`` seconds: the link is gone."""
 
 
 class Follower:
@@ -90,11 +107,13 @@ class Follower:
         self._held_until = 0.0
         self._saved_at = 0.0
         self._saved: str | None = None
+        self._heard = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow whenever this follower holds the lease, until ``stop`` is set."""
         failures = 0
         while not stop.is_set():
+            given_up = False
             try:
                 if await self._cache.hold(self._lease_key, self.owner, self._lease):
                     self._held_until = time.monotonic() + self._lease
@@ -105,7 +124,11 @@ class Follower:
                 failures = 0
             except LeaseLost:
                 log.warning("lease lost to another follower: standing by")
-            except (CacheUnavailable, ChangeLogUnavailable, StoreUnavailable) as error:
+            except (ChangeLogUnavailable, StoreUnavailable) as error:
+                failures += 1
+                log.warning("follower paused, lease given up: %s", error)
+                given_up = True
+            except CacheUnavailable as error:
                 failures += 1
                 log.warning("follower paused: %s", error)
             except FollowRefused:
@@ -115,22 +138,34 @@ class Follower:
                 log.exception("follower failed; starting again from its saved position")
             finally:
                 self.following = False
+                FOLLOW_HEARD.set(math.nan)
+            if given_up:
+                # Another follower may hear the log (its link sound): let it take over.
+                await self._let_go()
+                await _wait(stop, self._lease)
             await _wait(stop, _BACKOFF[min(failures, len(_BACKOFF) - 1)] if failures else 1.0)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         position = await self._position()
         batches = self._log.batches(position)
         self.following = True
+        self._heard = time.monotonic()
+        FOLLOW_HEARD.set_function(lambda: time.monotonic() - self._heard)
         # The next batch, awaited across renewals: cancelling a wait on the log would end it.
         pending: asyncio.Future[Batch] | None = None
         try:
             while not stop.is_set():
                 if pending is None:
                     pending = asyncio.ensure_future(anext(batches))
-                done, _ = await asyncio.wait({pending}, timeout=self._lease / 5)
+                wait = min(self._lease / 5, _SILENCE)
+                done, _ = await asyncio.wait({pending}, timeout=wait)
                 if not done:
+                    silent = time.monotonic() - self._heard
+                    if silent >= _SILENCE:  # renewing now would keep a dead link the leader
+                        raise LogSilent(f"nothing from the {self._log.name} for {silent:.1f} s")
                     await self._renew()
                     continue
+                self._heard = time.monotonic()
                 try:
                     batch = pending.result()
                 except PositionLost as error:
@@ -175,6 +210,13 @@ class Follower:
             # A bulk load: any row of the table may have changed or gone.
             log.info("a table was loaded whole: emptying the cache")
             await self._reset(batch.position)
+
+    async def _let_go(self) -> None:
+        """Give the lease up at once, if this follower still holds it (best effort: else it
+        ends with its time)."""
+        with contextlib.suppress(CacheUnavailable):
+            await self._cache.hold(self._lease_key, self.owner, _LET_GO)
+        self._held_until = 0.0
 
     async def _renew(self) -> None:
         now = time.monotonic()
