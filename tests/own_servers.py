@@ -53,10 +53,14 @@ class _OwnProcess:
 class OwnRedis(_OwnProcess):
     """A redis-server of the test's own, that the test may kill, freeze and restart."""
 
-    def __init__(self, workdir: Path, pki: Pki | None = None) -> None:
+    def __init__(
+        self, workdir: Path, pki: Pki | None = None, *, user: tuple[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.pki = pki  # with one: TLS only, on self.port
+        # With one: that user alone may connect (its password), the default user is off.
+        self.user = user
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,6 +84,7 @@ class OwnRedis(_OwnProcess):
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self._users(),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -101,8 +106,28 @@ class OwnRedis(_OwnProcess):
             return ["--port", str(self.port)]
         return redis_tls_listen(self.pki, self.port)
 
+    def _users(self) -> list[str]:
+        if self.user is None:
+            return []
+        name, password = self.user
+        return [
+            "--user",
+            "default",
+            "off",
+            "--user",
+            name,
+            "on",
+            f">{password}",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+
     def _client_args(self) -> list[str]:
-        return [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
+        tls = [] if self.pki is None else ["--tls", "--cacert", str(self.pki.ca)]
+        if self.user is None:
+            return tls
+        return [*tls, "--user", self.user[0], "--pass", self.user[1], "--no-auth-warning"]
 
 
 class OwnMariaDB:

@@ -379,3 +379,26 @@ def test_a_load_beside_a_running_server_leaves_nothing_stale(tmp_path: Path) -> 
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_a_server_reports_its_metrics_and_readiness_as_emf(tmp_path: Path) -> None:
+    """In a container, CloudWatch reads the server's figures from stdout (EMF): readiness
+    (what the CDK stack alarms on, since the load balancer checks only liveness), and the
+    cache's hits and misses (its hit-ratio alarm)."""
+    env = environment(settings_for("sqlite", "memory", tmp_path))
+    assert run(["db", "init"], env, tmp_path).returncode == 0
+    process, url = start_server([], env | {"TWOTIER_EMF_EVERY": "0.2"}, tmp_path)
+    try:
+        for _ in range(2):
+            httpx.get(f"{url}/heroes/1")
+        time.sleep(0.6)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    documents = [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    assert any(document.get("Ready") == 1.0 for document in documents), output
+    assert any("CacheHits" in document for document in documents), output

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url
 
 from tests.conftest import SERVER_URLS, database_url
-from twotier.bootstrap import build_store, follower_user
+from tests.own_servers import OwnRedis
+from twotier.bootstrap import build_cache, build_store, follower_user
+from twotier.cache.base import CacheUnavailable
 from twotier.config import Settings
 from twotier.store.base import FollowerUser
 from twotier.store.sql import SQLStore
@@ -106,3 +109,28 @@ def test_the_followers_user_comes_from_its_secret(secrets_manager: str) -> None:
                 follower_secret_arn=create_secret({"username": "twotier_follower"}),
             )
         )
+
+
+async def test_the_cache_connects_with_the_secret(secrets_manager: str, tmp_path: Path) -> None:
+    """An ElastiCache user's name and password from Secrets Manager (as the CDK stacks
+    make them), never in TWOTIER_CACHE_URL: a Redis of the test's own that takes that user
+    alone (its default user off)."""
+    redis = OwnRedis(tmp_path, user=("twotier", "a-long-secret-of-the-cache"))
+    redis.start()
+    try:
+        arn = create_secret({"username": "twotier", "password": "a-long-secret-of-the-cache"})
+        with_secret = Settings(cache_url=redis.url, cache_secret_arn=arn)
+        cache = build_cache(with_secret)
+        try:
+            await cache.ping()
+        finally:
+            await cache.close()
+        without = build_cache(Settings(cache_url=redis.url))
+        try:
+            with pytest.raises(CacheUnavailable):
+                await without.ping()
+        finally:
+            await without.close()
+        assert "a-long-secret" not in with_secret.model_dump_json()
+    finally:
+        redis.kill()

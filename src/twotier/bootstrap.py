@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from twotier.access.rate_limit import MemoryRateLimiter, RateLimiter
 from twotier.access.rules import Access, AccessRules
@@ -73,25 +73,46 @@ def follower_user(settings: Settings) -> FollowerUser | None:
         from twotier.store.sql_follower import check_user_name
 
         secret = read_secret(settings.follower_secret_arn, "follower", ("username", "password"))
-        return FollowerUser(check_user_name(str(secret["username"])), str(secret["password"]))
+        name = check_user_name(str(secret["username"]))
+        return FollowerUser(name, str(secret["password"]), settings.follower_host)
     if settings.follower_user and settings.follower_password:
-        return FollowerUser(settings.follower_user, settings.follower_password.get_secret_value())
+        password = settings.follower_password.get_secret_value()
+        return FollowerUser(settings.follower_user, password, settings.follower_host)
     return None
 
 
-def _redis(settings: Settings) -> RedisClient | None:
-    """The Redis connection pool the cache and the rate limits share (None: no Redis)."""
-    if urlsplit(settings.cache_url).scheme not in _REDIS_SCHEMES:
+def cache_url(settings: Settings) -> str:
+    """The cache's URL, with the credentials of TWOTIER_CACHE_SECRET_ARN if it names a
+    secret (read now)."""
+    if not settings.cache_secret_arn:
+        return settings.cache_url
+    from twotier.secrets import read_secret
+
+    secret = read_secret(settings.cache_secret_arn, "cache", ("password",))
+    parts = urlsplit(settings.cache_url)
+    user = quote(str(secret.get("username", "")), safe="")
+    where = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{quote(str(secret['password']), safe='')}@{where}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _redis(settings: Settings, url: str) -> RedisClient | None:
+    """The Redis connection pool the cache and the rate limits share (None: no Redis);
+    ``url``: the cache's, with its credentials (``cache_url``)."""
+    if urlsplit(url).scheme not in _REDIS_SCHEMES:
         return None
     try:
         from twotier.cache.redis_client import redis_client
     except ImportError as error:  # pragma: no cover - depends on the install
         raise RuntimeError("a Redis cache needs the extra: pip install 'twotier[redis]'") from error
-    return redis_client(settings.cache_url, settings.cache_timeout)
+    return redis_client(url, settings.cache_timeout)
 
 
-def build_cache(settings: Settings, client: Any = None) -> Cache:
-    scheme = urlsplit(settings.cache_url).scheme
+def build_cache(settings: Settings, client: Any = None, url: str | None = None) -> Cache:
+    """The cache the settings name; ``url`` (default: read now) the cache's with its
+    credentials, ``client`` a Redis pool to share."""
+    url = url if url is not None else cache_url(settings)
+    scheme = urlsplit(url).scheme
     if scheme == "memory":
         from twotier.cache.memory import MemoryCache
 
@@ -100,10 +121,10 @@ def build_cache(settings: Settings, client: Any = None) -> Cache:
         from twotier.cache.redis import RedisCache
 
         shared = RedisCache(
-            settings.cache_url,
+            url,
             namespace=settings.cache_namespace,
             timeout=settings.cache_timeout,
-            client=client if client is not None else _redis(settings),
+            client=client if client is not None else _redis(settings, url),
             replica_wait=settings.cache_replica_wait,
         )
         if not settings.near_cache_ttl:
@@ -142,9 +163,10 @@ def compose(settings: Settings) -> Composition:
     cache and the rate limits)."""
     resources = declared_resources(settings)
     tuning = tuning_of(settings)
-    client = _redis(settings)
+    url = cache_url(settings)
+    client = _redis(settings, url)
     cache = ResilientCache(
-        build_cache(settings, client),
+        build_cache(settings, client, url),
         generation_ttl=tuning.generation_ttl,
         shards_fail_alone=urlsplit(settings.cache_url).scheme.endswith("+cluster"),
     )

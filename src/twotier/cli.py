@@ -144,7 +144,8 @@ def follow(
     PostgreSQL: logical decoding; SQLite: its change table; DynamoDB: Streams) and
     invalidate what each committed change makes stale, whoever wrote it. Runs until
     stopped (SIGTERM, Ctrl-C); any number may run, one follows (a lease in the cache)."""
-    from twotier.follow.follower import Follower, report_emf
+    from twotier.emf import report_every
+    from twotier.follow.follower import Follower
     from twotier.follow.sources import change_log_for
 
     logs.configure(log_level.value)
@@ -162,7 +163,7 @@ def follow(
                 loop.add_signal_handler(number, stop.set)
             work = [Follower(service, change_log, lease=lease).run(stop)]
             if emf_every:
-                work.append(report_emf(stop, emf_every))
+                work.append(report_every(stop, emf_every))
             try:
                 await asyncio.gather(*work)
             finally:

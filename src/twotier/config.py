@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         "(TLS), or redis+cluster://HOST:PORT, rediss+cluster://... (Redis Cluster: any node "
         "or the configuration endpoint).",
     )
+    cache_secret_arn: str | None = Field(
+        None,
+        description="AWS Secrets Manager secret with the cache's credentials (JSON: password, "
+        "and username for an ElastiCache user), put into TWOTIER_CACHE_URL at start-up so "
+        "they never sit in configuration (the CDK stacks make it).",
+    )
     cache_namespace: str = Field(
         "twotier",
         min_length=1,
@@ -137,6 +143,12 @@ class Settings(BaseSettings):
         None,
         description="AWS Secrets Manager secret (JSON: username, password) of the follower's "
         "user, instead of TWOTIER_FOLLOWER_USER and TWOTIER_FOLLOWER_PASSWORD.",
+    )
+    follower_host: str = Field(
+        "%",
+        description="MySQL, MariaDB: where the follower's user may connect from, as MySQL "
+        "names hosts ('%': anywhere), or a network (10.0.0.0/16: the CDK stacks give their "
+        "VPC's). Its accounts at other hosts are dropped.",
     )
 
     page_limit_default: int = Field(
@@ -220,6 +232,12 @@ class Settings(BaseSettings):
         "info", description="Least severe log level written (JSON lines on stdout)."
     )
     access_log: bool = Field(True, description="Write one JSON log line per request.")
+    emf_every: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds between CloudWatch EMF lines of the server's metrics on stdout "
+        "(each worker's), readiness among them (0: none; the CDK container stack sets 60).",
+    )
     docs: Literal["open", "off"] = Field(
         "open",
         description="open: /docs, /redoc and /openapi.json are served to anyone; off: none of "

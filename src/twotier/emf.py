@@ -1,8 +1,10 @@
-"""The Prometheus figures as CloudWatch Embedded Metric Format (EMF), for Lambda.
+"""The Prometheus figures as CloudWatch Embedded Metric Format (EMF), for Lambda and ECS.
 
 A Lambda function has no /metrics to scrape. After each invocation the runtime writes what
 changed since the last one as EMF documents, one JSON line each, on stdout; CloudWatch Logs
-turns them into metrics in the ``twotier`` namespace. Names follow CloudWatch habits:
+turns them into metrics in the ``twotier`` namespace. A server or a follower in a container
+writes them every so often instead (``report_every``: the CDK stacks' ECS tasks, whose log
+driver takes stdout to CloudWatch). Names follow CloudWatch habits:
 ``twotier_cache_hits_total{operation}`` becomes ``CacheHits`` with an ``Operation``
 dimension, latency histograms become ``…Duration`` in milliseconds. Every metric is also
 published without dimensions, so that an alarm can watch the total.
@@ -14,10 +16,13 @@ value.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TextIO
 
 import orjson
@@ -118,3 +123,20 @@ def _document(
         **dimensions,
         **{name: value for name, (_, value) in metrics.items()},
     }
+
+
+async def report_every(
+    stop: asyncio.Event,
+    every: float,
+    out: TextIO = sys.stdout,
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Every ``every`` seconds until ``stop``, what changed in the metrics as EMF lines on
+    ``out``; ``before`` brings the gauges it owns up to date first."""
+    exporter = EmfExporter()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        if before is not None:
+            await before()
+        exporter.write(out)

@@ -89,6 +89,13 @@ FOLLOW_RETAINED = Gauge(
     "its last saved position.",
     registry=REGISTRY,
 )
+READY = Gauge(
+    "twotier_ready",
+    "1 while the database and the cache both answer (as /readyz says), else 0; written by "
+    "servers reporting EMF (TWOTIER_EMF_EVERY).",
+    registry=REGISTRY,
+)
+READY.set(math.nan)
 FOLLOW_HEARD = Gauge(
     "twotier_follow_heartbeat_age_seconds",
     "Seconds since the follower holding the lease last heard from the change log (a change "

@@ -27,8 +27,9 @@ from tests.heroes import hero
 from tests.own_servers import OwnMariaDB, OwnPostgres
 from twotier.bootstrap import build_service
 from twotier.config import Settings
+from twotier.emf import report_every as report_emf
 from twotier.follow.changes import FollowRefused
-from twotier.follow.follower import POSITION_KEY, Follower, report_emf
+from twotier.follow.follower import POSITION_KEY, Follower
 from twotier.follow.pg_logical import slot_name
 from twotier.follow.sources import change_log_for
 from twotier.policy import Outcome

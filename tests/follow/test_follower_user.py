@@ -160,3 +160,54 @@ async def test_a_new_password_takes_over(admin: Service, admin_url: str) -> None
 def test_a_follower_user_that_cannot_be_is_refused(settings: dict[str, str], refusal: str) -> None:
     with pytest.raises(ValidationError, match=refusal):
         Settings(**settings)  # type: ignore[arg-type]
+
+
+async def test_the_followers_user_connects_only_from_its_network(
+    binlog_mariadb: OwnMariaDB,
+) -> None:
+    """MySQL: the follower's user at its host (a network given as 10.0.0.0/16 is MySQL's
+    10.0.0.0/255.255.0.0); its account at any other host (the '%' of before) is dropped,
+    and from outside that network it cannot connect at all."""
+    require("redis")
+    url = binlog_mariadb.url
+    namespace = redis_namespace()
+
+    def hosts() -> list[str]:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=binlog_mariadb.port, user="root")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT Host FROM mysql.user WHERE User = %s", (FOLLOWER,))
+                return sorted(row[0] for row in cursor.fetchall())
+        finally:
+            conn.close()
+
+    async with made_anew(service(url, namespace, AWKWARD)):
+        assert hosts() == ["%"]
+        for network, allowed in (("10.0.0.0/16", False), ("127.0.0.0/8", True)):
+            narrowed = build_service(
+                Settings(
+                    database_url=url,
+                    cache_url=SERVER_URLS["redis"],
+                    cache_namespace=namespace,
+                    follower_user=FOLLOWER,
+                    follower_password=AWKWARD,
+                    follower_host=network,
+                )
+            )
+            try:
+                await narrowed.prepare()
+            finally:
+                await narrowed.close()
+            address, mask = network.split("/")
+            assert hosts() == [f"{address}/{'255.255.0.0' if mask == '16' else '255.0.0.0'}"]
+            store = SQLStore(as_follower(url, AWKWARD), [])
+            try:
+                if allowed:
+                    await store.identity()
+                else:
+                    with pytest.raises(Exception, match=r"not allowed|denied|Host"):
+                        await store.identity()
+            finally:
+                await store.close()

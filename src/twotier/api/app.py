@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import logging
@@ -29,10 +30,13 @@ from twotier.api.routes import admin, batch, health, metrics
 from twotier.api.routes.resources import resource_router
 from twotier.bootstrap import Composition, compose, declared_resources, rules_of
 from twotier.config import Settings, get_settings
+from twotier.emf import report_every
 from twotier.follow.follower import following
 from twotier.logs import redacted_url
 from twotier.resources import default_resource
+from twotier.service import Service
 from twotier.store.base import StoreUnavailable
+from twotier.telemetry import READY
 
 log = logging.getLogger("twotier")
 
@@ -61,7 +65,7 @@ def create_app(
             app.state.access = owned.access
             log_start(settings)
             await hint_at_keys(owned.access)
-            async with following(owned.service, settings):
+            async with following(owned.service, settings), reporting(owned.service, settings):
                 # Everything made so far lives as long as the process: keep it out of the
                 # collector's reach, so full collections stay short (tail latency).
                 gc.freeze()
@@ -157,6 +161,28 @@ def serve_app() -> FastAPI:
     settings = get_settings()
     logs.configure(settings.log_level, buffered=True)
     return create_app(settings)
+
+
+@asynccontextmanager
+async def reporting(service: Service, settings: Settings) -> AsyncIterator[None]:
+    """The server's metrics as EMF lines every TWOTIER_EMF_EVERY seconds (none: 0), its
+    readiness among them, for as long as this lasts."""
+    if not settings.emf_every:
+        yield
+        return
+
+    async def ready() -> None:
+        states = await service.readiness()
+        READY.set(1.0 if all(state == "ok" for state in states.values()) else 0.0)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(report_every(stop, settings.emf_every, before=ready))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait({task}, timeout=5)
+        task.cancel()
 
 
 def log_start(settings: Settings) -> None:

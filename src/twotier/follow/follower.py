@@ -35,12 +35,10 @@ import logging
 import math
 import os
 import secrets
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TextIO
 
 from twotier.cache.base import CacheUnavailable, Entry
 from twotier.config import Settings
@@ -293,19 +291,6 @@ async def following(service: Service, settings: Settings) -> AsyncIterator[None]
         if not task.done():
             task.cancel()
         await change_log.close()
-
-
-async def report_emf(stop: asyncio.Event, every: float, out: TextIO = sys.stdout) -> None:
-    """Every ``every`` seconds until ``stop``, what changed in the metrics as CloudWatch
-    Embedded Metric Format lines on ``out`` (in ECS, the log driver takes them to
-    CloudWatch): ``FollowLag``, ``FollowChanges``, ``FollowResets``, ``FollowRetainedBytes``,
-    which the CDK stacks' alarm reads."""
-    from twotier.emf import EmfExporter
-
-    exporter = EmfExporter()
-    while not stop.is_set():
-        await _wait(stop, every)
-        exporter.write(out)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

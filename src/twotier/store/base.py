@@ -33,10 +33,12 @@ __all__ = [
 @dataclass(frozen=True)
 class FollowerUser:
     """The change-log follower's own database user: it may read the change log and the
-    database's identity, nothing else (``Store.grant_follower``)."""
+    database's identity, nothing else (``Store.grant_follower``); on MySQL, only from
+    ``host`` (a MySQL host pattern, or a network such as 10.0.0.0/16)."""
 
     name: str
     password: str = field(repr=False)
+    host: str = "%"
 
 
 def new_id() -> str:

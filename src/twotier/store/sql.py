@@ -49,7 +49,7 @@ from twotier.store.sql_follower import grant_follower
 from twotier.store.sql_names import NameRules
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
-from twotier.store.sql_tls import split_tls
+from twotier.store.sql_tls import ca_file, split_tls
 from twotier.telemetry import DatabaseTimer
 
 _ASYNC_DRIVERS = {
@@ -106,7 +106,9 @@ class SQLStore:
         #: The URL's TLS parameters as given, for a client that takes them as they are
         #: (libpq's, to psycopg2's replication connection).
         self.tls_parameters = {
-            name: str(value) for name, value in given.query.items() if name not in self.url.query
+            name: ca_file(str(value)) if name == "sslrootcert" else str(value)
+            for name, value in given.query.items()
+            if name not in self.url.query
         }
         self.backend = self.url.get_backend_name()
         self.timeout = timeout  # seconds to wait for a connection (the follower's too)

@@ -18,6 +18,7 @@ the server quotes it (``format('%L')``) and the statement runs as the server wro
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 
@@ -54,17 +55,39 @@ async def grant_follower(
 
 
 async def _mysql(conn: AsyncConnection, database: str | None, user: FollowerUser) -> list[str]:
-    account = {"user": user.name, "host": "%"}
+    host = mysql_host(user.host)
+    account = {"user": user.name, "host": host}
     secret = account | {"password": user.password}
     quote = conn.dialect.identifier_preparer.quote
     for verb in ("CREATE USER IF NOT EXISTS", "ALTER USER"):
         await conn.execute(text(f"{verb} :user@:host IDENTIFIED BY :password"), secret)
+    # The binary log's stream and position (no other privilege of replication exists: it
+    # covers every database's changes, which no grant narrows), and twotier's identity.
     await conn.execute(
         text("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO :user@:host"), account
     )
     table = f"{quote(database)}.{quote(meta.name)}" if database else quote(meta.name)
     await conn.execute(text(f"GRANT SELECT ON {table} TO :user@:host"), account)
-    return [f"follower user {user.name}: replication, and reading {meta.name}"]
+    done = [f"follower user {user.name}@{host}: replication, and reading {meta.name}"]
+    others = await conn.execute(
+        text("SELECT Host FROM mysql.user WHERE User = :user AND Host <> :host"), account
+    )
+    for (other,) in others.all():  # the same user, from hosts no longer meant
+        await conn.execute(text("DROP USER :user@:other"), {"user": user.name, "other": other})
+        done.append(f"follower user {user.name}@{other}: dropped")
+    return done
+
+
+def mysql_host(host: str) -> str:
+    """A host as MySQL names it: a network (10.0.0.0/16) as an address and its mask
+    (10.0.0.0/255.255.0.0), anything else as given."""
+    try:
+        network = ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        return host
+    if network.version != 4 or "/" not in host:
+        return host
+    return f"{network.network_address}/{network.netmask}"
 
 
 async def _postgresql(conn: AsyncConnection, user: FollowerUser) -> list[str]:

@@ -9,12 +9,15 @@
 The drivers take an ``ssl.SSLContext`` rather than these parameters, so they are taken off
 the URL and turned into one context, shared by the pool, schema creation and bulk loads.
 Verification is on whenever a CA is given: a server whose certificate that CA did not sign
-is refused.
+is refused. The CA ``rds`` (``ssl_ca=rds``, ``sslrootcert=rds``) is the Amazon RDS bundle
+that comes with twotier (``amazon-rds-ca.pem``): Aurora's and RDS's servers, verified
+wherever twotier runs (the image, the Lambda package), with no file to ship beside it.
 """
 
 from __future__ import annotations
 
 import ssl
+from importlib.resources import files
 
 from sqlalchemy import URL
 
@@ -23,11 +26,25 @@ _POSTGRESQL = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 _TRUE = ("1", "true", "yes", "on")
 
 
+#: The CA name of the Amazon RDS bundle twotier carries.
+RDS_CA = "rds"
+
+
+def ca_file(value: str) -> str:
+    """A CA parameter's file: the bundled Amazon RDS bundle for ``rds``, else as given."""
+    if value == RDS_CA:
+        return str(files("twotier.store").joinpath("amazon-rds-ca.pem"))
+    return value
+
+
 def split_tls(url: URL) -> tuple[URL, ssl.SSLContext | None]:
     """The URL without its TLS parameters, and the context they describe (None: no TLS)."""
     backend = url.get_backend_name()
     names = _MYSQL if backend == "mysql" else _POSTGRESQL if backend == "postgresql" else ()
     params = {name: str(url.query[name]) for name in names if name in url.query}
+    for name in ("ssl_ca", "sslrootcert"):
+        if name in params:
+            params[name] = ca_file(params[name])
     if not params:
         return url, None
     bare = url.difference_update_query(list(params))
