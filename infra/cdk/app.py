@@ -1,10 +1,13 @@
 """The CDK app: `cdk deploy` from this folder.
 
 kind=serverless (default; after `make lambda`) or kind=container (with image=URI of the
-image built from infra/Dockerfile). With Aurora, both run the change-log follower as a small
+image built from infra/Dockerfile, and HTTPS: certificateArn=<ACM certificate>, or
+domainName with hostedZoneId and hostedZoneName to have one made; wafRateLimit: requests per
+address per five minutes). With Aurora, both run the change-log follower as a small
 Fargate service from that image (serverless: only when image= is given). Sizes, counts and
 names come from context (cdk.json, or -c key=value), with sane defaults: lambdaZip,
-memoryMb, reservedConcurrency, throttleRate, throttleBurst, image, cpu, minTasks, maxTasks,
+memoryMb, reservedConcurrency (default: what maxDatabaseConnections, the cluster's
+max_connections, allows), throttleRate, throttleBurst, image, cpu, minTasks, maxTasks,
 auroraMinAcu, auroraMaxAcu, auroraReaders, cacheNodeType, cacheReplicas, natGateways,
 stackName; cacheShards=N (N > 1: ElastiCache with cluster mode enabled, N shards of a primary
 and cacheReplicas replicas each) or cache=serverless (ElastiCache Serverless);
@@ -52,6 +55,11 @@ def container_props(context: Mapping[str, Any]) -> ContainerProps:
         cpu=int(_number(context, "cpu", 1024)),
         min_tasks=int(_number(context, "minTasks", 2)),
         max_tasks=int(_number(context, "maxTasks", 10)),
+        certificate_arn=context.get("certificateArn"),
+        domain_name=context.get("domainName"),
+        hosted_zone_id=context.get("hostedZoneId"),
+        hosted_zone_name=context.get("hostedZoneName"),
+        waf_rate_limit=int(_number(context, "wafRateLimit", 2000)),
         data=data_props(context),
     )
 
@@ -67,6 +75,7 @@ def serverless_props(context: Mapping[str, Any]) -> ServerlessProps:
         reserved_concurrency=int(reserved) if reserved is not None else None,
         throttle_rate=number("throttleRate", 500),
         throttle_burst=int(number("throttleBurst", 1000)),
+        max_database_connections=int(number("maxDatabaseConnections", 100)),
         follower_image=context.get("image"),
         data=data_props(context),
     )
@@ -82,6 +91,12 @@ _KEYS = (
     "cpu",
     "minTasks",
     "maxTasks",
+    "certificateArn",
+    "domainName",
+    "hostedZoneId",
+    "hostedZoneName",
+    "wafRateLimit",
+    "maxDatabaseConnections",
     "auroraMinAcu",
     "auroraMaxAcu",
     "auroraReaders",

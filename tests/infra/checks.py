@@ -45,7 +45,9 @@ def check_data_tier(template: assertions.Template, engine: str = "aurora-mysql")
     )
     for instance in resources(template, "AWS::RDS::DBInstance").values():
         assert instance["Properties"].get("PubliclyAccessible") is not True
-    template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the app's, the follower's
+    # The app's, the follower's, the cache user's.
+    template.resource_count_is("AWS::SecretsManager::Secret", 3)
+    check_tls_everywhere(template, engine)
     template.has_resource_properties(
         "AWS::ElastiCache::ReplicationGroup",
         {
@@ -69,6 +71,46 @@ def check_data_tier(template: assertions.Template, engine: str = "aurora-mysql")
             continue
         for rule in group["Properties"].get("SecurityGroupIngress", []):
             assert rule.get("CidrIp") != "0.0.0.0/0", key
+
+
+def check_tls_everywhere(template: assertions.Template, engine: str) -> None:
+    """Aurora refuses plain connections and twotier verifies its certificate against the
+    Amazon RDS bundle it carries; the cache takes TLS only, and one user with a password
+    from Secrets Manager (its default user off), whom every process is told of."""
+    forced = (
+        {"require_secure_transport": "ON"} if engine == "aurora-mysql" else {"rds.force_ssl": "1"}
+    )
+    template.has_resource_properties(
+        "AWS::RDS::DBClusterParameterGroup", {"Parameters": assertions.Match.object_like(forced)}
+    )
+    urls = [
+        env["TWOTIER_DATABASE_URL"]
+        for env in _environments(template)
+        if "TWOTIER_DATABASE_URL" in env
+    ]
+    assert urls
+    for url in urls:
+        tail = url["Fn::Join"][1][-1]
+        assert tail.endswith(
+            "?ssl_ca=rds" if engine == "aurora-mysql" else "?sslmode=verify-full&sslrootcert=rds"
+        ), tail
+    groups = resources(template, "AWS::ElastiCache::ReplicationGroup")
+    groups |= resources(template, "AWS::ElastiCache::ServerlessCache")
+    for group in groups.values():
+        properties = group["Properties"]
+        assert properties.get("TransitEncryptionEnabled", True) is True
+        assert "UserGroupIds" in properties or "UserGroupId" in properties
+    users = {
+        u["Properties"]["UserName"]: u["Properties"]
+        for u in resources(template, "AWS::ElastiCache::User").values()
+    }
+    assert users["default"]["AccessString"].startswith("off")
+    assert users["twotier"]["AuthenticationMode"]["Type"] == "password"
+    assert "resolve:secretsmanager" in json.dumps(users["twotier"]["AuthenticationMode"])
+    for env in _environments(template):
+        if "TWOTIER_CACHE_URL" in env:
+            assert "TWOTIER_CACHE_SECRET_ARN" in env
+            assert "@" not in json.dumps(env["TWOTIER_CACHE_URL"])  # no password in a URL
 
 
 def check_least_privilege(template: assertions.Template) -> None:
@@ -131,7 +173,10 @@ def check_follower(template: assertions.Template, image: str, engine: str = "aur
                 actions = statement["Action"]
                 if any(a.startswith("secretsmanager:") for a in actions):
                     read.append(statement["Resource"])
-    assert read == [follower_secret]
+    cache_secret = environment["TWOTIER_CACHE_SECRET_ARN"]
+    assert "CacheSecret" in cache_secret["Ref"]
+    # Its own and the cache's, no other.
+    assert sorted(map(json.dumps, read)) == sorted(map(json.dumps, [follower_secret, cache_secret]))
     # Whatever else runs (the app) is told to make that user, with that secret.
     told = [
         variables

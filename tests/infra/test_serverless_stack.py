@@ -161,3 +161,54 @@ def test_an_unknown_cache_shape_is_refused(tmp_path: Path) -> None:
     context = {"lambdaZip": str(stand_in_code(tmp_path)), "cache": "memcached"}
     with pytest.raises(ValueError, match="cache must be one of nodes, serverless"):
         cdk_app.build(App(context=context))
+
+
+def test_the_function_never_takes_more_connections_than_aurora_has(
+    template: assertions.Template,
+) -> None:
+    """Each function serves one request at a time with a pool of one (three connections at
+    most, with its overflow and the driver's): at most as many at once as four fifths of
+    the cluster's max_connections allow (100 by default: 26 functions), where nothing capped
+    them before."""
+    [function] = resources(template, "AWS::Lambda::Function").values()
+    properties = function["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == 26
+    variables = properties["Environment"]["Variables"]
+    assert variables["TWOTIER_DATABASE_POOL_SIZE"] == "1"
+
+
+def test_the_http_api_writes_an_access_log(template: assertions.Template) -> None:
+    [stage] = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert "Fn::GetAtt" in settings["DestinationArn"]
+    logged = json.loads(settings["Format"])
+    assert {"requestId", "ip", "status", "httpMethod", "resourcePath"} <= set(logged)
+
+
+def test_a_postgresql_followers_slot_holds_back_a_bounded_wal(tmp_path: Path) -> None:
+    """Aurora PostgreSQL: a replication slot may hold back 10 GiB of WAL at most (a follower
+    stopped for long: past it the slot is lost and the follower starts over, emptying the
+    cache), and twice 5 minutes over half of it alarms."""
+    import app as cdk_app
+
+    stack = cdk_app.build(
+        App(
+            context={
+                "lambdaZip": str(stand_in_code(tmp_path)),
+                "image": IMAGE,
+                "database": "aurora-postgresql",
+                "maxDatabaseConnections": 400,
+            }
+        )
+    )
+    template = assertions.Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::RDS::DBClusterParameterGroup",
+        {"Parameters": assertions.Match.object_like({"max_slot_wal_keep_size": "10240"})},
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "FollowRetainedBytes", "Threshold": 5 * 1024**3},
+    )
+    [function] = resources(template, "AWS::Lambda::Function").values()
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 106

@@ -5,11 +5,16 @@ replicas), several shards (cluster mode: ``cacheShards`` > 1), or ElastiCache Se
 Nothing here is reachable from the internet: Aurora and the cache live in isolated subnets,
 and their security groups admit only the app's security group; DynamoDB is reached through
 a gateway endpoint of the VPC, by a role allowed exactly the calls twotier makes on exactly
-its tables and their indexes.
+its tables and their indexes. Every connection is TLS and verified: Aurora refuses any other
+(``require_secure_transport``, ``rds.force_ssl``) and twotier checks its certificate against
+the Amazon RDS bundle it carries (``ssl_ca=rds``, ``sslmode=verify-full``); the cache speaks
+TLS only and admits one user, ``twotier``, whose password lives in Secrets Manager
+(``TWOTIER_CACHE_SECRET_ARN``), its default user off.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, Names, RemovalPolicy, Stack
@@ -56,6 +61,9 @@ class DataTierProps:
     database: str = "aurora"  # Aurora MySQL; or "aurora-postgresql", or "dynamodb"
     resources: str | None = None  # the declaration (TOML) whose tables DynamoDB holds
     table_prefix: str | None = None  # DynamoDB: before every table name (the stack's name)
+    # Aurora PostgreSQL: the most WAL a replication slot may hold back (a follower stopped
+    # for long), in MB; past it the slot is invalidated and the follower starts again.
+    slot_wal_keep_mb: int = 10240
 
 
 class DataTier(Construct):
@@ -82,6 +90,8 @@ class DataTier(Construct):
             "CacheSecurityGroup", 6379, "twotier Redis: from the app only"
         )
 
+        #: "aurora" (MySQL), "aurora-postgresql" or "dynamodb".
+        self.database_engine = props.database
         if props.database not in DATABASES:
             raise ValueError(
                 f"database must be one of {', '.join(DATABASES)}, not {props.database!r}"
@@ -101,13 +111,66 @@ class DataTier(Construct):
             raise ValueError("cacheShards must be 1 or more, cacheReplicas 0 or more")
         self.cache: elasticache.CfnReplicationGroup | elasticache.CfnServerlessCache
         cache_subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        users = self._cache_users()
         if props.cache == "serverless":
-            self._serverless_cache(cache_subnets.subnet_ids, cache_sg)
+            self._serverless_cache(cache_subnets.subnet_ids, cache_sg, users)
         else:
-            self._cache_nodes(props, cache_subnets.subnet_ids, cache_sg)
+            self._cache_nodes(props, cache_subnets.subnet_ids, cache_sg, users)
+
+    def _cache_users(self) -> elasticache.CfnUserGroup:
+        """The cache's users: ``twotier`` (its password generated into Secrets Manager,
+        read by the app at start-up: TWOTIER_CACHE_SECRET_ARN), and ElastiCache's required
+        ``default``, switched off."""
+        stem = Names.unique_resource_name(self, max_length=24).lower()
+        self.cache_secret = secretsmanager.Secret(
+            self,
+            "CacheSecret",
+            description="twotier: the cache user's password",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"username": CACHE_USER}),
+                generate_string_key="password",
+                password_length=40,
+                exclude_punctuation=True,  # ElastiCache takes letters and digits as they are
+            ),
+        )
+        twotier = elasticache.CfnUser(
+            self,
+            "CacheUser",
+            engine="redis",
+            user_id=f"{stem}-twotier",
+            user_name=CACHE_USER,
+            access_string="on ~* &* +@all",
+            authentication_mode={
+                "Type": "password",
+                "Passwords": [self.cache_secret.secret_value_from_json("password").unsafe_unwrap()],
+            },
+        )
+        default = elasticache.CfnUser(
+            self,
+            "CacheDefaultUser",
+            engine="redis",
+            user_id=f"{stem}-default",
+            user_name="default",
+            access_string="off -@all",
+            no_password_required=True,
+        )
+        group = elasticache.CfnUserGroup(
+            self,
+            "CacheUsers",
+            engine="redis",
+            user_group_id=f"{stem}-users",
+            user_ids=[default.user_id, twotier.user_id],
+        )
+        group.add_dependency(default)
+        group.add_dependency(twotier)
+        return group
 
     def _cache_nodes(
-        self, props: DataTierProps, subnet_ids: list[str], security_group: ec2.SecurityGroup
+        self,
+        props: DataTierProps,
+        subnet_ids: list[str],
+        security_group: ec2.SecurityGroup,
+        users: elasticache.CfnUserGroup,
     ) -> None:
         """A replication group: one shard (``rediss://`` its primary endpoint), or with
         cluster mode enabled, ``cache_shards`` shards (``rediss+cluster://`` its
@@ -134,7 +197,9 @@ class DataTier(Construct):
             security_group_ids=[security_group.security_group_id],
             cluster_mode="enabled" if clustered else None,
             cache_parameter_group_name="default.redis7.cluster.on" if clustered else None,
+            user_group_ids=[users.ref],
         )
+        group.add_dependency(users)
         self.cache = group
         # TLS always; twotier namespaces its keys, so several stacks may share one cache.
         if clustered:
@@ -148,7 +213,12 @@ class DataTier(Construct):
                 f"{group.attr_primary_end_point_port}/0"
             )
 
-    def _serverless_cache(self, subnet_ids: list[str], security_group: ec2.SecurityGroup) -> None:
+    def _serverless_cache(
+        self,
+        subnet_ids: list[str],
+        security_group: ec2.SecurityGroup,
+        users: elasticache.CfnUserGroup,
+    ) -> None:
         """ElastiCache Serverless: it scales and fails over by itself, speaks the cluster
         protocol over TLS only, and shows its clients no replicas (so twotier waits for
         none: its durability across its own failovers is the service's)."""
@@ -161,7 +231,9 @@ class DataTier(Construct):
             description="twotier cache",
             subnet_ids=subnet_ids,
             security_group_ids=[security_group.security_group_id],
+            user_group_id=users.ref,
         )
+        cache.add_dependency(users)
         self.cache = cache
         self.cache_url = (
             f"rediss+cluster://{cache.attr_endpoint_address}:{cache.attr_endpoint_port}"
@@ -177,6 +249,8 @@ class DataTier(Construct):
 
     def _aurora(self, props: DataTierProps, isolated: ec2.SubnetSelection) -> None:
         engine, port, scheme, parameters = _AURORA[props.database]
+        if props.database == "aurora-postgresql":
+            parameters = parameters | {"max_slot_wal_keep_size": str(props.slot_wal_keep_mb)}
         database_sg = self._admitting_the_app(
             "DatabaseSecurityGroup", port, f"twotier {props.database}: from the app only"
         )
@@ -205,8 +279,11 @@ class DataTier(Construct):
         )
         assert self.database.secret is not None
         self.database_secret = self.database.secret
+        # Verified TLS: the server's certificate against the Amazon RDS bundle twotier
+        # carries (sql_tls), the cluster refusing any plain connection (its parameters).
+        tls = "ssl_ca=rds" if scheme == "mysql" else "sslmode=verify-full&sslrootcert=rds"
         self.database_url = (
-            f"{scheme}://{self.database.cluster_endpoint.hostname}/{props.database_name}"
+            f"{scheme}://{self.database.cluster_endpoint.hostname}/{props.database_name}?{tls}"
         )
         # The follower's own user: the app makes it with this secret's password and only the
         # replication privileges (TWOTIER_FOLLOWER_SECRET_ARN); the follower connects as it.
@@ -289,6 +366,15 @@ class DataTier(Construct):
             environment["TWOTIER_DATABASE_SECRET_ARN"] = self.database_secret.secret_arn
         return environment
 
+    def cache_environment(self, grantee: iam.IGrantable) -> dict[str, str]:
+        """What a process needs to reach the cache (the URL, and the secret of its
+        password, which ``grantee`` may then read); never the password itself."""
+        self.cache_secret.grant_read(grantee)
+        return {
+            "TWOTIER_CACHE_URL": self.cache_url,
+            "TWOTIER_CACHE_SECRET_ARN": self.cache_secret.secret_arn,
+        }
+
     def follower_environment(self) -> dict[str, str]:
         """What the follower needs to find the database: on Aurora, its own user's secret
         (the replication privileges, nothing else)."""
@@ -315,7 +401,11 @@ class DataTier(Construct):
         if self.follower_secret is None:
             return {}
         self.follower_secret.grant_read(grantee)
-        return {"TWOTIER_FOLLOWER_SECRET_ARN": self.follower_secret.secret_arn}
+        return {
+            "TWOTIER_FOLLOWER_SECRET_ARN": self.follower_secret.secret_arn,
+            # MySQL: the follower connects from inside the VPC, never from elsewhere.
+            "TWOTIER_FOLLOWER_HOST": self.vpc.vpc_cidr_block,
+        }
 
     def grant_database(self, grantee: iam.IGrantable) -> None:
         """Let the app use the database: read the Aurora secret, or make twotier's calls on
@@ -328,6 +418,8 @@ class DataTier(Construct):
 
 #: The follower's own database user (docs/operations.md).
 FOLLOWER_USER = "twotier_follower"
+#: The cache's user (its password in the cache secret).
+CACHE_USER = "twotier"
 
 #: Each Aurora engine: its engine, port, URL scheme and the cluster parameters the
 #: change-log follower needs (docs/operations.md).
@@ -344,6 +436,7 @@ _AURORA: dict[str, tuple[rds.IClusterEngine, int, str, dict[str, str]]] = {
             "binlog_row_image": "full",
             "binlog_row_metadata": "full",
             "log_bin_trust_function_creators": "1",
+            "require_secure_transport": "ON",  # TLS, or no connection at all
         },
     ),
     # Logical decoding (wal_level=logical), which the follower reads from its slot.
@@ -351,7 +444,7 @@ _AURORA: dict[str, tuple[rds.IClusterEngine, int, str, dict[str, str]]] = {
         rds.DatabaseClusterEngine.aurora_postgres(version=rds.AuroraPostgresEngineVersion.VER_16_8),
         5432,
         "postgresql",
-        {"rds.logical_replication": "1"},
+        {"rds.logical_replication": "1", "rds.force_ssl": "1"},
     ),
 }
 DATABASES = (*_AURORA, "dynamodb")

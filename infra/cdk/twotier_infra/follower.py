@@ -26,6 +26,9 @@ from twotier_infra.data_tier import DataTier
 LAG_ALARM_SECONDS = 5
 #: Seconds the follower holding the lease may go without hearing the change log.
 SILENCE_ALARM_SECONDS = 30
+#: Bytes of WAL a PostgreSQL follower's slot may hold back before it alarms: half the
+#: cluster's bound (DataTierProps.slot_wal_keep_mb, 10 GiB).
+RETAINED_ALARM_BYTES = 5 * 1024**3
 
 
 class Follower(Construct):
@@ -45,7 +48,7 @@ class Follower(Construct):
             "follower",
             image=image,
             command=["twotier", "follow", "--emf-every", "60"],
-            environment=data.follower_environment() | {"TWOTIER_CACHE_URL": data.cache_url},
+            environment=data.follower_environment() | data.cache_environment(task.task_role),
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="twotier-follower", log_retention=log_retention
             ),
@@ -64,6 +67,30 @@ class Follower(Construct):
         )
         lag_alarm(self)
         silence_alarm(self)
+        if data.database_engine == "aurora-postgresql":
+            retained_alarm(self)
+
+
+def retained_alarm(scope: Construct) -> None:
+    """PostgreSQL: the WAL the follower's slot keeps the cluster from recycling
+    (``FollowRetainedBytes``) past half of what the cluster lets a slot hold back
+    (``max_slot_wal_keep_size``, past which the slot is lost and the follower starts over,
+    emptying the cache). No line at all is the silence alarm's to say."""
+    cloudwatch.Alarm(
+        scope,
+        "Retained",
+        metric=cloudwatch.Metric(
+            namespace="twotier",
+            metric_name="FollowRetainedBytes",
+            statistic="Maximum",
+            period=Duration.minutes(5),
+        ),
+        threshold=RETAINED_ALARM_BYTES,
+        evaluation_periods=2,
+        alarm_description="the follower's replication slot holds back much WAL (follower "
+        "stopped or slow)",
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
 
 
 def silence_alarm(scope: Construct) -> None:
