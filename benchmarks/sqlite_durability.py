@@ -63,9 +63,8 @@ async def main(writes: int, rounds: int) -> None:
             for mode in ("full", "normal") if number % 2 == 0 else ("normal", "full"):
                 created, updated = await round_of(Path(work), mode, writes)
                 results[mode].append((created, updated))
-                print(
-                    f"round {number + 1} {mode:6}: {created:7.0f} creates/s {updated:7.0f} updates/s"
-                )
+                figures = f"{created:7.0f} creates/s {updated:7.0f} updates/s"
+                print(f"round {number + 1} {mode:6}: {figures}")
     for mode, figures in results.items():
         creates = statistics.median(f[0] for f in figures)
         updates = statistics.median(f[1] for f in figures)

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
@@ -25,7 +25,7 @@ from twotier.api.front_door import open_front_door
 from twotier.api.head import HeadAsGet
 from twotier.api.hot_path import HotPath, screen_batch
 from twotier.api.observe import Observe
-from twotier.api.parameters import only_known_parameters
+from twotier.api.parameters import QueryGuard
 from twotier.api.routes import admin, batch, health, metrics
 from twotier.api.routes.resources import resource_router
 from twotier.bootstrap import Composition, compose, declared_resources, rules_of
@@ -91,7 +91,6 @@ def create_app(
         description="A CRUD API over a database with a cache in front (lazy loading, "
         "write-through, versioned entries). Every read says how it was served in `X-Cache`.",
         lifespan=lifespan,
-        dependencies=[Depends(only_known_parameters)],
         **_WITHOUT_NATIVE_TELEMETRY,
     )
     app.state.settings = settings
@@ -102,7 +101,9 @@ def create_app(
     # The last added runs first: Observe sees every request (and times it all), CORS
     # answers preflights, HeadAsGet serves HEAD as GET without the body, AccessGuard turns
     # away who may not (before any body is read), BodyGuard (400/408/413/415/503) reads
-    # every body before the hot path.
+    # every body before the hot path, QueryGuard refuses a query string where no route
+    # takes one.
+    app.add_middleware(QueryGuard)
     app.add_middleware(HotPath, enabled=hot_path)
     app.add_middleware(
         BodyGuard,

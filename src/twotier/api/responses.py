@@ -67,7 +67,7 @@ def batch_response(status: int, body: bytes, outcome: Outcome | None) -> Respons
 
 
 async def send_error(
-    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    send: Send, status: int, detail: object, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     """A JSON error from a middleware, before the request's body was read: so the
     connection closes after it (what is left of the body is never read)."""

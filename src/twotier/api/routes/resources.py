@@ -13,14 +13,14 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator
 
 from twotier.api import writes
 from twotier.api.conditional import Tags, tags
 from twotier.api.dependencies import API_KEY, ServiceDep, UseCacheDep
 from twotier.api.errors import COMMON_ERRORS, CONFLICT, PRECONDITION_FAILED
-from twotier.api.parameters import explain
+from twotier.api.parameters import explain, only_known_parameters
 from twotier.api.responses import JSON, read_response
 from twotier.config import Settings
 from twotier.policy import Served
@@ -175,6 +175,7 @@ def resource_router(resource: Resource, settings: Settings) -> APIRouter:
         "",
         find,
         methods=["GET"],
+        dependencies=[Depends(only_known_parameters)],
         name=f"list_{name}",
         response_model=resource.page_model,
         responses={200: {"headers": {"X-Cache": _X_CACHE["X-Cache"]}}},
