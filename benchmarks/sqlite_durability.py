@@ -63,11 +63,11 @@ async def main(writes: int, rounds: int) -> None:
             for mode in ("full", "normal") if number % 2 == 0 else ("normal", "full"):
                 created, updated = await round_of(Path(work), mode, writes)
                 results[mode].append((created, updated))
-                figures = f"{created:7.0f} creates/s {updated:7.0f} updates/s"
-                print(f"round {number + 1} {mode:6}: {figures}")
-    for mode, figures in results.items():
-        creates = statistics.median(f[0] for f in figures)
-        updates = statistics.median(f[1] for f in figures)
+                said = f"{created:7.0f} creates/s {updated:7.0f} updates/s"
+                print(f"round {number + 1} {mode:6}: {said}")
+    for mode, rates in results.items():
+        creates = statistics.median(rate[0] for rate in rates)
+        updates = statistics.median(rate[1] for rate in rates)
         print(f"median {mode:6}: {creates:7.0f} creates/s {updates:7.0f} updates/s")
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import socket
 import struct
-import threading
-from types import TracebackType
+
+from tests.loopback import LoopbackServer
 
 _CAPABILITIES = (
     0x1  # LONG_PASSWORD
@@ -27,46 +27,23 @@ _OK = b"\x00\x00\x00\x02\x00\x00\x00"
 _INFILE = re.compile(rb"INFILE '([^']*)'")
 
 
-class SpoofedMySQL:
+class SpoofedMySQL(LoopbackServer):
     """``with SpoofedMySQL(asks_for=path) as server:`` on ``server.port``; None asks for the
     file the ``LOAD DATA`` names. ``received``: the bytes of every file the client sent."""
 
     def __init__(self, asks_for: str | None = None) -> None:
+        super().__init__()
         self.asks_for = asks_for
         self.received = b""
         self.asked: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self._stop = threading.Event()
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> SpoofedMySQL:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with conn:
             try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            conn.settimeout(5)
-            with conn:
-                try:
-                    self._session(conn)
-                except (OSError, ConnectionError):
-                    continue
+                self._session(conn)
+            except (OSError, ConnectionError):
+                return
 
     def _session(self, conn: socket.socket) -> None:
         salt = b"abcdefghijklmnopqrst"

@@ -264,25 +264,24 @@ def test_make_run_installs_what_serving_needs(tmp_path: Path) -> None:
     (they were 152 packages, 1.3 GB, to serve SQLite): a new virtual environment with
     what `make run` installs serves the embedded default."""
     root = Path(__file__).parent.parent
-    planned = subprocess.run(
-        ["make", "-n", "run"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")},
-    ).stdout
-    [install] = [line for line in planned.splitlines() if "pip install --quiet -e" in line]
-    assert install.endswith("-e '.[server]'"), install
-    mysql = subprocess.run(
-        ["make", "-n", "run"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ | {"TWOTIER_DATABASE_URL": "mysql://x/y", "TWOTIER_CACHE_URL": "redis://z"},
-    ).stdout
-    assert "-e '.[server,mysql,redis]'" in mysql
+
+    def planned(**settings: str) -> str:
+        """The line of `make -n run` that installs, with these settings only."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+        lines = subprocess.run(
+            ["make", "-n", "run"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env | settings,
+        ).stdout.splitlines()
+        [install] = [line for line in lines if "pip install --quiet -e" in line]
+        return install
+
+    assert planned().endswith("-e '.[server]'")
+    mysql = planned(TWOTIER_DATABASE_URL="mysql://x/y", TWOTIER_CACHE_URL="redis://z")
+    assert mysql.endswith("-e '.[server,mysql,redis]'"), mysql
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(

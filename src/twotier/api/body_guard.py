@@ -88,12 +88,7 @@ class BodyGuard:
                             )
                             return
                         if self.held + len(chunk) > self.budget:
-                            await send_error(
-                                send,
-                                503,
-                                "too many request bodies are in flight; retry shortly",
-                                [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
-                            )
+                            await _over_budget(send)
                             return
                         self.held += len(chunk)
                         size += len(chunk)
@@ -140,12 +135,7 @@ class BodyGuard:
         # thirty times its bytes for a body of small numbers or empty strings.
         extra = parsed_size(body) - size if size else 0
         if self.held + extra > self.budget:
-            await send_error(
-                send,
-                503,
-                "too many request bodies are in flight; retry shortly",
-                [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
-            )
+            await _over_budget(send)
             return
         self.held += extra
         try:
@@ -176,6 +166,15 @@ class BodyGuard:
 #: What each value of a parsed JSON body may take beyond its own bytes: an object in
 #: CPython is 24 to 72 bytes and a list's slot 8 more, where its JSON can be 2 bytes.
 _VALUE_OVERHEAD = 72
+
+
+async def _over_budget(send: Send) -> None:
+    await send_error(
+        send,
+        503,
+        "too many request bodies are in flight; retry shortly",
+        [(b"retry-after", RETRY_AFTER_SECONDS.encode())],
+    )
 
 
 def parsed_size(body: bytes) -> int:

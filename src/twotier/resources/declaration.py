@@ -133,15 +133,25 @@ def parse_resources(text: str, where: str) -> tuple[Resource, ...]:
     if not isinstance(declared, dict) or not declared:
         raise ResourceError(f"{where}: declares no resource; add a [resources.NAME] table")
     resources = tuple(_resource(where, name, spec) for name, spec in declared.items())
-    tables: dict[str, str] = {}
-    for resource in resources:
-        other = tables.setdefault(resource.table.lower(), resource.name)
-        if other != resource.name:
-            raise ResourceError(
-                f"{where}: resources.{resource.name}: table {resource.table!r} is already "
-                f"served by resources.{other}"
-            )
+    tables = {resource.name: resource.table for resource in resources}
+    clash = _case_clash(tables)
+    if clash:
+        other, name = clash
+        raise ResourceError(
+            f"{where}: resources.{name}: table {tables[name]!r} is already served by "
+            f"resources.{other}"
+        )
     return resources
+
+
+def _case_clash(names: dict[str, str]) -> tuple[str, str] | None:
+    """The first two owners whose names differ only in case, in declaration order."""
+    seen: dict[str, str] = {}
+    for owner, name in names.items():
+        other = seen.setdefault(name.lower(), owner)
+        if other != owner:
+            return other, owner
+    return None
 
 
 def _resource(where: str, name: str, spec: object) -> Resource:
@@ -166,15 +176,15 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         raise ResourceError(f"{at}: declares no fields; add [resources.{name}.fields]")
     fields = tuple(_field(f"{at}.fields.{f}", f, s) for f, s in fields_spec.items())
     names = {field.name for field in fields}
-    folded: dict[str, str] = {}
-    for field in fields:
-        other = folded.setdefault(field.name.lower(), field.name)
-        if other != field.name:
-            # SQLite and MySQL take column names in any case: one column for both.
-            raise ResourceError(
-                f"{at}.fields.{field.name}: {other!r} and {field.name!r} differ only in case, "
-                "and name one column where the database ignores case; keep one"
-            )
+    clash = _case_clash({field.name: field.name for field in fields})
+    if clash:
+        # SQLite and MySQL take column names in any case: one column for both.
+        other, name = clash
+        raise ResourceError(
+            f"{at}.fields.{name}: {other!r} and {name!r} differ only in case, "
+            "and name one column where the database ignores case; keep one"
+        )
+    folded = {name.lower(): name for name in names}
     if "key" in spec and "id" in spec:
         raise ResourceError(
             f"{at}.id: an automatic id (`id`) and a client-given key (`key`) exclude each "
