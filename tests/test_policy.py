@@ -225,6 +225,26 @@ async def test_a_slow_fill_never_overwrites_a_newer_write(
     assert (served.outcome, served.body) == (Outcome.HIT, body(updated))
 
 
+async def test_a_fill_slower_than_the_newer_entry_lives_is_not_stored(
+    store: InstrumentedRows, cache: Cache
+) -> None:
+    """The version check needs the newer entry to compare with: a fill that stalls until
+    the write's entry has expired would otherwise bring the old row back."""
+    policy = make_policy(store, cache, Tuning(ttl=0.2, negative_ttl=0.2, jitter=0.0))
+    record = await store.create(hero())
+    store.release = asyncio.Event()
+    reader = asyncio.create_task(policy.read(record.key))
+    await store.read_done.wait()  # the reader holds v1
+    updated = await policy.update(record.key, {"name": "Newer"})
+    assert updated is not None
+    await asyncio.sleep(0.3)  # the write's entry expires
+    store.release.set()
+    assert (await reader).body == body(record)  # answered: it read before the write
+    store.release = None
+    served = await policy.read(updated.key)
+    assert (served.outcome, served.body) == (Outcome.MISS, body(updated))
+
+
 async def test_without_versions_the_same_race_leaves_stale_data(
     store: InstrumentedRows, cache: Cache
 ) -> None:

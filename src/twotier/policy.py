@@ -7,7 +7,9 @@ TTL. Absent rows are cached briefly too (negative caching).
 Writes go through: the database commits first, then the cache gets the new value (or a
 tombstone). Every row has a version that grows with each write, and the cache only ever
 replaces an entry by a newer version, atomically on the cache server. So a slow fill that
-read an old row can never overwrite the value a later write put there.
+read an old row can never overwrite the value a later write put there; and a fill too slow
+to be sure that value is still there to compare with (``Tuning.fill_window``) is answered
+but not stored.
 
 Lookups (each value of a declared lookup field: all its rows, as one entry) and list pages
 are filed under a generation: the value's own generation for a lookup, or for a list that
@@ -25,6 +27,7 @@ which keeps it from ever being a point of failure.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +79,15 @@ class Tuning:
     def generation_ttl(self) -> float:
         # A generation must outlive the entries filed under it (if it does not, they miss).
         return 2 * self.ttl
+
+    @property
+    def fill_window(self) -> float:
+        """Seconds from the start of a fill's database read within which its rows may be
+        stored. The version check keeps a fill from overwriting a newer entry only while
+        that entry lives; one written after the read lives at least the shortest jittered
+        TTL, so a fill stored within half of that (the other half for the cache's own
+        round trip) always meets it."""
+        return min(self.ttl, self.negative_ttl) * (1.0 - self.jitter) / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +339,7 @@ class ResourcePolicy:
         )
 
     async def _fill_rows(self, wanted: Mapping[str, Key]) -> dict[str, Entry]:
+        started = time.monotonic()
         records = await self.rows.get_many(list(wanted.values()))
         filled: dict[str, Entry] = {}
         fills: list[tuple[str, Entry, float]] = []
@@ -338,6 +351,8 @@ class ResourcePolicy:
                 entry, ttl = Entry(record.version, record.to_json()), self.tuning.ttl
             filled[name] = entry
             fills.append((name, entry, self._jittered(ttl)))
+        if time.monotonic() - started > self.tuning.fill_window:
+            return filled  # answered, not stored: a newer entry may have come and gone
         await self.cache.attempt(self.cache.cache.put_many_if_newer(fills), "fill")
         return filled
 
