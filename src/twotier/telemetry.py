@@ -102,7 +102,19 @@ FOLLOW_HEARD = Gauge(
     "or a heartbeat, every second while the log is healthy); none while standing by.",
     registry=REGISTRY,
 )
-FOLLOW_HEARD.set(math.nan)
+
+
+def follow_heard(when: Callable[[], float] | None) -> None:
+    """``FOLLOW_HEARD`` from the holder's clock of its last word from the log (``time.monotonic``),
+    read at each scrape; None while this process holds no lease. Only functions: a gauge that
+    has had one ignores ``set``."""
+    if when is None:
+        FOLLOW_HEARD.set_function(lambda: math.nan)
+    else:
+        FOLLOW_HEARD.set_function(lambda: time.monotonic() - when())
+
+
+follow_heard(None)
 FOLLOW_RESETS = Counter(
     "twotier_follow_resets",
     "Times the follower emptied the cache and followed from the log's end (no position, or "

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import io
 import json
-import math
 import sqlite3
 import subprocess
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from prometheus_client import generate_latest
 
 from tests.blackhole import BlackHoleProxy
 from tests.conftest import SERVER_URLS, cache_url, redis_namespace, require
@@ -36,10 +36,11 @@ from twotier.policy import Outcome
 from twotier.service import Service
 from twotier.telemetry import (
     FOLLOW_APPLIED,
-    FOLLOW_HEARD,
     FOLLOW_LAG,
     FOLLOW_RESETS,
     FOLLOW_RETAINED,
+    REGISTRY,
+    follow_heard,
 )
 
 #: Liveness, not speed: how long to wait for what must happen (no test relies on less).
@@ -374,17 +375,18 @@ async def test_the_follower_reports_its_lag_as_emf() -> None:
 
 async def test_the_holder_reports_how_long_ago_it_heard_the_log() -> None:
     """The heartbeat's age, from the follower that holds the lease (the alarm on it treats
-    no data as breaching: no follower holds the lease); none while standing by."""
+    no data as breaching: no follower holds the lease); none while standing by, including
+    after this process held the lease and let it go."""
     out = io.StringIO()
-    FOLLOW_HEARD.set(math.nan)  # standing by: nothing written
+    follow_heard(None)  # standing by: nothing written
     await report_emf_once(out)
     assert "FollowHeartbeatAge" not in out.getvalue()
     heard = time.monotonic() - 2.5
-    FOLLOW_HEARD.set_function(lambda: time.monotonic() - heard)  # as a holder sets it
+    follow_heard(lambda: heard)  # as a holder sets it
     try:
         await report_emf_once(out)
     finally:
-        FOLLOW_HEARD.set(math.nan)
+        follow_heard(None)
     ages = [
         json.loads(line)["FollowHeartbeatAge"]
         for line in out.getvalue().splitlines()
@@ -392,6 +394,10 @@ async def test_the_holder_reports_how_long_ago_it_heard_the_log() -> None:
     ]
     assert ages
     assert all(2.5 <= age < 60 for age in ages)
+    after = io.StringIO()
+    await report_emf_once(after)
+    assert "FollowHeartbeatAge" not in after.getvalue()
+    assert "twotier_follow_heartbeat_age_seconds NaN" in generate_latest(REGISTRY).decode()
 
 
 async def report_emf_once(out: io.StringIO) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import secrets
 import time
@@ -53,7 +52,7 @@ from twotier.follow.changes import (
 from twotier.resources import Record
 from twotier.service import Service
 from twotier.store.base import StoreUnavailable
-from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_HEARD, FOLLOW_LAG, FOLLOW_RESETS
+from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS, follow_heard
 
 log = logging.getLogger("twotier.follow")
 
@@ -136,7 +135,7 @@ class Follower:
                 log.exception("follower failed; starting again from its saved position")
             finally:
                 self.following = False
-                FOLLOW_HEARD.set(math.nan)
+                follow_heard(None)
             if given_up:
                 # Another follower may hear the log (its link sound): let it take over.
                 await self._let_go()
@@ -148,7 +147,7 @@ class Follower:
         batches = self._log.batches(position)
         self.following = True
         self._heard = time.monotonic()
-        FOLLOW_HEARD.set_function(lambda: time.monotonic() - self._heard)
+        follow_heard(lambda: self._heard)
         # The next batch, awaited across renewals: cancelling a wait on the log would end it.
         pending: asyncio.Future[Batch] | None = None
         try:
