@@ -52,7 +52,17 @@ class KeyMix:
     write_ratio: float = 0.0
     bypass: bool = False
     seed: int = 0
-    api_key: str = ""  # sent with the writes (X-API-Key)
+    api_key: str = ""  # sent with the writes and the reads that skip the cache (X-API-Key)
+
+    def read_headers(self) -> dict[str, str]:
+        """Nothing for a cached read; a read that skips the cache says so, with the key: one
+        without it spends a small budget that all keyless clients share, then gets 429."""
+        if not self.bypass:
+            return {}
+        headers = {"Cache-Control": "no-cache"}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        return headers
 
     def write_headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -68,14 +78,13 @@ class KeyMix:
 
     def lua(self) -> str:
         """The same mix as a wrk script; ``done`` prints the summary as one JSON line."""
-        headers = {"Cache-Control": "no-cache"} if self.bypass else {}
         bodies = "{" + ", ".join(_lua_string(body.decode()) for body in self.patches) + "}"
         return (
             _KEY_MIX.substitute(
                 n=self.keys,
                 skew=self.skew,
                 write_ratio=self.write_ratio,
-                headers=_lua_table(headers),
+                headers=_lua_table(self.read_headers()),
                 write_headers=_lua_table(self.write_headers()),
                 seed=self.seed,
                 prefix=_lua_string(self.path),
@@ -93,7 +102,7 @@ class RequestStream:
         self._mix = mix
         self._zipf = mix.sampler()
         self._rng = random.Random(mix.seed + 1)
-        self._get_headers = {"Cache-Control": "no-cache"} if mix.bypass else {}
+        self._get_headers = mix.read_headers()
 
     def __call__(self) -> Request:
         path = f"{self._mix.path}{quote(str(self._mix.numbering.key(self._zipf())), safe='')}"
