@@ -478,7 +478,8 @@ def _type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | 
             return (
                 "an exact decimal, and a number is a binary double: the column would round "
                 "what the cache holds (0.125 stored as 0.13), and twotier cannot serve exact "
-                "decimals yet; leave the field out, or serve another column"
+                "decimals yet: leave the field out where inserts may leave the column empty "
+                "(it takes NULL or has a default), else serve another table"
             )
         if isinstance(found, Integer):
             return "it holds whole numbers only: declare an integer field"
