@@ -133,6 +133,36 @@ async def test_generations_are_kept_locally_and_moved_everywhere(
     assert entry is None or entry.version != generation  # a miss, never the old page
 
 
+@pytest.mark.parametrize("racing", ["put_if_generation", "get_with_generations"])
+async def test_a_generation_fill_that_raced_an_own_move_is_not_kept(
+    pair: tuple[NearCache, NearCache], racing: str
+) -> None:
+    """A fill that read generation 7 from the shared cache, while a write in this same
+    process moved it to 8 before the fill got to keep it locally: L1 must not go back to
+    7 (its page would then be served until L1's TTL)."""
+    first, _ = pair
+    await first.shared.set_generations({"{gen}": 7}, 60)
+    await first.shared.put_if_generation("{gen}:list", "{gen}", Entry(7, b"old page"), 60)
+    original = getattr(first.shared, racing)
+
+    async def racing_write(*args: object) -> object:
+        answer = await original(*args)  # the shared cache answers under generation 7 ...
+        await first.write([], {"{gen}": 8}, 60)  # ... and this process moves it to 8
+        return answer
+
+    setattr(first.shared, racing, racing_write)
+    if racing == "put_if_generation":
+        assert await first.put_if_generation("{gen}:list", "{gen}", Entry(7, b"old page"), 60)
+    else:
+        [(entry, _)] = await first.get_with_generations([("{gen}:list", "{gen}")], [9], 60)
+        assert entry == Entry(7, b"old page")  # read before the move: a fine answer
+    setattr(first.shared, racing, original)
+    assert await first.local.get("{gen}") == Entry(8, b"")
+    [(entry, generation)] = await first.get_with_generations([("{gen}:list", "{gen}")], [9], 60)
+    assert generation == 8
+    assert entry is None or entry.version != generation  # a miss, never the old page
+
+
 async def test_writes_of_one_loop_turn_tell_the_others_in_one_message(
     pair: tuple[NearCache, NearCache],
 ) -> None:

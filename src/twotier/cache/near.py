@@ -9,7 +9,9 @@ call. Coherence:
   the key here, within the message's delivery time (about a millisecond on one host);
 - L1 is used only while the subscription is live; when it breaks, L1 is emptied and not
   refilled until the subscription is back, so a lost message cannot leave a stale entry;
-- an L1 fill that raced with an invalidation is not kept (an epoch counter tells);
+- an L1 fill that raced with an invalidation is not kept (an epoch counter tells), nor a
+  generation-filed fill that raced with this process's own move of a generation (a count
+  of moves tells: L1 keeps generations by overwriting them, so an older one would win);
 - entries live at most ``ttl`` seconds in L1: the bound on staleness should a message be
   lost while the connection still looks alive.
 
@@ -93,6 +95,7 @@ class NearCache:
         self.local = MemoryCache(max_entries, max_bytes)
         self._origin = uuid.uuid4().hex
         self._epoch = 0
+        self._moves = 0  # generations this process moved (``_after_generations``)
         self._live = False  # subscribed: L1 may be used
         self._listener: asyncio.Task[None] | None = None
 
@@ -255,11 +258,11 @@ class NearCache:
                 found.append(None)
         missing = [i for i, pair in enumerate(found) if pair is None]
         if missing:
-            epoch = self._epoch
+            epoch, moves = self._epoch, self._moves
             fetched = await self.shared.get_with_generations(
                 [pairs[i] for i in missing], [candidates[i] for i in missing], ttl
             )
-            keep = self._live and epoch == self._epoch
+            keep = self._live and (epoch, moves) == (self._epoch, self._moves)
             for i, (entry, generation) in zip(missing, fetched, strict=True):
                 found[i] = (entry, generation)
                 if keep:
@@ -272,9 +275,9 @@ class NearCache:
     async def put_if_generation(
         self, key: str, generation_key: str, entry: Entry, ttl: float
     ) -> bool:
-        epoch = self._epoch
+        epoch, moves = self._epoch, self._moves
         stored = await self.shared.put_if_generation(key, generation_key, entry, ttl)
-        if stored and self._live and epoch == self._epoch:
+        if stored and self._live and (epoch, moves) == (self._epoch, self._moves):
             await self.local.set_generations({generation_key: entry.version}, self.ttl)
             await self.local.put_if_generation(key, generation_key, entry, self._local_ttl(ttl))
         return stored
@@ -286,6 +289,9 @@ class NearCache:
         await self._announce(list(generations))
 
     def _after_generations(self, generations: Mapping[str, int], ttl: float, epoch: int) -> None:
+        if not generations:
+            return
+        self._moves += 1
         if self._live and epoch == self._epoch:
             for key, value in generations.items():
                 self.local.store(key, Entry(value, b""), self._local_ttl(ttl))
