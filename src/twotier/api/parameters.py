@@ -97,19 +97,21 @@ class QueryGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = scope.get("query_string") if scope["type"] == "http" else None
         if query and not _takes_parameters(scope):
+            # Separators alone ("?&") name no parameter: nothing to refuse.
             names = dict.fromkeys(
                 name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
             )
-            errors = [
-                _error(
-                    name,
-                    "not a parameter of this path (it takes no query parameters)",
-                    "unknown_parameter",
-                )
-                for name in names
-            ]
-            await send_error(send, 422, errors)
-            return
+            if names:
+                errors = [
+                    _error(
+                        name,
+                        "not a parameter of this path (it takes no query parameters)",
+                        "unknown_parameter",
+                    )
+                    for name in names
+                ]
+                await send_error(send, 422, errors)
+                return
         await self.app(scope, receive, send)
 
 
