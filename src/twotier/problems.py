@@ -8,10 +8,9 @@ HTTP and in Lambda).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
-from twotier.access.rules import Denied
+from twotier.access.rules import Denied, retry_after
 from twotier.policy import AnswerTooLarge
 from twotier.service import UnknownResource
 from twotier.store.base import (
@@ -80,7 +79,7 @@ def problem_of(error: Exception) -> Problem:
         )
     if isinstance(error, Denied):
         if error.retry_after is not None:
-            wait = str(max(1, math.ceil(error.retry_after)))
+            wait = retry_after(error.retry_after)
             return Problem(error.status, error.detail, {"Retry-After": wait})
         return Problem(error.status, error.detail)
     raise TypeError(f"not a domain error: {error!r}")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 from twotier.access.keyring import KeyRing, Principal
 from twotier.access.keys import Role
 from twotier.access.rate_limit import RateLimiter
 from twotier.cache.base import CacheUnavailable
+
+log = logging.getLogger(__name__)
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 _OPEN_PREFIXES = ("/docs/", "/static-offline-docs/")
@@ -22,6 +26,12 @@ class Denied(Exception):
         self.status = status
         self.detail = detail
         self.retry_after = retry_after
+
+
+def retry_after(wait: float) -> str:
+    """A Retry-After header's value for a wait of ``wait`` seconds: whole seconds, one at
+    least."""
+    return str(max(1, math.ceil(wait)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,17 @@ class Access:
     keyring: KeyRing
     limiter: RateLimiter
 
+    async def wait(self, bucket: str, rate: float) -> float:
+        """Seconds until ``bucket`` (``rate`` tokens a second, bursts of ``burst_seconds``'
+        worth) has a token for this request; 0: it had one, now taken. 0 as well when the
+        shared buckets cannot be reached: a cache fault must not take the API down."""
+        burst = max(1.0, rate * self.rules.burst_seconds)
+        try:
+            return await self.limiter.acquire(bucket, rate, burst)
+        except CacheUnavailable as error:
+            log.warning("rate limits not applied: %s", error)
+            return 0.0
+
     async def may_bypass(self, principal: Principal | None) -> None:
         """A read that skips the cache: Denied (429) past the budget of such reads without a
         key (anyone can ask for them, and each is a database query); with a key, always."""
@@ -87,12 +108,7 @@ class Access:
                 "reads without an API key are served from the cache: drop Cache-Control "
                 "no-cache, or send a key",
             )
-        try:
-            wait = await self.limiter.acquire(
-                "bypass:anonymous", rate, max(1.0, rate * self.rules.burst_seconds)
-            )
-        except CacheUnavailable:
-            return  # the shared buckets are down: as with the rate limits, let it through
+        wait = await self.wait("bypass:anonymous", rate)
         if wait > 0:
             raise Denied(
                 429,

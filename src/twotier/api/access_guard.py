@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier.access.keyring import InvalidKey, Principal
 from twotier.access.keys import Role
-from twotier.access.rules import Access, Denied, authorize
+from twotier.access.rules import Access, Denied, authorize, retry_after
 from twotier.api.paths import app_path
 from twotier.api.responses import CHALLENGE, send_error
-from twotier.cache.base import CacheUnavailable
 from twotier.problems import RETRY_AFTER_SECONDS
 from twotier.store.base import StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST, RATE_LIMITED, REJECTED
@@ -105,13 +103,7 @@ class AccessGuard:
             )
         if rate <= 0:
             return True
-        try:
-            wait = await access.limiter.acquire(
-                identity, rate, max(1.0, rate * rules.burst_seconds)
-            )
-        except CacheUnavailable as error:
-            log.warning("rate limits not applied: %s", error)
-            return True
+        wait = await access.wait(identity, rate)
         if wait <= 0:
             return True
         RATE_LIMITED.labels(identity.partition(":")[0]).inc()
@@ -119,7 +111,7 @@ class AccessGuard:
             send,
             429,
             f"rate limit exceeded ({rate:g} requests a second); retry after {wait:.2f} s",
-            _retry(str(max(1, math.ceil(wait)))),
+            _retry(retry_after(wait)),
         )
         return False
 
