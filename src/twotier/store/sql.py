@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from twotier.store.base import (
     StoreUnavailable,
     new_id,
 )
-from twotier.store.sql_adopt import Change, Plan, make_plan, plan_schema
+from twotier.store.sql_adopt import Change, Plan, creating, make_plan, plan_schema
 from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
@@ -235,7 +235,7 @@ class SQLStore:
         present = inspect(conn).get_table_names()
         own = [table for table in access_metadata.sorted_tables if table.name not in present]
         plan.changes[:0] = [
-            Change(f"create table {table.name} (twotier's own)", _created(table)) for table in own
+            Change(f"create table {table.name} (twotier's own)", creating(table)) for table in own
         ]
         return plan
 
@@ -368,13 +368,6 @@ class SQLStore:
     async def close(self) -> None:
         await self.driver.close()
         await self.engine.dispose()
-
-
-def _created(table: Table) -> Callable[[Connection], None]:
-    def create(conn: Connection) -> None:
-        table.create(conn, checkfirst=True)
-
-    return create
 
 
 #: SQLite's synchronous modes by their setting (TWOTIER_SQLITE_SYNCHRONOUS).

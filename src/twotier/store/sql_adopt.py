@@ -114,7 +114,7 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
                     f" (beside table {other}: this database tells names apart by case; "
                     f'to serve {other}, declare table = "{other}")'
                 )
-            plan.changes.append(Change(line, _creator(table)))
+            plan.changes.append(Change(line, creating(table)))
         else:
             _plan_adoption(conn, inspector, rules, resource, table, found, plan)
     sqlite = conn.dialect.name == "sqlite"  # no change log of its own: triggers keep one
@@ -138,9 +138,11 @@ def make_plan(conn: Connection, plan: Plan) -> None:
         log.info("schema changed", extra={"change": change.line})
 
 
-def _creator(table: Table) -> Callable[[Connection], None]:
+def creating(item: Table | Index) -> Callable[[Connection], None]:
+    """A change that creates ``item`` (a table with its indexes, or an index) if missing."""
+
     def create(conn: Connection) -> None:
-        table.create(conn, checkfirst=True)  # with its indexes
+        item.create(conn, checkfirst=True)
 
     return create
 
@@ -246,16 +248,9 @@ def _plan_adoption(
         index = Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
         plan.changes.append(
             Change(
-                f"{found}: create index {index.name} on ({name}, {resource.key})", _indexer(index)
+                f"{found}: create index {index.name} on ({name}, {resource.key})", creating(index)
             )
         )
-
-
-def _indexer(index: Index) -> Callable[[Connection], None]:
-    def create(conn: Connection) -> None:
-        index.create(conn, checkfirst=True)
-
-    return create
 
 
 def _leads_with(rules: NameRules, names: Sequence[str | None], field: str) -> bool:
