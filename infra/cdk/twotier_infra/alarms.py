@@ -6,6 +6,16 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
+#: Where the app's EMF lines put its metrics (``twotier.emf``).
+NAMESPACE = "twotier"
+
+
+def app_metric(name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+    """One of the app's own metrics (EMF, written by its servers, functions and followers)."""
+    return cloudwatch.Metric(
+        namespace=NAMESPACE, metric_name=name, statistic=statistic, period=period
+    )
+
 
 def add_alarms(
     scope: Construct,
@@ -33,14 +43,9 @@ def add_alarms(
         alarm_description="p99 latency above its threshold",
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
-    # The app publishes CacheHits and CacheMisses (namespace "twotier").
     period = Duration.minutes(5)
-    hits = cloudwatch.Metric(
-        namespace="twotier", metric_name="CacheHits", statistic="Sum", period=period
-    )
-    misses = cloudwatch.Metric(
-        namespace="twotier", metric_name="CacheMisses", statistic="Sum", period=period
-    )
+    hits = app_metric("CacheHits", "Sum", period)
+    misses = app_metric("CacheMisses", "Sum", period)
     cloudwatch.Alarm(
         scope,
         "CacheHitRatio",

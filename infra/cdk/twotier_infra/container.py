@@ -23,7 +23,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from twotier_infra.alarms import add_alarms
+from twotier_infra.alarms import add_alarms, app_metric
 from twotier_infra.data_tier import DataTier, DataTierProps
 from twotier_infra.follower import Follower
 
@@ -216,12 +216,7 @@ def readiness_alarm(scope: Construct) -> None:
     cloudwatch.Alarm(
         scope,
         "Readiness",
-        metric=cloudwatch.Metric(
-            namespace="twotier",
-            metric_name="Ready",
-            statistic="Minimum",
-            period=Duration.minutes(2),
-        ),
+        metric=app_metric("Ready", "Minimum", Duration.minutes(2)),
         threshold=1,
         comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         evaluation_periods=2,

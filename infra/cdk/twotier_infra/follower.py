@@ -19,6 +19,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from twotier_infra.alarms import app_metric
 from twotier_infra.data_tier import DataTier
 
 #: Seconds of lag (the worst minute's) that sound the alarm: writes that bypass twotier
@@ -79,12 +80,7 @@ def retained_alarm(scope: Construct) -> None:
     cloudwatch.Alarm(
         scope,
         "Retained",
-        metric=cloudwatch.Metric(
-            namespace="twotier",
-            metric_name="FollowRetainedBytes",
-            statistic="Maximum",
-            period=Duration.minutes(5),
-        ),
+        metric=app_metric("FollowRetainedBytes", "Maximum", Duration.minutes(5)),
         threshold=RETAINED_ALARM_BYTES,
         evaluation_periods=2,
         alarm_description="the follower's replication slot holds back much WAL (follower "
@@ -102,12 +98,8 @@ def silence_alarm(scope: Construct) -> None:
     cloudwatch.Alarm(
         scope,
         "Silence",
-        metric=cloudwatch.Metric(
-            namespace="twotier",
-            metric_name="FollowHeartbeatAge",
-            statistic="Maximum",
-            period=Duration.minutes(2),  # a line a minute: two periods never miss both
-        ),
+        # A line a minute: two periods never miss both.
+        metric=app_metric("FollowHeartbeatAge", "Maximum", Duration.minutes(2)),
         threshold=SILENCE_ALARM_SECONDS,
         evaluation_periods=2,
         datapoints_to_alarm=2,
@@ -123,12 +115,7 @@ def lag_alarm(scope: Construct) -> None:
     cloudwatch.Alarm(
         scope,
         "Lag",
-        metric=cloudwatch.Metric(
-            namespace="twotier",
-            metric_name="FollowLag",
-            statistic="Maximum",
-            period=Duration.minutes(1),
-        ),
+        metric=app_metric("FollowLag", "Maximum", Duration.minutes(1)),
         threshold=LAG_ALARM_SECONDS * 1000,  # the metric is in milliseconds
         evaluation_periods=5,
         alarm_description="writes that bypass twotier reach the cache late (follower lag)",
