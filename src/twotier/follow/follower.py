@@ -159,6 +159,7 @@ class Follower:
                 if not done:
                     silent = time.monotonic() - self._heard
                     if silent >= _SILENCE:  # renewing now would keep a dead link the leader
+                        await self._let_go()  # now, not after the dead reader is closed
                         raise LogSilent(f"nothing from the {self._log.name} for {silent:.1f} s")
                     await self._renew()
                     continue
@@ -175,6 +176,10 @@ class Follower:
                 await self._renew()
                 await self._save(batch.position)
         finally:
+            # No longer reading, whatever the closing below takes (a reader on a dead link
+            # may need seconds to notice): the flag and the gauge say so at once.
+            self.following = False
+            follow_heard(None)
             if pending is not None:
                 pending.cancel()
                 await asyncio.wait({pending})
