@@ -66,6 +66,11 @@ if TYPE_CHECKING:
 
 #: Compare-and-set attempts of a write before it takes the row's lock instead.
 _OPTIMISTIC_TRIES = 3
+#: The names the key and the expected version are bound under in a write: a field's name
+#: starts with a letter, so none is ever one of these (a field named ``at`` would else
+#: have taken the version's value).
+_KEY = "_key"
+_AT = "_at"
 
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
 _IN_CHUNK = 1024
@@ -122,12 +127,12 @@ class SQLRows:
             if db.backend != "postgresql"
             and (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
         )
-        by_key = self._equal(resource.key, bindparam("key"))
+        by_key = self._equal(resource.key, bindparam(_KEY))
         self._by_key = Statement(select(*self._selected).where(*by_key), dialect)
         self._locked = Statement(select(*self._selected).where(*by_key).with_for_update(), dialect)
         self._deleted = Statement(delete(table).where(*by_key), dialect)
         self._deleted_at = Statement(
-            delete(table).where(*by_key, table.c[VERSION] == bindparam("at")), dialect
+            delete(table).where(*by_key, table.c[VERSION] == bindparam(_AT)), dialect
         )
         inserted = [name for name in self._names if name != resource.key or not resource.auto_key]
         self._inserted_names = (*inserted, VERSION)
@@ -221,7 +226,7 @@ class SQLRows:
     # -- reads --------------------------------------------------------------------------
 
     async def get(self, key: Key) -> Record | None:
-        return self._one(key, await self._driver.fetch_all(self._by_key, {"key": key}))
+        return self._one(key, await self._driver.fetch_all(self._by_key, {_KEY: key}))
 
     def _one(self, key: Key, rows: Sequence[tuple[Any, ...]]) -> Record | None:
         """The row read by ``key``; KeyNotUnique if there were several (``init_schema``
@@ -478,12 +483,12 @@ class SQLRows:
             if before is None:
                 return None
             async with self._driver.autocommitted() as session:
-                values = {"key": key, "at": before.version}
+                values = {_KEY: key, _AT: before.version}
                 if await session.changed(self._deleted_at, values) == 1:
                     return before
         async with self._driver.transaction() as session:
             before = await self._lock(session, key, expected)
-            if before is not None and await session.changed(self._deleted, {"key": key}) > 1:
+            if before is not None and await session.changed(self._deleted, {_KEY: key}) > 1:
                 raise KeyNotUnique(self.table.name, key)  # the transaction is undone
         return before
 
@@ -500,7 +505,7 @@ class SQLRows:
         self, session: Session, key: Key, expected: frozenset[int] | None
     ) -> Record | None:
         """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
-        rows = await session.fetch_all(self._locked, {"key": key})
+        rows = await session.fetch_all(self._locked, {_KEY: key})
         return self._checked(self._one(key, rows), expected)
 
     def _checked(self, before: Record | None, expected: frozenset[int] | None) -> Record | None:
@@ -516,9 +521,9 @@ class SQLRows:
         PATCH: a few)."""
         statement = self._updates.get((names, conditional))
         if statement is None:
-            where = self._equal(self.resource.key, bindparam("key"))
+            where = self._equal(self.resource.key, bindparam(_KEY))
             if conditional:
-                where.append(self.table.c[VERSION] == bindparam("at"))
+                where.append(self.table.c[VERSION] == bindparam(_AT))
             statement = self._updates[names, conditional] = Statement(
                 update(self.table)
                 .where(*where)
@@ -532,7 +537,7 @@ class SQLRows:
 
     async def _set(self, session: Session, key: Key, changes: Mapping[str, Any]) -> None:
         statement = self._setter(frozenset(changes), conditional=False)
-        if await session.changed(statement, self._stored(changes) | {"key": key}) > 1:
+        if await session.changed(statement, self._stored(changes) | {_KEY: key}) > 1:
             raise KeyNotUnique(self.table.name, key)  # the transaction is undone
 
     async def _set_if_at(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
@@ -696,7 +701,7 @@ class SQLRows:
 
     async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         statement = self._setter(frozenset(changes), conditional=True)
-        values = self._stored(changes) | {"key": key, "at": version}
+        values = self._stored(changes) | {_KEY: key, _AT: version}
         async with self._driver.autocommitted() as session:
             changed: int = await session.changed(statement, values)
         return changed == 1
