@@ -270,6 +270,15 @@ def compare(
             help="Turns of twotier's hot phase and the floor, side by side (median of each).",
         ),
     ] = 3,
+    before: Annotated[
+        Path | None,
+        typer.Option(
+            help="Another source tree of twotier (a checkout of the commit a change started "
+            "from): its twotier measured too, by the same phases, in the same run.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     out: Out = Path("bench-results"),
 ) -> None:
     """twotier beside the apps a user would pick instead and the ceilings (a constant-answer
@@ -313,6 +322,7 @@ def compare(
             apps=apps,
             progress=_Bar(progress),
             rounds=rounds,
+            before=before,
         )
     for path in compare_report(report, console, out):
         console.print(f"wrote {path}")

@@ -91,19 +91,20 @@ class CompareReport:
         peers = [f for f in self.figures if f.workload == workload and f.app in PEERS]
         return max(peers, key=lambda f: f.rps, default=None)
 
-    def ceiling(self, workload: str) -> Figure | None:
-        """The floor app for HTTP reads that hit, the driver loop for the rest."""
+    def ceiling(self, workload: str, app: str = "twotier") -> Figure | None:
+        """The floor app for HTTP reads that hit (the one measured in turns with ``app``'s
+        hot phase), the driver loop for the rest."""
         if workload == "hot":
-            return self.get("floor", "constant")
+            return self.get(floor_of(app), "constant")
         return self.get("driver", {"cold": "read", "post": "insert", "put": "update"}[workload])
 
-    def ratios(self) -> dict[str, dict[str, float | None]]:
+    def ratios(self, app: str = "twotier") -> dict[str, dict[str, float | None]]:
         ratios: dict[str, dict[str, float | None]] = {}
         for workload in ("cold", "hot", "post", "put"):
-            mine = self.get("twotier", workload)
+            mine = self.get(app, workload)
             if mine is None:
                 continue
-            ceiling, peer = self.ceiling(workload), self.best_peer(workload)
+            ceiling, peer = self.ceiling(workload, app), self.best_peer(workload)
             ratios[workload] = {
                 "vs_ceiling": mine.rps / ceiling.rps if ceiling and ceiling.rps else None,
                 "vs_best_peer": mine.rps / peer.rps if peer and peer.rps else None,
@@ -111,12 +112,24 @@ class CompareReport:
         return ratios
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        report = {
             "workload": "compare",
             "config": self.config,
             "figures": [asdict(f) for f in self.figures],
             "ratios": self.ratios(),
         }
+        if self.get(BEFORE, "hot") is not None:
+            report["ratios_before"] = self.ratios(BEFORE)
+        return report
+
+
+#: twotier served from another source tree (``--before``): the tree a change started from.
+BEFORE = "twotier-before"
+
+
+def floor_of(app: str) -> str:
+    """The name of the floor measured in turns with ``app``'s hot phase."""
+    return "floor" if app == "twotier" else f"floor-{app}"
 
 
 def _figure(app: str, workload: str, load: LoadResult, hit_ratio: float | None = None) -> Figure:
@@ -279,7 +292,7 @@ async def read_phases(
         hots.append(await _reads(url, hot_ids, duration, connections))
     figures = [cold, _figure(app, "hot", _median(hots))]
     if floors:
-        figures.append(_figure("floor", "constant", _median(floors)))
+        figures.append(_figure(floor_of(app), "constant", _median(floors)))
     progress(f"{app}: hot", 1.0)
     return figures
 
@@ -303,7 +316,12 @@ def _new_hero(resource: Resource) -> bytes:
 
 
 async def write_phases(
-    target: Target, resource: Resource, rows: int, duration: float, connections: int
+    target: Target,
+    resource: Resource,
+    rows: int,
+    duration: float,
+    connections: int,
+    app: str = "twotier",
 ) -> list[Figure]:
     """POST new rows, then PUT existing ones, through twotier."""
     headers = {"Content-Type": "application/json"} | target.headers
@@ -321,11 +339,16 @@ async def write_phases(
         duration=duration,
         connections=connections,
     )
-    return [_figure("twotier", "post", posted), _figure("twotier", "put", put)]
+    return [_figure(app, "post", posted), _figure(app, "put", put)]
 
 
 async def mix_phase(
-    target: Target, resource: Resource, rows: int, duration: float, connections: int
+    target: Target,
+    resource: Resource,
+    rows: int,
+    duration: float,
+    connections: int,
+    app: str = "twotier",
 ) -> Figure:
     """Zipf 1.0 over every row, 5% PATCHes, from a cold start; with the server's hit ratio."""
     mix = KeyMix(
@@ -344,7 +367,7 @@ async def mix_phase(
         for kind in ("hits", "misses", "bypasses")
     )
     hits = delta(before, after, "twotier_cache_hits_total")
-    return _figure("twotier", "mix", load, hits / reads if reads else None)
+    return _figure(app, "mix", load, hits / reads if reads else None)
 
 
 async def warm_database(settings: Settings, resource: Resource) -> None:
@@ -371,8 +394,10 @@ def compare(
     apps: Sequence[str],
     progress: Progress,
     rounds: int = 3,
+    before: Path | None = None,
 ) -> CompareReport:
-    """Every app and ceiling, one after another, on the table of ``rows`` heroes."""
+    """Every app and ceiling, one after another, on the table of ``rows`` heroes; with
+    ``before`` (a source tree of twotier), that tree's twotier too, by the same phases."""
     report = CompareReport(
         {
             "rows": rows,
@@ -382,7 +407,7 @@ def compare(
             "connections": connections,
             "database": async_url(settings.database_url).get_backend_name(),
             "cache": settings.cache_url.split(":", 1)[0],
-            "apps": list(apps),
+            "apps": list(apps) + ([BEFORE] if before is not None else []),
             "server": "granian, 1 worker",
             "generator": "wrk -t1",
         }
@@ -402,29 +427,23 @@ def compare(
         progress(f"driver: {op}", 1.0)
     try:
         if "twotier" in apps:
-            with Target() as target, peer_server(peers, "floor", {}) as floor:
-                report.figures += asyncio.run(
-                    read_phases(
-                        "twotier",
-                        target.url,
-                        rows,
-                        duration,
-                        connections,
-                        progress,
-                        floor=floor,
-                        rounds=rounds,
-                    )
+            trees: list[tuple[str, dict[str, str]]] = [("twotier", {})]
+            if before is not None:
+                # The same command, importing twotier from the other tree's sources.
+                trees.append((BEFORE, {"PYTHONPATH": str(before.resolve() / "src")}))
+            for name, env in trees:
+                report.figures += _twotier_phases(
+                    name,
+                    env,
+                    resource,
+                    rows,
+                    duration,
+                    connections,
+                    mix_duration,
+                    rounds,
+                    peers,
+                    progress,
                 )
-                report.figures += asyncio.run(
-                    write_phases(target, resource, rows, duration, connections)
-                )
-            progress("twotier: writes", 1.0)
-            if mix_duration > 0:
-                with Target() as target:
-                    report.figures.append(
-                        asyncio.run(mix_phase(target, resource, rows, mix_duration, connections))
-                    )
-                progress("twotier: mix", 1.0)
         for name in PEERS:
             if name in apps:
                 env = peer_env(settings, f"peer-{name}-{uuid.uuid4().hex[:8]}")
@@ -440,3 +459,34 @@ def compare(
         # next bench must find the generated data set again.
         asyncio.run(ensure_rows(settings, rows, resource=resource.name, reload=True))
     return report
+
+
+def _twotier_phases(
+    app: str,
+    env: dict[str, str],
+    resource: Resource,
+    rows: int,
+    duration: float,
+    connections: int,
+    mix_duration: float,
+    rounds: int,
+    peers: Path,
+    progress: Progress,
+) -> list[Figure]:
+    """A twotier server's reads (its hot phase in turns with the floor), writes and mix."""
+    figures: list[Figure] = []
+    with Target(env=env) as target, peer_server(peers, "floor", {}) as floor:
+        figures += asyncio.run(
+            read_phases(
+                app, target.url, rows, duration, connections, progress, floor=floor, rounds=rounds
+            )
+        )
+        figures += asyncio.run(write_phases(target, resource, rows, duration, connections, app))
+    progress(f"{app}: writes", 1.0)
+    if mix_duration > 0:
+        with Target(env=env) as target:
+            figures.append(
+                asyncio.run(mix_phase(target, resource, rows, mix_duration, connections, app))
+            )
+        progress(f"{app}: mix", 1.0)
+    return figures

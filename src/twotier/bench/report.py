@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from twotier.bench.compare import CompareReport
+from twotier.bench.compare import BEFORE, CompareReport
 from twotier.bench.runs import HttpReport, SeedReport
 
 
@@ -155,29 +155,31 @@ def compare_report(report: CompareReport, console: Console, out: Path) -> list[P
         "/ best peer",
     ):
         table.add_column(column, justify="left" if column in ("workload", "best peer") else "right")
-    for workload in ("cold", "hot", "post", "put"):
-        mine = report.get("twotier", workload)
-        if mine is None:
-            continue
-        peer, ceiling = report.best_peer(workload), report.ceiling(workload)
-        ratios = report.ratios()[workload]
-        table.add_row(
-            workload,
-            f"{mine.rps:,.0f}",
-            f"{mine.p99_ms:.1f}",
-            f"{peer.app} {peer.rps:,.0f}" if peer else "-",
-            f"{ceiling.app} {ceiling.rps:,.0f}" if ceiling else "-",
-            _times(ratios["vs_ceiling"]),
-            _times(ratios["vs_best_peer"]),
-        )
+    for app in ("twotier", BEFORE):
+        ratios = report.ratios(app)
+        for workload in ("cold", "hot", "post", "put"):
+            mine = report.get(app, workload)
+            if mine is None:
+                continue
+            peer, ceiling = report.best_peer(workload), report.ceiling(workload, app)
+            table.add_row(
+                workload if app == "twotier" else f"{workload} (before)",
+                f"{mine.rps:,.0f}",
+                f"{mine.p99_ms:.1f}",
+                f"{peer.app} {peer.rps:,.0f}" if peer else "-",
+                f"{ceiling.app} {ceiling.rps:,.0f}" if ceiling else "-",
+                _times(ratios[workload]["vs_ceiling"]),
+                _times(ratios[workload]["vs_best_peer"]),
+            )
     console.print(table)
-    mix = report.get("twotier", "mix")
-    if mix is not None:
-        hit = "-" if mix.hit_ratio is None else f"{mix.hit_ratio:.3f}"
-        console.print(
-            f"mix (Zipf 1.0, 5% writes, {config['mix_duration_s']:.0f} s from cold): "
-            f"{mix.rps:,.0f} req/s, p99 [bold]{mix.p99_ms:.1f} ms[/bold], hit ratio {hit}"
-        )
+    for app in ("twotier", BEFORE):
+        mix = report.get(app, "mix")
+        if mix is not None:
+            hit = "-" if mix.hit_ratio is None else f"{mix.hit_ratio:.3f}"
+            console.print(
+                f"{app} mix (Zipf 1.0, 5% writes, {config['mix_duration_s']:.0f} s from cold): "
+                f"{mix.rps:,.0f} req/s, p99 [bold]{mix.p99_ms:.1f} ms[/bold], hit ratio {hit}"
+            )
     every = Table(title="every app and workload")
     for column in ("app", "workload", "req/s", "p50 ms", "p99 ms", "errors"):
         every.add_column(column, justify="left" if column in ("app", "workload") else "right")
