@@ -60,7 +60,7 @@ async def measure() -> dict[str, float]:
         require_key_for_writes=False,
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with app.api.router.lifespan_context(app.api):
         service = app.state.service
         hero = await service.resource("heroes").create(
             {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}

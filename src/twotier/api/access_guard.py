@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from twotier.access.keyring import InvalidKey, Principal
 from twotier.access.keys import Role
 from twotier.access.rules import Access, Denied, authorize, retry_after
+from twotier.api.headers import forwarded_for, headers_of, presented_key
 from twotier.api.paths import app_path
 from twotier.api.responses import CHALLENGE, send_error
 from twotier.problems import RETRY_AFTER_SECONDS
@@ -51,7 +52,7 @@ class AccessGuard:
             return
         access: Access = scope["app"].state.access
         rules = access.rules
-        token = presented_key(scope)
+        token = presented_key(headers_of(scope))
         principal: Principal | None = None
         invalid: InvalidKey | None = None
         if token is not None:
@@ -120,16 +121,6 @@ def _retry(seconds: str) -> list[tuple[bytes, bytes]]:
     return [(b"retry-after", seconds.encode())]
 
 
-def presented_key(scope: Scope) -> str | None:
-    """The key sent in X-API-Key or as a bearer token; an empty header is no key."""
-    for name, value in scope["headers"]:
-        if name == b"x-api-key":
-            return value.decode("latin-1").strip() or None
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return value[7:].decode("latin-1").strip() or None
-    return None
-
-
 def address_bucket(address: str) -> str:
     """The rate limit's bucket of a client address: an IPv4 address its own, an IPv6 one
     its /64 (a host is handed a /64 at least, and would otherwise have 2⁶⁴ buckets)."""
@@ -151,13 +142,7 @@ def client_address(scope: Scope, forwarded_hops: int) -> str:
     Every X-Forwarded-For line is read, in order, as one list (RFC 9110 §5.3): a client
     that sends a line of its own beside the proxy's cannot choose which one is counted."""
     if forwarded_hops > 0:
-        entries = [
-            entry.strip()
-            for name, value in scope["headers"]
-            if name == b"x-forwarded-for"
-            for entry in value.decode("latin-1").split(",")
-            if entry.strip()
-        ]
+        entries = forwarded_for(headers_of(scope))
         if len(entries) >= forwarded_hops:
             return str(entries[-forwarded_hops])
     client = scope.get("client")

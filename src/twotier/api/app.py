@@ -1,4 +1,5 @@
-"""The FastAPI application: one policy per process, built at start-up, closed at shutdown."""
+"""The application: the endpoint table and FastAPI's own routes behind one set of guards;
+one service per process, built at start-up, closed at shutdown."""
 
 from __future__ import annotations
 
@@ -8,26 +9,28 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier import __version__, logs
 from twotier.access.keys import Role
-from twotier.access.rules import Access, AccessRules
+from twotier.access.rules import Access
 from twotier.api.access_guard import AccessGuard
 from twotier.api.body_guard import BodyGuard
+from twotier.api.dispatch import Dispatcher, Edge, claimed
+from twotier.api.endpoints import EndpointTable, resource_endpoints
 from twotier.api.errors import install_error_handlers
-from twotier.api.front_door import open_front_door
 from twotier.api.head import HeadAsGet
-from twotier.api.hot_path import HotPath, screen_batch
 from twotier.api.observe import Observe
+from twotier.api.openapi import document
 from twotier.api.parameters import QueryGuard
-from twotier.api.routes import admin, batch, health, metrics
-from twotier.api.routes.resources import resource_router
+from twotier.api.routes import admin, health, metrics
+from twotier.api.routes.docs import add_docs
+from twotier.api.seed_batch import batch_endpoint
+from twotier.api.seed_batch import screen as screen_batch
 from twotier.bootstrap import Composition, compose, declared_resources, rules_of
 from twotier.config import Settings, get_settings
 from twotier.emf import report_every
@@ -41,28 +44,22 @@ from twotier.telemetry import READY
 log = logging.getLogger("twotier")
 
 
-def create_app(
-    settings: Settings | None = None,
-    composition: Composition | None = None,
-    *,
-    hot_path: bool = True,
-) -> FastAPI:
+def create_app(settings: Settings | None = None, composition: Composition | None = None) -> App:
     """The app. With ``composition``, the caller owns the service (Lambda keeps one across
-    invocations); without, the app builds one at start-up and closes it at shutdown.
-    ``hot_path=False`` leaves every request to the routes (the parity test compares)."""
+    invocations); without, the app builds one at start-up and closes it at shutdown."""
     settings = settings or get_settings()
     resources = declared_resources(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         if composition is not None:
             yield
             return
         owned = compose(settings)
         try:
             await owned.service.prepare()
-            app.state.service = owned.service
-            app.state.access = owned.access
+            api.state.service = owned.service
+            api.state.access = owned.access
             log_start(settings)
             await hint_at_keys(owned.access)
             async with following(owned.service, settings), reporting(owned.service, settings):
@@ -78,45 +75,86 @@ def create_app(
             await owned.service.close()
             logs.flush()
 
-    # Swagger UI and ReDoc are served from the installed package, not from a CDN; with
-    # TWOTIER_DOCS=off, neither they nor the OpenAPI document are served at all.
-    make = (
-        FastAPIOffline
-        if settings.docs == "open"
-        else partial(FastAPI, openapi_url=None, docs_url=None, redoc_url=None)
-    )
-    app = make(
+    api = FastAPI(
         title="twotier",
         version=__version__,
         description="A CRUD API over a database with a cache in front (lazy loading, "
         "write-through, versioned entries). Every read says how it was served in `X-Cache`.",
         lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         **_WITHOUT_NATIVE_TELEMETRY,
     )
-    app.state.settings = settings
+    api.state.settings = settings
     if composition is not None:
-        app.state.service = composition.service
-        app.state.access = composition.access
-    install_error_handlers(app)
-    # The last added runs first: Observe sees every request (and times it all), CORS
-    # answers preflights, HeadAsGet serves HEAD as GET without the body, AccessGuard turns
-    # away who may not (before any body is read), BodyGuard (400/408/413/415/503) reads
-    # every body before the hot path, QueryGuard refuses a query string where no route
-    # takes one.
-    app.add_middleware(QueryGuard)
-    app.add_middleware(HotPath, enabled=hot_path)
-    app.add_middleware(
-        BodyGuard,
+        api.state.service = composition.service
+        api.state.access = composition.access
+    install_error_handlers(api)
+    api.include_router(health.router)
+    api.include_router(metrics.router)
+    api.include_router(admin.router)
+
+    by_name = {resource.name: resource for resource in resources}
+    table = EndpointTable(
+        {
+            **{resource.name: resource_endpoints(resource, settings) for resource in resources},
+            "batch": batch_endpoint(by_name, default_resource(resources), settings.batch_max_items),
+        }
+    )
+    if settings.docs == "open":
+        # With TWOTIER_DOCS=off, neither the pages nor the document are served at all.
+        add_docs(api, lambda: document(api, table, rules_of(settings)))
+    dispatcher = Dispatcher(table)
+    others = QueryGuard(api)
+
+    async def inside(scope: Scope, receive: Receive, send: Send) -> None:
+        await (dispatcher if claimed(scope) else others)(scope, receive, send)
+
+    guarded = _guarded(inside, settings)
+    edge = Edge(table, guarded, Observe(dispatcher, access_log_enabled=settings.access_log))
+    return App(api, edge, guarded)
+
+
+class App:
+    """The ASGI app: the endpoint table's requests to the edge, every other one (docs,
+    admin, health, metrics) through the same guards to FastAPI, and the lifespan to
+    FastAPI's."""
+
+    def __init__(self, api: FastAPI, edge: Edge, guarded: ASGIApp) -> None:
+        self.api = api
+        #: The service, the access rules and the settings, as every request finds them.
+        self.state = api.state
+        self.edge = edge
+        self.guarded = guarded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        scope["app"] = self
+        if self.edge.claims(scope):
+            await self.edge(scope, receive, send)
+        else:
+            await self.guarded(scope, receive, send)
+
+
+def _guarded(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` behind every guard. The outermost first: Observe sees every request (and
+    times it all), CORS answers preflights, HeadAsGet serves HEAD as GET without the body,
+    AccessGuard turns away who may not (before any body is read), BodyGuard (400/408/413/
+    415/503) reads and parses every body."""
+    app = BodyGuard(
+        app,
         max_bytes=settings.max_body_bytes,
         deadline=settings.body_timeout,
         budget=settings.body_buffer_bytes,
         screen=screen_batch,
     )
-    app.add_middleware(AccessGuard)
-    app.add_middleware(HeadAsGet)
+    app = HeadAsGet(AccessGuard(app))
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
+        app = CORSMiddleware(
+            app,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=[
@@ -130,20 +168,7 @@ def create_app(
             expose_headers=["X-Cache", "ETag", "X-Request-Id", "Retry-After", "Location"],
             max_age=600,
         )
-    app.add_middleware(Observe, access_log_enabled=settings.access_log)
-    if hot_path:
-        open_front_door(app, access_log=settings.access_log)
-    app.include_router(health.router)
-    for resource in resources:
-        app.include_router(resource_router(resource, settings))
-    by_name = {resource.name: resource for resource in resources}
-    app.include_router(
-        batch.batch_router(by_name, default_resource(resources), settings.batch_max_items)
-    )
-    app.include_router(metrics.router)
-    app.include_router(admin.router)
-    document_key_use(app, rules_of(settings))
-    return app
+    return Observe(app, access_log_enabled=settings.access_log)
 
 
 # FastAPI's own OpenTelemetry hooks ask, on every request, whether a provider is configured
@@ -156,7 +181,7 @@ _WITHOUT_NATIVE_TELEMETRY: dict[str, Any] = (
 )
 
 
-def serve_app() -> FastAPI:
+def serve_app() -> App:
     """The servers' app factory: settings from the environment, JSON logs (each worker
     process calls it)."""
     settings = get_settings()
@@ -214,21 +239,3 @@ async def hint_at_keys(access: Access) -> None:
         "writes need an API key with role write, and there is none yet: create one with "
         "`twotier keys create --role write` (then send it as X-API-Key)"
     )
-
-
-def document_key_use(app: FastAPI, rules: AccessRules) -> None:
-    """Say in the OpenAPI document which operations take a key without needing one, by
-    the same rule the guard applies (routes declare the key as if always needed)."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            for path, operations in schema.get("paths", {}).items():
-                for method, operation in operations.items():
-                    if "security" in operation and rules.role_for(method.upper(), path) is None:
-                        operation["security"] = [*operation["security"], {}]  # {}: optional
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

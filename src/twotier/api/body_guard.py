@@ -2,7 +2,7 @@
 
 Bodies must be JSON (else 415), at most ``max_bytes`` long (else 413), whether the client
 sends a Content-Length or streams chunks, and well-formed (else 400). The parsed value is
-left in the scope (``PARSED_BODY``) for the hot path, so a batch is parsed once; a body is
+left in the scope (``PARSED_BODY``) for the endpoints, so a body is parsed once; a body is
 held against the process's budget at what it takes parsed (a bound counted on its bytes),
 and a request may be turned away on its raw body before it is parsed (``screen``: a batch
 that says it writes, from a caller who may not).
@@ -16,6 +16,7 @@ from collections.abc import Callable
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twotier.api.headers import Headers, headers_of, last
 from twotier.api.responses import send_error
 from twotier.problems import RETRY_AFTER_SECONDS
 
@@ -64,14 +65,14 @@ class BodyGuard:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        declared = _declared_length(headers.get("content-length", ""))
+        headers = headers_of(scope)
+        declared = _declared_length(last(headers, b"content-length") or "")
         if declared is not None and declared > self.max_bytes:
             await send_error(send, 413, f"request body is larger than {self.max_bytes} bytes")
             return
         # The length that makes the body whole: a chunked body's says nothing (RFC 9112
         # §6.3: Transfer-Encoding overrides a Content-Length sent beside it).
-        whole = None if "transfer-encoding" in headers else declared
+        whole = None if b"transfer-encoding" in headers else declared
         chunks: list[bytes] = []
         size = 0  # received so far, and held against the budget until the request ends
         try:
@@ -114,13 +115,13 @@ class BodyGuard:
     async def _serve(
         self,
         scope: Scope,
-        headers: dict[str, str],
+        headers: Headers,
         chunks: list[bytes],
         size: int,
         receive: Receive,
         send: Send,
     ) -> None:
-        if size and not is_json_media_type(headers.get("content-type", "")):
+        if size and not is_json_media_type(last(headers, b"content-type") or ""):
             await send_error(
                 send, 415, "the request body must be JSON (Content-Type: application/json)"
             )

@@ -3,7 +3,6 @@
 ``If-None-Match`` on a read answers 304 when the client already holds the version the cache
 (or the database) has; ``If-Match`` on a write makes it happen only from the version the
 client read, checked inside the write's transaction (no lost update between two clients).
-One parser for the hot path and the routes.
 """
 
 from __future__ import annotations
@@ -26,13 +25,11 @@ class Tags:
         return self.any or version in self.versions
 
 
-def tags(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> Tags | None:
-    """The entity tags of header ``name`` (every line of it), None if it is absent. A tag
+def tags(lines: Iterable[bytes] | None) -> Tags | None:
+    """The entity tags of a header's lines (every line of it), None if it is absent. A tag
     that is not one of twotier's (not a quoted version) matches no row."""
     found: Tags | None = None
-    for header, value in headers:
-        if header != name:
-            continue
+    for value in lines or ():
         found = found or Tags()
         for item in value.decode("latin-1").split(","):
             item = item.strip()

@@ -19,6 +19,7 @@ from weakref import WeakKeyDictionary
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import logs
+from twotier.api.headers import headers_of, presents_key
 from twotier.api.responses import send_error
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request, method_label
 
@@ -122,8 +123,8 @@ class Observe:
         """Send a JSON answer made in front of the app with no await (a hit held in this
         process), with what ``__call__`` adds around the app: the same headers, metrics and
         log line, without its closure and context per request (measured: they were a
-        third of such a hit). Only for a request without the headers this middleware
-        reads (``OBSERVED_HEADERS``): its id is a new one, and only its scheme says https."""
+        third of such a hit). Only for a request with none of the headers twotier
+        reads (``api.headers``): its id is a new one, and only its scheme says https."""
         started = time.perf_counter()
         record = RequestRecord(_new_request_id())
         decorate(headers, record.request_id, html=False, secure=scope.get("scheme") == "https")
@@ -165,11 +166,6 @@ class Observe:
             )
 
 
-#: The request headers Observe reads: a request with neither takes a new id, and is https
-#: only by its scheme (``Observe.answer``).
-OBSERVED_HEADERS = frozenset({b"x-request-id", b"x-forwarded-proto"})
-
-
 def decorate(
     headers: list[tuple[bytes, bytes]], request_id: str, *, html: bool, secure: bool
 ) -> None:
@@ -189,12 +185,10 @@ def request_id(scope: Scope) -> str:
         gateway_id = event.get("requestContext", {}).get("requestId")
         if isinstance(gateway_id, str) and _SAFE_ID.fullmatch(gateway_id):
             return str(gateway_id)
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if _SAFE_ID.fullmatch(candidate):
-                return candidate
-            break
+    for value in headers_of(scope).get(b"x-request-id", ())[:1]:
+        candidate = value.decode("latin-1")
+        if _SAFE_ID.fullmatch(candidate):
+            return candidate
     return _new_request_id()
 
 
@@ -241,20 +235,14 @@ def _template_of(scope: Scope, endpoint: Any) -> str:
 
 
 _PRIVATE = (b"cache-control", b"private")
-_KEY_HEADERS = frozenset({b"x-api-key", b"authorization"})
 
 
 def _traits(scope: Scope) -> tuple[bool, bool]:
     """Whether the request came over https (itself, or behind a load balancer that ends
-    TLS: the ALB, API Gateway), and whether it presents a key; one pass over its headers."""
-    secure = scope.get("scheme") == "https"
-    keyed = False
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-proto" and value == b"https":
-            secure = True
-        elif name in _KEY_HEADERS and value:
-            keyed = True
-    return secure, keyed
+    TLS: the ALB, API Gateway), and whether it presents a key."""
+    headers = headers_of(scope)
+    secure = scope.get("scheme") == "https" or b"https" in headers.get(b"x-forwarded-proto", ())
+    return secure, presents_key(headers)
 
 
 def log_request(

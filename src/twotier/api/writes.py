@@ -1,5 +1,4 @@
-"""The writes of one row, from validated input to the answer: one definition for the routes
-(``routes.resources``) and the hot path, so both answer alike (a test compares them).
+"""The writes of one row, from validated input to the answer (the endpoints' handlers).
 
 Each takes the resource's policy, the validated body (a model of the resource's), the
 ``If-Match`` tags (or None) and the app's mount point (for ``Location``); domain errors
@@ -12,34 +11,32 @@ from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel
-from starlette.responses import Response
 
 from twotier.api.conditional import Tags
-from twotier.api.responses import error_response, not_found, read_response, row_response
+from twotier.api.responses import Answer, answer, error, not_found, read_answer, row_answer
 from twotier.policy import ResourcePolicy
-from twotier.problems import etag
 from twotier.resources import Key
 from twotier.store.base import VersionMismatch
 
 
 def location(root_path: str, name: str, key: Key) -> str:
     """A new row's path (under the app's mount point): its key percent-encoded (a header
-    holds only ASCII). Built here: Starlette's url_for took a tenth of a POST."""
+    holds only ASCII). Built here: (not Starlette's url_for: a tenth of a POST)."""
     return f"{root_path}/{name}/{quote(str(key), safe='')}"
 
 
-async def create(policy: ResourcePolicy, row: BaseModel, root_path: str) -> Response:
+async def create(policy: ResourcePolicy, row: BaseModel, root_path: str) -> Answer:
     record = await policy.create(row.model_dump())
-    return row_response(record, 201, location(root_path, policy.resource.name, record.key))
+    return row_answer(record, 201, location(root_path, policy.resource.name, record.key))
 
 
-def _other_key(policy: ResourcePolicy, key: Key, body: BaseModel) -> Response | None:
+def _other_key(policy: ResourcePolicy, key: Key, body: BaseModel) -> Answer | None:
     """A 422 if the body names another row than the path (a row's key cannot change)."""
     resource = policy.resource
     given = resource.given_key(body)
     if given is None or given == key:
         return None
-    return error_response(
+    return error(
         422,
         [
             {
@@ -54,7 +51,7 @@ def _other_key(policy: ResourcePolicy, key: Key, body: BaseModel) -> Response | 
 
 async def replace(
     policy: ResourcePolicy, key: Key, row: BaseModel, wanted: Tags | None, root_path: str
-) -> Response:
+) -> Answer:
     refused = _other_key(policy, key, row)
     if refused is not None:
         return refused
@@ -68,13 +65,13 @@ async def replace(
         key, values, expected=None if wanted is None else wanted.versions
     )
     if created:
-        return row_response(record, 201, location(root_path, resource.name, record.key))
-    return row_response(record)
+        return row_answer(record, 201, location(root_path, resource.name, record.key))
+    return row_answer(record)
 
 
 async def patch(
     policy: ResourcePolicy, key: Key, changes: BaseModel, wanted: Tags | None
-) -> Response:
+) -> Answer:
     refused = _other_key(policy, key, changes)
     if refused is not None:
         return refused
@@ -84,28 +81,28 @@ async def patch(
         served = await policy.read(key)
         if wanted is not None and not wanted.matches(served.version if served.body else 0):
             raise VersionMismatch(served.version if served.body else 0)
-        return read_response(served, resource, key)
+        return read_answer(served, resource, key)
     return await _updated(policy, key, given, wanted)
 
 
 async def _updated(
     policy: ResourcePolicy, key: Key, changes: dict[str, Any], wanted: Tags | None
-) -> Response:
+) -> Answer:
     """Update a row that must exist (``If-Match: *`` asks for any version of it)."""
     expected = None if wanted is None or wanted.any else wanted.versions
     record = await policy.update(key, changes, expected=expected)
     if record is None:
         if wanted is not None:
             raise VersionMismatch(0)
-        return error_response(404, not_found(policy.resource, key))
-    return row_response(record)
+        return error(404, not_found(policy.resource, key))
+    return row_answer(record)
 
 
-async def delete(policy: ResourcePolicy, key: Key, wanted: Tags | None) -> Response:
+async def delete(policy: ResourcePolicy, key: Key, wanted: Tags | None) -> Answer:
     expected = None if wanted is None or wanted.any else wanted.versions
     tombstone = await policy.delete(key, expected=expected)
     if tombstone is None:
         if wanted is not None:
             raise VersionMismatch(0)
-        return error_response(404, not_found(policy.resource, key))
-    return Response(status_code=204, headers={"ETag": etag(tombstone)})
+        return error(404, not_found(policy.resource, key))
+    return answer(204, version=tombstone)
