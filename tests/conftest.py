@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import os
 import socket
 import uuid
@@ -43,6 +44,34 @@ RUN_ID = uuid.uuid4().hex[:8]
 SQL_STORES = ["sqlite", "mysql", "postgres"]
 STORES = [*SQL_STORES, "dynamodb", "dynalite"]
 CACHES = ["memory", "redis", "near", "cluster", "near-cluster"]
+
+
+#: The words in a test's id, fixtures or code that say it needs a service: its marker, so
+#: that ``pytest -m 'not mysql'`` leaves out what needs MariaDB.
+_NEEDS = {
+    "mysql": ("mysql", "mariadb", "binlog"),
+    "postgres": ("postgres", "pg_logical"),
+    "redis": ("redis", "cluster", "near"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the services it needs, from its id (the tiers it is run on),
+    its fixtures, and its code (a ``require`` or a URL of the service's). Marking a test
+    that turns out not to need one only leaves it out of a run without that service."""
+    sources: dict[Any, str] = {}
+    for item in items:
+        function = getattr(item, "function", None)
+        if function not in sources:
+            try:
+                sources[function] = inspect.getsource(function).lower() if function else ""
+            except (OSError, TypeError):
+                sources[function] = ""
+        fixtures = getattr(item, "fixturenames", ())
+        said = " ".join([item.nodeid.lower(), *fixtures, sources[function]])
+        for marker, words in _NEEDS.items():
+            if any(word in said for word in words):
+                item.add_marker(getattr(pytest.mark, marker))
 
 
 def require(service: str) -> None:
@@ -167,7 +196,7 @@ def make_key(url: str, role: str = "admin") -> str:
 def forget_namespace(cache_url: str, namespace: str) -> None:
     """Remove a test's keys from the shared Redis (they would expire, but leave no trace)."""
     from twotier.bench.target import forget_keys
-    from twotier.cache.base import CacheUnavailable
+    from twotier.errors import CacheUnavailable
 
     with contextlib.suppress(CacheUnavailable):  # a deliberately dead cache holds nothing
         forget_keys(cache_url, namespace)
@@ -277,9 +306,13 @@ async def sqlite_store(tmp_path: object) -> AsyncIterator[SQLStore]:
 async def make_cache(kind: str, namespace: str | None = None) -> Cache:
     """A cache of the given kind: ``redis`` (the shared Redis), ``cluster`` (this run's
     Redis Cluster); ``near`` and ``near-cluster`` near-caches over them, already
-    subscribed."""
+    subscribed; ``resilient-redis``: the shared Redis as the policy uses it."""
     if kind == "memory":
         return MemoryCache(max_entries=10_000)
+    if kind.startswith("resilient-"):
+        from twotier.cache.resilient import ResilientCache
+
+        return ResilientCache(await make_cache(kind.removeprefix("resilient-")), generation_ttl=600)
     from twotier.cache.near import NearCache
     from twotier.cache.redis import RedisCache
 

@@ -161,7 +161,7 @@ def lambda_runtime(settings: Settings) -> Iterator[Runtime]:
     finally:
         aws_lambda._runtime = None
         made.loop.run_until_complete(made.service.store.drop_schema())  # type: ignore[attr-defined]
-        made.loop.run_until_complete(made.service.cache.cache.clear())
+        made.loop.run_until_complete(made.service.cache.clear())
         made.close()
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -290,7 +290,7 @@ def test_seed_batch_events(runtime: Runtime) -> None:
 def test_the_near_cache_is_off_in_lambda(runtime: Runtime) -> None:
     from twotier.cache.redis import RedisCache
 
-    assert isinstance(runtime.service.cache.cache, RedisCache)
+    assert isinstance(runtime.service.cache.inner, RedisCache)
 
 
 def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
@@ -311,7 +311,7 @@ def test_warm_invocations_reuse_connections(runtime: Runtime) -> None:
     def count(*_args: object) -> None:
         opened["count"] += 1
 
-    redis_pool = runtime.service.cache.cache._redis.connection_pool  # type: ignore[attr-defined]
+    redis_pool = runtime.service.cache.inner._redis.connection_pool  # type: ignore[attr-defined]
     read = {"USE_CACHE": "False", "REQUEST": "read", "SQLS": [1000]}
     get = http_v2("GET", "/heroes", "/heroes", raw_query="xp=1000")
     for _ in range(5):

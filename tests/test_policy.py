@@ -12,8 +12,9 @@ import pytest
 from tests.broken import UnversionedCache
 from tests.conftest import database_url, make_cache
 from tests.heroes import hero as new_hero
-from twotier.cache.base import Cache, CacheUnavailable
+from twotier.cache.base import Cache, Entry
 from twotier.cache.resilient import ResilientCache
+from twotier.errors import CacheUnavailable
 from twotier.policy import Outcome, ResourcePolicy, Tuning
 from twotier.resources import Key, Record
 from twotier.service import Service
@@ -349,9 +350,53 @@ async def test_a_cache_outage_degrades_to_the_database(store: InstrumentedRows) 
     assert updated is not None
     assert (await policy.read(record.key)).body == body(updated)
     assert policy.cache.breaker.state != "closed"
-    service = Service(store.inner._db, policy.cache, [store.resource])
+    service = Service(store.inner._db, policy.cache, [store.resource])  # type: ignore[arg-type]
     assert (await service.readiness())["cache"].startswith("cache unavailable")
     await dead.close()
+
+
+async def test_a_dead_cache_behind_resilient_cache_answers_as_a_cache_that_degrades() -> None:
+    """Reads raise CacheUnavailable (the caller reads the database), fills answer "not
+    stored", a write-through or a clear is remembered and raises, nothing is peeked; once
+    the breaker opens, a read raises without a call to the cache."""
+    from twotier.cache.redis import RedisCache
+    from twotier.telemetry import CACHE_ERRORS
+
+    def errors() -> float:
+        return sum(
+            sample.value
+            for metric in CACHE_ERRORS.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+
+    dead = RedisCache("redis://127.0.0.1:1/0", namespace="dead", timeout=0.2)
+    resilient = ResilientCache(dead, generation_ttl=60)
+    try:
+        with pytest.raises(CacheUnavailable):
+            await resilient.get("k")
+        assert await resilient.put_if_newer("k", Entry(1, b"x"), 60) is False
+        assert await resilient.put_many_if_newer([("k", Entry(1, b"x"), 60)]) == [False]
+        assert not resilient.breaker.allows()  # three failures in a row
+        counted = errors()
+        for read in (
+            resilient.get("k"),
+            resilient.get_many(["k"]),
+            resilient.get_with_generations([("{g}:e", "{g}")], [1], 60),
+        ):
+            with pytest.raises(CacheUnavailable):
+                await read
+        assert errors() == counted  # refused here, the cache not asked
+        with pytest.raises(CacheUnavailable):
+            await resilient.write([("k", Entry(2, b"y"), 60)], {"{g}": 5}, 60)
+        assert resilient.pending == 2  # the entry and the generation, to make again
+        assert resilient.peek("k") is None
+        with pytest.raises(CacheUnavailable):
+            await resilient.clear()
+        assert resilient.pending == 0  # everything is forgotten instead, once it answers
+        assert not resilient.closed
+    finally:
+        await resilient.close()
 
 
 async def test_writes_missed_by_the_cache_are_applied_before_it_is_trusted_again(
@@ -431,8 +476,8 @@ async def test_on_a_cluster_a_write_through_is_tried_even_when_the_cache_is_dist
             resilient = ResilientCache(cache, generation_ttl=60, shards_fail_alone=alone)
             policy = ResourcePolicy(store, resilient, Tuning(ttl=60))
             record = await policy.create(hero(name=f"c{alone}"))
-            for _ in range(3):
-                resilient.failed(CacheUnavailable("another shard timed out"), "read")
+            for _ in range(3):  # another shard timed out
+                resilient.breaker.failed()
             assert not resilient.breaker.allows()
             updated = await policy.update(record.key, {"name": "seen"})
             assert updated is not None

@@ -12,8 +12,8 @@ from sqlalchemy import make_url
 from tests.conftest import SERVER_URLS, database_url
 from tests.own_servers import OwnRedis
 from twotier.bootstrap import build_cache, build_store, follower_user
-from twotier.cache.base import CacheUnavailable
 from twotier.config import Settings
+from twotier.errors import CacheUnavailable
 from twotier.store.base import FollowerUser
 from twotier.store.sql import SQLStore
 

@@ -31,8 +31,8 @@ from twotier.api.observe import log_request
 from twotier.bootstrap import compose
 from twotier.config import Settings, get_settings
 from twotier.emf import EmfExporter
+from twotier.errors import StoreUnavailable
 from twotier.service import Service
-from twotier.store.base import StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request
 
 log = logging.getLogger("twotier")
@@ -96,7 +96,7 @@ class Runtime:
         if isinstance(event, dict) and "KEYS" in event:
             return self.loop.run_until_complete(self._manage_keys(event))
         if isinstance(event, dict) and _is_stream_event(event):
-            from twotier.follow.dynamo_streams import follow_stream_event  # DynamoDB's extra
+            from twotier.follow.sources import follow_stream_event  # DynamoDB's extra
 
             return self.loop.run_until_complete(follow_stream_event(self.service, event))
         return {

@@ -20,6 +20,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from twotier.access.keys import Role
+from twotier.errors import RequestError
 from twotier.policy import Outcome
 from twotier.problems import DOMAIN_ERRORS, problem_of
 from twotier.resources import Resource, default_resource, load_resources
@@ -28,7 +29,7 @@ from twotier.service import Service
 from twotier.telemetry import CURRENT_REQUEST
 
 
-class BatchError(Exception):
+class BatchError(RequestError):
     """An event that cannot be served; ``status`` is the statusCode to answer."""
 
     def __init__(self, status: int, detail: str) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from twotier.access.rate_limit import MemoryRateLimiter, RateLimiter
 from twotier.access.rules import Access, AccessRules
-from twotier.cache.base import Cache
+from twotier.cache.base import CacheServer
 from twotier.cache.resilient import ResilientCache
 from twotier.config import Settings
 from twotier.policy import AnswerLimits, Tuning
@@ -108,7 +108,7 @@ def _redis(settings: Settings, url: str) -> RedisClient | None:
     return redis_client(url, settings.cache_timeout)
 
 
-def build_cache(settings: Settings, client: Any = None, url: str | None = None) -> Cache:
+def build_cache(settings: Settings, client: Any = None, url: str | None = None) -> CacheServer:
     """The cache the settings name; ``url`` (default: read now) the cache's with its
     credentials, ``client`` a Redis pool to share."""
     url = url if url is not None else cache_url(settings)
@@ -165,8 +165,9 @@ def compose(settings: Settings) -> Composition:
     tuning = tuning_of(settings)
     url = cache_url(settings)
     client = _redis(settings, url)
+    adapter = build_cache(settings, client, url)
     cache = ResilientCache(
-        build_cache(settings, client, url),
+        adapter,
         generation_ttl=tuning.generation_ttl,
         shards_fail_alone=urlsplit(settings.cache_url).scheme.endswith("+cluster"),
     )
@@ -178,10 +179,11 @@ def compose(settings: Settings) -> Composition:
         limits=AnswerLimits(rows=settings.batch_max_rows, bytes=settings.batch_max_answer_bytes),
         key_refresh=settings.api_key_refresh,
         follower=follower_user(settings),
+        follower_state=adapter,
     )
     limiter: RateLimiter = MemoryRateLimiter()
     if client is not None:
-        from twotier.access.rate_limit_redis import RedisRateLimiter
+        from twotier.cache.redis_rate_limit import RedisRateLimiter
 
         limiter = RedisRateLimiter(client, settings.cache_namespace)
     return Composition(service, Access(rules_of(settings), service.keyring, limiter))

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import DownloadColumn, Progress
 from rich.text import Text
 
@@ -23,18 +22,24 @@ from twotier import logs
 from twotier.bench.cli import app as bench_app
 from twotier.bootstrap import build_service
 from twotier.cli_keys import app as keys_app
+from twotier.cli_output import console, told
 from twotier.config import Settings, get_settings
 from twotier.dataset import SPAN_DEFAULT, CsvReader, open_source, write_csv
-from twotier.follow.changes import FollowRefused
+from twotier.errors import (
+    ResourceError,
+    SchemaMismatch,
+    StoreUnavailable,
+    TwotierError,
+    UnknownResource,
+)
 from twotier.loader import load_csv
 from twotier.logs import redacted_url
-from twotier.resources import Resource, ResourceError
-from twotier.service import Service, UnknownResource
-from twotier.store.base import DuplicateKey, SchemaMismatch, StoreRefused, StoreUnavailable
+from twotier.problems import problem_of
+from twotier.resources import Resource
+from twotier.service import Service
 
 T = TypeVar("T")
 
-console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and greps
 APP_FACTORY = "twotier.api.app:serve_app"
 
 
@@ -253,8 +258,7 @@ def _service() -> Service:
     try:
         return build_service(get_settings())
     except ResourceError as error:
-        console.print(Text(str(error), style="red"))
-        raise typer.Exit(2) from None
+        told(error)
 
 
 def _prepare_schema() -> None:
@@ -277,7 +281,7 @@ def _refused(error: SchemaMismatch) -> NoReturn:
     console.print(
         Text(f"{count} contradiction{'s' if count > 1 else ''}: nothing was changed", style="red")
     )
-    raise typer.Exit(2)
+    raise typer.Exit(problem_of(error).exit_code)
 
 
 async def _prepared(service: Service) -> None:
@@ -461,21 +465,15 @@ def load(
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
-    """Run a command's work; an unreachable database is one line and exit 1, a declaration
-    or a database that cannot be served or followed one line and exit 2."""
+    """Run a command's work; an error is one line (every contradiction, one a line) and the
+    exit code ``problems`` gives it: 1 for a fault worth retrying (an unreachable database),
+    2 for a declaration or a database to change first."""
     try:
         return asyncio.run(work)
-    except StoreUnavailable as error:
-        console.print(Text(f"the database is unreachable: {error}", style="red"))
-        raise typer.Exit(1) from None
-    except DuplicateKey as error:
-        console.print(Text(f"{error}; nothing was written", style="red"))
-        raise typer.Exit(1) from None
     except SchemaMismatch as error:
         _refused(error)
-    except (FollowRefused, StoreRefused) as error:
-        console.print(Text(str(error), style="red"))
-        raise typer.Exit(2) from None
+    except TwotierError as error:
+        told(error)
 
 
 def _load_with_progress(

@@ -13,14 +13,13 @@ from rich.text import Text
 
 from twotier.access.keys import Role, check_key_name, printable
 from twotier.bootstrap import build_service
+from twotier.cli_output import console, told
 from twotier.config import get_settings
-from twotier.resources import ResourceError
+from twotier.errors import ResourceError, TwotierError
 from twotier.service import Service
-from twotier.store.base import StoreUnavailable
 
 T = TypeVar("T")
 
-console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and greps
 app = typer.Typer(
     help="API keys: X-API-Key values with a role (read, write or admin).", no_args_is_help=True
 )
@@ -30,8 +29,7 @@ def _with_service(action: Callable[[Service], Awaitable[T]]) -> T:
     try:
         service = build_service(get_settings())
     except ResourceError as error:
-        console.print(Text(str(error), style="red"))
-        raise typer.Exit(2) from None
+        told(error)
 
     async def run() -> T:
         try:
@@ -42,9 +40,8 @@ def _with_service(action: Callable[[Service], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except StoreUnavailable as error:
-        console.print(Text(f"the database is unreachable: {error}", style="red"))
-        raise typer.Exit(1) from None
+    except TwotierError as error:
+        told(error)
 
 
 @app.command("create")

@@ -19,13 +19,16 @@ the resource's lists) new random values; an entry is a hit only if it was filled
 current generation, and a fill is stored only if the generation has not moved since the
 fill read the database.
 
-Two read-throughs hold every read: ``_versioned`` (rows by key, one or many) and ``_filed``
-(generation-filed entries: lookups and pages). The cache is used through ``ResilientCache``,
-which keeps it from ever being a point of failure.
+One read-through holds every read: ``read`` for one row, ``_through`` for many entries
+(rows by key, and generation-filed ones: lookups and pages), as dogpile.cache's
+``get_or_create`` and ``get_or_create_multi``. The cache is a ``ResilientCache``: a cache
+that keeps the real one from ever being a point of failure, so the policy holds only the
+caching rules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -38,17 +41,23 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from twotier.batching import TickBatcher
-from twotier.cache.base import CacheUnavailable, Entry
+from twotier.cache.base import Entry
 from twotier.cache.resilient import (
     ResilientCache,
     moved_within,
     new_generation,
     written_generation,
 )
+from twotier.errors import AnswerTooLarge, CacheUnavailable
 from twotier.resources import Key, Record, Resource
 from twotier.singleflight import SingleFlight
 from twotier.store.base import LoadRows, Query, Rows
 from twotier.telemetry import Outcomes
+
+#: What a read-through finds of one entry: its flight (the entry's name, with the
+#: generation it is filed under), the entry if the cache holds a valid one, what a fill
+#: of it needs.
+Found = tuple[str, Entry | None, Any]
 
 
 class Outcome(StrEnum):
@@ -97,16 +106,6 @@ class AnswerLimits:
 
     rows: int = 10_000
     bytes: int = 4 * 1024 * 1024
-
-
-class AnswerTooLarge(Exception):
-    """A batch read whose answer would pass a bound (``what``: rows or bytes); nothing of
-    it was sent, and no more than about twice the row bound was read."""
-
-    def __init__(self, what: str, limit: int) -> None:
-        super().__init__(f"the answer would hold more than {limit} {what}")
-        self.what = what
-        self.limit = limit
 
 
 def key_text(value: Any) -> str:
@@ -253,17 +252,17 @@ class ResourcePolicy:
     async def read(self, key: Key, *, use_cache: bool = True) -> Served:
         """One row by key: its JSON, or None if there is no such row.
 
-        The hot path's read: a hit is one plain lookup here, not ``_versioned``'s lists and
-        dictionaries (measured: they cost a cached read more than a microsecond, a tenth of
-        it); a miss takes the same fill as every read by key."""
-        if use_cache and (self.cache.ready or await self.cache.usable()):
+        The read-through of one key (as ``_through`` is of many): a hit is one lookup,
+        with none of ``_through``'s lists and dictionaries (measured: they cost a cached
+        read more than a microsecond, a tenth of it); misses of one loop turn are filled
+        together (``_fill_misses``)."""
+        if use_cache:
             name = self.keys.row(key)
             try:
-                entry = await self.cache.cache.get(name)
-            except CacheUnavailable as error:
-                self.cache.failed(error, "read")
+                entry = await self.cache.get(name)
+            except CacheUnavailable:
+                pass
             else:
-                self.cache.succeeded()
                 outcome = Outcome.HIT
                 if entry is None:
                     entry, outcome = await self._misses.load(name, key), Outcome.MISS
@@ -275,13 +274,11 @@ class ResourcePolicy:
 
     def held(self, key: Key) -> Served | None:
         """A row this process holds (the near-cache's L1, the in-process cache), answered
-        and counted as a hit with no await: the front door's read, which costs a dictionary
+        and counted as a hit with no await: the edge's first read, which costs a dictionary
         lookup instead of a coroutine per step. None while the cache is not in plain use
         (its breaker not closed, writes pending), when the row is not held here, or is held
-        as absent: ``read`` answers those, as before."""
-        if not self.cache.closed:
-            return None
-        entry = self.cache.cache.peek(self.keys.row(key))
+        as absent: ``read`` answers those."""
+        entry = self.cache.peek(self.keys.row(key))
         if entry is None or not entry.body:
             return None
         return _count(self._read, entry.body, Outcome.HIT, entry.version)
@@ -289,7 +286,7 @@ class ResourcePolicy:
     async def read_many(self, keys: Sequence[Key], *, use_cache: bool = True) -> Served:
         """The rows that exist among ``keys``, in request order, as one JSON array."""
         if use_cache:
-            found = await self._versioned(keys, "batch_id")
+            found = await self._versioned(keys)
             if found is not None:
                 entries, missed = found
                 bodies = {key: entry.body for key, entry in entries.items()}
@@ -302,41 +299,55 @@ class ResourcePolicy:
         self._check_answer(bodies, present)
         return _count(self._many, _json_array(bodies[key] for key in present), Outcome.BYPASS)
 
-    async def _versioned(
-        self, keys: Sequence[Key], operation: str
-    ) -> tuple[dict[Key, Entry], bool] | None:
-        """Each key's entry, from the cache or filled from the database (single-flight per
-        key), and whether any missed; None when the cache cannot be used (then the caller
-        reads the database, and the cache is left alone)."""
-        if not (self.cache.ready or await self.cache.usable()):
+    async def _through(
+        self,
+        cached: Callable[[], Awaitable[list[Found]]],
+        fill: Callable[[Mapping[str, Any]], Awaitable[dict[str, Entry]]],
+    ) -> tuple[list[Found], bool] | None:
+        """The read-through of many entries (as ``read`` is of one): what ``cached`` finds
+        (for each entry wanted: its flight, the entry if the cache holds a valid one, what a
+        fill of it needs), each missing one filled by ``fill`` (single-flight per flight),
+        in ``cached``'s order; and whether any missed. None when the cache cannot be used:
+        the caller reads the database, and the cache is left alone."""
+        try:
+            found = await cached()
+        except CacheUnavailable:
             return None
+        misses = {flight: what for flight, entry, what in found if entry is None}
+        if not misses:
+            return found, False
+        filled = await self._fly(misses, fill)
+        return [(f, e if e is not None else filled[f], w) for f, e, w in found], True
+
+    async def _fly(
+        self,
+        wanted: Mapping[str, Any],
+        fill: Callable[[Mapping[str, Any]], Awaitable[dict[str, Entry]]],
+    ) -> dict[str, Entry]:
+        """Each wanted entry filled, one fill per flight among concurrent readers."""
+        return await self._flights.do_many(
+            list(wanted), lambda flights: fill({flight: wanted[flight] for flight in flights})
+        )
+
+    async def _versioned(self, keys: Sequence[Key]) -> tuple[dict[Key, Entry], bool] | None:
+        """Each key's entry, from the cache or filled from the database, and whether any
+        missed; None when the cache cannot be used."""
         unique = list(dict.fromkeys(keys))
         names = [self.keys.row(key) for key in unique]
-        try:
-            entries = await self.cache.cache.get_many(names)
-        except CacheUnavailable as error:
-            self.cache.failed(error, operation)
+
+        async def cached() -> list[Found]:
+            entries = await self.cache.get_many(names)
+            return list(zip(names, entries, unique, strict=True))
+
+        through = await self._through(cached, self._fill_rows)
+        if through is None:
             return None
-        self.cache.succeeded()
-        found: dict[Key, Entry] = {}
-        missing: dict[str, Key] = {}
-        for key, name, entry in zip(unique, names, entries, strict=True):
-            if entry is None:
-                missing[name] = key
-            else:
-                found[key] = entry
-        if missing:
-            filled = await self._flights.do_many(
-                list(missing), lambda names: self._fill_rows({n: missing[n] for n in names})
-            )
-            found |= {missing[name]: entry for name, entry in filled.items()}
-        return found, bool(missing)
+        found, missed = through
+        return {key: entry for _, entry, key in found if entry is not None}, missed
 
     async def _fill_misses(self, wanted: Mapping[str, Key]) -> dict[str, Entry]:
-        """Fill the entries of single reads that missed together, single-flight per key."""
-        return await self._flights.do_many(
-            list(wanted), lambda names: self._fill_rows({name: wanted[name] for name in names})
-        )
+        """Fill the entries of single reads that missed together."""
+        return await self._fly(wanted, self._fill_rows)
 
     async def _fill_rows(self, wanted: Mapping[str, Key]) -> dict[str, Entry]:
         started = time.monotonic()
@@ -353,7 +364,7 @@ class ResourcePolicy:
             fills.append((name, entry, self._jittered(ttl)))
         if time.monotonic() - started > self.tuning.fill_window:
             return filled  # answered, not stored: a newer entry may have come and gone
-        await self.cache.attempt(self.cache.cache.put_many_if_newer(fills), "fill")
+        await self.cache.put_many_if_newer(fills)
         return filled
 
     # -- lookups and lists: generation-filed entries ------------------------------------
@@ -370,7 +381,7 @@ class ResourcePolicy:
                 body = page_json(records, query.limit, self.resource.key)
                 return await self._keep_filed(wanted, lambda _name: body, indexed=indexed)
 
-            found = await self._filed([(name, generation_key)], fill, "list")
+            found = await self._filed([(name, generation_key)], fill)
             if found is not None:
                 [body], missed = found
                 return _count(self._list, body, Outcome.MISS if missed else Outcome.HIT)
@@ -395,7 +406,7 @@ class ResourcePolicy:
                 )
 
             order = [self.keys.lookup(field, value) for value in values]
-            found = await self._filed(pairs, fill, "lookup", order, bounded=True)
+            found = await self._filed(pairs, fill, order, bounded=True)
             if found is not None:
                 bodies, missed = found
                 return _count(
@@ -412,7 +423,6 @@ class ResourcePolicy:
         self,
         pairs: Sequence[tuple[str, str]],
         fill: Callable[[Mapping[str, tuple[str, str, int]]], Awaitable[dict[str, Entry]]],
-        operation: str,
         order: Sequence[str] | None = None,
         *,
         bounded: bool = False,
@@ -426,39 +436,35 @@ class ResourcePolicy:
         flight's entry, or ``_UNREAD`` for one it did not read whole (the row bound): this
         request then reads those itself, once, unshared; if they still do not fit, the
         answer is too large."""
-        if not (self.cache.ready or await self.cache.usable()):
-            return None
-        try:
-            found = await self.cache.cache.get_with_generations(
+        order = order if order is not None else [name for name, _ in pairs]
+
+        async def cached() -> list[Found]:
+            found = await self.cache.get_with_generations(
                 pairs, [new_generation() for _ in pairs], self.tuning.generation_ttl
             )
-        except CacheUnavailable as error:
-            self.cache.failed(error, operation)
+            filed: list[Found] = []
+            for (name, generation_key), (entry, generation) in zip(pairs, found, strict=True):
+                current = entry if entry is not None and entry.version == generation else None
+                filed.append((f"{name}@{generation}", current, (name, generation_key, generation)))
+            if bounded:  # past a bound with what the cache holds already: no database work
+                held = {what[0]: e.body for _, e, what in filed if e is not None}
+                self._check_answer(held, [name for name in order if name in held])
+            return filed
+
+        through = await self._through(cached, fill)
+        if through is None:
             return None
-        self.cache.succeeded()
-        bodies: dict[str, bytes] = {}
-        misses: dict[str, tuple[str, str, int]] = {}
-        for (name, generation_key), (entry, generation) in zip(pairs, found, strict=True):
-            if entry is not None and entry.version == generation:
-                bodies[name] = entry.body
-            else:
-                misses[f"{name}@{generation}"] = (name, generation_key, generation)
-        order = order if order is not None else [name for name, _ in pairs]
-        if bounded:  # past a bound with what the cache holds already: no database work
-            self._check_answer(bodies, [name for name in order if name in bodies])
-        if misses:
-            filled = await self._flights.do_many(
-                list(misses), lambda flights: fill({f: misses[f] for f in flights})
-            )
-            unread = {f: misses[f] for f, entry in filled.items() if entry is _UNREAD}
-            if unread:
-                filled |= await fill(unread)
-            if any(entry is _UNREAD for entry in filled.values()):
-                raise AnswerTooLarge("rows", self.limits.rows)
-            bodies |= {misses[flight][0]: entry.body for flight, entry in filled.items()}
+        found, missed = through
+        unread = {flight: what for flight, entry, what in found if entry is _UNREAD}
+        if unread:
+            again = await fill(unread)
+            found = [(f, again.get(f, e), w) for f, e, w in found]
+        if any(entry is _UNREAD for _, entry, _ in found):
+            raise AnswerTooLarge("rows", self.limits.rows)
+        bodies = {what[0]: entry.body for _, entry, what in found if entry is not None}
         if bounded:
             self._check_answer(bodies, order)
-        return [bodies[name] for name in order], bool(misses)
+        return [bodies[name] for name in order], missed
 
     async def _fill_lookup(
         self,
@@ -506,9 +512,7 @@ class ResourcePolicy:
             if lag and moved_within(generation, lag):
                 continue
             ttl = self._jittered(self.tuning.ttl)
-            await self.cache.attempt(
-                self.cache.cache.put_if_generation(name, generation_key, entry, ttl), "fill"
-            )
+            await self.cache.put_if_generation(name, generation_key, entry, ttl)
         return filled
 
     def _check_answer(self, bodies: Mapping[Any, bytes], order: Sequence[Any]) -> None:
@@ -585,8 +589,8 @@ class ResourcePolicy:
     async def changed(self, changes: Sequence[tuple[Record | None, Record | None]]) -> None:
         """Changes read from the database's log (``twotier.follow``), each as (before,
         after): invalidate what they make stale exactly as their write-throughs would.
-        Raises CacheUnavailable rather than remembering: the follower must not move past a
-        change the cache did not take."""
+        Raises CacheUnavailable if the cache did not take them (they are made again once it
+        answers): the follower must not move past a change the cache did not take."""
         items: list[tuple[str, Entry, float]] = []
         generation_keys: set[str] = set()
         for before, after in changes:
@@ -595,7 +599,7 @@ class ResourcePolicy:
             generation_keys |= moved
         for name, _, _ in items:
             self._flights.forget(name)
-        await self.cache.cache.write(
+        await self.cache.write(
             [(name, entry, self._jittered(ttl)) for name, entry, ttl in items],
             {g: written_generation() for g in generation_keys},
             self.tuning.generation_ttl,
@@ -612,26 +616,17 @@ class ResourcePolicy:
     async def _write_through(
         self, items: Sequence[tuple[str, Entry, float]], generation_keys: set[str]
     ) -> None:
-        """After a commit: store the new values and move the generations the write touched;
-        a write the cache could not take is remembered (see ResilientCache). On a Redis
-        Cluster it is tried even when the cache is not to be trusted here (a shard down,
-        the breaker open, writes missed): the other processes read the live shards."""
+        """After a commit: store the new values and move the generations the write touched
+        (a write the cache does not take is made again once it answers: ResilientCache)."""
         for name, _, _ in items:
             self._flights.forget(name)
         timed = [(name, entry, self._jittered(ttl)) for name, entry, ttl in items]
-        if self.cache.ready or self.cache.shards_fail_alone or await self.cache.usable():
-            try:
-                await self.cache.cache.write(
-                    timed,
-                    {g: written_generation() for g in generation_keys},
-                    self.tuning.generation_ttl,
-                )
-            except CacheUnavailable as error:
-                self.cache.failed(error, "write")
-            else:
-                self.cache.succeeded()
-                return
-        self.cache.remember(timed, generation_keys)
+        with contextlib.suppress(CacheUnavailable):  # committed: the request goes on
+            await self.cache.write(
+                timed,
+                {g: written_generation() for g in generation_keys},
+                self.tuning.generation_ttl,
+            )
 
     async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:
         """Load rows in bulk, then forget everything cached.
@@ -642,14 +637,8 @@ class ResourcePolicy:
         """
         loaded = await self.rows.bulk_load(rows, replace=replace, keep=keep)
         self._flights = SingleFlight()
-        if await self.cache.usable():
-            try:
-                await self.cache.cache.clear()
-            except CacheUnavailable as error:
-                self.cache.failed(error, "load")
-                self.cache.remember_everything()
-        else:
-            self.cache.remember_everything()
+        with contextlib.suppress(CacheUnavailable):  # emptied once it answers
+            await self.cache.clear()
         return loaded
 
     def _jittered(self, ttl: float) -> float:

@@ -16,21 +16,18 @@ from typing import Any
 
 from twotier.access.keyring import KeyRing
 from twotier.access.keys import KeyRecord, Role, create_key
-from twotier.cache.base import CacheUnavailable
+from twotier.cache.base import FollowerState
 from twotier.cache.resilient import ResilientCache
 from twotier.dataset import generate
+from twotier.errors import CacheUnavailable, StoreUnavailable, UnknownResource
 from twotier.policy import AnswerLimits, CacheKeys, ResourcePolicy, Tuning
 from twotier.resources import Resource, default_resource
-from twotier.store.base import FollowerUser, LoadRows, Store, StoreUnavailable
+from twotier.store.base import FollowerUser, LoadRows, Store
 from twotier.telemetry import LIVE_STATE, GaugeReadings
 
 _SAMPLE_CHUNK = 5000  # rows per transaction when adding sample data
 #: Seconds a readiness check answers for (``readiness``).
 READINESS_MAX_AGE = 1.0
-
-
-class UnknownResource(LookupError):
-    """No declared resource has that name."""
 
 
 class Service:
@@ -44,9 +41,13 @@ class Service:
         limits: AnswerLimits | None = None,
         key_refresh: float = 5.0,
         follower: FollowerUser | None = None,
+        follower_state: FollowerState | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
+        #: Where a change-log follower keeps its lease and position (the cache server, not
+        #: through ``cache``: a lease is never remembered for later, nor kept locally).
+        self.follower_state = follower_state
         self.resources = {resource.name: resource for resource in resources}
         self._policies = {
             resource.name: ResourcePolicy(store.rows(resource.name), cache, tuning, limits)
@@ -112,7 +113,7 @@ class Service:
         status: dict[str, str] = {}
         for name, ping, errors in (
             ("database", self.store.ping, (StoreUnavailable,)),
-            ("cache", self.cache.cache.ping, (CacheUnavailable,)),
+            ("cache", self.cache.ping, (CacheUnavailable,)),
         ):
             try:
                 await ping()
@@ -123,7 +124,7 @@ class Service:
 
     def gauges(self) -> GaugeReadings:
         """The live state an operator watches: pool, breaker, backlog, in-process caches."""
-        readings = dict(self.cache.gauges())
+        readings = dict(self.cache.readings())
         pool = self.store.pool_usage()
         if pool:
             readings["twotier_database_pool_connections"] = (

@@ -71,7 +71,7 @@ def test_random_methods_cannot_inflate_metrics(embedded: TestClient) -> None:
     rng = random.Random(7)
     for _ in range(300):
         method = f"M{rng.randrange(10**9)}"
-        assert embedded.request(method, "/x").status_code in (401, 404, 405)
+        assert embedded.request(method, "/x").status_code == 404  # no such path, any method
         embedded.request(method, "/heroes/1")
     samples = scrape(embedded)
     methods = {

@@ -71,6 +71,6 @@ async def test_a_database_made_again_serves_none_of_the_old_rows(kind: str, tmp_
         again = await heroes.create(hero("Bob", xp=7))
         assert (await heroes.read(again["id"])).body == again.to_json()
     finally:
-        await after.cache.cache.clear()
+        await after.cache.clear()
         await after.close()
         await drop_database(url)

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import make_cache, redis_namespace
 from twotier.cache.base import Entry
-from twotier.cache.near import NearCache, joined
+from twotier.cache.invalidations import joined
+from twotier.cache.near import NearCache
 
 
 @pytest.fixture(params=["near", "near-cluster"])
@@ -167,7 +168,7 @@ async def test_writes_of_one_loop_turn_tell_the_others_in_one_message(
     pair: tuple[NearCache, NearCache],
 ) -> None:
     """The write-throughs of one loop turn go as one pipeline with one message for all of
-    them (``near.joined``): every key and generation they changed is dropped elsewhere."""
+    them (``invalidations.joined``): every key and generation they changed is dropped elsewhere."""
     first, second = pair
     keys = [f"w{i}" for i in range(5)]
     await first.write([(key, Entry(1, b"old"), 60) for key in keys], {"{g}": 1}, 60)

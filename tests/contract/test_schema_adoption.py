@@ -14,8 +14,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, inspect
 from sqlalchemy.dialects import mysql
 
 from tests.conftest import SQL_STORES, database_url
+from twotier.errors import KeyNotUnique, SchemaMismatch
 from twotier.resources import Resource, parse_resources
-from twotier.store.base import KeyNotUnique, SchemaMismatch
 from twotier.store.sql import SQLStore
 
 BOOKS = """

@@ -16,8 +16,9 @@ from sqlalchemy import inspect, make_url
 
 from tests.conftest import DECLARED, database_url, open_store
 from tests.heroes import UINT_MAX, create, create_each, hero
+from twotier.errors import DuplicateKey, StoreRefused
 from twotier.resources import load_resources
-from twotier.store.base import DuplicateKey, Query, Rows, StoreRefused
+from twotier.store.base import Query, Rows
 from twotier.store.dynamo import DynamoStore
 from twotier.telemetry import DATABASE_QUERY_DURATION
 

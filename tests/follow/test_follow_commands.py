@@ -317,6 +317,6 @@ async def test_a_follower_killed_mid_load_misses_nothing(binlog_mariadb: OwnMari
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
-        await service.cache.cache.clear()
+        await service.cache.clear()
         await service.store.drop_schema()  # type: ignore[attr-defined]
         await service.close()

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from twotier.resources import ResourceError, load_resources, parse_resources
+from twotier.errors import ResourceError
+from twotier.resources import load_resources, parse_resources
 from twotier.resources.fields import BooleanField, IntegerField, NumberField, StringField
 
 PRODUCTS = """

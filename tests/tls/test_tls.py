@@ -19,10 +19,10 @@ from tests.own_servers import OwnMariaDB, OwnRedis, OwnRedisCluster
 from tests.pki import Pki, make_pki
 from twotier.api.app import create_app
 from twotier.bootstrap import build_cache
-from twotier.cache.base import CacheUnavailable, Entry
+from twotier.cache.base import Entry
 from twotier.cache.near import NearCache
 from twotier.config import Settings
-from twotier.store.base import StoreUnavailable
+from twotier.errors import CacheUnavailable, StoreUnavailable
 from twotier.store.sql import SQLStore
 from twotier.store.sql_tls import split_tls
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from twotier.access.keys import KeyRecord, KeyStore, Role, key_id_of, matches
-from twotier.errors import StoreUnavailable
+from twotier.errors import InvalidKey, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ class Principal:
 
     key_id: str
     role: Role
-
-
-class InvalidKey(Exception):
-    """A key was presented, and it is not an active key."""
 
 
 class KeyRing:

@@ -13,48 +13,15 @@ import hmac
 import re
 import secrets
 import unicodedata
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Protocol
+
+from twotier.key_records import KeyRecord, KeyStore, Role
+
+__all__ = ["KeyRecord", "KeyStore", "Role"]  # what the tiers keep of a key, defined there
 
 PREFIX = "tt"
 _ID_BYTES = 6  # 12 hex characters
 _SECRET_BYTES = 32
-
-
-class Role(StrEnum):
-    """What a key may do; each role includes the ones before it."""
-
-    READ = "read"
-    WRITE = "write"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return _RANKS[self]
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
-
-
-_RANKS = {Role.READ: 1, Role.WRITE: 2, Role.ADMIN: 3}
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    """A stored key: never its secret, only the secret's hash."""
-
-    id: str
-    name: str
-    role: Role
-    secret_hash: str
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
 
 
 #: A key's name is shown to operators in terminals and pages: no control characters (C0,
@@ -118,17 +85,6 @@ def matches(token: str, record: KeyRecord) -> bool:
     """Whether ``token`` is the key ``record`` was made for, in time independent of where
     the two differ."""
     return hmac.compare_digest(hash_key(token), record.secret_hash)
-
-
-class KeyStore(Protocol):
-    """Where keys live: the database, next to the data they guard."""
-
-    async def add_key(self, record: KeyRecord) -> None: ...
-
-    async def list_keys(self) -> list[KeyRecord]: ...
-
-    async def revoke_key(self, key_id: str, when: datetime) -> bool:
-        """Mark the key revoked; False if there is no such key (or it was revoked)."""
 
 
 async def create_key(store: KeyStore, name: str, role: Role) -> tuple[KeyRecord, str]:

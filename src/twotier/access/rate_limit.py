@@ -1,7 +1,7 @@
 """Rate limiting by token bucket: ``rate`` requests a second on average, bursts of ``burst``.
 
 Buckets live in Redis when Redis is the cache (one limit across every process and host,
-kept by one atomic script on Redis' clock: ``rate_limit_redis``), else in the process.
+kept by one atomic script on Redis' clock: ``cache.redis_rate_limit``), else in the process.
 Each call takes one token from the caller's bucket and answers how long to wait: 0 when
 the request may go on.
 """

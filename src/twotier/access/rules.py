@@ -9,23 +9,12 @@ from dataclasses import dataclass
 from twotier.access.keyring import KeyRing, Principal
 from twotier.access.keys import Role
 from twotier.access.rate_limit import RateLimiter
-from twotier.cache.base import CacheUnavailable
+from twotier.errors import CacheUnavailable, Denied
 
 log = logging.getLogger(__name__)
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 _OPEN_PREFIXES = ("/docs/", "/static-offline-docs/")
-
-
-class Denied(Exception):
-    """A request its caller may not make: 401 (no valid key), 403 (role too low), 429 (a
-    budget spent: ``retry_after`` seconds)."""
-
-    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.retry_after = retry_after
 
 
 def retry_after(wait: float) -> str:

@@ -18,14 +18,14 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from twotier.access.keyring import InvalidKey, Principal
+from twotier.access.keyring import Principal
 from twotier.access.keys import Role
-from twotier.access.rules import Access, Denied, authorize, retry_after
+from twotier.access.rules import Access, authorize, retry_after
 from twotier.api.headers import forwarded_for, headers_of, presented_key
 from twotier.api.paths import app_path
 from twotier.api.responses import CHALLENGE, send_error
+from twotier.errors import Denied, InvalidKey, StoreUnavailable
 from twotier.problems import RETRY_AFTER_SECONDS
-from twotier.store.base import StoreUnavailable
 from twotier.telemetry import CURRENT_REQUEST, RATE_LIMITED, REJECTED
 
 log = logging.getLogger(__name__)

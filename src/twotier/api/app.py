@@ -34,11 +34,11 @@ from twotier.api.seed_batch import screen as screen_batch
 from twotier.bootstrap import Composition, compose, declared_resources, rules_of
 from twotier.config import Settings, get_settings
 from twotier.emf import report_every
+from twotier.errors import StoreUnavailable
 from twotier.follow.follower import following
 from twotier.logs import redacted_url
 from twotier.resources import default_resource
 from twotier.service import Service
-from twotier.store.base import StoreUnavailable
 from twotier.telemetry import READY
 
 log = logging.getLogger("twotier")
@@ -58,8 +58,7 @@ def create_app(settings: Settings | None = None, composition: Composition | None
         owned = compose(settings)
         try:
             await owned.service.prepare()
-            api.state.service = owned.service
-            api.state.access = owned.access
+            app.serve(owned.service, owned.access)
             log_start(settings)
             await hint_at_keys(owned.access)
             async with following(owned.service, settings), reporting(owned.service, settings):
@@ -87,9 +86,6 @@ def create_app(settings: Settings | None = None, composition: Composition | None
         **_WITHOUT_NATIVE_TELEMETRY,
     )
     api.state.settings = settings
-    if composition is not None:
-        api.state.service = composition.service
-        api.state.access = composition.access
     install_error_handlers(api)
     api.include_router(health.router)
     api.include_router(metrics.router)
@@ -113,7 +109,10 @@ def create_app(settings: Settings | None = None, composition: Composition | None
 
     guarded = _guarded(inside, settings)
     edge = Edge(table, guarded, Observe(dispatcher, access_log_enabled=settings.access_log))
-    return App(api, edge, guarded)
+    app = App(api, edge, dispatcher, guarded)
+    if composition is not None:
+        app.serve(composition.service, composition.access)
+    return app
 
 
 class App:
@@ -121,12 +120,20 @@ class App:
     admin, health, metrics) through the same guards to FastAPI, and the lifespan to
     FastAPI's."""
 
-    def __init__(self, api: FastAPI, edge: Edge, guarded: ASGIApp) -> None:
+    def __init__(self, api: FastAPI, edge: Edge, dispatcher: Dispatcher, guarded: ASGIApp) -> None:
         self.api = api
         #: The service, the access rules and the settings, as every request finds them.
         self.state = api.state
         self.edge = edge
+        self.dispatcher = dispatcher
         self.guarded = guarded
+
+    def serve(self, service: Service, access: Access) -> None:
+        """Serve with ``service`` and ``access`` (from start-up, or Lambda's own)."""
+        self.state.service = service
+        self.state.access = access
+        self.edge.serve(service, access)
+        self.dispatcher.serve(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -29,10 +29,11 @@ from twotier.api.endpoints import Call, Endpoint, EndpointTable, Routes
 from twotier.api.headers import headers_of, presented_key
 from twotier.api.observe import ROUTE_KEY, Observe
 from twotier.api.paths import app_path
-from twotier.api.responses import Answer, answer, error, problem
+from twotier.api.responses import Answer, error, found, problem
 from twotier.policy import ResourcePolicy
 from twotier.problems import DOMAIN_ERRORS
 from twotier.resources import Key
+from twotier.service import Service
 
 #: Where the edge leaves the match it made, so the dispatcher does not make it again.
 _MATCH = "twotier.match"
@@ -45,6 +46,13 @@ class Dispatcher:
 
     def __init__(self, table: EndpointTable) -> None:
         self.table = table
+        self._service: Service | None = None
+        self._policies: dict[str, ResourcePolicy] = {}
+
+    def serve(self, service: Service) -> None:
+        """The service the rows' handlers call (known once the app serves)."""
+        self._service = service
+        self._policies = {name: service.resource(name) for name in service.resources}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = scope.get(_MATCH) or self.table.match(app_path(scope))
@@ -57,8 +65,42 @@ class Dispatcher:
             await found(scope, receive, send)
             return
         scope[ROUTE_KEY] = found.path
-        result = await _serve(found, routes, rest, scope)
+        result = await self._serve(found, routes, rest, scope)
         await result(scope, receive, send)
+
+    async def _serve(
+        self, endpoint: Endpoint, routes: Routes, rest: str | None, scope: Scope
+    ) -> Answer:
+        problems: list[dict[str, Any]] = []
+        key: Key | None = None
+        resource = routes.resource
+        if endpoint.keyed:
+            assert resource is not None
+            assert rest is not None
+            key = resource.parse_key(rest)
+            if key is None:
+                at = ("path", resource.path_parameter)
+                problems.extend(_invalid(resource.key_text, rest, at))
+        query = _query(endpoint, scope.get("query_string", b""), problems)
+        body: Any = scope.get(PARSED_BODY)
+        if endpoint.body is not None:
+            if body is None and PARSED_BODY not in scope:
+                problems.append({"loc": ["body"], "msg": "Field required", "type": "missing"})
+            else:
+                try:
+                    body = endpoint.body.model_validate(body)
+                except ValidationError as invalid:
+                    problems.extend(_described(invalid, ("body",)))
+        if problems:
+            return error(422, problems)
+        service = self._service
+        assert service is not None, "a request before the app serves"
+        policy = self._policies[resource.name] if resource is not None else None
+        try:
+            call = Call(scope, headers_of(scope), service, policy, key, body, query)
+            return await endpoint.handler(call)
+        except DOMAIN_ERRORS as refused:
+            return problem(refused)
 
 
 def _endpoint(routes: Routes, rest: str | None, method: str) -> Endpoint | Answer:
@@ -74,39 +116,6 @@ def _endpoint(routes: Routes, rest: str | None, method: str) -> Endpoint | Answe
         return endpoint
     allowed = ", ".join(rows)
     return error(405, "Method Not Allowed", [(b"allow", allowed.encode())])
-
-
-async def _serve(endpoint: Endpoint, routes: Routes, rest: str | None, scope: Scope) -> Answer:
-    problems: list[dict[str, Any]] = []
-    key: Key | None = None
-    resource = routes.resource
-    if endpoint.keyed:
-        assert resource is not None
-        assert rest is not None
-        key = resource.parse_key(rest)
-        if key is None:
-            problems.extend(_invalid(resource.key_text, rest, ("path", resource.path_parameter)))
-    query = _query(endpoint, scope.get("query_string", b""), problems)
-    body: Any = scope.get(PARSED_BODY)
-    if endpoint.body is not None:
-        if body is None and PARSED_BODY not in scope:
-            problems.append({"loc": ["body"], "msg": "Field required", "type": "missing"})
-        else:
-            try:
-                body = endpoint.body.model_validate(body)
-            except ValidationError as invalid:
-                problems.extend(_described(invalid, ("body",)))
-    if problems:
-        return error(422, problems)
-    service = scope["app"].state.service
-    policy: ResourcePolicy | None = None
-    try:
-        if resource is not None:
-            policy = service.resource(resource.name)
-        call = Call(scope, headers_of(scope), service, policy, key, body, query)
-        return await endpoint.handler(call)
-    except DOMAIN_ERRORS as refused:
-        return problem(refused)
 
 
 def _query(endpoint: Endpoint, raw: bytes, problems: list[dict[str, Any]]) -> dict[str, Any]:
@@ -164,6 +173,17 @@ class Edge:
         self.table = table
         self.guarded = guarded
         self.observed = observed
+        #: Each resource's policy, and whether reads are open to anyone with no limit:
+        #: known once the app serves (``serve``), read by the cheaper ways in.
+        self._policies: dict[str, ResourcePolicy] = {}
+        self._open = False
+
+    def serve(self, service: Service, access: Access) -> None:
+        """The service and the access rules the app serves with (from its start-up, or
+        Lambda's composition)."""
+        self._policies = {name: service.resource(name) for name in service.resources}
+        rules = access.rules
+        self._open = not (rules.per_address > 0 or rules.per_key > 0 or rules.reads_need_key)
 
     def claims(self, scope: Scope) -> bool:
         """Whether a request is the table's (its first path segment is a row's); its match
@@ -177,11 +197,11 @@ class Edge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         routes, rest = scope[_MATCH]
         if (
-            scope["method"] == "GET"
+            self._open
+            and scope["method"] == "GET"
             and rest
             and routes.item
             and not scope.get("query_string")
-            and _open(scope)
         ):
             headers = headers_of(scope)
             if not headers:
@@ -189,30 +209,16 @@ class Edge:
                 assert resource is not None
                 key = resource.parse_key(rest)
                 if key is not None:
-                    policy = scope["app"].state.service.resource(resource.name)
-                    served = policy.held(key)
+                    served = self._policies[resource.name].held(key)
                     if served is not None and served.body is not None:
                         # Held here: answered now, no coroutine per step.
                         scope[ROUTE_KEY] = routes.item["GET"].path
-                        held = answer(
-                            200, served.body, version=served.version, outcome=served.outcome
-                        )
-                        await self.observed.answer(scope, send, held.headers, held.body)
+                        await self.observed.answer(scope, send, found(served), served.body)
                         return
             if b"origin" not in headers and presented_key(headers) is None:
                 await self.observed(scope, receive, send)
                 return
         await self.guarded(scope, receive, send)
-
-
-def _open(scope: Scope) -> bool:
-    """Reads are open to anyone, with no rate limit: the access guard has nothing to judge
-    in a request that presents no key."""
-    access: Access | None = getattr(scope["app"].state, "access", None)
-    if access is None:
-        return False
-    rules = access.rules
-    return not (rules.per_address > 0 or rules.per_key > 0 or rules.reads_need_key)
 
 
 def claimed(scope: Scope) -> bool:

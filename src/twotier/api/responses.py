@@ -69,6 +69,15 @@ def answer(
     return Answer(status, body, headers)
 
 
+def found(served: Served) -> list[Header]:
+    """The headers of a 200 with a row found, built at once (the hot read's)."""
+    assert served.body is not None
+    headers = [_OUTCOMES[served.outcome], (b"content-length", b"%d" % len(served.body)), _JSON]
+    if served.version:
+        headers.append((b"etag", etag(served.version).encode()))
+    return headers
+
+
 def error(status: int, detail: Any, headers: Mapping[str, str] | Sequence[Header] = ()) -> Answer:
     """``{"detail": …}`` with ``status``."""
     more = (
@@ -99,7 +108,7 @@ def read_answer(served: Served, resource: Resource, key: Key, unless: Tags | Non
         return answer(404, body, version=served.version, outcome=served.outcome)
     if unless is not None and unless.matches(served.version):
         return answer(304, version=served.version, outcome=served.outcome)
-    return answer(200, served.body, version=served.version, outcome=served.outcome)
+    return Answer(200, served.body, found(served))
 
 
 def row_answer(record: Record, status: int = 200, location: str | None = None) -> Answer:

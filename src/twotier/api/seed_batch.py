@@ -17,11 +17,11 @@ from starlette.types import ASGIApp, Scope
 
 from twotier import batch
 from twotier.access.keys import Role
-from twotier.access.rules import Denied
 from twotier.api.access_guard import authorize_scope
 from twotier.api.endpoints import Call, Documented, Endpoint, Routes, bypassing
 from twotier.api.paths import app_path
 from twotier.api.responses import Answer, batch_answer
+from twotier.errors import Denied
 from twotier.problems import problem_of
 from twotier.resources import Resource
 from twotier.resources.fields import FieldSpec, IntegerField

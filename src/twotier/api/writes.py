@@ -14,9 +14,9 @@ from pydantic import BaseModel
 
 from twotier.api.conditional import Tags
 from twotier.api.responses import Answer, answer, error, not_found, read_answer, row_answer
+from twotier.errors import VersionMismatch
 from twotier.policy import ResourcePolicy
 from twotier.resources import Key
-from twotier.store.base import VersionMismatch
 
 
 def location(root_path: str, name: str, key: Key) -> str:

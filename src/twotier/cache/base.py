@@ -13,10 +13,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class CacheUnavailable(Exception):
-    """The cache did not answer (down, slow or refused); callers fall back to the database."""
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A cached value and the version (or generation) it was read at.
@@ -72,11 +68,6 @@ class Cache(Protocol):
         """A write-through, after a commit: ``put_if_newer`` each item and set each
         generation, in one round trip where possible; True for each item stored."""
 
-    async def hold(self, key: str, owner: str, ttl: float) -> bool:
-        """A lease: take ``key`` for ``owner`` for ``ttl`` seconds if no one holds it, or
-        extend it if ``owner`` does; whether ``owner`` holds it now. Atomic on the cache
-        server, and never a copy local to one process."""
-
     async def delete(self, keys: Sequence[str]) -> None: ...
 
     async def clear(self) -> None:
@@ -91,3 +82,23 @@ class Cache(Protocol):
         keeps nothing in the process."""
 
     async def close(self) -> None: ...
+
+
+class FollowerState(Protocol):
+    """What the change-log follower keeps in the cache server beside the entries: a lease
+    (one follower per database follows at a time) and its position in the log. Every cache
+    adapter is one; the policy never uses it."""
+
+    async def hold(self, key: str, owner: str, ttl: float) -> bool:
+        """A lease: take ``key`` for ``owner`` for ``ttl`` seconds if no one holds it, or
+        extend it if ``owner`` does; whether ``owner`` holds it now. Atomic on the cache
+        server, and never a copy local to one process."""
+
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
+        """Store ``entry`` unless the key holds an equal or newer version; True if stored."""
+
+
+class CacheServer(Cache, FollowerState, Protocol):
+    """What every cache adapter is: the entries, and the follower's state beside them."""

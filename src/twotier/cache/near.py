@@ -25,47 +25,18 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from twotier.cache.base import Cache, CacheUnavailable, Entry
+from twotier.cache.base import CacheServer, Entry
+from twotier.cache.invalidations import EVERYTHING, InvalidationBus
 from twotier.cache.memory import MemoryCache
+from twotier.errors import CacheUnavailable
 
 log = logging.getLogger(__name__)
 
-_EVERYTHING = "*"
 
-
-def joined(messages: Sequence[str]) -> list[str]:
-    """``messages`` with those of one sender made one: a message is a line naming its
-    sender, then a line per key it changed (or ``*``: everything). What a bus sends in one
-    round trip (the write-throughs of a loop turn) is then one message a sender, not one a
-    write; and processes that do not join (an older version, in a rolling deploy) read it
-    as the same keys."""
-    by_sender: dict[str, list[str]] = {}
-    for message in messages:
-        sender, _, keys = message.partition("\n")
-        by_sender.setdefault(sender, []).append(keys)
-    return [
-        sender + "\n" + (_EVERYTHING if _EVERYTHING in keys else "\n".join(keys))
-        for sender, keys in by_sender.items()
-    ]
-
-
-class InvalidationBus(Protocol):
-    """A broadcast channel between the processes sharing one cache. Its messages are
-    ``joined``'s: a sender's line, then keys."""
-
-    async def publish(self, message: str) -> None: ...
-
-    def messages(self) -> AsyncIterator[str | None]:
-        """Messages as they arrive. ``None`` first, once subscribed (and after each
-        re-subscription): whatever was sent before it may have been missed. Ends or raises
-        when the subscription breaks."""
-        ...
-
-
-class SharedCache(Cache, InvalidationBus, Protocol):
+class SharedCache(CacheServer, InvalidationBus, Protocol):
     """A shared cache that also carries invalidation messages (RedisCache)."""
 
     async def write_and_publish(
@@ -134,7 +105,7 @@ class NearCache:
         if origin == self._origin:
             return
         self._epoch += 1
-        if keys == _EVERYTHING:
+        if keys == EVERYTHING:
             self.local.forget_all()
             return
         self.local.forget(keys.split("\n"))
@@ -309,7 +280,7 @@ class NearCache:
     async def clear(self) -> None:
         self._forget_all()
         await self.shared.clear()
-        await self.shared.publish(self._origin + "\n" + _EVERYTHING)
+        await self.shared.publish(self._origin + "\n" + EVERYTHING)
 
     async def ping(self) -> None:
         await self.shared.ping()

@@ -21,8 +21,8 @@ from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import NoScriptError
 
 from twotier.batching import TickBatcher
-from twotier.cache.base import CacheUnavailable, Entry
-from twotier.cache.near import joined
+from twotier.cache.base import Entry
+from twotier.cache.invalidations import joined
 from twotier.cache.redis_client import (
     RedisClient,
     initialized,
@@ -32,6 +32,7 @@ from twotier.cache.redis_client import (
 )
 from twotier.cache.redis_pubsub import Channels, Subscription, listen
 from twotier.cache.redis_topology import ReplicaCounts, SlotOwners
+from twotier.errors import CacheUnavailable
 from twotier.telemetry import CACHE_UNREPLICATED
 
 log = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ class RedisCache:
     async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
         """The write-throughs of one loop turn as one pipeline: every entry's conditional
         put, then each generation moved once, then one invalidation message a sender
-        (``near.joined``). Profiled: the lists' generation, moved by every write, was a
+        (``invalidations.joined``). Profiled: the lists' generation, moved by every write, was a
         quarter of a batch of POSTs' commands, the messages another. A generation moved
         once is enough: every write of the batch committed before any of it is sent, so a
         fill that reads its new value reads the database after all of them."""

@@ -30,8 +30,8 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from twotier.cache.base import CacheUnavailable
 from twotier.cache.redis_client import link_failed
+from twotier.errors import CacheUnavailable
 
 PING_EVERY = 1.0
 DEADLINE = 3.0

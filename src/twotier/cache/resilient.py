@@ -1,8 +1,19 @@
-"""The cache as the policy uses it: never a point of failure.
+"""The cache as the policy uses it: a ``Cache`` in front of the real one that is never a
+point of failure (a decorator, as dogpile.cache's proxy backends are).
 
 A cache error or timeout is counted, logged, and told to a circuit breaker (3 failures in a
-row open it for 2 s, then one trial call), so that a dead cache costs no timeout per request;
-the caller then serves from the database. A committed write whose write-through failed is
+row open it for 2 s, then one trial call), so that a dead cache costs no timeout per request.
+What each kind of call does then:
+
+- a read (``get``, ``get_many``, ``get_with_generations``) raises ``CacheUnavailable`` (the
+  caller serves from the database), at once while the cache is not to be used;
+- a fill (``put_if_newer``, ``put_many_if_newer``, ``put_if_generation``) answers "not
+  stored": failing one costs nothing but a later miss;
+- a write-through (``write``) or a ``clear`` the cache did not take is remembered, and
+  raises ``CacheUnavailable`` (the follower must not move past it; a request has committed
+  and goes on);
+- ``peek`` answers only while the cache is in plain use.
+ A committed write whose write-through failed is
 remembered; before the cache is used again, its write-through is made again (its entries
 stored unless the cache holds newer ones, its generations moved; past ``MAX_PENDING``
 remembered writes, the whole namespace is cleared instead), so a cache that missed writes is
@@ -24,11 +35,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from twotier.breaker import BreakerState, CircuitBreaker
-from twotier.cache.base import Cache, CacheUnavailable, Entry
+from twotier.cache.base import Cache, Entry
+from twotier.errors import CacheUnavailable
 from twotier.telemetry import CACHE_ERRORS, GaugeReadings
 
 log = logging.getLogger("twotier.policy")
@@ -39,6 +51,7 @@ T = TypeVar("T")
 MAX_PENDING = 10_000
 #: Seconds between the background attempts to apply what is remembered.
 MEND_EVERY = 0.2
+_NOT_IN_USE = "the cache is not in use now (its breaker is open, or writes it missed are pending)"
 
 
 def new_generation() -> int:
@@ -71,6 +84,8 @@ def moved_within(generation: int, seconds: float, now: float | None = None) -> b
 
 
 class ResilientCache:
+    """A ``Cache``: ``inner``'s, guarded."""
+
     def __init__(
         self,
         cache: Cache,
@@ -79,7 +94,7 @@ class ResilientCache:
         generation_ttl: float,
         shards_fail_alone: bool = False,
     ) -> None:
-        self.cache = cache
+        self.inner = cache
         self.breaker = breaker or CircuitBreaker()
         self.generation_ttl = generation_ttl
         #: A Redis Cluster: one shard fails while the others answer every process. This
@@ -114,20 +129,117 @@ class ResilientCache:
             return await self._apply_pending()
         return True
 
-    def succeeded(self) -> None:
-        self.breaker.succeeded()
-
-    def failed(self, error: CacheUnavailable, operation: str) -> None:
+    def _failed(self, error: CacheUnavailable, operation: str) -> None:
         CACHE_ERRORS.labels(operation).inc()
         log.warning("cache call failed, serving from the database: %s", error)
         self.breaker.failed()
 
-    async def attempt(self, call: Awaitable[T], operation: str) -> None:
-        """A best-effort cache write (a fill): failing it costs nothing but a later miss."""
+    # -- reads: raise when the cache cannot answer ----------------------------------------
+
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        if not (self.ready or await self.usable()):
+            raise CacheUnavailable(_NOT_IN_USE)
         try:
-            await call
+            found = await call()
         except CacheUnavailable as error:
-            self.failed(error, operation)
+            self._failed(error, "read")
+            raise
+        self.breaker.succeeded()
+        return found
+
+    async def get(self, key: str) -> Entry | None:
+        # ``_read`` written out: the hot read's, where each call and frame counts.
+        if not (self.ready or await self.usable()):
+            raise CacheUnavailable(_NOT_IN_USE)
+        try:
+            entry = await self.inner.get(key)
+        except CacheUnavailable as error:
+            self._failed(error, "read")
+            raise
+        self.breaker.succeeded()
+        return entry
+
+    def peek(self, key: str) -> Entry | None:
+        return self.inner.peek(key) if self.closed else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        return await self._read(lambda: self.inner.get_many(keys))
+
+    async def get_with_generations(
+        self, pairs: Sequence[tuple[str, str]], candidates: Sequence[int], ttl: float
+    ) -> list[tuple[Entry | None, int]]:
+        return await self._read(lambda: self.inner.get_with_generations(pairs, candidates, ttl))
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    # -- fills: best effort ---------------------------------------------------------------
+
+    async def _fill(self, call: Awaitable[T], failed: T) -> T:
+        try:
+            return await call
+        except CacheUnavailable as error:
+            self._failed(error, "fill")
+            return failed
+
+    async def put_if_newer(self, key: str, entry: Entry, ttl: float) -> bool:
+        return await self._fill(self.inner.put_if_newer(key, entry, ttl), False)
+
+    async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
+        return await self._fill(self.inner.put_many_if_newer(items), [False] * len(items))
+
+    async def put_if_generation(
+        self, key: str, generation_key: str, entry: Entry, ttl: float
+    ) -> bool:
+        return await self._fill(
+            self.inner.put_if_generation(key, generation_key, entry, ttl), False
+        )
+
+    # -- writes: made, or remembered and made again ----------------------------------------
+
+    async def write(
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generations: Mapping[str, int],
+        generation_ttl: float,
+    ) -> list[bool]:
+        """A write-through, after a commit; one the cache does not take is remembered (and
+        ``CacheUnavailable`` raised). On a Redis Cluster it is tried even when the cache is
+        not to be trusted here (a shard down, the breaker open, writes missed): the other
+        processes read the live shards."""
+        if self.ready or self.shards_fail_alone or await self.usable():
+            try:
+                stored = await self.inner.write(items, generations, generation_ttl)
+            except CacheUnavailable as error:
+                self._failed(error, "write")
+            else:
+                self.breaker.succeeded()
+                return stored
+        self.remember(items, generations)
+        raise CacheUnavailable("the write is remembered, and made again once the cache answers")
+
+    async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
+        await self.write((), generations, ttl)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self._or_emptied(lambda: self.inner.delete(keys), "delete")
+
+    async def clear(self) -> None:
+        await self._or_emptied(self.inner.clear, "clear")
+
+    async def _or_emptied(self, call: Callable[[], Awaitable[None]], operation: str) -> None:
+        """Entries forgotten; if the cache cannot now, it is emptied before it is used
+        again (a stale entry may be among them), and ``CacheUnavailable`` raised."""
+        if await self.usable():
+            try:
+                await call()
+            except CacheUnavailable as error:
+                self._failed(error, operation)
+            else:
+                self.breaker.succeeded()
+                return
+        self.remember_everything()
+        raise CacheUnavailable("the cache is emptied once it answers")
 
     def remember(
         self, items: Iterable[tuple[str, Entry, float]], generations: Iterable[str]
@@ -172,7 +284,7 @@ class ResilientCache:
             self._mender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._mender
-        await self.cache.close()
+        await self.inner.close()
 
     @property
     def pending(self) -> int:
@@ -183,16 +295,16 @@ class ResilientCache:
         everything = self._pending_everything
         try:
             if everything:
-                await self.cache.clear()
+                await self.inner.clear()
             else:
-                await self.cache.write(
+                await self.inner.write(
                     [(key, entry, ttl) for key, (entry, ttl) in items.items()],
                     {g: written_generation() for g in generations},
                     self.generation_ttl,
                 )
         except CacheUnavailable as error:
             if not quiet:
-                self.failed(error, "recover")
+                self._failed(error, "recover")
             return False
         for key, applied in items.items():
             if self._pending_items.get(key) is applied:  # not replaced by a newer one since
@@ -206,7 +318,10 @@ class ResilientCache:
         self.breaker.succeeded()
         return True
 
-    def gauges(self) -> GaugeReadings:
+    def gauges(self) -> dict[str, float]:
+        return self.inner.gauges()
+
+    def readings(self) -> GaugeReadings:
         """The breaker's state and the backlog, and what the cache holds in this process."""
         state = self.breaker.state
         readings: dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]] = {
@@ -219,7 +334,7 @@ class ResilientCache:
                 {(): float(self.pending)},
             ),
         }
-        for name, value in self.cache.gauges().items():
+        for name, value in self.inner.gauges().items():
             held = "Bytes (estimated)" if name.endswith("_bytes") else "Entries"
             readings[f"twotier_{name}"] = (f"{held} held in this process.", {(): value})
         return readings

@@ -29,13 +29,8 @@ from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import exc, text
 
-from twotier.follow.changes import (
-    Batch,
-    Change,
-    ChangeLogUnavailable,
-    FollowRefused,
-    PositionLost,
-)
+from twotier.errors import ChangeLogUnavailable, FollowRefused, PositionLost
+from twotier.follow.changes import Batch, Change
 from twotier.follow.threaded import HandOver, read_on_thread
 from twotier.store.sql import SQLStore
 from twotier.store.sql_rows import SQLRows

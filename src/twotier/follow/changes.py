@@ -8,11 +8,18 @@ from it. A batch without changes is a heartbeat: the log is alive and caught up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from twotier.resources import Record
+from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG
+
+if TYPE_CHECKING:
+    from twotier.service import Service
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +47,6 @@ class Batch:
     committed_at: float | None = None
 
 
-class PositionLost(Exception):
-    """The log no longer holds the position asked for (binlog purged, slot dropped): what
-    happened since is unknown, so everything cached may be stale."""
-
-
-class FollowRefused(Exception):
-    """The database cannot be followed as configured; the message says what to change."""
-
-
-class ChangeLogUnavailable(Exception):
-    """The change log could not be read (server down, access refused); worth retrying."""
-
-
 class ChangeLog(Protocol):
     """A database's change log, for the declared resources."""
 
@@ -76,3 +70,23 @@ class ChangeLog(Protocol):
         again (a log that keeps it for this follower may let it go)."""
 
     async def close(self) -> None: ...
+
+
+async def apply_changes(
+    service: Service, changes: Sequence[Change], committed_at: float | None
+) -> None:
+    """Invalidate what committed ``changes`` make stale, through each resource's policy
+    (the follower's batches, the stream records a Lambda is given); count them, and the
+    lag from ``committed_at``. CacheUnavailable if the cache did not take them."""
+    if not changes:
+        return
+    by_resource: dict[str, list[tuple[Record | None, Record | None]]] = defaultdict(list)
+    for change in changes:
+        if not change.whole_table:  # the caller empties the cache for those
+            by_resource[change.resource].append((change.before, change.after))
+    await asyncio.gather(
+        *(service.resource(name).changed(rows) for name, rows in by_resource.items())
+    )
+    FOLLOW_APPLIED.inc(len(changes))
+    if committed_at is not None:
+        FOLLOW_LAG.observe(max(0.0, time.time() - committed_at))

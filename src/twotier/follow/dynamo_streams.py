@@ -28,11 +28,9 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from twotier.cache.base import CacheUnavailable
-from twotier.follow.changes import Batch, Change, ChangeLogUnavailable, PositionLost
-from twotier.follow.follower import apply_changes
+from twotier.errors import CacheUnavailable, ChangeLogUnavailable, PositionLost, StoreUnavailable
+from twotier.follow.changes import Batch, Change, apply_changes
 from twotier.service import Service
-from twotier.store.base import StoreUnavailable
 from twotier.store.dynamo import DynamoStore
 from twotier.store.dynamo_client import DynamoClient, error_code
 from twotier.store.dynamo_expressions import Expression

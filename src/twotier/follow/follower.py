@@ -35,24 +35,22 @@ import logging
 import os
 import secrets
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from twotier.cache.base import CacheUnavailable, Entry
+from twotier.cache.base import Entry
 from twotier.config import Settings
-from twotier.follow.changes import (
-    Batch,
-    Change,
-    ChangeLog,
+from twotier.errors import (
+    CacheUnavailable,
     ChangeLogUnavailable,
+    FollowError,
     FollowRefused,
     PositionLost,
+    StoreUnavailable,
 )
-from twotier.resources import Record
+from twotier.follow.changes import Batch, ChangeLog, apply_changes
 from twotier.service import Service
-from twotier.store.base import StoreUnavailable
-from twotier.telemetry import FOLLOW_APPLIED, FOLLOW_LAG, FOLLOW_RESETS, follow_heard
+from twotier.telemetry import FOLLOW_RESETS, follow_heard
 
 log = logging.getLogger("twotier.follow")
 
@@ -74,7 +72,7 @@ _SILENCE = 5.0
 _LET_GO = 0.001
 
 
-class LeaseLost(Exception):
+class LeaseLost(FollowError):
     """Another follower holds the lease now."""
 
 
@@ -93,7 +91,9 @@ class Follower:
     ) -> None:
         self._service = service
         self._log = change_log
-        self._cache = service.cache.cache
+        if service.follower_state is None:
+            raise FollowRefused("this service was composed without a follower state")
+        self._state = service.follower_state
         self._lease = lease
         # Both belong to one database: a log position means nothing in another.
         self._lease_key = f"{service.database_id}:{LEASE_KEY}"
@@ -112,7 +112,7 @@ class Follower:
         while not stop.is_set():
             given_up = False
             try:
-                if await self._cache.hold(self._lease_key, self.owner, self._lease):
+                if await self._state.hold(self._lease_key, self.owner, self._lease):
                     self._held_until = time.monotonic() + self._lease
                     log.info("following %s (lease held by %s)", self._log.name, self.owner)
                     await self._follow(stop)
@@ -190,7 +190,7 @@ class Follower:
     async def _position(self) -> str:
         """Where to start: the saved position, else (a new or emptied cache, a lost
         position) the log's end, after emptying the namespace."""
-        saved = await self._cache.get(self._position_key)
+        saved = await self._state.get(self._position_key)
         if saved is not None and saved.body:
             return saved.body.decode()
         return await self._reset()
@@ -198,10 +198,10 @@ class Follower:
     async def _reset(self, position: str | None = None) -> str:
         """Empty the namespace and follow on from ``position`` (default: the log's end)."""
         position = position if position is not None else await self._log.now()
-        await self._cache.clear()  # what was missed is unknown: nothing cached may stay
+        await self._service.cache.clear()  # what was missed is unknown: nothing may stay
         FOLLOW_RESETS.inc()
         # The clear took the lease with it: take it back before anyone else can.
-        if not await self._cache.hold(self._lease_key, self.owner, self._lease):
+        if not await self._state.hold(self._lease_key, self.owner, self._lease):
             raise LeaseLost()
         await self._save(position, force=True)
         return position
@@ -217,14 +217,14 @@ class Follower:
         """Give the lease up at once, if this follower still holds it (best effort: else it
         ends with its time)."""
         with contextlib.suppress(CacheUnavailable):
-            await self._cache.hold(self._lease_key, self.owner, _LET_GO)
+            await self._state.hold(self._lease_key, self.owner, _LET_GO)
         self._held_until = 0.0
 
     async def _renew(self) -> None:
         now = time.monotonic()
         if self._held_until - now > self._lease * 4 / 5:
             return
-        if not await self._cache.hold(self._lease_key, self.owner, self._lease):
+        if not await self._state.hold(self._lease_key, self.owner, self._lease):
             raise LeaseLost()
         self._held_until = now + self._lease
 
@@ -236,32 +236,12 @@ class Follower:
             if now - self._saved_at < _SAVE_EVERY:
                 return
         # Versions from the clock: a later save always replaces an earlier one.
-        await self._cache.put_if_newer(
+        await self._state.put_if_newer(
             self._position_key, Entry(time.time_ns(), position.encode()), _POSITION_TTL
         )
         if position != self._saved:
             await self._log.saved(position)
         self._saved, self._saved_at = position, now
-
-
-async def apply_changes(
-    service: Service, changes: Sequence[Change], committed_at: float | None
-) -> None:
-    """Invalidate what committed ``changes`` make stale, through each resource's policy
-    (the follower's batches, the stream records a Lambda is given); count them, and the
-    lag from ``committed_at``. CacheUnavailable if the cache did not take them."""
-    if not changes:
-        return
-    by_resource: dict[str, list[tuple[Record | None, Record | None]]] = defaultdict(list)
-    for change in changes:
-        if not change.whole_table:  # the caller empties the cache for those
-            by_resource[change.resource].append((change.before, change.after))
-    await asyncio.gather(
-        *(service.resource(name).changed(rows) for name, rows in by_resource.items())
-    )
-    FOLLOW_APPLIED.inc(len(changes))
-    if committed_at is not None:
-        FOLLOW_LAG.observe(max(0.0, time.time() - committed_at))
 
 
 def wanted(settings: Settings) -> bool:

@@ -37,17 +37,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from twotier.follow.changes import (
-    Batch,
-    Change,
-    ChangeLogUnavailable,
-    FollowRefused,
-    PositionLost,
-)
+from twotier.errors import ChangeLogUnavailable, FollowRefused, PositionLost, StoreUnavailable
+from twotier.follow.changes import Batch, Change
 from twotier.follow.threaded import HandOver, read_on_thread
 from twotier.resources import Record
 from twotier.resources.fields import BooleanField, IntegerField, NumberField, TimestampField
-from twotier.store.base import StoreUnavailable
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
 from twotier.store.sql_follower import PUBLICATION, publish

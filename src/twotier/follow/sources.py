@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from twotier.follow.changes import ChangeLog, FollowRefused
+from collections.abc import Mapping
+from typing import Any
+
+from twotier.errors import FollowRefused
+from twotier.follow.changes import ChangeLog
 from twotier.service import Service
 
 
@@ -31,3 +35,11 @@ def change_log_for(service: Service, namespace: str) -> ChangeLog:
 
         return DynamoStreamsChangeLog(store, [store.rows(n) for n in service.resources])
     raise FollowRefused(f"cannot follow {type(store).__name__}: it has no change log")
+
+
+async def follow_stream_event(service: Service, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The stream records a Lambda event source mapping delivers (DynamoDB Streams),
+    applied as the follower applies its own; the answer Lambda reports back."""
+    from twotier.follow.dynamo_streams import follow_stream_event as follow
+
+    return await follow(service, event)

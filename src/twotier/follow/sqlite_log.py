@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from twotier.follow.changes import Batch, Change, ChangeLogUnavailable, PositionLost
-from twotier.store.base import StoreUnavailable
+from twotier.errors import ChangeLogUnavailable, PositionLost, StoreUnavailable
+from twotier.follow.changes import Batch, Change
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
 from twotier.store.sql_rows import SQLRows

@@ -1,11 +1,7 @@
 """Resources: the tables twotier serves, declared in TOML and compiled once at start-up."""
 
-from twotier.resources.declaration import (
-    ResourceError,
-    default_resource,
-    load_resources,
-    parse_resources,
-)
+from twotier.errors import ResourceError
+from twotier.resources.declaration import default_resource, load_resources, parse_resources
 from twotier.resources.resource import AUTO_KEY, Key, Record, Resource
 
 __all__ = [

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.mysql import reserved_words as mysql_words
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRESQL_WORDS
 from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
 
+from twotier.errors import ResourceError
 from twotier.resources.fields import (
     FIELD_TYPES,
     INT64,
@@ -88,10 +89,6 @@ _FIELD_KEYS = {
 #: What a string key may hold when its declaration says no more: not a slash (a key names a
 #: row in a path), not empty, no NUL.
 KEY_PATTERN = "^[^/\\x00]+$"
-
-
-class ResourceError(ValueError):
-    """A declaration twotier cannot serve; the message is one line naming where."""
 
 
 def builtin_text() -> str:

@@ -12,22 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from twotier.access.keys import KeyStore
-from twotier.errors import StoreUnavailable
+from twotier.key_records import KeyStore
 from twotier.resources import Key, Record, Resource
-
-__all__ = [
-    "DuplicateKey",
-    "FollowerUser",
-    "KeyNotUnique",
-    "Query",
-    "Rows",
-    "SchemaMismatch",
-    "Store",
-    "StoreRefused",
-    "StoreUnavailable",
-    "VersionMismatch",
-]
 
 
 @dataclass(frozen=True)
@@ -44,51 +30,6 @@ class FollowerUser:
 def new_id() -> str:
     """A database's identity, as ``init_schema`` writes it once: 64 random bits."""
     return secrets.token_hex(8)
-
-
-class DuplicateKey(Exception):
-    """A new row's key is already taken (a client-given key); nothing was written."""
-
-    def __init__(self, key: Key | None = None) -> None:
-        super().__init__("a row with this key exists" if key is None else f"key {key!r} exists")
-        self.key = key
-
-
-class KeyNotUnique(Exception):
-    """The table holds more than one row under a key: its key column is not (or no longer)
-    unique, which ``init_schema`` refuses to serve. Found before a write changed anything,
-    or its transaction was undone: nothing was written."""
-
-    def __init__(self, table: str, key: Key) -> None:
-        super().__init__(
-            f"table {table} holds more than one row with the key {key!r}: its key column "
-            "must be unique (its primary key, or a unique column)"
-        )
-
-
-class StoreRefused(Exception):
-    """A write this database cannot take as asked (more rows than one of its transactions
-    holds, a value outside what it stores); nothing was written. The message says what
-    to change."""
-
-
-class SchemaMismatch(ValueError):
-    """Declarations the database's tables contradict: nothing was changed. ``problems`` holds
-    every contradiction found, one line each, naming the table, the column and what to
-    change."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = tuple(problems)
-
-
-class VersionMismatch(Exception):
-    """A conditional write found the row at another version (or absent: ``current`` 0);
-    nothing was written."""
-
-    def __init__(self, current: int) -> None:
-        super().__init__(f"the row is at version {current}")
-        self.current = current
 
 
 @dataclass(frozen=True, slots=True)

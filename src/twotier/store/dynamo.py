@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from twotier.access.keys import KeyRecord, Role
+from twotier.errors import StoreRefused, StoreUnavailable
+from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
-from twotier.store.base import FollowerUser, StoreRefused, StoreUnavailable, new_id
+from twotier.store.base import FollowerUser, new_id
 from twotier.store.dynamo_client import DynamoClient, error_code, parse_dynamodb_url
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_rows import DynamoRows

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from twotier.store.base import StoreRefused, StoreUnavailable
+from twotier.errors import StoreRefused, StoreUnavailable
 from twotier.telemetry import DatabaseTimer
 
 #: Tries per call (the first and the retries) before a throttled or failing call gives up;

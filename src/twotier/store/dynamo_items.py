@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from twotier.errors import StoreRefused
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import (
     BooleanField,
@@ -26,7 +27,6 @@ from twotier.resources.fields import (
     NumberField,
     TimestampField,
 )
-from twotier.store.base import StoreRefused
 
 VERSION = "version"
 INDEX_PREFIX = "_by_"

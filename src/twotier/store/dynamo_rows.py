@@ -23,15 +23,9 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from twotier.errors import DuplicateKey, StoreRefused, StoreUnavailable, VersionMismatch
 from twotier.resources import Key, Record, Resource
-from twotier.store.base import (
-    DuplicateKey,
-    LoadRows,
-    Query,
-    StoreRefused,
-    StoreUnavailable,
-    VersionMismatch,
-)
+from twotier.store.base import LoadRows, Query
 from twotier.store.dynamo_client import DynamoClient, error_code
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_items import VERSION, ItemCodec, index_attribute, index_name

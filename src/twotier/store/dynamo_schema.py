@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from twotier.errors import StoreUnavailable
 from twotier.resources import Resource
-from twotier.store.base import StoreUnavailable
 from twotier.store.dynamo_client import DynamoClient, error_code
 from twotier.store.dynamo_items import index_attribute, index_name, key_type
 

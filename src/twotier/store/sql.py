@@ -33,15 +33,10 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from twotier.access.keys import KeyRecord, Role
+from twotier.errors import SchemaMismatch, StoreRefused, StoreUnavailable
+from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
-from twotier.store.base import (
-    FollowerUser,
-    SchemaMismatch,
-    StoreRefused,
-    StoreUnavailable,
-    new_id,
-)
+from twotier.store.base import FollowerUser, new_id
 from twotier.store.sql_adopt import Change, Plan, creating, make_plan, plan_schema
 from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe

@@ -54,6 +54,7 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.types import CHAR, TypeEngine
 
+from twotier.errors import SchemaMismatch
 from twotier.resources import Resource
 from twotier.resources.fields import (
     MISSING,
@@ -64,7 +65,6 @@ from twotier.resources.fields import (
     StringField,
     TimestampField,
 )
-from twotier.store.base import SchemaMismatch
 from twotier.store.sql_names import NameRules
 from twotier.store.sql_schema import VERSION, field_index_name
 from twotier.store.sql_triggers import change_log_sql, changes_table_sql, version_trigger_sql

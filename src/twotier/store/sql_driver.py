@@ -25,22 +25,36 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, Protocol
 
 from sqlalchemy import URL, exc
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from twotier.store.base import DuplicateKey, StoreUnavailable
+from twotier.errors import DuplicateKey, StoreUnavailable
 from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
 from twotier.telemetry import DatabaseTimer
 
-if TYPE_CHECKING:
-    from twotier.store.sql import SQLStore
-
 Row = tuple[Any, ...]
+
+
+class Database(Protocol):
+    """What the drivers and a resource's rows need of the store that made them
+    (``SQLStore``): its URL, its TLS, and its engine's connections."""
+
+    url: URL
+    backend: str
+
+    @property
+    def tls(self) -> ssl.SSLContext | None: ...
+
+    def connect(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A pooled connection in a transaction; faults become StoreUnavailable."""
+        ...
+
 
 #: Seconds a pooled MySQL connection may sit idle before it is pinged on checkout.
 _IDLE_CHECK = 30.0
@@ -115,7 +129,7 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def driver_for(store: SQLStore, pool_size: int, timeout: float) -> Driver:
+def driver_for(store: Database, pool_size: int, timeout: float) -> Driver:
     if store.backend == "mysql":
         return AsyncmyDriver(store.url, store.tls, pool_size, timeout)
     if store.backend == "postgresql":
@@ -419,7 +433,7 @@ class EngineDriver:
     """SQLite: aiosqlite has no pool to skip, and its cost is its thread hop, not the
     engine's; the engine's connections (WAL, BEGIN IMMEDIATE for writes) serve as they are."""
 
-    def __init__(self, store: SQLStore) -> None:
+    def __init__(self, store: Database) -> None:
         self._store = store
 
     async def fetch_one(self, statement: Statement, values: Mapping[str, Any]) -> Row | None:

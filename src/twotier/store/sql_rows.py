@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     BindParameter,
@@ -40,29 +40,36 @@ from sqlalchemy import (
 from sqlalchemy import values as values_of
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from twotier.batching import TickBatcher
-from twotier.resources import Key, Record, Resource
-from twotier.resources.fields import TimestampField
-from twotier.store import sql_bulk
-from twotier.store.base import (
+from twotier.errors import (
     DuplicateKey,
     KeyNotUnique,
-    LoadRows,
-    Query,
     StoreRefused,
     StoreUnavailable,
     VersionMismatch,
 )
-from twotier.store.sql_driver import Session, Statement
+from twotier.resources import Key, Record, Resource
+from twotier.resources.fields import TimestampField
+from twotier.store import sql_bulk
+from twotier.store.base import LoadRows, Query
+from twotier.store.sql_driver import Database, Driver, Session, Statement
 from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
 from twotier.store.sql_schema import VERSION
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
 
-if TYPE_CHECKING:
-    from twotier.store.sql import SQLStore
+
+class RowsDatabase(Database, Protocol):
+    """What a resource's rows need of the store that made them (``SQLStore``) besides what
+    the driver does: the driver, the engine, the foreign keys that point at a table."""
+
+    driver: Driver
+    engine: AsyncEngine
+
+    async def referencing(self, table: str) -> list[str]: ...
+
 
 #: Compare-and-set attempts of a write before it takes the row's lock instead.
 _OPTIMISTIC_TRIES = 3
@@ -80,6 +87,13 @@ _ROWS_PER_STATEMENT = 64
 #: One compare-and-set: the key, the changes, the version the row must still be at.
 _Set = tuple[Key, dict[str, Any], int]
 T = TypeVar("T")
+
+
+class _Again:
+    """An optimistic write's answer when the row moved under it: try again."""
+
+
+AGAIN = _Again()
 
 
 def _lost_a_lock(error: StoreUnavailable) -> bool:
@@ -102,7 +116,7 @@ class SQLRows:
     lookup_lag: float = 0.0  # lookups read the table, in the same transaction as anything else
     batch_limit: int | None = None
 
-    def __init__(self, resource: Resource, table: Table, db: SQLStore) -> None:
+    def __init__(self, resource: Resource, table: Table, db: RowsDatabase) -> None:
         self.resource = resource
         self.table = table
         self._db = db
@@ -433,43 +447,64 @@ class SQLRows:
     # four round trips: profiled at a third of a PUT). A write that keeps losing the race
     # to others on the same row takes the row's lock instead, so it cannot starve.
 
+    async def _write_row(
+        self,
+        key: Key,
+        expected: frozenset[int] | None,
+        optimistic: Callable[[Record | None], Awaitable[T | _Again]],
+        locked: Callable[[Session, Record | None], Awaitable[T]],
+    ) -> T:
+        """``optimistic`` with the row as it is now, until it does not answer ``AGAIN``
+        (the row moved under it); after ``_OPTIMISTIC_TRIES``, ``locked`` with the row read
+        under its lock, in one transaction."""
+        for _ in range(_OPTIMISTIC_TRIES):
+            done = await optimistic(await self._current(key, expected))
+            if not isinstance(done, _Again):
+                return done
+        async with self._driver.transaction() as session:
+            return await locked(session, await self._lock(session, key, expected))
+
     async def update(
         self, key: Key, changes: Mapping[str, Any], *, expected: frozenset[int] | None = None
     ) -> tuple[Record, Record] | None:
-        for _ in range(_OPTIMISTIC_TRIES):
-            before = await self._current(key, expected)
+        async def optimistic(before: Record | None) -> tuple[Record, Record] | _Again | None:
             if before is None:
                 return None
             if await self._set_if_at(key, changes, before.version):
                 return before, before.replaced(dict(changes))
-        async with self._driver.transaction() as session:
-            before = await self._lock(session, key, expected)
+            return AGAIN
+
+        async def locked(session: Session, before: Record | None) -> tuple[Record, Record] | None:
             if before is None:
                 return None
             await self._set(session, key, changes)
-        return before, before.replaced(dict(changes))
+            return before, before.replaced(dict(changes))
+
+        return await self._write_row(key, expected, optimistic, locked)
 
     async def put(
         self, key: Key, values: Mapping[str, Any], *, expected: frozenset[int] | None = None
     ) -> tuple[Record | None, Record]:
         changes = {name: value for name, value in values.items() if name != self.resource.key}
-        for _ in range(_OPTIMISTIC_TRIES):
-            before = await self._current(key, expected)
+
+        async def optimistic(before: Record | None) -> tuple[Record | None, Record] | _Again:
             if before is not None:
                 if await self._set_if_at(key, changes, before.version):
                     return before, before.replaced(changes)
-                continue
+                return AGAIN
             try:
                 async with self._driver.autocommitted() as session:
                     return None, await self._create_under(session, key, changes)
             except DuplicateKey:
-                continue  # created meanwhile by another writer: it is there to replace now
-        async with self._driver.transaction() as session:
-            before = await self._lock(session, key, expected)
+                return AGAIN  # created meanwhile by another writer: there to replace now
+
+        async def locked(session: Session, before: Record | None) -> tuple[Record | None, Record]:
             if before is not None:
                 await self._set(session, key, changes)
                 return before, before.replaced(changes)
             return None, await self._create_under(session, key, changes)
+
+        return await self._write_row(key, expected, optimistic, locked)
 
     async def _create_under(self, session: Session, key: Key, changes: Mapping[str, Any]) -> Record:
         row = {**changes, self.resource.key: key}
@@ -478,19 +513,21 @@ class SQLRows:
         return Record(key, {name: row[name] for name in self._names}, version)
 
     async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> Record | None:
-        for _ in range(_OPTIMISTIC_TRIES):
-            before = await self._current(key, expected)
+        async def optimistic(before: Record | None) -> Record | _Again | None:
             if before is None:
                 return None
             async with self._driver.autocommitted() as session:
                 values = {_KEY: key, _AT: before.version}
                 if await session.changed(self._deleted_at, values) == 1:
                     return before
-        async with self._driver.transaction() as session:
-            before = await self._lock(session, key, expected)
+            return AGAIN
+
+        async def locked(session: Session, before: Record | None) -> Record | None:
             if before is not None and await session.changed(self._deleted, {_KEY: key}) > 1:
                 raise KeyNotUnique(self.table.name, key)  # the transaction is undone
-        return before
+            return before
+
+        return await self._write_row(key, expected, optimistic, locked)
 
     async def _current(self, key: Key, expected: frozenset[int] | None) -> Record | None:
         """The row as it is now (read with the other writes' rows of this loop turn);

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from twotier.cache.base import CacheUnavailable
 from twotier.cache.redis_client import RedisClient, initialized, link_failed
+from twotier.errors import CacheUnavailable
 
 # KEYS[1]: the bucket; ARGV: rate (tokens per second), burst, expiry (ms). Returns the wait
 # in ms (0: allowed). Redis' own clock, so that every process agrees on the time.
