@@ -2,7 +2,8 @@
 
 Runtime: python3.11 on x86_64. The zip holds twotier with the MySQL/MariaDB, PostgreSQL,
 DynamoDB, Redis and AWS extras, as manylinux wheels for that platform (whatever Python builds
-it), and nothing of the test or dev tools. Handler: twotier.aws_lambda.handler.
+it), and nothing of the test or dev tools nor the bench harness. Handler:
+twotier.aws_lambda.handler.
 
     python infra/build_lambda.py [OUT.zip]      (default dist/twotier-lambda.zip)
 """
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Compiled caches and package metadata the runtime never reads.
 _SKIP_SUFFIXES = (".pyc",)
 _SKIP_PARTS = ("__pycache__",)
+# The bench harness (load generators, reports): a command of the CLI, never the handler's.
+_SKIP_PACKAGES = ("twotier/bench/",)
 
 
 def build(out: Path) -> int:
@@ -57,7 +60,10 @@ def build(out: Path) -> int:
                     continue
                 if any(part in _SKIP_PARTS for part in path.parts):
                     continue
-                archive.write(path, path.relative_to(package))
+                name = path.relative_to(package).as_posix()
+                if name.startswith(_SKIP_PACKAGES):
+                    continue
+                archive.write(path, name)
     return out.stat().st_size
 
 

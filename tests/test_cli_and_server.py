@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -401,3 +402,35 @@ def test_a_server_reports_its_metrics_and_readiness_as_emf(tmp_path: Path) -> No
     ]
     assert any(document.get("Ready") == 1.0 for document in documents), output
     assert any("CacheHits" in document for document in documents), output
+
+
+def test_without_the_bench_harness_the_cli_serves_and_says_where_the_bench_is() -> None:
+    """The server image and the Lambda package leave ``twotier.bench`` out: every other
+    command works, and ``twotier bench`` says in one line why it is not there (exit 2)."""
+    hidden = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class LeftOut(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "twotier.bench" or name.startswith("twotier.bench."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, LeftOut())
+        from twotier.cli import app
+        app(sys.argv[1:], prog_name="twotier")
+        """
+    )
+    bench = subprocess.run(
+        [sys.executable, "-c", hidden, "bench", "http"], capture_output=True, text=True, timeout=60
+    )
+    assert bench.returncode == 2, bench.stderr
+    assert "twotier bench is not in this install" in bench.stderr
+    served = subprocess.run(
+        [sys.executable, "-c", hidden, "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.returncode == 0, served.stderr

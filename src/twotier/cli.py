@@ -19,7 +19,6 @@ from rich.progress import DownloadColumn, Progress
 from rich.text import Text
 
 from twotier import logs
-from twotier.bench.cli import app as bench_app
 from twotier.bootstrap import build_service
 from twotier.cli_keys import app as keys_app
 from twotier.cli_output import console, told
@@ -57,10 +56,42 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+
+
 db_app = typer.Typer(help="The database schema and sample data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
+
+
+def _bench() -> None:
+    """``twotier bench``: the harness where it is installed (a checkout, ``make install``);
+    the server image and the Lambda package leave it out, and the command says so."""
+    try:
+        from twotier.bench.cli import app as bench
+    except ModuleNotFoundError as missing:
+        if missing.name != "twotier.bench":
+            raise
+    else:
+        app.add_typer(bench, name="bench")
+        return
+
+    @app.command(
+        "bench",
+        help="Benchmarks: not in this install.",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def not_here() -> None:
+        console.print(
+            Text(
+                "twotier bench is not in this install (the server image and the Lambda "
+                "package leave the harness out): run it from a checkout, after make install",
+                style="red",
+            )
+        )
+        raise typer.Exit(2)
+
+
+_bench()
 
 
 class LogLevel(StrEnum):

@@ -66,6 +66,8 @@ def test_the_image_is_built_the_way_it_should_be() -> None:
     assert any(line.startswith("USER ") and "root" not in line for line in stage)
     assert exec_form("CMD")[:2] == ["twotier", "serve"]
     assert "STOPSIGNAL SIGTERM" in stage
+    # The bench harness is not the server's: the build stage leaves it out of the venv.
+    assert "rm -r /opt/twotier/lib/python3.11/site-packages/twotier/bench" in DOCKERFILE.read_text()
 
 
 def test_the_image_command_serves_mariadb_and_redis(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert {"twotier", "mangum", "sqlalchemy", "asyncmy", "redis", "aiobotocore"} <= tops
     # Aurora's certificates verified in the function too (?ssl_ca=rds): the bundle is in.
     assert "twotier/store/amazon-rds-ca.pem" in names
+    # The bench harness is not the product: its load generators stay out.
+    assert not [name for name in names if name.startswith("twotier/bench/")]
     assert archive.stat().st_size < 50_000_000  # Lambda's direct-upload limit
     return unpacked
 
