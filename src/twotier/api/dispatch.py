@@ -133,8 +133,10 @@ def _query(endpoint: Endpoint, raw: bytes, problems: list[dict[str, Any]]) -> di
             continue
         seen.add(name)
         if parameter is None:
-            listed = ", ".join(takes) if takes else "no query parameters"
-            why = endpoint.refused.get(name) or f"not a parameter of this path (it takes: {listed})"
+            takes_what = (
+                f"it takes: {', '.join(takes)}" if takes else "it takes no query parameters"
+            )
+            why = endpoint.refused.get(name) or f"not a parameter of this path ({takes_what})"
             problems.append(_problem(name, why, "unknown_parameter"))
             continue
         try:
