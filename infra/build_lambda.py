@@ -22,11 +22,28 @@ PYTHON_VERSION = "3.11"
 PLATFORM = "manylinux2014_x86_64"
 EXTRAS = "mysql,postgres,redis,aws,dynamodb"
 ROOT = Path(__file__).resolve().parents[1]
-# Compiled caches and package metadata the runtime never reads.
-_SKIP_SUFFIXES = (".pyc",)
+# Compiled caches, and the sources extensions were compiled from: the runtime reads neither.
+_SKIP_SUFFIXES = (".pyc", ".c", ".h", ".pyx", ".pxd", ".pyi")
 _SKIP_PARTS = ("__pycache__",)
-# The bench harness (load generators, reports): a command of the CLI, never the handler's.
-_SKIP_PACKAGES = ("twotier/bench/",)
+# What the handler never runs: the bench harness (a command of the CLI), and psycopg2 (the
+# PostgreSQL follower's replication client; a function never follows PostgreSQL's log).
+_SKIP_PACKAGES = ("twotier/bench/", "psycopg2/", "psycopg2_binary.libs/")
+# botocore's models of the services twotier calls (DynamoDB and its streams, Secrets
+# Manager, S3) and of those credentials may come through; the other four hundred are a
+# third of the package.
+_BOTOCORE_SERVICES = frozenset(
+    {"dynamodb", "dynamodbstreams", "secretsmanager", "s3", "sts", "sso", "sso-oidc"}
+)
+
+
+def _left_out(name: str) -> bool:
+    """Whether the package's file ``name`` stays out of the zip."""
+    if name.startswith(_SKIP_PACKAGES):
+        return True
+    parts = name.split("/")
+    return (
+        len(parts) > 3 and parts[:2] == ["botocore", "data"] and parts[2] not in _BOTOCORE_SERVICES
+    )
 
 
 def build(out: Path) -> int:
@@ -61,7 +78,7 @@ def build(out: Path) -> int:
                 if any(part in _SKIP_PARTS for part in path.parts):
                     continue
                 name = path.relative_to(package).as_posix()
-                if name.startswith(_SKIP_PACKAGES):
+                if _left_out(name):
                     continue
                 archive.write(path, name)
     return out.stat().st_size
