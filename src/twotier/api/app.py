@@ -132,8 +132,8 @@ class App:
         """Serve with ``service`` and ``access`` (from start-up, or Lambda's own)."""
         self.state.service = service
         self.state.access = access
-        self.edge.serve(service, access)
         self.dispatcher.serve(service)
+        self.edge.serve(self.dispatcher.policies, access)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

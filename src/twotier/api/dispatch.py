@@ -17,6 +17,7 @@ need nothing of them (profiled: each layer costs a cached read one or two micros
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -47,12 +48,13 @@ class Dispatcher:
     def __init__(self, table: EndpointTable) -> None:
         self.table = table
         self._service: Service | None = None
-        self._policies: dict[str, ResourcePolicy] = {}
+        #: Each resource's policy, once the app serves.
+        self.policies: dict[str, ResourcePolicy] = {}
 
     def serve(self, service: Service) -> None:
         """The service the rows' handlers call (known once the app serves)."""
         self._service = service
-        self._policies = {name: service.resource(name) for name in service.resources}
+        self.policies = {name: service.resource(name) for name in service.resources}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = scope.get(_MATCH) or self.table.match(app_path(scope))
@@ -95,7 +97,7 @@ class Dispatcher:
             return error(422, problems)
         service = self._service
         assert service is not None, "a request before the app serves"
-        policy = self._policies[resource.name] if resource is not None else None
+        policy = self.policies[resource.name] if resource is not None else None
         try:
             call = Call(scope, headers_of(scope), service, policy, key, body, query)
             return await endpoint.handler(call)
@@ -177,13 +179,13 @@ class Edge:
         self.observed = observed
         #: Each resource's policy, and whether reads are open to anyone with no limit:
         #: known once the app serves (``serve``), read by the cheaper ways in.
-        self._policies: dict[str, ResourcePolicy] = {}
+        self._policies: Mapping[str, ResourcePolicy] = {}
         self._open = False
 
-    def serve(self, service: Service, access: Access) -> None:
-        """The service and the access rules the app serves with (from its start-up, or
-        Lambda's composition)."""
-        self._policies = {name: service.resource(name) for name in service.resources}
+    def serve(self, policies: Mapping[str, ResourcePolicy], access: Access) -> None:
+        """Each resource's policy and the access rules the app serves with (from its
+        start-up, or Lambda's composition)."""
+        self._policies = policies
         rules = access.rules
         self._open = not (rules.per_address > 0 or rules.per_key > 0 or rules.reads_need_key)
 
