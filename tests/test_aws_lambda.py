@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -459,3 +463,47 @@ def test_dynamodb_stream_records_reach_the_cache(runtime: Runtime) -> None:
     served = runtime.loop.run_until_complete(heroes.read(made["id"]))
     assert b'"Renamed"' in (served.body or b"")
     assert served.version == made.version + 1
+
+
+# A fresh interpreter's cold start: what each kind of event made it import.
+_COLD_START = """
+import json, sys
+from twotier.aws_lambda import handler
+seen = []
+for event in json.load(sys.stdin):
+    answer = handler(event, None)
+    seen.append([answer["statusCode"], sorted(
+        name for name in ("fastapi", "mangum") if name in sys.modules
+    )])
+print(json.dumps(seen))
+"""
+
+
+def test_a_cold_start_imports_what_its_events_need(tmp_path: Path) -> None:
+    """A seed event needs neither the HTTP app nor Mangum; a resource request needs Mangum
+    but not FastAPI, which only the paths outside the endpoint table (health, docs, admin,
+    metrics) build."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    environment |= {
+        "TWOTIER_DATABASE_URL": f"sqlite:///{tmp_path}/cold.sqlite3",
+        "TWOTIER_CACHE_URL": "memory://",
+        "TWOTIER_LOG_LEVEL": "WARNING",
+    }
+    events = [
+        {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [1]},
+        http_v2("GET", "/heroes/1", "/heroes/{id}"),
+        http_v2("GET", "/healthz", "/healthz"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD_START],
+        input=json.dumps(events),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    seed, resource, health = json.loads(done.stdout.splitlines()[-1])
+    assert seed == [200, []]
+    assert resource == [404, ["mangum"]]  # no such hero yet: answered by the table
+    assert health == [200, ["fastapi", "mangum"]]

@@ -6,7 +6,9 @@ FastAPI app as the HTTP server, through Mangum, and the seed's raw batch events
 
 Everything expensive lives across warm invocations: one event loop, one policy (one database
 pool, one cache client), built on the first invocation. Mangum's per-invocation lifespan is
-off for that reason: it would open and close the pools on every call.
+off for that reason: it would open and close the pools on every call. A cold start imports
+only what its first event needs: the HTTP app and Mangum wait for the first API Gateway
+event (``benchmarks/lambda_cold_start.py`` measures it).
 
 Logs are JSON lines on stdout (CloudWatch Logs); after each invocation the metrics that
 changed follow as Embedded Metric Format documents, which CloudWatch turns into metrics.
@@ -19,16 +21,15 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from mangum import Mangum
 
 from twotier import batch, logs
 from twotier.access.keys import Role
-from twotier.api.app import create_app, log_start
 from twotier.api.observe import log_request
-from twotier.bootstrap import compose
+from twotier.bootstrap import Composition, compose, log_start
 from twotier.config import Settings, get_settings
 from twotier.emf import EmfExporter
 from twotier.errors import StoreUnavailable
@@ -63,13 +64,24 @@ class Runtime:
         logs.configure(settings.log_level)
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        composition = compose(settings)
-        self.service: Service = composition.service
+        self.composition: Composition = compose(settings)
+        self.service: Service = self.composition.service
         self.loop.run_until_complete(self.service.prepare())
-        self.asgi = Mangum(create_app(settings, composition), lifespan="off")
+        self._asgi: Callable[[Any, Any], dict[str, Any]] | None = None
         self.metrics = EmfExporter()
         log_start(settings)
         gc.freeze()  # long-lived: out of the collector's way (see api.app)
+
+    @property
+    def asgi(self) -> Callable[[Any, Any], dict[str, Any]]:
+        """The HTTP app behind Mangum, built for the first API Gateway event."""
+        if self._asgi is None:
+            from mangum import Mangum
+
+            from twotier.api.app import create_app
+
+            self._asgi = Mangum(create_app(self.settings, self.composition), lifespan="off")
+        return self._asgi
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         try:

@@ -6,15 +6,18 @@ store, a cache or a Redis client. The declared resources are read here too, once
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from twotier import __version__
 from twotier.access.rate_limit import MemoryRateLimiter, RateLimiter
 from twotier.access.rules import Access, AccessRules
 from twotier.cache.base import CacheServer
 from twotier.cache.resilient import ResilientCache
 from twotier.config import Settings
+from twotier.logs import redacted_url
 from twotier.policy import AnswerLimits, Tuning
 from twotier.resources import Resource, load_resources
 from twotier.service import Service
@@ -23,6 +26,8 @@ from twotier.store.dynamo_client import is_dynamodb_url
 
 if TYPE_CHECKING:
     from twotier.cache.redis_client import RedisClient
+
+log = logging.getLogger("twotier")
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
@@ -203,4 +208,18 @@ def rules_of(settings: Settings) -> AccessRules:
         burst_seconds=settings.rate_limit_burst_seconds,
         forwarded_hops=settings.trusted_proxy_hops,
         anonymous_bypass=settings.anonymous_bypass_per_second,
+    )
+
+
+def log_start(settings: Settings) -> None:
+    """The start-up line: what this process serves from (URLs without their passwords)."""
+    log.info(
+        "started",
+        extra={
+            "version": __version__,
+            "database": redacted_url(settings.database_url),
+            "cache": redacted_url(settings.cache_url),
+            "cache_ttl": settings.cache_ttl,
+            "resources": [resource.name for resource in declared_resources(settings)],
+        },
     )

@@ -1,5 +1,9 @@
 """The application: the endpoint table and FastAPI's own routes behind one set of guards;
-one service per process, built at start-up, closed at shutdown."""
+one service per process, built at start-up, closed at shutdown.
+
+FastAPI serves only the paths outside the table (docs, admin, health, metrics) and the
+servers' lifespan, so it is imported and built the first time one of those is asked for: a
+Lambda container answering resource requests never pays for it."""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ import asyncio
 import gc
 import inspect
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twotier import __version__, logs
@@ -22,26 +25,24 @@ from twotier.api.access_guard import AccessGuard
 from twotier.api.body_guard import BodyGuard
 from twotier.api.dispatch import Dispatcher, Edge, claimed
 from twotier.api.endpoints import EndpointTable, resource_endpoints
-from twotier.api.errors import install_error_handlers
 from twotier.api.head import HeadAsGet
 from twotier.api.observe import Observe
-from twotier.api.openapi import document
 from twotier.api.parameters import QueryGuard
-from twotier.api.routes import admin, health, metrics
-from twotier.api.routes.docs import add_docs
 from twotier.api.seed_batch import batch_endpoint
 from twotier.api.seed_batch import screen as screen_batch
-from twotier.bootstrap import Composition, compose, declared_resources, rules_of
+from twotier.bootstrap import Composition, compose, declared_resources, log_start, rules_of
 from twotier.config import Settings, get_settings
-from twotier.emf import report_every
 from twotier.errors import StoreUnavailable
-from twotier.follow.follower import following
-from twotier.logs import redacted_url
 from twotier.resources import default_resource
 from twotier.service import Service
 from twotier.telemetry import READY
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger("twotier")
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 def create_app(settings: Settings | None = None, composition: Composition | None = None) -> App:
@@ -51,10 +52,12 @@ def create_app(settings: Settings | None = None, composition: Composition | None
     resources = declared_resources(settings)
 
     @asynccontextmanager
-    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: object) -> AsyncIterator[None]:
         if composition is not None:
             yield
             return
+        from twotier.follow.follower import following
+
         owned = compose(settings)
         try:
             await owned.service.prepare()
@@ -74,6 +77,36 @@ def create_app(settings: Settings | None = None, composition: Composition | None
             await owned.service.close()
             logs.flush()
 
+    by_name = {resource.name: resource for resource in resources}
+    table = EndpointTable(
+        {
+            **{resource.name: resource_endpoints(resource, settings) for resource in resources},
+            "batch": batch_endpoint(by_name, default_resource(resources), settings.batch_max_items),
+        }
+    )
+    dispatcher = Dispatcher(table)
+    state = State()
+    state.settings = settings
+
+    def build_api() -> FastAPI:
+        return _fastapi(settings, table, state, lifespan)
+
+    app = App(state, table, dispatcher, settings, build_api)
+    if composition is not None:
+        app.serve(composition.service, composition.access)
+    return app
+
+
+def _fastapi(settings: Settings, table: EndpointTable, state: State, lifespan: Lifespan) -> FastAPI:
+    """FastAPI with its own routes (health, metrics, admin, the docs), sharing ``state``,
+    behind the query guard (none of its paths takes a query parameter)."""
+    from fastapi import FastAPI
+
+    from twotier.api.errors import install_error_handlers
+    from twotier.api.openapi import document
+    from twotier.api.routes import admin, health, metrics
+    from twotier.api.routes.docs import add_docs
+
     api = FastAPI(
         title="twotier",
         version=__version__,
@@ -83,50 +116,49 @@ def create_app(settings: Settings | None = None, composition: Composition | None
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        **_WITHOUT_NATIVE_TELEMETRY,
+        **_without_native_telemetry(FastAPI),
     )
-    api.state.settings = settings
+    api.state = state
     install_error_handlers(api)
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
-
-    by_name = {resource.name: resource for resource in resources}
-    table = EndpointTable(
-        {
-            **{resource.name: resource_endpoints(resource, settings) for resource in resources},
-            "batch": batch_endpoint(by_name, default_resource(resources), settings.batch_max_items),
-        }
-    )
     if settings.docs == "open":
         # With TWOTIER_DOCS=off, neither the pages nor the document are served at all.
         add_docs(api, lambda: document(api, table, rules_of(settings)))
-    dispatcher = Dispatcher(table)
-    others = QueryGuard(api)
-
-    async def inside(scope: Scope, receive: Receive, send: Send) -> None:
-        await (dispatcher if claimed(scope) else others)(scope, receive, send)
-
-    guarded = _guarded(inside, settings)
-    edge = Edge(table, guarded, Observe(dispatcher, access_log_enabled=settings.access_log))
-    app = App(api, edge, dispatcher, guarded)
-    if composition is not None:
-        app.serve(composition.service, composition.access)
-    return app
+    return api
 
 
 class App:
     """The ASGI app: the endpoint table's requests to the edge, every other one (docs,
     admin, health, metrics) through the same guards to FastAPI, and the lifespan to
-    FastAPI's."""
+    FastAPI's (built on the first of them)."""
 
-    def __init__(self, api: FastAPI, edge: Edge, dispatcher: Dispatcher, guarded: ASGIApp) -> None:
-        self.api = api
+    def __init__(
+        self,
+        state: State,
+        table: EndpointTable,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        build_api: Callable[[], FastAPI],
+    ) -> None:
         #: The service, the access rules and the settings, as every request finds them.
-        self.state = api.state
-        self.edge = edge
+        self.state = state
         self.dispatcher = dispatcher
-        self.guarded = guarded
+        self._build_api = build_api
+        self._api: FastAPI | None = None
+        self._others: ASGIApp | None = None
+        self.guarded = _guarded(self._inside, settings)
+        self.edge = Edge(
+            table, self.guarded, Observe(dispatcher, access_log_enabled=settings.access_log)
+        )
+
+    @property
+    def api(self) -> FastAPI:
+        """FastAPI's app with its routes, behind the query guard; built on first use."""
+        if self._api is None:
+            self._api = self._build_api()
+        return self._api
 
     def serve(self, service: Service, access: Access) -> None:
         """Serve with ``service`` and ``access`` (from start-up, or Lambda's own)."""
@@ -134,6 +166,14 @@ class App:
         self.state.access = access
         self.dispatcher.serve(service)
         self.edge.serve(self.dispatcher.policies, access)
+
+    async def _inside(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if claimed(scope):
+            await self.dispatcher(scope, receive, send)
+            return
+        if self._others is None:
+            self._others = QueryGuard(self.api)
+        await self._others(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,6 +200,8 @@ def _guarded(app: ASGIApp, settings: Settings) -> ASGIApp:
     )
     app = HeadAsGet(AccessGuard(app))
     if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
         app = CORSMiddleware(
             app,
             allow_origins=settings.cors_origins,
@@ -178,14 +220,13 @@ def _guarded(app: ASGIApp, settings: Settings) -> ASGIApp:
     return Observe(app, access_log_enabled=settings.access_log)
 
 
-# FastAPI's own OpenTelemetry hooks ask, on every request, whether a provider is configured
-# (environment lookups: profiled at 6% of a cached read). twotier reports through its own
-# metrics and logs; where FastAPI has the switch, it is off.
-_WITHOUT_NATIVE_TELEMETRY: dict[str, Any] = (
-    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
-    if "telemetry" in inspect.signature(FastAPI).parameters
-    else {}
-)
+def _without_native_telemetry(fastapi: type[FastAPI]) -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry hooks ask, on every request, whether a provider is
+    configured (environment lookups: profiled at 6% of a cached read). twotier reports
+    through its own metrics and logs; where FastAPI has the switch, it is off."""
+    if "telemetry" in inspect.signature(fastapi).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
 
 
 def serve_app() -> App:
@@ -208,6 +249,8 @@ async def reporting(service: Service, settings: Settings) -> AsyncIterator[None]
         states = await service.readiness()
         READY.set(1.0 if all(state == "ok" for state in states.values()) else 0.0)
 
+    from twotier.emf import report_every
+
     stop = asyncio.Event()
     task = asyncio.create_task(report_every(stop, settings.emf_every, before=ready))
     try:
@@ -216,20 +259,6 @@ async def reporting(service: Service, settings: Settings) -> AsyncIterator[None]
         stop.set()
         await asyncio.wait({task}, timeout=5)
         task.cancel()
-
-
-def log_start(settings: Settings) -> None:
-    """The start-up line: what this process serves from (URLs without their passwords)."""
-    log.info(
-        "started",
-        extra={
-            "version": __version__,
-            "database": redacted_url(settings.database_url),
-            "cache": redacted_url(settings.cache_url),
-            "cache_ttl": settings.cache_ttl,
-            "resources": [resource.name for resource in declared_resources(settings)],
-        },
-    )
 
 
 async def hint_at_keys(access: Access) -> None:

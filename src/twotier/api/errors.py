@@ -1,21 +1,23 @@
 """Domain errors to HTTP, at one boundary: every error a client sees is JSON ``{"detail": …}``.
 
 ``problem`` answers a domain error from the one table (``twotier.problems``); the FastAPI
-exception handlers and the hot path both answer through it.
+exception handlers and the endpoint table both answer through it. FastAPI is imported only
+where its handlers are installed (``api.app`` builds it on first use).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from twotier.api.responses import error_response
 from twotier.problems import DOMAIN_ERRORS, problem_of
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +81,25 @@ def problem(error: Exception) -> Response:
     return error_response(told.status, told.detail, told.headers or None)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    for error in errors:
-        if error.get("type") == "json_invalid":
-            reason = error.get("ctx", {}).get("error", "")
-            return error_response(400, f"malformed JSON body: {reason}".rstrip(": "))
-    # Name the field and say what is wrong; leave out the echoed input and internals.
-    return error_response(
-        422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-    )
-
-
 async def _problem(_request: Request, exc: Exception) -> Response:
     return problem(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    from fastapi.exceptions import RequestValidationError
+
+    async def validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        for error in errors:
+            if error.get("type") == "json_invalid":
+                reason = error.get("ctx", {}).get("error", "")
+                return error_response(400, f"malformed JSON body: {reason}".rstrip(": "))
+        # Name the field and say what is wrong; leave out the echoed input and internals.
+        return error_response(
+            422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+        )
+
+    app.add_exception_handler(RequestValidationError, validation_error)
     for kind in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _problem)
