@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import database_url, make_cache, open_store
 from tests.heroes import HEROES, create, hero
@@ -121,6 +123,43 @@ def test_cells_are_checked_as_the_api_checks_them() -> None:
         (3, "code string should match pattern '^[a-z]+$'"),  # `$` is the end, not a newline
         (5, "code string should match pattern '^[a-z]+$'"),
     ]
+
+
+# Cells a line may hold: plain and signed numbers, the bounds' edges, spaces, NUL, non-ASCII
+# digits, long text, empty cells; each column mostly from what its field takes.
+_CELLS = st.sampled_from(
+    ["0", "7", "-1", "+3", "4294967295", "4294967296", "99999999999999999999", "1_0", " 5",
+     "\uff11", "", "x", "Ada", "a" * 20, "a" * 21, "é" * 20, "é" * 21, "a\x00b", "a\rb", " "]
+)  # fmt: skip
+_NUMBERS = st.one_of(st.sampled_from(["0", "7", "4294967295"]), _CELLS)
+_TEXTS = st.one_of(st.sampled_from(["Ada", "", " ", "a" * 20, "é" * 20]), _CELLS)
+_LINES = st.one_of(
+    st.tuples(_NUMBERS, _TEXTS, _TEXTS, _TEXTS, _NUMBERS, _TEXTS).map(list),
+    st.lists(_CELLS, min_size=5, max_size=7),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINES, min_size=1, max_size=20))
+def test_a_line_read_at_once_is_read_as_cell_by_cell(lines: list[list[str]]) -> None:
+    """Most lines are checked by one match of the whole line (``FieldSpec.cell_pattern``);
+    what it takes and what it refuses are exactly what each field's own parser would."""
+    fields = [HEROES.field(name) for name in HEROES.columns]
+    reader = CsvReader(io.StringIO("id,name,hero,power,xp,color\n" + "".join(
+        ",".join(cells) + "\n" for cells in lines
+    )), HEROES)  # fmt: skip
+    expected_rows, expected_bad = [], []
+    for number, cells in enumerate(lines, start=2):
+        if len(cells) != len(fields):
+            expected_bad.append((number, "expected"))
+            continue
+        try:
+            expected_rows.append(tuple(f.parse_text(c) for f, c in zip(fields, cells, strict=True)))
+        except ValueError:
+            expected_bad.append((number, "field"))
+    assert [row for row, _ in reader] == expected_rows
+    assert [(b.line, "expected" if b.reason.startswith("expected") else "field")
+            for b in reader.bad] == expected_bad  # fmt: skip
 
 
 async def load_text(

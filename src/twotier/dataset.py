@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -106,47 +107,91 @@ class CsvReader:
     def __iter__(self) -> Iterator[tuple[tuple[Any, ...], str]]:
         columns = self.resource.columns
         fields = [self.resource.field(name) for name in columns]
-        expected = f"expected {len(columns)} fields ({','.join(columns)})"
+        parsers = [spec.parse_text for spec in fields]
+        width = len(columns)
+        expected = f"expected {width} fields ({','.join(columns)})"
         header = [name.lower() for name in columns]
+        patterns = [spec.cell_pattern() for spec in fields]
+        plain = _plain_line(patterns)
+        # The cells a pattern leaves to their field's parser, by position.
+        parsed = [(i, parsers[i]) for i, pattern in enumerate(patterns) if pattern is None]
+        progress = self.on_progress
         number = 0
         lines = iter(self.source)
         for raw in lines:
             number += 1
             start = number
-            line = raw
-            while line.count('"') % 2:  # a quoted field goes on to the next line
-                more = next(lines, None)
-                if more is None:
-                    break
-                number += 1
-                line += more
-            if self.on_progress is not None and number % 8192 == 0:
-                self.on_progress(number)
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            cells = next(csv.reader(io.StringIO(text))) if '"' in text else text.split(",")
+            if progress is not None and number % 8192 == 0:
+                progress(number)
+            if '"' not in raw and start > 1 and plain is not None:
+                # Most lines: one match checks every string cell; the others parse alone.
+                text = raw.rstrip("\r\n")
+                match = plain(text)
+                if match is not None:
+                    read = match.groups()
+                    cells = list(read)
+                    try:
+                        for index, parse in parsed:
+                            cells[index] = parse(read[index])
+                    except ValueError:
+                        self._bad(start, self._why(read))
+                        continue
+                    self.valid += 1
+                    yield tuple(cells), text
+                    continue
+            if '"' in raw:
+                line = raw
+                while line.count('"') % 2:  # a quoted field goes on to the next line
+                    more = next(lines, None)
+                    if more is None:
+                        break
+                    number += 1
+                    line += more
+                text = line.rstrip("\r\n")
+                cells = next(csv.reader(io.StringIO(text)))
+            else:
+                text = raw.rstrip("\r\n")
+                cells = text.split(",")
+            if len(cells) == 1 and not text.strip():
+                continue  # a blank line
             if start == 1 and [c.strip().lower() for c in cells] == header:
                 self.header = True
                 continue
-            if len(cells) != len(columns):
+            if len(cells) != width:
                 self._bad(start, f"{expected}, found {len(cells)}")
                 continue
-            values: list[Any] = []
-            for name, spec, cell in zip(columns, fields, cells, strict=True):
-                try:
-                    values.append(spec.parse_text(cell))
-                except ValueError as error:
-                    self._bad(start, f"{name} {error}")
-                    break
-            else:
-                self.valid += 1
-                yield tuple(values), text
+            try:
+                values = tuple([parse(cell) for parse, cell in zip(parsers, cells, strict=True)])
+            except ValueError:
+                self._bad(start, self._why(cells))
+                continue
+            self.valid += 1
+            yield values, text
+
+    def _why(self, cells: Sequence[str]) -> str:
+        """What is wrong with the first cell of a bad row that does not parse."""
+        for name, cell in zip(self.resource.columns, cells, strict=True):
+            try:
+                self.resource.field(name).parse_text(cell)
+            except ValueError as error:
+                return f"{name} {error}"
+        raise AssertionError("a row that did not parse parses")
 
     def _bad(self, line: int, reason: str) -> None:
         self.bad_count += 1
         if len(self.bad) < self.keep_bad:
             self.bad.append(BadRow(line, reason))
+
+
+def _plain_line(patterns: list[str | None]) -> Callable[[str], re.Match[str] | None] | None:
+    """A matcher of a whole unquoted line whose cells the fields' patterns check
+    (``FieldSpec.cell_pattern``; a cell without one is any text, parsed after); none when
+    no field has a pattern, or for one column (a blank line would match)."""
+    if len(patterns) < 2 or all(pattern is None for pattern in patterns):
+        return None
+    compiled = re.compile(",".join(f"({pattern or '[^,]*'})" for pattern in patterns))
+    matcher: Callable[[str], re.Match[str] | None] = compiled.fullmatch
+    return matcher
 
 
 def open_source(source: str, work_dir: Path) -> Path:

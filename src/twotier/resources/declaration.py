@@ -17,6 +17,7 @@ never a traceback: ``ResourceError`` carries that line.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -348,7 +349,7 @@ def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:
     except ValidationError as error:
         reason = error.errors()[0]["msg"]
         raise ResourceError(f"{at}.default: {value!r} is not a valid value: {reason}") from None
-    return type(field)(**{**field.__dict__, "default": checked})
+    return dataclasses.replace(field, default=checked)
 
 
 def _auto_key(at: str, spec: object) -> tuple[str, int]:

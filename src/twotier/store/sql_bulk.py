@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import URL
 
@@ -35,6 +35,8 @@ from twotier.store.sql_schema import VERSION
 from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
 
 _SQLITE_BATCH = 50_000
+#: Lines the feeding thread writes into the FIFO at once.
+_FEED_CHUNK = 4096
 
 log = logging.getLogger("twotier.load")
 
@@ -115,15 +117,18 @@ def _mysql(
         def feed() -> None:
             try:
                 with open(fifo, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as pipe:
-                    for values, line in _counted(rows, counter):
-                        if stop.is_set():
-                            return
+                    chunk: list[str] = []
+                    for values, line in rows:
                         # Quotes and NULL are LOAD DATA's own; "-0" (a -0.0 it would keep)
                         # is read as 0.0 here: those lines are written out again.
                         plain = as_read and '"' not in line and "NULL" not in line
                         plain = plain and "-0" not in line
-                        pipe.write(line if plain else _mysql_line(values))
-                        pipe.write("\n")
+                        chunk.append(line if plain else _mysql_line(values))
+                        if len(chunk) == _FEED_CHUNK:
+                            if stop.is_set():
+                                return
+                            _write_lines(pipe, chunk, counter)
+                    _write_lines(pipe, chunk, counter)
             except BaseException as error:  # handed to the loading thread
                 failure.append(error)
 
@@ -170,6 +175,14 @@ def _mysql(
             raise
         finally:
             conn.close()
+
+
+def _write_lines(pipe: TextIO, chunk: list[str], counter: list[int]) -> None:
+    """The chunk's lines into the FIFO at once, counted; the chunk emptied."""
+    counter[0] += len(chunk)
+    chunk.append("")  # the last line's end
+    pipe.write("\n".join(chunk))
+    chunk.clear()
 
 
 def _lines_load_as_read(resource: Resource) -> bool:
