@@ -203,6 +203,39 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         drop_table(url)
 
 
+def test_compare_measures_another_tree_beside_with_writes_in_turns(tmp_path: Path) -> None:
+    """`--before TREE`: that tree's twotier by the same phases in the same run, its writes
+    and this tree's taking turns (one after the other favours whichever writes second)."""
+    if shutil.which("wrk") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("wrk is not installed (.ci/run installs it)")
+        pytest.skip("wrk is not installed")
+    require("redis")
+    url = database_url("mysql", tmp_path)
+    tree = Path(__file__).resolve().parents[1]  # this tree again stands for another
+    try:
+        result = bench_on(
+            url,
+            [
+                *("compare", "--app", "twotier", "--before", str(tree), "--rows", "200"),
+                *("--duration", "1", "--mix-duration", "0", "--connections", "4"),
+                *("--rounds", "2"),
+            ],
+            tmp_path,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((tmp_path / "out" / "bench-compare.json").read_text())
+        measured = [(f["app"], f["workload"]) for f in report["figures"]]
+        for app in ("twotier", "twotier-before"):
+            for workload in ("cold", "hot", "post", "put"):
+                assert measured.count((app, workload)) == 1, (app, workload)
+        assert set(report["ratios_before"]) == {"cold", "hot", "post", "put"}
+        assert all(f["rps"] > 0 and f["errors"] == 0 for f in report["figures"])
+        assert _count(url) == 200
+    finally:
+        drop_table(url)
+
+
 def test_a_phase_taken_in_turns_is_reported_by_its_median_round() -> None:
     """Whole rounds (their latencies with their throughput), the lower middle one if even."""
     from twotier.bench.compare import _median

@@ -43,17 +43,16 @@ class JsonFormatter(logging.Formatter):
 def json_line(created: float, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
     """One log line: the keys every line has, the request's id if one is being served,
     then ``fields``."""
-    line: dict[str, Any] = {
+    current = None if "request_id" in fields else CURRENT_REQUEST.get()
+    if current is not None:
+        fields = {"request_id": current.request_id, **fields}
+    line = {
         "time": _timestamp(created),
         "level": level,
         "logger": logger,
         "message": message,
+        **fields,
     }
-    if "request_id" not in fields:
-        current = CURRENT_REQUEST.get()
-        if current is not None:
-            line["request_id"] = current.request_id
-    line.update(fields)
     return orjson.dumps(line, default=str).decode()
 
 
@@ -80,14 +79,21 @@ def redacted_url(url: str) -> str:
 
 
 _second: tuple[int, str] = (-1, "")
+_millisecond: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
-    global _second
-    whole = int(created)
-    if whole != _second[0]:  # one strftime a second, not one a line
+    """``created`` as ISO 8601 in UTC to the millisecond; made once a millisecond (a busy
+    server writes many lines in each), its second's part once a second."""
+    global _second, _millisecond
+    milliseconds = int(created * 1000)
+    if milliseconds == _millisecond[0]:
+        return _millisecond[1]
+    whole, fraction = divmod(milliseconds, 1000)
+    if whole != _second[0]:
         _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
+    _millisecond = (milliseconds, f"{_second[1]}.{fraction:03d}Z")
+    return _millisecond[1]
 
 
 class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -136,12 +142,12 @@ class BufferedStdoutHandler(StdoutHandler):
 
     def write_line(self, line: str) -> None:
         """One formatted line (without its newline)."""
-        line += "\n"
+        size = len(line) + 1
         with self.lock:  # type: ignore[union-attr]
-            if self._size + len(line) > self.BLOCK:
+            if self._size + size > self.BLOCK:
                 self._write_held()
             self._held.append(line)
-            self._size += len(line)
+            self._size += size
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -150,7 +156,8 @@ class BufferedStdoutHandler(StdoutHandler):
     def _write_held(self) -> None:
         if not self._held:
             return
-        block = "".join(self._held)
+        self._held.append("")  # the last line's end
+        block = "\n".join(self._held)
         self._held.clear()
         self._size = 0
         try:
@@ -179,8 +186,8 @@ def log_fields(logger: logging.Logger, message: str, fields: dict[str, Any]) -> 
     """
     if not logger.isEnabledFor(logging.INFO):
         return
-    root = logging.getLogger()
-    handler = root.handlers[0] if len(root.handlers) == 1 else None
+    handlers = logging.root.handlers
+    handler = handlers[0] if len(handlers) == 1 else None
     if (
         isinstance(handler, BufferedStdoutHandler)
         and not logger.handlers

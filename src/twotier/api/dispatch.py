@@ -39,7 +39,10 @@ from twotier.service import Service
 #: Where the edge leaves the match it made, so the dispatcher does not make it again.
 _MATCH = "twotier.match"
 
-_NOT_FOUND = error(404, "Not Found")
+
+def _not_found() -> Answer:
+    """A 404 of its own: an answer's headers are a list the layers it passes may extend."""
+    return error(404, "Not Found")
 
 
 class Dispatcher:
@@ -59,7 +62,7 @@ class Dispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = scope.get(_MATCH) or self.table.match(app_path(scope))
         if match is None:
-            await _NOT_FOUND(scope, receive, send)
+            await _not_found()(scope, receive, send)
             return
         routes, rest = match
         found = _endpoint(routes, rest, scope["method"])
@@ -112,7 +115,7 @@ def _endpoint(routes: Routes, rest: str | None, method: str) -> Endpoint | Answe
     elif rest and "/" not in rest and routes.item:
         rows = routes.item
     else:
-        return _NOT_FOUND
+        return _not_found()
     endpoint = rows.get(method)
     if endpoint is not None:
         return endpoint

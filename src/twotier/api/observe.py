@@ -262,9 +262,9 @@ def log_request(
         "route": route,
         **more,
         "status": status,
-        "latency_ms": round(seconds * 1000, 3),
+        "latency_ms": _milliseconds(seconds),
         "cache": cache,
-        "db_ms": round(record.database_seconds * 1000, 3),
+        "db_ms": _milliseconds(record.database_seconds),
         "db_queries": record.database_queries,
     }
     if record.resource is not None:
@@ -272,3 +272,8 @@ def log_request(
     if record.key_id is not None:
         fields["key"] = record.key_id
     logs.log_fields(access_log, "request", fields)
+
+
+def _milliseconds(seconds: float) -> float:
+    """Seconds as milliseconds to the microsecond (cheaper than ``round(ms, 3)``)."""
+    return round(seconds * 1_000_000) / 1000

@@ -15,7 +15,8 @@ serves twotier) and driven by wrk:
   twotier against the driver's loop of the same single-row transactions; *mix* (Zipf 1.0
   over every row, 5% writes, from a cold start) for twotier, with its hit ratio. The data set
   is loaded again at the end (the writes changed it). twotier's hot phase and the floor take
-  turns (``rounds``, median of each: ``read_phases``).
+  turns (``rounds``, median of each: ``read_phases``); with ``--before``, the two trees'
+  writes take turns too (``writes_in_turns``).
 
 The table printed (and written as JSON) holds each figure and its ratio to the ceiling and
 to the best peer. Nothing here judges speed: the ratios are for people to read.
@@ -32,7 +33,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,13 @@ async def write_phases(
     app: str = "twotier",
 ) -> list[Figure]:
     """POST new rows, then PUT existing ones, through twotier."""
+    posted, put = await _writes(target, resource, rows, duration, connections)
+    return [_figure(app, "post", posted), _figure(app, "put", put)]
+
+
+async def _writes(
+    target: Target, resource: Resource, rows: int, duration: float, connections: int
+) -> tuple[LoadResult, LoadResult]:
     headers = {"Content-Type": "application/json"} | target.headers
     body = _new_hero(resource)
     path = f"/{resource.name}"
@@ -339,7 +347,37 @@ async def write_phases(
         duration=duration,
         connections=connections,
     )
-    return [_figure(app, "post", posted), _figure(app, "put", put)]
+    return posted, put
+
+
+def writes_in_turns(
+    trees: Sequence[tuple[str, dict[str, str]]],
+    resource: Resource,
+    rows: int,
+    duration: float,
+    connections: int,
+    rounds: int,
+    progress: Progress,
+) -> list[Figure]:
+    """Each tree's writes, the trees taking turns (which goes first alternating), the
+    median round of each: a tree's writes warm the database's pages for whichever writes
+    next, so one after the other favours the second."""
+    loads: dict[str, dict[str, list[LoadResult]]] = {
+        name: {"post": [], "put": []} for name, _ in trees
+    }
+    with ExitStack() as servers:
+        targets = [(name, servers.enter_context(Target(env=env))) for name, env in trees]
+        for turn in range(rounds):
+            for name, target in targets if turn % 2 == 0 else reversed(targets):
+                posted, put = asyncio.run(_writes(target, resource, rows, duration, connections))
+                loads[name]["post"].append(posted)
+                loads[name]["put"].append(put)
+            progress("writes in turns", (turn + 1) / rounds)
+    return [
+        _figure(name, workload, _median(rounds_of))
+        for name, by_workload in loads.items()
+        for workload, rounds_of in by_workload.items()
+    ]
 
 
 async def mix_phase(
@@ -443,6 +481,11 @@ def compare(
                     rounds,
                     peers,
                     progress,
+                    writes=before is None,
+                )
+            if before is not None:
+                report.figures += writes_in_turns(
+                    trees, resource, rows, duration, connections, rounds, progress
                 )
         for name in PEERS:
             if name in apps:
@@ -472,8 +515,11 @@ def _twotier_phases(
     rounds: int,
     peers: Path,
     progress: Progress,
+    *,
+    writes: bool = True,
 ) -> list[Figure]:
-    """A twotier server's reads (its hot phase in turns with the floor), writes and mix."""
+    """A twotier server's reads (its hot phase in turns with the floor), writes (unless
+    measured in turns with another tree's: ``writes_in_turns``) and mix."""
     figures: list[Figure] = []
     with Target(env=env) as target, peer_server(peers, "floor", {}) as floor:
         figures += asyncio.run(
@@ -481,8 +527,9 @@ def _twotier_phases(
                 app, target.url, rows, duration, connections, progress, floor=floor, rounds=rounds
             )
         )
-        figures += asyncio.run(write_phases(target, resource, rows, duration, connections, app))
-    progress(f"{app}: writes", 1.0)
+        if writes:
+            figures += asyncio.run(write_phases(target, resource, rows, duration, connections, app))
+            progress(f"{app}: writes", 1.0)
     if mix_duration > 0:
         with Target(env=env) as target:
             figures.append(
