@@ -64,6 +64,11 @@ async def checked_run(
             "TWOTIER_CACHE_NAMESPACE": namespace,
             "TWOTIER_NEAR_CACHE_TTL": near_cache_ttl,
             "TWOTIER_RESOURCES": str(DECLARATION),
+            # A replica's confirmation within a second: on two cores shared with another
+            # test process, the default 100 ms ran out now and then (a full-suite run lost
+            # a write-through in the failover, the bound docs/guarantees.md names), and this
+            # test checks the failover's handling, not that bound.
+            "TWOTIER_CACHE_REPLICA_WAIT": "1",
         }
         rows = rows_of(store, HEROES)
         disturb = disturbance(namespace, await store.identity())
