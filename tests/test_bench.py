@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,10 +85,8 @@ def bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     ("generator", "resource"), [("--no-wrk", "heroes"), ("--wrk", "heroes"), ("--wrk", "products")]
 )
 def test_http_workload_end_to_end(generator: str, resource: str, tmp_path: Path) -> None:
-    if generator == "--wrk" and shutil.which("wrk") is None:
-        if REQUIRE_SERVICES:
-            pytest.fail("wrk is not installed (.ci/run installs it)")
-        pytest.skip("wrk is not installed")
+    if generator == "--wrk":
+        require_wrk()
     result = bench(
         [
             "http",
@@ -161,23 +160,11 @@ def test_seed_workload_end_to_end(tmp_path: Path) -> None:
 def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
     """`twotier bench compare` on 200 rows: every peer, ceiling and workload measured, and
     the table printed; the write phases' rows removed afterwards."""
-    if shutil.which("wrk") is None:
-        if REQUIRE_SERVICES:
-            pytest.fail("wrk is not installed (.ci/run installs it)")
-        pytest.skip("wrk is not installed")
+    require_wrk()
     require("redis")
     url = database_url(kind, tmp_path)
     try:
-        result = bench_on(
-            url,
-            [
-                *("compare", "--rows", "200", "--duration", "1", "--mix-duration", "1"),
-                *("--connections", "4", "--rounds", "2"),
-            ],
-            tmp_path,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        report = json.loads((tmp_path / "out" / "bench-compare.json").read_text())
+        result, report = compared(url, ["--mix-duration", "1"], tmp_path)
         measured = {(f["app"], f["workload"]) for f in report["figures"]}
         assert measured == {
             ("floor", "constant"),
@@ -206,25 +193,14 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
 def test_compare_measures_another_tree_beside_with_writes_in_turns(tmp_path: Path) -> None:
     """`--before TREE`: that tree's twotier by the same phases in the same run, its writes
     and this tree's taking turns (one after the other favours whichever writes second)."""
-    if shutil.which("wrk") is None:
-        if REQUIRE_SERVICES:
-            pytest.fail("wrk is not installed (.ci/run installs it)")
-        pytest.skip("wrk is not installed")
+    require_wrk()
     require("redis")
     url = database_url("mysql", tmp_path)
     tree = Path(__file__).resolve().parents[1]  # this tree again stands for another
     try:
-        result = bench_on(
-            url,
-            [
-                *("compare", "--app", "twotier", "--before", str(tree), "--rows", "200"),
-                *("--duration", "1", "--mix-duration", "0", "--connections", "4"),
-                *("--rounds", "2"),
-            ],
-            tmp_path,
+        _, report = compared(
+            url, ["--app", "twotier", "--before", str(tree), "--mix-duration", "0"], tmp_path
         )
-        assert result.returncode == 0, result.stdout + result.stderr
-        report = json.loads((tmp_path / "out" / "bench-compare.json").read_text())
         measured = [(f["app"], f["workload"]) for f in report["figures"]]
         for app in ("twotier", "twotier-before"):
             for workload in ("cold", "hot", "post", "put"):
@@ -247,6 +223,26 @@ def test_a_phase_taken_in_turns_is_reported_by_its_median_round() -> None:
     assert _median([load(300), load(100), load(200)]).requests == 200
     assert _median([load(400), load(100)]).requests == 100
     assert _median([load(7)]).percentile(50) == 0.007
+
+
+def compared(
+    url: str, args: list[str], tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``twotier bench compare`` on 200 rows, 1 s phases, 4 connections, 2 rounds, and
+    ``args``: its output and its report."""
+    small = ["--rows", "200", "--duration", "1", "--connections", "4", "--rounds", "2"]
+    result = bench_on(url, ["compare", *small, *args], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "out" / "bench-compare.json").read_text())
+    return result, report
+
+
+def require_wrk() -> None:
+    """Skip without wrk, or fail where every service must be there (CI)."""
+    if shutil.which("wrk") is None:
+        if REQUIRE_SERVICES:
+            pytest.fail("wrk is not installed (.ci/run installs it)")
+        pytest.skip("wrk is not installed")
 
 
 def bench_on(
