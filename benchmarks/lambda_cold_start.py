@@ -77,7 +77,11 @@ print(json.dumps({{"import": imported - began, "first_event": answered - importe
 def _environment(database: str, cache: str) -> dict[str, str]:
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE / "peers"), os.environ.get("PYTHONPATH", "")]),
+        # the peers' folder, before any tree the caller names (an empty entry would add the
+        # working directory)
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(HERE / "peers"), os.environ.get("PYTHONPATH")])
+        ),
         # the seed's handler (common.py)
         "PEER_DATABASE_URL": database.replace("mysql://", "mysql+pymysql://", 1),
         "PEER_REDIS_URL": cache,

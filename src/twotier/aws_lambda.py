@@ -1,7 +1,7 @@
 """The AWS Lambda entrypoint: ``twotier.aws_lambda.handler``.
 
 Serves API Gateway proxy events (REST API payload v1, HTTP API payload v2) with the same
-FastAPI app as the HTTP server, through Mangum, and the seed's raw batch events
+app as the HTTP server (``api.app``), through Mangum, and the seed's raw batch events
 (``{"USE_CACHE", "REQUEST", "SQLS"}``) directly.
 
 Everything expensive lives across warm invocations: one event loop, one policy (one database
