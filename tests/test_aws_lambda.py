@@ -3,6 +3,7 @@ server) and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event as sa_event
 
-from tests.conftest import drop_table, make_key, settings_for
+from tests.conftest import database_url, drop_table, make_key, settings_for
 from twotier import aws_lambda
 from twotier.aws_lambda import Runtime
 from twotier.config import Settings
@@ -507,3 +508,88 @@ def test_a_cold_start_imports_what_its_events_need(tmp_path: Path) -> None:
     assert seed == [200, []]
     assert resource == [404, ["mangum"]]  # no such hero yet: answered by the table
     assert health == [200, ["fastapi", "mangum"]]
+
+
+# A cold start over a schema already made: what the process imported, and its answers.
+_COLD_OVER_MADE = """
+import json, sys
+from twotier.aws_lambda import handler
+statuses = [handler(event, None)["statusCode"] for event in json.load(sys.stdin)]
+print(json.dumps([statuses, "sqlalchemy.ext.asyncio" in sys.modules]))
+"""
+
+_DECLARED = """
+[resources.crew]
+table = "{table}"
+lookups = [{lookups}]
+
+[resources.crew.fields]
+name = {{ type = "string", max_length = 20 }}
+level = {{ type = "integer", minimum = 0, maximum = 100 }}
+"""
+
+
+@pytest.mark.parametrize("store_kind", ["mysql", "postgres"])
+def test_a_cold_start_over_a_made_schema_plans_nothing(store_kind: str, tmp_path: Path) -> None:
+    """A container whose database records this declaration made by this version answers
+    its seed events and resource requests without the schema's plan (its lock, the
+    engine, SQLAlchemy's asyncio layer); once the declaration changes, the next cold start
+    plans and makes the change (here, a new lookup's index)."""
+    url = database_url(store_kind, tmp_path)
+    table = f"crew_{os.urandom(4).hex()}"
+    declaration = tmp_path / "crew.toml"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    environment |= {
+        "TWOTIER_DATABASE_URL": url,
+        "TWOTIER_CACHE_URL": "memory://",
+        "TWOTIER_RESOURCES": str(declaration),
+        "TWOTIER_REQUIRE_KEY_FOR_WRITES": "false",
+        "TWOTIER_LOG_LEVEL": "WARNING",
+    }
+    events = [
+        {"USE_CACHE": "True", "REQUEST": "write", "SQLS": [{"name": "Ann", "level": 3}]},
+        {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [3]},  # by level, the lookup
+        http_v2("GET", "/crew/1", "/crew/{id}"),
+    ]
+
+    def cold_start() -> tuple[list[int], bool]:
+        done = subprocess.run(
+            [sys.executable, "-c", _COLD_OVER_MADE],
+            input=json.dumps(events),
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        statuses, planned = json.loads(done.stdout.splitlines()[-1])
+        return statuses, planned
+
+    declaration.write_text(_DECLARED.format(table=table, lookups='"level"'))
+    try:
+        assert cold_start() == ([200, 200, 200], True)  # the first one makes the table
+        assert cold_start() == ([200, 200, 200], False)
+        declaration.write_text(_DECLARED.format(table=table, lookups='"level", "name"'))
+        assert cold_start() == ([200, 200, 200], True)
+        assert f"ix_{table}_name_id" in _indexes(url, str(declaration), table)
+        assert cold_start() == ([200, 200, 200], False)
+    finally:
+        drop_table(url, str(declaration))
+
+
+def _indexes(url: str, declaration: str, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    from twotier.resources import load_resources
+    from twotier.store.sql import SQLStore
+
+    async def read() -> set[str]:
+        store = SQLStore(url, load_resources(declaration))
+        try:
+            async with store.engine.connect() as conn:
+                found = await conn.run_sync(lambda sync: inspect(sync).get_indexes(table))
+            return {str(index["name"]) for index in found}
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

@@ -66,7 +66,9 @@ class Runtime:
         asyncio.set_event_loop(self.loop)
         self.composition: Composition = compose(settings)
         self.service: Service = self.composition.service
-        self.loop.run_until_complete(self.service.prepare())
+        # A cold start leaves a schema made for this declaration alone: no plan, no lock
+        # (a thousand containers starting at once would queue on it).
+        self.loop.run_until_complete(self.service.prepare(if_changed=True))
         self._asgi: Callable[[Any, Any], dict[str, Any]] | None = None
         self.metrics = EmfExporter()
         log_start(settings)

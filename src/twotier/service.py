@@ -74,15 +74,16 @@ class Service:
 
     # -- life -----------------------------------------------------------------------------
 
-    async def prepare(self, *, schema: bool = True) -> list[str]:
+    async def prepare(self, *, schema: bool = True, if_changed: bool = False) -> list[str]:
         """Create (or adopt) the schema (idempotent; every process may call it) and the
         follower's user if one is configured, file the cache's entries under the
         database's identity, and show the live state on /metrics; what was changed in the
         database, one line each. ``schema=False``: the schema is only read (a follower,
-        whose user may change nothing)."""
+        whose user may change nothing). ``if_changed``: the schema is left alone if the
+        database records this declaration made by this version (``Store.init_schema``)."""
         changes: list[str] = []
         if schema:
-            changes = await self.store.init_schema()
+            changes = await self.store.init_schema(if_changed=if_changed)
             if self._follower is not None:
                 await self.store.grant_follower(self._follower)
         self.database_id = await self.store.identity()

@@ -20,7 +20,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import logs
 from twotier.api.headers import headers_of, presents_key
-from twotier.api.responses import send_error
 from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request, method_label
 
 access_log = logging.getLogger("twotier.access")
@@ -112,6 +111,10 @@ class Observe:
             log.error("unhandled error: %s", type(error).__name__, exc_info=error)
             if responded:
                 raise  # too late for an answer: the server drops the connection
+            # Imported here: a Lambda's seed events log through this module, and need none
+            # of Starlette's responses.
+            from twotier.api.responses import send_error
+
             await send_error(observed_send, 500, "internal server error")
         finally:
             self._account(scope, record, method, status, started, cache)

@@ -26,10 +26,6 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Annotated, Any
 
-from sqlalchemy.dialects.mysql import reserved_words as mysql_words
-from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRESQL_WORDS
-from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
-
 from twotier.errors import ResourceError
 from twotier.resources.fields import (
     FIELD_TYPES,
@@ -43,6 +39,7 @@ from twotier.resources.fields import (
     StringField,
     TimestampField,
 )
+from twotier.resources.reserved_words import RESERVED_WORDS
 from twotier.resources.resource import AUTO_KEY, Resource
 
 #: The declaration twotier serves when TWOTIER_RESOURCES is not set: the seed's superheroes.
@@ -55,12 +52,6 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # ``AlbumId``): letters, digits and underscores, starting with a letter. They are always
 # quoted in SQL; a field's name is also its name in JSON.
 _SQL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
-_RESERVED = (
-    mysql_words.RESERVED_WORDS_MYSQL
-    | mysql_words.RESERVED_WORDS_MARIADB
-    | POSTGRESQL_WORDS
-    | SQLiteIdentifierPreparer.reserved_words
-)
 #: Names twotier uses itself: a row's version column, the list parameters, its routes.
 _OWN_COLUMNS = frozenset({"version", "after", "limit"})
 _OWN_PATHS = frozenset({"batch", "admin", "healthz", "readyz", "metrics", "docs", "redoc"})
@@ -404,7 +395,7 @@ def _check_name(at: str, name: str, what: str, form: re.Pattern[str] = _NAME) ->
             f"{at}: {name!r} is not usable as {what}: {letters}, digits and _, "
             "starting with a letter, at most 63 characters"
         )
-    if name.lower() in _RESERVED:
+    if name.lower() in RESERVED_WORDS:
         raise ResourceError(
             f"{at}: {name!r} is a reserved word in SQL; choose another name (e.g. {name}_)"
         )

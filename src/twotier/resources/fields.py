@@ -26,7 +26,7 @@ from pydantic import (
     WithJsonSchema,
 )
 from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -422,6 +422,8 @@ class TimestampField(FieldSpec):
         digits = self.precision
         stored = DateTime(timezone=True)
         if digits != 6:
+            from sqlalchemy.dialects import postgresql  # ~25 ms: only where it is needed
+
             stored = stored.with_variant(
                 postgresql.TIMESTAMP(timezone=True, precision=digits), "postgresql"
             )

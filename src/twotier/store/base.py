@@ -112,12 +112,14 @@ class Store(KeyStore, Protocol):
     def rows(self, resource: str) -> Rows:
         """The rows of the resource named ``resource``."""
 
-    async def init_schema(self, *, dry_run: bool = False) -> list[str]:
+    async def init_schema(self, *, dry_run: bool = False, if_changed: bool = False) -> list[str]:
         """Create the database, the tables and their indexes if they do not exist, and
         adopt existing tables (idempotent); what was done, one line each. SchemaMismatch,
         with every contradiction, if a declaration contradicts its table: then nothing is
         changed. ``dry_run``: what would be done, doing nothing (the database itself is
-        still created if missing)."""
+        still created if missing). ``if_changed``: nothing at all if the database records
+        that this version of twotier made this same declaration there (a store may plan
+        anyway)."""
 
     async def grant_follower(self, user: FollowerUser) -> None:
         """Make ``user`` (or bring it up to date: its password, its grants) with the

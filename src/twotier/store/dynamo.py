@@ -69,7 +69,9 @@ class DynamoStore:
     def rows(self, resource: str) -> DynamoRows:
         return self._rows[resource]
 
-    async def init_schema(self, *, dry_run: bool = False) -> list[str]:
+    async def init_schema(self, *, dry_run: bool = False, if_changed: bool = False) -> list[str]:
+        # ``if_changed`` changes nothing here: describing each table is the whole plan, and
+        # needs no lock.
         specs = [resource_table(rows.resource, rows.table) for rows in self._rows.values()]
         specs += [plain_table(self.keys_table, "id"), plain_table(self.meta_table, "name")]
         done = await ensure_tables(self.client, specs, dry_run=dry_run)

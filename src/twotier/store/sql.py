@@ -1,25 +1,31 @@
 """The SQL store: SQLite (embedded), MySQL/MariaDB/Aurora MySQL and PostgreSQL.
 
-One async SQLAlchemy engine (and so one connection pool) per process, serving every declared
-resource's table (``sql_rows``) and the API keys. Statements are SQLAlchemy Core constructs,
-so every value travels as a bound parameter and every name is quoted.
+Per process, one pool of the driver's own connections for what runs per request (``sql_driver``:
+a row by key, the writes of one row, the API keys, the database's identity) and one async
+SQLAlchemy engine for the rest (schema work, pages, lookups, bulk loads), made on first use:
+a process that only serves rows by key over a schema already made (a Lambda function's cold
+start) never loads SQLAlchemy's asyncio layer. Statements are SQLAlchemy Core constructs, so
+every value travels as a bound parameter and every name is quoted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     URL,
     Connection,
     MetaData,
     Table,
+    bindparam,
+    delete,
     event,
     exc,
     insert,
@@ -29,16 +35,18 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.schema import CreateIndex, CreateTable
 
+from twotier import __version__
 from twotier.errors import SchemaMismatch, StoreRefused, StoreUnavailable
 from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.store.base import FollowerUser, new_id
 from twotier.store.sql_adopt import Change, Plan, creating, make_plan, plan_schema
-from twotier.store.sql_driver import driver_for
+from twotier.store.sql_driver import Statement, conversions, converted, driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
 from twotier.store.sql_names import NameRules
@@ -46,6 +54,9 @@ from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
 from twotier.store.sql_tls import ca_file, split_tls
 from twotier.telemetry import DatabaseTimer
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -60,7 +71,9 @@ _ASYNC_DRIVERS = {
 _LOCK = {"name": "twotier_schema", "key": 7_377_001, "seconds": 60}
 
 log = logging.getLogger("twotier.schema")
+# The meta table's rows: the database's identity, and what ``init_schema`` last made.
 _IDENTITY = "database_id"
+_MADE = "schema_made"
 
 
 def async_url(url: str) -> URL:
@@ -107,11 +120,19 @@ class SQLStore:
         }
         self.backend = self.url.get_backend_name()
         self.timeout = timeout  # seconds to wait for a connection (the follower's too)
-        self.engine = self._create_engine(self.url, pool_size, timeout)
+        self._pool_size = pool_size
+        self._engine: AsyncEngine | None = None
+        dialect_class: Any = self.url.get_dialect()  # a DefaultDialect, made as an engine would
+        self._dialect: Dialect = dialect_class(dbapi=dialect_class.import_dbapi())
         # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
         self.driver = driver_for(self, pool_size, timeout)
         self.metadata = MetaData()
-        self._identity = select(meta.c.value).where(meta.c.name == _IDENTITY)
+        self._fact = Statement(
+            select(meta.c.value).where(meta.c.name == bindparam("name")), self._dialect
+        )
+        self._keys = Statement(select(*api_keys.c).order_by(api_keys.c.created_at), self._dialect)
+        self._key_conversions = conversions(list(api_keys.c), self._dialect)
+        self._ping = Statement(text("SELECT 1"), self._dialect)
         self._rows: dict[str, SQLRows] = {}
         for resource in resources if resources is not None else load_resources(None):
             table = resource_table(resource, self.metadata)
@@ -129,7 +150,22 @@ class SQLStore:
     def tables(self) -> dict[str, Table]:
         return {name: rows.table for name, rows in self._rows.items()}
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, made on first use."""
+        if self._engine is None:
+            self._engine = self._create_engine(self.url, self._pool_size, self.timeout)
+        return self._engine
+
+    @property
+    def dialect(self) -> Dialect:
+        """The engine's dialect once there is an engine (it learns what the server supports
+        when it first connects: MariaDB's RETURNING); before, one of the same kind."""
+        return self._engine.dialect if self._engine is not None else self._dialect
+
     def _create_engine(self, url: URL, pool_size: int, timeout: float) -> AsyncEngine:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         connect_args: dict[str, Any] = {}
         if self.backend == "sqlite":
             connect_args["timeout"] = timeout
@@ -169,7 +205,9 @@ class SQLStore:
         """Connections of both pools: the driver's (per-request statements) and the
         engine's (the rest)."""
         usage = self.driver.pool_usage()
-        pool = self.engine.pool
+        if self._engine is None:
+            return usage
+        pool = self._engine.pool
         checked_out = getattr(pool, "checkedout", None)
         checked_in = getattr(pool, "checkedin", None)
         if checked_out is None or checked_in is None:  # a pool that keeps nothing
@@ -181,7 +219,10 @@ class SQLStore:
 
     # -- schema -------------------------------------------------------------------------
 
-    async def init_schema(self, *, dry_run: bool = False) -> list[str]:
+    async def init_schema(self, *, dry_run: bool = False, if_changed: bool = False) -> list[str]:
+        made = self._made()
+        if if_changed and not dry_run and await self._recorded(_MADE) == made:
+            return []
         await self._ensure_database()
         async with self._schema_locked() as conn:
             plan = await conn.run_sync(self._plan)
@@ -190,9 +231,36 @@ class SQLStore:
             if dry_run:
                 return plan.lines
             await conn.run_sync(make_plan, plan)
-            if await conn.scalar(self._identity) is None:
+            facts = {row.name: row.value for row in await conn.execute(select(meta))}
+            if _IDENTITY not in facts:
                 await conn.execute(insert(meta), {"name": _IDENTITY, "value": new_id()})
+            if _MADE not in facts:
+                await conn.execute(insert(meta), {"name": _MADE, "value": made})
+            elif facts[_MADE] != made:
+                await conn.execute(update(meta).where(meta.c.name == _MADE).values(value=made))
         return plan.lines
+
+    def _made(self) -> str:
+        """What ``init_schema`` makes of this declaration, as one digest: this version of
+        twotier, each resource as declared, and its table and indexes as twotier would
+        create them. Recorded in the database once they are there; a process that finds it
+        unchanged (``if_changed``) may skip the plan and its lock."""
+        digest = hashlib.sha256(__version__.encode())
+        for rows in self._rows.values():
+            digest.update(repr(rows.resource).encode())
+            digest.update(str(CreateTable(rows.table).compile(dialect=self._dialect)).encode())
+            for index in sorted(rows.table.indexes, key=lambda index: str(index.name)):
+                digest.update(str(CreateIndex(index).compile(dialect=self._dialect)).encode())
+        return digest.hexdigest()
+
+    async def _recorded(self, name: str) -> str | None:
+        """The meta table's ``name``, read on the driver; None if the database has no such
+        row, or no meta table, or is not there yet (``init_schema`` then makes them)."""
+        try:
+            row = await self.driver.fetch_one(self._fact, {"name": name})
+        except Exception:  # no table or no database yet: the plan finds out what is missing
+            return None
+        return None if row is None else str(row[0])
 
     async def grant_follower(self, user: FollowerUser) -> None:
         if self.backend == "sqlite":
@@ -236,6 +304,8 @@ class SQLStore:
 
     async def _ensure_database(self) -> None:
         """Create the database named in the URL if the server does not have it yet."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         name = self.url.database
         if self.backend == "sqlite":
             if name and name != ":memory:":
@@ -304,6 +374,9 @@ class SQLStore:
         """Drop the resources' tables (tests use it); the database and the keys stay."""
         async with self.engine.begin() as conn:
             await conn.run_sync(self.metadata.drop_all, checkfirst=True)
+            if await conn.run_sync(lambda sync: inspect(sync).has_table(meta.name)):
+                # What init_schema made is gone: the next start plans again.
+                await conn.execute(delete(meta).where(meta.c.name == _MADE))
 
     # -- API keys -----------------------------------------------------------------------
 
@@ -326,19 +399,22 @@ class SQLStore:
         return utc if self.backend == "postgresql" else utc.replace(tzinfo=None)
 
     async def list_keys(self) -> list[KeyRecord]:
-        async with self.connect() as conn:
-            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
-            return [
+        records = []
+        for row in await self.driver.fetch_all(self._keys, {}):
+            key_id, name, role, secret_hash, created_at, revoked_at = converted(
+                row, self._key_conversions
+            )
+            records.append(
                 KeyRecord(
-                    id=row.id,
-                    name=row.name,
-                    role=Role(row.role),
-                    secret_hash=row.secret_hash,
-                    created_at=_utc(row.created_at),
-                    revoked_at=_utc(row.revoked_at) if row.revoked_at else None,
+                    id=key_id,
+                    name=name,
+                    role=Role(role),
+                    secret_hash=secret_hash,
+                    created_at=_utc(created_at),
+                    revoked_at=_utc(revoked_at) if revoked_at else None,
                 )
-                for row in rows
-            ]
+            )
+        return records
 
     async def revoke_key(self, key_id: str, when: datetime) -> bool:
         stmt = (
@@ -350,19 +426,18 @@ class SQLStore:
             return bool((await conn.execute(stmt)).rowcount)
 
     async def identity(self) -> str:
-        async with self.connect() as conn:
-            found = await conn.scalar(self._identity)
-        if found is None:
+        row = await self.driver.fetch_one(self._fact, {"name": _IDENTITY})
+        if row is None:
             raise StoreUnavailable("the database has no identity yet: run twotier db init")
-        return str(found)
+        return str(row[0])
 
     async def ping(self) -> None:
-        async with self.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await self.driver.fetch_one(self._ping, {})
 
     async def close(self) -> None:
         await self.driver.close()
-        await self.engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
 
 #: SQLite's synchronous modes by their setting (TWOTIER_SQLITE_SYNCHRONOUS).

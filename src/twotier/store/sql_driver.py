@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import URL, exc
+from sqlalchemy import URL, ColumnElement, exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -38,7 +37,12 @@ from twotier.errors import DuplicateKey, StoreUnavailable
 from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
 from twotier.telemetry import DatabaseTimer
 
+if TYPE_CHECKING:  # the engine's asyncio layer is imported where the engine is made
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 Row = tuple[Any, ...]
+#: A column's value as the driver hands it over, into the column type's Python form.
+Conversion = tuple[int, Any]
 
 
 class Database(Protocol):
@@ -62,6 +66,29 @@ _IDLE_CHECK = 30.0
 # asyncmy logs every server warning (a CREATE DATABASE IF NOT EXISTS of one that exists)
 # as a warning of its own: the statements that matter say what went wrong themselves.
 logging.getLogger("asyncmy").setLevel(logging.ERROR)
+
+
+def conversions(columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> tuple[Conversion, ...]:
+    """What the driver hands back in another form than each column's type (MySQL's booleans
+    as integers, SQLite's datetimes as text), by position, converted as SQLAlchemy would;
+    asyncpg decodes every type itself."""
+    if dialect.name == "postgresql":
+        return ()
+    return tuple(
+        (index, processor)
+        for index, column in enumerate(columns)
+        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+    )
+
+
+def converted(row: Row, conversions: tuple[Conversion, ...]) -> Row:
+    """``row`` with ``conversions`` applied."""
+    if not conversions:
+        return row
+    values = list(row)
+    for index, processor in conversions:
+        values[index] = processor(values[index])
+    return tuple(values)
 
 
 class Statement:

@@ -21,12 +21,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twotier.store.base import FollowerUser
 from twotier.store.sql_schema import meta
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: The publication the PostgreSQL follower decodes.
 PUBLICATION = "twotier"

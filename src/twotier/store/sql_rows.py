@@ -17,11 +17,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Integer,
     String,
     Table,
     and_,
@@ -39,8 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import values as values_of
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Dialect, Row
 
 from twotier.batching import TickBatcher
 from twotier.errors import (
@@ -54,19 +54,31 @@ from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import TimestampField
 from twotier.store import sql_bulk
 from twotier.store.base import LoadRows, Query
-from twotier.store.sql_driver import Database, Driver, Session, Statement
+from twotier.store.sql_driver import (
+    Database,
+    Driver,
+    Session,
+    Statement,
+    conversions,
+    converted,
+)
 from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
 from twotier.store.sql_schema import VERSION
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 
 class RowsDatabase(Database, Protocol):
     """What a resource's rows need of the store that made them (``SQLStore``) besides what
-    the driver does: the driver, the engine, the foreign keys that point at a table."""
+    the driver does: the driver, the dialect, the foreign keys that point at a table."""
 
     driver: Driver
-    engine: AsyncEngine
+
+    @property
+    def dialect(self) -> Dialect: ...
 
     async def referencing(self, table: str) -> list[str]: ...
 
@@ -78,6 +90,7 @@ _OPTIMISTIC_TRIES = 3
 #: have taken the version's value).
 _KEY = "_key"
 _AT = "_at"
+_LIMIT = "_limit"
 
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
 _IN_CHUNK = 1024
@@ -131,16 +144,8 @@ class SQLRows:
         )
         self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
         self._driver = db.driver
-        dialect = db.engine.dialect
-        # What the driver hands back in another form than the field's (MySQL's booleans as
-        # integers, SQLite's datetimes as text), converted as SQLAlchemy would; asyncpg
-        # decodes every declared type itself.
-        self._processors = tuple(
-            (index, processor)
-            for index, column in enumerate(self._selected)
-            if db.backend != "postgresql"
-            and (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
-        )
+        dialect = db.dialect
+        self._processors = conversions(self._selected, dialect)
         by_key = self._equal(resource.key, bindparam(_KEY))
         self._by_key = Statement(select(*self._selected).where(*by_key), dialect)
         self._locked = Statement(select(*self._selected).where(*by_key).with_for_update(), dialect)
@@ -168,9 +173,15 @@ class SQLRows:
         self._cases_of: dict[tuple[frozenset[str], int], Statement] = {}
         self._locked_of: dict[int, Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
-        self._dialect = dialect
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
         self._by_keys: dict[int, Statement] = {}
+        self._lookups: dict[tuple[str, int, bool], Statement] = {}
+
+    @property
+    def _dialect(self) -> Dialect:
+        """The store's dialect as it is now: what the database supports (MariaDB's
+        RETURNING) is known once the engine has connected."""
+        return self._db.dialect
 
     # -- rows as the tiers see them -----------------------------------------------------
 
@@ -198,12 +209,7 @@ class SQLRows:
 
     def _raw_record(self, row: tuple[Any, ...]) -> Record:
         """A row as the driver hands it over (``sql_driver``), converted, as a Record."""
-        if self._processors:
-            values = list(row)
-            for index, processor in self._processors:
-                values[index] = processor(values[index])
-            row = tuple(values)
-        return self._record(row)
+        return self._record(converted(row, self._processors))
 
     def from_log(self, values: Mapping[str, Any]) -> Record:
         """A row as a change log records it (column names to the driver's values; columns
@@ -284,28 +290,45 @@ class SQLRows:
     async def lookup(
         self, field: str, values: Sequence[Any], limit: int | None = None
     ) -> dict[Any, list[Record]]:
+        """On the driver, ``_IN_CHUNK`` values a statement: each value's rows are read by
+        one statement, so each comes from one moment of the table."""
         found: dict[Any, list[Record]] = {value: [] for value in values}
         unique = sorted(found)
-        column = self.table.c[field]
         left = limit
-        async with self._db.connect() as conn:
-            for start in range(0, len(unique), _IN_CHUNK):
-                chunk = unique[start : start + _IN_CHUNK]
-                stmt = (
-                    select(*self._selected)
-                    .where(*self._among(field, chunk))
-                    .order_by(column, self._key)
-                )
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            size = 1 << (len(chunk) - 1).bit_length()  # as in get_many
+            bound: dict[str, Any] = {
+                f"v{index}": chunk[min(index, len(chunk) - 1)] for index in range(size)
+            }
+            if left is not None:
+                bound[_LIMIT] = left
+            statement = self._among_values(field, size, limited=left is not None)
+            for row in await self._driver.fetch_all(statement, bound):
+                record = self._raw_record(row)
+                found[record.values[field]].append(record)
                 if left is not None:
-                    stmt = stmt.limit(left)
-                for row in await conn.execute(stmt):
-                    record = self._record(row)
-                    found[record.values[field]].append(record)
-                    if left is not None:
-                        left -= 1
-                if left == 0:
-                    break
+                    left -= 1
+            if left == 0:
+                break
         return found
+
+    def _among_values(self, field: str, count: int, *, limited: bool) -> Statement:
+        """The rows whose ``field`` is one of ``count`` bound values, by value and key
+        (the lookup's index), the first ``_LIMIT`` of them if ``limited``."""
+        statement = self._lookups.get((field, count, limited))
+        if statement is None:
+            params: list[Any] = [bindparam(f"v{index}") for index in range(count)]
+            made = (
+                select(*self._selected)
+                .where(*self._among(field, params))
+                .order_by(self.table.c[field], self._key)
+            )
+            if limited:
+                made = made.limit(bindparam(_LIMIT, type_=Integer()))
+            statement = Statement(made, self._dialect)
+            self._lookups[(field, count, limited)] = statement
+        return statement
 
     async def find(self, query: Query) -> list[Record]:
         stmt = select(*self._selected)
