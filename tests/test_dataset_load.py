@@ -337,3 +337,18 @@ async def test_every_resource_generates_and_loads(
     finally:
         await store.drop_schema()
         await store.close()
+
+
+async def test_a_file_saved_with_a_byte_order_mark_loads_with_its_header(
+    tmp_path: Path,
+) -> None:
+    """Spreadsheets save "CSV UTF-8" with a byte order mark before the header: it is not
+    part of the first column's name (the header would else be taken for a bad row)."""
+    from twotier.config import Settings
+    from twotier.loader import load_csv
+
+    data = tmp_path / "excel.csv"
+    data.write_bytes(b"\xef\xbb\xbf" + generated(20).encode())
+    settings = Settings(database_url=database_url("sqlite", tmp_path), cache_url="memory://")
+    reader, loaded = await load_csv(settings, data)
+    assert (loaded, reader.header, reader.bad_count) == (20, True, 0)

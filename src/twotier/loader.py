@@ -31,7 +31,8 @@ async def load_csv(
         name = resource or service.default_resource
         declared = service.resource(name).resource
         with path.open("rb") as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            # utf-8-sig: a byte order mark (spreadsheets write one) is not the header's.
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             progress = (lambda _line: on_progress(raw.tell())) if on_progress else None
             reader = CsvReader(text, declared, on_progress=progress)
             await service.prepare()

@@ -142,7 +142,8 @@ class BufferedStdoutHandler(StdoutHandler):
 
     def write_line(self, line: str) -> None:
         """One formatted line (without its newline)."""
-        size = len(line) + 1
+        # Bytes, as the pipe counts them (an ASCII line's length is its size, told at once).
+        size = (len(line) if line.isascii() else len(line.encode())) + 1
         with self.lock:  # type: ignore[union-attr]
             if self._size + size > self.BLOCK:
                 self._write_held()

@@ -229,13 +229,15 @@ def test_buffered_lines_leave_whole_in_pipe_sized_blocks(
     logger.addHandler(handler)
     try:
         for n in range(200):
-            logger.warning("line %d", n, extra={"padding": "x" * n})
+            # Some lines of characters of several bytes each: the pipe counts bytes.
+            padding = ("é€𝄞" if n % 3 else "x") * n
+            logger.warning("line %d", n, extra={"padding": padding})
         assert out.writes, "a full block is written without waiting"
         handler.flush()
     finally:
         logger.removeHandler(handler)
         handler.close()
-    assert all(len(block) <= BufferedStdoutHandler.BLOCK for block in out.writes)
+    assert all(len(block.encode()) <= BufferedStdoutHandler.BLOCK for block in out.writes)
     assert all(block.endswith("\n") for block in out.writes)  # never half a line
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["message"] for line in lines] == [f"line {n}" for n in range(200)]
