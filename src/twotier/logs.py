@@ -16,12 +16,16 @@ import logging.config
 import sys
 import threading
 import time
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
 from twotier.telemetry import CURRENT_REQUEST
+
+T = TypeVar("T")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -112,19 +116,26 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+#: A line whose fields are made when it is written: (time, logger, message, how, from what).
+Deferred = tuple[float, str, str, Callable[[Any], dict[str, Any]], Any]
+
+
 class BufferedStdoutHandler(StdoutHandler):
     """Collects lines and writes them in blocks of whole lines, at most ``PIPE_BUF`` bytes
-    each (so that workers sharing one pipe never interleave inside a line), and at least
-    every ``interval`` seconds. One write per request cost the hot path a system call; one
-    per block costs it almost nothing. ``flush()`` writes what is held at once (Lambda
-    calls it before each invocation returns)."""
+    each (so that workers sharing one pipe never interleave inside a line), once ``HELD``
+    lines are held and at least every ``interval`` seconds. One write per request cost the
+    hot path a system call; one per block costs it almost nothing. A deferred line
+    (``log_fields_later``) is formatted only then, off the request's path. ``flush()``
+    writes what is held at once (Lambda calls it before each invocation returns)."""
 
     BLOCK = 4096  # PIPE_BUF on Linux: a write up to this size is atomic on a pipe
+    HELD = 128
 
     def __init__(self, interval: float = 0.2) -> None:
         super().__init__()
-        self._held: list[str] = []
-        self._size = 0
+        # Appended to by any thread without a lock (a deque's ends are thread-safe); taken
+        # from by one writer at a time (the handler's lock).
+        self._held: deque[str | Deferred] = deque()
         self._stopped = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_every, args=(interval,), name="twotier-log-flush", daemon=True
@@ -140,29 +151,38 @@ class BufferedStdoutHandler(StdoutHandler):
             return
         self.write_line(line)
 
-    def write_line(self, line: str) -> None:
-        """One formatted line (without its newline)."""
-        # Bytes, as the pipe counts them (an ASCII line's length is its size, told at once).
-        size = (len(line) if line.isascii() else len(line.encode())) + 1
-        with self.lock:  # type: ignore[union-attr]
-            if self._size + size > self.BLOCK:
-                self._write_held()
-            self._held.append(line)
-            self._size += size
+    def write_line(self, line: str | Deferred) -> None:
+        """One formatted line (without its newline), or one to format when written."""
+        held = self._held
+        held.append(line)
+        if len(held) >= self.HELD:
+            self.flush()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._write_held()
 
     def _write_held(self) -> None:
-        if not self._held:
-            return
-        self._held.append("")  # the last line's end
-        block = "\n".join(self._held)
-        self._held.clear()
-        self._size = 0
+        held = self._held
+        block: list[str] = []
+        size = 0
+        for _ in range(len(held)):  # what is held now; later lines wait for the next write
+            line = _formatted(held.popleft())
+            # Bytes, as the pipe counts them (an ASCII line's length is its size at once).
+            length = (len(line) if line.isascii() else len(line.encode())) + 1
+            if block and size + length > self.BLOCK:
+                self._write(block)
+                block, size = [], 0
+            block.append(line)
+            size += length
+        if block:
+            self._write(block)
+
+    @staticmethod
+    def _write(lines: list[str]) -> None:
+        lines.append("")  # the last line's end
         try:
-            sys.stdout.write(block)
+            sys.stdout.write("\n".join(lines))
             sys.stdout.flush()
         except (OSError, ValueError):  # stdout closed: nowhere left to write
             pass
@@ -177,16 +197,22 @@ class BufferedStdoutHandler(StdoutHandler):
         super().close()
 
 
-def log_fields(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
-    """An INFO line with ``fields``: ``logger.info(message, extra=fields)``, in effect.
+def _formatted(line: str | Deferred) -> str:
+    if isinstance(line, str):
+        return line
+    created, logger, message, make, item = line
+    try:
+        fields = make(item)
+    except Exception as error:  # a bug in ``make``: said, in the line's place
+        return json_line(
+            created, "ERROR", __name__, "a log line could not be made", {"error": repr(error)}
+        )
+    return json_line(created, "INFO", logger, message, fields)
 
-    When the only handler is twotier's own (as configured for servers), the line goes to it
-    directly: the same JSON, at a third of the cost of a LogRecord's way through logging,
-    which matters for the one line per request. Any other handler or filter (a test's
-    capture, a user's configuration) gets the ordinary LogRecord.
-    """
-    if not logger.isEnabledFor(logging.INFO):
-        return
+
+def _direct(logger: logging.Logger) -> BufferedStdoutHandler | None:
+    """twotier's handler, when a line of ``logger`` may go straight to it: it is the only
+    handler, and nothing filters or formats lines otherwise."""
     handlers = logging.root.handlers
     handler = handlers[0] if len(handlers) == 1 else None
     if (
@@ -196,9 +222,41 @@ def log_fields(logger: logging.Logger, message: str, fields: dict[str, Any]) -> 
         and not handler.filters
         and isinstance(handler.formatter, JsonFormatter)
     ):
+        return handler
+    return None
+
+
+def log_fields(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """An INFO line with ``fields``: ``logger.info(message, extra=fields)``, in effect.
+
+    When the only handler is twotier's own (as configured for servers), the line goes to it
+    directly: the same JSON, at a third of the cost of a LogRecord's way through logging.
+    Any other handler or filter (a test's capture, a user's configuration) gets the
+    ordinary LogRecord.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _direct(logger)
+    if handler is not None:
         handler.write_line(json_line(time.time(), "INFO", logger.name, message, fields))
     else:
         logger.info(message, extra=fields)
+
+
+def log_fields_later(
+    logger: logging.Logger, message: str, make: Callable[[T], dict[str, Any]], item: T
+) -> None:
+    """``log_fields(logger, message, make(item))``, with ``make`` called when the line is
+    written where twotier's handler writes it directly (the line keeps this moment as its
+    time): the access log's one line per request is formatted in batches, off the
+    request's path. ``item`` must not change meanwhile."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _direct(logger)
+    if handler is not None:
+        handler.write_line((time.time(), logger.name, message, make, item))
+    else:
+        logger.info(message, extra=make(item))
 
 
 def flush() -> None:

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.api.conftest import serve
 from tests.api.test_heroes_api import create
 from tests.conftest import settings_for
-from twotier.logs import BufferedStdoutHandler, JsonFormatter, log_fields
+from twotier.logs import BufferedStdoutHandler, JsonFormatter, log_fields, log_fields_later
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 HERO_ROUTE = "/heroes/{hero_id}"
@@ -269,3 +270,51 @@ def test_the_direct_access_line_is_the_logging_line(
     assert direct.keys() == through_logging.keys()
     del direct["time"], through_logging["time"]
     assert direct == through_logging
+
+
+def test_a_deferred_line_is_made_when_written_in_its_place_and_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The access log's lines are made when their block is written (off the request's
+    path): each the same line as ``log_fields`` writes, with the time it was asked for,
+    in its place among the others; a line whose fields cannot be made is said instead."""
+    logger = logging.getLogger("twotier.test.deferred")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = RecordingStdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    handler = BufferedStdoutHandler(interval=3600)
+    handler.setFormatter(JsonFormatter())
+    made: list[int] = []
+
+    def fields_of(n: int) -> dict[str, Any]:
+        made.append(n)
+        if n == 3:
+            raise ValueError("no fields")
+        return {"request_id": f"r{n}", "n": n}
+
+    try:
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        for n in range(5):
+            log_fields_later(logger, "request", fields_of, n)
+            log_fields(logger, "now", {"request_id": f"r{n}", "n": n})
+        assert made == []  # nothing made before the block is written
+        handler.flush()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        handler.close()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["message"], line.get("n")) for line in lines] == [
+        pair
+        for n in range(5)
+        for pair in (
+            ("a log line could not be made", None) if n == 3 else ("request", n),
+            ("now", n),
+        )
+    ]
+    assert "ValueError('no fields')" in lines[6]["error"]
+    deferred, direct = lines[0], lines[1]
+    assert deferred["time"] <= direct["time"]  # the moment it was asked for
+    assert {**deferred, "message": "now", "time": ""} == {**direct, "time": ""}

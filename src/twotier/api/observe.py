@@ -258,7 +258,16 @@ def log_request(
     cache: str | None,
     **more: Any,
 ) -> None:
-    """The access log line of one request (or one direct Lambda invocation)."""
+    """The access log line of one request (or one direct Lambda invocation), its fields
+    gathered when the line is written (``logs.log_fields_later``)."""
+    line = (record, method, route, status, seconds, cache, more)
+    logs.log_fields_later(access_log, "request", _request_fields, line)
+
+
+def _request_fields(
+    line: tuple[RequestRecord, str, str, int, float, str | None, dict[str, Any]],
+) -> dict[str, Any]:
+    record, method, route, status, seconds, cache, more = line
     fields: dict[str, Any] = {
         "request_id": record.request_id,
         "method": method,
@@ -274,7 +283,7 @@ def log_request(
         fields["resource"] = record.resource
     if record.key_id is not None:
         fields["key"] = record.key_id
-    logs.log_fields(access_log, "request", fields)
+    return fields
 
 
 def _milliseconds(seconds: float) -> float:
