@@ -7,6 +7,7 @@ import importlib.util
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -35,6 +36,7 @@ from twotier.loader import load_csv
 from twotier.logs import redacted_url
 from twotier.problems import problem_of
 from twotier.resources import Resource
+from twotier.resources.introspected import Introspected, declaration_text
 from twotier.service import Service
 
 T = TypeVar("T")
@@ -376,6 +378,47 @@ def db_init(
     for line in changes:
         console.print(Text(line))
     console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
+
+
+@db_app.command("introspect")
+def db_introspect(
+    tables: Annotated[
+        str | None,
+        typer.Option(help="Only these tables, by name, separated by commas (default: all)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the declaration to this file (default: print it)."),
+    ] = None,
+) -> None:
+    """Write the declaration of the database's own tables (TWOTIER_DATABASE_URL): each
+    table with a primary key of one column, with its columns' types, lengths, ranges and
+    nullability, its automatic id, and its indexed columns as lookups; what cannot be
+    served is left out with a comment saying why. Changes nothing in the database. Serve
+    it as it is: TWOTIER_RESOURCES=FILE twotier db init, then twotier serve."""
+    wanted = [name.strip() for name in tables.split(",") if name.strip()] if tables else None
+    service = _service()
+
+    async def run() -> list[Introspected]:
+        try:
+            return await service.introspect(wanted)
+        finally:
+            await service.close()
+
+    found = _run(run())
+    text = declaration_text(found, _safe_url())
+    served = [item for item in found if item.settings is not None]
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+    summary = f"{len(served)} of {len(found)} tables declared"
+    if out is not None:
+        summary += f" in {out}"
+    left = [item.table for item in found if item.settings is None]
+    if left:
+        summary += f"; left out (the file says why): {', '.join(left)}"
+    console.print(summary)
 
 
 @db_app.command("sample")

@@ -22,6 +22,7 @@ from twotier.dataset import generate
 from twotier.errors import CacheUnavailable, StoreUnavailable, UnknownResource
 from twotier.policy import AnswerLimits, CacheKeys, ResourcePolicy, Tuning
 from twotier.resources import Resource, default_resource
+from twotier.resources.introspected import Introspected, checked
 from twotier.store.base import FollowerUser, LoadRows, Store
 from twotier.telemetry import LIVE_STATE, GaugeReadings
 
@@ -96,6 +97,11 @@ class Service:
         """What ``prepare`` would change in the database, changing nothing (SchemaMismatch,
         with every contradiction, if a declaration contradicts its table)."""
         return await self.store.init_schema(dry_run=True)
+
+    async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
+        """The database's tables (or ``tables``) as a declaration would describe them, each
+        checked by the declaration's parser; what cannot be served is left out, with why."""
+        return checked(await self.store.introspect(tables))
 
     async def readiness(self) -> dict[str, str]:
         """Each tier's state: "ok", or what is wrong with it; from a check at most

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from twotier.key_records import KeyStore
 from twotier.resources import Key, Record, Resource
+from twotier.resources.introspected import Introspected
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class Store(KeyStore, Protocol):
         still created if missing). ``if_changed``: nothing at all if the database records
         that this version of twotier made this same declaration there (a store may plan
         anyway)."""
+
+    async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
+        """Each table of the database (or each of ``tables``, matched as the database
+        matches names) as a declaration would describe it, or why it is left out; changes
+        nothing. StoreRefused for a table it does not have."""
 
     async def grant_follower(self, user: FollowerUser) -> None:
         """Make ``user`` (or bring it up to date: its password, its grants) with the

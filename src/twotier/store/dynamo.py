@@ -18,6 +18,7 @@ from typing import Any
 from twotier.errors import StoreRefused, StoreUnavailable
 from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
+from twotier.resources.introspected import Introspected
 from twotier.store.base import FollowerUser, new_id
 from twotier.store.dynamo_client import DynamoClient, error_code, parse_dynamodb_url
 from twotier.store.dynamo_expressions import Expression
@@ -91,6 +92,9 @@ class DynamoStore:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
         return done
+
+    async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
+        raise StoreRefused("db introspect reads SQL databases; DynamoDB's tables are not read yet")
 
     async def grant_follower(self, user: FollowerUser) -> None:
         raise StoreRefused(

@@ -44,11 +44,13 @@ from twotier import __version__
 from twotier.errors import SchemaMismatch, StoreRefused, StoreUnavailable
 from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
+from twotier.resources.introspected import Introspected
 from twotier.store.base import FollowerUser, new_id
 from twotier.store.sql_adopt import Change, Plan, creating, make_plan, plan_schema
 from twotier.store.sql_driver import Statement, conversions, converted, driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
+from twotier.store.sql_introspect import introspect
 from twotier.store.sql_names import NameRules
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
@@ -261,6 +263,10 @@ class SQLStore:
         except Exception:  # no table or no database yet: the plan finds out what is missing
             return None
         return None if row is None else str(row[0])
+
+    async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
+        async with self.connect() as conn:
+            return await conn.run_sync(introspect, tables)
 
     async def grant_follower(self, user: FollowerUser) -> None:
         if self.backend == "sqlite":

@@ -229,14 +229,14 @@ def _plan_adoption(
     else:
         declared.add(version)
         kind = columns[version]["type"]
-        if not isinstance(kind, Integer) or _capacity(kind, dialect)[1] < 2**_VERSION_BITS - 1:
+        if not isinstance(kind, Integer) or capacity(kind, dialect)[1] < 2**_VERSION_BITS - 1:
             problems.append(
                 f"{where}: column {version!r} is {kind}; twotier keeps its row versions in a "
                 f"column of that name, a 64-bit integer: rename the table's own {version!r}, "
                 "or serve another table"
             )
     for name, reflected_column in columns.items():
-        if name not in declared and not _fills_itself(reflected_column, dialect):
+        if name not in declared and not fills_itself(reflected_column, dialect):
             problems.append(
                 f"{where}: column {name!r} is NOT NULL, has no default and is not declared, "
                 "so every insert through twotier would fail: declare it as a field"
@@ -330,16 +330,16 @@ def _key_problems(
             f"may name many rows: the table's keys are {_keys_text(inspector, found)}; "
             "declare one of those (a key of several columns cannot be served yet)"
         )
-    generated = _generated(conn, found, column)
-    if resource.auto_key and generated is None:
+    filled = generated(conn, found, column)
+    if resource.auto_key and filled is None:
         problems.append(
             f"{where}: column {name!r} gets no value from the database (no auto-increment, "
             f'sequence or identity): declare it as a client-given key, key = "{name}", '
             "with its field"
         )
-    elif not resource.auto_key and generated is not None and generated != "rowid":
+    elif not resource.auto_key and filled is not None and filled != "rowid":
         problems.append(
-            f"{where}: column {name!r} takes its values from the database ({generated}): "
+            f"{where}: column {name!r} takes its values from the database ({filled}): "
             f'declare it as the automatic id, id = "{name}" (and not as a field): ids given '
             "by clients would go around its counter (on PostgreSQL, the next id it hands out "
             "then collides with one of theirs)"
@@ -368,7 +368,7 @@ def _keys_text(inspector: Inspector, found: str) -> str:
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 
 
-def _generated(conn: Connection, table: str, column: ReflectedColumn) -> str | None:
+def generated(conn: Connection, table: str, column: ReflectedColumn) -> str | None:
     """How the database fills the column when an insert leaves it out, if it does: its
     sequence (``"AUTO_INCREMENT"``, ``"a sequence"``, ``"an identity"``), or ``"rowid"``
     (SQLite's ``INTEGER PRIMARY KEY`` without AUTOINCREMENT: the highest id plus one,
@@ -399,7 +399,7 @@ def _generated(conn: Connection, table: str, column: ReflectedColumn) -> str | N
     return "AUTO_INCREMENT"
 
 
-def _fills_itself(column: ReflectedColumn, dialect: str) -> bool:
+def fills_itself(column: ReflectedColumn, dialect: str) -> bool:
     """Can an insert leave the column out?"""
     return bool(
         column.get("nullable", True)
@@ -420,7 +420,7 @@ def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None
     found: TypeEngine[Any] = column["type"]
     if column.get("computed"):
         return "is computed by the database and cannot be written: leave the field out"
-    reason = _type_unfit(spec, found, dialect)
+    reason = type_unfit(spec, found, dialect)
     if reason is not None:
         return f"is {found}{', ' if reason.startswith('which') else '; '}{reason}"
     if spec.nullable and not column.get("nullable", True):
@@ -431,7 +431,7 @@ def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None
     return None
 
 
-def _type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | None:
+def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | None:
     other = f"the declaration says {spec.type_name}: change the field's type to match the column"
     if isinstance(spec, StringField):
         if isinstance(found, Enum) or type(found).__name__ == "SET":
@@ -453,10 +453,10 @@ def _type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | 
         if isinstance(found, Boolean) or not isinstance(found, Integer):
             return other
         low, high = spec.bounds
-        capacity = _capacity(found, dialect)
-        if not (capacity[0] <= low and high <= capacity[1]):
+        holds = capacity(found, dialect)
+        if not (holds[0] <= low and high <= holds[1]):
             return (
-                f"which holds {capacity[0]} to {capacity[1]}; declare minimum and maximum "
+                f"which holds {holds[0]} to {holds[1]}; declare minimum and maximum "
                 "within that" + (" (for an automatic id: id = { maximum = … })" if low == 1 else "")
             )
         return None
@@ -494,7 +494,7 @@ def _type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | 
             "a date-time without a time zone, and a timestamp is an instant with its offset: "
             "twotier cannot serve date-times without a zone yet"
         )
-    digits = _fraction_digits(found, dialect)
+    digits = fraction_digits(found, dialect)
     if digits < spec.precision:
         return (
             f"which keeps {digits} fractional digits of a second and would round what the "
@@ -503,7 +503,7 @@ def _type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | 
     return None
 
 
-def _fraction_digits(found: TypeEngine[Any], dialect: str) -> int:
+def fraction_digits(found: TypeEngine[Any], dialect: str) -> int:
     """How many fractional digits of a second a date-time column keeps."""
     if dialect == "sqlite":
         return 6
@@ -513,7 +513,7 @@ def _fraction_digits(found: TypeEngine[Any], dialect: str) -> int:
     return int(getattr(found, "fsp", None) or 0)
 
 
-def _capacity(found: TypeEngine[Any], dialect: str) -> tuple[int, int]:
+def capacity(found: TypeEngine[Any], dialect: str) -> tuple[int, int]:
     """The values an integer column holds (SQLite's INTEGER holds 64 bits)."""
     if dialect == "sqlite":
         return -(2**63), 2**63 - 1

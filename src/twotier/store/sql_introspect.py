@@ -1,0 +1,221 @@
+"""What ``db introspect`` reads of a SQL database: each table as a declaration describes it.
+
+A table is served when it has a primary key of one column: an automatic id where the
+database fills that column (auto-increment, a sequence, an identity, SQLite's rowid), else a
+client-given key. Each column becomes the field that holds its values exactly — its type,
+its length, the range of its integers, the fractional digits of its date-times, whether it
+takes null — judged by the same test ``db init`` applies when it adopts a table
+(``sql_adopt.type_unfit``), so what is written here is adopted unchanged. A column no field
+holds exactly yet (an exact decimal, a date, a fixed-length ``CHAR``) is left out when an
+insert may leave it empty (it takes null or has a default); otherwise the table is. Each
+column that leads an index (a foreign key's, a unique one) becomes a lookup. Nothing is
+changed in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+)
+from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.engine.reflection import Inspector
+
+from twotier.errors import StoreRefused
+from twotier.resources.fields import (
+    INT64,
+    VARCHAR_MAX,
+    BooleanField,
+    FieldSpec,
+    IntegerField,
+    NumberField,
+    StringField,
+    TimestampField,
+)
+from twotier.resources.introspected import Introspected
+from twotier.store.sql_adopt import capacity, fills_itself, fraction_digits, generated, type_unfit
+from twotier.store.sql_names import NameRules
+from twotier.store.sql_schema import VERSION, access_metadata
+from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE, version_trigger_sql
+
+#: twotier's own tables, never offered as resources.
+_OWN_TABLES = frozenset({*access_metadata.tables, CHANGES_TABLE, PROGRESS_TABLE})
+#: The longest text a string field holds (a column without a length: TEXT).
+_TEXT_MAX = 1_000_000
+
+
+def introspect(conn: Connection, tables: Sequence[str] | None) -> list[Introspected]:
+    """Every table of the database (or those named, as the database matches names), in
+    its catalogue's order."""
+    rules = NameRules.of(conn)
+    inspector = inspect(conn)
+    present = [name for name in inspector.get_table_names() if name not in _OWN_TABLES]
+    if tables is None:
+        chosen = present
+    else:
+        chosen = []
+        for name in tables:
+            found = rules.table(name, present)
+            if found is None:
+                raise StoreRefused(f"no table {name!r} here (tables: {', '.join(present)})")
+            chosen.append(found)
+    return [_table(conn, rules, inspector, name) for name in chosen]
+
+
+def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) -> Introspected:
+    dialect = conn.dialect.name
+    columns = inspector.get_columns(name)
+    primary = list(inspector.get_pk_constraint(name).get("constrained_columns") or [])
+    if not primary:
+        return Introspected(name, None, "no primary key, so a row cannot be named")
+    if len(primary) > 1:
+        return Introspected(
+            name, None, f"a primary key of several columns ({', '.join(primary)}): not served yet"
+        )
+    key = primary[0]
+    by_name = {column["name"]: column for column in columns}
+    settings: dict[str, Any] = {"table": name}
+    ours = _version_is_ours(conn, rules, name, key, by_name)
+    if ours is False:
+        return Introspected(
+            name,
+            None,
+            f"a column named {VERSION!r} of its own: twotier keeps each row's version in "
+            "one by that name",
+        )
+    fields: dict[str, dict[str, Any]] = {}
+    left_out: list[str] = []
+    for column in columns:
+        column_name = column["name"]
+        if ours and column_name.lower() == VERSION:
+            continue
+        is_key = column_name == key
+        if is_key and generated(conn, name, column) is not None:
+            auto = _auto_id(column, dialect)
+            if isinstance(auto, str):
+                return Introspected(name, None, auto)
+            settings["id"] = auto
+            continue
+        spec = _field(column, dialect)
+        if isinstance(spec, str):
+            if is_key:
+                return Introspected(name, None, f"its key {column_name!r} {spec}")
+            if not fills_itself(column, dialect):
+                return Introspected(
+                    name,
+                    None,
+                    f"column {column_name!r} {spec}, and an insert cannot leave it out",
+                )
+            left_out.append(f"column {column_name!r} {spec}")
+            continue
+        if is_key:
+            settings["key"] = column_name
+        fields[column_name] = _declared(spec)
+    if not fields:
+        return Introspected(name, None, "no column besides its key that twotier can serve")
+    lookups = _lookups(inspector, name, key, fields)
+    if lookups:
+        settings["lookups"] = lookups
+    settings["fields"] = fields
+    return Introspected(name, settings, None, tuple(left_out))
+
+
+def _version_is_ours(
+    conn: Connection,
+    rules: NameRules,
+    table: str,
+    key: str,
+    columns: dict[str, ReflectedColumn],
+) -> bool | None:
+    """Whether the table's ``version`` column is twotier's (its triggers are there): None
+    if it has none."""
+    if not any(name.lower() == VERSION for name in columns):
+        return None
+    shape = Table(table, MetaData())
+    return not version_trigger_sql(conn, rules, shape, key, table)
+
+
+def _auto_id(column: ReflectedColumn, dialect: str) -> dict[str, Any] | str:
+    """The ``id`` setting of a column the database fills, or why it cannot be one."""
+    found = column["type"]
+    if not isinstance(found, Integer) or isinstance(found, Boolean):
+        return f"its key {column['name']!r} is filled by the database but is not an integer"
+    high = min(capacity(found, dialect)[1], INT64[1])
+    return {"name": column["name"], "maximum": high}
+
+
+def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
+    """The field that holds the column's values exactly, or why none does (a phrase after
+    the column's name)."""
+    found = column["type"]
+    name = column["name"]
+    nullable = bool(column.get("nullable", True))
+    spec: FieldSpec
+    if column.get("computed"):
+        return "is computed by the database"
+    if isinstance(found, Boolean):
+        spec = BooleanField(name, nullable=nullable)
+    elif isinstance(found, Integer):
+        low, high = capacity(found, dialect)
+        spec = IntegerField(
+            name, nullable=nullable, minimum=max(low, INT64[0]), maximum=min(high, INT64[1])
+        )
+    elif isinstance(found, Float):
+        spec = NumberField(name, nullable=nullable)
+    elif isinstance(found, DateTime):
+        digits = min(fraction_digits(found, dialect), 6)
+        spec = TimestampField(name, nullable=nullable, precision=digits)
+    elif isinstance(found, String):
+        length = found.length or _TEXT_MAX
+        spec = StringField(name, nullable=nullable, max_length=min(length, _TEXT_MAX))
+    else:
+        return f"is {found}, which twotier cannot serve yet"
+    why = type_unfit(spec, found, dialect)
+    if why is not None:
+        return f"is {found}: {why}"
+    return spec
+
+
+def _declared(spec: FieldSpec) -> dict[str, Any]:
+    """A field's settings as a declaration writes them."""
+    declared: dict[str, Any] = {"type": spec.type_name}
+    if isinstance(spec, StringField):
+        declared["max_length"] = spec.max_length
+    elif isinstance(spec, IntegerField):
+        declared["minimum"], declared["maximum"] = spec.minimum, spec.maximum
+    elif isinstance(spec, TimestampField) and spec.precision != 6:
+        declared["precision"] = spec.precision
+    if spec.nullable:
+        declared["nullable"] = True
+    return declared
+
+
+def _lookups(
+    inspector: Inspector, table: str, key: str, fields: dict[str, dict[str, Any]]
+) -> list[str]:
+    """The fields that lead an index of the table, or hold a foreign key whose columns an
+    index leads with (rows by that value are read from the index)."""
+    leading = {
+        str(index["column_names"][0])
+        for index in inspector.get_indexes(table)
+        if index["column_names"] and index["column_names"][0] is not None
+    }
+    for unique in inspector.get_unique_constraints(table):
+        if unique["column_names"]:
+            leading.add(unique["column_names"][0])
+    indexable = {
+        name
+        for name, spec in fields.items()
+        if spec["type"] != "string" or spec["max_length"] <= VARCHAR_MAX
+    }
+    return [name for name in fields if name in leading and name != key and name in indexable]
