@@ -192,19 +192,22 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
 
 def test_compare_measures_another_tree_beside_with_writes_in_turns(tmp_path: Path) -> None:
     """`--before TREE`: that tree's twotier by the same phases in the same run, its writes
-    and this tree's taking turns (one after the other favours whichever writes second)."""
+    and mixes and this tree's taking turns (one after the other favours whichever writes
+    second)."""
     require_wrk()
     require("redis")
     url = database_url("mysql", tmp_path)
     tree = Path(__file__).resolve().parents[1]  # this tree again stands for another
     try:
         _, report = compared(
-            url, ["--app", "twotier", "--before", str(tree), "--mix-duration", "0"], tmp_path
+            url, ["--app", "twotier", "--before", str(tree), "--mix-duration", "1"], tmp_path
         )
         measured = [(f["app"], f["workload"]) for f in report["figures"]]
         for app in ("twotier", "twotier-before"):
-            for workload in ("cold", "hot", "post", "put"):
+            for workload in ("cold", "hot", "post", "put", "mix"):
                 assert measured.count((app, workload)) == 1, (app, workload)
+        mixes = [f for f in report["figures"] if f["workload"] == "mix"]
+        assert all(0 <= f["hit_ratio"] <= 1 for f in mixes)
         assert set(report["ratios_before"]) == {"cold", "hot", "post", "put"}
         assert all(f["rps"] > 0 and f["errors"] == 0 for f in report["figures"])
         assert _count(url) == 200

@@ -16,7 +16,7 @@ serves twotier) and driven by wrk:
   over every row, 5% writes, from a cold start) for twotier, with its hit ratio. The data set
   is loaded again at the end (the writes changed it). twotier's hot phase and the floor take
   turns (``rounds``, median of each: ``read_phases``); with ``--before``, the two trees'
-  writes take turns too (``writes_in_turns``).
+  writes and mixes take turns too (``writes_in_turns``, ``mix_in_turns``).
 
 The table printed (and written as JSON) holds each figure and its ratio to the ceiling and
 to the best peer. Nothing here judges speed: the ratios are for people to read.
@@ -380,6 +380,32 @@ def writes_in_turns(
     ]
 
 
+def mix_in_turns(
+    trees: Sequence[tuple[str, dict[str, str]]],
+    resource: Resource,
+    rows: int,
+    duration: float,
+    connections: int,
+    rounds: int,
+    progress: Progress,
+) -> list[Figure]:
+    """Each tree's mix, each round from a cold start on a server of its own, the trees
+    taking turns (which goes first alternating), the median round of each: the mix's
+    PATCHes and misses warm the database for whichever runs next, as writes do."""
+    runs: dict[str, list[Figure]] = {name: [] for name, _ in trees}
+    for turn in range(rounds):
+        for name, env in trees if turn % 2 == 0 else list(reversed(trees)):
+            with Target(env=env) as target:
+                runs[name].append(
+                    asyncio.run(mix_phase(target, resource, rows, duration, connections, name))
+                )
+        progress("mix in turns", (turn + 1) / rounds)
+    return [
+        sorted(figures, key=lambda figure: figure.rps)[(len(figures) - 1) // 2]
+        for figures in runs.values()
+    ]
+
+
 async def mix_phase(
     target: Target,
     resource: Resource,
@@ -481,12 +507,16 @@ def compare(
                     rounds,
                     peers,
                     progress,
-                    writes=before is None,
+                    alone=before is None,
                 )
             if before is not None:
                 report.figures += writes_in_turns(
                     trees, resource, rows, duration, connections, rounds, progress
                 )
+                if mix_duration > 0:
+                    report.figures += mix_in_turns(
+                        trees, resource, rows, mix_duration, connections, rounds, progress
+                    )
         for name in PEERS:
             if name in apps:
                 env = peer_env(settings, f"peer-{name}-{uuid.uuid4().hex[:8]}")
@@ -516,10 +546,11 @@ def _twotier_phases(
     peers: Path,
     progress: Progress,
     *,
-    writes: bool = True,
+    alone: bool = True,
 ) -> list[Figure]:
-    """A twotier server's reads (its hot phase in turns with the floor), writes (unless
-    measured in turns with another tree's: ``writes_in_turns``) and mix."""
+    """A twotier server's reads (its hot phase in turns with the floor), and with
+    ``alone`` its writes and mix (else measured in turns with another tree's:
+    ``writes_in_turns``, ``mix_in_turns``)."""
     figures: list[Figure] = []
     with Target(env=env) as target, peer_server(peers, "floor", {}) as floor:
         figures += asyncio.run(
@@ -527,10 +558,10 @@ def _twotier_phases(
                 app, target.url, rows, duration, connections, progress, floor=floor, rounds=rounds
             )
         )
-        if writes:
+        if alone:
             figures += asyncio.run(write_phases(target, resource, rows, duration, connections, app))
             progress(f"{app}: writes", 1.0)
-    if mix_duration > 0:
+    if alone and mix_duration > 0:
         with Target(env=env) as target:
             figures.append(
                 asyncio.run(mix_phase(target, resource, rows, mix_duration, connections, app))
