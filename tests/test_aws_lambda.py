@@ -495,16 +495,7 @@ def test_a_cold_start_imports_what_its_events_need(tmp_path: Path) -> None:
         http_v2("GET", "/heroes/1", "/heroes/{id}"),
         http_v2("GET", "/healthz", "/healthz"),
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", _COLD_START],
-        input=json.dumps(events),
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    seed, resource, health = json.loads(done.stdout.splitlines()[-1])
+    seed, resource, health = _in_a_fresh_interpreter(_COLD_START, events, environment)
     assert seed == [200, []]
     assert resource == [404, ["mangum"]]  # no such hero yet: answered by the table
     assert health == [200, ["fastapi", "mangum"]]
@@ -546,23 +537,14 @@ def test_a_cold_start_over_a_made_schema_plans_nothing(store_kind: str, tmp_path
         "TWOTIER_REQUIRE_KEY_FOR_WRITES": "false",
         "TWOTIER_LOG_LEVEL": "WARNING",
     }
-    events = [
+    events: list[dict[str, Any]] = [
         {"USE_CACHE": "True", "REQUEST": "write", "SQLS": [{"name": "Ann", "level": 3}]},
         {"USE_CACHE": "True", "REQUEST": "read", "SQLS": [3]},  # by level, the lookup
         http_v2("GET", "/crew/1", "/crew/{id}"),
     ]
 
     def cold_start() -> tuple[list[int], bool]:
-        done = subprocess.run(
-            [sys.executable, "-c", _COLD_OVER_MADE],
-            input=json.dumps(events),
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        statuses, planned = json.loads(done.stdout.splitlines()[-1])
+        statuses, planned = _in_a_fresh_interpreter(_COLD_OVER_MADE, events, environment)
         return statuses, planned
 
     declaration.write_text(_DECLARED.format(table=table, lookups='"level"'))
@@ -593,3 +575,19 @@ def _indexes(url: str, declaration: str, table: str) -> set[str]:
             await store.close()
 
     return asyncio.run(read())
+
+
+def _in_a_fresh_interpreter(
+    code: str, events: list[dict[str, Any]], environment: dict[str, str]
+) -> Any:
+    """What ``code`` prints last (JSON), run in a new interpreter fed ``events``."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(events),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(done.stdout.splitlines()[-1])

@@ -190,7 +190,9 @@ def test_compare_runs_every_app_and_ceiling(kind: str, tmp_path: Path) -> None:
         drop_table(url)
 
 
-def test_compare_measures_another_tree_beside_with_writes_in_turns(tmp_path: Path) -> None:
+def test_compare_takes_another_trees_writes_and_mixes_in_turns(
+    tmp_path: Path,
+) -> None:
     """`--before TREE`: that tree's twotier by the same phases in the same run, its writes
     and mixes and this tree's taking turns (one after the other favours whichever writes
     second)."""

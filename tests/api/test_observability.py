@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -249,23 +250,12 @@ def test_the_direct_access_line_is_the_logging_line(
 ) -> None:
     fields = {"request_id": "r1", "method": "GET", "route": "/x", "status": 200}
     logger = logging.getLogger("twotier.test.direct")
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
     out = RecordingStdout()
     monkeypatch.setattr(sys, "stdout", out)
-    handler = BufferedStdoutHandler(interval=3600)
-    handler.setFormatter(JsonFormatter())
-    try:
-        root.handlers[:] = [handler]  # twotier's handler alone: the direct way
-        root.setLevel(logging.INFO)
+    with twotiers_handler_alone() as handler:
         log_fields(logger, "request", fields)
         handler.addFilter(lambda record: True)  # a filter: the LogRecord way
         log_fields(logger, "request", fields)
-        handler.flush()
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
-        handler.close()
     direct, through_logging = (json.loads(line) for line in out.getvalue().splitlines())
     assert direct.keys() == through_logging.keys()
     del direct["time"], through_logging["time"]
@@ -279,12 +269,8 @@ def test_a_deferred_line_is_made_when_written_in_its_place_and_time(
     path): each the same line as ``log_fields`` writes, with the time it was asked for,
     in its place among the others; a line whose fields cannot be made is said instead."""
     logger = logging.getLogger("twotier.test.deferred")
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
     out = RecordingStdout()
     monkeypatch.setattr(sys, "stdout", out)
-    handler = BufferedStdoutHandler(interval=3600)
-    handler.setFormatter(JsonFormatter())
     made: list[int] = []
 
     def fields_of(n: int) -> dict[str, Any]:
@@ -293,18 +279,11 @@ def test_a_deferred_line_is_made_when_written_in_its_place_and_time(
             raise ValueError("no fields")
         return {"request_id": f"r{n}", "n": n}
 
-    try:
-        root.handlers[:] = [handler]
-        root.setLevel(logging.INFO)
+    with twotiers_handler_alone():
         for n in range(5):
             log_fields_later(logger, "request", fields_of, n)
             log_fields(logger, "now", {"request_id": f"r{n}", "n": n})
         assert made == []  # nothing made before the block is written
-        handler.flush()
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
-        handler.close()
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(line["message"], line.get("n")) for line in lines] == [
         pair
@@ -318,3 +297,22 @@ def test_a_deferred_line_is_made_when_written_in_its_place_and_time(
     deferred, direct = lines[0], lines[1]
     assert deferred["time"] <= direct["time"]  # the moment it was asked for
     assert {**deferred, "message": "now", "time": ""} == {**direct, "time": ""}
+
+
+@contextmanager
+def twotiers_handler_alone() -> Iterator[BufferedStdoutHandler]:
+    """twotier's buffered handler as the root's only one (the direct way), at INFO;
+    flushed, and the root as it was, when the block ends."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    handler = BufferedStdoutHandler(interval=3600)  # only size and flush() write
+    handler.setFormatter(JsonFormatter())
+    try:
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        yield handler
+        handler.flush()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        handler.close()

@@ -16,7 +16,7 @@ serves twotier) and driven by wrk:
   over every row, 5% writes, from a cold start) for twotier, with its hit ratio. The data set
   is loaded again at the end (the writes changed it). twotier's hot phase and the floor take
   turns (``rounds``, median of each: ``read_phases``); with ``--before``, the two trees'
-  writes and mixes take turns too (``writes_in_turns``, ``mix_in_turns``).
+  writes and mixes take turns too (``in_turns``).
 
 The table printed (and written as JSON) holds each figure and its ratio to the ceiling and
 to the best peer. Nothing here judges speed: the ratios are for people to read.
@@ -350,60 +350,51 @@ async def _writes(
     return posted, put
 
 
-def writes_in_turns(
+def in_turns(
     trees: Sequence[tuple[str, dict[str, str]]],
     resource: Resource,
     rows: int,
-    duration: float,
+    durations: tuple[float, float],
     connections: int,
     rounds: int,
     progress: Progress,
 ) -> list[Figure]:
-    """Each tree's writes, the trees taking turns (which goes first alternating), the
-    median round of each: a tree's writes warm the database's pages for whichever writes
-    next, so one after the other favours the second."""
+    """Each tree's writes and mix (``durations``: a write phase's, the mix's; 0: no mix),
+    the trees taking turns (which goes first alternating), the median round of each: a
+    tree's writes, and a mix's PATCHes and misses, warm the database's pages for whichever
+    runs next, so one after the other favours the second. The writes of a tree go to one
+    server; each mix to a server of its own, from a cold start."""
+    duration, mix_duration = durations
     loads: dict[str, dict[str, list[LoadResult]]] = {
         name: {"post": [], "put": []} for name, _ in trees
     }
+    mixes: dict[str, list[Figure]] = {name: [] for name, _ in trees}
     with ExitStack() as servers:
-        targets = [(name, servers.enter_context(Target(env=env))) for name, env in trees]
+        targets = {name: servers.enter_context(Target(env=env)) for name, env in trees}
         for turn in range(rounds):
-            for name, target in targets if turn % 2 == 0 else reversed(targets):
-                posted, put = asyncio.run(_writes(target, resource, rows, duration, connections))
+            order = trees if turn % 2 == 0 else list(reversed(trees))
+            for name, _ in order:
+                posted, put = asyncio.run(
+                    _writes(targets[name], resource, rows, duration, connections)
+                )
                 loads[name]["post"].append(posted)
                 loads[name]["put"].append(put)
-            progress("writes in turns", (turn + 1) / rounds)
-    return [
+            for name, env in order if mix_duration > 0 else ():
+                with Target(env=env) as fresh:
+                    mixed = mix_phase(fresh, resource, rows, mix_duration, connections, name)
+                    mixes[name].append(asyncio.run(mixed))
+            progress("writes and mixes in turns", (turn + 1) / rounds)
+    figures = [
         _figure(name, workload, _median(rounds_of))
         for name, by_workload in loads.items()
         for workload, rounds_of in by_workload.items()
     ]
-
-
-def mix_in_turns(
-    trees: Sequence[tuple[str, dict[str, str]]],
-    resource: Resource,
-    rows: int,
-    duration: float,
-    connections: int,
-    rounds: int,
-    progress: Progress,
-) -> list[Figure]:
-    """Each tree's mix, each round from a cold start on a server of its own, the trees
-    taking turns (which goes first alternating), the median round of each: the mix's
-    PATCHes and misses warm the database for whichever runs next, as writes do."""
-    runs: dict[str, list[Figure]] = {name: [] for name, _ in trees}
-    for turn in range(rounds):
-        for name, env in trees if turn % 2 == 0 else list(reversed(trees)):
-            with Target(env=env) as target:
-                runs[name].append(
-                    asyncio.run(mix_phase(target, resource, rows, duration, connections, name))
-                )
-        progress("mix in turns", (turn + 1) / rounds)
-    return [
-        sorted(figures, key=lambda figure: figure.rps)[(len(figures) - 1) // 2]
-        for figures in runs.values()
+    figures += [
+        sorted(runs, key=lambda figure: figure.rps)[(len(runs) - 1) // 2]
+        for runs in mixes.values()
+        if runs
     ]
+    return figures
 
 
 async def mix_phase(
@@ -510,13 +501,15 @@ def compare(
                     alone=before is None,
                 )
             if before is not None:
-                report.figures += writes_in_turns(
-                    trees, resource, rows, duration, connections, rounds, progress
+                report.figures += in_turns(
+                    trees,
+                    resource,
+                    rows,
+                    (duration, mix_duration),
+                    connections,
+                    rounds,
+                    progress,
                 )
-                if mix_duration > 0:
-                    report.figures += mix_in_turns(
-                        trees, resource, rows, mix_duration, connections, rounds, progress
-                    )
         for name in PEERS:
             if name in apps:
                 env = peer_env(settings, f"peer-{name}-{uuid.uuid4().hex[:8]}")
@@ -550,7 +543,7 @@ def _twotier_phases(
 ) -> list[Figure]:
     """A twotier server's reads (its hot phase in turns with the floor), and with
     ``alone`` its writes and mix (else measured in turns with another tree's:
-    ``writes_in_turns``, ``mix_in_turns``)."""
+    ``in_turns``)."""
     figures: list[Figure] = []
     with Target(env=env) as target, peer_server(peers, "floor", {}) as floor:
         figures += asyncio.run(
