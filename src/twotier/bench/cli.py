@@ -274,7 +274,8 @@ def compare(
         Path | None,
         typer.Option(
             help="Another source tree of twotier (a checkout of the commit a change started "
-            "from): its twotier measured too, by the same phases, in the same run.",
+            "from): its twotier measured too, by the same phases, in the same run; the two "
+            "trees' writes and mixes take turns.",
             exists=True,
             file_okay=False,
         ),
