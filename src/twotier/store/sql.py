@@ -1,11 +1,12 @@
 """The SQL store: SQLite (embedded), MySQL/MariaDB/Aurora MySQL and PostgreSQL.
 
 Per process, one pool of the driver's own connections for what runs per request (``sql_driver``:
-a row by key, the writes of one row, the API keys, the database's identity) and one async
-SQLAlchemy engine for the rest (schema work, pages, lookups, bulk loads), made on first use:
-a process that only serves rows by key over a schema already made (a Lambda function's cold
-start) never loads SQLAlchemy's asyncio layer. Statements are SQLAlchemy Core constructs, so
-every value travels as a bound parameter and every name is quoted.
+a row by key, a lookup, the writes of one row, the API keys, the database's identity) and one
+async SQLAlchemy engine for the rest (schema work, pages, writes of many rows, bulk loads),
+made on first use: a process that serves rows by key and lookups over a schema already made
+(a Lambda function's cold start) never loads SQLAlchemy's asyncio layer. Statements are
+SQLAlchemy Core constructs, so every value travels as a bound parameter and every name is
+quoted.
 """
 
 from __future__ import annotations
