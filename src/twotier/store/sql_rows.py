@@ -7,9 +7,9 @@ it was before and after, concurrent writes of one row each land once (no lost ve
 bumps), and a conditional write (``expected``) is checked against the version it changes.
 A write of many rows is one transaction.
 
-What runs per request (a row by key, the writes of one row) goes through ``sql_driver``'s
-compiled statements on the driver's own pool; the rest (many rows, lookups, pages, bulk
-loads) through the SQLAlchemy engine.
+What runs per request (a row by key, a lookup, the writes of one row) goes through
+``sql_driver``'s compiled statements on the driver's own pool; the rest (writes of many rows,
+pages, bulk loads) through the SQLAlchemy engine.
 """
 
 from __future__ import annotations
