@@ -11,9 +11,11 @@ one run at a time."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,9 +166,11 @@ class Chinook:
         path.write_text(text_)
         return str(path)
 
-    def twotier(self, *args: str, resources: str | None) -> subprocess.CompletedProcess[str]:
+    def twotier(
+        self, *args: str, resources: str | None, extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
-        env |= {"TWOTIER_DATABASE_URL": self.url}
+        env |= {"TWOTIER_DATABASE_URL": self.url} | (extra or {})
         if resources is not None:
             env |= {"TWOTIER_RESOURCES": resources}
         return subprocess.run(
@@ -410,6 +414,122 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
             1,
             4,
         ]
+
+
+def test_detached_as_it_was_found(chinook: Chinook) -> None:
+    """`db init --dry-run` prints every statement and runs none; `db detach` takes out
+    everything twotier added — the version columns, triggers and functions, its indexes,
+    its own tables, the follower's user, publication and replica identities — and every
+    row of every table is as it was before `db init`, the catalog too. The user's own
+    application writes throughout."""
+    n = chinook.n
+    follower = f"chinook_follower_{uuid.uuid4().hex[:8]}"
+    extra = {"TWOTIER_FOLLOWER_USER": follower, "TWOTIER_FOLLOWER_PASSWORD": "s3cret-follow"}
+    if chinook.kind == "sqlite":
+        extra = {}  # no users: its follower runs in the server
+    before = _fingerprint(chinook)
+    out = chinook.tmp_path / "api.toml"
+    assert chinook.twotier("db", "introspect", "--out", str(out), resources=None).returncode == 0
+    planned = chinook.twotier("db", "init", "--dry-run", resources=str(out), extra=extra)
+    assert planned.returncode == 0, planned.stderr
+    statements = planned.stdout + planned.stderr
+    assert "ADD COLUMN" in statements, statements
+    assert "CREATE TRIGGER" in statements
+    assert "CREATE TABLE twotier_meta" in statements.replace('"', "").replace("`", "")
+    assert _fingerprint(chinook) == before  # a dry run runs nothing
+
+    try:
+        made = chinook.twotier("db", "init", resources=str(out), extra=extra)
+        assert made.returncode == 0, made.stderr
+        assert _fingerprint(chinook) != before
+        # The user's own application, while twotier is there: a row in, changed, out.
+        chinook.sql(f"INSERT INTO {n['Artist']} ({n['Name']}) VALUES ('Theirs')")
+        chinook.sql(f"UPDATE {n['Artist']} SET {n['Name']} = 'Both' WHERE {n['Name']} = 'Theirs'")
+        assert chinook.sql(f"DELETE FROM {n['Artist']} WHERE {n['Name']} = 'Both'") == 1
+
+        dry = chinook.twotier("db", "detach", "--dry-run", resources=str(out))
+        assert dry.returncode == 0, dry.stderr
+        shown = (dry.stdout + dry.stderr).replace('"', "").replace("`", "")
+        assert "DROP COLUMN version" in shown, shown
+        assert "DROP TRIGGER" in shown
+        assert "DROP TABLE twotier_meta" in shown
+        if chinook.kind != "sqlite":
+            assert f"DROP {'ROLE' if chinook.kind == 'postgres' else 'USER'}" in shown
+        if chinook.kind == "postgres":
+            assert "DROP PUBLICATION twotier" in shown
+            assert "REPLICA IDENTITY DEFAULT" in shown
+        assert "version" in chinook.columns(n["Album"].strip("[]`"))  # nothing ran
+
+        detached = chinook.twotier("db", "detach", resources=str(out))
+        assert detached.returncode == 0, detached.stderr
+        assert _fingerprint(chinook) == before
+        assert _follower_exists(chinook, follower) is (None if chinook.kind == "sqlite" else False)
+        # The user's own application, after: as before twotier came.
+        chinook.sql(f"INSERT INTO {n['Artist']} ({n['Name']}) VALUES ('After')")
+        assert chinook.sql(f"DELETE FROM {n['Artist']} WHERE {n['Name']} = 'After'") == 1
+        # Nothing more to take out; and it can be adopted again.
+        again = chinook.twotier("db", "detach", "--dry-run", resources=str(out))
+        assert "nothing of twotier's" in again.stdout + again.stderr
+        assert chinook.twotier("db", "init", resources=str(out)).returncode == 0
+    finally:
+        if chinook.kind == "postgres":
+            chinook.sql(f"DROP ROLE IF EXISTS {follower}")
+        elif chinook.kind == "mysql":
+            chinook.sql(f"DROP USER IF EXISTS '{follower}'@'%'")
+
+
+def _fingerprint(chinook: Chinook) -> dict[str, Any]:
+    """Every table's columns, indexes and triggers, and a digest of its rows in key order
+    (every column, as the driver reads it); on PostgreSQL each table's replica identity and
+    the publications too."""
+    from sqlalchemy import inspect
+
+    found: dict[str, Any] = {}
+    with chinook.engine.connect() as conn:
+        catalog = inspect(conn)
+        for table in sorted(catalog.get_table_names()):
+            columns = [c["name"] for c in catalog.get_columns(table)]
+            quote = conn.dialect.identifier_preparer.quote
+            rows = conn.execute(
+                text(
+                    f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} "
+                    f"ORDER BY {', '.join(str(i + 1) for i in range(len(columns)))}"
+                )
+            ).all()
+            digest = hashlib.sha256(repr([tuple(row) for row in rows]).encode()).hexdigest()
+            indexes = sorted(str(i["name"]) for i in catalog.get_indexes(table))
+            found[table] = (columns, indexes, len(rows), digest)
+        if chinook.kind == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        elif chinook.kind == "mysql":
+            query = "SELECT trigger_name FROM information_schema.triggers"
+        else:
+            query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+        found["triggers"] = sorted(conn.execute(text(query)).scalars())
+        if chinook.kind == "postgres":
+            found["identities"] = conn.execute(
+                text(
+                    "SELECT relname, relreplident FROM pg_class WHERE relkind = 'r' "
+                    "AND relnamespace = CAST(current_schema() AS regnamespace) ORDER BY 1"
+                )
+            ).all()
+            found["publications"] = conn.execute(text("SELECT pubname FROM pg_publication")).all()
+            found["functions"] = conn.execute(
+                text("SELECT proname FROM pg_proc WHERE proname LIKE 'twotier%'")
+            ).all()
+    return found
+
+
+def _follower_exists(chinook: Chinook, name: str) -> bool | None:
+    """Whether the follower's user is there (None on SQLite, which has no users)."""
+    if chinook.kind == "sqlite":
+        return None
+    query = (
+        "SELECT count(*) FROM pg_roles WHERE rolname = :name"
+        if chinook.kind == "postgres"
+        else "SELECT count(*) FROM mysql.user WHERE User = :name"
+    )
+    return bool(chinook.sql(query, name=name)[0][0])
 
 
 def _snake(name: str) -> str:

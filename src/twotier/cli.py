@@ -38,6 +38,7 @@ from twotier.problems import problem_of
 from twotier.resources import Resource
 from twotier.resources.introspected import Introspected, declaration_text
 from twotier.service import Service
+from twotier.store.base import Detachment, SchemaChange
 
 T = TypeVar("T")
 
@@ -337,11 +338,13 @@ def _resource(service: Service, name: str | None) -> Resource:
 
 @db_app.command("init")
 def db_init(
-    plan: Annotated[
+    dry_run: Annotated[
         bool,
         typer.Option(
+            "--dry-run",
             "--plan",
-            help="Only say what would change (every contradiction too), changing nothing.",
+            help="Only print what would change, each change with the statements that make "
+            "it (every contradiction too), running none.",
         ),
     ] = False,
 ) -> None:
@@ -349,15 +352,15 @@ def db_init(
     adopt tables that exist (idempotent): prints each change. A declaration a table
     contradicts changes nothing, and every contradiction is printed. With
     TWOTIER_FOLLOW=on, also what the follower needs (PostgreSQL: the publication and the
-    replication slot; DynamoDB: Streams)."""
+    replication slot; DynamoDB: Streams). `db detach` takes it out again."""
     from twotier.follow.sources import change_log_for
 
     service = _service()
     settings = get_settings()
 
-    async def run() -> list[str]:
+    async def run() -> list[SchemaChange]:
         try:
-            if plan:
+            if dry_run:
                 return await service.plan_schema()
             changes = await service.prepare()
             if settings.follow == "on":  # what the follower needs: the PostgreSQL slot
@@ -367,17 +370,60 @@ def db_init(
             await service.close()
 
     changes = _run(run())
-    if plan:
+    if dry_run:
         if not changes:
             console.print(f"nothing to change in {_safe_url()}")
             return
-        console.print(f"db init would make {len(changes)} changes in {_safe_url()}:")
-        for line in changes:
-            console.print(Text(f"  {line}"))
+        console.print(f"-- db init would make {len(changes)} changes in {_safe_url()}:")
+        _print_statements(changes)
         return
-    for line in changes:
-        console.print(Text(line))
+    for change in changes:
+        console.print(Text(change.line))
     console.print(f"schema ready in {_safe_url()}: {', '.join(service.resources)}")
+
+
+@db_app.command("detach")
+def db_detach(
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Only print what would be removed, running nothing."),
+    ] = False,
+) -> None:
+    """Take out of the database what twotier added for its own use: the version column
+    and its triggers, twotier's own tables (API keys included), the follower's
+    publication, replication slots and user. Every row of your tables stays as it was; a
+    table or column twotier made for a declared resource stays too (it holds your data),
+    and is named. Stop twotier's servers and followers first."""
+    service = _service()
+
+    async def run() -> Detachment:
+        try:
+            return await service.detach(dry_run=dry_run)
+        finally:
+            await service.close()
+
+    detachment = _run(run())
+    if dry_run:
+        if not detachment.removed:
+            console.print(f"-- nothing of twotier's in {_safe_url()}")
+        else:
+            count = len(detachment.removed)
+            console.print(f"-- db detach would make {count} changes in {_safe_url()}:")
+            _print_statements(detachment.removed)
+    else:
+        for change in detachment.removed:
+            console.print(Text(change.line))
+        console.print(f"twotier detached from {_safe_url()}")
+    for line in detachment.kept:
+        console.print(Text(f"-- {line}" if dry_run else line))
+
+
+def _print_statements(changes: list[SchemaChange]) -> None:
+    """Each change as a comment line, then its statements, each ending with ``;``."""
+    for change in changes:
+        console.print(Text(f"-- {change.line}"))
+        for statement in change.statements:
+            console.print(Text(f"{statement};"), soft_wrap=True)
 
 
 @db_app.command("introspect")

@@ -23,7 +23,7 @@ from twotier.errors import CacheUnavailable, StoreUnavailable, UnknownResource
 from twotier.policy import AnswerLimits, CacheKeys, ResourcePolicy, Tuning
 from twotier.resources import Resource, default_resource
 from twotier.resources.introspected import Introspected, checked
-from twotier.store.base import FollowerUser, LoadRows, Store
+from twotier.store.base import Detachment, FollowerUser, LoadRows, SchemaChange, Store
 from twotier.telemetry import LIVE_STATE, GaugeReadings
 
 _SAMPLE_CHUNK = 5000  # rows per transaction when adding sample data
@@ -75,14 +75,14 @@ class Service:
 
     # -- life -----------------------------------------------------------------------------
 
-    async def prepare(self, *, schema: bool = True, if_changed: bool = False) -> list[str]:
+    async def prepare(self, *, schema: bool = True, if_changed: bool = False) -> list[SchemaChange]:
         """Create (or adopt) the schema (idempotent; every process may call it) and the
         follower's user if one is configured, file the cache's entries under the
         database's identity, and show the live state on /metrics; what was changed in the
         database, one line each. ``schema=False``: the schema is only read (a follower,
         whose user may change nothing). ``if_changed``: the schema is left alone if the
         database records this declaration made by this version (``Store.init_schema``)."""
-        changes: list[str] = []
+        changes: list[SchemaChange] = []
         if schema:
             changes = await self.store.init_schema(if_changed=if_changed)
             if self._follower is not None:
@@ -93,10 +93,16 @@ class Service:
         LIVE_STATE.watch(self.gauges)
         return changes
 
-    async def plan_schema(self) -> list[str]:
-        """What ``prepare`` would change in the database, changing nothing (SchemaMismatch,
-        with every contradiction, if a declaration contradicts its table)."""
+    async def plan_schema(self) -> list[SchemaChange]:
+        """What ``prepare`` would change in the database, each change with its statements,
+        changing nothing (SchemaMismatch, with every contradiction, if a declaration
+        contradicts its table)."""
         return await self.store.init_schema(dry_run=True)
+
+    async def detach(self, *, dry_run: bool = False) -> Detachment:
+        """Take out of the database what twotier added for its own use, leaving the
+        user's rows as they were (``Store.detach``); ``dry_run``: only say what."""
+        return await self.store.detach(dry_run=dry_run)
 
     async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
         """The database's tables (or ``tables``) as a declaration would describe them, each

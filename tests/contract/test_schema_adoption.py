@@ -138,7 +138,7 @@ async def test_an_existing_table_is_adopted_without_losing_a_row(legacy: str) ->
     """
     store = SQLStore(legacy, declared(extra))
     try:
-        done = await store.init_schema()
+        done = [change.line for change in await store.init_schema()]
         assert any("books: add column version" in line for line in done), done
         assert any("books: add column format" in line for line in done), done
         assert await store.init_schema() == []  # idempotent: nothing more to do
@@ -173,9 +173,10 @@ async def test_an_existing_table_is_adopted_without_losing_a_row(legacy: str) ->
 async def test_the_plan_says_everything_and_changes_nothing(legacy: str) -> None:
     store = SQLStore(legacy, declared('note = { type = "string", nullable = true }'))
     try:
-        planned = await store.init_schema(dry_run=True)
+        changes = await store.init_schema(dry_run=True)
     finally:
         await store.close()
+    planned = [change.line for change in changes]
     assert any(line.startswith("books: add column version BIGINT") for line in planned)
     assert any(line.startswith("books: add column note") for line in planned)
     assert any("create index" in line for line in planned)
@@ -183,7 +184,7 @@ async def test_the_plan_says_everything_and_changes_nothing(legacy: str) -> None
     assert await columns_of(legacy, "books") == ["isbn", "title", "author", "pages"]
     store = SQLStore(legacy, declared('note = { type = "string", nullable = true }'))
     try:
-        assert await store.init_schema() == planned  # what it said it would do, it did
+        assert await store.init_schema() == changes  # what it said it would do, it did
     finally:
         await store.close()
 
@@ -502,7 +503,7 @@ async def test_names_are_matched_as_the_database_matches_them(legacy: str, store
     )
     store = SQLStore(legacy, [shelves])
     try:
-        done = await store.init_schema()
+        done = [change.line for change in await store.init_schema()]
         assert not any(line.startswith("create table") and "helves" in line for line in done)
         assert "version" in await columns_of(legacy, "Shelves")
         rows = store.rows("shelves")

@@ -28,6 +28,24 @@ class FollowerUser:
     host: str = "%"
 
 
+@dataclass(frozen=True)
+class SchemaChange:
+    """One change to a database's schema: what it is, in a line for the operator, and the
+    statements that make it (none where a store's changes are calls, not statements)."""
+
+    line: str
+    statements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Detachment:
+    """What ``Store.detach`` removes (or would), and what it leaves because it holds the
+    user's data or twotier cannot tell it made it, one line each."""
+
+    removed: list[SchemaChange]
+    kept: list[str]
+
+
 def new_id() -> str:
     """A database's identity, as ``init_schema`` writes it once: 64 random bits."""
     return secrets.token_hex(8)
@@ -113,14 +131,23 @@ class Store(KeyStore, Protocol):
     def rows(self, resource: str) -> Rows:
         """The rows of the resource named ``resource``."""
 
-    async def init_schema(self, *, dry_run: bool = False, if_changed: bool = False) -> list[str]:
+    async def init_schema(
+        self, *, dry_run: bool = False, if_changed: bool = False
+    ) -> list[SchemaChange]:
         """Create the database, the tables and their indexes if they do not exist, and
-        adopt existing tables (idempotent); what was done, one line each. SchemaMismatch,
+        adopt existing tables (idempotent); what was done, each change with its statements,
+        in order. SchemaMismatch,
         with every contradiction, if a declaration contradicts its table: then nothing is
         changed. ``dry_run``: what would be done, doing nothing (the database itself is
         still created if missing). ``if_changed``: nothing at all if the database records
         that this version of twotier made this same declaration there (a store may plan
         anyway)."""
+
+    async def detach(self, *, dry_run: bool = False) -> Detachment:
+        """Remove what ``init_schema`` and ``grant_follower`` added for twotier's own use
+        (its row versions and their triggers, its own tables, the follower's publication,
+        slots and user), leaving every row of the user's tables as it was; what was removed
+        (``dry_run``: what would be, removing nothing). StoreRefused where it cannot."""
 
     async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
         """Each table of the database (or each of ``tables``, matched as the database

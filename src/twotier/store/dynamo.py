@@ -19,7 +19,7 @@ from twotier.errors import StoreRefused, StoreUnavailable
 from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.resources.introspected import Introspected
-from twotier.store.base import FollowerUser, new_id
+from twotier.store.base import Detachment, FollowerUser, SchemaChange, new_id
 from twotier.store.dynamo_client import DynamoClient, error_code, parse_dynamodb_url
 from twotier.store.dynamo_expressions import Expression
 from twotier.store.dynamo_rows import DynamoRows
@@ -70,12 +70,15 @@ class DynamoStore:
     def rows(self, resource: str) -> DynamoRows:
         return self._rows[resource]
 
-    async def init_schema(self, *, dry_run: bool = False, if_changed: bool = False) -> list[str]:
+    async def init_schema(
+        self, *, dry_run: bool = False, if_changed: bool = False
+    ) -> list[SchemaChange]:
         # ``if_changed`` changes nothing here: describing each table is the whole plan, and
         # needs no lock.
         specs = [resource_table(rows.resource, rows.table) for rows in self._rows.values()]
         specs += [plain_table(self.keys_table, "id"), plain_table(self.meta_table, "name")]
-        done = await ensure_tables(self.client, specs, dry_run=dry_run)
+        lines = await ensure_tables(self.client, specs, dry_run=dry_run)
+        done = [SchemaChange(line) for line in lines]
         if dry_run:
             return done
         from botocore.exceptions import ClientError
@@ -95,6 +98,12 @@ class DynamoStore:
 
     async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
         raise StoreRefused("db introspect reads SQL databases; DynamoDB's tables are not read yet")
+
+    async def detach(self, *, dry_run: bool = False) -> Detachment:
+        raise StoreRefused(
+            "db detach works on SQL databases; on DynamoDB every item carries twotier's "
+            "version attribute, which only a rewrite of each item would take away"
+        )
 
     async def grant_follower(self, user: FollowerUser) -> None:
         raise StoreRefused(

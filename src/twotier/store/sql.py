@@ -46,8 +46,9 @@ from twotier.errors import SchemaMismatch, StoreRefused, StoreUnavailable
 from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.resources.introspected import Introspected
-from twotier.store.base import FollowerUser, new_id
-from twotier.store.sql_adopt import Change, Plan, creating, make_plan, plan_schema
+from twotier.store.base import Detachment, FollowerUser, SchemaChange, new_id
+from twotier.store.sql_adopt import Plan, creating, make_plan, plan_schema, run_statements
+from twotier.store.sql_detach import plan_detach
 from twotier.store.sql_driver import Statement, conversions, converted, driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
@@ -222,7 +223,9 @@ class SQLStore:
 
     # -- schema -------------------------------------------------------------------------
 
-    async def init_schema(self, *, dry_run: bool = False, if_changed: bool = False) -> list[str]:
+    async def init_schema(
+        self, *, dry_run: bool = False, if_changed: bool = False
+    ) -> list[SchemaChange]:
         made = self._made()
         if if_changed and not dry_run and await self._recorded(_MADE) == made:
             return []
@@ -232,7 +235,7 @@ class SQLStore:
             if plan.problems:
                 raise SchemaMismatch(plan.problems)
             if dry_run:
-                return plan.lines
+                return plan.shown
             await conn.run_sync(make_plan, plan)
             facts = {row.name: row.value for row in await conn.execute(select(meta))}
             if _IDENTITY not in facts:
@@ -241,7 +244,7 @@ class SQLStore:
                 await conn.execute(insert(meta), {"name": _MADE, "value": made})
             elif facts[_MADE] != made:
                 await conn.execute(update(meta).where(meta.c.name == _MADE).values(value=made))
-        return plan.lines
+        return plan.shown
 
     def _made(self) -> str:
         """What ``init_schema`` makes of this declaration, as one digest: this version of
@@ -264,6 +267,15 @@ class SQLStore:
         except Exception:  # no table or no database yet: the plan finds out what is missing
             return None
         return None if row is None else str(row[0])
+
+    async def detach(self, *, dry_run: bool = False) -> Detachment:
+        async with self._schema_locked() as conn:
+            detachment = await conn.run_sync(plan_detach)
+            if not dry_run:
+                for change in detachment.removed:
+                    await conn.run_sync(run_statements, change.statements)
+                    log.info("schema changed", extra={"change": change.line})
+        return detachment
 
     async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
         async with self.connect() as conn:
@@ -305,7 +317,8 @@ class SQLStore:
         present = inspect(conn).get_table_names()
         own = [table for table in access_metadata.sorted_tables if table.name not in present]
         plan.changes[:0] = [
-            Change(f"create table {table.name} (twotier's own)", creating(table)) for table in own
+            creating(conn, table, f"create table {table.name} (twotier's own)", own=True)
+            for table in own
         ]
         return plan
 

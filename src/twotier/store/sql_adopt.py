@@ -46,12 +46,15 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    delete,
+    insert,
     inspect,
     literal,
     text,
 )
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.types import CHAR, TypeEngine
 
 from twotier.errors import SchemaMismatch
@@ -65,8 +68,9 @@ from twotier.resources.fields import (
     StringField,
     TimestampField,
 )
+from twotier.store.base import SchemaChange
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, field_index_name
+from twotier.store.sql_schema import VERSION, Made, field_index_name, made
 from twotier.store.sql_triggers import change_log_sql, changes_table_sql, version_trigger_sql
 
 log = logging.getLogger("twotier.schema")
@@ -77,10 +81,18 @@ _VERSION_BITS = 63
 
 @dataclass(frozen=True)
 class Change:
-    """One change the plan makes: what it is, for the operator, and how it is made."""
+    """One change the plan makes: what it is, for the operator; the statements that make
+    it, exactly as they run (``db init --dry-run`` prints them); what they make, for the
+    ledger ``db detach`` reads; and a check to pass just before they run."""
 
     line: str
-    make: Callable[[Connection], None]
+    statements: tuple[str, ...]
+    made: tuple[Made, ...] = ()
+    check: Callable[[Connection], None] | None = None
+
+    @property
+    def shown(self) -> SchemaChange:
+        return SchemaChange(self.line, self.statements)
 
 
 @dataclass
@@ -91,8 +103,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
 
     @property
-    def lines(self) -> list[str]:
-        return [change.line for change in self.changes]
+    def shown(self) -> list[SchemaChange]:
+        return [change.shown for change in self.changes]
 
 
 def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) -> Plan:
@@ -114,54 +126,75 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
                     f" (beside table {other}: this database tells names apart by case; "
                     f'to serve {other}, declare table = "{other}")'
                 )
-            plan.changes.append(Change(line, creating(table)))
+            plan.changes.append(creating(conn, table, line))
         else:
             _plan_adoption(conn, inspector, rules, resource, table, found, plan)
     sqlite = conn.dialect.name == "sqlite"  # no change log of its own: triggers keep one
     if sqlite and declared:
-        for line, statements in changes_table_sql(conn):
-            plan.changes.append(Change(line, _runner(statements)))
+        for line, statements, made in changes_table_sql(conn):
+            plan.changes.append(Change(line, tuple(statements), tuple(made)))
     for resource, table in declared:
         shown = stored[table.name] or table.name
         planned = version_trigger_sql(conn, rules, table, resource.key, shown)
         if sqlite:
             planned += change_log_sql(conn, rules, table, resource.columns, shown)
-        for line, statements in planned:
-            plan.changes.append(Change(line, _runner(statements, (table, resource, rules))))
+        for line, statements, made in planned:
+            check = _verifier(table, resource, rules)
+            plan.changes.append(Change(line, tuple(statements), tuple(made), check))
     return plan
 
 
 def make_plan(conn: Connection, plan: Plan) -> None:
-    """Make every change of ``plan`` (which has no problems), in order."""
+    """Make every change of ``plan`` (which has no problems), in order, and record what
+    each made in the ledger."""
     for change in plan.changes:
-        change.make(conn)
+        if change.check is not None:
+            change.check(conn)
+        run_statements(conn, change.statements)
+        record(conn, change.made)
         log.info("schema changed", extra={"change": change.line})
 
 
-def creating(item: Table | Index) -> Callable[[Connection], None]:
-    """A change that creates ``item`` (a table with its indexes, or an index) if missing."""
+def run_statements(conn: Connection, statements: Sequence[str]) -> None:
+    """Run ``statements`` as they are written (a driver that formats statements with
+    ``%`` would take a ``%`` in one, a MySQL host pattern, for a parameter)."""
+    percent = conn.dialect.paramstyle in ("format", "pyformat")
+    for statement in statements:
+        conn.exec_driver_sql(statement.replace("%", "%%") if percent else statement)
 
-    def create(conn: Connection) -> None:
-        item.create(conn, checkfirst=True)
 
-    return create
+def record(conn: Connection, things: Sequence[Made], was: str = "") -> None:
+    """Write ``things`` into the ledger of what twotier made (each once)."""
+    for kind, table, name in things:
+        where = (made.c.kind == kind) & (made.c.tbl == table) & (made.c.name == name)
+        conn.execute(delete(made).where(where))
+        conn.execute(insert(made).values(kind=kind, tbl=table, name=name, was=was))
 
 
-def _runner(
-    statements: Sequence[str], on: tuple[Table, Resource, NameRules] | None = None
-) -> Callable[[Connection], None]:
-    """Run ``statements``; a trigger's (``on``: its table) only once the columns it uses are
-    there (on MySQL, whose DDL commits statement by statement, a change before it may not
-    have been made)."""
+def creating(conn: Connection, table: Table, line: str, *, own: bool = False) -> Change:
+    """The change that creates ``table`` and its indexes (``own``: one of twotier's own
+    tables, which ``db detach`` drops by name, so the ledger need not hold it)."""
+    dialect = conn.dialect
+    statements = [str(CreateTable(table).compile(dialect=dialect)).strip()]
+    things: list[Made] = [] if own else [("table", table.name, table.name)]
+    for index in sorted(table.indexes, key=lambda index: str(index.name)):
+        statements.append(_index_sql(index, conn))
+        things.append(("index", table.name, str(index.name)))
+    return Change(line, tuple(statements), tuple(things))
 
-    def run(conn: Connection) -> None:
-        if on is not None:
-            table, resource, rules = on
-            _verify(conn, rules, table, resource)
-        for statement in statements:
-            conn.exec_driver_sql(statement)
 
-    return run
+def _index_sql(index: Index, conn: Connection) -> str:
+    return str(CreateIndex(index).compile(dialect=conn.dialect)).strip()
+
+
+def _verifier(table: Table, resource: Resource, rules: NameRules) -> Callable[[Connection], None]:
+    """A trigger's check: the columns it uses are there (on MySQL, whose DDL commits
+    statement by statement, a change before it may not have been made)."""
+
+    def check(conn: Connection) -> None:
+        _verify(conn, rules, table, resource)
+
+    return check
 
 
 def _verify(conn: Connection, rules: NameRules, table: Table, resource: Resource) -> None:
@@ -223,7 +256,8 @@ def _plan_adoption(
         plan.changes.append(
             Change(
                 f"{found}: add column {VERSION} BIGINT NOT NULL DEFAULT 1 (every row at version 1)",
-                lambda c: _add(c, found, VERSION, "BIGINT NOT NULL DEFAULT 1"),
+                (_add(conn, found, VERSION, "BIGINT NOT NULL DEFAULT 1"),),
+                (("column", found, VERSION),),
             )
         )
     else:
@@ -248,7 +282,9 @@ def _plan_adoption(
         index = Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
         plan.changes.append(
             Change(
-                f"{found}: create index {index.name} on ({name}, {resource.key})", creating(index)
+                f"{found}: create index {index.name} on ({name}, {resource.key})",
+                (_index_sql(index, conn),),
+                (("index", found, str(index.name)),),
             )
         )
 
@@ -281,14 +317,15 @@ def _plan_column(
     plan.changes.append(
         Change(
             f"{found}: add column {name} {definition} ({effect})",
-            lambda c: _add(c, found, name, definition),
+            (_add(conn, found, name, definition),),
+            (("column", found, name),),
         )
     )
 
 
-def _add(conn: Connection, table: str, name: str, definition: str) -> None:
+def _add(conn: Connection, table: str, name: str, definition: str) -> str:
     quote = conn.dialect.identifier_preparer.quote
-    conn.execute(text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {definition}"))
+    return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {definition}"
 
 
 def _stored(value: Any, conn: Connection) -> Any:

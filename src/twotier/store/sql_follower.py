@@ -23,10 +23,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from twotier.store.base import FollowerUser
-from twotier.store.sql_schema import meta
+from twotier.store.sql_adopt import record
+from twotier.store.sql_schema import Made, made, meta
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 PUBLICATION = "twotier"
 #: A follower user's name: plain, so it needs no quoting on either server.
 USER_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+#: A MySQL host pattern twotier takes: a name, an address, a network, with % wildcards.
+_HOST = re.compile(r"[A-Za-z0-9.%_:/-]{1,255}")
 
 
 def check_user_name(name: str) -> str:
@@ -59,11 +62,18 @@ async def grant_follower(
 
 async def _mysql(conn: AsyncConnection, database: str | None, user: FollowerUser) -> list[str]:
     host = mysql_host(user.host)
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"the follower's host {user.host!r} is no host, address or network")
     account = {"user": user.name, "host": host}
     secret = account | {"password": user.password}
     quote = conn.dialect.identifier_preparer.quote
+    exists = await conn.scalar(
+        text("SELECT 1 FROM mysql.user WHERE User = :user AND Host = :host"), account
+    )
     for verb in ("CREATE USER IF NOT EXISTS", "ALTER USER"):
         await conn.execute(text(f"{verb} :user@:host IDENTIFIED BY :password"), secret)
+    if not exists:
+        await _record(conn, ("user", "", f"{user.name}@{host}"))
     # The binary log's stream and position (no other privilege of replication exists: it
     # covers every database's changes, which no grant narrows), and twotier's identity.
     await conn.execute(
@@ -79,6 +89,13 @@ async def _mysql(conn: AsyncConnection, database: str | None, user: FollowerUser
         await conn.execute(text("DROP USER :user@:other"), {"user": user.name, "other": other})
         done.append(f"follower user {user.name}@{other}: dropped")
     return done
+
+
+async def _record(conn: AsyncConnection, thing: Made, was: str = "") -> None:
+    """Note ``thing`` in the ledger ``db detach`` reads, where the database has one (it
+    has, once ``db init`` ran with this version)."""
+    if await conn.run_sync(lambda sync: inspect(sync).has_table(made.name)):
+        await conn.run_sync(record, [thing], was)
 
 
 def mysql_host(host: str) -> str:
@@ -106,6 +123,8 @@ async def _postgresql(conn: AsyncConnection, user: FollowerUser) -> list[str]:
         },
     )
     await conn.exec_driver_sql(str(statement))
+    if not exists:
+        await _record(conn, ("user", "", user.name))
     # The name matched USER_NAME: it is an identifier as it stands.
     if await conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication'")):
         await conn.execute(text(f"GRANT rds_replication TO {user.name}"))
@@ -147,6 +166,17 @@ async def publish(conn: AsyncConnection, tables: Sequence[str]) -> list[str]:
             {"table": quote(table)},
         )
         if identity != "f":
+            was = str(identity)
+            if was == "i":
+                index = await conn.scalar(
+                    text(
+                        "SELECT CAST(indexrelid::regclass AS text) FROM pg_index "
+                        "WHERE indrelid = to_regclass(:table) AND indisreplident"
+                    ),
+                    {"table": quote(table)},
+                )
+                was = f"i:{index}"
+            await _record(conn, ("identity", table, table), was)
             await conn.execute(text(f"ALTER TABLE {quote(table)} REPLICA IDENTITY FULL"))
             done.append(f"{table}: replica identity full")
     return done

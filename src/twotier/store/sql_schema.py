@@ -112,3 +112,21 @@ meta = Table(
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )
+
+#: One thing twotier made, as the ledger below records it: its kind, table and name.
+Made = tuple[str, str, str]
+
+#: What twotier made in the user's schema, one row each, so that ``db detach`` removes
+#: exactly that: ``kind`` (table, column, index, trigger, function, identity, user), the
+#: table it is on (or ""), its name, and for a table's replica identity the one it had
+#: (``was``). An object made by a version of twotier older than this record is not in it.
+made = Table(
+    "twotier_made",
+    access_metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("tbl", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("was", String(200), nullable=False, server_default=""),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)

@@ -27,10 +27,10 @@ from __future__ import annotations
 from sqlalchemy import Connection, Table, text
 
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION
+from twotier.store.sql_schema import VERSION, Made
 
 #: The PostgreSQL function every resource table's trigger calls (one per database).
-_PG_FUNCTION = "twotier_row_version"
+PG_FUNCTION = "twotier_row_version"
 #: SQLite: the table the change-recording triggers write to.
 CHANGES_TABLE = "twotier_changes"
 #: SQLite: how far each live follower has applied the changes (a bulk load waits on it).
@@ -45,8 +45,9 @@ def trigger_names(table: Table) -> tuple[str, str]:
     return f"twotier_{table.name[:44]}_version_ins", f"twotier_{table.name[:44]}_version_upd"
 
 
-#: A trigger still to make: what it is (one line, for the operator) and its statements.
-Planned = tuple[str, list[str]]
+#: A trigger (or table) still to make: what it is (one line, for the operator), its
+#: statements, and what they make (for the ledger).
+Planned = tuple[str, list[str], list[Made]]
 
 
 def version_trigger_sql(
@@ -95,7 +96,7 @@ def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[P
         return []
     # One function for every table: it names the column, which every table has.
     function = (
-        f"CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
         f"  IF TG_OP = 'INSERT' THEN\n"
         f"    IF NEW.{VERSION} <= 1 THEN\n"
@@ -109,9 +110,15 @@ def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[P
     )
     created = (
         f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {name} "
-        f"FOR EACH ROW EXECUTE FUNCTION {_PG_FUNCTION}()"
+        f"FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
     )
-    return [(f"{table}: create trigger {trigger}", [function, created])]
+    return [
+        (
+            f"{table}: create trigger {trigger}",
+            [function, created],
+            [("function", "", PG_FUNCTION), ("trigger", table, trigger)],
+        )
+    ]
 
 
 def _missing(
@@ -134,7 +141,11 @@ def _missing(
         if rules.same_table(on, table)
     }
     return [
-        (f"{shown}: create trigger {trigger}", [f"CREATE TRIGGER {trigger} {body}"])
+        (
+            f"{shown}: create trigger {trigger}",
+            [f"CREATE TRIGGER {trigger} {body}"],
+            [("trigger", shown, trigger)],
+        )
         for trigger, body in bodies.items()
         if fold(trigger) not in present
     ]
@@ -186,6 +197,7 @@ def changes_table_sql(conn: Connection) -> list[Planned]:
                     f"CREATE TABLE {CHANGES_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                     "tbl TEXT NOT NULL, old TEXT, new TEXT, at REAL NOT NULL)"
                 ],
+                [],
             )
         )
     if PROGRESS_TABLE not in present:
@@ -196,6 +208,7 @@ def changes_table_sql(conn: Connection) -> list[Planned]:
                     f"CREATE TABLE {PROGRESS_TABLE} (follower TEXT PRIMARY KEY, "
                     "position INTEGER NOT NULL, seen REAL NOT NULL)"
                 ],
+                [],
             )
         )
     return planned
