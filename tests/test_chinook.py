@@ -352,8 +352,11 @@ INTROSPECTED = {
     "customer": ("Customer", "CustomerId"),
     "employee": ("Employee", "EmployeeId"),
     "genre": ("Genre", "GenreId"),
+    "invoice": ("Invoice", "InvoiceId"),
+    "invoice_line": ("InvoiceLine", "InvoiceLineId"),
     "media_type": ("MediaType", "MediaTypeId"),
     "playlist": ("Playlist", "PlaylistId"),
+    "track": ("Track", "TrackId"),
 }
 
 
@@ -365,18 +368,16 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
     out = chinook.tmp_path / "api.toml"
     said = chinook.twotier("db", "introspect", "--out", str(out), resources=None)
     assert said.returncode == 0, said.stderr
-    assert "7 of 11 tables declared" in said.stderr
-    written = out.read_text()
     snake = chinook.kind == "postgres"
-    decimal = "DECIMAL" if chinook.kind == "mysql" else "NUMERIC"
-    for table, why in (
-        ("Invoice", f"{decimal}(10, 2), which twotier cannot serve yet"),
-        ("InvoiceLine", f"{decimal}(10, 2), which twotier cannot serve yet"),
-        ("Track", f"{decimal}(10, 2), which twotier cannot serve yet"),
-        ("PlaylistTrack", "a primary key of several columns"),
-    ):
-        assert f"#   {_snake(table) if snake else table}: " in written
-        assert why in written
+    # PostgreSQL's invoice dates are timestamps without a time zone, not served yet.
+    assert f"{9 if snake else 10} of 11 tables declared" in said.stderr
+    written = out.read_text()
+    assert f"#   {'playlist_track' if snake else 'PlaylistTrack'}: " in written
+    assert "a primary key of several columns" in written
+    if snake:
+        assert "#   invoice: column 'invoice_date' is TIMESTAMP: a date-time without" in written
+    # Prices are exact decimals, as the columns are.
+    assert 'type = "decimal", precision = 10, scale = 2' in written
     before = chinook.twotier("db", "introspect", resources=None).stdout
     made = chinook.twotier("db", "init", resources=str(out))
     assert made.returncode == 0, made.stderr
@@ -388,6 +389,8 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
     )
     with TestClient(create_app(settings)) as client:
         for resource, (table, key) in INTROSPECTED.items():
+            if snake and resource == "invoice":
+                continue  # left out (above)
             table, key = (_snake(table), _snake(key)) if snake else (table, key)
             with chinook.engine.connect() as conn:
                 rows = (
@@ -502,7 +505,10 @@ def _fingerprint(chinook: Chinook) -> dict[str, Any]:
         if chinook.kind == "sqlite":
             query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
         elif chinook.kind == "mysql":
-            query = "SELECT trigger_name FROM information_schema.triggers"
+            query = (
+                "SELECT trigger_name FROM information_schema.triggers "
+                "WHERE trigger_schema = DATABASE()"
+            )
         else:
             query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
         found["triggers"] = sorted(conn.execute(text(query)).scalars())
@@ -542,7 +548,12 @@ def _same(served: Any, stored: Any) -> bool:
     """A served value is the stored one (a date-time as RFC 3339 in UTC; SQLite's as the
     text it keeps)."""
     from datetime import UTC, datetime
+    from decimal import Decimal
 
+    if isinstance(stored, Decimal | float) and isinstance(served, str):
+        # An exact decimal, as text with the column's digits (SQLite's driver reads a
+        # NUMERIC as a double).
+        return Decimal(served) == Decimal(repr(stored) if isinstance(stored, float) else stored)
     if isinstance(stored, str) and stored != served:
         try:
             stored = datetime.fromisoformat(stored)

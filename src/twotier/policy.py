@@ -49,7 +49,7 @@ from twotier.cache.resilient import (
     written_generation,
 )
 from twotier.errors import AnswerTooLarge, CacheUnavailable
-from twotier.resources import Key, Record, Resource
+from twotier.resources import Key, Record, Resource, to_json
 from twotier.singleflight import SingleFlight
 from twotier.store.base import LoadRows, Query, Rows
 from twotier.telemetry import Outcomes
@@ -181,14 +181,13 @@ def page_json(records: Sequence[Record], limit: int, key: str) -> bytes:
     """A page of at most ``limit`` rows; ``records`` may hold one more, to tell if more exist."""
     page = records[:limit]
     more = len(records) > limit
-    return orjson.dumps(
-        {"items": [r.values for r in page], "next_after": page[-1].values[key] if more else None},
-        option=orjson.OPT_UTC_Z,
+    return to_json(
+        {"items": [r.values for r in page], "next_after": page[-1].values[key] if more else None}
     )
 
 
 def _rows_json(records: Iterable[Record]) -> bytes:
-    return orjson.dumps([r.values for r in records], option=orjson.OPT_UTC_Z)
+    return to_json([r.values for r in records])
 
 
 def _json_array(items: Iterable[bytes]) -> bytes:

@@ -61,7 +61,7 @@ def test_the_file_loads_as_any_declaration_and_says_what_is_left_out() -> None:
                 "MediaType",
                 _settings("MediaType", id={"name": "MediaTypeId", "maximum": 2**31 - 1}),
                 None,
-                ("column 'Price' is NUMERIC(10, 2), which twotier cannot serve yet",),
+                ("column 'Born' is DATE, which twotier cannot serve yet",),
             ),
             Introspected("Pair", None, "a primary key of several columns (a, b): not served yet"),
         ]
@@ -69,7 +69,7 @@ def test_the_file_loads_as_any_declaration_and_says_what_is_left_out() -> None:
     text = declaration_text(found, "sqlite:///music.db")
     assert "# Written by `twotier db introspect` from sqlite:///music.db." in text
     assert "#   Pair: a primary key of several columns (a, b): not served yet" in text
-    assert "# left out: column 'Price' is NUMERIC(10, 2)" in text
+    assert "# left out: column 'Born' is DATE" in text
     [media_type] = parse_resources(text, "written")
     assert (media_type.name, media_type.table, media_type.key) == (
         "media_type",

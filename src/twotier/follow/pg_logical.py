@@ -41,7 +41,13 @@ from twotier.errors import ChangeLogUnavailable, FollowRefused, PositionLost, St
 from twotier.follow.changes import Batch, Change
 from twotier.follow.threaded import HandOver, read_on_thread
 from twotier.resources import Record
-from twotier.resources.fields import BooleanField, IntegerField, NumberField, TimestampField
+from twotier.resources.fields import (
+    BooleanField,
+    DecimalField,
+    IntegerField,
+    NumberField,
+    TimestampField,
+)
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
 from twotier.store.sql_follower import PUBLICATION, publish
@@ -397,6 +403,8 @@ def _typed(spec: object, raw: str) -> Any:
         return int(raw)
     if isinstance(spec, NumberField):
         return float(raw)
+    if isinstance(spec, DecimalField):
+        return spec.stored(raw)
     if isinstance(spec, TimestampField):
         return datetime.fromisoformat(raw).astimezone(UTC)
     return raw

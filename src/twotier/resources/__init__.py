@@ -2,7 +2,7 @@
 
 from twotier.errors import ResourceError
 from twotier.resources.declaration import default_resource, load_resources, parse_resources
-from twotier.resources.resource import AUTO_KEY, Key, Record, Resource
+from twotier.resources.resource import AUTO_KEY, Key, Record, Resource, to_json
 
 __all__ = [
     "AUTO_KEY",
@@ -13,4 +13,5 @@ __all__ = [
     "default_resource",
     "load_resources",
     "parse_resources",
+    "to_json",
 ]

@@ -28,11 +28,13 @@ from typing import Annotated, Any
 
 from twotier.errors import ResourceError
 from twotier.resources.fields import (
+    DECIMAL_DIGITS,
     FIELD_TYPES,
     INT64,
     MISSING,
     SAFE_INTEGERS,
     BooleanField,
+    DecimalField,
     FieldSpec,
     IntegerField,
     NumberField,
@@ -73,6 +75,7 @@ _FIELD_KEYS = {
     "string": {"type", "max_length", "pattern", "nullable", "default"},
     "integer": {"type", "minimum", "maximum", "nullable", "default"},
     "number": {"type", "minimum", "maximum", "nullable", "default"},
+    "decimal": {"type", "precision", "scale", "minimum", "maximum", "nullable", "default"},
     "boolean": {"type", "nullable", "default"},
     "timestamp": {"type", "precision", "nullable", "default"},
 }
@@ -311,6 +314,8 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
             minimum=None if low is None else float(low),
             maximum=None if high is None else float(high),
         )
+    elif kind == "decimal":
+        field = _decimal(at, common, spec)
     elif kind == "boolean":
         field = BooleanField(**common)
     else:
@@ -327,6 +332,29 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
     if "default" in spec:
         field = _with_default(at, field, spec["default"])
     return field
+
+
+def _decimal(at: str, common: dict[str, Any], spec: dict[str, Any]) -> DecimalField:
+    """``{ type = "decimal", precision = 10, scale = 2 }``: bounds as strings ("0.00") or
+    whole numbers, never TOML floats (which are binary doubles)."""
+    precision, scale = spec.get("precision", 18), spec.get("scale", 2)
+    if not _is_int(precision) or not 1 <= precision <= DECIMAL_DIGITS:
+        raise ResourceError(
+            f"{at}.precision: must be a whole number from 1 to {DECIMAL_DIGITS} (digits in all)"
+        )
+    if not _is_int(scale) or not 0 <= scale <= precision:
+        raise ResourceError(
+            f"{at}.scale: must be a whole number from 0 to {precision} (digits after the point)"
+        )
+    field = DecimalField(**common, precision=precision, scale=scale)
+    bounds: dict[str, Any] = {}
+    for bound in ("minimum", "maximum"):
+        if bound in spec:
+            try:
+                bounds[bound] = field.exact(spec[bound])
+            except ValueError as error:
+                raise ResourceError(f"{at}.{bound}: {error}") from None
+    return dataclasses.replace(field, **bounds) if bounds else field
 
 
 def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:

@@ -13,6 +13,7 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Annotated, Any, ClassVar
 
@@ -25,7 +26,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, Numeric, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
@@ -365,6 +366,113 @@ class NumberField(FieldSpec):
         return round(rng.uniform(low, high), 2)
 
 
+#: An exact decimal as text: digits, at most one point, no exponent.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+#: The most digits an exact decimal keeps on every store (MySQL's DECIMAL: 65; DynamoDB's
+#: numbers: 38).
+DECIMAL_DIGITS = 38
+
+
+@dataclass(frozen=True)
+class DecimalField(FieldSpec):
+    """An exact decimal (SQL's ``NUMERIC(precision, scale)``): ``precision`` digits in all,
+    ``scale`` of them after the point. Carried in JSON as a string (``"0.99"``, always with
+    ``scale`` digits after the point), so that no client, cache or driver ever holds it as a
+    binary double; a client may also send a JSON integer. A value with more digits after
+    the point than ``scale`` is refused, never rounded."""
+
+    precision: int = 18
+    scale: int = 2
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+
+    type_name: ClassVar[str] = "decimal"
+
+    @cached_property
+    def step(self) -> Decimal:
+        return Decimal(1).scaleb(-self.scale)
+
+    @cached_property
+    def pattern(self) -> str:
+        whole = self.precision - self.scale
+        # Zeros past the scale are taken ("1.500" is 1.50); other digits there are not.
+        fraction = f"(\\.[0-9]{{1,{self.scale}}}0*)?" if self.scale else ""
+        return f"^-?[0-9]{{1,{max(whole, 1)}}}{fraction}$"
+
+    def exact(self, value: object) -> Decimal:
+        """``value`` (a string of digits, a JSON integer, a Decimal) as this field's decimal,
+        with exactly ``scale`` digits after the point; ValueError saying why it is none."""
+        if isinstance(value, bool | float):
+            raise ValueError(
+                'must be a decimal given as a string, e.g. "0.99" (a JSON number with a '
+                "fraction is a binary double, which cannot hold most decimals exactly)"
+            )
+        if isinstance(value, int):
+            number = Decimal(value)
+        elif isinstance(value, str):
+            if not _DECIMAL_TEXT.fullmatch(value):
+                raise ValueError(f'must be a decimal such as "12.50", not {value[:30]!r}')
+            number = Decimal(value)
+        elif isinstance(value, Decimal):
+            number = value
+        else:
+            raise ValueError('must be a decimal given as a string, e.g. "0.99"')
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -self.scale:
+            normalized = number.normalize()
+            exponent = normalized.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -self.scale:
+                raise ValueError(f"has more than {self.scale} digits after the point")
+        try:
+            kept = number.quantize(self.step) + 0  # + 0: -0.00 is 0.00
+        except InvalidOperation:
+            raise ValueError(f"must have at most {self.precision} digits") from None
+        if len(kept.as_tuple().digits) > self.precision:
+            raise ValueError(
+                f"must have at most {self.precision - self.scale} digits before the point"
+            )
+        if (self.minimum is not None and kept < self.minimum) or (
+            self.maximum is not None and kept > self.maximum
+        ):
+            raise ValueError(f"must be from {self.minimum} to {self.maximum}, not {kept}")
+        return kept
+
+    def stored(self, value: object) -> Decimal:
+        """A value as a database or a change log hands it over (a Decimal, its text, or on
+        SQLite a double), with this field's ``scale`` digits after the point."""
+        text = repr(value) if isinstance(value, float) else str(value)
+        return Decimal(text).quantize(self.step) + 0
+
+    def value_type(self) -> Any:
+        written: dict[str, Any] = {"type": "string", "format": "decimal", "pattern": self.pattern}
+        if self.minimum is not None:
+            written["x-minimum"] = str(self.minimum)
+        if self.maximum is not None:
+            written["x-maximum"] = str(self.maximum)
+        return Annotated[
+            Decimal,
+            BeforeValidator(self.exact),
+            PlainSerializer(str, return_type=str, when_used="json"),
+            # Clients may also send a whole number as a JSON integer; answers are strings.
+            WithJsonSchema({"anyOf": [written, {"type": "integer"}]}, mode="validation"),
+            WithJsonSchema(written, mode="serialization"),
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return Numeric(self.precision, self.scale, asdecimal=True)
+
+    def range(self) -> tuple[float | int | None, float | int | None]:
+        return self.minimum, self.maximum  # type: ignore[return-value]
+
+    def parse_value(self, text: str) -> Any:
+        return self.exact(text)
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        whole = min(self.precision - self.scale, 6)
+        units = rng.randint(0, 10**whole * 10**self.scale - 1)
+        return self.exact(Decimal(units).scaleb(-self.scale))
+
+
 @dataclass(frozen=True)
 class BooleanField(FieldSpec):
     type_name: ClassVar[str] = "boolean"
@@ -445,7 +553,14 @@ def _rfc3339_text(value: datetime) -> str:
 
 FIELD_TYPES: dict[str, type[FieldSpec]] = {
     kind.type_name: kind
-    for kind in (StringField, IntegerField, NumberField, BooleanField, TimestampField)
+    for kind in (
+        StringField,
+        IntegerField,
+        NumberField,
+        DecimalField,
+        BooleanField,
+        TimestampField,
+    )
 }
 
 _SYLLABLES = (

@@ -9,6 +9,7 @@ around. Nothing else in twotier knows a resource's fields by name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -21,6 +22,19 @@ from twotier.resources.fields import MISSING, FieldSpec, IntegerField
 AUTO_KEY = "id"
 
 Key = int | str
+
+
+def _json_default(value: object) -> str:
+    """What orjson does not write itself: an exact decimal, as its digits in a string."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def to_json(values: Any) -> bytes:
+    """Rows' values (or structures holding them) as JSON: date-times in RFC 3339 with Z,
+    exact decimals as strings (``fields.DecimalField``)."""
+    return orjson.dumps(values, option=orjson.OPT_UTC_Z, default=_json_default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +50,7 @@ class Record:
         return self.values[name]
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.values, option=orjson.OPT_UTC_Z)
+        return to_json(self.values)
 
     def replaced(self, changes: dict[str, Any]) -> Record:
         """This row after an update that sets ``changes`` and bumps the version."""

@@ -22,6 +22,7 @@ from twotier.errors import StoreRefused
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import (
     BooleanField,
+    DecimalField,
     FieldSpec,
     IntegerField,
     NumberField,
@@ -76,6 +77,8 @@ def _encoder(spec: FieldSpec) -> Callable[[Any], Attribute]:
     if isinstance(spec, IntegerField | NumberField):
         name = spec.name
         return lambda value: _number(name, value)
+    if isinstance(spec, DecimalField):
+        return lambda value: {"N": str(value)}  # exact: DynamoDB keeps 38 digits
     if isinstance(spec, TimestampField):
         return lambda value: {"S": _timestamp_text(value)}
     return lambda value: {"S": value}
@@ -88,6 +91,8 @@ def _decoder(spec: FieldSpec) -> Callable[[Attribute], Any]:
         return lambda attribute: _whole(attribute["N"])
     if isinstance(spec, NumberField):
         return lambda attribute: float(attribute["N"])
+    if isinstance(spec, DecimalField):
+        return lambda attribute: spec.stored(attribute["N"])
     if isinstance(spec, TimestampField):
         return lambda attribute: datetime.fromisoformat(attribute["S"]).astimezone(UTC)
     return lambda attribute: attribute["S"]

@@ -62,6 +62,7 @@ from twotier.resources import Resource
 from twotier.resources.fields import (
     MISSING,
     BooleanField,
+    DecimalField,
     FieldSpec,
     IntegerField,
     NumberField,
@@ -75,6 +76,8 @@ from twotier.store.sql_triggers import change_log_sql, changes_table_sql, versio
 
 log = logging.getLogger("twotier.schema")
 
+#: The significant digits a double keeps exactly (a decimal on SQLite is one).
+SQLITE_DECIMAL_DIGITS = 15
 #: A column twotier's versions fit in: microseconds since 1970 need more than 32 bits.
 _VERSION_BITS = 63
 
@@ -118,6 +121,9 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
     for resource, table in declared:
         found = rules.table(table.name, present)
         stored[table.name] = found
+        if conn.dialect.name == "sqlite":
+            where = f"table {found or table.name} (resources.{resource.name})"
+            plan.problems += sqlite_decimal_problems(resource, where)
         if found is None:
             line = f"create table {table.name}"
             other = NameRules(tables_fold=True, columns_fold=True).table(table.name, present)
@@ -507,15 +513,21 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
                 "digits, so a value read back would differ from the one written"
             )
         if isinstance(found, Numeric):
+            shape = (
+                f"precision = {found.precision}, scale = {found.scale}"
+                if found.precision is not None and found.scale is not None
+                else "precision = …, scale = …"
+            )
             return (
                 "an exact decimal, and a number is a binary double: the column would round "
-                "what the cache holds (0.125 stored as 0.13), and twotier cannot serve exact "
-                "decimals yet: leave the field out where inserts may leave the column empty "
-                "(it takes NULL or has a default), else serve another table"
+                "what the cache holds (0.125 stored as 0.13): declare "
+                f'{{ type = "decimal", {shape} }}'
             )
         if isinstance(found, Integer):
             return "it holds whole numbers only: declare an integer field"
         return other
+    if isinstance(spec, DecimalField):
+        return _decimal_unfit(spec, found, dialect) if not isinstance(found, Float) else other
     if isinstance(spec, BooleanField):
         if isinstance(found, Boolean) or (dialect != "postgresql" and isinstance(found, Integer)):
             return None
@@ -538,6 +550,36 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
             f"cache holds: declare precision = {digits}"
         )
     return None
+
+
+def _decimal_unfit(spec: DecimalField, found: TypeEngine[Any], dialect: str) -> str | None:
+    other = f"the declaration says {spec.type_name}: change the field's type to match the column"
+    if not isinstance(found, Numeric):
+        return other
+    if dialect == "sqlite":
+        return None  # a NUMERIC there is a double (or an integer): its precision, see above
+    precision, scale = found.precision, found.scale
+    if precision is None or scale is None:
+        return (
+            "which keeps any number of digits after the point, and a decimal field keeps "
+            "a fixed number: twotier serves NUMERIC(precision, scale) columns"
+        )
+    if scale != spec.scale:
+        return f"which keeps {scale} digits after the point: declare scale = {scale}"
+    if precision < spec.precision:
+        return f"which keeps {precision} digits: declare precision = {precision} or less"
+    return None
+
+
+def sqlite_decimal_problems(resource: Resource, where: str) -> list[str]:
+    """SQLite keeps a NUMERIC as a binary double: exact to 15 significant digits."""
+    return [
+        f"{where}: field {spec.name!r} has precision {spec.precision}, and SQLite keeps a "
+        f"decimal as a binary double, exact to {SQLITE_DECIMAL_DIGITS} digits: declare "
+        f"precision = {SQLITE_DECIMAL_DIGITS} or less"
+        for spec in resource.fields
+        if isinstance(spec, DecimalField) and spec.precision > SQLITE_DECIMAL_DIGITS
+    ]
 
 
 def fraction_digits(found: TypeEngine[Any], dialect: str) -> int:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -334,9 +335,13 @@ def _wait_for_followers(conn: sqlite3.Connection, marker: int) -> None:
 
 
 def _sqlite_value(value: Any) -> Any:
-    """As SQLAlchemy stores it in SQLite: date-times as naive UTC text."""
+    """As SQLAlchemy stores it in SQLite: date-times as naive UTC text, decimals as the
+    doubles a NUMERIC column keeps (exact to 15 digits, the most a declaration may ask for
+    on SQLite)."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, Decimal):
+        return float(value)
     return value
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     inspect,
@@ -33,9 +34,11 @@ from sqlalchemy.engine.reflection import Inspector
 
 from twotier.errors import StoreRefused
 from twotier.resources.fields import (
+    DECIMAL_DIGITS,
     INT64,
     VARCHAR_MAX,
     BooleanField,
+    DecimalField,
     FieldSpec,
     IntegerField,
     NumberField,
@@ -43,7 +46,14 @@ from twotier.resources.fields import (
     TimestampField,
 )
 from twotier.resources.introspected import Introspected
-from twotier.store.sql_adopt import capacity, fills_itself, fraction_digits, generated, type_unfit
+from twotier.store.sql_adopt import (
+    SQLITE_DECIMAL_DIGITS,
+    capacity,
+    fills_itself,
+    fraction_digits,
+    generated,
+    type_unfit,
+)
 from twotier.store.sql_names import NameRules
 from twotier.store.sql_schema import VERSION, access_metadata
 from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE, version_trigger_sql
@@ -172,6 +182,18 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         )
     elif isinstance(found, Float):
         spec = NumberField(name, nullable=nullable)
+    elif isinstance(found, Numeric):
+        precision, scale = found.precision, found.scale
+        if dialect == "sqlite" and precision is None:
+            precision, scale = SQLITE_DECIMAL_DIGITS, scale or 0
+        if precision is None or scale is None:
+            precision, scale = DECIMAL_DIGITS, 0  # type_unfit says why it cannot be served
+        if dialect == "sqlite" and precision > SQLITE_DECIMAL_DIGITS:
+            return (
+                f"is {found}, and SQLite keeps a decimal as a binary double, exact to "
+                f"{SQLITE_DECIMAL_DIGITS} digits"
+            )
+        spec = DecimalField(name, nullable=nullable, precision=precision, scale=scale)
     elif isinstance(found, DateTime):
         digits = min(fraction_digits(found, dialect), 6)
         spec = TimestampField(name, nullable=nullable, precision=digits)
@@ -193,6 +215,8 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
         declared["max_length"] = spec.max_length
     elif isinstance(spec, IntegerField):
         declared["minimum"], declared["maximum"] = spec.minimum, spec.maximum
+    elif isinstance(spec, DecimalField):
+        declared["precision"], declared["scale"] = spec.precision, spec.scale
     elif isinstance(spec, TimestampField) and spec.precision != 6:
         declared["precision"] = spec.precision
     if spec.nullable:

@@ -318,7 +318,8 @@ class SQLRows:
         (the lookup's index), the first ``_LIMIT`` of them if ``limited``."""
         statement = self._lookups.get((field, count, limited))
         if statement is None:
-            params: list[Any] = [bindparam(f"v{index}") for index in range(count)]
+            kind = self.table.c[field].type  # so that its values are bound as the column's
+            params: list[Any] = [bindparam(f"v{index}", type_=kind) for index in range(count)]
             made = (
                 select(*self._selected)
                 .where(*self._among(field, params))
