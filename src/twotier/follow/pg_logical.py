@@ -31,7 +31,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -43,8 +43,10 @@ from twotier.follow.threaded import HandOver, read_on_thread
 from twotier.resources import Record
 from twotier.resources.fields import (
     BooleanField,
+    DateField,
     DecimalField,
     IntegerField,
+    LocalDateTimeField,
     NumberField,
     TimestampField,
 )
@@ -407,4 +409,8 @@ def _typed(spec: object, raw: str) -> Any:
         return spec.stored(raw)
     if isinstance(spec, TimestampField):
         return datetime.fromisoformat(raw).astimezone(UTC)
+    if isinstance(spec, LocalDateTimeField):
+        return datetime.fromisoformat(raw)
+    if isinstance(spec, DateField):
+        return date.fromisoformat(raw)
     return raw

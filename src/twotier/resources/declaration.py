@@ -21,7 +21,7 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources as package_files
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,9 +34,11 @@ from twotier.resources.fields import (
     MISSING,
     SAFE_INTEGERS,
     BooleanField,
+    DateField,
     DecimalField,
     FieldSpec,
     IntegerField,
+    LocalDateTimeField,
     NumberField,
     StringField,
     TimestampField,
@@ -78,6 +80,8 @@ _FIELD_KEYS = {
     "decimal": {"type", "precision", "scale", "minimum", "maximum", "nullable", "default"},
     "boolean": {"type", "nullable", "default"},
     "timestamp": {"type", "precision", "nullable", "default"},
+    "local_datetime": {"type", "precision", "nullable", "default"},
+    "date": {"type", "nullable", "default"},
 }
 
 
@@ -318,6 +322,8 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
         field = _decimal(at, common, spec)
     elif kind == "boolean":
         field = BooleanField(**common)
+    elif kind == "date":
+        field = DateField(**common)
     else:
         precision = spec.get("precision", 6)
         if not _is_int(precision) or not 0 <= precision <= 6:
@@ -325,7 +331,8 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
                 f"{at}.precision: must be a whole number from 0 to 6 (fractional digits of a "
                 "second)"
             )
-        field = TimestampField(**common, precision=precision)
+        moments = TimestampField if kind == "timestamp" else LocalDateTimeField
+        field = moments(**common, precision=precision)
     low, high = field.range()
     if low is not None and high is not None and low > high:
         raise ResourceError(f"{at}: minimum {low} is above maximum {high}")
@@ -361,8 +368,8 @@ def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:
     """``field`` with its declared default, checked against the field's own rules."""
     from pydantic import TypeAdapter, ValidationError
 
-    if isinstance(field, TimestampField) and isinstance(value, datetime):
-        value = value.isoformat()  # TOML has date-times of its own
+    if isinstance(value, datetime | date):
+        value = value.isoformat()  # TOML has date-times and dates of its own
     try:
         checked = TypeAdapter(field.value_type()).validate_python(value)
     except ValidationError as error:

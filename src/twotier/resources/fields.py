@@ -12,7 +12,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Annotated, Any, ClassVar
@@ -26,7 +26,17 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, Numeric, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Double,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
@@ -521,8 +531,7 @@ class TimestampField(FieldSpec):
 
     def cut(self, moment: datetime) -> datetime:
         """``moment`` with the fractional digits this field keeps."""
-        step = 10 ** (6 - self.precision)
-        return moment.replace(microsecond=moment.microsecond - moment.microsecond % step)
+        return _cut(moment, self.precision)
 
     def sql_type(self) -> TypeEngine[Any]:
         # UTC, with its zone where the database keeps one; the declared fractions of a second
@@ -551,6 +560,132 @@ def _rfc3339_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _cut(moment: datetime, precision: int) -> datetime:
+    """``moment`` with ``precision`` fractional digits of a second."""
+    step = 10 ** (6 - precision)
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % step)
+
+
+#: A date-time without an offset, in the years every database stores (MySQL: 1000-9999).
+LOCAL_DATETIME_PATTERN = (
+    r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?$"
+)
+_LOCAL_DATETIME = re.compile(LOCAL_DATETIME_PATTERN)
+#: A calendar date (RFC 3339's full-date), years 1000 to 9999.
+DATE_PATTERN = r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}$"
+_DATE = re.compile(DATE_PATTERN)
+
+
+def local_datetime(value: object) -> datetime:
+    """A date-time without an offset (``2026-11-24T17:58:12``), as a naive datetime: a
+    wall-clock reading, which names no instant until someone says where."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        if not _LOCAL_DATETIME.match(value):
+            raise ValueError(
+                "must be a date and time without an offset, years 1000 to 9999, "
+                "e.g. 2026-11-24T17:58:12 (this field keeps no time zone)"
+            )
+        try:
+            moment = datetime.fromisoformat(_to_microseconds(value))
+        except ValueError:
+            raise ValueError("must be a real date and time, e.g. 2026-11-24T17:58:12") from None
+    else:
+        raise ValueError("must be a date-time string, e.g. 2026-11-24T17:58:12")
+    if moment.tzinfo is not None:
+        raise ValueError("must carry no offset: this field keeps no time zone")
+    return moment
+
+
+def calendar_date(value: object) -> date:
+    """A date (``2026-11-24``), years 1000 to 9999."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueError("must be a date, years 1000 to 9999, e.g. 2026-11-24")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a real date, e.g. 2026-11-24") from None
+
+
+@dataclass(frozen=True)
+class LocalDateTimeField(FieldSpec):
+    """A date and time without a time zone (SQL's ``TIMESTAMP WITHOUT TIME ZONE``, MySQL's
+    ``DATETIME``): kept, cached and answered as written, never moved to UTC, because it names
+    no instant. Distinct from ``timestamp``, which is an instant and always carries its
+    offset."""
+
+    precision: int = 6
+
+    type_name: ClassVar[str] = "local_datetime"
+
+    def value_type(self) -> Any:
+        return Annotated[
+            datetime,
+            BeforeValidator(local_datetime),
+            AfterValidator(self.cut),
+            PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+            WithJsonSchema(
+                {"type": "string", "format": "local-date-time", "pattern": LOCAL_DATETIME_PATTERN}
+            ),
+        ]
+
+    def cut(self, moment: datetime) -> datetime:
+        return _cut(moment, self.precision)
+
+    def sql_type(self) -> TypeEngine[Any]:
+        stored = DateTime(timezone=False)
+        if self.precision != 6:
+            from sqlalchemy.dialects import postgresql
+
+            stored = stored.with_variant(
+                postgresql.TIMESTAMP(timezone=False, precision=self.precision), "postgresql"
+            )
+        return stored.with_variant(mysql.DATETIME(fsp=self.precision), "mysql", "mariadb")
+
+    def parse_value(self, text: str) -> Any:
+        return self.cut(local_datetime(text.strip()))
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else value.isoformat()
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        return datetime.fromtimestamp(rng.randint(1_600_000_000, 1_800_000_000), UTC).replace(
+            tzinfo=None
+        )
+
+
+@dataclass(frozen=True)
+class DateField(FieldSpec):
+    """A calendar date (SQL's ``DATE``), as ``2026-11-24`` in JSON."""
+
+    type_name: ClassVar[str] = "date"
+
+    def value_type(self) -> Any:
+        return Annotated[
+            date,
+            BeforeValidator(calendar_date),
+            PlainSerializer(date.isoformat, return_type=str, when_used="json"),
+            WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return Date()
+
+    def parse_value(self, text: str) -> Any:
+        return calendar_date(text.strip())
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else value.isoformat()
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        return date.fromordinal(
+            rng.randint(date(2000, 1, 1).toordinal(), date(2030, 12, 31).toordinal())
+        )
+
+
 FIELD_TYPES: dict[str, type[FieldSpec]] = {
     kind.type_name: kind
     for kind in (
@@ -560,6 +695,8 @@ FIELD_TYPES: dict[str, type[FieldSpec]] = {
         DecimalField,
         BooleanField,
         TimestampField,
+        LocalDateTimeField,
+        DateField,
     )
 }
 

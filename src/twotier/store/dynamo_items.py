@@ -14,7 +14,7 @@ beyond its range (magnitudes from 1e-130 to below 1e126), an empty string as a k
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,9 +22,11 @@ from twotier.errors import StoreRefused
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import (
     BooleanField,
+    DateField,
     DecimalField,
     FieldSpec,
     IntegerField,
+    LocalDateTimeField,
     NumberField,
     TimestampField,
 )
@@ -81,6 +83,8 @@ def _encoder(spec: FieldSpec) -> Callable[[Any], Attribute]:
         return lambda value: {"N": str(value)}  # exact: DynamoDB keeps 38 digits
     if isinstance(spec, TimestampField):
         return lambda value: {"S": _timestamp_text(value)}
+    if isinstance(spec, LocalDateTimeField | DateField):
+        return lambda value: {"S": value.isoformat()}  # ISO 8601 text sorts as time does
     return lambda value: {"S": value}
 
 
@@ -95,6 +99,10 @@ def _decoder(spec: FieldSpec) -> Callable[[Attribute], Any]:
         return lambda attribute: spec.stored(attribute["N"])
     if isinstance(spec, TimestampField):
         return lambda attribute: datetime.fromisoformat(attribute["S"]).astimezone(UTC)
+    if isinstance(spec, LocalDateTimeField):
+        return lambda attribute: datetime.fromisoformat(attribute["S"])
+    if isinstance(spec, DateField):
+        return lambda attribute: date.fromisoformat(attribute["S"])
     return lambda attribute: attribute["S"]
 
 

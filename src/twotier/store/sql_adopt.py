@@ -62,9 +62,11 @@ from twotier.resources import Resource
 from twotier.resources.fields import (
     MISSING,
     BooleanField,
+    DateField,
     DecimalField,
     FieldSpec,
     IntegerField,
+    LocalDateTimeField,
     NumberField,
     StringField,
     TimestampField,
@@ -532,17 +534,26 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
         if isinstance(found, Boolean) or (dialect != "postgresql" and isinstance(found, Integer)):
             return None
         return other
-    assert isinstance(spec, TimestampField)
+    if isinstance(spec, DateField):
+        if isinstance(found, Date) or (dialect == "sqlite" and isinstance(found, String)):
+            return None  # SQLite keeps dates as text
+        return other
+    assert isinstance(spec, TimestampField | LocalDateTimeField)
     if isinstance(found, Date) or not isinstance(found, DateTime | String):
         return other
     if isinstance(found, String):
         # SQLite keeps date-times as text; elsewhere text is not a date-time.
         return None if dialect == "sqlite" else other
-    if dialect == "postgresql" and not found.timezone:
+    zoned = isinstance(spec, TimestampField)
+    if dialect == "postgresql" and found.timezone != zoned:
         return (
             "a date-time without a time zone, and a timestamp is an instant with its offset: "
-            "twotier cannot serve date-times without a zone yet"
+            'declare { type = "local_datetime" }, which keeps it as written'
+            if zoned
+            else "an instant with its time zone: declare a timestamp"
         )
+    if not zoned and type(found).__name__ == "TIMESTAMP" and dialect != "postgresql":
+        return "MySQL's TIMESTAMP holds instants: declare a timestamp"
     digits = fraction_digits(found, dialect)
     if digits < spec.precision:
         return (

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -212,10 +212,16 @@ def _mysql_cell(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace('"', '""') + '"'
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _datetime_text(value)
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    return str(value)  # an integer, a decimal, a date (ISO 8601)
+
+
+def _datetime_text(value: datetime) -> str:
+    """A date-time as MySQL and SQLite keep it: an instant in UTC, a local one as it is."""
+    moment = value.astimezone(UTC) if value.tzinfo is not None else value
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _drain(fifo: str, writer: threading.Thread) -> None:
@@ -335,11 +341,14 @@ def _wait_for_followers(conn: sqlite3.Connection, marker: int) -> None:
 
 
 def _sqlite_value(value: Any) -> Any:
-    """As SQLAlchemy stores it in SQLite: date-times as naive UTC text, decimals as the
+    """As SQLAlchemy stores it in SQLite: date-times as naive UTC text (local ones as they
+    are), dates as ISO 8601 text, decimals as the
     doubles a NUMERIC column keeps (exact to 15 digits, the most a declaration may ask for
     on SQLite)."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _datetime_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, Decimal):
         return float(value)
     return value

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Connection,
+    Date,
     DateTime,
     Float,
     Integer,
@@ -38,9 +39,11 @@ from twotier.resources.fields import (
     INT64,
     VARCHAR_MAX,
     BooleanField,
+    DateField,
     DecimalField,
     FieldSpec,
     IntegerField,
+    LocalDateTimeField,
     NumberField,
     StringField,
     TimestampField,
@@ -195,8 +198,16 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
             )
         spec = DecimalField(name, nullable=nullable, precision=precision, scale=scale)
     elif isinstance(found, DateTime):
+        # An instant where the column keeps one (PostgreSQL's WITH TIME ZONE, MySQL's
+        # TIMESTAMP); else a wall-clock reading, answered as stored.
         digits = min(fraction_digits(found, dialect), 6)
-        spec = TimestampField(name, nullable=nullable, precision=digits)
+        zoned = (
+            bool(found.timezone) if dialect == "postgresql" else type(found).__name__ == "TIMESTAMP"
+        )
+        kind = TimestampField if zoned else LocalDateTimeField
+        spec = kind(name, nullable=nullable, precision=digits)
+    elif isinstance(found, Date):
+        spec = DateField(name, nullable=nullable)
     elif isinstance(found, String):
         length = found.length or _TEXT_MAX
         spec = StringField(name, nullable=nullable, max_length=min(length, _TEXT_MAX))
@@ -217,7 +228,7 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
         declared["minimum"], declared["maximum"] = spec.minimum, spec.maximum
     elif isinstance(spec, DecimalField):
         declared["precision"], declared["scale"] = spec.precision, spec.scale
-    elif isinstance(spec, TimestampField) and spec.precision != 6:
+    elif isinstance(spec, TimestampField | LocalDateTimeField) and spec.precision != 6:
         declared["precision"] = spec.precision
     if spec.nullable:
         declared["nullable"] = True

@@ -142,6 +142,7 @@ class SQLRows:
             for index, name in enumerate(resource.columns)
             if isinstance(resource.field(name), TimestampField)
         )
+        self._timestamp_names = tuple(resource.columns[index] for index in self._timestamps)
         self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
         self._driver = db.driver
         dialect = db.dialect
@@ -202,7 +203,8 @@ class SQLRows:
         if not self._timestamps or not self._stored_naive:
             return dict(values)
         stored = dict(values)
-        for name, value in values.items():
+        for name in self._timestamp_names:
+            value = values.get(name)
             if isinstance(value, datetime):
                 stored[name] = value.astimezone(UTC).replace(tzinfo=None)
         return stored

@@ -1,10 +1,13 @@
-"""Exact decimals on every store: what is written is what is stored, cached and read, to the
-last digit, never a binary double in between (a NUMERIC price read back as 0.13 after 0.125
-was cached was the defect that kept them out)."""
+"""The column types beyond text, numbers and instants, on every store: exact decimals, dates
+and date-times without a time zone. What is written is what is stored, cached and read, to
+the last digit and the last microsecond: never a binary double in between (a NUMERIC price
+read back as 0.13 after 0.125 was cached was the defect that kept decimals out), never a
+wall-clock reading moved to UTC."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,15 +31,18 @@ lookups = ["amount"]
 sku = { type = "string", max_length = 20 }
 amount = { type = "decimal", precision = 10, scale = 2, minimum = "-99999999.99" }
 rate = { type = "decimal", precision = 15, scale = 6, nullable = true }
+day = { type = "date", nullable = true }
+at = { type = "local_datetime", precision = 3, nullable = true }
 """
 
-#: Values a double cannot hold exactly, the largest and smallest the columns take, zeros.
+#: Values a double cannot hold exactly, the largest and smallest the columns take, zeros;
+#: dates and wall-clock times at the ends of what every database keeps.
 WRITTEN = {
-    "a": ("0.10", "0.000001"),
-    "b": ("99999999.99", "999999999.999999"),
-    "c": ("-12.30", "-0.333333"),
-    "d": ("0.01", None),
-    "e": ("0.00", "0.000000"),
+    "a": ("0.10", "0.000001", "2026-12-07", "2026-12-07T23:59:59.999"),
+    "b": ("99999999.99", "999999999.999999", "9999-12-31", "9999-12-31T23:59:59"),
+    "c": ("-12.30", "-0.333333", "1000-01-01", "1000-01-01T00:00:00.001"),
+    "d": ("0.01", None, None, None),
+    "e": ("0.00", "0.000000", "2024-02-29", "2024-03-31T02:30:00"),
 }
 
 
@@ -60,8 +66,28 @@ async def prices(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterato
         await store.close()
 
 
-def _row(sku: str, amount: str, rate: str | None) -> dict[str, Any]:
-    return {"sku": sku, "amount": Decimal(amount), "rate": None if rate is None else Decimal(rate)}
+def _row(
+    sku: str, amount: str, rate: str | None, day: str | None = None, at: str | None = None
+) -> dict[str, Any]:
+    return {
+        "sku": sku,
+        "amount": Decimal(amount),
+        "rate": None if rate is None else Decimal(rate),
+        "day": None if day is None else date.fromisoformat(day),
+        "at": None if at is None else datetime.fromisoformat(at),
+    }
+
+
+def _as_written(values: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's values as text, as they were written above."""
+    json = orjson.loads(to_json(values))
+    return json["amount"], json["rate"], json["day"], json["at"] and _millis(json["at"])
+
+
+def _millis(text: str) -> str:
+    """A local date-time's text as written above (milliseconds only where there are some)."""
+    moment = datetime.fromisoformat(text)
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
 
 
 async def _create(prices: Rows, rows: list[dict[str, Any]]) -> None:
@@ -71,15 +97,12 @@ async def _create(prices: Rows, rows: list[dict[str, Any]]) -> None:
 
 async def test_every_digit_written_is_read_back(prices: Rows) -> None:
     await _create(prices, [_row(sku, *values) for sku, values in WRITTEN.items()])
-    for sku, (amount, rate) in WRITTEN.items():
+    for sku, written in WRITTEN.items():
         record = await prices.get(sku)
         assert record is not None
-        # The same digits, the column's scale included (str: 0.10 is not 0.1).
-        assert str(record.values["amount"]) == amount
-        assert (None if rate is None else rate) == (
-            None if record.values["rate"] is None else str(record.values["rate"])
-        )
-        assert orjson.loads(to_json(record.values))["amount"] == amount
+        # The same digits, the column's scale included (0.10 is not 0.1); the same wall-clock
+        # reading, no zone added.
+        assert _as_written(record.values) == written
     changed = await prices.update("a", {"amount": Decimal("12345678.91")})
     assert changed is not None
     again = await prices.get("a")
@@ -98,18 +121,18 @@ async def test_a_lookup_on_a_decimal_finds_its_rows(prices: Rows) -> None:
 async def test_a_bulk_load_keeps_every_digit(prices: Rows) -> None:
     spec = prices.resource
     lines = []
-    for number, (sku, (amount, rate)) in enumerate(WRITTEN.items(), start=1):
-        cells = (sku, amount, "" if rate is None else rate)
+    for number, (sku, written) in enumerate(WRITTEN.items(), start=1):
+        cells = (sku, *("" if value is None else value for value in written))
         values = tuple(
             spec.field(name).parse_text(cell)
             for name, cell in zip(spec.columns, cells, strict=True)
         )
         lines.append((values, f"line {number}"))
     assert await prices.bulk_load(lines, replace=False, keep=lambda: True) == len(WRITTEN)
-    for sku, (amount, _) in WRITTEN.items():
+    for sku, written in WRITTEN.items():
         record = await prices.get(sku)
         assert record is not None
-        assert str(record.values["amount"]) == amount
+        assert _as_written(record.values) == written
 
 
 def test_over_http_decimals_are_strings_and_a_double_is_refused(
@@ -123,9 +146,18 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         follow="off",
     )
     with TestClient(create_app(settings)) as client:
-        made = client.post("/prices", json={"sku": "p", "amount": "0.10", "rate": 3})
+        made = client.post(
+            "/prices",
+            json={"sku": "p", "amount": "0.10", "rate": 3, "at": "2026-03-29T02:30:00.1239"},
+        )
         assert made.status_code == 201, made.text
-        assert made.json() == {"sku": "p", "amount": "0.10", "rate": "3.000000"}
+        assert made.json() == {
+            "sku": "p",
+            "amount": "0.10",
+            "rate": "3.000000",
+            "day": None,
+            "at": "2026-03-29T02:30:00.123000",  # cut to its precision, never moved
+        }
         assert client.get("/prices/p").json()["amount"] == "0.10"
         assert client.get("/prices/p").headers["x-cache"] == "HIT"
         for body, says in (
@@ -133,6 +165,9 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
             ({"amount": "0.125"}, "more than 2 digits after the point"),
             ({"amount": "123456789.00"}, "at most 8 digits before the point"),
             ({"amount": "1e3"}, "must be a decimal such as"),
+            ({"at": "2026-03-29T02:30:00Z"}, "must be a date and time without an offset"),
+            ({"day": "2026-02-30"}, "must be a real date"),
+            ({"day": "26-02-03"}, "must be a date, years 1000 to 9999"),
         ):
             refused = client.patch(
                 "/prices/p", json=body, headers={"content-type": "application/merge-patch+json"}
@@ -147,3 +182,9 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         [answer] = [s for name, s in schema.items() if name == "Price"]
         assert answer["properties"]["amount"]["type"] == "string"
         assert answer["properties"]["amount"]["format"] == "decimal"
+        day = client.patch(
+            "/prices/p",
+            json={"day": "2026-12-07"},
+            headers={"content-type": "application/merge-patch+json"},
+        )
+        assert day.json()["day"] == "2026-12-07"
