@@ -33,6 +33,14 @@ amount = { type = "decimal", precision = 10, scale = 2, minimum = "-99999999.99"
 rate = { type = "decimal", precision = 15, scale = 6, nullable = true }
 day = { type = "date", nullable = true }
 at = { type = "local_datetime", precision = 3, nullable = true }
+
+[resources.tokens]
+table = "uuid_tokens"
+key = "token"
+lookups = ["owner"]
+[resources.tokens.fields]
+token = { type = "uuid" }
+owner = { type = "uuid", nullable = true }
 """
 
 #: Values a double cannot hold exactly, the largest and smallest the columns take, zeros;
@@ -61,6 +69,19 @@ async def prices(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterato
     await store.init_schema()
     try:
         yield store.rows("prices")
+    finally:
+        await store.drop_schema()
+        await store.close()
+
+
+@pytest.fixture
+async def tokens(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
+    store: Any = open_store(database_url(store_kind, tmp_path), load_resources(declared))
+    await store.init_schema()
+    await store.drop_schema()
+    await store.init_schema()
+    try:
+        yield store.rows("tokens")
     finally:
         await store.drop_schema()
         await store.close()
@@ -135,6 +156,20 @@ async def test_a_bulk_load_keeps_every_digit(prices: Rows) -> None:
         assert _as_written(record.values) == written
 
 
+TOKEN = "0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10"
+OWNER = "6f1c0a52-58e1-4b7e-8f0e-2a9c33d1c4b5"
+
+
+async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
+    await _create(tokens, [{"token": TOKEN, "owner": OWNER}, {"token": OWNER, "owner": None}])
+    record = await tokens.get(TOKEN)
+    assert record is not None
+    assert record.values == {"token": TOKEN, "owner": OWNER}  # text, as written
+    assert [row["token"] for row in (await tokens.lookup("owner", [OWNER]))[OWNER]] == [TOKEN]
+    assert await tokens.delete(OWNER)
+    assert await tokens.get(OWNER) is None
+
+
 def test_over_http_decimals_are_strings_and_a_double_is_refused(
     tmp_path: Path, declared: str
 ) -> None:
@@ -188,3 +223,12 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
             headers={"content-type": "application/merge-patch+json"},
         )
         assert day.json()["day"] == "2026-12-07"
+        # A UUID in any case names one row: its canonical text, lower case.
+        made = client.post("/tokens", json={"token": TOKEN.upper(), "owner": OWNER})
+        assert made.status_code == 201, made.text
+        assert made.json()["token"] == TOKEN
+        assert client.get(f"/tokens/{TOKEN.upper()}").json() == {"token": TOKEN, "owner": OWNER}
+        assert client.get("/tokens/not-a-uuid").status_code == 422
+        assert client.get("/tokens", params={"owner": OWNER.upper()}).json()["items"] == [
+            {"token": TOKEN, "owner": OWNER}
+        ]

@@ -49,6 +49,7 @@ from twotier.resources.fields import (
     LocalDateTimeField,
     NumberField,
     TimestampField,
+    UuidField,
 )
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
@@ -413,4 +414,6 @@ def _typed(spec: object, raw: str) -> Any:
         return datetime.fromisoformat(raw)
     if isinstance(spec, DateField):
         return date.fromisoformat(raw)
+    if isinstance(spec, UuidField):
+        return raw.lower()
     return raw

@@ -42,6 +42,7 @@ from twotier.resources.fields import (
     NumberField,
     StringField,
     TimestampField,
+    UuidField,
 )
 from twotier.resources.reserved_words import RESERVED_WORDS
 from twotier.resources.resource import AUTO_KEY, Resource
@@ -82,6 +83,7 @@ _FIELD_KEYS = {
     "timestamp": {"type", "precision", "nullable", "default"},
     "local_datetime": {"type", "precision", "nullable", "default"},
     "date": {"type", "nullable", "default"},
+    "uuid": {"type", "nullable", "default"},
 }
 
 
@@ -202,8 +204,8 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         if key not in names:
             raise ResourceError(f"{at}.key: {key!r} is not one of its fields")
         key_field = next(field for field in fields if field.name == key)
-        if not isinstance(key_field, StringField | IntegerField):
-            raise ResourceError(f"{at}.fields.{key}: a key is a string or an integer field")
+        if not isinstance(key_field, StringField | IntegerField | UuidField):
+            raise ResourceError(f"{at}.fields.{key}: a key is a string, integer or uuid field")
         if key_field.nullable or key_field.default is not MISSING:
             raise ResourceError(f"{at}.fields.{key}: a key can be neither nullable nor defaulted")
         if not key_field.indexable:
@@ -324,6 +326,8 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
         field = BooleanField(**common)
     elif kind == "date":
         field = DateField(**common)
+    elif kind == "uuid":
+        field = UuidField(**common)
     else:
         precision = spec.get("precision", 6)
         if not _is_int(precision) or not 0 <= precision <= 6:

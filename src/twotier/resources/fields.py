@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    Uuid,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
@@ -483,6 +485,47 @@ class DecimalField(FieldSpec):
         return self.exact(Decimal(units).scaleb(-self.scale))
 
 
+#: A UUID as RFC 9562 writes it: 32 hex digits in groups of 8-4-4-4-12 (any case).
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_UUID = re.compile(UUID_PATTERN)
+
+
+def canonical_uuid(value: object) -> str:
+    """A UUID in its one canonical form (lower case, hyphenated): two spellings of one UUID
+    must be one key, one lookup value, one cache entry."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise ValueError(
+            "must be a UUID: 32 hex digits as 8-4-4-4-12, e.g. 0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10"
+        )
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class UuidField(FieldSpec):
+    """A UUID, carried as its canonical text (``0b8e9ad6-…``, lower case); stored as
+    PostgreSQL's ``UUID``, else as that text (``VARCHAR(36)``). It can be a key."""
+
+    type_name: ClassVar[str] = "uuid"
+
+    def value_type(self) -> Any:
+        return Annotated[
+            str,
+            BeforeValidator(canonical_uuid),
+            WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN}),
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return Uuid(as_uuid=False).with_variant(String(36), "mysql", "mariadb", "sqlite")
+
+    def parse_value(self, text: str) -> Any:
+        return canonical_uuid(text)
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 @dataclass(frozen=True)
 class BooleanField(FieldSpec):
     type_name: ClassVar[str] = "boolean"
@@ -697,6 +740,7 @@ FIELD_TYPES: dict[str, type[FieldSpec]] = {
         TimestampField,
         LocalDateTimeField,
         DateField,
+        UuidField,
     )
 }
 

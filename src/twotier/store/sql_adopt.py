@@ -46,6 +46,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Uuid,
     delete,
     insert,
     inspect,
@@ -70,6 +71,7 @@ from twotier.resources.fields import (
     NumberField,
     StringField,
     TimestampField,
+    UuidField,
 )
 from twotier.store.base import SchemaChange
 from twotier.store.sql_names import NameRules
@@ -533,6 +535,12 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
     if isinstance(spec, BooleanField):
         if isinstance(found, Boolean) or (dialect != "postgresql" and isinstance(found, Integer)):
             return None
+        return other
+    if isinstance(spec, UuidField):
+        if isinstance(found, Uuid):
+            return None
+        if isinstance(found, String) and not isinstance(found, CHAR) and (found.length or 36) >= 36:
+            return None  # its text, as twotier writes it (lower case)
         return other
     if isinstance(spec, DateField):
         if isinstance(found, Date) or (dialect == "sqlite" and isinstance(found, String)):

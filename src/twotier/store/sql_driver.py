@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import URL, ColumnElement, exc
+from sqlalchemy import URL, ColumnElement, Uuid, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -71,14 +71,22 @@ logging.getLogger("asyncmy").setLevel(logging.ERROR)
 def conversions(columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> tuple[Conversion, ...]:
     """What the driver hands back in another form than each column's type (MySQL's booleans
     as integers, SQLite's datetimes as text), by position, converted as SQLAlchemy would;
-    asyncpg decodes every type itself."""
+    asyncpg decodes every type itself, a UUID as an object where twotier keeps its text."""
     if dialect.name == "postgresql":
-        return ()
+        return tuple(
+            (index, _uuid_text)
+            for index, column in enumerate(columns)
+            if isinstance(column.type, Uuid)
+        )
     return tuple(
         (index, processor)
         for index, column in enumerate(columns)
         if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
     )
+
+
+def _uuid_text(value: Any) -> Any:
+    return None if value is None else str(value)
 
 
 def converted(row: Row, conversions: tuple[Conversion, ...]) -> Row:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Uuid,
     inspect,
 )
 from sqlalchemy.engine.interfaces import ReflectedColumn
@@ -47,6 +48,7 @@ from twotier.resources.fields import (
     NumberField,
     StringField,
     TimestampField,
+    UuidField,
 )
 from twotier.resources.introspected import Introspected
 from twotier.store.sql_adopt import (
@@ -208,6 +210,8 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = kind(name, nullable=nullable, precision=digits)
     elif isinstance(found, Date):
         spec = DateField(name, nullable=nullable)
+    elif isinstance(found, Uuid):
+        spec = UuidField(name, nullable=nullable)
     elif isinstance(found, String):
         length = found.length or _TEXT_MAX
         spec = StringField(name, nullable=nullable, max_length=min(length, _TEXT_MAX))
