@@ -41,6 +41,7 @@ lookups = ["owner"]
 [resources.tokens.fields]
 token = { type = "uuid" }
 owner = { type = "uuid", nullable = true }
+grade = { type = "string", values = ["G", "PG-13", "NC-17"], default = "G" }
 """
 
 #: Values a double cannot hold exactly, the largest and smallest the columns take, zeros;
@@ -161,13 +162,31 @@ OWNER = "6f1c0a52-58e1-4b7e-8f0e-2a9c33d1c4b5"
 
 
 async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
-    await _create(tokens, [{"token": TOKEN, "owner": OWNER}, {"token": OWNER, "owner": None}])
+    await _create(
+        tokens,
+        [
+            {"token": TOKEN, "owner": OWNER, "grade": "PG-13"},
+            {"token": OWNER, "owner": None, "grade": "G"},
+        ],
+    )
     record = await tokens.get(TOKEN)
     assert record is not None
-    assert record.values == {"token": TOKEN, "owner": OWNER}  # text, as written
+    assert record.values == {"token": TOKEN, "owner": OWNER, "grade": "PG-13"}
     assert [row["token"] for row in (await tokens.lookup("owner", [OWNER]))[OWNER]] == [TOKEN]
     assert await tokens.delete(OWNER)
     assert await tokens.get(OWNER) is None
+
+
+def test_an_enumeration_is_checked_by_the_database_too(tmp_path: Path, declared: str) -> None:
+    """A table twotier makes refuses other values itself, whoever writes."""
+    import sqlite3
+
+    path = tmp_path / "enum.db"
+    settings = Settings(database_url=f"sqlite:///{path}", cache_url="memory://", resources=declared)
+    with TestClient(create_app(settings)):
+        pass  # the schema is made
+    with sqlite3.connect(path) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute(f"INSERT INTO uuid_tokens (token, grade) VALUES ('{TOKEN}', 'R')")
 
 
 def test_over_http_decimals_are_strings_and_a_double_is_refused(
@@ -226,9 +245,18 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         # A UUID in any case names one row: its canonical text, lower case.
         made = client.post("/tokens", json={"token": TOKEN.upper(), "owner": OWNER})
         assert made.status_code == 201, made.text
-        assert made.json()["token"] == TOKEN
-        assert client.get(f"/tokens/{TOKEN.upper()}").json() == {"token": TOKEN, "owner": OWNER}
+        mine = {"token": TOKEN, "owner": OWNER, "grade": "G"}  # the grade's default
+        assert made.json() == mine
+        assert client.get(f"/tokens/{TOKEN.upper()}").json() == mine
         assert client.get("/tokens/not-a-uuid").status_code == 422
-        assert client.get("/tokens", params={"owner": OWNER.upper()}).json()["items"] == [
-            {"token": TOKEN, "owner": OWNER}
-        ]
+        assert client.get("/tokens", params={"owner": OWNER.upper()}).json()["items"] == [mine]
+        # An enumeration takes its listed values only, and says which.
+        refused = client.patch(
+            f"/tokens/{TOKEN}",
+            json={"grade": "R"},
+            headers={"content-type": "application/merge-patch+json"},
+        )
+        assert refused.status_code == 422
+        assert "'G', 'PG-13' or 'NC-17'" in refused.text
+        grade = schema["Token"]["properties"]["grade"]
+        assert grade["enum"] == ["G", "PG-13", "NC-17"]

@@ -75,7 +75,7 @@ _RESOURCE_KEYS = frozenset(
     }
 )
 _FIELD_KEYS = {
-    "string": {"type", "max_length", "pattern", "nullable", "default"},
+    "string": {"type", "max_length", "pattern", "values", "nullable", "default"},
     "integer": {"type", "minimum", "maximum", "nullable", "default"},
     "number": {"type", "minimum", "maximum", "nullable", "default"},
     "decimal": {"type", "precision", "scale", "minimum", "maximum", "nullable", "default"},
@@ -206,6 +206,8 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         key_field = next(field for field in fields if field.name == key)
         if not isinstance(key_field, StringField | IntegerField | UuidField):
             raise ResourceError(f"{at}.fields.{key}: a key is a string, integer or uuid field")
+        if isinstance(key_field, StringField) and key_field.values is not None:
+            raise ResourceError(f"{at}.fields.{key}: a key cannot list values")
         if key_field.nullable or key_field.default is not MISSING:
             raise ResourceError(f"{at}.fields.{key}: a key can be neither nullable nor defaulted")
         if not key_field.indexable:
@@ -303,7 +305,25 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
             if not isinstance(pattern, str):
                 raise ResourceError(f"{at}.pattern: must be a regular expression (a string)")
             _check_pattern(f"{at}.pattern", pattern)
-        field = StringField(**common, max_length=max_length, pattern=pattern)
+        values = spec.get("values")
+        if values is not None:
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(isinstance(v, str) and v and "\x00" not in v for v in values)
+                or len(set(values)) != len(values)
+            ):
+                raise ResourceError(
+                    f'{at}.values: must list the distinct texts it takes, e.g. ["G", "PG"]'
+                )
+            if pattern is not None:
+                raise ResourceError(f"{at}: takes values or a pattern, not both")
+            if "max_length" not in spec:
+                max_length = max(len(value) for value in values)
+            if any(len(value) > max_length for value in values):
+                raise ResourceError(f"{at}.values: one is longer than max_length {max_length}")
+            values = tuple(values)
+        field = StringField(**common, max_length=max_length, pattern=pattern, values=values)
     elif kind == "integer":
         low, high = spec.get("minimum"), spec.get("maximum")
         for bound, value in (("minimum", low), ("maximum", high)):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -221,6 +221,9 @@ class StringField(FieldSpec):
     pattern: str | None = None
     #: A key's: its value names a row in a path (``path_segment``).
     segment: bool = False
+    #: An enumeration's: the only values it takes (a CHECK where twotier makes the column;
+    #: MySQL's ENUM and SQLite's CHECK where it adopts one).
+    values: tuple[str, ...] | None = None
 
     type_name: ClassVar[str] = "string"
 
@@ -229,6 +232,8 @@ class StringField(FieldSpec):
         return self.max_length <= VARCHAR_MAX
 
     def value_type(self) -> Any:
+        if self.values is not None:
+            return Literal[self.values]  # its schema lists them (``enum``)
         checks: tuple[Any, ...] = (AfterValidator(storable),)
         if self.segment:
             checks += (AfterValidator(path_segment),)
@@ -241,6 +246,8 @@ class StringField(FieldSpec):
         return String(self.max_length)
 
     def parse_value(self, text: str) -> Any:
+        if self.values is not None and text not in self.values:
+            raise ValueError(f"must be one of {', '.join(self.values)}, not {text[:30]!r}")
         if len(text) > self.max_length:
             raise ValueError(f"is longer than {self.max_length} characters")
         if "\x00" in text:
@@ -255,7 +262,7 @@ class StringField(FieldSpec):
 
     def cell_pattern(self) -> str | None:
         # parse_value's checks of a string without pattern or path rule: its length, no NUL.
-        if self.nullable or self.pattern is not None or self.segment:
+        if self.nullable or self.pattern is not None or self.segment or self.values:
             return None
         return f"[^,\\x00]{{0,{self.max_length}}}"
 
@@ -265,6 +272,8 @@ class StringField(FieldSpec):
         return TypeAdapter(self.value_type())
 
     def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        if self.values is not None:
+            return rng.choice(self.values)
         words = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
         return words.capitalize()[: self.max_length]
 

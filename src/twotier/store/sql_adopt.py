@@ -469,7 +469,9 @@ def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None
         return "is computed by the database and cannot be written: leave the field out"
     reason = type_unfit(spec, found, dialect)
     if reason is not None:
-        return f"is {found}{', ' if reason.startswith('which') else '; '}{reason}"
+        # An enumeration type is known by its name (its SQL would read VARCHAR).
+        shown = found.name if isinstance(found, Enum) and found.name else found
+        return f"is {shown}{', ' if reason.startswith('which') else '; '}{reason}"
     if spec.nullable and not column.get("nullable", True):
         return (
             "is NOT NULL and the declaration says nullable: drop `nullable = true`, or make "
@@ -481,8 +483,10 @@ def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None
 def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | None:
     other = f"the declaration says {spec.type_name}: change the field's type to match the column"
     if isinstance(spec, StringField):
-        if isinstance(found, Enum) or type(found).__name__ == "SET":
-            return "it holds only its listed values, and enumerations cannot be served yet"
+        if type(found).__name__ == "SET":
+            return "it holds sets of its listed values, which twotier cannot serve yet"
+        if isinstance(found, Enum):
+            return _enum_unfit(spec, found, dialect)
         if not isinstance(found, String):
             return other
         if isinstance(found, CHAR) and dialect != "sqlite":
@@ -568,6 +572,18 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
             f"which keeps {digits} fractional digits of a second and would round what the "
             f"cache holds: declare precision = {digits}"
         )
+    return None
+
+
+def _enum_unfit(spec: StringField, found: Enum, dialect: str) -> str | None:
+    listed = ", ".join(f'"{value}"' for value in found.enums)
+    if dialect == "postgresql":
+        return "a PostgreSQL enumeration type, which twotier cannot serve yet"
+    if spec.values is None:
+        return f"it holds only its listed values: declare values = [{listed}]"
+    others = [value for value in spec.values if value not in found.enums]
+    if others:
+        return f"it holds only [{listed}], not {', '.join(others)}: declare values among them"
     return None
 
 

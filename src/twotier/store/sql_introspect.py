@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Date,
     DateTime,
+    Enum,
     Float,
     Integer,
     MetaData,
@@ -212,6 +213,10 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = DateField(name, nullable=nullable)
     elif isinstance(found, Uuid):
         spec = UuidField(name, nullable=nullable)
+    elif isinstance(found, Enum) and dialect != "postgresql" and found.enums:
+        values = tuple(found.enums)
+        width = max(len(value) for value in values)
+        spec = StringField(name, nullable=nullable, max_length=width, values=values)
     elif isinstance(found, String):
         length = found.length or _TEXT_MAX
         spec = StringField(name, nullable=nullable, max_length=min(length, _TEXT_MAX))
@@ -226,7 +231,9 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
 def _declared(spec: FieldSpec) -> dict[str, Any]:
     """A field's settings as a declaration writes them."""
     declared: dict[str, Any] = {"type": spec.type_name}
-    if isinstance(spec, StringField):
+    if isinstance(spec, StringField) and spec.values is not None:
+        declared["values"] = list(spec.values)
+    elif isinstance(spec, StringField):
         declared["max_length"] = spec.max_length
     elif isinstance(spec, IntegerField):
         declared["minimum"], declared["maximum"] = spec.minimum, spec.maximum
@@ -255,6 +262,6 @@ def _lookups(
     indexable = {
         name
         for name, spec in fields.items()
-        if spec["type"] != "string" or spec["max_length"] <= VARCHAR_MAX
+        if spec["type"] != "string" or spec.get("max_length", 0) <= VARCHAR_MAX
     }
     return [name for name in fields if name in leading and name != key and name in indexable]

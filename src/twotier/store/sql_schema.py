@@ -49,6 +49,13 @@ def resource_table(resource: Resource, metadata: MetaData) -> Table:
     for name in resource.indexed:
         Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
     for spec in resource.fields:
+        if isinstance(spec, StringField) and spec.values is not None:
+            allowed = [literal(value, literal_execute=True) for value in spec.values]
+            table.append_constraint(
+                CheckConstraint(
+                    table.c[spec.name].in_(allowed), name=f"ck_{resource.table}_{spec.name}_values"
+                )
+            )
         low, high = spec.range()
         bounds = []
         if low is not None:
