@@ -564,10 +564,12 @@ async def test_an_enumeration_is_adopted_with_its_values(legacy: str, store_kind
         )
 
     def films(rating: str) -> list[Resource]:
-        return parse_resources(
-            "[resources.films]\nkey = 'code'\n[resources.films.fields]\n"
-            f"code = {{ type = 'string', max_length = 5 }}\nrating = {rating}",
-            "films.toml",
+        return list(
+            parse_resources(
+                "[resources.films]\nkey = 'code'\n[resources.films.fields]\n"
+                f"code = {{ type = 'string', max_length = 5 }}\nrating = {rating}",
+                "films.toml",
+            )
         )
 
     try:
