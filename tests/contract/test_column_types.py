@@ -42,6 +42,7 @@ lookups = ["owner"]
 token = { type = "uuid" }
 owner = { type = "uuid", nullable = true }
 grade = { type = "string", values = ["G", "PG-13", "NC-17"], default = "G" }
+doc = { type = "json", nullable = true }
 """
 
 #: Values a double cannot hold exactly, the largest and smallest the columns take, zeros;
@@ -157,6 +158,14 @@ async def test_a_bulk_load_keeps_every_digit(prices: Rows) -> None:
         assert _as_written(record.values) == written
 
 
+#: A document with every kind of JSON value in it.
+DOC = {
+    "name": "Zoë ☃",
+    "tags": ["a", "b", None, True, False],
+    "n": {"int": 10**15, "float": 1.5, "neg": -0.25, "zero": 0},
+    "empty": {},
+}
+
 TOKEN = "0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10"
 OWNER = "6f1c0a52-58e1-4b7e-8f0e-2a9c33d1c4b5"
 
@@ -165,16 +174,46 @@ async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
     await _create(
         tokens,
         [
-            {"token": TOKEN, "owner": OWNER, "grade": "PG-13"},
-            {"token": OWNER, "owner": None, "grade": "G"},
+            {"token": TOKEN, "owner": OWNER, "grade": "PG-13", "doc": DOC},
+            {"token": OWNER, "owner": None, "grade": "G", "doc": ["just", "a", "list"]},
         ],
     )
     record = await tokens.get(TOKEN)
     assert record is not None
-    assert record.values == {"token": TOKEN, "owner": OWNER, "grade": "PG-13"}
+    assert record.values == {"token": TOKEN, "owner": OWNER, "grade": "PG-13", "doc": DOC}
+    other = await tokens.get(OWNER)
+    assert other is not None
+    assert other.values["doc"] == ["just", "a", "list"]
+    changed = await tokens.update(OWNER, {"doc": "a string is a document too"})
+    assert changed is not None
+    again = await tokens.get(OWNER)
+    assert again is not None
+    assert again.values["doc"] == "a string is a document too"
     assert [row["token"] for row in (await tokens.lookup("owner", [OWNER]))[OWNER]] == [TOKEN]
     assert await tokens.delete(OWNER)
     assert await tokens.get(OWNER) is None
+
+
+async def test_a_bulk_load_takes_uuids_enumerations_and_documents(tokens: Rows) -> None:
+    spec = tokens.resource
+    cells = [(TOKEN.upper(), OWNER, "NC-17", orjson.dumps(DOC).decode()), (OWNER, "", "G", "")]
+    lines = [
+        (
+            tuple(
+                spec.field(name).parse_text(cell)
+                for name, cell in zip(spec.columns, row, strict=True)
+            ),
+            f"line {number}",
+        )
+        for number, row in enumerate(cells, start=1)
+    ]
+    assert await tokens.bulk_load(lines, replace=False, keep=lambda: True) == 2
+    record = await tokens.get(TOKEN)
+    assert record is not None
+    assert record.values == {"token": TOKEN, "owner": OWNER, "grade": "NC-17", "doc": DOC}
+    other = await tokens.get(OWNER)
+    assert other is not None
+    assert other.values == {"token": OWNER, "owner": None, "grade": "G", "doc": None}
 
 
 def test_an_enumeration_is_checked_by_the_database_too(tmp_path: Path, declared: str) -> None:
@@ -245,7 +284,7 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         # A UUID in any case names one row: its canonical text, lower case.
         made = client.post("/tokens", json={"token": TOKEN.upper(), "owner": OWNER})
         assert made.status_code == 201, made.text
-        mine = {"token": TOKEN, "owner": OWNER, "grade": "G"}  # the grade's default
+        mine = {"token": TOKEN, "owner": OWNER, "grade": "G", "doc": None}  # grade's default
         assert made.json() == mine
         assert client.get(f"/tokens/{TOKEN.upper()}").json() == mine
         assert client.get("/tokens/not-a-uuid").status_code == 422
@@ -260,3 +299,14 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         assert "'G', 'PG-13' or 'NC-17'" in refused.text
         grade = schema["Token"]["properties"]["grade"]
         assert grade["enum"] == ["G", "PG-13", "NC-17"]
+        # A JSON document, as sent (member order aside); no NUL in its text.
+        documented = client.patch(
+            f"/tokens/{TOKEN}",
+            json={"doc": DOC},
+            headers={"content-type": "application/merge-patch+json"},
+        )
+        assert documented.status_code == 200, documented.text
+        assert client.get(f"/tokens/{TOKEN}").json()["doc"] == DOC
+        nul = client.put(f"/tokens/{TOKEN}", json=mine | {"doc": {"a": "x\u0000y"}})
+        assert nul.status_code == 422
+        assert "NUL" in nul.text

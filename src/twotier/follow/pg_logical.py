@@ -34,6 +34,7 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,6 +47,7 @@ from twotier.resources.fields import (
     DateField,
     DecimalField,
     IntegerField,
+    JsonField,
     LocalDateTimeField,
     NumberField,
     TimestampField,
@@ -416,4 +418,6 @@ def _typed(spec: object, raw: str) -> Any:
         return date.fromisoformat(raw)
     if isinstance(spec, UuidField):
         return raw.lower()
+    if isinstance(spec, JsonField):
+        return orjson.loads(raw)
     return raw

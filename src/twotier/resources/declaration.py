@@ -38,6 +38,7 @@ from twotier.resources.fields import (
     DecimalField,
     FieldSpec,
     IntegerField,
+    JsonField,
     LocalDateTimeField,
     NumberField,
     StringField,
@@ -84,6 +85,7 @@ _FIELD_KEYS = {
     "local_datetime": {"type", "precision", "nullable", "default"},
     "date": {"type", "nullable", "default"},
     "uuid": {"type", "nullable", "default"},
+    "json": {"type", "nullable", "default"},
 }
 
 
@@ -348,6 +350,8 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
         field = DateField(**common)
     elif kind == "uuid":
         field = UuidField(**common)
+    elif kind == "json":
+        field = JsonField(**common)
     else:
         precision = spec.get("precision", 6)
         if not _is_int(precision) or not 0 <= precision <= 6:

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -28,6 +29,7 @@ from pydantic import (
     WithJsonSchema,
 )
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Date,
@@ -535,6 +537,69 @@ class UuidField(FieldSpec):
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+def _json_document(value: object) -> object:
+    """A JSON value every database stores as written: its text valid Unicode without NUL
+    (PostgreSQL's jsonb refuses \\u0000), its numbers finite."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict):
+            for name, member in item.items():
+                storable(name)
+                stack.append(member)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("must hold finite numbers only")
+    return value
+
+
+@dataclass(frozen=True)
+class JsonField(FieldSpec):
+    """A JSON document: any JSON value (an object, an array, a string, a number, a
+    boolean; null only where nullable), stored in a JSON column (PostgreSQL's ``json``,
+    which keeps the text as written; MySQL's ``JSON``; text on SQLite and DynamoDB). An
+    object's members may come back in the database's order (MySQL sorts them): the same
+    document. Never a key, a lookup or a filter."""
+
+    type_name: ClassVar[str] = "json"
+
+    @property
+    def indexable(self) -> bool:
+        return False
+
+    def value_type(self) -> Any:
+        return Annotated[
+            Any,
+            AfterValidator(self._present),
+            AfterValidator(_json_document),
+            WithJsonSchema({"description": "any JSON value"}),
+        ]
+
+    def _present(self, value: object) -> object:
+        if value is None and not self.nullable:
+            raise ValueError("must be a JSON value other than null (the field is not nullable)")
+        return value
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return JSON(none_as_null=True)
+
+    def parse_value(self, text: str) -> Any:
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ValueError("must be a JSON document") from None
+        return _json_document(self._present(value))
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else orjson.dumps(value).decode()
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        return {"n": rng.randint(0, span), "tags": [rng.choice(_SYLLABLES) for _ in range(2)]}
+
+
 @dataclass(frozen=True)
 class BooleanField(FieldSpec):
     type_name: ClassVar[str] = "boolean"
@@ -750,6 +815,7 @@ FIELD_TYPES: dict[str, type[FieldSpec]] = {
         LocalDateTimeField,
         DateField,
         UuidField,
+        JsonField,
     )
 }
 

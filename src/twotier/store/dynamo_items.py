@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from twotier.errors import StoreRefused
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import (
@@ -26,6 +28,7 @@ from twotier.resources.fields import (
     DecimalField,
     FieldSpec,
     IntegerField,
+    JsonField,
     LocalDateTimeField,
     NumberField,
     TimestampField,
@@ -85,6 +88,8 @@ def _encoder(spec: FieldSpec) -> Callable[[Any], Attribute]:
         return lambda value: {"S": _timestamp_text(value)}
     if isinstance(spec, LocalDateTimeField | DateField):
         return lambda value: {"S": value.isoformat()}  # ISO 8601 text sorts as time does
+    if isinstance(spec, JsonField):
+        return lambda value: {"S": orjson.dumps(value).decode()}
     return lambda value: {"S": value}
 
 
@@ -103,6 +108,8 @@ def _decoder(spec: FieldSpec) -> Callable[[Attribute], Any]:
         return lambda attribute: datetime.fromisoformat(attribute["S"])
     if isinstance(spec, DateField):
         return lambda attribute: date.fromisoformat(attribute["S"])
+    if isinstance(spec, JsonField):
+        return lambda attribute: orjson.loads(attribute["S"])
     return lambda attribute: attribute["S"]
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Connection,
@@ -46,6 +47,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     Uuid,
     delete,
     insert,
@@ -67,6 +69,7 @@ from twotier.resources.fields import (
     DecimalField,
     FieldSpec,
     IntegerField,
+    JsonField,
     LocalDateTimeField,
     NumberField,
     StringField,
@@ -539,6 +542,10 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
     if isinstance(spec, BooleanField):
         if isinstance(found, Boolean) or (dialect != "postgresql" and isinstance(found, Integer)):
             return None
+        return other
+    if isinstance(spec, JsonField):
+        if isinstance(found, JSON) or (dialect != "postgresql" and isinstance(found, Text)):
+            return None  # MariaDB's JSON is a LONGTEXT; SQLite keeps it as text
         return other
     if isinstance(spec, UuidField):
         if isinstance(found, Uuid):

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from sqlalchemy import URL, ColumnElement, Uuid, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -82,6 +83,22 @@ def conversions(columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> tupl
         (index, processor)
         for index, column in enumerate(columns)
         if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+    )
+
+
+async def _json_codecs(conn: Any) -> None:
+    """JSON documents as SQLAlchemy's asyncpg dialect passes them (its statements bind the
+    text the JSON type serialized) and as twotier reads them (parsed): asyncpg alone would
+    hand back text."""
+    await conn.set_type_codec(
+        "json", encoder=str.encode, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda text: b"\x01" + text.encode(),  # jsonb's binary form: a version byte
+        decoder=lambda data: orjson.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
     )
 
 
@@ -397,6 +414,7 @@ class AsyncpgDriver(_Pooled):
             min_size=0,
             max_size=self._size,
             max_inactive_connection_lifetime=1800,
+            init=_json_codecs,
             **self._connect,
         )
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Connection,
     Date,
@@ -45,6 +46,7 @@ from twotier.resources.fields import (
     DecimalField,
     FieldSpec,
     IntegerField,
+    JsonField,
     LocalDateTimeField,
     NumberField,
     StringField,
@@ -213,6 +215,8 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = DateField(name, nullable=nullable)
     elif isinstance(found, Uuid):
         spec = UuidField(name, nullable=nullable)
+    elif isinstance(found, JSON):
+        spec = JsonField(name, nullable=nullable)
     elif isinstance(found, Enum) and dialect != "postgresql" and found.enums:
         values = tuple(found.enums)
         width = max(len(value) for value in values)
