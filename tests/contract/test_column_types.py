@@ -6,6 +6,7 @@ wall-clock reading moved to UTC."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -43,6 +44,7 @@ token = { type = "uuid" }
 owner = { type = "uuid", nullable = true }
 grade = { type = "string", values = ["G", "PG-13", "NC-17"], default = "G" }
 doc = { type = "json", nullable = true }
+data = { type = "binary", max_length = 300, nullable = true }
 """
 
 #: Values a double cannot hold exactly, the largest and smallest the columns take, zeros;
@@ -166,6 +168,9 @@ DOC = {
     "empty": {},
 }
 
+#: Every byte value, and more than a VARBINARY(255) would hold.
+BLOB = bytes(range(256)) + b"\x00\xff" * 20
+
 TOKEN = "0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10"
 OWNER = "6f1c0a52-58e1-4b7e-8f0e-2a9c33d1c4b5"
 
@@ -174,16 +179,23 @@ async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
     await _create(
         tokens,
         [
-            {"token": TOKEN, "owner": OWNER, "grade": "PG-13", "doc": DOC},
-            {"token": OWNER, "owner": None, "grade": "G", "doc": ["just", "a", "list"]},
+            {"token": TOKEN, "owner": OWNER, "grade": "PG-13", "doc": DOC, "data": BLOB},
+            {"token": OWNER, "owner": None, "grade": "G", "doc": ["a", "list"], "data": b""},
         ],
     )
     record = await tokens.get(TOKEN)
     assert record is not None
-    assert record.values == {"token": TOKEN, "owner": OWNER, "grade": "PG-13", "doc": DOC}
+    assert record.values == {
+        "token": TOKEN,
+        "owner": OWNER,
+        "grade": "PG-13",
+        "doc": DOC,
+        "data": BLOB,
+    }
     other = await tokens.get(OWNER)
     assert other is not None
-    assert other.values["doc"] == ["just", "a", "list"]
+    assert other.values["doc"] == ["a", "list"]
+    assert other.values["data"] == b""  # empty, not null
     changed = await tokens.update(OWNER, {"doc": "a string is a document too"})
     assert changed is not None
     again = await tokens.get(OWNER)
@@ -196,7 +208,16 @@ async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
 
 async def test_a_bulk_load_takes_uuids_enumerations_and_documents(tokens: Rows) -> None:
     spec = tokens.resource
-    cells = [(TOKEN.upper(), OWNER, "NC-17", orjson.dumps(DOC).decode()), (OWNER, "", "G", "")]
+    cells = [
+        (
+            TOKEN.upper(),
+            OWNER,
+            "NC-17",
+            orjson.dumps(DOC).decode(),
+            base64.b64encode(BLOB).decode(),
+        ),
+        (OWNER, "", "G", "", ""),
+    ]
     lines = [
         (
             tuple(
@@ -210,10 +231,16 @@ async def test_a_bulk_load_takes_uuids_enumerations_and_documents(tokens: Rows) 
     assert await tokens.bulk_load(lines, replace=False, keep=lambda: True) == 2
     record = await tokens.get(TOKEN)
     assert record is not None
-    assert record.values == {"token": TOKEN, "owner": OWNER, "grade": "NC-17", "doc": DOC}
+    assert record.values == {
+        "token": TOKEN,
+        "owner": OWNER,
+        "grade": "NC-17",
+        "doc": DOC,
+        "data": BLOB,
+    }
     other = await tokens.get(OWNER)
     assert other is not None
-    assert other.values == {"token": OWNER, "owner": None, "grade": "G", "doc": None}
+    assert other.values == {"token": OWNER, "owner": None, "grade": "G", "doc": None, "data": None}
 
 
 def test_an_enumeration_is_checked_by_the_database_too(tmp_path: Path, declared: str) -> None:
@@ -284,7 +311,7 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         # A UUID in any case names one row: its canonical text, lower case.
         made = client.post("/tokens", json={"token": TOKEN.upper(), "owner": OWNER})
         assert made.status_code == 201, made.text
-        mine = {"token": TOKEN, "owner": OWNER, "grade": "G", "doc": None}  # grade's default
+        mine = {"token": TOKEN, "owner": OWNER, "grade": "G", "doc": None, "data": None}
         assert made.json() == mine
         assert client.get(f"/tokens/{TOKEN.upper()}").json() == mine
         assert client.get("/tokens/not-a-uuid").status_code == 422
@@ -310,3 +337,21 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         nul = client.put(f"/tokens/{TOKEN}", json=mine | {"doc": {"a": "x\u0000y"}})
         assert nul.status_code == 422
         assert "NUL" in nul.text
+        # Bytes as base64, both ways; anything else, or too many, refused.
+        sent = base64.b64encode(BLOB).decode()
+        stored = client.patch(
+            f"/tokens/{TOKEN}",
+            json={"data": sent},
+            headers={"content-type": "application/merge-patch+json"},
+        )
+        assert stored.status_code == 200, stored.text
+        assert client.get(f"/tokens/{TOKEN}").json()["data"] == sent
+        for wrong, says in (("not base64!", "must be base64"), ("A" * 404, "at most 300 bytes")):
+            refused = client.patch(
+                f"/tokens/{TOKEN}",
+                json={"data": wrong},
+                headers={"content-type": "application/merge-patch+json"},
+            )
+            assert refused.status_code == 422
+            assert says in refused.text
+        assert schema["Token"]["properties"]["data"]["anyOf"][0]["contentEncoding"] == "base64"

@@ -498,6 +498,7 @@ at = { type = "local_datetime", nullable = true }
 ref = { type = "uuid", nullable = true }
 doc = { type = "json", nullable = true }
 grade = { type = "string", values = ["G", "PG"], default = "G" }
+data = { type = "binary", max_length = 16, nullable = true }
 """
 
 
@@ -522,14 +523,17 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
         await running.following()
         made = await typed.create(
             {"amount": Decimal("0.10"), "day": None, "at": None, "ref": None, "doc": None}
-            | {"grade": "G"}
+            | {"grade": "G", "data": None}
         )
         key = made["id"]
         try:
             update = (
                 "UPDATE typed_rows SET amount = 12.34, day = '2026-12-07', "
                 "at = '2026-12-07 10:11:12.5', ref = '0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10', "
-                """doc = '{"a": [1, 2.5, "x"], "b": null}', grade = 'PG' WHERE id = ?"""
+                """doc = '{"a": [1, 2.5, "x"], "b": null}', grade = 'PG', """
+                + ("data = decode('00ff10', 'hex')" if database.kind == "postgres" else "")
+                + ("data = X'00ff10'" if database.kind != "postgres" else "")
+                + " WHERE id = ?"
             )
             if database.kind == "postgres":  # its statement is formatted (braces doubled)
                 update = update.replace("{", "{{").replace("}", "}}")
@@ -542,6 +546,7 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
                 "ref": "0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10",
                 "doc": {"a": [1, 2.5, "x"], "b": None},
                 "grade": "PG",
+                "data": "AP8Q",  # 00 ff 10, in base64
             }
 
             async def cached() -> bool:

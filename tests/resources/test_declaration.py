@@ -118,7 +118,10 @@ MISTAKES = [
     (x(fields="a = {}"), "resources.x.fields.a: has no type"),
     (x("lookups = ['b']"), "resources.x.lookups: 'b' is not one of its fields"),
     (x("key = 'b'"), "resources.x.key: 'b' is not one of its fields"),
-    (x("key = 'a'", "a = 'number'"), "resources.x.fields.a: a key is a string or an integer"),
+    (
+        x("key = 'a'", "a = 'number'"),
+        "resources.x.fields.a: a key is a string, integer or uuid field",
+    ),
     (x() + "[resources.x]\n", "not valid TOML"),
     (
         x("table = 't'") + "[resources.y]\ntable = 't'\n[resources.y.fields]\na = 'string'",

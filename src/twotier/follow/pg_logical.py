@@ -43,6 +43,7 @@ from twotier.follow.changes import Batch, Change
 from twotier.follow.threaded import HandOver, read_on_thread
 from twotier.resources import Record
 from twotier.resources.fields import (
+    BinaryField,
     BooleanField,
     DateField,
     DecimalField,
@@ -420,4 +421,6 @@ def _typed(spec: object, raw: str) -> Any:
         return raw.lower()
     if isinstance(spec, JsonField):
         return orjson.loads(raw)
+    if isinstance(spec, BinaryField):
+        return bytes.fromhex(raw.removeprefix("\\x"))  # bytea's text form: \x and hex
     return raw

@@ -32,6 +32,7 @@ from sqlalchemy import text
 
 from twotier.errors import ChangeLogUnavailable, PositionLost, StoreUnavailable
 from twotier.follow.changes import Batch, Change
+from twotier.resources.fields import BinaryField
 from twotier.store.sql import SQLStore
 from twotier.store.sql_errors import UNAVAILABLE
 from twotier.store.sql_rows import SQLRows
@@ -125,8 +126,8 @@ class SQLiteChangeLog:
         rows = self._tables.get(table)
         if rows is None:  # a table no longer declared
             return None
-        before = rows.from_log(orjson.loads(old)) if old is not None else None
-        after = rows.from_log(orjson.loads(new)) if new is not None else None
+        before = rows.from_log(_image(rows, old)) if old is not None else None
+        after = rows.from_log(_image(rows, new)) if new is not None else None
         return Change(rows.resource.name, before, after)
 
     async def _trim(self) -> None:
@@ -168,3 +169,13 @@ class SQLiteChangeLog:
                     text(f"DELETE FROM {PROGRESS_TABLE} WHERE follower = :follower"),
                     {"follower": self._id},
                 )
+
+
+def _image(rows: SQLRows, recorded: str) -> dict[str, Any]:
+    """A row as the triggers recorded it (``sql_triggers.change_log_sql``), bytes as the hex
+    they were written in."""
+    image: dict[str, Any] = orjson.loads(recorded)
+    for name in rows.resource.columns:
+        if isinstance(rows.resource.field(name), BinaryField) and image.get(name) is not None:
+            image[name] = bytes.fromhex(image[name])
+    return image

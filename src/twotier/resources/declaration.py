@@ -33,6 +33,7 @@ from twotier.resources.fields import (
     INT64,
     MISSING,
     SAFE_INTEGERS,
+    BinaryField,
     BooleanField,
     DateField,
     DecimalField,
@@ -86,6 +87,7 @@ _FIELD_KEYS = {
     "date": {"type", "nullable", "default"},
     "uuid": {"type", "nullable", "default"},
     "json": {"type", "nullable", "default"},
+    "binary": {"type", "max_length", "nullable", "default"},
 }
 
 
@@ -352,6 +354,11 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
         field = UuidField(**common)
     elif kind == "json":
         field = JsonField(**common)
+    elif kind == "binary":
+        size = spec.get("max_length", 65_535)
+        if not _is_int(size) or not 1 <= size <= 2**32 - 1:
+            raise ResourceError(f"{at}.max_length: must be a whole number of bytes, 1 to 2^32-1")
+        field = BinaryField(**common, max_length=size)
     else:
         precision = spec.get("precision", 6)
         if not _is_int(precision) or not 0 <= precision <= 6:

@@ -8,6 +8,8 @@ Everything else (models, tables, loaders, encoders) is derived from these.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import random
 import re
@@ -36,6 +38,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -600,6 +603,68 @@ class JsonField(FieldSpec):
         return {"n": rng.randint(0, span), "tags": [rng.choice(_SYLLABLES) for _ in range(2)]}
 
 
+def base64_text(value: bytes) -> str:
+    """Bytes as JSON carries them: base64, RFC 4648's standard alphabet, padded."""
+    return base64.b64encode(value).decode("ascii")
+
+
+@dataclass(frozen=True)
+class BinaryField(FieldSpec):
+    """Bytes (SQL's ``BYTEA``, ``BLOB``, ``VARBINARY``), carried in JSON as base64 (RFC
+    4648's standard alphabet, padded); at most ``max_length`` bytes. Never a key, a lookup
+    or a filter."""
+
+    max_length: int = 65_535
+
+    type_name: ClassVar[str] = "binary"
+
+    @property
+    def indexable(self) -> bool:
+        return False
+
+    def decoded(self, value: object) -> bytes:
+        if isinstance(value, bytes):
+            data = value
+        elif isinstance(value, str):
+            try:
+                data = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(
+                    "must be base64 (RFC 4648: A-Z, a-z, 0-9, + and /, padded with =)"
+                ) from None
+        else:
+            raise ValueError("must be bytes given as a base64 string")
+        if len(data) > self.max_length:
+            raise ValueError(f"must be at most {self.max_length} bytes, not {len(data)}")
+        return data
+
+    def value_type(self) -> Any:
+        return Annotated[
+            bytes,
+            BeforeValidator(self.decoded),
+            PlainSerializer(base64_text, return_type=str, when_used="json"),
+            WithJsonSchema(
+                {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "maxLength": -(-self.max_length // 3) * 4,
+                }
+            ),
+        ]
+
+    def sql_type(self) -> TypeEngine[Any]:
+        return LargeBinary(self.max_length)
+
+    def parse_value(self, text: str) -> Any:
+        return self.decoded(text)
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else base64_text(value)
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        return rng.randbytes(min(self.max_length, 16))
+
+
 @dataclass(frozen=True)
 class BooleanField(FieldSpec):
     type_name: ClassVar[str] = "boolean"
@@ -816,6 +881,7 @@ FIELD_TYPES: dict[str, type[FieldSpec]] = {
         DateField,
         UuidField,
         JsonField,
+        BinaryField,
     )
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from twotier.resources.fields import MISSING, FieldSpec, IntegerField
+from twotier.resources.fields import MISSING, FieldSpec, IntegerField, base64_text
 
 #: The name of the automatic id of a resource that declares neither ``key`` nor ``id``.
 AUTO_KEY = "id"
@@ -25,9 +25,12 @@ Key = int | str
 
 
 def _json_default(value: object) -> str:
-    """What orjson does not write itself: an exact decimal, as its digits in a string."""
+    """What orjson does not write itself: an exact decimal, as its digits in a string;
+    bytes, as base64."""
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, bytes):
+        return base64_text(value)
     raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 

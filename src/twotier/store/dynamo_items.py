@@ -23,6 +23,7 @@ import orjson
 from twotier.errors import StoreRefused
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import (
+    BinaryField,
     BooleanField,
     DateField,
     DecimalField,
@@ -90,6 +91,8 @@ def _encoder(spec: FieldSpec) -> Callable[[Any], Attribute]:
         return lambda value: {"S": value.isoformat()}  # ISO 8601 text sorts as time does
     if isinstance(spec, JsonField):
         return lambda value: {"S": orjson.dumps(value).decode()}
+    if isinstance(spec, BinaryField):
+        return lambda value: {"B": value}
     return lambda value: {"S": value}
 
 
@@ -110,6 +113,8 @@ def _decoder(spec: FieldSpec) -> Callable[[Attribute], Any]:
         return lambda attribute: date.fromisoformat(attribute["S"])
     if isinstance(spec, JsonField):
         return lambda attribute: orjson.loads(attribute["S"])
+    if isinstance(spec, BinaryField):
+        return lambda attribute: bytes(attribute["B"])
     return lambda attribute: attribute["S"]
 
 

@@ -58,12 +58,13 @@ from sqlalchemy import (
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.schema import CreateIndex, CreateTable
-from sqlalchemy.types import CHAR, TypeEngine
+from sqlalchemy.types import BINARY, CHAR, VARBINARY, LargeBinary, TypeEngine
 
 from twotier.errors import SchemaMismatch
 from twotier.resources import Resource
 from twotier.resources.fields import (
     MISSING,
+    BinaryField,
     BooleanField,
     DateField,
     DecimalField,
@@ -150,7 +151,10 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
         shown = stored[table.name] or table.name
         planned = version_trigger_sql(conn, rules, table, resource.key, shown)
         if sqlite:
-            planned += change_log_sql(conn, rules, table, resource.columns, shown)
+            binary = frozenset(
+                name for name in resource.columns if isinstance(resource.field(name), BinaryField)
+            )
+            planned += change_log_sql(conn, rules, table, resource.columns, shown, binary)
         for line, statements, made in planned:
             check = _verifier(table, resource, rules)
             plan.changes.append(Change(line, tuple(statements), tuple(made), check))
@@ -543,6 +547,8 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
         if isinstance(found, Boolean) or (dialect != "postgresql" and isinstance(found, Integer)):
             return None
         return other
+    if isinstance(spec, BinaryField):
+        return _binary_unfit(spec, found)
     if isinstance(spec, JsonField):
         if isinstance(found, JSON) or (dialect != "postgresql" and isinstance(found, Text)):
             return None  # MariaDB's JSON is a LONGTEXT; SQLite keeps it as text
@@ -592,6 +598,30 @@ def _enum_unfit(spec: StringField, found: Enum, dialect: str) -> str | None:
     if others:
         return f"it holds only [{listed}], not {', '.join(others)}: declare values among them"
     return None
+
+
+def _binary_unfit(spec: BinaryField, found: TypeEngine[Any]) -> str | None:
+    if not isinstance(found, LargeBinary | BINARY | VARBINARY):
+        return f"the declaration says {spec.type_name}: change the field's type to match the column"
+    if type(found).__name__ == "BINARY":
+        return (
+            "a BINARY pads its values with zero bytes, so bytes read back could differ from "
+            "bytes written: twotier serves VARBINARY, BLOB and BYTEA"
+        )
+    held = binary_capacity(found)
+    if held is not None and held < spec.max_length:
+        return f"which holds {held} bytes: declare max_length = {held} or less"
+    return None
+
+
+def binary_capacity(found: TypeEngine[Any]) -> int | None:
+    """The bytes a binary column holds (None: as many as twotier would send)."""
+    sizes = {"TINYBLOB": 255, "BLOB": 65_535, "MEDIUMBLOB": 2**24 - 1, "LONGBLOB": 2**32 - 1}
+    named = sizes.get(type(found).__name__)
+    length = getattr(found, "length", None)
+    if named is not None and not length:
+        return named
+    return int(length) if length else None
 
 
 def _decimal_unfit(spec: DecimalField, found: TypeEngine[Any], dialect: str) -> str | None:

@@ -31,7 +31,13 @@ import orjson
 from sqlalchemy import URL
 
 from twotier.resources import Resource
-from twotier.resources.fields import IntegerField, JsonField, NumberField, StringField
+from twotier.resources.fields import (
+    BinaryField,
+    IntegerField,
+    JsonField,
+    NumberField,
+    StringField,
+)
 from twotier.store.base import LoadRows
 from twotier.store.sql_schema import VERSION
 from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
@@ -131,7 +137,19 @@ def _mysql(
     stop = threading.Event()
     as_read = _lines_load_as_read(resource)
     table = _quoted(resource.table, "`")
-    columns = ", ".join(_quoted(name, "`") for name in resource.columns)
+    # Bytes travel as hex (a line is text) into a variable, and are set from it.
+    binary = [
+        index
+        for index, name in enumerate(resource.columns)
+        if isinstance(resource.field(name), BinaryField)
+    ]
+    columns = ", ".join(
+        f"@hex{index}" if index in binary else _quoted(name, "`")
+        for index, name in enumerate(resource.columns)
+    )
+    unhexed = "".join(
+        f", {_quoted(resource.columns[index], '`')} = UNHEX(@hex{index})" for index in binary
+    )
     # LOAD DATA … REPLACE deletes an existing row and inserts it again; where foreign keys
     # point at the table, rows go through a table of the load's own and are upserted.
     into = _quoted(f"{resource.table}_load", "`") if referenced else table
@@ -170,7 +188,7 @@ def _mysql(
                         f"LOAD DATA LOCAL INFILE %s REPLACE INTO TABLE {into} "
                         "CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
                         "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
-                        f"({columns}) SET `{VERSION}` = %s",
+                        f"({columns}) SET `{VERSION}` = %s{unhexed}",
                         (fifo, version),
                     )
                 if referenced:
@@ -239,6 +257,8 @@ def _mysql_cell(value: Any) -> str:
         return _datetime_text(value)
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, bytes):
+        return value.hex()  # UNHEX'd by the statement
     return str(value)  # an integer, a decimal, a date (ISO 8601)
 
 

@@ -35,12 +35,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
+from sqlalchemy.types import BINARY, VARBINARY, LargeBinary
 
 from twotier.errors import StoreRefused
 from twotier.resources.fields import (
     DECIMAL_DIGITS,
     INT64,
     VARCHAR_MAX,
+    BinaryField,
     BooleanField,
     DateField,
     DecimalField,
@@ -56,6 +58,7 @@ from twotier.resources.fields import (
 from twotier.resources.introspected import Introspected
 from twotier.store.sql_adopt import (
     SQLITE_DECIMAL_DIGITS,
+    binary_capacity,
     capacity,
     fills_itself,
     fraction_digits,
@@ -217,6 +220,9 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = UuidField(name, nullable=nullable)
     elif isinstance(found, JSON):
         spec = JsonField(name, nullable=nullable)
+    elif isinstance(found, LargeBinary | BINARY | VARBINARY):
+        held = binary_capacity(found)
+        spec = BinaryField(name, nullable=nullable, max_length=min(held or 2**32 - 1, 2**32 - 1))
     elif isinstance(found, Enum) and dialect != "postgresql" and found.enums:
         values = tuple(found.enums)
         width = max(len(value) for value in values)
@@ -243,6 +249,8 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
         declared["minimum"], declared["maximum"] = spec.minimum, spec.maximum
     elif isinstance(spec, DecimalField):
         declared["precision"], declared["scale"] = spec.precision, spec.scale
+    elif isinstance(spec, BinaryField):
+        declared["max_length"] = spec.max_length
     elif isinstance(spec, TimestampField | LocalDateTimeField) and spec.precision != 6:
         declared["precision"] = spec.precision
     if spec.nullable:

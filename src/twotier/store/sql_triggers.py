@@ -152,15 +152,28 @@ def _missing(
 
 
 def change_log_sql(
-    conn: Connection, rules: NameRules, table: Table, columns: tuple[str, ...], shown: str
+    conn: Connection,
+    rules: NameRules,
+    table: Table,
+    columns: tuple[str, ...],
+    shown: str,
+    binary: frozenset[str] = frozenset(),
 ) -> list[Planned]:
     """SQLite: the triggers recording ``table``'s changes in the changes table that it
-    lacks (``columns``: the declared ones, key first)."""
+    lacks (``columns``: the declared ones, key first; ``binary``: those holding bytes,
+    which a JSON image carries as hex)."""
     quote = conn.dialect.identifier_preparer.quote
     name, version = quote(table.name), quote(VERSION)
 
+    def value(row: str, column: str) -> str:
+        held = f"{row}.{quote(column)}"
+        # hex(NULL) is '': a null stays null.
+        return (
+            f"CASE WHEN {held} IS NULL THEN NULL ELSE hex({held}) END" if column in binary else held
+        )
+
     def image(row: str, version_sql: str) -> str:
-        pairs = [f"'{column}', {row}.{quote(column)}" for column in columns]
+        pairs = [f"'{column}', {value(row, column)}" for column in columns]
         return f"json_object({', '.join(pairs)}, '{VERSION}', {version_sql})"
 
     # The version the row ends at, as the version triggers above leave it.
