@@ -594,3 +594,43 @@ async def test_an_enumeration_is_adopted_with_its_values(legacy: str, store_kind
         await run_sql(legacy, "DROP TABLE IF EXISTS films")
         if store_kind == "postgres":
             await run_sql(legacy, "DROP TYPE IF EXISTS film_rating")
+
+
+async def test_a_foreign_key_is_introspected_as_a_lookup_and_indexed(
+    legacy: str, store_kind: str
+) -> None:
+    """The rows that point at a row are a lookup (a nested collection's read) whether or not
+    an index serves the foreign key yet: db init makes one where none does (MySQL makes one
+    itself)."""
+    await run_sql(
+        legacy,
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY, name VARCHAR(20))",
+        "CREATE TABLE children (id INTEGER PRIMARY KEY, "
+        "parent_id INTEGER REFERENCES parents (id), note VARCHAR(20))",
+    )
+    try:
+        store = SQLStore(legacy, [])
+        try:
+            found = {item.table: item for item in await store.introspect(["children"])}
+        finally:
+            await store.close()
+        settings = found["children"].settings
+        assert settings is not None
+        assert settings["lookups"] == ["parent_id"]
+        [children] = parse_resources(
+            "[resources.children]\ntable = 'children'\nkey = 'id'\n"
+            "lookups = ['parent_id']\n[resources.children.fields]\n"
+            "id = { type = 'integer', minimum = -2147483648, maximum = 2147483647 }\n"
+            "parent_id = { type = 'integer', minimum = -2147483648, maximum = 2147483647, "
+            "nullable = true }\nnote = { type = 'string', max_length = 20, nullable = true }",
+            "children.toml",
+        )
+        store = SQLStore(legacy, [children])
+        try:
+            planned = [change.line for change in await store.init_schema(dry_run=True)]
+        finally:
+            await store.close()
+        indexed = any("create index" in line and "parent_id" in line for line in planned)
+        assert indexed is (store_kind != "mysql"), planned
+    finally:
+        await run_sql(legacy, "DROP TABLE IF EXISTS children", "DROP TABLE IF EXISTS parents")

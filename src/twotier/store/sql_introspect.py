@@ -261,8 +261,8 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
 def _lookups(
     inspector: Inspector, table: str, key: str, fields: dict[str, dict[str, Any]]
 ) -> list[str]:
-    """The fields that lead an index of the table, or hold a foreign key whose columns an
-    index leads with (rows by that value are read from the index)."""
+    """The fields that lead an index of the table, and those that hold a foreign key of one
+    column (the rows that point at one row: ``db init`` indexes them where no index does)."""
     leading = {
         str(index["column_names"][0])
         for index in inspector.get_indexes(table)
@@ -271,9 +271,13 @@ def _lookups(
     for unique in inspector.get_unique_constraints(table):
         if unique["column_names"]:
             leading.add(unique["column_names"][0])
+    for foreign in inspector.get_foreign_keys(table):
+        if len(foreign["constrained_columns"]) == 1:
+            leading.add(foreign["constrained_columns"][0])
     indexable = {
         name
         for name, spec in fields.items()
-        if spec["type"] != "string" or spec.get("max_length", 0) <= VARCHAR_MAX
+        if spec["type"] not in ("json", "binary")
+        and (spec["type"] != "string" or spec.get("max_length", 0) <= VARCHAR_MAX)
     }
     return [name for name in fields if name in leading and name != key and name in indexable]
