@@ -7,7 +7,8 @@ wall-clock reading moved to UTC."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -65,30 +66,30 @@ def declared(tmp_path: Path) -> str:
     return str(path)
 
 
-@pytest.fixture
-async def prices(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
+@asynccontextmanager
+async def _served(store_kind: str, tmp_path: Path, declared: str, name: str) -> AsyncIterator[Rows]:
+    """The rows of resource ``name`` in a store of ``store_kind``, its table made anew."""
     store: Any = open_store(database_url(store_kind, tmp_path), load_resources(declared))
     await store.init_schema()
     await store.drop_schema()
     await store.init_schema()
     try:
-        yield store.rows("prices")
+        yield store.rows(name)
     finally:
         await store.drop_schema()
         await store.close()
+
+
+@pytest.fixture
+async def prices(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
+    async with _served(store_kind, tmp_path, declared, "prices") as rows:
+        yield rows
 
 
 @pytest.fixture
 async def tokens(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
-    store: Any = open_store(database_url(store_kind, tmp_path), load_resources(declared))
-    await store.init_schema()
-    await store.drop_schema()
-    await store.init_schema()
-    try:
-        yield store.rows("tokens")
-    finally:
-        await store.drop_schema()
-        await store.close()
+    async with _served(store_kind, tmp_path, declared, "tokens") as rows:
+        yield rows
 
 
 def _row(
@@ -144,15 +145,11 @@ async def test_a_lookup_on_a_decimal_finds_its_rows(prices: Rows) -> None:
 
 
 async def test_a_bulk_load_keeps_every_digit(prices: Rows) -> None:
-    spec = prices.resource
-    lines = []
-    for number, (sku, written) in enumerate(WRITTEN.items(), start=1):
-        cells = (sku, *("" if value is None else value for value in written))
-        values = tuple(
-            spec.field(name).parse_text(cell)
-            for name, cell in zip(spec.columns, cells, strict=True)
-        )
-        lines.append((values, f"line {number}"))
+    cells = [
+        (sku, *("" if value is None else value for value in written))
+        for sku, written in WRITTEN.items()
+    ]
+    lines = _load_lines(prices, cells)
     assert await prices.bulk_load(lines, replace=False, keep=lambda: True) == len(WRITTEN)
     for sku, written in WRITTEN.items():
         record = await prices.get(sku)
@@ -175,23 +172,41 @@ TOKEN = "0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10"
 OWNER = "6f1c0a52-58e1-4b7e-8f0e-2a9c33d1c4b5"
 
 
+def _token(grade: str) -> dict[str, Any]:
+    """The row of TOKEN, with every kind of value, at ``grade``."""
+    return {"token": TOKEN, "owner": OWNER, "grade": grade, "doc": DOC, "data": BLOB}
+
+
+async def _holds(rows: Rows, values: dict[str, Any]) -> None:
+    record = await rows.get(values[rows.resource.key])
+    assert record is not None
+    assert record.values == values
+
+
+def _load_lines(rows: Rows, cells: Sequence[tuple[str, ...]]) -> list[tuple[tuple[Any, ...], str]]:
+    """CSV cells as a bulk load takes them: each parsed by its field, with its line."""
+    spec = rows.resource
+    return [
+        (
+            tuple(
+                spec.field(name).parse_text(cell)
+                for name, cell in zip(spec.columns, row, strict=True)
+            ),
+            f"line {number}",
+        )
+        for number, row in enumerate(cells, start=1)
+    ]
+
+
 async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
     await _create(
         tokens,
         [
-            {"token": TOKEN, "owner": OWNER, "grade": "PG-13", "doc": DOC, "data": BLOB},
+            _token("PG-13"),
             {"token": OWNER, "owner": None, "grade": "G", "doc": ["a", "list"], "data": b""},
         ],
     )
-    record = await tokens.get(TOKEN)
-    assert record is not None
-    assert record.values == {
-        "token": TOKEN,
-        "owner": OWNER,
-        "grade": "PG-13",
-        "doc": DOC,
-        "data": BLOB,
-    }
+    await _holds(tokens, _token("PG-13"))
     other = await tokens.get(OWNER)
     assert other is not None
     assert other.values["doc"] == ["a", "list"]
@@ -207,7 +222,6 @@ async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:
 
 
 async def test_a_bulk_load_takes_uuids_enumerations_and_documents(tokens: Rows) -> None:
-    spec = tokens.resource
     cells = [
         (
             TOKEN.upper(),
@@ -218,26 +232,9 @@ async def test_a_bulk_load_takes_uuids_enumerations_and_documents(tokens: Rows) 
         ),
         (OWNER, "", "G", "", ""),
     ]
-    lines = [
-        (
-            tuple(
-                spec.field(name).parse_text(cell)
-                for name, cell in zip(spec.columns, row, strict=True)
-            ),
-            f"line {number}",
-        )
-        for number, row in enumerate(cells, start=1)
-    ]
+    lines = _load_lines(tokens, cells)
     assert await tokens.bulk_load(lines, replace=False, keep=lambda: True) == 2
-    record = await tokens.get(TOKEN)
-    assert record is not None
-    assert record.values == {
-        "token": TOKEN,
-        "owner": OWNER,
-        "grade": "NC-17",
-        "doc": DOC,
-        "data": BLOB,
-    }
+    await _holds(tokens, _token("NC-17"))
     other = await tokens.get(OWNER)
     assert other is not None
     assert other.values == {"token": OWNER, "owner": None, "grade": "G", "doc": None, "data": None}
@@ -253,6 +250,10 @@ def test_an_enumeration_is_checked_by_the_database_too(tmp_path: Path, declared:
         pass  # the schema is made
     with sqlite3.connect(path) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute(f"INSERT INTO uuid_tokens (token, grade) VALUES ('{TOKEN}', 'R')")
+
+
+def _patch(client: TestClient, path: str, body: dict[str, Any]) -> Any:
+    return client.patch(path, json=body, headers={"content-type": "application/merge-patch+json"})
 
 
 def test_over_http_decimals_are_strings_and_a_double_is_refused(
@@ -289,9 +290,7 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
             ({"day": "2026-02-30"}, "must be a real date"),
             ({"day": "26-02-03"}, "must be a date, years 1000 to 9999"),
         ):
-            refused = client.patch(
-                "/prices/p", json=body, headers={"content-type": "application/merge-patch+json"}
-            )
+            refused = _patch(client, "/prices/p", body)
             assert refused.status_code == 422, refused.text
             assert says in refused.text
         assert client.get("/prices/p").json()["amount"] == "0.10"  # nothing was written
@@ -302,11 +301,7 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         [answer] = [s for name, s in schema.items() if name == "Price"]
         assert answer["properties"]["amount"]["type"] == "string"
         assert answer["properties"]["amount"]["format"] == "decimal"
-        day = client.patch(
-            "/prices/p",
-            json={"day": "2026-12-07"},
-            headers={"content-type": "application/merge-patch+json"},
-        )
+        day = _patch(client, "/prices/p", {"day": "2026-12-07"})
         assert day.json()["day"] == "2026-12-07"
         # A UUID in any case names one row: its canonical text, lower case.
         made = client.post("/tokens", json={"token": TOKEN.upper(), "owner": OWNER})
@@ -317,21 +312,13 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         assert client.get("/tokens/not-a-uuid").status_code == 422
         assert client.get("/tokens", params={"owner": OWNER.upper()}).json()["items"] == [mine]
         # An enumeration takes its listed values only, and says which.
-        refused = client.patch(
-            f"/tokens/{TOKEN}",
-            json={"grade": "R"},
-            headers={"content-type": "application/merge-patch+json"},
-        )
+        refused = _patch(client, f"/tokens/{TOKEN}", {"grade": "R"})
         assert refused.status_code == 422
         assert "'G', 'PG-13' or 'NC-17'" in refused.text
         grade = schema["Token"]["properties"]["grade"]
         assert grade["enum"] == ["G", "PG-13", "NC-17"]
         # A JSON document, as sent (member order aside); no NUL in its text.
-        documented = client.patch(
-            f"/tokens/{TOKEN}",
-            json={"doc": DOC},
-            headers={"content-type": "application/merge-patch+json"},
-        )
+        documented = _patch(client, f"/tokens/{TOKEN}", {"doc": DOC})
         assert documented.status_code == 200, documented.text
         assert client.get(f"/tokens/{TOKEN}").json()["doc"] == DOC
         nul = client.put(f"/tokens/{TOKEN}", json=mine | {"doc": {"a": "x\u0000y"}})
@@ -339,19 +326,11 @@ def test_over_http_decimals_are_strings_and_a_double_is_refused(
         assert "NUL" in nul.text
         # Bytes as base64, both ways; anything else, or too many, refused.
         sent = base64.b64encode(BLOB).decode()
-        stored = client.patch(
-            f"/tokens/{TOKEN}",
-            json={"data": sent},
-            headers={"content-type": "application/merge-patch+json"},
-        )
+        stored = _patch(client, f"/tokens/{TOKEN}", {"data": sent})
         assert stored.status_code == 200, stored.text
         assert client.get(f"/tokens/{TOKEN}").json()["data"] == sent
         for wrong, says in (("not base64!", "must be base64"), ("A" * 404, "at most 300 bytes")):
-            refused = client.patch(
-                f"/tokens/{TOKEN}",
-                json={"data": wrong},
-                headers={"content-type": "application/merge-patch+json"},
-            )
+            refused = _patch(client, f"/tokens/{TOKEN}", {"data": wrong})
             assert refused.status_code == 422
             assert says in refused.text
         assert schema["Token"]["properties"]["data"]["anyOf"][0]["contentEncoding"] == "base64"

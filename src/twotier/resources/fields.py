@@ -116,26 +116,32 @@ _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 def rfc3339(value: object) -> datetime:
     """An RFC 3339 date-time with its offset, as an aware UTC datetime."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        if not _TIMESTAMP.match(value):
-            raise ValueError(
-                "must be an RFC 3339 date-time with its offset, years 1001 to 9998, "
-                "e.g. 2026-11-24T17:58:12Z"
-            )
-        try:
-            # Python takes at most microseconds: finer digits are cut, not refused.
-            moment = datetime.fromisoformat(_to_microseconds(value))
-        except ValueError:
-            raise ValueError("must be a real date and time, e.g. 2026-11-24T17:58:12Z") from None
-    else:
-        raise ValueError("must be an RFC 3339 date-time string")
+    moment = _date_time(
+        value,
+        _TIMESTAMP,
+        "an RFC 3339 date-time with its offset, years 1001 to 9998",
+        "2026-11-24T17:58:12Z",
+    )
     if moment.tzinfo is None:
         raise ValueError("must carry its offset from UTC (Z or +hh:mm)")
     if not 1001 <= moment.year <= 9998:
         raise ValueError("must be in the years 1001 to 9998")
     return moment.astimezone(UTC)
+
+
+def _date_time(value: object, shape: re.Pattern[str], what: str, example: str) -> datetime:
+    """``value`` (a datetime, or text of ``shape``) as a datetime, to the microsecond (finer
+    digits are cut, not refused: Python keeps no more); ValueError saying what it must be."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a date-time string, e.g. {example}")
+    if not shape.match(value):
+        raise ValueError(f"must be {what}, e.g. {example}")
+    try:
+        return datetime.fromisoformat(_to_microseconds(value))
+    except ValueError:
+        raise ValueError(f"must be a real date and time, e.g. {example.split()[0]}") from None
 
 
 def _to_microseconds(text: str) -> str:
@@ -761,20 +767,12 @@ _DATE = re.compile(DATE_PATTERN)
 def local_datetime(value: object) -> datetime:
     """A date-time without an offset (``2026-11-24T17:58:12``), as a naive datetime: a
     wall-clock reading, which names no instant until someone says where."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        if not _LOCAL_DATETIME.match(value):
-            raise ValueError(
-                "must be a date and time without an offset, years 1000 to 9999, "
-                "e.g. 2026-11-24T17:58:12 (this field keeps no time zone)"
-            )
-        try:
-            moment = datetime.fromisoformat(_to_microseconds(value))
-        except ValueError:
-            raise ValueError("must be a real date and time, e.g. 2026-11-24T17:58:12") from None
-    else:
-        raise ValueError("must be a date-time string, e.g. 2026-11-24T17:58:12")
+    moment = _date_time(
+        value,
+        _LOCAL_DATETIME,
+        "a date and time without an offset, years 1000 to 9999",
+        "2026-11-24T17:58:12 (this field keeps no time zone)",
+    )
     if moment.tzinfo is not None:
         raise ValueError("must carry no offset: this field keeps no time zone")
     return moment
