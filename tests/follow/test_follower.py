@@ -13,7 +13,7 @@ import json
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -139,16 +139,24 @@ class Database:
         "sqlite-memory",
     ]
 )
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param.startswith("sqlite"):
-        return Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3", cache="memory")
+        yield Database("sqlite", f"sqlite:///{tmp_path}/followed.sqlite3", cache="memory")
+        return
     require("redis")
     if request.param.startswith("postgres"):
         postgres: OwnPostgres = request.getfixturevalue("postgres")
         cache = request.param.rsplit("-", 1)[1]  # the lease and position on a cluster too
-        return Database("postgres", postgres.url, postgres.port, cache)
+        followed = Database("postgres", postgres.url, postgres.port, cache)
+        yield followed
+        # Each test's namespace has a slot of its own: the module's server has eight.
+        followed.sql(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE slot_name = '{slot_name(followed.namespace)}' AND NOT active"
+        )
+        return
     mariadb: OwnMariaDB = request.getfixturevalue("binlog_mariadb")
-    return Database("mariadb", mariadb.url, mariadb.port)
+    yield Database("mariadb", mariadb.url, mariadb.port)
 
 
 @pytest.fixture
