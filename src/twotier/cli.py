@@ -419,11 +419,12 @@ def db_detach(
 
 
 def _print_statements(changes: list[SchemaChange]) -> None:
-    """Each change as a comment line, then its statements, each ending with ``;``."""
+    """On stdout, as a script to read or keep (``> plan.sql``): each change as a comment
+    line, then its statements, each ending with ``;``."""
     for change in changes:
-        console.print(Text(f"-- {change.line}"))
+        sys.stdout.write(f"-- {change.line}\n")
         for statement in change.statements:
-            console.print(Text(f"{statement};"), soft_wrap=True)
+            sys.stdout.write(f"{statement};\n")
 
 
 @db_app.command("introspect")

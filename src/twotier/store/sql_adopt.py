@@ -143,6 +143,7 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
             plan.changes.append(creating(conn, table, line))
         else:
             _plan_adoption(conn, inspector, rules, resource, table, found, plan)
+    planned_once: set[str] = set()
     sqlite = conn.dialect.name == "sqlite"  # no change log of its own: triggers keep one
     if sqlite and declared:
         for line, statements, made in changes_table_sql(conn):
@@ -157,7 +158,10 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
             planned += change_log_sql(conn, rules, table, resource.columns, shown, binary)
         for line, statements, made in planned:
             check = _verifier(table, resource, rules)
-            plan.changes.append(Change(line, tuple(statements), tuple(made), check))
+            # PostgreSQL's trigger function, made (or replaced) once, by the first trigger.
+            once = tuple(s for s in statements if s not in planned_once)
+            planned_once.update(s for s in statements if s.startswith("CREATE OR REPLACE"))
+            plan.changes.append(Change(line, once, tuple(made), check))
     return plan
 
 
