@@ -115,6 +115,33 @@ class Database:
                 self.sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
                 time.sleep(0.1)
 
+    def drop_slot(self) -> None:
+        """PostgreSQL: this namespace's slot, dropped once no stream holds it (a stream
+        that just ended may hold it a few seconds): each test's namespace has a slot of its
+        own, and the module's server has eight."""
+        import psycopg2
+
+        deadline = time.monotonic() + PATIENCE
+        with contextlib.closing(
+            psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        ) as conn:
+            conn.autocommit = True
+            while time.monotonic() < deadline:
+                with conn.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                        (slot_name(self.namespace),),
+                    )
+                    found = cursor.fetchone()
+                    if found is None:
+                        return
+                    if not found[0]:
+                        cursor.execute(
+                            "SELECT pg_drop_replication_slot(%s)", (slot_name(self.namespace),)
+                        )
+                        return
+                time.sleep(0.1)
+
     def _query(self, statement: str, *args: object) -> list[tuple[object, ...]]:
         mysql = pymysql.connect(
             host="127.0.0.1",
@@ -149,11 +176,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         cache = request.param.rsplit("-", 1)[1]  # the lease and position on a cluster too
         followed = Database("postgres", postgres.url, postgres.port, cache)
         yield followed
-        # Each test's namespace has a slot of its own: the module's server has eight.
-        followed.sql(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            f"WHERE slot_name = '{slot_name(followed.namespace)}' AND NOT active"
-        )
+        followed.drop_slot()
         return
     mariadb: OwnMariaDB = request.getfixturevalue("binlog_mariadb")
     yield Database("mariadb", mariadb.url, mariadb.port)
