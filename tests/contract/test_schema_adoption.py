@@ -634,3 +634,32 @@ async def test_a_foreign_key_is_introspected_as_a_lookup_and_indexed(
         assert indexed is (store_kind != "mysql"), planned
     finally:
         await run_sql(legacy, "DROP TABLE IF EXISTS children", "DROP TABLE IF EXISTS parents")
+
+
+async def test_plain_column_defaults_are_introspected_as_field_defaults(legacy: str) -> None:
+    """A new row that leaves a field out gets from twotier what the database would give it;
+    an expression (a clock, a sequence) is no value to copy."""
+    await run_sql(
+        legacy,
+        "CREATE TABLE shelves (code VARCHAR(5) PRIMARY KEY, "
+        "label VARCHAR(10) NOT NULL DEFAULT 'it''s new', "
+        "slots INTEGER NOT NULL DEFAULT 12, "
+        "price NUMERIC(6, 2) NOT NULL DEFAULT 1.50, "
+        "ratio DOUBLE PRECISION NOT NULL DEFAULT -0.5, "
+        "made TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP)",
+    )
+    try:
+        store = SQLStore(legacy, [])
+        try:
+            [shelves] = await store.introspect(["shelves"])
+        finally:
+            await store.close()
+        assert shelves.settings is not None
+        fields = shelves.settings["fields"]
+        assert fields["label"]["default"] == "it's new"
+        assert fields["slots"]["default"] == 12
+        assert fields["price"]["default"] == "1.50"
+        assert fields["ratio"]["default"] == -0.5
+        assert "default" not in fields["made"]
+    finally:
+        await run_sql(legacy, "DROP TABLE IF EXISTS shelves")

@@ -14,9 +14,13 @@ changed in the database.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -41,6 +45,7 @@ from twotier.errors import StoreRefused
 from twotier.resources.fields import (
     DECIMAL_DIGITS,
     INT64,
+    MISSING,
     VARCHAR_MAX,
     BinaryField,
     BooleanField,
@@ -141,6 +146,8 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
             continue
         if is_key:
             settings["key"] = column_name
+        else:
+            spec = _with_column_default(spec, column)
         fields[column_name] = _declared(spec)
     if not fields:
         return Introspected(name, None, "no column besides its key that twotier can serve")
@@ -238,6 +245,46 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
     return spec
 
 
+#: A column default that is a plain value, as catalogues spell one: a quoted text (its
+#: quotes doubled inside; PostgreSQL adds a cast), a number, or true/false.
+_QUOTED = re.compile(r"'((?:[^']|'')*)'(?:::[\w\s\"]+)?")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def _with_column_default(spec: FieldSpec, column: ReflectedColumn) -> FieldSpec:
+    """``spec`` with the column's default where it is a plain value the field takes (so a
+    new row that leaves the field out gets from twotier what the database would give); an
+    expression (``now()``, a sequence) is not one."""
+    text = column.get("default")
+    if text is None:
+        return spec
+    text = str(text).strip()
+    while text.startswith("(") and text.endswith(")"):  # SQLite keeps its parentheses
+        text = text[1:-1].strip()
+    quoted = _QUOTED.fullmatch(text)
+    value: Any
+    if quoted is not None:
+        value = quoted.group(1).replace("''", "'")
+    elif _NUMBER.fullmatch(text):
+        value = text
+    elif text.lower() in ("true", "false"):
+        value = text.lower() == "true"
+    else:
+        return spec
+    if isinstance(spec, IntegerField | NumberField | BooleanField) and isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            return spec
+        number = float(value) if "." in value else int(value)
+        value = bool(number) if isinstance(spec, BooleanField) else number
+    if isinstance(spec, TimestampField | JsonField | BinaryField):
+        return spec  # a zone-less text names no instant; a document or bytes is no text
+    try:
+        checked = TypeAdapter(spec.value_type()).validate_python(value)
+    except ValidationError:
+        return spec
+    return dataclasses.replace(spec, default=checked)
+
+
 def _declared(spec: FieldSpec) -> dict[str, Any]:
     """A field's settings as a declaration writes them."""
     declared: dict[str, Any] = {"type": spec.type_name}
@@ -255,6 +302,9 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
         declared["precision"] = spec.precision
     if spec.nullable:
         declared["nullable"] = True
+    if spec.default is not MISSING:
+        default = spec.default
+        declared["default"] = str(default) if isinstance(default, Decimal) else default
     return declared
 
 
