@@ -592,3 +592,37 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
             assert json.loads(stored.to_json()) == expected  # and as the database has it
         finally:
             await running.stop()
+
+
+async def test_a_follower_restarted_after_unfollowed_writes_resumes(
+    service: Service, database: Database
+) -> None:
+    """WAL that carries nothing followed (another table's writes) moves the slot on while
+    the follower is caught up: psycopg2 confirms the keepalives' WAL end by itself. The
+    position the follower saves moves with it, so a restart resumes instead of emptying
+    the cache as if its position were lost."""
+    if database.kind != "postgres":
+        pytest.skip("PostgreSQL's slot only")
+    heroes = service.resource("heroes")
+    first = Running(service, database)
+    await first.following()
+    made = await heroes.create(hero("Quiet", xp=1))
+    database.sql("CREATE TABLE IF NOT EXISTS unfollowed (n integer)")
+    for _ in range(5):
+        database.sql("INSERT INTO unfollowed SELECT generate_series(1, 1000)")
+    await asyncio.sleep(3)  # keepalives, and the feedback psycopg2 sends on them
+    await first.stop()
+    resets = FOLLOW_RESETS._value.get()
+    second = Running(service, database)
+    try:
+        await second.following()
+        database.sql("UPDATE superheroes SET name = 'Loud' WHERE id = ?", made["id"])
+
+        async def updated() -> bool:
+            return b'"Loud"' in ((await read(service, made["id"]))[0] or b"")
+
+        await eventually(updated, "the resumed follower applies the next change")
+        assert FOLLOW_RESETS._value.get() == resets  # resumed, not emptied
+    finally:
+        await second.stop()
+        database.sql("DROP TABLE IF EXISTS unfollowed")

@@ -273,6 +273,12 @@ class PgLogicalChangeLog:
                 now = time.monotonic()
                 if message is None:
                     if now - heard >= _HEARTBEAT:
+                        # Caught up, between transactions: the WAL sent since carried
+                        # nothing followed, and psycopg2 confirms its end to the server on
+                        # its own (keepalives), so the position saved moves there too; else
+                        # a restart would find the slot past it and take it for lost.
+                        if not decoder.in_transaction:
+                            after = max(after, cursor.wal_end)
                         hand_over(Batch((), _lsn_text(after)))
                         heard = now
                     select.select([cursor], [], [], _WAKE)
@@ -305,6 +311,8 @@ class _Decoder:
         self._relations: dict[int, tuple[str, list[str]]] = {}
         self._changes: list[Change] = []
         self.truncated: set[str] = set()
+        #: A transaction's Begin came, its Commit not yet.
+        self.in_transaction = False
 
     def feed(self, message: bytes) -> tuple[int, list[Change], float] | None:
         """Take one message; at a commit, the transaction: (end LSN, changes, commit time)."""
@@ -313,6 +321,7 @@ class _Decoder:
             self._relation(body)
         elif kind == b"B":
             self._changes = []
+            self.in_transaction = True
         elif kind in (b"I", b"U", b"D"):
             self._row(kind, body)
         elif kind == b"T":
@@ -323,6 +332,7 @@ class _Decoder:
                 if relation is not None and relation[0] in self._tables:
                     self.truncated.add(relation[0])
         elif kind == b"C":
+            self.in_transaction = False
             _flags, _commit, end, stamp = struct.unpack_from("!bQQq", body, 0)
             changes, self._changes = self._changes, []
             return end, changes, stamp / 1_000_000 + _EPOCH_2000
