@@ -271,10 +271,11 @@ class Settings(BaseSettings):
     def _follower_user_with_its_password(self) -> Settings:
         if (self.follower_user is None) != (self.follower_password is None):
             raise ValueError("TWOTIER_FOLLOWER_USER and TWOTIER_FOLLOWER_PASSWORD go together")
-        if self.follower_user is not None:
-            from twotier.store.sql_follower import check_user_name
+        from twotier.store.sql_follower import check_host, check_user_name
 
+        if self.follower_user is not None:
             check_user_name(self.follower_user)
+        check_host(self.follower_host)
         if (self.follower_user or self.follower_secret_arn) and self.database_url.startswith(
             ("sqlite", "dynamodb")
         ):

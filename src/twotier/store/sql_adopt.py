@@ -80,7 +80,12 @@ from twotier.resources.fields import (
 from twotier.store.base import SchemaChange
 from twotier.store.sql_names import NameRules
 from twotier.store.sql_schema import VERSION, Made, field_index_name, made
-from twotier.store.sql_triggers import change_log_sql, changes_table_sql, version_trigger_sql
+from twotier.store.sql_triggers import (
+    change_log_sql,
+    changes_table_sql,
+    pg_function_sql,
+    version_trigger_sql,
+)
 
 log = logging.getLogger("twotier.schema")
 
@@ -143,11 +148,11 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
             plan.changes.append(creating(conn, table, line))
         else:
             _plan_adoption(conn, inspector, rules, resource, table, found, plan)
-    planned_once: set[str] = set()
     sqlite = conn.dialect.name == "sqlite"  # no change log of its own: triggers keep one
     if sqlite and declared:
         for line, statements, made in changes_table_sql(conn):
             plan.changes.append(Change(line, tuple(statements), tuple(made)))
+    function_planned = False
     for resource, table in declared:
         shown = stored[table.name] or table.name
         planned = version_trigger_sql(conn, rules, table, resource.key, shown)
@@ -156,12 +161,12 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
                 name for name in resource.columns if isinstance(resource.field(name), BinaryField)
             )
             planned += change_log_sql(conn, rules, table, resource.columns, shown, binary)
+        if planned and conn.dialect.name == "postgresql" and not function_planned:
+            planned.insert(0, pg_function_sql())  # what the triggers call, once
+            function_planned = True
         for line, statements, made in planned:
             check = _verifier(table, resource, rules)
-            # PostgreSQL's trigger function, made (or replaced) once, by the first trigger.
-            once = tuple(s for s in statements if s not in planned_once)
-            planned_once.update(s for s in statements if s.startswith("CREATE OR REPLACE"))
-            plan.changes.append(Change(line, once, tuple(made), check))
+            plan.changes.append(Change(line, tuple(statements), tuple(made), check))
     return plan
 
 
@@ -491,8 +496,12 @@ def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None
     return None
 
 
+def _another_type(spec: FieldSpec) -> str:
+    return f"the declaration says {spec.type_name}: change the field's type to match the column"
+
+
 def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | None:
-    other = f"the declaration says {spec.type_name}: change the field's type to match the column"
+    other = _another_type(spec)
     if isinstance(spec, StringField):
         if type(found).__name__ == "SET":
             return "it holds sets of its listed values, which twotier cannot serve yet"
@@ -581,7 +590,7 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
             if zoned
             else "an instant with its time zone: declare a timestamp"
         )
-    if not zoned and type(found).__name__ == "TIMESTAMP" and dialect != "postgresql":
+    if not zoned and keeps_instants(found, dialect):
         return "MySQL's TIMESTAMP holds instants: declare a timestamp"
     digits = fraction_digits(found, dialect)
     if digits < spec.precision:
@@ -606,7 +615,7 @@ def _enum_unfit(spec: StringField, found: Enum, dialect: str) -> str | None:
 
 def _binary_unfit(spec: BinaryField, found: TypeEngine[Any]) -> str | None:
     if not isinstance(found, LargeBinary | BINARY | VARBINARY):
-        return f"the declaration says {spec.type_name}: change the field's type to match the column"
+        return _another_type(spec)
     if type(found).__name__ == "BINARY":
         return (
             "a BINARY pads its values with zero bytes, so bytes read back could differ from "
@@ -629,9 +638,8 @@ def binary_capacity(found: TypeEngine[Any]) -> int | None:
 
 
 def _decimal_unfit(spec: DecimalField, found: TypeEngine[Any], dialect: str) -> str | None:
-    other = f"the declaration says {spec.type_name}: change the field's type to match the column"
     if not isinstance(found, Numeric):
-        return other
+        return _another_type(spec)
     if dialect == "sqlite":
         return None  # a NUMERIC there is a double (or an integer): its precision, see above
     precision, scale = found.precision, found.scale
@@ -656,6 +664,14 @@ def sqlite_decimal_problems(resource: Resource, where: str) -> list[str]:
         for spec in resource.fields
         if isinstance(spec, DecimalField) and spec.precision > SQLITE_DECIMAL_DIGITS
     ]
+
+
+def keeps_instants(found: DateTime, dialect: str) -> bool:
+    """Does the date-time column keep instants (PostgreSQL's WITH TIME ZONE, MySQL's
+    TIMESTAMP), or wall-clock readings (WITHOUT TIME ZONE, DATETIME)?"""
+    if dialect == "postgresql":
+        return bool(found.timezone)
+    return type(found).__name__ == "TIMESTAMP"
 
 
 def fraction_digits(found: TypeEngine[Any], dialect: str) -> int:

@@ -24,7 +24,6 @@ is kept and named too.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,15 +33,11 @@ from twotier.errors import StoreRefused
 from twotier.store.base import Detachment, SchemaChange
 from twotier.store.sql_follower import PUBLICATION
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, access_metadata, made
-from twotier.store.sql_triggers import CHANGES_TABLE, PG_FUNCTION, PROGRESS_TABLE
+from twotier.store.sql_schema import VERSION, made
+from twotier.store.sql_triggers import OWN_TABLES, PG_FUNCTION, TRIGGER_NAME
 
-#: The triggers ``sql_triggers`` names: twotier's whatever the ledger says.
-_TRIGGER = re.compile(r"twotier_.+_(version_ins|version_upd|log_ins|log_upd|log_del)")
 #: The PostgreSQL follower's slots (``follow.pg_logical.slot_name``).
 _SLOT = "^twotier_[0-9a-f]{16}$"
-#: twotier's own tables, dropped by name.
-_OWN = (*(table.name for table in access_metadata.sorted_tables), CHANGES_TABLE, PROGRESS_TABLE)
 
 
 @dataclass
@@ -113,7 +108,7 @@ def plan_detach(conn: Connection) -> Detachment:
     created = {table for table, _, _ in ledger.of("table")}
     added = {(table, name) for table, name, _ in ledger.of("column")}
     for table in tables:
-        if table in _OWN:
+        if table in OWN_TABLES:
             continue
         columns = [column["name"] for column in inspector.get_columns(table)]
         version = rules.column(VERSION, columns)
@@ -137,7 +132,7 @@ def plan_detach(conn: Connection) -> Detachment:
     indexes = {
         table: {str(index["name"]) for index in inspector.get_indexes(table)}
         for table in tables
-        if table not in _OWN
+        if table not in OWN_TABLES
     }
     for table, name, _ in ledger.of("index"):
         if table in created or name not in indexes.get(table, ()):
@@ -146,7 +141,7 @@ def plan_detach(conn: Connection) -> Detachment:
         remove(f"{table}: drop index {name}", f"DROP INDEX {quote(name)}{on}")
     for table in sorted(created):
         kept.append(f"{table} kept: twotier created it for a resource; its rows are yours")
-    for table in _OWN:
+    for table in OWN_TABLES:
         if table in tables:
             remove(f"drop table {table} (twotier's own)", f"DROP TABLE {quote(table)}")
     for _, name, _ in ledger.of("user"):
@@ -185,7 +180,7 @@ def _triggers(conn: Connection) -> list[tuple[str, str]]:
     return [
         (str(trigger), str(table))
         for trigger, table in conn.execute(text(query)).all()
-        if _TRIGGER.fullmatch(str(trigger))
+        if TRIGGER_NAME.fullmatch(str(trigger))
     ]
 
 

@@ -61,9 +61,7 @@ async def grant_follower(
 
 
 async def _mysql(conn: AsyncConnection, database: str | None, user: FollowerUser) -> list[str]:
-    host = mysql_host(user.host)
-    if not _HOST.fullmatch(host):
-        raise ValueError(f"the follower's host {user.host!r} is no host, address or network")
+    host = mysql_host(user.host)  # checked with the settings (check_host)
     account = {"user": user.name, "host": host}
     secret = account | {"password": user.password}
     quote = conn.dialect.identifier_preparer.quote
@@ -96,6 +94,17 @@ async def _record(conn: AsyncConnection, thing: Made, was: str = "") -> None:
     has, once ``db init`` ran with this version)."""
     if await conn.run_sync(lambda sync: inspect(sync).has_table(made.name)):
         await conn.run_sync(record, [thing], was)
+
+
+def check_host(host: str) -> str:
+    """A follower's host as MySQL names hosts (a name, an address, a network, % wildcards):
+    ``db detach`` writes it into its DROP USER as it stands."""
+    if not _HOST.fullmatch(mysql_host(host)):
+        raise ValueError(
+            f"the follower's host {host!r} must be a host name, an address or a network "
+            "(letters, digits and . % _ : / -)"
+        )
+    return host
 
 
 def mysql_host(host: str) -> str:

@@ -46,7 +46,6 @@ from twotier.resources.fields import (
     DECIMAL_DIGITS,
     INT64,
     MISSING,
-    VARCHAR_MAX,
     BinaryField,
     BooleanField,
     DateField,
@@ -68,14 +67,13 @@ from twotier.store.sql_adopt import (
     fills_itself,
     fraction_digits,
     generated,
+    keeps_instants,
     type_unfit,
 )
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, access_metadata
-from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE, version_trigger_sql
+from twotier.store.sql_schema import VERSION
+from twotier.store.sql_triggers import OWN_TABLES, version_trigger_sql
 
-#: twotier's own tables, never offered as resources.
-_OWN_TABLES = frozenset({*access_metadata.tables, CHANGES_TABLE, PROGRESS_TABLE})
 #: The longest text a string field holds (a column without a length: TEXT).
 _TEXT_MAX = 1_000_000
 
@@ -85,7 +83,7 @@ def introspect(conn: Connection, tables: Sequence[str] | None) -> list[Introspec
     its catalogue's order."""
     rules = NameRules.of(conn)
     inspector = inspect(conn)
-    present = [name for name in inspector.get_table_names() if name not in _OWN_TABLES]
+    present = [name for name in inspector.get_table_names() if name not in OWN_TABLES]
     if tables is None:
         chosen = present
     else:
@@ -120,6 +118,7 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
             "one by that name",
         )
     fields: dict[str, dict[str, Any]] = {}
+    specs: dict[str, FieldSpec] = {}
     left_out: list[str] = []
     for column in columns:
         column_name = column["name"]
@@ -148,10 +147,11 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
             settings["key"] = column_name
         else:
             spec = _with_column_default(spec, column)
+        specs[column_name] = spec
         fields[column_name] = _declared(spec)
     if not fields:
         return Introspected(name, None, "no column besides its key that twotier can serve")
-    lookups = _lookups(inspector, name, key, fields)
+    lookups = _lookups(inspector, name, key, specs)
     if lookups:
         settings["lookups"] = lookups
     settings["fields"] = fields
@@ -216,10 +216,7 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         # An instant where the column keeps one (PostgreSQL's WITH TIME ZONE, MySQL's
         # TIMESTAMP); else a wall-clock reading, answered as stored.
         digits = min(fraction_digits(found, dialect), 6)
-        zoned = (
-            bool(found.timezone) if dialect == "postgresql" else type(found).__name__ == "TIMESTAMP"
-        )
-        kind = TimestampField if zoned else LocalDateTimeField
+        kind = TimestampField if keeps_instants(found, dialect) else LocalDateTimeField
         spec = kind(name, nullable=nullable, precision=digits)
     elif isinstance(found, Date):
         spec = DateField(name, nullable=nullable)
@@ -308,9 +305,7 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
     return declared
 
 
-def _lookups(
-    inspector: Inspector, table: str, key: str, fields: dict[str, dict[str, Any]]
-) -> list[str]:
+def _lookups(inspector: Inspector, table: str, key: str, fields: dict[str, FieldSpec]) -> list[str]:
     """The fields that lead an index of the table, and those that hold a foreign key of one
     column (the rows that point at one row: ``db init`` indexes them where no index does)."""
     leading = {
@@ -324,10 +319,5 @@ def _lookups(
     for foreign in inspector.get_foreign_keys(table):
         if len(foreign["constrained_columns"]) == 1:
             leading.add(foreign["constrained_columns"][0])
-    indexable = {
-        name
-        for name, spec in fields.items()
-        if spec["type"] not in ("json", "binary")
-        and (spec["type"] != "string" or spec.get("max_length", 0) <= VARCHAR_MAX)
-    }
+    indexable = {name for name, spec in fields.items() if spec.indexable}
     return [name for name in fields if name in leading and name != key and name in indexable]

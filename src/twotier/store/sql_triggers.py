@@ -24,10 +24,12 @@ costs a write little more than the row's own, and nothing while nothing changes.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Connection, Table, text
 
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, Made
+from twotier.store.sql_schema import VERSION, Made, access_metadata
 
 #: The PostgreSQL function every resource table's trigger calls (one per database).
 PG_FUNCTION = "twotier_row_version"
@@ -38,6 +40,16 @@ PROGRESS_TABLE = "twotier_follower_progress"
 #: SQLite's clock in microseconds since 1970 (julianday('now') is the statement's moment,
 #: to the millisecond, the same for every trigger the statement fires).
 _SQLITE_NOW_US = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+
+
+#: Every trigger this module names (``trigger_names``, ``change_log_sql``): twotier's.
+TRIGGER_NAME = re.compile(r"twotier_.+_(version_ins|version_upd|log_ins|log_upd|log_del)")
+#: twotier's own tables, never a resource's: dropped by name by ``db detach``.
+OWN_TABLES = (
+    *(table.name for table in access_metadata.sorted_tables),
+    CHANGES_TABLE,
+    PROGRESS_TABLE,
+)
 
 
 def trigger_names(table: Table) -> tuple[str, str]:
@@ -94,7 +106,16 @@ def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[P
     ).first()
     if present:
         return []
-    # One function for every table: it names the column, which every table has.
+    created = (
+        f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {name} "
+        f"FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
+    )
+    return [(f"{table}: create trigger {trigger}", [created], [("trigger", table, trigger)])]
+
+
+def pg_function_sql() -> Planned:
+    """PostgreSQL: the one function every table's version trigger calls (it names the
+    column, which every table has), made or replaced before the triggers that call it."""
     function = (
         f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
@@ -108,17 +129,7 @@ def _postgresql(conn: Connection, table: str, name: str, trigger: str) -> list[P
         "  RETURN NEW;\n"
         "END $$"
     )
-    created = (
-        f"CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {name} "
-        f"FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
-    )
-    return [
-        (
-            f"{table}: create trigger {trigger}",
-            [function, created],
-            [("function", "", PG_FUNCTION), ("trigger", table, trigger)],
-        )
-    ]
+    return f"create function {PG_FUNCTION}", [function], [("function", "", PG_FUNCTION)]
 
 
 def _missing(
