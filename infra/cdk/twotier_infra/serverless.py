@@ -71,7 +71,12 @@ class ServerlessStack(Stack):
             # One request at a time per function: a pool of one (FUNCTION_CONNECTIONS at
             # most, with its overflow and the driver's own).
             environment=data.database_environment()
-            | {"TWOTIER_DATABASE_POOL_SIZE": str(POOL_SIZE)},
+            | {
+                "TWOTIER_DATABASE_POOL_SIZE": str(POOL_SIZE),
+                # pydantic looks for plugins among every installed package's entry points
+                # when the first model is made: a cold start's cost for no plugin used.
+                "PYDANTIC_DISABLE_PLUGINS": "__all__",
+            },
         )
         for name, value in data.cache_environment(function).items():
             function.add_environment(name, value)

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import tomlkit
-
 from twotier.errors import ResourceError
 from twotier.resources.declaration import parse_resources
 
@@ -63,6 +61,8 @@ def checked(found: Sequence[Introspected]) -> list[Introspected]:
 
 
 def _refused(item: Introspected) -> str | None:
+    import tomlkit  # the writer's library: loaded by the commands that write, never to serve
+
     text = tomlkit.dumps({"resources": {item.resource: item.settings}})
     try:
         parse_resources(text, "introspected")
@@ -75,6 +75,8 @@ def declaration_text(found: Sequence[Introspected], source: str) -> str:
     """The declaration of every table served among ``found``, with comments for what is
     left out; checked by the declaration's own parser (ResourceError if it would not
     load: a bug, since each table's settings were checked as they were made)."""
+    import tomlkit
+
     document = tomlkit.document()
     document.add(tomlkit.comment(f"Written by `twotier db introspect` from {source}."))
     document.add(
@@ -100,6 +102,8 @@ def declaration_text(found: Sequence[Introspected], source: str) -> str:
 
 def _resource_table(item: Introspected) -> Any:
     assert item.settings is not None
+    import tomlkit
+
     settings = dict(item.settings)
     fields = settings.pop("fields")
     table = tomlkit.table()
@@ -115,6 +119,8 @@ def _resource_table(item: Introspected) -> Any:
 
 
 def _inline(values: dict[str, Any]) -> Any:
+    import tomlkit
+
     inline = tomlkit.inline_table()
     inline.update(values)
     return inline
