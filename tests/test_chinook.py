@@ -346,8 +346,8 @@ def test_a_load_into_a_table_others_point_at_keeps_their_rows(chinook: Chinook) 
     assert chinook.sql(f"SELECT count(*) FROM {n['Artist']}") == [(276,)]
 
 
-#: What introspection serves of Chinook (resource: table, key), on every database.
-INTROSPECTED = {
+#: What introspection serves of Chinook (resource: table, key's columns), on every database.
+INTROSPECTED: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "album": ("Album", "AlbumId"),
     "artist": ("Artist", "ArtistId"),
     "customer": ("Customer", "CustomerId"),
@@ -357,23 +357,23 @@ INTROSPECTED = {
     "invoice_line": ("InvoiceLine", "InvoiceLineId"),
     "media_type": ("MediaType", "MediaTypeId"),
     "playlist": ("Playlist", "PlaylistId"),
+    "playlist_track": ("PlaylistTrack", ("PlaylistId", "TrackId")),
     "track": ("Track", "TrackId"),
 }
 
 
 def test_introspected_and_served_as_written(chinook: Chinook) -> None:
     """`db introspect` writes a declaration of Chinook that `db init` adopts and the API
-    serves unchanged: every table with a one-column primary key, its rows as the
-    database's own SQL reads them, lookups from its indexes; the others left out, each with
-    its reason in the file."""
+    serves unchanged: every table, the join table by its two-column key, its rows as the
+    database's own SQL reads them, lookups from its indexes and foreign keys."""
     out = chinook.tmp_path / "api.toml"
     said = chinook.twotier("db", "introspect", "--out", str(out), resources=None)
     assert said.returncode == 0, said.stderr
     snake = chinook.kind == "postgres"
-    assert "10 of 11 tables declared" in said.stderr
+    assert "11 of 11 tables declared" in said.stderr
     written = out.read_text()
-    assert f"#   {'playlist_track' if snake else 'PlaylistTrack'}: " in written
-    assert "a primary key of several columns" in written
+    keyed = '["playlist_id", "track_id"]' if snake else '["PlaylistId", "TrackId"]'
+    assert f"key = {keyed}" in written
     # Invoice dates are date-times without a time zone: answered as stored, no offset.
     assert 'type = "local_datetime"' in written
     # Prices are exact decimals, as the columns are.
@@ -389,20 +389,24 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
     )
     with TestClient(create_app(settings)) as client:
         for resource, (table, key) in INTROSPECTED.items():
-            table, key = (_snake(table), _snake(key)) if snake else (table, key)
+            keys = (key,) if isinstance(key, str) else key
+            if snake:
+                table, keys = _snake(table), tuple(_snake(part) for part in keys)
+            order = ", ".join(f'"{part}"' if snake else part for part in keys)
             with chinook.engine.connect() as conn:
                 rows = (
                     conn.execute(
-                        text(f'SELECT * FROM "{table}" ORDER BY "{key}" LIMIT 5')
+                        text(f'SELECT * FROM "{table}" ORDER BY {order} LIMIT 5')
                         if snake
-                        else text(f"SELECT * FROM {table} ORDER BY {key} LIMIT 5")
+                        else text(f"SELECT * FROM {table} ORDER BY {order} LIMIT 5")
                     )
                     .mappings()
                     .all()
                 )
             assert rows, table
             for row in rows:
-                answer = client.get(f"/{resource}/{row[key]}")
+                named = ",".join(str(row[part]) for part in keys)
+                answer = client.get(f"/{resource}/{named}")
                 assert answer.status_code == 200, (resource, answer.text)
                 served = answer.json()
                 for column, value in row.items():
@@ -415,6 +419,17 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
             1,
             4,
         ]
+        # The join table's rows of one playlist, and of one track: a lookup on each part.
+        playlist_id, track_id = ("playlist_id", "track_id") if snake else ("PlaylistId", "TrackId")
+        with chinook.engine.connect() as conn:
+            quoted = '"playlist_track"' if snake else "PlaylistTrack"
+            on = f'"{track_id}"' if snake else track_id
+            expected = conn.execute(text(f"SELECT count(*) FROM {quoted} WHERE {on} = 1")).scalar()
+        by_track = client.get("/playlist_track", params={track_id: 1, "limit": 100})
+        assert by_track.status_code == 200, by_track.text
+        assert len(by_track.json()["items"]) == expected
+        by_playlist = client.get("/playlist_track", params={playlist_id: 1, "limit": 2})
+        assert [row[playlist_id] for row in by_playlist.json()["items"]] == [1, 1]
 
 
 def test_detached_as_it_was_found(chinook: Chinook) -> None:

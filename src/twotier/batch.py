@@ -95,6 +95,8 @@ class BatchRequest:
 @lru_cache(maxsize=64)
 def _values_of(resource: Resource, name: str) -> TypeAdapter[list[Any]]:
     """The checks of one field's values in SQLS (numbers may come as digit strings)."""
+    if name == resource.key and resource.composite:  # each key as its text: "3,1027"
+        return TypeAdapter(list[resource.key_type])  # type: ignore[name-defined]
     spec = resource.field(name)
     value: Any = spec.value_type()
     if isinstance(spec, IntegerField):

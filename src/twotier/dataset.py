@@ -43,7 +43,9 @@ class KeyNumbering:
 
 
 def numbering(resource: Resource) -> KeyNumbering:
-    key = resource.key_field
+    """How generated rows' keys are numbered: a composite key's first field (the others
+    drawn as any field's, the first making each row's key its own)."""
+    key = resource.field(resource.key_fields[0])
     if isinstance(key, IntegerField):
         low, _high = key.bounds
         return KeyNumbering("%d", max(low, 1) - 1)
@@ -62,7 +64,7 @@ def generate(
     for number in range(start, start + rows):
         row: dict[str, Any] = {}
         for spec in resource.fields:
-            if spec.name == resource.key:
+            if spec.name == resource.key_fields[0]:
                 row[spec.name] = keys.key(number)
             elif spec.nullable and rng.random() < 0.1:
                 row[spec.name] = None

@@ -177,12 +177,12 @@ class CacheKeys:
         return moved
 
 
-def page_json(records: Sequence[Record], limit: int, key: str) -> bytes:
+def page_json(records: Sequence[Record], limit: int) -> bytes:
     """A page of at most ``limit`` rows; ``records`` may hold one more, to tell if more exist."""
     page = records[:limit]
     more = len(records) > limit
     return to_json(
-        {"items": [r.values for r in page], "next_after": page[-1].values[key] if more else None}
+        {"items": [r.values for r in page], "next_after": page[-1].key if more else None}
     )
 
 
@@ -377,7 +377,7 @@ class ResourcePolicy:
 
             async def fill(wanted: Mapping[str, tuple[str, str, int]]) -> dict[str, Entry]:
                 records = await self.rows.find(_one_more(query))
-                body = page_json(records, query.limit, self.resource.key)
+                body = page_json(records, query.limit)
                 return await self._keep_filed(wanted, lambda _name: body, indexed=indexed)
 
             found = await self._filed([(name, generation_key)], fill)
@@ -385,7 +385,7 @@ class ResourcePolicy:
                 [body], missed = found
                 return _count(self._list, body, Outcome.MISS if missed else Outcome.HIT)
         records = await self.rows.find(_one_more(query))
-        body = page_json(records, query.limit, self.resource.key)
+        body = page_json(records, query.limit)
         return _count(self._list, body, Outcome.BYPASS)
 
     async def lookup(self, field: str, values: Sequence[Any], *, use_cache: bool = True) -> Served:

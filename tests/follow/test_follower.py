@@ -594,6 +594,59 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
             await running.stop()
 
 
+JOINED = """
+[resources.plays]
+table = "follow_plays"
+key = ["playlist_id", "track_id"]
+lookups = ["track_id"]
+[resources.plays.fields]
+playlist_id = { type = "integer", minimum = 1 }
+track_id = { type = "integer", minimum = 1 }
+place = { type = "integer", nullable = true }
+"""
+
+
+async def test_plain_writes_of_a_join_table_reach_the_cache(
+    database: Database, tmp_path: Path
+) -> None:
+    """A row keyed by two columns, changed and deleted by plain SQL: the follower names it
+    by both, and the lookup on the second part moves with it."""
+    declared = tmp_path / "joined.toml"
+    declared.write_text(JOINED)
+    settings = Settings(
+        database_url=database.url,
+        cache_url="memory://" if database.cache == "memory" else cache_url(database.cache),
+        cache_namespace=database.namespace,
+        resources=str(declared),
+    )
+    async with made_anew(build_service(settings)) as service:
+        plays = service.resource("plays")
+        running = Running(service, database)
+        await running.following()
+        try:
+            await plays.create({"playlist_id": 3, "track_id": 7, "place": 1})
+            await plays.create({"playlist_id": 4, "track_id": 7, "place": 2})
+            assert (await plays.read("3,7")).outcome is Outcome.HIT
+            assert len(json.loads((await plays.lookup("track_id", [7])).body or b"[]")) == 2
+            database.sql("UPDATE follow_plays SET place = 9 WHERE playlist_id = 3 AND track_id = 7")
+            database.sql("DELETE FROM follow_plays WHERE playlist_id = 4 AND track_id = 7")
+
+            async def applied() -> bool:
+                served = await plays.read("3,7")
+                gone = await plays.read("4,7")
+                return (
+                    served.outcome is Outcome.HIT
+                    and json.loads(served.body or b"{}")["place"] == 9
+                    and gone.body is None
+                )
+
+            await eventually(applied, "the plain UPDATE and DELETE reach the cache")
+            by_track = json.loads((await plays.lookup("track_id", [7])).body or b"[]")
+            assert [row["playlist_id"] for row in by_track] == [3]
+        finally:
+            await running.stop()
+
+
 async def test_a_follower_restarted_after_unfollowed_writes_resumes(
     service: Service, database: Database
 ) -> None:

@@ -362,6 +362,9 @@ def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, 
         for name in resource.filterable
     )
     after_doc = "Only keys above this (`next_after`)."
+    if resource.composite:
+        order = ", then ".join(resource.key_fields)
+        after_doc = f"Only keys after this one (`next_after`), ordered by {order}."
     if isinstance(resource.key_field, IntegerField):
         after = Parameter(
             "after",
@@ -370,7 +373,7 @@ def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, 
             after_doc,
         )
     else:
-        after = Parameter("after", TypeAdapter(resource.key_field.query_type()), None, after_doc)
+        after = Parameter("after", resource.key_text, None, after_doc)
     limit = Parameter(
         "limit",
         TypeAdapter(

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import (
     validation_error_definition,
     validation_error_response_definition,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from twotier.access.rules import AccessRules
@@ -101,13 +101,20 @@ def _operation(row: Endpoint, refs: Refs) -> dict[str, Any]:
         resource = row.resource
         assert resource is not None
         said = f"The {resource.singular}'s {resource.key}."
+        schema = resource.key_text.json_schema()
+        if resource.composite:
+            said = (
+                f"The {resource.singular}'s key: its {' and '.join(resource.key_fields)}, "
+                f"in that order, separated by a comma."
+            )
+            schema = TypeAdapter(resource.key_field.value_type()).json_schema()
         parameters.append(
             {
                 "name": resource.path_parameter,
                 "in": "path",
                 "required": True,
                 "description": said,
-                "schema": resource.key_text.json_schema() | {"description": said},
+                "schema": schema | {"description": said},
             }
         )
     for parameter in row.parameters:

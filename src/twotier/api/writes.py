@@ -22,7 +22,7 @@ from twotier.resources import Key
 def location(root_path: str, name: str, key: Key) -> str:
     """A new row's path (under the app's mount point): its key percent-encoded (a header
     holds only ASCII). Built here: (not Starlette's url_for: a tenth of a POST)."""
-    return f"{root_path}/{name}/{quote(str(key), safe='')}"
+    return f"{root_path}/{name}/{quote(str(key), safe=',')}"
 
 
 async def create(policy: ResourcePolicy, row: BaseModel, root_path: str) -> Answer:
@@ -33,18 +33,19 @@ async def create(policy: ResourcePolicy, row: BaseModel, root_path: str) -> Answ
 def _other_key(policy: ResourcePolicy, key: Key, body: BaseModel) -> Answer | None:
     """A 422 if the body names another row than the path (a row's key cannot change)."""
     resource = policy.resource
-    given = resource.given_key(body)
-    if given is None or given == key:
+    others = resource.other_key_fields(body, key)
+    if not others:
         return None
     return error(
         422,
         [
             {
-                "loc": ["body", resource.key],
-                "msg": f"{given!r} is not the {resource.key} the path names ({key!r}): a "
-                f"{resource.singular}'s {resource.key} cannot change",
+                "loc": ["body", name],
+                "msg": f"{given!r} is not the {name} the path names ({named!r}): a "
+                f"{resource.singular}'s {name} cannot change",
                 "type": "key_mismatch",
             }
+            for name, (given, named) in others.items()
         ],
     )
 
@@ -56,7 +57,7 @@ async def replace(
     if refused is not None:
         return refused
     resource = policy.resource
-    values = row.model_dump(exclude={resource.key})
+    values = row.model_dump(exclude=set(resource.key_fields))
     if resource.auto_key or (wanted is not None and wanted.any):
         # No creation here: an automatic key is the database's to give, and If-Match: *
         # asks for a row that exists.

@@ -409,7 +409,7 @@ def _record(rows: SQLRows, values: dict[str, str | None]) -> Record:
         raw = values.get(name)
         typed[name] = None if raw is None else _typed(resource.field(name), raw)
     version = values.get(VERSION)
-    return Record(typed[resource.key], typed, int(version or 0))
+    return resource.record(typed, int(version or 0))
 
 
 def _typed(spec: object, raw: str) -> Any:

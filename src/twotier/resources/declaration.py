@@ -47,7 +47,7 @@ from twotier.resources.fields import (
     UuidField,
 )
 from twotier.resources.reserved_words import RESERVED_WORDS
-from twotier.resources.resource import AUTO_KEY, Resource
+from twotier.resources.resource import AUTO_KEY, PART_SEPARATOR, Resource
 
 #: The declaration twotier serves when TWOTIER_RESOURCES is not set: the seed's superheroes.
 BUILTIN = "heroes.toml"
@@ -94,6 +94,8 @@ _FIELD_KEYS = {
 #: What a string key may hold when its declaration says no more: not a slash (a key names a
 #: row in a path), not empty, no NUL.
 KEY_PATTERN = "^[^/\\x00]+$"
+#: A string part of a composite key's: a comma separates the parts.
+PART_PATTERN = "^[^,/\\x00]+$"
 
 
 def builtin_text() -> str:
@@ -202,30 +204,13 @@ def _resource(where: str, name: str, spec: object) -> Resource:
                 f'of the fields, or declare key = "{key}" to give it yourself'
             )
     else:
-        key = spec["key"]
-        if not isinstance(key, str):
-            raise ResourceError(f"{at}.key: must be a field's name")
-        if key not in names:
-            raise ResourceError(f"{at}.key: {key!r} is not one of its fields")
-        key_field = next(field for field in fields if field.name == key)
-        if not isinstance(key_field, StringField | IntegerField | UuidField):
-            raise ResourceError(f"{at}.fields.{key}: a key is a string, integer or uuid field")
-        if isinstance(key_field, StringField) and key_field.values is not None:
-            raise ResourceError(f"{at}.fields.{key}: a key cannot list values")
-        if key_field.nullable or key_field.default is not MISSING:
-            raise ResourceError(f"{at}.fields.{key}: a key can be neither nullable nor defaulted")
-        if not key_field.indexable:
-            raise ResourceError(f"{at}.fields.{key}: a key's max_length is at most 16383")
-        if isinstance(key_field, StringField):
-            # A key names a row in a path: it cannot hold a slash, nor be empty, whatever
-            # pattern it declares.
-            keyed = StringField(
-                key,
-                max_length=key_field.max_length,
-                pattern=key_field.pattern or KEY_PATTERN,
-                segment=True,
-            )
-            fields = tuple(keyed if field.name == key else field for field in fields)
+        key_fields = _key_fields(at, spec["key"], names)
+        key = PART_SEPARATOR.join(key_fields)
+        fields = tuple(
+            _key_part(at, field, composite=len(key_fields) > 1) if field.name in key_fields
+            else field
+            for field in fields
+        )  # fmt: skip
     lookups = spec.get("lookups", [])
     if not isinstance(lookups, list) or not all(isinstance(item, str) for item in lookups):
         raise ResourceError(f"{at}.lookups: must be a list of field names")
@@ -234,6 +219,7 @@ def _resource(where: str, name: str, spec: object) -> Resource:
             raise ResourceError(f"{at}.lookups: {lookup!r} is not one of its fields")
         if lookup == key:
             raise ResourceError(f"{at}.lookups: {lookup!r} is the key; a key is read directly")
+        # A part of a composite key may be one: the tracks of a playlist.
         field = next(item for item in fields if item.name == lookup)
         if not field.indexable:
             raise ResourceError(f"{at}.fields.{lookup}: a lookup's max_length is at most 16383")
@@ -245,8 +231,9 @@ def _resource(where: str, name: str, spec: object) -> Resource:
     for filtered in filters:
         if filtered not in names:
             raise ResourceError(f"{at}.filters: {filtered!r} is not one of its fields")
-        if filtered == key or filtered in lookups:
-            what = "the key" if filtered == key else "a lookup"
+        leads = filtered in (key, key.split(PART_SEPARATOR)[0])  # the key's index leads
+        if leads or filtered in lookups:
+            what = "the key's first field" if leads else "a lookup"
             raise ResourceError(
                 f"{at}.filters: {filtered!r} is {what}, which can be filtered on already"
             )
@@ -273,6 +260,42 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         filters=tuple(filters),
         unindexed_filters=unindexed,
         samples=samples,
+    )
+
+
+def _key_fields(at: str, given: object, names: set[str]) -> tuple[str, ...]:
+    """The key's fields: one field's name, or a list of several (a composite key)."""
+    listed = [given] if isinstance(given, str) else given
+    if not isinstance(listed, list) or not listed or not all(isinstance(n, str) for n in listed):
+        raise ResourceError(f"{at}.key: must be a field's name, or a list of fields' names")
+    for name in listed:
+        if name not in names:
+            raise ResourceError(f"{at}.key: {name!r} is not one of its fields")
+    if len(set(listed)) != len(listed):
+        raise ResourceError(f"{at}.key: names a field twice")
+    return tuple(listed)
+
+
+def _key_part(at: str, field: FieldSpec, *, composite: bool) -> FieldSpec:
+    """A key's field, checked; a string one made to name a row in a path: never empty,
+    no slash (whatever pattern it declares), and, as a part of a composite key, no comma."""
+    name = field.name
+    if not isinstance(field, StringField | IntegerField | UuidField):
+        raise ResourceError(f"{at}.fields.{name}: a key is a string, integer or uuid field")
+    if isinstance(field, StringField) and field.values is not None:
+        raise ResourceError(f"{at}.fields.{name}: a key cannot list values")
+    if field.nullable or field.default is not MISSING:
+        raise ResourceError(f"{at}.fields.{name}: a key can be neither nullable nor defaulted")
+    if not field.indexable:
+        raise ResourceError(f"{at}.fields.{name}: a key's max_length is at most 16383")
+    if not isinstance(field, StringField):
+        return field
+    return StringField(
+        name,
+        max_length=field.max_length,
+        pattern=field.pattern or (PART_PATTERN if composite else KEY_PATTERN),
+        segment=True,
+        part=composite,
     )
 
 

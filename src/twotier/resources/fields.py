@@ -226,12 +226,21 @@ def path_segment(value: str) -> str:
     return value
 
 
+def key_part(value: str) -> str:
+    """A part of a composite key: a comma separates the parts in its path segment."""
+    if "," in value:
+        raise ValueError("is a part of a composite key: no ','")
+    return value
+
+
 @dataclass(frozen=True)
 class StringField(FieldSpec):
     max_length: int = 255
     pattern: str | None = None
     #: A key's: its value names a row in a path (``path_segment``).
     segment: bool = False
+    #: A composite key's part (``key_part``).
+    part: bool = False
     #: An enumeration's: the only values it takes (a CHECK where twotier makes the column;
     #: MySQL's ENUM and SQLite's CHECK where it adopts one).
     values: tuple[str, ...] | None = None
@@ -248,6 +257,8 @@ class StringField(FieldSpec):
         checks: tuple[Any, ...] = (AfterValidator(storable),)
         if self.segment:
             checks += (AfterValidator(path_segment),)
+        if self.part:
+            checks += (AfterValidator(key_part),)
         limits = Field(max_length=self.max_length, strict=True, pattern=self.pattern or NO_NUL)
         return Annotated[(str, limits, *checks)]
 

@@ -8,19 +8,33 @@ around. Nothing else in twotier knows a resource's fields by name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
-from twotier.resources.fields import MISSING, FieldSpec, IntegerField, base64_text
+from twotier.resources.fields import MISSING, FieldSpec, IntegerField, StringField, base64_text
 
 #: The name of the automatic id of a resource that declares neither ``key`` nor ``id``.
 AUTO_KEY = "id"
 
+#: What separates the parts of a key of several fields in its one text (a path segment,
+#: a cursor, a cache key): ``/playlist_tracks/3,1027``. A part never holds it.
+PART_SEPARATOR = ","
+
+#: A row's key: the key field's value; for a key of several fields, their values' texts
+#: joined by ``PART_SEPARATOR`` in the declared order (``key_of``, ``key_values``).
 Key = int | str
 
 
@@ -67,6 +81,8 @@ class Resource:
     name: str
     singular: str
     table: str
+    #: The key field's name; for a key of several fields, their names joined by
+    #: ``PART_SEPARATOR`` (a name for messages, never a column: see ``key_fields``).
     key: str
     auto_key: bool
     fields: tuple[FieldSpec, ...]
@@ -86,13 +102,53 @@ class Resource:
     def __post_init__(self) -> None:
         self._by_name.update({spec.name: spec for spec in self.fields})
 
-    # -- the row's shape ----------------------------------------------------------------
+    # -- the key --------------------------------------------------------------------------
+
+    @cached_property
+    def key_fields(self) -> tuple[str, ...]:
+        """The fields the key is made of, in the declared order: one but for a composite
+        key (a join table's two foreign keys)."""
+        return tuple(self.key.split(PART_SEPARATOR))
+
+    @cached_property
+    def composite(self) -> bool:
+        return len(self.key_fields) > 1
 
     @cached_property
     def key_field(self) -> FieldSpec:
+        """The key's field; for a composite key, a string of its parts' texts, which
+        ``key_text`` checks part by part."""
         if self.auto_key:
             return IntegerField(self.key, minimum=1, maximum=self.key_max)
+        if self.composite:
+            part = "[^,/\\x00]+"
+            return StringField(
+                self.key,
+                max_length=sum(self._max_text(name) + 1 for name in self.key_fields),
+                pattern=f"^{part}(?:,{part}){{{len(self.key_fields) - 1}}}$",
+            )
         return self._by_name[self.key]
+
+    def _max_text(self, name: str) -> int:
+        spec = self._by_name[name]
+        return spec.max_length if isinstance(spec, StringField) else 40
+
+    def key_of(self, values: Mapping[str, Any]) -> Key:
+        """The key of a row's ``values``."""
+        if not self.composite:
+            key: Key = values[self.key]
+            return key
+        return PART_SEPARATOR.join(str(values[name]) for name in self.key_fields)
+
+    def key_values(self, key: Key) -> dict[str, Any]:
+        """The values of the key's fields (``key`` valid: from ``parse_key`` or a row)."""
+        if not self.composite:
+            return {self.key: key}
+        parts = str(key).split(PART_SEPARATOR)
+        return {
+            name: int(part) if isinstance(self._by_name[name], IntegerField) else part
+            for name, part in zip(self.key_fields, parts, strict=True)
+        }
 
     @cached_property
     def columns(self) -> tuple[str, ...]:
@@ -108,8 +164,8 @@ class Resource:
 
     @cached_property
     def changeable(self) -> tuple[FieldSpec, ...]:
-        """The fields an update may change: all but the key."""
-        return tuple(spec for spec in self.fields if spec.name != self.key)
+        """The fields an update may change: all but the key's."""
+        return tuple(spec for spec in self.fields if spec.name not in self.key_fields)
 
     @cached_property
     def indexed(self) -> tuple[str, ...]:
@@ -120,19 +176,21 @@ class Resource:
     def filterable(self) -> tuple[str, ...]:
         """The fields a list may filter on, in row order: those an index serves (the key,
         the lookups, the declared filters), or every one where ``unindexed_filters``."""
-        served = {self.key, *self.indexed}
+        # A composite key's index leads with its first field.
+        served = {self.key, self.key_fields[0], *self.indexed}
         return tuple(name for name in self.columns if self.unindexed_filters or name in served)
 
     def field(self, name: str) -> FieldSpec:
         return self.key_field if name == self.key else self._by_name[name]
 
     def record(self, values: dict[str, Any], version: int) -> Record:
-        return Record(values[self.key], values, version)
+        return Record(self.key_of(values), values, version)
 
     @property
     def path_parameter(self) -> str:
-        """The key's name in paths and OpenAPI: ``hero_id``, ``product_sku``."""
-        return f"{self.singular}_{self.key}"
+        """The key's name in paths and OpenAPI: ``hero_id``, ``product_sku``; a composite
+        key's, ``playlist_track_key``."""
+        return f"{self.singular}_{'key' if self.composite else self.key}"
 
     @property
     def title(self) -> str:
@@ -147,8 +205,38 @@ class Resource:
     @cached_property
     def key_text(self) -> TypeAdapter[Any]:
         """The one validator of a key given as text (a path segment, a query parameter, a
-        CSV cell): the key field's own rules, its pattern matched in linear time."""
-        return TypeAdapter(self.key_field.query_type())
+        CSV cell): the key field's own rules, its pattern matched in linear time; a
+        composite key's parts each by its field's (the key's text made canonical: ``03``
+        is ``3``)."""
+        return TypeAdapter(self.key_type)
+
+    @cached_property
+    def key_type(self) -> Any:
+        """The annotation ``key_text`` checks with."""
+        if self.composite:
+            return Annotated[str, AfterValidator(self._canonical_key)]
+        return self.key_field.query_type()
+
+    @cached_property
+    def _part_texts(self) -> tuple[tuple[str, TypeAdapter[Any]], ...]:
+        return tuple(
+            (name, TypeAdapter(self._by_name[name].query_type())) for name in self.key_fields
+        )
+
+    def _canonical_key(self, text: str) -> str:
+        parts = text.split(PART_SEPARATOR)
+        if len(parts) != len(self.key_fields):
+            raise ValueError(
+                f"must be {len(self.key_fields)} values separated by "
+                f"{PART_SEPARATOR!r}: {', '.join(self.key_fields)}"
+            )
+        values = []
+        for (name, adapter), part in zip(self._part_texts, parts, strict=True):
+            try:
+                values.append(str(adapter.validate_python(part)))
+            except ValidationError as invalid:
+                raise ValueError(f"{name}: {_message(invalid)}") from None
+        return PART_SEPARATOR.join(values)
 
     def parse_key(self, text: str) -> Key | None:
         """The key a path segment names, if it is a valid one; None if not (the caller
@@ -180,7 +268,7 @@ class Resource:
     @cached_property
     def replace_model(self) -> type[BaseModel]:
         """A whole row as ``PUT`` sends it: the row as ``GET`` answers it, the key optional
-        (the path names it: one given must be the same; ``given_key``)."""
+        (the path names it: one given must be the same; ``other_key_fields``)."""
         return create_model(  # type: ignore[call-overload,no-any-return]
             f"{self.title}Replace",
             __config__=_STRICT,
@@ -207,12 +295,21 @@ class Resource:
         )
 
     def _optional_key(self) -> dict[str, Any]:
+        if self.composite:
+            return {
+                name: (self._by_name[name].value_type() | None, None) for name in self.key_fields
+            }
         return {self.key: (self.key_field.value_type() | None, None)}
 
-    def given_key(self, body: BaseModel) -> Key | None:
-        """The key a PUT or PATCH body names (None if it names none)."""
-        key: Key | None = getattr(body, self.key, None)
-        return key
+    def other_key_fields(self, body: BaseModel, key: Key) -> dict[str, tuple[Any, Any]]:
+        """The key's fields a PUT or PATCH body gives other values than the path's ``key``
+        (name: (given, the path's)): a row's key cannot change."""
+        named = self.key_values(key)
+        return {
+            name: (given, named[name])
+            for name in self.key_fields
+            if (given := getattr(body, name, None)) is not None and given != named[name]
+        }
 
     @cached_property
     def out_model(self) -> type[BaseModel]:
@@ -245,7 +342,7 @@ class Resource:
         return {
             name: value
             for name, value in given.items()
-            if name != self.key and (value is not None or self._by_name[name].nullable)
+            if name not in self.key_fields and (value is not None or self._by_name[name].nullable)
         }
 
 
@@ -256,3 +353,8 @@ def _default(spec: FieldSpec) -> Any:
     if spec.default is not MISSING:
         return spec.default
     return None if spec.nullable else ...
+
+
+def _message(invalid: ValidationError) -> str:
+    """A validator's first complaint, without pydantic's prefix."""
+    return str(invalid.errors()[0]["msg"]).removeprefix("Value error, ")

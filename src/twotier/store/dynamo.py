@@ -55,6 +55,14 @@ class DynamoStore:
         self.client = DynamoClient(self.target, pool_size=pool_size, timeout=timeout)
         self.keys_table = self.target.table(KEYS_TABLE)
         self.meta_table = self.target.table(META_TABLE)
+        resources = resources if resources is not None else load_resources(None)
+        for resource in resources:
+            if resource.composite:
+                raise StoreRefused(
+                    f"resources.{resource.name}: a key of several fields "
+                    f"({', '.join(resource.key_fields)}) is served from SQL databases; "
+                    "on DynamoDB, not yet"
+                )
         self._rows = {
             resource.name: DynamoRows(
                 resource,
@@ -64,7 +72,7 @@ class DynamoStore:
                 self.raise_ids,
                 lookup_lag=lookup_lag,
             )
-            for resource in (resources if resources is not None else load_resources(None))
+            for resource in resources
         }
 
     def rows(self, resource: str) -> DynamoRows:

@@ -79,7 +79,7 @@ from twotier.resources.fields import (
 )
 from twotier.store.base import SchemaChange
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, Made, field_index_name, made
+from twotier.store.sql_schema import VERSION, Made, field_index, made, needs_index
 from twotier.store.sql_triggers import (
     change_log_sql,
     changes_table_sql,
@@ -155,7 +155,7 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
     function_planned = False
     for resource, table in declared:
         shown = stored[table.name] or table.name
-        planned = version_trigger_sql(conn, rules, table, resource.key, shown)
+        planned = version_trigger_sql(conn, rules, table, resource.key_fields, shown)
         if sqlite:
             binary = frozenset(
                 name for name in resource.columns if isinstance(resource.field(name), BinaryField)
@@ -228,7 +228,7 @@ def _verify(conn: Connection, rules: NameRules, table: Table, resource: Resource
     columns = [c["name"] for c in inspect(conn).get_columns(found)] if found else []
     missing = [
         name
-        for name in (resource.key, VERSION)
+        for name in (*resource.key_fields, VERSION)
         if found is None or rules.column(name, columns) is None
     ]
     if missing:
@@ -255,18 +255,21 @@ def _plan_adoption(
     dialect = conn.dialect.name
     reflected = inspector.get_columns(found)
     columns = {column["name"]: column for column in reflected}
-    key = rules.column(resource.key, columns)
+    keys = {name: rules.column(name, columns) for name in resource.key_fields}
+    missing = [name for name, column in keys.items() if column is None]
     problems = plan.problems
-    if key is None:
+    if missing:
         problems.append(
-            f"{where} has no column {resource.key!r}, the resource's key: declare the key "
-            f"the table has ({_keys_text(inspector, found)}), or name another table"
+            f"{where} has no column {', '.join(map(repr, missing))}, of the resource's key: "
+            f"declare the key the table has ({_keys_text(inspector, found)}), or name another "
+            "table"
         )
     else:
-        problems += _key_problems(conn, inspector, rules, resource, found, columns[key], where)
+        key_columns = [columns[column] for column in keys.values() if column is not None]
+        problems += _key_problems(conn, inspector, rules, resource, found, key_columns, where)
     declared: set[str] = set()
     for name in resource.columns:
-        if name == resource.key and key is None:
+        if name in missing:
             continue  # said above
         spec = resource.field(name)
         column = rules.column(name, columns)
@@ -302,13 +305,14 @@ def _plan_adoption(
                 "so every insert through twotier would fail: declare it as a field"
             )
     indexed = [index["column_names"] for index in inspector.get_indexes(found)]
-    for name in resource.indexed:  # the lookups' and the filters'
+    for name in needs_index(resource):  # the lookups' and the filters'
         if any(_leads_with(rules, names, name) for names in indexed):
             continue
-        index = Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
+        index = field_index(resource, table, name)
+        on = ", ".join(str(column.name) for column in index.columns)
         plan.changes.append(
             Change(
-                f"{found}: create index {index.name} on ({name}, {resource.key})",
+                f"{found}: create index {index.name} on ({on})",
                 (_index_sql(index, conn),),
                 (("index", found, str(index.name)),),
             )
@@ -371,28 +375,42 @@ def _key_problems(
     rules: NameRules,
     resource: Resource,
     found: str,
-    column: ReflectedColumn,
+    columns: Sequence[ReflectedColumn],
     where: str,
 ) -> list[str]:
-    """Why the key column cannot be the resource's key: it names more than one row, or
-    its values come from the database where the declaration gives them (or the other way)."""
-    name = column["name"]
+    """Why the key's columns cannot be the resource's key: together they name more than
+    one row, or its values come from the database where the declaration gives them (or the
+    other way)."""
+    names = [column["name"] for column in columns]
+    single = len(names) == 1
+    shown = repr(names[0]) if single else "(" + ", ".join(names) + ")"
     primary, unique = _table_keys(inspector, found)
     problems: list[str] = []
-    if len(primary) == 1 and rules.same_column(primary[0], name):
+
+    def same(table_key: Sequence[str]) -> bool:
+        return len(table_key) == len(names) and all(
+            any(rules.same_column(theirs, name) for theirs in table_key) for name in names
+        )
+
+    if same(primary):
         pass
-    elif any(len(names) == 1 and rules.same_column(names[0], name) for names in unique):
-        if column.get("nullable", True):
+    elif any(same(columns_of) for columns_of in unique):
+        nullable = [column["name"] for column in columns if column.get("nullable", True)]
+        if nullable:
             problems.append(
-                f"{where}: key {name!r} is unique but nullable, and a row without one could "
-                "not be named: make the column NOT NULL, or declare another key"
+                f"{where}: key {shown} is unique but {', '.join(map(repr, nullable))} nullable, "
+                "and a row without a value there could not be named: make it NOT NULL, or "
+                "declare another key"
             )
     else:
         problems.append(
-            f"{where}: key {name!r} is neither the primary key nor a unique column, so it "
-            f"may name many rows: the table's keys are {_keys_text(inspector, found)}; "
-            "declare one of those (a key of several columns cannot be served yet)"
+            f"{where}: key {shown} is neither the primary key nor "
+            f"{'a unique column' if single else 'unique'}, so it may name many rows: the "
+            f"table's keys are {_keys_text(inspector, found)}; declare one of those"
         )
+    if len(columns) > 1:
+        return problems
+    column, name = columns[0], names[0]
     filled = generated(conn, found, column)
     if resource.auto_key and filled is None:
         problems.append(

@@ -196,7 +196,7 @@ def _mysql(
                     updates = ", ".join(
                         f"{_quoted(n, '`')} = VALUES({_quoted(n, '`')})"
                         for n in (*resource.columns, VERSION)
-                        if n != resource.key
+                        if n not in resource.key_fields
                     )
                     cursor.execute(
                         f"INSERT INTO {table} ({every}) SELECT {every} FROM {into} "
@@ -298,8 +298,10 @@ def _sqlite(
     conn = sqlite3.connect(url.database or ":memory:", timeout=30, isolation_level=None)
     conn.execute("PRAGMA synchronous=FULL")
     names = [*resource.columns, VERSION]
-    key = _quoted(resource.key)
-    updates = ", ".join(f"{_quoted(n)} = excluded.{_quoted(n)}" for n in names if n != resource.key)
+    key = ", ".join(_quoted(n) for n in resource.key_fields)
+    updates = ", ".join(
+        f"{_quoted(n)} = excluded.{_quoted(n)}" for n in names if n not in resource.key_fields
+    )
     # An existing key's row is updated in place, never deleted and inserted again (as
     # INSERT OR REPLACE would: a foreign key's ON DELETE would then act on the user's rows).
     insert = (
@@ -424,8 +426,10 @@ async def _postgresql(
     counter = [0]
     names = [*resource.columns, VERSION]
     columns = ", ".join(_quoted(n) for n in names)
-    key = _quoted(resource.key)
-    updates = ", ".join(f"{_quoted(n)} = EXCLUDED.{_quoted(n)}" for n in names if n != resource.key)
+    key = ", ".join(_quoted(n) for n in resource.key_fields)
+    updates = ", ".join(
+        f"{_quoted(n)} = EXCLUDED.{_quoted(n)}" for n in names if n not in resource.key_fields
+    )
     table, loading = _quoted(resource.table), _quoted(f"{resource.table}_load")
     try:
         async with conn.transaction():

@@ -1,15 +1,15 @@
 """What ``db introspect`` reads of a SQL database: each table as a declaration describes it.
 
-A table is served when it has a primary key of one column: an automatic id where the
+A table is served when it has a primary key: of one column, an automatic id where the
 database fills that column (auto-increment, a sequence, an identity, SQLite's rowid), else a
-client-given key. Each column becomes the field that holds its values exactly — its type,
-its length, the range of its integers, the fractional digits of its date-times, whether it
-takes null — judged by the same test ``db init`` applies when it adopts a table
+client-given key; of several columns (a join table's), a composite key the client gives.
+Each column becomes the field that holds its values exactly — its type, its length, the
+range of its integers, the fractional digits of its date-times, whether it takes null —
+judged by the same test ``db init`` applies when it adopts a table
 (``sql_adopt.type_unfit``), so what is written here is adopted unchanged. A column no field
-holds exactly yet (an exact decimal, a date, a fixed-length ``CHAR``) is left out when an
-insert may leave it empty (it takes null or has a default); otherwise the table is. Each
-column that leads an index (a foreign key's, a unique one) becomes a lookup. Nothing is
-changed in the database.
+holds exactly is left out when an insert may leave it empty (it takes null or has a
+default); otherwise the table is. Each column that leads an index (a foreign key's, a
+unique one) becomes a lookup. Nothing is changed in the database.
 """
 
 from __future__ import annotations
@@ -102,14 +102,10 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
     primary = list(inspector.get_pk_constraint(name).get("constrained_columns") or [])
     if not primary:
         return Introspected(name, None, "no primary key, so a row cannot be named")
-    if len(primary) > 1:
-        return Introspected(
-            name, None, f"a primary key of several columns ({', '.join(primary)}): not served yet"
-        )
-    key = primary[0]
+    composite = len(primary) > 1
     by_name = {column["name"]: column for column in columns}
     settings: dict[str, Any] = {"table": name}
-    ours = _version_is_ours(conn, rules, name, key, by_name)
+    ours = _version_is_ours(conn, rules, name, primary, by_name)
     if ours is False:
         return Introspected(
             name,
@@ -124,8 +120,15 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
         column_name = column["name"]
         if ours and column_name.lower() == VERSION:
             continue
-        is_key = column_name == key
+        is_key = column_name in primary
         if is_key and generated(conn, name, column) is not None:
+            if composite:
+                return Introspected(
+                    name,
+                    None,
+                    f"its key's column {column_name!r} is filled by the database, and a key "
+                    "of several columns is given by clients whole",
+                )
             auto = _auto_id(column, dialect)
             if isinstance(auto, str):
                 return Introspected(name, None, auto)
@@ -144,14 +147,14 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
             left_out.append(f"column {column_name!r} {spec}")
             continue
         if is_key:
-            settings["key"] = column_name
+            settings["key"] = primary if composite else column_name
         else:
             spec = _with_column_default(spec, column)
         specs[column_name] = spec
         fields[column_name] = _declared(spec)
     if not fields:
         return Introspected(name, None, "no column besides its key that twotier can serve")
-    lookups = _lookups(inspector, name, key, specs)
+    lookups = _lookups(inspector, name, primary, specs)
     if lookups:
         settings["lookups"] = lookups
     settings["fields"] = fields
@@ -162,7 +165,7 @@ def _version_is_ours(
     conn: Connection,
     rules: NameRules,
     table: str,
-    key: str,
+    keys: Sequence[str],
     columns: dict[str, ReflectedColumn],
 ) -> bool | None:
     """Whether the table's ``version`` column is twotier's (its triggers are there): None
@@ -170,7 +173,7 @@ def _version_is_ours(
     if not any(name.lower() == VERSION for name in columns):
         return None
     shape = Table(table, MetaData())
-    return not version_trigger_sql(conn, rules, shape, key, table)
+    return not version_trigger_sql(conn, rules, shape, keys, table)
 
 
 def _auto_id(column: ReflectedColumn, dialect: str) -> dict[str, Any] | str:
@@ -305,9 +308,13 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
     return declared
 
 
-def _lookups(inspector: Inspector, table: str, key: str, fields: dict[str, FieldSpec]) -> list[str]:
+def _lookups(
+    inspector: Inspector, table: str, primary: Sequence[str], fields: dict[str, FieldSpec]
+) -> list[str]:
     """The fields that lead an index of the table, and those that hold a foreign key of one
-    column (the rows that point at one row: ``db init`` indexes them where no index does)."""
+    column (the rows that point at one row: ``db init`` indexes them where no index does);
+    a composite key's parts among them (a join table's rows of one side), never a key of
+    one field (read directly)."""
     leading = {
         str(index["column_names"][0])
         for index in inspector.get_indexes(table)
@@ -320,4 +327,7 @@ def _lookups(inspector: Inspector, table: str, key: str, fields: dict[str, Field
         if len(foreign["constrained_columns"]) == 1:
             leading.add(foreign["constrained_columns"][0])
     indexable = {name for name, spec in fields.items() if spec.indexable}
-    return [name for name in fields if name in leading and name != key and name in indexable]
+    if len(primary) > 1:
+        leading.add(primary[0])  # the primary key's own index leads with it
+    whole = primary[0] if len(primary) == 1 else None
+    return [name for name in fields if name in leading and name != whole and name in indexable]

@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from uuid import UUID
 
 from sqlalchemy import (
     BindParameter,
@@ -35,7 +36,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy import values as values_of
@@ -133,7 +136,8 @@ class SQLRows:
         self.resource = resource
         self.table = table
         self._db = db
-        self._key = table.c[resource.key]
+        self._keys = resource.key_fields
+        self._key_columns = tuple(table.c[name] for name in self._keys)
         self._selected = (*(table.c[name] for name in resource.columns), table.c[VERSION])
         self._names = resource.columns
         # Columns whose values the database hands back in its own form (naive datetimes).
@@ -147,7 +151,7 @@ class SQLRows:
         self._driver = db.driver
         dialect = db.dialect
         self._processors = conversions(self._selected, dialect)
-        by_key = self._equal(resource.key, bindparam(_KEY))
+        by_key = self._key_is(_KEY)
         self._by_key = Statement(select(*self._selected).where(*by_key), dialect)
         self._locked = Statement(select(*self._selected).where(*by_key).with_for_update(), dialect)
         self._deleted = Statement(delete(table).where(*by_key), dialect)
@@ -196,7 +200,7 @@ class SQLRows:
                     moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
                 )
         named = dict(zip(self._names, values, strict=True))
-        return Record(named[self.resource.key], named, version)
+        return Record(self.resource.key_of(named), named, version)
 
     def _stored(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Values as this database takes them (datetimes: naive UTC where it keeps no zone)."""
@@ -236,6 +240,46 @@ class SQLRows:
             exact.append(cast(column, mysql.BINARY) == cast(bound, mysql.BINARY))
         return exact
 
+    def _key_is(self, name: str) -> list[ColumnElement[bool]]:
+        """The key equals the value bound as ``name`` (see ``_equal``); a composite key's
+        parts each equal theirs, bound as ``name_0``, ``name_1`` … (``_key_bound``)."""
+        if len(self._keys) == 1:
+            return self._equal(self._keys[0], bindparam(name))
+        return [
+            exact
+            for index, part in enumerate(self._keys)
+            for exact in self._equal(part, bindparam(f"{name}_{index}"))
+        ]
+
+    def _key_bound(self, name: str, key: Key) -> dict[str, Any]:
+        """``key``'s values, bound as ``_key_is(name)`` takes them."""
+        if len(self._keys) == 1:
+            return {name: key}
+        values = self.resource.key_values(key)
+        return {f"{name}_{index}": values[part] for index, part in enumerate(self._keys)}
+
+    def _keys_among(self, names: Sequence[str]) -> list[ColumnElement[bool]]:
+        """The key is one of those bound as ``names`` (each as ``_key_is`` binds it)."""
+        if len(self._keys) == 1:
+            return self._among(self._keys[0], [bindparam(name) for name in names])
+        return [or_(*(and_(*self._key_is(name)) for name in names))]
+
+    def _key_after(self, key: Key) -> ColumnElement[bool]:
+        """The rows after ``key`` in key order (a composite key's: its fields in turn)."""
+        if len(self._keys) == 1:
+            return self._key_columns[0] > key
+        values = self.resource.key_values(key)
+        return tuple_(*self._key_columns) > tuple_(*(values[part] for part in self._keys))
+
+    def _row_key(self, row: Sequence[Any]) -> Key:
+        """The key of a row that starts with the key's columns."""
+        # asyncpg hands a UUID over as an object; twotier keys it by its text.
+        values = [str(v) if isinstance(v, UUID) else v for v in row[: len(self._keys)]]
+        if len(self._keys) == 1:
+            key: Key = values[0]
+            return key
+        return self.resource.key_of(dict(zip(self._keys, values, strict=True)))
+
     def _among(self, name: str, values: Sequence[Any]) -> list[ColumnElement[bool]]:
         """``name`` is exactly one of ``values`` (see ``_equal``)."""
         column = self.table.c[name]
@@ -248,7 +292,9 @@ class SQLRows:
     # -- reads --------------------------------------------------------------------------
 
     async def get(self, key: Key) -> Record | None:
-        return self._one(key, await self._driver.fetch_all(self._by_key, {_KEY: key}))
+        return self._one(
+            key, await self._driver.fetch_all(self._by_key, self._key_bound(_KEY, key))
+        )
 
     def _one(self, key: Key, rows: Sequence[tuple[Any, ...]]) -> Record | None:
         """The row read by ``key``; KeyNotUnique if there were several (``init_schema``
@@ -271,7 +317,9 @@ class SQLRows:
             # statements serve every count up to the chunk's.
             size = 1 << (len(chunk) - 1).bit_length()
             statement = self._among_keys(size)
-            values = {f"k{index}": chunk[min(index, len(chunk) - 1)] for index in range(size)}
+            values: dict[str, Any] = {}
+            for index in range(size):
+                values |= self._key_bound(f"k{index}", chunk[min(index, len(chunk) - 1)])
             for row in await self._driver.fetch_all(statement, values):
                 record = self._raw_record(row)
                 if record.key in found:
@@ -282,8 +330,7 @@ class SQLRows:
     def _among_keys(self, count: int) -> Statement:
         statement = self._by_keys.get(count)
         if statement is None:
-            params: list[Any] = [bindparam(f"k{index}") for index in range(count)]
-            where = self._among(self.resource.key, params)
+            where = self._keys_among([f"k{index}" for index in range(count)])
             statement = self._by_keys[count] = Statement(
                 select(*self._selected).where(*where), self._dialect
             )
@@ -325,7 +372,7 @@ class SQLRows:
             made = (
                 select(*self._selected)
                 .where(*self._among(field, params))
-                .order_by(self.table.c[field], self._key)
+                .order_by(self.table.c[field], *self._key_columns)
             )
             if limited:
                 made = made.limit(bindparam(_LIMIT, type_=Integer()))
@@ -336,10 +383,10 @@ class SQLRows:
     async def find(self, query: Query) -> list[Record]:
         stmt = select(*self._selected)
         if query.after is not None:
-            stmt = stmt.where(self._key > query.after)
+            stmt = stmt.where(self._key_after(query.after))
         for name, value in query.filters:
             stmt = stmt.where(*self._equal(name, value))
-        stmt = stmt.order_by(self._key).limit(query.limit)
+        stmt = stmt.order_by(*self._key_columns).limit(query.limit)
         async with self._db.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [self._record(row) for row in rows]
@@ -428,7 +475,12 @@ class SQLRows:
                 continue
             keys = {int(version): key for key, version in returned}
             for name, values in chunk:
-                outcome[name] = (keys[values[VERSION]], values[VERSION])
+                key = (
+                    keys[values[VERSION]]
+                    if self.resource.auto_key
+                    else self.resource.key_of(values)
+                )
+                outcome[name] = (key, values[VERSION])
         return outcome
 
     def _insert_of(self, count: int) -> Statement:
@@ -439,7 +491,11 @@ class SQLRows:
                 {name: bindparam(f"r{index}_{name}") for name in self._inserted_names}
                 for index in range(count)
             ]
-            made = insert(self.table).values(rows).returning(self._key, self.table.c[VERSION])
+            made = (
+                insert(self.table)
+                .values(rows)
+                .returning(self._key_columns[0], self.table.c[VERSION])
+            )
             statement = self._inserts_of[count] = Statement(made, self._dialect)
         return statement
 
@@ -447,20 +503,20 @@ class SQLRows:
         if self._inserted.returns_rows:
             row = await session.fetch_one(self._inserted, values)
             assert row is not None
-            key: Key = row[0] if self.resource.auto_key else values[self.resource.key]
+            key: Key = row[0] if self.resource.auto_key else self.resource.key_of(values)
             return key
         last_id = await session.execute(self._inserted, values)
         if self.resource.auto_key:
             return last_id
-        given: Key = values[self.resource.key]
+        given: Key = self.resource.key_of(values)
         return given
 
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> list[Key]:
         if not self.resource.auto_key:
             await conn.execute(insert(self.table), values)
-            return [row[self.resource.key] for row in values]
+            return [self.resource.key_of(row) for row in values]
         if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
-            stmt = insert(self.table).returning(self._key, sort_by_parameter_order=True)
+            stmt = insert(self.table).returning(self._key_columns[0], sort_by_parameter_order=True)
             return list((await conn.execute(stmt, values)).scalars())
         keys: list[Key] = []  # e.g. MySQL proper: no RETURNING, one statement per row
         for row in values:
@@ -511,7 +567,7 @@ class SQLRows:
     async def put(
         self, key: Key, values: Mapping[str, Any], *, expected: frozenset[int] | None = None
     ) -> tuple[Record | None, Record]:
-        changes = {name: value for name, value in values.items() if name != self.resource.key}
+        changes = {name: value for name, value in values.items() if name not in self._keys}
 
         async def optimistic(before: Record | None) -> tuple[Record | None, Record] | _Again:
             if before is not None:
@@ -533,7 +589,7 @@ class SQLRows:
         return await self._write_row(key, expected, optimistic, locked)
 
     async def _create_under(self, session: Session, key: Key, changes: Mapping[str, Any]) -> Record:
-        row = {**changes, self.resource.key: key}
+        row = {**changes, **self.resource.key_values(key)}
         version = birth_version()
         await self._insert_one(session, self._stored(row) | {VERSION: version})
         return Record(key, {name: row[name] for name in self._names}, version)
@@ -543,13 +599,14 @@ class SQLRows:
             if before is None:
                 return None
             async with self._driver.autocommitted() as session:
-                values = {_KEY: key, _AT: before.version}
+                values = self._key_bound(_KEY, key) | {_AT: before.version}
                 if await session.changed(self._deleted_at, values) == 1:
                     return before
             return AGAIN
 
         async def locked(session: Session, before: Record | None) -> Record | None:
-            if before is not None and await session.changed(self._deleted, {_KEY: key}) > 1:
+            bound = self._key_bound(_KEY, key)
+            if before is not None and await session.changed(self._deleted, bound) > 1:
                 raise KeyNotUnique(self.table.name, key)  # the transaction is undone
             return before
 
@@ -568,7 +625,7 @@ class SQLRows:
         self, session: Session, key: Key, expected: frozenset[int] | None
     ) -> Record | None:
         """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
-        rows = await session.fetch_all(self._locked, {_KEY: key})
+        rows = await session.fetch_all(self._locked, self._key_bound(_KEY, key))
         return self._checked(self._one(key, rows), expected)
 
     def _checked(self, before: Record | None, expected: frozenset[int] | None) -> Record | None:
@@ -584,7 +641,7 @@ class SQLRows:
         PATCH: a few)."""
         statement = self._updates.get((names, conditional))
         if statement is None:
-            where = self._equal(self.resource.key, bindparam(_KEY))
+            where = self._key_is(_KEY)
             if conditional:
                 where.append(self.table.c[VERSION] == bindparam(_AT))
             statement = self._updates[names, conditional] = Statement(
@@ -600,7 +657,7 @@ class SQLRows:
 
     async def _set(self, session: Session, key: Key, changes: Mapping[str, Any]) -> None:
         statement = self._setter(frozenset(changes), conditional=False)
-        if await session.changed(statement, self._stored(changes) | {_KEY: key}) > 1:
+        if await session.changed(statement, self._stored(changes) | self._key_bound(_KEY, key)) > 1:
             raise KeyNotUnique(self.table.name, key)  # the transaction is undone
 
     async def _set_if_at(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
@@ -663,10 +720,11 @@ class SQLRows:
         bound: dict[str, Any] = {}
         for index, (key, changes, version) in enumerate(writes):
             bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
-            bound |= {f"r{index}__twotier_key": key, f"r{index}__twotier_at": version}
+            bound |= self._key_bound(f"r{index}__twotier_key", key)
+            bound[f"r{index}__twotier_at"] = version
         async with self._driver.autocommitted() as session:
             rows = await session.fetch_all(self._set_many(fields, len(writes)), bound)
-        return {row[0] for row in rows}
+        return {self._row_key(row) for row in rows}
 
     async def _set_locked(self, fields: frozenset[str], writes: list[_Set]) -> set[Key]:
         """MySQL and MariaDB, which have no ``UPDATE … RETURNING``: in one transaction, the
@@ -674,7 +732,9 @@ class SQLRows:
         versions read, then one ``UPDATE … SET field = CASE key … END`` of those still at
         the version their write read; the keys it changed. Four round trips and one commit
         for the lot, where each write alone is a commit of its own."""
-        keys = {f"k{index}": key for index, (key, _, _) in enumerate(writes)}
+        keys: dict[str, Any] = {}
+        for index, (key, _, _) in enumerate(writes):
+            keys |= self._key_bound(f"k{index}", key)
         async with self._driver.transaction() as session:
             rows = await session.fetch_all(self._locked_keys(len(writes)), keys)
             now = {record.key: record.version for record in map(self._raw_record, rows)}
@@ -683,7 +743,7 @@ class SQLRows:
                 bound: dict[str, Any] = {}
                 for index, (key, changes, _) in enumerate(still):
                     bound |= {f"r{index}_{n}": v for n, v in self._stored(changes).items()}
-                    bound[f"r{index}__twotier_key"] = key
+                    bound |= self._key_bound(f"r{index}__twotier_key", key)
                 changed = await session.changed(self._set_cases(fields, len(still)), bound)
                 if changed > len(still):  # the transaction is undone
                     raise KeyNotUnique(self.table.name, still[0][0])
@@ -693,9 +753,10 @@ class SQLRows:
         """``SELECT … WHERE key IN (…) ORDER BY key FOR UPDATE`` of ``count`` keys."""
         statement = self._locked_of.get(count)
         if statement is None:
-            params: list[Any] = [bindparam(f"k{index}") for index in range(count)]
-            where = self._among(self.resource.key, params)
-            made = select(*self._selected).where(*where).order_by(self._key).with_for_update()
+            where = self._keys_among([f"k{index}" for index in range(count)])
+            made = (
+                select(*self._selected).where(*where).order_by(*self._key_columns).with_for_update()
+            )
             statement = self._locked_of[count] = Statement(made, self._dialect)
         return statement
 
@@ -704,25 +765,20 @@ class SQLRows:
         next version, of ``count`` rows by key (locked, and checked at their version)."""
         statement = self._cases_of.get((fields, count))
         if statement is None:
-            keys: list[BindParameter[Any]] = [
-                bindparam(f"r{index}__twotier_key") for index in range(count)
-            ]
+            keys = [f"r{index}__twotier_key" for index in range(count)]
 
             def case_of(name: str) -> ColumnElement[Any]:
                 kind = self.table.c[name].type
                 return case(
                     *(
-                        (
-                            and_(*self._equal(self.resource.key, key)),
-                            bindparam(f"r{index}_{name}", type_=kind),
-                        )
+                        (and_(*self._key_is(key)), bindparam(f"r{index}_{name}", type_=kind))
                         for index, key in enumerate(keys)
                     )
                 )
 
             made = (
                 update(self.table)
-                .where(*self._among(self.resource.key, keys))
+                .where(*self._keys_among(keys))
                 .values(
                     {name: case_of(name) for name in sorted(fields)}
                     | {VERSION: self.table.c[VERSION] + 1}
@@ -738,8 +794,16 @@ class SQLRows:
         statement = self._sets_of.get((fields, count))
         if statement is None:
             names = sorted(fields)
+            keys = (
+                ["_twotier_key"]
+                if len(self._keys) == 1
+                else [f"_twotier_key_{index}" for index in range(len(self._keys))]
+            )  # as _key_bound names them
             columns = [
-                column("_twotier_key", self._key.type),
+                *(
+                    column(name, key.type)
+                    for name, key in zip(keys, self._key_columns, strict=True)
+                ),
                 column("_twotier_at", self.table.c[VERSION].type),
                 *(column(name, self.table.c[name].type) for name in names),
             ]
@@ -754,17 +818,20 @@ class SQLRows:
                     {name: given.c[name] for name in names} | {VERSION: self.table.c[VERSION] + 1}
                 )
                 .where(
-                    self._key == given.c["_twotier_key"],
+                    *(
+                        key == given.c[name]
+                        for name, key in zip(keys, self._key_columns, strict=True)
+                    ),
                     self.table.c[VERSION] == given.c["_twotier_at"],
                 )
-                .returning(self._key)
+                .returning(*self._key_columns)
             )
             statement = self._sets_of[fields, count] = Statement(made, self._dialect)
         return statement
 
     async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         statement = self._setter(frozenset(changes), conditional=True)
-        values = self._stored(changes) | {_KEY: key, _AT: version}
+        values = self._stored(changes) | self._key_bound(_KEY, key) | {_AT: version}
         async with self._driver.autocommitted() as session:
             changed: int = await session.changed(statement, values)
         return changed == 1

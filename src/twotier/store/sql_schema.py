@@ -32,8 +32,12 @@ VERSION = "version"
 
 def resource_table(resource: Resource, metadata: MetaData) -> Table:
     """The table ``resource`` is stored in, as twotier creates it."""
-    columns = [_column(resource.key_field, key=True, auto=resource.auto_key)]
-    columns += [_column(spec) for spec in resource.fields if spec.name != resource.key]
+    keys = resource.key_fields
+    if resource.auto_key:
+        columns = [_column(resource.key_field, key=True, auto=True)]
+    else:
+        columns = [_column(resource.field(name), key=True) for name in keys]
+    columns += [_column(spec) for spec in resource.fields if spec.name not in keys]
     columns.append(Column(VERSION, BigInteger(), nullable=False, server_default="1"))
     table = Table(
         resource.table,
@@ -46,8 +50,8 @@ def resource_table(resource: Resource, metadata: MetaData) -> Table:
         # back).
         sqlite_autoincrement=resource.auto_key,
     )
-    for name in resource.indexed:
-        Index(field_index_name(resource, name), table.c[name], table.c[resource.key])
+    for name in needs_index(resource):
+        field_index(resource, table, name)
     for spec in resource.fields:
         if isinstance(spec, StringField) and spec.values is not None:
             allowed = [literal(value, literal_execute=True) for value in spec.values]
@@ -69,10 +73,18 @@ def resource_table(resource: Resource, metadata: MetaData) -> Table:
     return table
 
 
-def field_index_name(resource: Resource, field: str) -> str:
-    """``ix_superheroes_xp_id``: the seed table's index, and every lookup's and filter's
-    like it."""
-    return f"ix_{resource.table}_{field}_{resource.key}"[:63]
+def needs_index(resource: Resource) -> tuple[str, ...]:
+    """The lookups and filters an index of their own serves: all but a composite key's
+    first field, which the primary key's index leads with."""
+    return tuple(name for name in resource.indexed if name != resource.key_fields[0])
+
+
+def field_index(resource: Resource, table: Table, field: str) -> Index:
+    """A lookup's or filter's index: on the field, then the key (a lookup's rows come in
+    key order), ``ix_superheroes_xp_id`` like the seed table's own."""
+    keys = [name for name in resource.key_fields if name != field]
+    name = f"ix_{resource.table}_{field}_{'_'.join(keys)}"[:63]
+    return Index(name, table.c[field], *(table.c[key] for key in keys))
 
 
 def _column(spec: FieldSpec, *, key: bool = False, auto: bool = False) -> Column[object]:

@@ -25,6 +25,7 @@ costs a write little more than the row's own, and nothing while nothing changes.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import Connection, Table, text
 
@@ -63,13 +64,14 @@ Planned = tuple[str, list[str], list[Made]]
 
 
 def version_trigger_sql(
-    conn: Connection, rules: NameRules, table: Table, key: str, shown: str
+    conn: Connection, rules: NameRules, table: Table, keys: Sequence[str], shown: str
 ) -> list[Planned]:
     """The version triggers ``table`` lacks (all of them if the table is yet to be made;
-    ``shown``: its name as the database spells it)."""
+    ``keys``: the key's columns; ``shown``: its name as the database spells it)."""
     dialect = conn.dialect.name
     quote = conn.dialect.identifier_preparer.quote
-    name, key_column, version = quote(table.name), quote(key), quote(VERSION)
+    name, version = quote(table.name), quote(VERSION)
+    the_row = " AND ".join(f"{quote(key)} = NEW.{quote(key)}" for key in keys)
     on_insert, on_update = trigger_names(table)
     if dialect == "postgresql":
         return _postgresql(conn, shown, name, on_insert)
@@ -79,11 +81,10 @@ def version_trigger_sql(
         now_us = _SQLITE_NOW_US
         bodies = {
             on_insert: f"AFTER INSERT ON {name} FOR EACH ROW WHEN NEW.{version} <= 1 "
-            f"BEGIN UPDATE {name} SET {version} = {now_us} WHERE {key_column} = NEW.{key_column}; "
-            "END",
+            f"BEGIN UPDATE {name} SET {version} = {now_us} WHERE {the_row}; END",
             on_update: f"AFTER UPDATE ON {name} FOR EACH ROW WHEN NEW.{version} <= OLD.{version} "
             f"BEGIN UPDATE {name} SET {version} = OLD.{version} + 1 "
-            f"WHERE {key_column} = NEW.{key_column}; END",
+            f"WHERE {the_row}; END",
         }
     else:
         # UNIX_TIMESTAMP(NOW(6)) is the statement's moment with its microseconds (a DECIMAL).
