@@ -237,9 +237,7 @@ def test_over_http_the_key_is_one_path_segment(tmp_path: Path, declared: str) ->
         moved = client.patch("/plays/3,1027", json={"track_id": 8})
         assert moved.status_code == 422
         assert moved.json()["detail"][0]["loc"] == ["body", "track_id"]
-        assert (
-            client.put("/plays/3,1027", json={"playlist_id": 3, "place": 4}).status_code == 200
-        )
+        assert client.put("/plays/3,1027", json={"playlist_id": 3, "place": 4}).status_code == 200
         for bad, says in (
             ("3", "must be 2 values separated by ','"),
             ("3,1027,1", "must be 2 values separated by ','"),
