@@ -430,6 +430,48 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
         assert len(by_track.json()["items"]) == expected
         by_playlist = client.get("/playlist_track", params={playlist_id: 1, "limit": 2})
         assert [row[playlist_id] for row in by_playlist.json()["items"]] == [1, 1]
+        # Relations from the foreign keys, as the database's own joins give them.
+        album_id, artist_id, name, title = (
+            ("album_id", "artist_id", "name", "title")
+            if snake
+            else ("AlbumId", "ArtistId", "Name", "Title")
+        )
+        q = (lambda name: f'"{name}"') if snake else (lambda name: name)
+        album, artist, track = (q(_snake(t) if snake else t) for t in ("Album", "Artist", "Track"))
+        with chinook.engine.connect() as conn:
+            joined = conn.execute(
+                text(
+                    f"SELECT al.{q(album_id)}, ar.{q(name)} FROM {album} al "
+                    f"JOIN {artist} ar ON ar.{q(artist_id)} = al.{q(artist_id)} "
+                    f"ORDER BY al.{q(album_id)} LIMIT 5"
+                )
+            ).all()
+            tracks = (
+                conn.execute(
+                    text(f"SELECT {q(name)} FROM {track} WHERE {q(album_id)} = 1 ORDER BY 1")
+                )
+                .scalars()
+                .all()
+            )
+            titles = (
+                conn.execute(
+                    text(
+                        f"SELECT {q(title)} FROM {album} WHERE {q(artist_id)} = 1 "
+                        f"ORDER BY {q(album_id)}"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for key, artist_name in joined:
+            embedded = client.get(f"/album/{key}", params={"embed": "artist"})
+            assert embedded.status_code == 200, embedded.text
+            assert embedded.json()["artist"][name] == artist_name
+        with_tracks = client.get("/album/1", params={"embed": "artist,track"}).json()
+        assert sorted(row[name] for row in with_tracks["track"]["items"]) == sorted(tracks)
+        nested = client.get("/artist/1/album")
+        assert nested.status_code == 200, nested.text
+        assert [row[title] for row in nested.json()["items"]] == titles
 
 
 def test_detached_as_it_was_found(chinook: Chinook) -> None:

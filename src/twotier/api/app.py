@@ -28,6 +28,7 @@ from twotier.api.endpoints import EndpointTable, resource_endpoints
 from twotier.api.head import HeadAsGet
 from twotier.api.observe import Observe
 from twotier.api.parameters import QueryGuard
+from twotier.api.relations import with_relations
 from twotier.api.seed_batch import batch_endpoint
 from twotier.api.seed_batch import screen as screen_batch
 from twotier.bootstrap import Composition, compose, declared_resources, log_start, rules_of
@@ -80,7 +81,12 @@ def create_app(settings: Settings | None = None, composition: Composition | None
     by_name = {resource.name: resource for resource in resources}
     table = EndpointTable(
         {
-            **{resource.name: resource_endpoints(resource, settings) for resource in resources},
+            **{
+                resource.name: with_relations(
+                    resource_endpoints(resource, settings), resource, by_name, settings
+                )
+                for resource in resources
+            },
             "batch": batch_endpoint(by_name, default_resource(resources), settings.batch_max_items),
         }
     )

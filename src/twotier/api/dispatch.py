@@ -69,8 +69,9 @@ class Dispatcher:
         if isinstance(found, Answer):
             await found(scope, receive, send)
             return
-        scope[ROUTE_KEY] = found.path
-        result = await self._serve(found, routes, rest, scope)
+        endpoint, key_text = found
+        scope[ROUTE_KEY] = endpoint.path
+        result = await self._serve(endpoint, routes, key_text, scope)
         await result(scope, receive, send)
 
     async def _serve(
@@ -108,17 +109,27 @@ class Dispatcher:
             return problem(refused)
 
 
-def _endpoint(routes: Routes, rest: str | None, method: str) -> Endpoint | Answer:
-    """The row a method and path name, or the 404 or 405 that says there is none."""
+def _endpoint(
+    routes: Routes, rest: str | None, method: str
+) -> tuple[Endpoint, str | None] | Answer:
+    """The row a method and path name, with the key's text in the path, or the 404 or 405
+    that says there is none."""
+    key: str | None = rest
     if rest is None:
         rows = routes.collection
     elif rest and "/" not in rest and routes.item:
         rows = routes.item
+    elif rest and routes.nested:
+        key, _, relation = rest.partition("/")
+        found = routes.nested.get(relation)
+        if not key or found is None:
+            return _not_found()
+        rows = found
     else:
         return _not_found()
     endpoint = rows.get(method)
     if endpoint is not None:
-        return endpoint
+        return endpoint, key
     allowed = ", ".join(rows)
     return error(405, "Method Not Allowed", [(b"allow", allowed.encode())])
 

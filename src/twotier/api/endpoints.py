@@ -99,11 +99,14 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Routes:
-    """The rows under one first path segment: ``/{name}`` and ``/{name}/{key}``."""
+    """The rows under one first path segment: ``/{name}``, ``/{name}/{key}`` and
+    ``/{name}/{key}/{relation}``."""
 
     resource: Resource | None
     collection: Mapping[str, Endpoint]
     item: Mapping[str, Endpoint] = field(default_factory=dict)
+    #: ``/{name}/{key}/{relation}``: each relation's rows (``api.relations``).
+    nested: Mapping[str, Mapping[str, Endpoint]] = field(default_factory=dict)
 
 
 class EndpointTable:
@@ -116,6 +119,8 @@ class EndpointTable:
         for routes in self.routes.values():
             yield from routes.collection.values()
             yield from routes.item.values()
+            for rows in routes.nested.values():
+                yield from rows.values()
 
     def match(self, path: str) -> tuple[Routes, str | None] | None:
         """The rows a path falls under, and the rest of it after ``/{name}/`` (None for

@@ -46,6 +46,7 @@ from twotier.resources.fields import (
     TimestampField,
     UuidField,
 )
+from twotier.resources.relations import linked, references
 from twotier.resources.reserved_words import RESERVED_WORDS
 from twotier.resources.resource import AUTO_KEY, PART_SEPARATOR, Resource
 
@@ -69,6 +70,7 @@ _RESOURCE_KEYS = frozenset(
         "key",
         "id",
         "lookups",
+        "relations",
         "filters",
         "unindexed_filters",
         "samples",
@@ -137,6 +139,14 @@ def parse_resources(text: str, where: str) -> tuple[Resource, ...]:
     if not isinstance(declared, dict) or not declared:
         raise ResourceError(f"{where}: declares no resource; add a [resources.NAME] table")
     resources = tuple(_resource(where, name, spec) for name, spec in declared.items())
+    refs = {
+        name: references(
+            f"{where}: resources.{name}", spec["relations"], {f.name: f for f in resource.fields}
+        )
+        for resource, (name, spec) in zip(resources, declared.items(), strict=True)
+        if "relations" in spec
+    }
+    resources = linked(resources, refs, where)
     tables = {resource.name: resource.table for resource in resources}
     clash = _case_clash(tables)
     if clash:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twotier.errors import ResourceError
@@ -29,6 +29,8 @@ class Introspected:
     settings: dict[str, Any] | None
     left_out: str | None = None
     columns_left_out: tuple[str, ...] = field(default=())
+    #: Its foreign keys of one column: (its column, the table referred to, that column).
+    references: tuple[tuple[str, str, str], ...] = field(default=())
 
     @property
     def resource(self) -> str:
@@ -44,7 +46,8 @@ def resource_name(table: str) -> str:
 def checked(found: Sequence[Introspected]) -> list[Introspected]:
     """``found``, each table's settings checked by the declaration's parser on their own:
     a table the parser refuses (a name it cannot take, a second table of the same resource
-    name) is left out, with the parser's reason."""
+    name) is left out, with the parser's reason. Then each served table's foreign keys to
+    another served table's key become its relations (``relations_of``)."""
     result: list[Introspected] = []
     taken: dict[str, str] = {}
     for item in found:
@@ -57,13 +60,83 @@ def checked(found: Sequence[Introspected]) -> list[Introspected]:
             else:
                 taken[item.resource] = item.table
         result.append(item)
-    return result
+    return relations_of(result)
+
+
+def relations_of(found: Sequence[Introspected]) -> list[Introspected]:
+    """``found`` with a relation for each foreign key of a served table that names a served
+    table's key of one column: named for its column (``ArtistId`` → ``artist``), its reverse
+    for the table it is in (``album``; ``album_by_<relation>`` for a second one into the
+    same table)."""
+    served = {item.table: item for item in found if item.settings is not None}
+    keys = {table: _key_column(item.settings or {}) for table, item in served.items()}
+    # Each served table's relations to one, first: the names a reverse must not take.
+    ones: dict[str, dict[str, dict[str, str]]] = {}
+    for item in served.values():
+        fields = (item.settings or {})["fields"]
+        named: dict[str, dict[str, str]] = {}
+        for column, table, referred in item.references:
+            target = served.get(table)
+            if target is None or keys[table] != referred or column not in fields:
+                continue
+            name = _relation_name(column, target.resource, {*fields, *named})
+            if name is not None:
+                named[name] = {"resource": target.resource, "field": column}
+        ones[item.table] = named
+    taken = {
+        item.resource: {*(item.settings or {})["fields"], *ones[table]}
+        for table, item in served.items()
+    }
+    for item in served.values():
+        for name, relation in list(ones[item.table].items()):
+            names = taken[relation["resource"]]
+            reverse = item.resource
+            if reverse in names:
+                reverse = f"{item.resource}_by_{name}"
+            if reverse in names:  # no name left for it: not a relation then
+                del ones[item.table][name]
+                continue
+            names.add(reverse)
+            if reverse != item.resource:
+                relation["reverse"] = reverse
+    return [
+        replace(item, settings={**item.settings, "relations": ones[item.table]})
+        if item.settings is not None and ones.get(item.table)
+        else item
+        for item in found
+    ]
+
+
+def _key_column(settings: dict[str, Any]) -> str | None:
+    """The column of a resource's key of one field (None for a composite key)."""
+    key = settings.get("key")
+    if isinstance(key, str):
+        return key
+    if key is not None:
+        return None
+    auto = settings.get("id", "id")
+    return str(auto["name"] if isinstance(auto, dict) else auto)
+
+
+def _relation_name(column: str, target: str, taken: set[str]) -> str | None:
+    """A foreign key's relation name: its column without an id ending, in snake_case; else
+    the resource it names; None if both are taken (or unusable)."""
+    stem = resource_name(column)
+    for suffix in ("_id", "id"):
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)].rstrip("_")
+            break
+    for name in (stem, target):
+        if name and name not in taken and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+            return name
+    return None
 
 
 def _refused(item: Introspected) -> str | None:
     import tomlkit  # the writer's library: loaded by the commands that write, never to serve
 
-    text = tomlkit.dumps({"resources": {item.resource: item.settings}})
+    alone = {name: value for name, value in (item.settings or {}).items() if name != "relations"}
+    text = tomlkit.dumps({"resources": {item.resource: alone}})
     try:
         parse_resources(text, "introspected")
     except ResourceError as error:
@@ -106,6 +179,7 @@ def _resource_table(item: Introspected) -> Any:
 
     settings = dict(item.settings)
     fields = settings.pop("fields")
+    relations = settings.pop("relations", {})
     table = tomlkit.table()
     for note in item.columns_left_out:
         table.add(tomlkit.comment(f"left out: {note}"))
@@ -115,6 +189,11 @@ def _resource_table(item: Introspected) -> Any:
     for name, spec in fields.items():
         columns.add(name, _inline(spec))
     table.add("fields", columns)
+    if relations:
+        referring = tomlkit.table()
+        for name, relation in relations.items():
+            referring.add(name, _inline(relation))
+        table.add("relations", referring)
     return table
 
 

@@ -54,6 +54,18 @@ def to_json(values: Any) -> bytes:
     return orjson.dumps(values, option=orjson.OPT_UTC_Z, default=_json_default)
 
 
+@dataclass(frozen=True)
+class Relation:
+    """One side of a reference: ``name`` in this resource's answers and paths, the other
+    ``resource``, the referencing ``field`` (this resource's when ``to_one``, else the other
+    resource's)."""
+
+    name: str
+    resource: str
+    field: str
+    to_one: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """A row as the tiers pass it: its key, its client-facing fields (in JSON order, the
@@ -95,6 +107,8 @@ class Resource:
     #: unless asked for by name): a user's own table is never filled unasked.
     samples: int = 0
     key_max: int = 2**53 - 1  # for an automatic key
+    #: Its relations to other resources, both ways (``relations.linked``).
+    relations: tuple[Relation, ...] = ()
     _by_name: dict[str, FieldSpec] = field(
         default_factory=dict, compare=False, repr=False, hash=False
     )
@@ -179,6 +193,9 @@ class Resource:
         # A composite key's index leads with its first field.
         served = {self.key, self.key_fields[0], *self.indexed}
         return tuple(name for name in self.columns if self.unindexed_filters or name in served)
+
+    def relation(self, name: str) -> Relation | None:
+        return next((relation for relation in self.relations if relation.name == name), None)
 
     def field(self, name: str) -> FieldSpec:
         return self.key_field if name == self.key else self._by_name[name]

@@ -158,7 +158,13 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
     if lookups:
         settings["lookups"] = lookups
     settings["fields"] = fields
-    return Introspected(name, settings, None, tuple(left_out))
+    references = tuple(
+        (str(foreign["constrained_columns"][0]), foreign["referred_table"],
+         str(foreign["referred_columns"][0]))
+        for foreign in inspector.get_foreign_keys(name)
+        if len(foreign["constrained_columns"]) == 1
+    )  # fmt: skip
+    return Introspected(name, settings, None, tuple(left_out), references)
 
 
 def _version_is_ours(

@@ -1,0 +1,233 @@
+"""Relations from foreign keys: nested collections (``/artists/1/albums``) and embedding
+(``/albums/1?embed=artist,tracks``), composed from each part's own cached entry, so an
+embedded answer is never staler than its parts read alone — whatever wrote them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from tests.conftest import SQL_STORES, cache_url, database_url, drop_table, forget_namespace
+from twotier.api.app import create_app
+from twotier.config import Settings
+from twotier.errors import ResourceError
+from twotier.resources import parse_resources
+
+DECLARED = """
+[resources.artists]
+table = "rel_artists"
+[resources.artists.fields]
+name = { type = "string", max_length = 50 }
+
+[resources.albums]
+table = "rel_albums"
+[resources.albums.fields]
+title = { type = "string", max_length = 50 }
+artist_id = { type = "integer", minimum = 1 }
+[resources.albums.relations]
+artist = { resource = "artists", field = "artist_id" }
+
+[resources.tracks]
+table = "rel_tracks"
+[resources.tracks.fields]
+name = { type = "string", max_length = 50 }
+album_id = { type = "integer", minimum = 1, nullable = true }
+[resources.tracks.relations]
+album = { resource = "albums", field = "album_id" }
+"""
+
+
+@pytest.fixture(params=SQL_STORES)
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    kind = str(request.param)
+    declared = tmp_path / "related.toml"
+    declared.write_text(DECLARED)
+    url = database_url(kind, tmp_path)
+    namespace = f"twotier-test-{uuid.uuid4().hex[:12]}"
+    settings = Settings(
+        database_url=url,
+        cache_url=cache_url("redis") if kind != "sqlite" else "memory://",
+        cache_namespace=namespace,
+        resources=str(declared),
+        require_key_for_writes=False,
+        follow="off",
+    )
+    try:
+        with TestClient(create_app(settings)) as made:
+            yield made, url
+    finally:
+        drop_table(url, str(declared))
+        if kind != "sqlite":
+            forget_namespace(cache_url("redis"), namespace)
+
+
+def _made(client: TestClient, path: str, body: dict[str, Any]) -> int:
+    answer = client.post(path, json=body)
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def test_a_nested_collection_is_the_lookup_of_the_rows_that_refer(
+    client: tuple[TestClient, str],
+) -> None:
+    http, _ = client
+    ann = _made(http, "/artists", {"name": "Ann"})
+    bob = _made(http, "/artists", {"name": "Bob"})
+    first = _made(http, "/albums", {"title": "One", "artist_id": ann})
+    second = _made(http, "/albums", {"title": "Two", "artist_id": ann})
+    _made(http, "/albums", {"title": "Other", "artist_id": bob})
+    nested = http.get(f"/artists/{ann}/albums")
+    assert nested.status_code == 200, nested.text
+    assert [row["id"] for row in nested.json()["items"]] == [first, second]
+    assert nested.json() == http.get("/albums", params={"artist_id": ann}).json()
+    assert http.get(f"/artists/{ann}/albums").headers["x-cache"] == "HIT"
+    page = http.get(f"/artists/{ann}/albums", params={"limit": 1}).json()
+    assert page["next_after"] == first
+    rest = http.get(f"/artists/{ann}/albums", params={"after": first}).json()
+    assert [row["id"] for row in rest["items"]] == [second]
+    missing = http.get("/artists/999/albums")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "artist 999 not found"}
+    assert http.get(f"/artists/{ann}/tracks").status_code == 404  # no such relation
+    assert http.get(f"/albums/{first}/artist").status_code == 404  # to one: embed it
+    refused = http.get(f"/artists/{ann}/albums", params={"title": "One"})
+    assert refused.status_code == 422
+
+
+def test_an_embedded_answer_is_never_staler_than_its_parts(
+    client: tuple[TestClient, str],
+) -> None:
+    http, url = client
+    ann = _made(http, "/artists", {"name": "Ann"})
+    album = _made(http, "/albums", {"title": "One", "artist_id": ann})
+    track = _made(http, "/tracks", {"name": "a", "album_id": album})
+    loose = _made(http, "/tracks", {"name": "b", "album_id": None})
+
+    def embedded() -> dict[str, Any]:
+        answer = http.get(f"/albums/{album}", params={"embed": "artist,tracks"})
+        assert answer.status_code == 200, answer.text
+        assert "etag" not in answer.headers  # no one row's version
+        return dict(answer.json())
+
+    first = embedded()
+    assert first == {
+        "id": album,
+        "title": "One",
+        "artist_id": ann,
+        "artist": {"id": ann, "name": "Ann"},
+        "tracks": {"items": [{"id": track, "name": "a", "album_id": album}], "next_after": None},
+    }
+    again = http.get(f"/albums/{album}", params={"embed": "artist,tracks"})
+    assert again.headers["x-cache"] == "HIT"
+    # A write to each part, through twotier: the next answer has it.
+    assert http.patch(f"/artists/{ann}", json={"name": "Anne"}).status_code == 200
+    assert http.patch(f"/tracks/{loose}", json={"album_id": album}).status_code == 200
+    second = embedded()
+    assert second["artist"]["name"] == "Anne"
+    assert [row["id"] for row in second["tracks"]["items"]] == [track, loose]
+    assert http.delete(f"/tracks/{track}").status_code == 204
+    assert [row["id"] for row in embedded()["tracks"]["items"]] == [loose]
+    # A reference to nothing, and none at all.
+    assert http.get(f"/tracks/{loose}", params={"embed": "album"}).json()["album"]["id"] == album
+    assert http.patch(f"/tracks/{loose}", json={"album_id": None}).status_code == 200
+    assert http.get(f"/tracks/{loose}", params={"embed": "album"}).json()["album"] is None
+    # What the database's own join says.
+    driven = url.replace("mysql://", "mysql+pymysql://", 1)
+    engine = create_engine(driven.replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        with engine.connect() as conn:
+            name = conn.execute(
+                text(
+                    "SELECT a.name FROM rel_albums b JOIN rel_artists a ON a.id = b.artist_id "
+                    "WHERE b.id = :album"
+                ),
+                {"album": album},
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert embedded()["artist"]["name"] == name
+
+
+def test_embedding_is_checked(client: tuple[TestClient, str]) -> None:
+    http, _ = client
+    ann = _made(http, "/artists", {"name": "Ann"})
+    album = _made(http, "/albums", {"title": "One", "artist_id": ann})
+    for asked, says in (
+        ("nope", "'nope' is not a relation of albums (it has: artist, tracks)"),
+        ("artist,artist", "names a relation twice"),
+    ):
+        refused = http.get(f"/albums/{album}", params={"embed": asked})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"][0]["loc"] == ["query", "embed"]
+        assert says in refused.text
+    assert http.get("/albums/999", params={"embed": "artist"}).status_code == 404
+    empty = http.get(f"/albums/{album}", params={"embed": ""})
+    assert empty.status_code == 422
+    assert "names no relation" in empty.text
+
+
+def test_the_openapi_document_describes_both(client: tuple[TestClient, str]) -> None:
+    http, _ = client
+    document = http.get("/openapi.json").json()
+    nested = document["paths"]["/artists/{artist_id}/albums"]["get"]
+    assert [p["name"] for p in nested["parameters"]][:3] == ["artist_id", "after", "limit"]
+    schema = nested["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/AlbumPage"}
+    read = document["paths"]["/albums/{album_id}"]["get"]
+    embed = next(p for p in read["parameters"] if p["name"] == "embed")
+    assert embed["schema"]["type"] == "string"
+    assert "artist, tracks" in embed["description"]
+
+
+def _declare(relations: str, extra: str = "") -> None:
+    parse_resources(
+        f"""
+        [resources.artists]
+        [resources.artists.fields]
+        name = "string"
+        {extra}
+        [resources.albums]
+        [resources.albums.fields]
+        artist_id = "integer"
+        code = "string"
+        [resources.albums.relations]
+        {relations}
+        """,
+        "test",
+    )
+
+
+@pytest.mark.parametrize(
+    ("relations", "says"),
+    [
+        ('artist = { resource = "bands", field = "artist_id" }', "no resource 'bands'"),
+        ('artist = { resource = "artists", field = "band_id" }', "'band_id' is not one of"),
+        ('artist = { resource = "artists", field = "code" }', "code is a string, and"),
+        ('artist_id = { resource = "artists", field = "artist_id" }', "is a field's name"),
+        ('Artist = { resource = "artists", field = "artist_id" }', "not usable as a relation"),
+        ('artist = { resource = "artists" }', "names the other resource"),
+        ('artist = { resource = "artists", field = "artist_id", x = 1 }', "unknown setting 'x'"),
+    ],
+)
+def test_a_relation_is_checked_where_it_is_declared(relations: str, says: str) -> None:
+    with pytest.raises(ResourceError, match=says):
+        _declare(relations)
+
+
+def test_two_references_to_one_resource_need_a_reverse_name() -> None:
+    two = (
+        'artist = { resource = "artists", field = "artist_id" }\n'
+        'other = { resource = "artists", field = "artist_id" }'
+    )
+    with pytest.raises(ResourceError, match="two relations are named 'albums'"):
+        _declare(two)
+    _declare(
+        'artist = { resource = "artists", field = "artist_id" }\n'
+        'other = { resource = "artists", field = "artist_id", reverse = "others" }'
+    )
