@@ -439,10 +439,11 @@ def db_introspect(
     ] = None,
 ) -> None:
     """Write the declaration of the database's own tables (TWOTIER_DATABASE_URL): each
-    table with a primary key of one column, with its columns' types, lengths, ranges and
-    nullability, its automatic id, and its indexed columns as lookups; what cannot be
-    served is left out with a comment saying why. Changes nothing in the database. Serve
-    it as it is: TWOTIER_RESOURCES=FILE twotier db init, then twotier serve."""
+    table with a primary key, with its columns' types, lengths, ranges, nullability and
+    defaults, its automatic id, its indexed columns as lookups and its foreign keys as
+    relations; what cannot be served is left out with a comment saying why. Changes
+    nothing in the database. Serve it as it is: TWOTIER_RESOURCES=FILE twotier db init,
+    then twotier serve."""
     wanted = [name.strip() for name in tables.split(",") if name.strip()] if tables else None
     service = _service()
 
@@ -453,8 +454,17 @@ def db_introspect(
             await service.close()
 
     found = _run(run())
-    text = declaration_text(found, _safe_url())
     served = [item for item in found if item.settings is not None]
+    if not served:
+        why = "; ".join(f"{item.table}: {item.left_out}" for item in found)
+        console.print(
+            Text(
+                f"no table here that twotier can serve ({why})" if found else "no table here",
+                style="red",
+            )
+        )
+        raise typer.Exit(2)
+    text = declaration_text(found, _safe_url())
     if out is None:
         sys.stdout.write(text)
     else:

@@ -46,6 +46,14 @@ owner = { type = "uuid", nullable = true }
 grade = { type = "string", values = ["G", "PG-13", "NC-17"], default = "G" }
 doc = { type = "json", nullable = true }
 data = { type = "binary", max_length = 300, nullable = true }
+
+[resources.codes]
+table = "char_codes"
+key = "code"
+lookups = ["label"]
+[resources.codes.fields]
+code = { type = "string", max_length = 3, fixed = true }
+label = { type = "string", max_length = 10, fixed = true, nullable = true }
 """
 
 #: Values a double cannot hold exactly, the largest and smallest the columns take, zeros;
@@ -83,6 +91,12 @@ async def _served(store_kind: str, tmp_path: Path, declared: str, name: str) -> 
 @pytest.fixture
 async def prices(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
     async with _served(store_kind, tmp_path, declared, "prices") as rows:
+        yield rows
+
+
+@pytest.fixture
+async def codes(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
+    async with _served(store_kind, tmp_path, declared, "codes") as rows:
         yield rows
 
 
@@ -196,6 +210,39 @@ def _load_lines(rows: Rows, cells: Sequence[tuple[str, ...]]) -> list[tuple[tupl
         )
         for number, row in enumerate(cells, start=1)
     ]
+
+
+async def test_a_fixed_length_text_reads_as_written(codes: Rows) -> None:
+    """A CHAR pads its text with spaces (PostgreSQL hands them back, MySQL trims them):
+    read, looked up and keyed by, it is the text written, on every store."""
+    await _create(codes, [{"code": "a", "label": "x y"}, {"code": "abc", "label": None}])
+    for code, label in (("a", "x y"), ("abc", None)):
+        record = await codes.get(code)
+        assert record is not None
+        assert record.values == {"code": code, "label": label}
+    found = await codes.lookup("label", ["x y"])
+    assert [record.key for record in found["x y"]] == ["a"]
+    changed = await codes.update("abc", {"label": "z"})
+    assert changed is not None
+    assert changed[1].values["label"] == "z"
+    assert (await codes.get("abc")).values["label"] == "z"  # type: ignore[union-attr]
+    assert sorted(await codes.get_many(["a", "abc"])) == ["a", "abc"]
+
+
+def test_a_fixed_length_text_refuses_a_trailing_space(tmp_path: Path, declared: str) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/codes.db",
+        cache_url="memory://",
+        resources=declared,
+        require_key_for_writes=False,
+        follow="off",
+    )
+    with TestClient(create_app(settings)) as client:
+        refused = client.post("/codes", json={"code": "ab ", "label": None})
+        assert refused.status_code == 422
+        assert "must not end in a space" in refused.text
+        assert client.post("/codes", json={"code": "ab", "label": "c"}).status_code == 201
+        assert client.get("/codes/ab").json() == {"code": "ab", "label": "c"}
 
 
 async def test_a_uuid_keys_a_row_and_is_looked_up(tokens: Rows) -> None:

@@ -127,7 +127,7 @@ async def legacy(store_kind: str, tmp_path: object) -> AsyncIterator[str]:
 
 
 #: Tables some tests make beside the books (dropped after each test).
-_OTHER_TABLES = ("pairs", "prices", "ids", "shelves", "reused")
+_OTHER_TABLES = ("pairs", "prices", "ids", "shelves", "reused", "codes")
 
 
 async def test_an_existing_table_is_adopted_without_losing_a_row(legacy: str) -> None:
@@ -220,6 +220,44 @@ async def test_a_contradiction_is_refused_in_one_line(
     # Nothing was changed: the table is as it was.
     assert await scalar(legacy, "SELECT count(*) FROM books") == 2
     assert await columns_of(legacy, "books") == ["isbn", "title", "author", "pages"]
+
+
+CODES = """
+[resources.codes]
+key = "code"
+[resources.codes.fields]
+code = { type = "string", max_length = 3, fixed = true }
+label = { type = "string", max_length = 10, nullable = true, fixed = true }
+"""
+
+
+async def test_a_char_column_is_adopted_as_a_fixed_length_text(
+    legacy: str, store_kind: str
+) -> None:
+    """A CHAR pads its text with spaces: declared `fixed`, it is read as written, whoever
+    wrote it; declared as a plain string, it is refused, saying what to declare."""
+    await run_sql(
+        legacy,
+        "CREATE TABLE codes (code CHAR(3) PRIMARY KEY, label CHAR(10))",
+        "INSERT INTO codes (code, label) VALUES ('a', 'x y'), ('abc', NULL)",
+    )
+    if store_kind != "sqlite":  # SQLite's CHAR pads nothing: either declaration is right
+        problems = await refused(
+            legacy, list(parse_resources(CODES.replace(", fixed = true", ""), "c"))
+        )
+        assert any("declare the field `fixed = true`" in p for p in problems), problems
+    store = SQLStore(legacy, list(parse_resources(CODES, "codes.toml")))
+    try:
+        await store.init_schema()
+        rows = store.rows("codes")
+        found = await rows.get("a")
+        assert found is not None
+        assert found.values == {"code": "a", "label": "x y"}
+        assert (await rows.get("abc")).values == {"code": "abc", "label": None}  # type: ignore[union-attr]
+        await rows.update("abc", {"label": "b"})
+        assert await scalar(legacy, "SELECT count(*) FROM codes WHERE label = 'b'") == 1
+    finally:
+        await store.close()
 
 
 async def test_every_contradiction_of_every_table_comes_in_one_run(

@@ -530,6 +530,7 @@ ref = { type = "uuid", nullable = true }
 doc = { type = "json", nullable = true }
 grade = { type = "string", values = ["G", "PG"], default = "G" }
 data = { type = "binary", max_length = 16, nullable = true }
+code = { type = "string", max_length = 4, fixed = true, nullable = true }
 """
 
 
@@ -554,14 +555,14 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
         await running.following()
         made = await typed.create(
             {"amount": Decimal("0.10"), "day": None, "at": None, "ref": None, "doc": None}
-            | {"grade": "G", "data": None}
+            | {"grade": "G", "data": None, "code": None}
         )
         key = made["id"]
         try:
             update = (
                 "UPDATE typed_rows SET amount = 12.34, day = '2026-12-07', "
                 "at = '2026-12-07 10:11:12.5', ref = '0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10', "
-                """doc = '{"a": [1, 2.5, "x"], "b": null}', grade = 'PG', """
+                """doc = '{"a": [1, 2.5, "x"], "b": null}', grade = 'PG', code = 'ab', """
                 + ("data = decode('00ff10', 'hex')" if database.kind == "postgres" else "")
                 + ("data = X'00ff10'" if database.kind != "postgres" else "")
                 + " WHERE id = ?"
@@ -578,6 +579,7 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
                 "doc": {"a": [1, 2.5, "x"], "b": None},
                 "grade": "PG",
                 "data": "AP8Q",  # 00 ff 10, in base64
+                "code": "ab",  # a CHAR(4), without the spaces PostgreSQL pads it with
             }
 
             async def cached() -> bool:

@@ -51,6 +51,7 @@ from twotier.resources.fields import (
     JsonField,
     LocalDateTimeField,
     NumberField,
+    StringField,
     TimestampField,
     UuidField,
 )
@@ -433,4 +434,6 @@ def _typed(spec: object, raw: str) -> Any:
         return orjson.loads(raw)
     if isinstance(spec, BinaryField):
         return bytes.fromhex(raw.removeprefix("\\x"))  # bytea's text form: \x and hex
+    if isinstance(spec, StringField):
+        return spec.read(raw)
     return raw

@@ -79,7 +79,7 @@ _RESOURCE_KEYS = frozenset(
     }
 )
 _FIELD_KEYS = {
-    "string": {"type", "max_length", "pattern", "values", "nullable", "default"},
+    "string": {"type", "max_length", "pattern", "values", "fixed", "nullable", "default"},
     "integer": {"type", "minimum", "maximum", "nullable", "default"},
     "number": {"type", "minimum", "maximum", "nullable", "default"},
     "decimal": {"type", "precision", "scale", "minimum", "maximum", "nullable", "default"},
@@ -306,6 +306,7 @@ def _key_part(at: str, field: FieldSpec, *, composite: bool) -> FieldSpec:
         pattern=field.pattern or (PART_PATTERN if composite else KEY_PATTERN),
         segment=True,
         part=composite,
+        fixed=field.fixed,
     )
 
 
@@ -360,7 +361,14 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
             if any(len(value) > max_length for value in values):
                 raise ResourceError(f"{at}.values: one is longer than max_length {max_length}")
             values = tuple(values)
-        field = StringField(**common, max_length=max_length, pattern=pattern, values=values)
+        fixed = spec.get("fixed", False)
+        if not isinstance(fixed, bool):
+            raise ResourceError(f"{at}.fixed: must be true or false")
+        if fixed and max_length > 255:
+            raise ResourceError(f"{at}.max_length: a fixed-length text (CHAR) is at most 255")
+        field = StringField(
+            **common, max_length=max_length, pattern=pattern, values=values, fixed=fixed
+        )
     elif kind == "integer":
         low, high = spec.get("minimum"), spec.get("maximum")
         for bound, value in (("minimum", low), ("maximum", high)):

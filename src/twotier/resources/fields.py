@@ -31,6 +31,7 @@ from pydantic import (
     WithJsonSchema,
 )
 from sqlalchemy import (
+    CHAR,
     JSON,
     BigInteger,
     Boolean,
@@ -226,6 +227,15 @@ def path_segment(value: str) -> str:
     return value
 
 
+def unpadded(value: str) -> str:
+    """A fixed-length text's (a ``CHAR``'s) value: the database pads it with spaces to its
+    length (PostgreSQL hands them back, MySQL trims them), so one that ends in a space
+    could not be read back as written."""
+    if value.endswith(" "):
+        raise ValueError("must not end in a space: a fixed-length text (CHAR) pads with spaces")
+    return value
+
+
 def key_part(value: str) -> str:
     """A part of a composite key: a comma separates the parts in its path segment."""
     if "," in value:
@@ -241,6 +251,9 @@ class StringField(FieldSpec):
     segment: bool = False
     #: A composite key's part (``key_part``).
     part: bool = False
+    #: A ``CHAR(max_length)`` column's: padded with spaces by the database, which twotier
+    #: reads without them (``unpadded``, ``read``).
+    fixed: bool = False
     #: An enumeration's: the only values it takes (a CHECK where twotier makes the column;
     #: MySQL's ENUM and SQLite's CHECK where it adopts one).
     values: tuple[str, ...] | None = None
@@ -259,13 +272,22 @@ class StringField(FieldSpec):
             checks += (AfterValidator(path_segment),)
         if self.part:
             checks += (AfterValidator(key_part),)
+        if self.fixed:
+            checks += (AfterValidator(unpadded),)
         limits = Field(max_length=self.max_length, strict=True, pattern=self.pattern or NO_NUL)
         return Annotated[(str, limits, *checks)]
 
     def sql_type(self) -> TypeEngine[Any]:
+        if self.fixed:
+            return CHAR(self.max_length)
         if self.max_length > VARCHAR_MAX:
             return Text()
         return String(self.max_length)
+
+    def read(self, value: str | None) -> str | None:
+        """A value as the database hands it back, as twotier holds it (a ``CHAR``'s
+        without the spaces it was padded with)."""
+        return value.rstrip(" ") if self.fixed and value is not None else value
 
     def parse_value(self, text: str) -> Any:
         if self.values is not None and text not in self.values:
@@ -274,7 +296,7 @@ class StringField(FieldSpec):
             raise ValueError(f"is longer than {self.max_length} characters")
         if "\x00" in text:
             raise ValueError("contains a NUL character")
-        if self.pattern is not None or self.segment:
+        if self.pattern is not None or self.segment or self.fixed:
             # The API's own validator: the pattern (in linear time), a key's path rule.
             try:
                 self.checked.validate_python(text)
@@ -284,7 +306,7 @@ class StringField(FieldSpec):
 
     def cell_pattern(self) -> str | None:
         # parse_value's checks of a string without pattern or path rule: its length, no NUL.
-        if self.nullable or self.pattern is not None or self.segment or self.values:
+        if self.nullable or self.pattern is not None or self.segment or self.values or self.fixed:
             return None
         return f"[^,\\x00]{{0,{self.max_length}}}"
 

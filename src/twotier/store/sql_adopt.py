@@ -527,10 +527,12 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
             return _enum_unfit(spec, found, dialect)
         if not isinstance(found, String):
             return other
-        if isinstance(found, CHAR) and dialect != "sqlite":
+        if dialect != "sqlite" and isinstance(found, CHAR) != spec.fixed:
+            if spec.fixed:
+                return "the declaration says fixed = true, a CHAR: drop `fixed`"
             return (
-                "a CHAR pads (or trims) trailing spaces, so text read back could differ from "
-                "text written: twotier serves VARCHAR and TEXT"
+                "a CHAR pads its text with spaces: declare the field `fixed = true`, so that "
+                "twotier reads it without them (and refuses text that ends in a space)"
             )
         if found.length and found.length < spec.max_length:
             return (

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
-from sqlalchemy.types import BINARY, VARBINARY, LargeBinary
+from sqlalchemy.types import BINARY, CHAR, VARBINARY, LargeBinary
 
 from twotier.errors import StoreRefused
 from twotier.resources.fields import (
@@ -242,7 +242,8 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = StringField(name, nullable=nullable, max_length=width, values=values)
     elif isinstance(found, String):
         length = found.length or _TEXT_MAX
-        spec = StringField(name, nullable=nullable, max_length=min(length, _TEXT_MAX))
+        fixed = isinstance(found, CHAR) and dialect != "sqlite"  # SQLite pads nothing
+        spec = StringField(name, nullable=nullable, max_length=min(length, _TEXT_MAX), fixed=fixed)
     else:
         return f"is {found}, which twotier cannot serve yet"
     why = type_unfit(spec, found, dialect)
@@ -298,6 +299,8 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
         declared["values"] = list(spec.values)
     elif isinstance(spec, StringField):
         declared["max_length"] = spec.max_length
+        if spec.fixed:
+            declared["fixed"] = True
     elif isinstance(spec, IntegerField):
         declared["minimum"], declared["maximum"] = spec.minimum, spec.maximum
     elif isinstance(spec, DecimalField):

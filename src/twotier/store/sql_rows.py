@@ -54,7 +54,7 @@ from twotier.errors import (
     VersionMismatch,
 )
 from twotier.resources import Key, Record, Resource
-from twotier.resources.fields import TimestampField
+from twotier.resources.fields import StringField, TimestampField
 from twotier.store import sql_bulk
 from twotier.store.base import LoadRows, Query
 from twotier.store.sql_driver import (
@@ -147,6 +147,12 @@ class SQLRows:
             if isinstance(resource.field(name), TimestampField)
         )
         self._timestamp_names = tuple(resource.columns[index] for index in self._timestamps)
+        # CHAR columns' values, padded with spaces by the database: read without them.
+        self._padded = tuple(
+            (index, spec)
+            for index, name in enumerate(resource.columns)
+            if isinstance(spec := resource.field(name), StringField) and spec.fixed
+        )
         self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
         self._driver = db.driver
         dialect = db.dialect
@@ -199,6 +205,8 @@ class SQLRows:
                 values[index] = (
                     moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
                 )
+        for index, spec in self._padded:
+            values[index] = spec.read(values[index])
         named = dict(zip(self._names, values, strict=True))
         return Record(self.resource.key_of(named), named, version)
 
