@@ -4,6 +4,7 @@ embedded answer is never staler than its parts read alone — whatever wrote the
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from twotier.api.app import create_app
 from twotier.config import Settings
 from twotier.errors import ResourceError
 from twotier.resources import parse_resources
+from twotier.store.sql import SQLStore
 
 DECLARED = """
 [resources.artists]
@@ -231,3 +233,86 @@ def test_two_references_to_one_resource_need_a_reverse_name() -> None:
         'artist = { resource = "artists", field = "artist_id" }\n'
         'other = { resource = "artists", field = "artist_id", reverse = "others" }'
     )
+
+
+KEYED = """
+[resources.bands]
+table = "fk_bands"
+key = "code"
+[resources.bands.fields]
+code = { type = "string", max_length = 8 }
+
+[resources.records]
+table = "fk_records"
+key = "code"
+[resources.records.fields]
+code = { type = "string", max_length = 8 }
+band = { type = "string", max_length = 8 }
+[resources.records.relations]
+by = { resource = "bands", field = "band", reverse = "records" }
+"""
+
+
+async def _made_database(url: str) -> None:
+    """The test's database, made as twotier makes it (the tables come after)."""
+    store = SQLStore(url, [])
+    try:
+        await store.init_schema()
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", SQL_STORES)
+def test_a_write_the_databases_own_rules_refuse_is_a_409(kind: str, tmp_path: Path) -> None:
+    """A foreign key of the user's own schema: a row that names no band, or a band rows
+    still name, is refused by the database. The client is told which rule (409), never a
+    500, and nothing was written."""
+    declared = tmp_path / "keyed.toml"
+    declared.write_text(KEYED)
+    url = database_url(kind, tmp_path)
+    asyncio.run(_made_database(url))
+    driven = url.replace("mysql://", "mysql+pymysql://", 1)
+    engine = create_engine(driven.replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS fk_records"))
+            conn.execute(text("DROP TABLE IF EXISTS fk_bands"))
+            conn.execute(text("CREATE TABLE fk_bands (code VARCHAR(8) PRIMARY KEY)"))
+            conn.execute(
+                text(
+                    "CREATE TABLE fk_records (code VARCHAR(8) PRIMARY KEY, band VARCHAR(8) "
+                    "NOT NULL, CONSTRAINT fk_records_band FOREIGN KEY (band) "
+                    "REFERENCES fk_bands (code))"
+                )
+            )
+        settings = Settings(
+            database_url=url,
+            cache_url="memory://",
+            resources=str(declared),
+            require_key_for_writes=False,
+            follow="off",
+        )
+        with TestClient(create_app(settings)) as http:
+            assert http.post("/bands", json={"code": "b1"}).status_code == 201
+            orphan = http.post("/records", json={"code": "r1", "band": "nope"})
+            assert orphan.status_code == 409, orphan.text
+            assert "the database refused the write" in orphan.text
+            assert "fk_records_band" in orphan.text or "FOREIGN KEY" in orphan.text
+            assert "nope" not in orphan.text  # the rule, never the values
+            assert http.get("/records/r1").status_code == 404
+            assert http.post("/records", json={"code": "r1", "band": "b1"}).status_code == 201
+            moved = http.patch("/records/r1", json={"band": "nope"})
+            assert moved.status_code == 409, moved.text
+            assert http.get("/records/r1").json()["band"] == "b1"
+            held = http.delete("/bands/b1")
+            assert held.status_code == 409, held.text
+            assert http.get("/bands/b1/records").json()["items"] == [{"code": "r1", "band": "b1"}]
+            many = {"USE_CACHE": True, "REQUEST": "write", "RESOURCE": "records"}
+            batch = http.post("/batch", json=many | {"SQLS": [["r2", "b1"], ["r3", "nope"]]})
+            assert batch.status_code == 409, batch.text
+            assert http.get("/records/r2").status_code == 404  # all or nothing
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS fk_records"))
+            conn.execute(text("DROP TABLE IF EXISTS fk_bands"))
+        engine.dispose()

@@ -48,6 +48,12 @@ class KeyNotUnique(StoreError):
         )
 
 
+class ConstraintViolated(StoreError):
+    """The database refused a write that breaks one of the table's own rules (a foreign
+    key, NOT NULL, a CHECK); nothing was written. The message names the rule, never the
+    values."""
+
+
 class StoreRefused(StoreError):
     """A write this database cannot take as asked (more rows than one of its transactions
     holds, a value outside what it stores); nothing was written. The message says what

@@ -18,6 +18,7 @@ from twotier.errors import (
     AnswerTooLarge,
     CacheUnavailable,
     ChangeLogUnavailable,
+    ConstraintViolated,
     Denied,
     DuplicateKey,
     FollowRefused,
@@ -63,6 +64,8 @@ def problem_of(error: Exception) -> Problem:
         return Problem(503, str(error), {"Retry-After": RETRY_AFTER_SECONDS})
     if isinstance(error, DuplicateKey):
         return Problem(409, "a row with this key exists already; nothing was written")
+    if isinstance(error, ConstraintViolated):
+        return Problem(409, f"{error}; nothing was written")
     if isinstance(error, KeyNotUnique):
         log.error("key not unique: %s", error)
         return Problem(409, f"{error}; nothing was written")

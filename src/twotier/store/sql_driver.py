@@ -34,8 +34,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from twotier.errors import DuplicateKey, StoreUnavailable
-from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
+from twotier.errors import ConstraintViolated, DuplicateKey, StoreUnavailable
+from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.telemetry import DatabaseTimer
 
 if TYPE_CHECKING:  # the engine's asyncio layer is imported where the engine is made
@@ -189,20 +189,14 @@ def driver_for(store: Database, pool_size: int, timeout: float) -> Driver:
     return EngineDriver(store)
 
 
-def _duplicate_or_unavailable(error: BaseException) -> BaseException | None:
+def _meaning(error: BaseException) -> BaseException | None:
     """What a driver error means to the tiers above (None: a bug, raised as it is)."""
-    if _is_unique_violation(error):
-        return DuplicateKey()
+    refused = refusal(error)
+    if refused is not None:
+        return refused
     if isinstance(error, UNAVAILABLE) or _is_connection_error(error):
         return StoreUnavailable(describe(error))
     return None
-
-
-def _is_unique_violation(error: BaseException) -> bool:
-    code = getattr(error, "args", (None,))
-    if type(error).__name__ == "IntegrityError" and code and code[0] == 1062:
-        return True
-    return getattr(error, "sqlstate", None) == "23505"
 
 
 def _is_connection_error(error: BaseException) -> bool:
@@ -504,8 +498,9 @@ class EngineDriver:
             async with self._store.connect(write=True) as conn:
                 yield _EngineSession(conn)
         except exc.IntegrityError as error:
-            if is_duplicate_key(error):
-                raise DuplicateKey() from None
+            refused = refusal(error)
+            if refused is not None:
+                raise refused from None
             raise
 
     def autocommitted(self) -> Any:
@@ -524,10 +519,10 @@ def _translating() -> Iterator[None]:
     other error (a bug, the caller's own, a cancellation) passes as it is."""
     try:
         yield
-    except (DuplicateKey, StoreUnavailable):
+    except (DuplicateKey, ConstraintViolated, StoreUnavailable):
         raise
     except Exception as error:
-        meaning = _duplicate_or_unavailable(error)
+        meaning = _meaning(error)
         if meaning is None:
             raise
         raise meaning from error

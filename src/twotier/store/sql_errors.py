@@ -4,9 +4,13 @@ as opposed to a bug, said in one line without the SQL or the values."""
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
+from typing import Any
 
 from sqlalchemy import exc
+
+from twotier.errors import ConstraintViolated, DuplicateKey
 
 # Errors that mean "the database is not there right now", as opposed to a bug.
 UNAVAILABLE = (
@@ -45,7 +49,43 @@ def _tls_failure(error: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def is_duplicate_key(error: exc.IntegrityError) -> bool:
+def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | None:
+    """What an error of the database's own rules means to the tiers above: a taken key, or
+    another rule broken (a foreign key, NOT NULL, a CHECK); None if it is neither. The
+    drivers' errors, or SQLAlchemy's wrapping them."""
+    original = getattr(error, "orig", None) or error
+    code: tuple[Any, ...] = getattr(original, "args", None) or (None,)
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    name = type(original).__name__
+    if isinstance(error, exc.IntegrityError) and _is_duplicate_key(error):
+        return DuplicateKey()
+    if name == "IntegrityError" and code and code[0] == 1062:  # MySQL: ER_DUP_ENTRY
+        return DuplicateKey()
+    if state == "23505":  # PostgreSQL: unique_violation
+        return DuplicateKey()
+    broken = (
+        isinstance(error, exc.IntegrityError)
+        or (name == "IntegrityError" and bool(code) and isinstance(code[0], int))
+        or (isinstance(state, str) and state.startswith("23"))
+        # MySQL's CHECK (3819) and MariaDB's (4025) come as an OperationalError.
+        or (bool(code) and code[0] in (3819, 4025))
+    )
+    if not broken:
+        return None
+    said = code[1] if len(code) > 1 and isinstance(code[1], str) else str(original)
+    # The first line names the rule; PostgreSQL's DETAIL, with the values, is not in it.
+    # MySQL's says the table and the rule's definition after it: its name will do.
+    rule = said.splitlines()[0].split(" (`")[0] if said else name
+    named = _CONSTRAINT.search(said)
+    if named and named.group(1) not in rule:
+        rule += f" (constraint {named.group(1)})"
+    return ConstraintViolated(f"the database refused the write: {rule[:200]}")
+
+
+_CONSTRAINT = re.compile(r"CONSTRAINT `([^`]+)`")
+
+
+def _is_duplicate_key(error: exc.IntegrityError) -> bool:
     """Whether an insert failed because its primary key is taken (not another constraint)."""
     original = getattr(error, "orig", None)
     code = getattr(original, "args", (None,))[0] if original is not None else None

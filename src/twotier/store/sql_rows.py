@@ -65,7 +65,7 @@ from twotier.store.sql_driver import (
     conversions,
     converted,
 )
-from twotier.store.sql_errors import UNAVAILABLE, describe, is_duplicate_key
+from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.store.sql_schema import VERSION
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
@@ -418,8 +418,9 @@ class SQLRows:
             async with self._db.connect(write=True) as conn:
                 keys = await self._insert(conn, values)
         except exc.IntegrityError as error:
-            if is_duplicate_key(error):
-                raise DuplicateKey() from None
+            refused = refusal(error)
+            if refused is not None:
+                raise refused from None
             raise
         return [self._created(key, row, version) for key, row in zip(keys, rows, strict=True)]
 
