@@ -11,7 +11,6 @@ one run at a time."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from tests.chinook import chinook_database
 from tests.conftest import cache_url, forget_namespace, make_key, redis_namespace
+from tests.samples_check import fingerprint, same
 from twotier.api.app import create_app
 from twotier.config import Settings
 
@@ -411,7 +411,7 @@ def test_introspected_and_served_as_written(chinook: Chinook) -> None:
                 served = answer.json()
                 for column, value in row.items():
                     if column in served:
-                        assert _same(served[column], value), (resource, column, value)
+                        assert same(served[column], value), (resource, column, value)
         artist_id = "artist_id" if snake else "ArtistId"
         by_artist = client.get("/album", params={artist_id: 1})
         assert by_artist.status_code == 200, by_artist.text  # a lookup, from its index
@@ -485,7 +485,7 @@ def test_detached_as_it_was_found(chinook: Chinook) -> None:
     extra = {"TWOTIER_FOLLOWER_USER": follower, "TWOTIER_FOLLOWER_PASSWORD": "s3cret-follow"}
     if chinook.kind == "sqlite":
         extra = {}  # no users: its follower runs in the server
-    before = _fingerprint(chinook)
+    before = fingerprint(chinook.engine, chinook.kind)
     out = chinook.tmp_path / "api.toml"
     assert chinook.twotier("db", "introspect", "--out", str(out), resources=None).returncode == 0
     planned = chinook.twotier("db", "init", "--dry-run", resources=str(out), extra=extra)
@@ -494,12 +494,12 @@ def test_detached_as_it_was_found(chinook: Chinook) -> None:
     assert "ADD COLUMN" in statements, statements
     assert "CREATE TRIGGER" in statements
     assert "CREATE TABLE twotier_meta" in statements.replace('"', "").replace("`", "")
-    assert _fingerprint(chinook) == before  # a dry run runs nothing
+    assert fingerprint(chinook.engine, chinook.kind) == before  # a dry run runs nothing
 
     try:
         made = chinook.twotier("db", "init", resources=str(out), extra=extra)
         assert made.returncode == 0, made.stderr
-        assert _fingerprint(chinook) != before
+        assert fingerprint(chinook.engine, chinook.kind) != before
         # The user's own application, while twotier is there: a row in, changed, out.
         chinook.sql(f"INSERT INTO {n['Artist']} ({n['Name']}) VALUES ('Theirs')")
         chinook.sql(f"UPDATE {n['Artist']} SET {n['Name']} = 'Both' WHERE {n['Name']} = 'Theirs'")
@@ -520,7 +520,7 @@ def test_detached_as_it_was_found(chinook: Chinook) -> None:
 
         detached = chinook.twotier("db", "detach", resources=str(out))
         assert detached.returncode == 0, detached.stderr
-        assert _fingerprint(chinook) == before
+        assert fingerprint(chinook.engine, chinook.kind) == before
         assert _follower_exists(chinook, follower) is (None if chinook.kind == "sqlite" else False)
         # The user's own application, after: as before twotier came.
         chinook.sql(f"INSERT INTO {n['Artist']} ({n['Name']}) VALUES ('After')")
@@ -534,51 +534,6 @@ def test_detached_as_it_was_found(chinook: Chinook) -> None:
             chinook.sql(f"DROP ROLE IF EXISTS {follower}")
         elif chinook.kind == "mysql":
             chinook.sql(f"DROP USER IF EXISTS '{follower}'@'%'")
-
-
-def _fingerprint(chinook: Chinook) -> dict[str, Any]:
-    """Every table's columns, indexes and triggers, and a digest of its rows in key order
-    (every column, as the driver reads it); on PostgreSQL each table's replica identity and
-    the publications too."""
-    from sqlalchemy import inspect
-
-    found: dict[str, Any] = {}
-    with chinook.engine.connect() as conn:
-        catalog = inspect(conn)
-        for table in sorted(catalog.get_table_names()):
-            columns = [c["name"] for c in catalog.get_columns(table)]
-            quote = conn.dialect.identifier_preparer.quote
-            rows = conn.execute(
-                text(
-                    f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} "
-                    f"ORDER BY {', '.join(str(i + 1) for i in range(len(columns)))}"
-                )
-            ).all()
-            digest = hashlib.sha256(repr([tuple(row) for row in rows]).encode()).hexdigest()
-            indexes = sorted(str(i["name"]) for i in catalog.get_indexes(table))
-            found[table] = (columns, indexes, len(rows), digest)
-        if chinook.kind == "sqlite":
-            query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-        elif chinook.kind == "mysql":
-            query = (
-                "SELECT trigger_name FROM information_schema.triggers "
-                "WHERE trigger_schema = DATABASE()"
-            )
-        else:
-            query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
-        found["triggers"] = sorted(conn.execute(text(query)).scalars())
-        if chinook.kind == "postgres":
-            found["identities"] = conn.execute(
-                text(
-                    "SELECT relname, relreplident FROM pg_class WHERE relkind = 'r' "
-                    "AND relnamespace = CAST(current_schema() AS regnamespace) ORDER BY 1"
-                )
-            ).all()
-            found["publications"] = conn.execute(text("SELECT pubname FROM pg_publication")).all()
-            found["functions"] = conn.execute(
-                text("SELECT proname FROM pg_proc WHERE proname LIKE 'twotier%'")
-            ).all()
-    return found
 
 
 def _follower_exists(chinook: Chinook, name: str) -> bool | None:
@@ -597,27 +552,3 @@ def _snake(name: str) -> str:
     from twotier.resources.introspected import resource_name
 
     return resource_name(name)
-
-
-def _same(served: Any, stored: Any) -> bool:
-    """A served value is the stored one (a date-time as RFC 3339 in UTC; SQLite's as the
-    text it keeps)."""
-    from datetime import UTC, datetime
-    from decimal import Decimal
-
-    if isinstance(stored, Decimal | float) and isinstance(served, str):
-        # An exact decimal, as text with the column's digits (SQLite's driver reads a
-        # NUMERIC as a double).
-        return Decimal(served) == Decimal(repr(stored) if isinstance(stored, float) else stored)
-    if isinstance(stored, str) and stored != served:
-        try:
-            stored = datetime.fromisoformat(stored)
-        except ValueError:
-            return False
-    if isinstance(stored, datetime):
-        answered = datetime.fromisoformat(served)
-        if answered.tzinfo is None:  # a local date-time: as stored, no zone added
-            return answered == stored.replace(tzinfo=None) and stored.tzinfo is None
-        moment = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
-        return answered == moment
-    return bool(served == stored)

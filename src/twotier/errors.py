@@ -54,6 +54,12 @@ class ConstraintViolated(StoreError):
     values."""
 
 
+class WriteUnsupported(StoreError):
+    """The database cannot take a write as twotier makes it, whatever its values (a
+    PostgreSQL table whose rules rewrite an insert refuses ``INSERT … RETURNING``);
+    nothing was written. The message says what the database said."""
+
+
 class StoreRefused(StoreError):
     """A write this database cannot take as asked (more rows than one of its transactions
     holds, a value outside what it stores); nothing was written. The message says what

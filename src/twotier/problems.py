@@ -32,6 +32,7 @@ from twotier.errors import (
     TwotierError,
     UnknownResource,
     VersionMismatch,
+    WriteUnsupported,
 )
 
 log = logging.getLogger("twotier.api.errors")
@@ -66,6 +67,9 @@ def problem_of(error: Exception) -> Problem:
         return Problem(409, "a row with this key exists already; nothing was written")
     if isinstance(error, ConstraintViolated):
         return Problem(409, f"{error}; nothing was written")
+    if isinstance(error, WriteUnsupported):
+        log.error("write unsupported: %s", error)
+        return Problem(501, f"{error}; nothing was written")
     if isinstance(error, KeyNotUnique):
         log.error("key not unique: %s", error)
         return Problem(409, f"{error}; nothing was written")

@@ -55,6 +55,7 @@ from sqlalchemy import (
     literal,
     text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -298,8 +299,9 @@ def _plan_adoption(
                 f"column of that name, a 64-bit integer: rename the table's own {version!r}, "
                 "or serve another table"
             )
+    filled_by = insert_triggers(conn, found)
     for name, reflected_column in columns.items():
-        if name not in declared and not fills_itself(reflected_column, dialect):
+        if name not in declared and not fills_itself(reflected_column, dialect) and not filled_by:
             problems.append(
                 f"{where}: column {name!r} is NOT NULL, has no default and is not declared, "
                 "so every insert through twotier would fail: declare it as a field"
@@ -480,6 +482,31 @@ def generated(conn: Connection, table: str, column: ReflectedColumn) -> str | No
     return "AUTO_INCREMENT"
 
 
+def insert_triggers(conn: Connection, table: str) -> list[str]:
+    """The table's own triggers that run before each row is inserted (not twotier's): one
+    may fill a NOT NULL column an insert leaves out (PostgreSQL's full-text vectors, as
+    Sakila's film does). SQLite's cannot change the row."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        quoted = conn.dialect.identifier_preparer.quote(table)
+        # tgtype's bits: 1 a row's, 2 before, 4 on insert.
+        query = (
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(:table) "
+            "AND NOT tgisinternal AND tgtype & 7 = 7 ORDER BY tgname"
+        )
+        names = conn.execute(text(query), {"table": quoted}).scalars().all()
+    elif dialect == "mysql":
+        query = (
+            "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = "
+            "DATABASE() AND event_object_table = :table AND action_timing = 'BEFORE' "
+            "AND event_manipulation = 'INSERT' ORDER BY trigger_name"
+        )
+        names = conn.execute(text(query), {"table": table}).scalars().all()
+    else:
+        return []
+    return [str(name) for name in names if not str(name).lower().startswith("twotier_")]
+
+
 def fills_itself(column: ReflectedColumn, dialect: str) -> bool:
     """Can an insert leave the column out?"""
     return bool(
@@ -495,10 +522,18 @@ def fills_itself(column: ReflectedColumn, dialect: str) -> bool:
 # -- the columns --------------------------------------------------------------------------
 
 
+def column_type(column: ReflectedColumn) -> TypeEngine[Any]:
+    """The type a column's values have: a PostgreSQL domain's, the type it is made from
+    (Sakila's ``year``, an integer with a CHECK, which then refuses what it refuses)."""
+    found: TypeEngine[Any] = column["type"]
+    data_type = getattr(found, "data_type", None)
+    return data_type if type(found).__name__ == "DOMAIN" and data_type is not None else found
+
+
 def _unfit(spec: FieldSpec, column: ReflectedColumn, dialect: str) -> str | None:
     """Why the column cannot hold the field's values exactly as twotier validates them (a
     sentence after "column 'x' "), or None if it can."""
-    found: TypeEngine[Any] = column["type"]
+    found = column_type(column)
     if column.get("computed"):
         return "is computed by the database and cannot be written: leave the field out"
     reason = type_unfit(spec, found, dialect)
@@ -541,7 +576,7 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
             )
         return None
     if isinstance(spec, IntegerField):
-        if isinstance(found, Boolean) or not isinstance(found, Integer):
+        if isinstance(found, Boolean) or not isinstance(found, Integer | mysql.YEAR):
             return other
         low, high = spec.bounds
         holds = capacity(found, dialect)
@@ -633,8 +668,15 @@ def _enum_unfit(spec: StringField, found: Enum, dialect: str) -> str | None:
     return None
 
 
+#: The column types that hold bytes (MySQL's BLOBs by size among them).
+BYTES = (LargeBinary, BINARY, VARBINARY, mysql.TINYBLOB, mysql.MEDIUMBLOB, mysql.LONGBLOB)
+
+#: What MySQL's YEAR holds (besides 0000, which twotier never writes).
+YEARS = (1901, 2155)
+
+
 def _binary_unfit(spec: BinaryField, found: TypeEngine[Any]) -> str | None:
-    if not isinstance(found, LargeBinary | BINARY | VARBINARY):
+    if not isinstance(found, BYTES):
         return _another_type(spec)
     if type(found).__name__ == "BINARY":
         return (
@@ -705,9 +747,12 @@ def fraction_digits(found: TypeEngine[Any], dialect: str) -> int:
 
 
 def capacity(found: TypeEngine[Any], dialect: str) -> tuple[int, int]:
-    """The values an integer column holds (SQLite's INTEGER holds 64 bits)."""
+    """The values an integer column holds (SQLite's INTEGER holds 64 bits; MySQL's YEAR,
+    the years 1901 to 2155)."""
     if dialect == "sqlite":
         return -(2**63), 2**63 - 1
+    if isinstance(found, mysql.YEAR):
+        return YEARS
     unsigned = bool(getattr(found, "unsigned", False))
     bits = 16 if isinstance(found, SmallInteger) else 64 if isinstance(found, BigInteger) else 32
     if type(found).__name__.upper() in ("TINYINT",):

@@ -34,7 +34,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from twotier.errors import ConstraintViolated, DuplicateKey, StoreUnavailable
+from twotier.errors import (
+    ConstraintViolated,
+    DuplicateKey,
+    StoreUnavailable,
+    WriteUnsupported,
+)
 from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.telemetry import DatabaseTimer
 
@@ -519,7 +524,7 @@ def _translating() -> Iterator[None]:
     other error (a bug, the caller's own, a cancellation) passes as it is."""
     try:
         yield
-    except (DuplicateKey, ConstraintViolated, StoreUnavailable):
+    except (DuplicateKey, ConstraintViolated, WriteUnsupported, StoreUnavailable):
         raise
     except Exception as error:
         meaning = _meaning(error)

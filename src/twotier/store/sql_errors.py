@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import exc
 
-from twotier.errors import ConstraintViolated, DuplicateKey
+from twotier.errors import ConstraintViolated, DuplicateKey, WriteUnsupported
 
 # Errors that mean "the database is not there right now", as opposed to a bug.
 UNAVAILABLE = (
@@ -49,7 +49,7 @@ def _tls_failure(error: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | None:
+def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | WriteUnsupported | None:
     """What an error of the database's own rules means to the tiers above: a taken key, or
     another rule broken (a foreign key, NOT NULL, a CHECK); None if it is neither. The
     drivers' errors, or SQLAlchemy's wrapping them."""
@@ -63,6 +63,9 @@ def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | None:
         return DuplicateKey()
     if state == "23505":  # PostgreSQL: unique_violation
         return DuplicateKey()
+    if isinstance(state, str) and state.startswith("0A"):  # PostgreSQL: feature_not_supported
+        said = str(original).splitlines()[0] if str(original) else name
+        return WriteUnsupported(f"the database cannot take this write: {said[:200]}")
     broken = (
         isinstance(error, exc.IntegrityError)
         or (name == "IntegrityError" and bool(code) and isinstance(code[0], int))

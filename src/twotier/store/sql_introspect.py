@@ -37,9 +37,10 @@ from sqlalchemy import (
     Uuid,
     inspect,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import Inspector
-from sqlalchemy.types import BINARY, CHAR, VARBINARY, LargeBinary
+from sqlalchemy.types import CHAR
 
 from twotier.errors import StoreRefused
 from twotier.resources.fields import (
@@ -61,12 +62,15 @@ from twotier.resources.fields import (
 )
 from twotier.resources.introspected import Introspected
 from twotier.store.sql_adopt import (
+    BYTES,
     SQLITE_DECIMAL_DIGITS,
     binary_capacity,
     capacity,
+    column_type,
     fills_itself,
     fraction_digits,
     generated,
+    insert_triggers,
     keeps_instants,
     type_unfit,
 )
@@ -139,10 +143,17 @@ def _table(conn: Connection, rules: NameRules, inspector: Inspector, name: str) 
             if is_key:
                 return Introspected(name, None, f"its key {column_name!r} {spec}")
             if not fills_itself(column, dialect):
-                return Introspected(
-                    name,
-                    None,
-                    f"column {column_name!r} {spec}, and an insert cannot leave it out",
+                filled_by = insert_triggers(conn, name)
+                if not filled_by:
+                    return Introspected(
+                        name,
+                        None,
+                        f"column {column_name!r} {spec}, and an insert cannot leave it out",
+                    )
+                spec += (
+                    f" (NOT NULL without a default: the table's trigger "
+                    f"{', '.join(filled_by)} may fill it on insert; if not, the insert is "
+                    "refused)"
                 )
             left_out.append(f"column {column_name!r} {spec}")
             continue
@@ -194,7 +205,7 @@ def _auto_id(column: ReflectedColumn, dialect: str) -> dict[str, Any] | str:
 def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
     """The field that holds the column's values exactly, or why none does (a phrase after
     the column's name)."""
-    found = column["type"]
+    found = column_type(column)
     name = column["name"]
     nullable = bool(column.get("nullable", True))
     spec: FieldSpec
@@ -202,7 +213,7 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         return "is computed by the database"
     if isinstance(found, Boolean):
         spec = BooleanField(name, nullable=nullable)
-    elif isinstance(found, Integer):
+    elif isinstance(found, Integer | mysql.YEAR):
         low, high = capacity(found, dialect)
         spec = IntegerField(
             name, nullable=nullable, minimum=max(low, INT64[0]), maximum=min(high, INT64[1])
@@ -233,7 +244,7 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = UuidField(name, nullable=nullable)
     elif isinstance(found, JSON):
         spec = JsonField(name, nullable=nullable)
-    elif isinstance(found, LargeBinary | BINARY | VARBINARY):
+    elif isinstance(found, BYTES):
         held = binary_capacity(found)
         spec = BinaryField(name, nullable=nullable, max_length=min(held or 2**32 - 1, 2**32 - 1))
     elif isinstance(found, Enum) and dialect != "postgresql" and found.enums:
