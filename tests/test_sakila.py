@@ -253,8 +253,13 @@ def _both_writers(sakila: Sakila) -> None:
             # Through twotier: the database has it, and so does the embedding film.
             patched = client.patch("/language/1", json={"name": "Englisch"})
             assert patched.status_code == 200, patched.text
-            [(name,)] = sakila.sql("SELECT name FROM language WHERE language_id = 1")
+            [(name, stamped)] = sakila.sql(
+                "SELECT name, last_update FROM language WHERE language_id = 1"
+            )
             assert name.rstrip(" ") == "Englisch"
+            # Its last_update, set by the database's own trigger (or ON UPDATE), as stored.
+            assert same(patched.json()["last_update"], stamped)
+            assert same(client.get("/language/1").json()["last_update"], stamped)
             assert (
                 client.get("/film/1", params={"embed": "language"}).json()["language"]["name"]
                 == "Englisch"

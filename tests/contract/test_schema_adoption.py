@@ -701,3 +701,63 @@ async def test_plain_column_defaults_are_introspected_as_field_defaults(legacy: 
         assert "default" not in fields["made"]
     finally:
         await run_sql(legacy, "DROP TABLE IF EXISTS shelves")
+
+
+STAMPED = """
+[resources.stamped]
+key = "id"
+[resources.stamped.fields]
+id = { type = "integer", minimum = 1, maximum = 2147483647 }
+name = { type = "string", max_length = 20 }
+touched = { type = "integer", minimum = 0, maximum = 2147483647, default = 0 }
+"""
+
+#: A trigger of the user's own that changes each updated row (as Sakila's last_update does).
+_TOUCHING = {
+    "sqlite": [
+        "CREATE TRIGGER stamped_touch AFTER UPDATE OF name ON stamped FOR EACH ROW "
+        "BEGIN UPDATE stamped SET touched = OLD.touched + 1 WHERE id = NEW.id; END"
+    ],
+    "mysql": [
+        "CREATE TRIGGER stamped_touch BEFORE UPDATE ON stamped FOR EACH ROW "
+        "SET NEW.touched = OLD.touched + 1"
+    ],
+    "postgres": [
+        "CREATE FUNCTION stamped_touch() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.touched := OLD.touched + 1; RETURN NEW; END $$",
+        "CREATE TRIGGER stamped_touch BEFORE UPDATE ON stamped FOR EACH ROW "
+        "EXECUTE FUNCTION stamped_touch()",
+    ],
+}
+
+
+async def test_a_row_the_database_changes_as_it_is_written_is_kept_as_stored(
+    legacy: str, store_kind: str
+) -> None:
+    """The user's trigger changes a column of every updated row: the row a write answers
+    (and the cache keeps) is the one stored, not the one sent."""
+    await run_sql(
+        legacy,
+        "CREATE TABLE stamped (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL, "
+        "touched INTEGER NOT NULL DEFAULT 0)",
+        *_TOUCHING[store_kind],
+    )
+    store = SQLStore(legacy, list(parse_resources(STAMPED, "stamped.toml")))
+    try:
+        await store.init_schema()
+        rows = store.rows("stamped")
+        await rows.create_many([{"id": 1, "name": "a", "touched": 0}])
+        changed = await rows.update(1, {"name": "b"})
+        assert changed is not None
+        assert changed[1].values["touched"] == 1  # as the trigger left it
+        stored = await rows.get(1)
+        assert stored is not None
+        assert changed[1].values == stored.values
+        assert changed[1].version == stored.version
+        _, replaced = await rows.put(1, {"name": "c", "touched": 0})
+        assert replaced.values == (await rows.get(1)).values  # type: ignore[union-attr]
+    finally:
+        await store.close()
+        await run_sql(legacy, "DROP TABLE IF EXISTS stamped")
+        if store_kind == "postgres":
+            await run_sql(legacy, "DROP FUNCTION IF EXISTS stamped_touch()")

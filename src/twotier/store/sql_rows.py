@@ -38,6 +38,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -67,6 +68,7 @@ from twotier.store.sql_driver import (
 )
 from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.store.sql_schema import VERSION
+from twotier.store.sql_triggers import rewriting_sql
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
 
@@ -187,6 +189,7 @@ class SQLRows:
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
         self._by_keys: dict[int, Statement] = {}
         self._lookups: dict[tuple[str, int, bool], Statement] = {}
+        self._rewriting: bool | None = None  # known on the first write (``_rewrites``)
 
     @property
     def _dialect(self) -> Dialect:
@@ -413,7 +416,7 @@ class SQLRows:
         values = [self._stored(row) | {VERSION: version} for row in rows]
         if len(values) == 1:  # a POST: one statement with the others of its loop turn
             key, version = await self._insert_single(values[0])
-            return [self._created(key, rows[0], version)]
+            return await self._as_kept([self._created(key, rows[0], version)])
         try:
             async with self._db.connect(write=True) as conn:
                 keys = await self._insert(conn, values)
@@ -422,7 +425,27 @@ class SQLRows:
             if refused is not None:
                 raise refused from None
             raise
-        return [self._created(key, row, version) for key, row in zip(keys, rows, strict=True)]
+        made = [self._created(key, row, version) for key, row in zip(keys, rows, strict=True)]
+        return await self._as_kept(made)
+
+    async def _as_kept(self, records: list[Record]) -> list[Record]:
+        """``records`` as the database keeps them after a write: read again where the
+        table's own triggers (or MySQL's ``ON UPDATE``) may have changed what was written
+        (a ``last_update`` set to now), so that what is cached is what is stored."""
+        if not records or not await self._rewrites():
+            return records
+        found = await self.get_many([record.key for record in records])
+        return [found.get(record.key, record) for record in records]
+
+    async def _rewrites(self) -> bool:
+        """Whether the database may change a row as it is written: asked of its catalogue
+        once (``sql_triggers.rewriting_sql``)."""
+        if self._rewriting is None:
+            query = rewriting_sql(self._db.backend)
+            statement = Statement(text(query).bindparams(table=self.table.name), self._dialect)
+            rows = await self._driver.fetch_all(statement, {"table": self.table.name})
+            self._rewriting = bool(rows and rows[0][0])
+        return self._rewriting
 
     def _created(self, key: Key, row: Mapping[str, Any], version: int) -> Record:
         named = {name: key if name == self.resource.key else row[name] for name in self._names}
@@ -571,7 +594,11 @@ class SQLRows:
             await self._set(session, key, changes)
             return before, before.replaced(dict(changes))
 
-        return await self._write_row(key, expected, optimistic, locked)
+        done = await self._write_row(key, expected, optimistic, locked)
+        if done is None:
+            return None
+        [after] = await self._as_kept([done[1]])
+        return done[0], after
 
     async def put(
         self, key: Key, values: Mapping[str, Any], *, expected: frozenset[int] | None = None
@@ -595,7 +622,9 @@ class SQLRows:
                 return before, before.replaced(changes)
             return None, await self._create_under(session, key, changes)
 
-        return await self._write_row(key, expected, optimistic, locked)
+        earlier, after = await self._write_row(key, expected, optimistic, locked)
+        [kept] = await self._as_kept([after])
+        return earlier, kept
 
     async def _create_under(self, session: Session, key: Key, changes: Mapping[str, Any]) -> Record:
         row = {**changes, **self.resource.key_values(key)}
