@@ -45,7 +45,7 @@ album = { resource = "albums", field = "album_id" }
 """
 
 
-@pytest.fixture(params=SQL_STORES)
+@pytest.fixture(params=[*SQL_STORES, "dynamodb"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     kind = str(request.param)
     declared = tmp_path / "related.toml"
@@ -59,12 +59,15 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Tes
         resources=str(declared),
         require_key_for_writes=False,
         follow="off",
+        # moto's indexes answer at once: no lag to keep out of the cache.
+        dynamodb_index_lag=0.0,
     )
     try:
         with TestClient(create_app(settings)) as made:
             yield made, url
     finally:
-        drop_table(url, str(declared))
+        if kind != "dynamodb":
+            drop_table(url, str(declared))
         if kind != "sqlite":
             forget_namespace(cache_url("redis"), namespace)
 
@@ -139,6 +142,8 @@ def test_an_embedded_answer_is_never_staler_than_its_parts(
     assert http.get(f"/tracks/{loose}", params={"embed": "album"}).json()["album"]["id"] == album
     assert http.patch(f"/tracks/{loose}", json={"album_id": None}).status_code == 200
     assert http.get(f"/tracks/{loose}", params={"embed": "album"}).json()["album"] is None
+    if url.startswith("dynamodb"):
+        return
     # What the database's own join says.
     driven = url.replace("mysql://", "mysql+pymysql://", 1)
     engine = create_engine(driven.replace("postgresql://", "postgresql+psycopg2://", 1))
