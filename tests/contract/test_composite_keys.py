@@ -1,7 +1,7 @@
 """Resources keyed by several fields (a join table's two foreign keys), on every SQL store:
 one path form for the key (``/plays/3,1027``), reads, writes, conditional writes, deletes,
 lookups on each part, pages in key order, the writes of one loop turn made together, bulk
-loads, the batch protocol and the OpenAPI document. DynamoDB refuses such a key, saying so.
+loads, the batch protocol and the OpenAPI document; on DynamoDB, its partition and sort key.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from fastapi.testclient import TestClient
 from tests.conftest import SQL_STORES, database_url, open_store
 from twotier.api.app import create_app
 from twotier.config import Settings
-from twotier.errors import DuplicateKey, ResourceError, StoreRefused, VersionMismatch
+from twotier.errors import (
+    DuplicateKey,
+    ResourceError,
+    SchemaMismatch,
+    StoreRefused,
+    VersionMismatch,
+)
 from twotier.resources import load_resources, parse_resources
 from twotier.store.base import Query, Rows
 
@@ -48,14 +54,14 @@ def declared(tmp_path: Path) -> str:
     return str(path)
 
 
-@pytest.fixture(params=SQL_STORES)
-def sql_kind(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=[*SQL_STORES, "dynamodb"])
+def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-async def store(sql_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Any]:
-    opened: Any = open_store(database_url(sql_kind, tmp_path), load_resources(declared))
+async def store(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Any]:
+    opened: Any = open_store(database_url(store_kind, tmp_path), load_resources(declared))
     await opened.init_schema()
     await opened.drop_schema()
     await opened.init_schema()
@@ -202,10 +208,29 @@ def test_a_key_part_is_checked_where_it_is_declared() -> None:
         declare("[]", 'a = "integer"')
 
 
-def test_dynamodb_refuses_a_key_of_several_fields(moto_endpoint: str, declared: str) -> None:
+def test_dynamodb_takes_a_partition_and_a_sort_key(moto_endpoint: str) -> None:
+    """Two fields are DynamoDB's partition and sort key; a third has nowhere to go."""
     url = f"dynamodb://?endpoint_url={moto_endpoint}&region=us-east-1&table_prefix=c_"
-    with pytest.raises(StoreRefused, match=r"resources.plays: a key of several fields"):
-        open_store(url, load_resources(declared))
+    three = DECLARED.replace(
+        'key = ["playlist_id", "track_id"]', 'key = ["playlist_id", "track_id", "place"]'
+    ).replace('place = { type = "integer", nullable = true }', 'place = "integer"')
+    with pytest.raises(StoreRefused, match=r"resources.plays: a DynamoDB table's key is a"):
+        open_store(url, parse_resources(three, "three.toml"))
+
+
+async def test_dynamodb_refuses_a_table_keyed_otherwise(moto_endpoint: str) -> None:
+    """A table that exists keyed by one attribute is not taken for a composite key's."""
+    url = f"dynamodb://?endpoint_url={moto_endpoint}&region=us-east-1&table_prefix=o_"
+    single = DECLARED.replace('key = ["playlist_id", "track_id"]', 'key = "playlist_id"')
+    made: Any = open_store(url, parse_resources(single, "single.toml"))
+    await made.init_schema()
+    await made.close()
+    store: Any = open_store(url, parse_resources(DECLARED, "composite.toml"))
+    try:
+        with pytest.raises(SchemaMismatch, match=r"o_playlist_plays is keyed by playlist_id"):
+            await store.init_schema()
+    finally:
+        await store.close()
 
 
 def test_over_http_the_key_is_one_path_segment(tmp_path: Path, declared: str) -> None:

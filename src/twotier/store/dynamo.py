@@ -57,11 +57,11 @@ class DynamoStore:
         self.meta_table = self.target.table(META_TABLE)
         resources = resources if resources is not None else load_resources(None)
         for resource in resources:
-            if resource.composite:
+            if len(resource.key_fields) > 2:
                 raise StoreRefused(
-                    f"resources.{resource.name}: a key of several fields "
-                    f"({', '.join(resource.key_fields)}) is served from SQL databases; "
-                    "on DynamoDB, not yet"
+                    f"resources.{resource.name}: a DynamoDB table's key is a partition key "
+                    f"and a sort key: a key of {len(resource.key_fields)} fields "
+                    f"({', '.join(resource.key_fields)}) does not fit"
                 )
         self._rows = {
             resource.name: DynamoRows(

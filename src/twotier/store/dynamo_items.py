@@ -7,6 +7,9 @@ each lookup field an index attribute ``_by_<field>``: ``=`` and the value's text
 attribute, not the field, keys the field's global secondary index, because an index key
 cannot be an empty string (``=`` makes every value non-empty) and must have one type.
 
+A key of two fields is the table's partition key and sort key; the item also holds the key's
+text (``_twotier_key``), which sorts a lookup index's rows (an index has one sort key).
+
 What DynamoDB cannot store is refused before the call (``StoreRefused``, a 400): a number
 beyond its range (magnitudes from 1e-130 to below 1e126), an empty string as a key.
 """
@@ -37,6 +40,8 @@ from twotier.resources.fields import (
 
 VERSION = "version"
 INDEX_PREFIX = "_by_"
+#: A composite key's text, the sort key of its lookups' indexes.
+KEY_TEXT = "_twotier_key"
 
 #: DynamoDB's numbers: 38 significant digits, magnitudes from 1e-130 up to below 1e126.
 _LARGEST = Decimal("9.9999999999999999999999999999999999999E+125")
@@ -54,9 +59,20 @@ def index_attribute(field: str) -> str:
     return INDEX_PREFIX + field
 
 
-def key_type(resource: Resource) -> str:
-    """The key attribute's type: ``N`` for whole numbers, ``S`` for text."""
-    return "N" if isinstance(resource.key_field, IntegerField) else "S"
+def key_attributes(resource: Resource) -> dict[str, str]:
+    """The item key's attributes and their types (``N`` for whole numbers, ``S`` for
+    text): the key field, or a composite key's two, partition key first."""
+    if not resource.composite:
+        return {resource.key: "N" if isinstance(resource.key_field, IntegerField) else "S"}
+    return {
+        name: "N" if isinstance(resource.field(name), IntegerField) else "S"
+        for name in resource.key_fields
+    }
+
+
+def index_sort_key(resource: Resource) -> str:
+    """The attribute a lookup index sorts its rows by: the key's (its text, composite)."""
+    return KEY_TEXT if resource.composite else resource.key
 
 
 def _number(name: str, value: float | int) -> Attribute:
@@ -123,8 +139,9 @@ class ItemCodec:
 
     def __init__(self, resource: Resource) -> None:
         self.resource = resource
-        self.key_name = resource.key
-        self.key_type = key_type(resource)
+        self.key_types = key_attributes(resource)
+        self.key_names = tuple(self.key_types)
+        self._composite = resource.composite
         fields = [resource.field(name) for name in resource.columns]
         self._encoders = {spec.name: _encoder(spec) for spec in fields}
         self._decoders = tuple((spec.name, _decoder(spec)) for spec in fields)
@@ -133,11 +150,14 @@ class ItemCodec:
 
     def key(self, key: Key) -> dict[str, Attribute]:
         """The item key of a row."""
-        if self.key_type == "S":
-            if key == "":
-                raise StoreRefused(f"DynamoDB keeps no empty {self.key_name}")
-            return {self.key_name: {"S": key}}
-        return {self.key_name: {"N": str(key)}}
+        values = self.resource.key_values(key) if self._composite else {self.key_names[0]: key}
+        item: dict[str, Attribute] = {}
+        for name, kind in self.key_types.items():
+            value = values[name]
+            if kind == "S" and value == "":
+                raise StoreRefused(f"DynamoDB keeps no empty {name}")
+            item[name] = {kind: value if kind == "S" else str(value)}
+        return item
 
     def value(self, field: str, value: Any) -> Attribute:
         """One field's value as an attribute (never None: a null is no attribute)."""
@@ -149,7 +169,10 @@ class ItemCodec:
 
     def item(self, values: Mapping[str, Any], version: int) -> dict[str, Attribute]:
         """A whole row's item (``values`` by field name, the key among them)."""
-        item = self.key(values[self.key_name])
+        key = self.resource.key_of(values)
+        item = self.key(key)
+        if self._composite:
+            item[KEY_TEXT] = {"S": str(key)}
         item |= self.attributes(values)
         item[VERSION] = {"N": str(version)}
         return item
@@ -159,10 +182,11 @@ class ItemCodec:
         attributes of the lookup fields among them."""
         attributes: dict[str, Attribute] = {}
         for name, value in values.items():
-            if name == self.key_name or value is None:
+            if value is None:
                 continue
-            attributes[name] = self._encoders[name](value)
-            if name in self._lookups:
+            if name not in self.key_names:  # the key's own are the item key's
+                attributes[name] = self._encoders[name](value)
+            if name in self._lookups:  # a composite key's field among them
                 attributes[index_attribute(name)] = self.index_value(name, value)
         return attributes
 
@@ -170,7 +194,7 @@ class ItemCodec:
         """The attributes that nulls in ``values`` remove (a lookup's index one too)."""
         gone: list[str] = []
         for name, value in values.items():
-            if value is None and name != self.key_name:
+            if value is None and name not in self.key_names:
                 gone.append(name)
                 if name in self._lookups:
                     gone.append(index_attribute(name))
@@ -189,5 +213,8 @@ class ItemCodec:
         return [self.record(item) for item in items]
 
     def key_of(self, item: Mapping[str, Attribute]) -> Key:
-        attribute = item[self.key_name]
-        return _whole(attribute["N"]) if self.key_type == "N" else attribute["S"]
+        values = {
+            name: _whole(item[name]["N"]) if kind == "N" else item[name]["S"]
+            for name, kind in self.key_types.items()
+        }
+        return self.resource.key_of(values)

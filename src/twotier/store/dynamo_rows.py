@@ -28,7 +28,14 @@ from twotier.resources import Key, Record, Resource
 from twotier.store.base import LoadRows, Query
 from twotier.store.dynamo_client import DynamoClient, error_code
 from twotier.store.dynamo_expressions import Expression
-from twotier.store.dynamo_items import VERSION, ItemCodec, index_attribute, index_name
+from twotier.store.dynamo_items import (
+    KEY_TEXT,
+    VERSION,
+    ItemCodec,
+    index_attribute,
+    index_name,
+    index_sort_key,
+)
 from twotier.versions import birth_version
 
 #: DynamoDB's bounds: items per transaction, keys per BatchGetItem, items per BatchWriteItem.
@@ -71,7 +78,8 @@ class DynamoRows:
         self._client = client
         self._allocate = counters
         self._raise_counter = raise_counter
-        self._key = resource.key
+        #: The item key's first attribute: an item exists when it does.
+        self._key = self.codec.key_names[0]
 
     @property
     def client(self) -> DynamoClient:
@@ -154,8 +162,9 @@ class DynamoRows:
             f"{expression.value(self.codec.index_value(field, value))}"
         )
         if after is not None:
-            key = self.codec.key(after)[self._key]
-            condition += f" AND {expression.name(self._key)} > {expression.value(key)}"
+            sorted_by = index_sort_key(self.resource)
+            bound = {"S": str(after)} if sorted_by == KEY_TEXT else self.codec.key(after)[sorted_by]
+            condition += f" AND {expression.name(sorted_by)} > {expression.value(bound)}"
         arguments: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": index_name(field),
@@ -197,15 +206,19 @@ class DynamoRows:
         return " AND ".join(terms)
 
     async def find(self, query: Query) -> list[Record]:
-        key = self.resource.key
-        if any(name == key for name, _ in query.filters):  # one row at most: read it
-            record = await self.get(query.filter_value(key))
+        given = dict(query.filters)
+        whole = all(name in given for name in self.resource.key_fields)
+        if whole:  # one row at most: read it
+            record = await self.get(self.resource.key_of(given))
             if record is None or not all(
                 record.values[name] == value for name, value in query.filters
             ):
                 return []
             found: Any = record.key  # an int or a str, as ``after`` is
             return [record] if query.after is None or found > query.after else []
+        partition = self.codec.key_names[0]
+        if self.resource.composite and given.get(partition) is not None:
+            return await self._query_partition(given[partition], query)
         indexed = next(
             (
                 (name, value)
@@ -221,6 +234,27 @@ class DynamoRows:
         if query.after is not None:
             arguments["ExclusiveStartKey"] = self.codec.key(query.after)
         return await self._paged("scan", arguments, Expression(), query.filters, query.limit)
+
+    async def _query_partition(self, value: Any, query: Query) -> list[Record]:
+        """A composite key's rows of one partition (its first field's ``value``), in the
+        order of its second, after ``query.after``."""
+        partition, sort = self.codec.key_names
+        expression = Expression()
+        condition = (
+            f"{expression.name(partition)} = {expression.value(self.codec.value(partition, value))}"
+        )
+        if query.after is not None:
+            after = self.resource.key_values(query.after)
+            if after[partition] == value:
+                bound = expression.value(self.codec.value(sort, after[sort]))
+                condition += f" AND {expression.name(sort)} > {bound}"
+        rest = [item for item in query.filters if item[0] != partition]
+        arguments: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ConsistentRead": True,
+        }
+        return await self._paged("query", arguments, expression, rest, query.limit)
 
     async def count(self) -> int:
         arguments: dict[str, Any] = {"TableName": self.table, "Select": "COUNT"}
@@ -245,7 +279,7 @@ class DynamoRows:
                 "new rows per request"
             )
         if not self.resource.auto_key:
-            keys = [row[self._key] for row in rows]
+            keys = [self.resource.key_of(row) for row in rows]
             duplicated = next((key for key in keys if keys.count(key) > 1), None)
             if duplicated is not None:
                 raise DuplicateKey(duplicated)
@@ -265,14 +299,12 @@ class DynamoRows:
             last = await self._allocate(self.table, len(rows))
             keys = range(last - len(rows) + 1, last + 1)
         else:
-            keys = [row[self._key] for row in rows]
+            keys = [self.resource.key_of(row) for row in rows]
+        named = self.resource.key
         return [
             Record(
                 key,
-                {
-                    name: key if name == self._key else row.get(name)
-                    for name in self.resource.columns
-                },
+                {name: key if name == named else row.get(name) for name in self.resource.columns},
                 version,
             )
             for key, row in zip(keys, rows, strict=True)
@@ -352,7 +384,8 @@ class DynamoRows:
     async def put(
         self, key: Key, values: Mapping[str, Any], *, expected: frozenset[int] | None = None
     ) -> tuple[Record | None, Record]:
-        changes = {name: values.get(name) for name in self.resource.columns if name != self._key}
+        keys = self.resource.key_fields
+        changes = {name: values.get(name) for name in self.resource.columns if name not in keys}
         born = birth_version()
         expression = Expression()
         update = self._update_expression(expression, changes)
@@ -373,9 +406,8 @@ class DynamoRows:
         old = await self._conditional(
             "update_item", key, expected, **arguments, **expression.arguments()
         )
-        named = {
-            name: key if name == self._key else changes[name] for name in self.resource.columns
-        }
+        named = {**changes, **self.resource.key_values(key)}
+        named = {name: named[name] for name in self.resource.columns}
         if old is None:
             if self.resource.auto_key:
                 await self._raise_counter(self.table, int(key))
@@ -463,7 +495,7 @@ class DynamoRows:
                 if not keep():
                     break
                 named = dict(zip(names, values, strict=True))
-                key = named[self._key]
+                key = self.resource.key_of(named)
                 batch[key] = self.codec.item(named, version)  # a key twice: the last one wins
                 if self.resource.auto_key:
                     highest = max(highest, int(key))
@@ -504,12 +536,15 @@ class DynamoRows:
         expression = Expression()
         arguments: dict[str, Any] = {
             "TableName": self.table,
-            "ProjectionExpression": expression.name(self._key),
+            "ProjectionExpression": ", ".join(map(expression.name, self.codec.key_names)),
             **expression.arguments(),
         }
         while True:
             answer = await self._call("scan", **arguments)
-            keys = [{self._key: item[self._key]} for item in answer.get("Items", [])]
+            keys = [
+                {name: item[name] for name in self.codec.key_names}
+                for item in answer.get("Items", [])
+            ]
             await asyncio.gather(
                 *(
                     self._batch_write(

@@ -1,12 +1,13 @@
 """The DynamoDB tables twotier needs, and making them: one per declared resource, one for
 the API keys, one for twotier's own counters.
 
-A resource's table is keyed by the resource's key (``N`` or ``S``), billed on demand, with
-one global secondary index per lookup field: the field's index attribute as its partition
-key, the resource's key as its sort key (so an index query answers by key), every
-attribute projected. ``ensure_tables`` creates what is missing and adds a missing index to
-a table that exists (one at a time, as DynamoDB requires), then waits until everything is
-active; it never deletes anything.
+A resource's table is keyed by the resource's key (``N`` or ``S``; a key of two fields, the
+partition key and the sort key), billed on demand, with one global secondary index per
+lookup field: the field's index attribute as its partition key, the resource's key (a
+composite key's text) as its sort key (so an index query answers by key), every attribute
+projected. ``ensure_tables`` creates what is missing and adds a missing index to a table
+that exists (one at a time, as DynamoDB requires), then waits until everything is active;
+it never deletes anything, and refuses a table keyed otherwise than declared.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from twotier.errors import StoreUnavailable
+from twotier.errors import SchemaMismatch, StoreUnavailable
 from twotier.resources import Resource
 from twotier.store.dynamo_client import DynamoClient, error_code
-from twotier.store.dynamo_items import index_attribute, index_name, key_type
+from twotier.store.dynamo_items import (
+    index_attribute,
+    index_name,
+    index_sort_key,
+    key_attributes,
+)
 
 KEYS_TABLE = "twotier_api_keys"
 META_TABLE = "twotier_meta"
@@ -34,17 +40,19 @@ TableSpec = dict[str, Any]
 
 def resource_table(resource: Resource, name: str) -> TableSpec:
     """CreateTable's arguments for a resource's table."""
-    key = resource.key
-    attributes = {key: key_type(resource)}
+    attributes = key_attributes(resource)
+    partition, *sort = attributes
+    sorted_by = index_sort_key(resource)
     indexes = []
     for field in resource.lookups:
         attributes[index_attribute(field)] = "S"
+        attributes.setdefault(sorted_by, "S")  # a composite key's text
         indexes.append(
             {
                 "IndexName": index_name(field),
                 "KeySchema": [
                     {"AttributeName": index_attribute(field), "KeyType": "HASH"},
-                    {"AttributeName": key, "KeyType": "RANGE"},
+                    {"AttributeName": sorted_by, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
@@ -55,7 +63,10 @@ def resource_table(resource: Resource, name: str) -> TableSpec:
             {"AttributeName": attribute, "AttributeType": kind}
             for attribute, kind in attributes.items()
         ],
-        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+        "KeySchema": [
+            {"AttributeName": partition, "KeyType": "HASH"},
+            *({"AttributeName": name, "KeyType": "RANGE"} for name in sort),
+        ],
         "BillingMode": "PAY_PER_REQUEST",
     }
     if indexes:
@@ -114,6 +125,15 @@ async def _ensure_table(client: DynamoClient, spec: TableSpec, dry_run: bool) ->
                 if error_code(error) != "ResourceInUseException":
                     raise
         return [f"create table {name}"]
+    keyed = [(part["AttributeName"], part["KeyType"]) for part in existing["KeySchema"]]
+    declared = [(part["AttributeName"], part["KeyType"]) for part in spec["KeySchema"]]
+    if keyed != declared:
+        raise SchemaMismatch(
+            [
+                f"table {name} is keyed by {_shown(keyed)}, and its declaration by "
+                f"{_shown(declared)}: declare the table's own key (key = [partition, sort])"
+            ]
+        )
     have = {index["IndexName"] for index in existing.get("GlobalSecondaryIndexes", [])}
     done: list[str] = []
     for index in spec.get("GlobalSecondaryIndexes", []):
@@ -134,6 +154,12 @@ async def _ensure_table(client: DynamoClient, spec: TableSpec, dry_run: bool) ->
             GlobalSecondaryIndexUpdates=[{"Create": index}],
         )
     return done
+
+
+def _shown(key: list[tuple[str, str]]) -> str:
+    return " and ".join(
+        f"{name} ({'partition' if kind == 'HASH' else 'sort'} key)" for name, kind in key
+    )
 
 
 async def wait_deleted(

@@ -14,6 +14,7 @@ pages, bulk loads) through the SQLAlchemy engine.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -190,6 +191,7 @@ class SQLRows:
         self._by_keys: dict[int, Statement] = {}
         self._lookups: dict[tuple[str, int, bool], Statement] = {}
         self._rewriting: bool | None = None  # known on the first write (``_rewrites``)
+        self._asking: asyncio.Future[bool] | None = None
 
     @property
     def _dialect(self) -> Dialect:
@@ -439,13 +441,23 @@ class SQLRows:
 
     async def _rewrites(self) -> bool:
         """Whether the database may change a row as it is written: asked of its catalogue
-        once (``sql_triggers.rewriting_sql``)."""
+        once (``sql_triggers.rewriting_sql``), however many writes ask at once."""
         if self._rewriting is None:
-            query = rewriting_sql(self._db.backend)
-            statement = Statement(text(query).bindparams(table=self.table.name), self._dialect)
-            rows = await self._driver.fetch_all(statement, {"table": self.table.name})
-            self._rewriting = bool(rows and rows[0][0])
+            if self._asking is None:
+                self._asking = asyncio.ensure_future(self._ask_rewrites())
+            try:
+                self._rewriting = await asyncio.shield(self._asking)
+            finally:
+                asking = self._asking
+                if asking.done() and (asking.cancelled() or asking.exception() is not None):
+                    self._asking = None  # a failed question is asked again next time
         return self._rewriting
+
+    async def _ask_rewrites(self) -> bool:
+        query = rewriting_sql(self._db.backend)
+        statement = Statement(text(query).bindparams(table=self.table.name), self._dialect)
+        rows = await self._driver.fetch_all(statement, {"table": self.table.name})
+        return bool(rows and rows[0][0])
 
     def _created(self, key: Key, row: Mapping[str, Any], version: int) -> Record:
         named = {name: key if name == self.resource.key else row[name] for name in self._names}
