@@ -122,3 +122,68 @@ async def test_writes_beside_twotier_reach_the_cache_through_the_stream(service:
     finally:
         stop.set()
         await asyncio.wait_for(running, PATIENCE)
+
+
+JOINED = """
+[resources.plays]
+table = "follow_plays"
+key = ["playlist_id", "track_id"]
+lookups = ["track_id"]
+[resources.plays.fields]
+playlist_id = { type = "integer", minimum = 1 }
+track_id = { type = "integer", minimum = 1 }
+place = { type = "integer", nullable = true }
+"""
+
+
+async def test_a_composite_keys_items_written_beside_twotier_reach_the_cache(
+    tmp_path: Path,
+) -> None:
+    """A table keyed by a partition and a sort key: an item updated and one deleted by
+    another client are named by both, in the cache and in the lookup on the sort key."""
+    require("redis")
+    declared = tmp_path / "joined.toml"
+    declared.write_text(JOINED)
+    settings = Settings(
+        database_url=database_url("dynamodb", tmp_path),
+        cache_url=SERVER_URLS["redis"],
+        cache_namespace=redis_namespace(),
+        dynamodb_index_lag=0.0,
+        resources=str(declared),
+    )
+    async with made_anew(build_service(settings)) as service:
+        plays = service.resource("plays")
+        table = plays.rows.table  # type: ignore[attr-defined]
+        stop = asyncio.Event()
+        follower = Follower(service, change_log_for(service, "unused"), lease=2.0)
+        running = asyncio.create_task(follower.run(stop))
+        try:
+
+            async def following() -> bool:
+                return follower.following
+
+            await eventually(following, "the follower follows")
+            await plays.create({"playlist_id": 3, "track_id": 7, "place": 1})
+            await plays.create({"playlist_id": 4, "track_id": 7, "place": 2})
+            assert (await plays.read("3,7")).outcome is Outcome.HIT
+            other = another_service()
+            other.update_item(
+                TableName=table,
+                Key={"playlist_id": {"N": "3"}, "track_id": {"N": "7"}},
+                UpdateExpression="SET place = :p",
+                ExpressionAttributeValues={":p": {"N": "9"}},
+            )
+            other.delete_item(
+                TableName=table, Key={"playlist_id": {"N": "4"}, "track_id": {"N": "7"}}
+            )
+
+            async def applied() -> bool:
+                kept = (await plays.read("3,7")).body or b""
+                gone = (await plays.read("4,7")).body
+                by_track = (await plays.lookup("track_id", [7])).body or b""
+                return b'"place":9' in kept and gone is None and b'"playlist_id":4' not in by_track
+
+            await eventually(applied, "the other client's update and delete reach the cache")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, PATIENCE)
