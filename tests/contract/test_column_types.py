@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,15 @@ owner = { type = "uuid", nullable = true }
 grade = { type = "string", values = ["G", "PG-13", "NC-17"], default = "G" }
 doc = { type = "json", nullable = true }
 data = { type = "binary", max_length = 300, nullable = true }
+
+[resources.shifts]
+table = "time_shifts"
+key = "name"
+lookups = ["starts"]
+[resources.shifts.fields]
+name = { type = "string", max_length = 10 }
+starts = { type = "time", precision = 3 }
+ends = { type = "time", nullable = true }
 
 [resources.codes]
 table = "char_codes"
@@ -91,6 +100,12 @@ async def _served(store_kind: str, tmp_path: Path, declared: str, name: str) -> 
 @pytest.fixture
 async def prices(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
     async with _served(store_kind, tmp_path, declared, "prices") as rows:
+        yield rows
+
+
+@pytest.fixture
+async def shifts(store_kind: str, tmp_path: Path, declared: str) -> AsyncIterator[Rows]:
+    async with _served(store_kind, tmp_path, declared, "shifts") as rows:
         yield rows
 
 
@@ -210,6 +225,54 @@ def _load_lines(rows: Rows, cells: Sequence[tuple[str, ...]]) -> list[tuple[tupl
         )
         for number, row in enumerate(cells, start=1)
     ]
+
+
+async def test_a_time_of_day_reads_as_written(shifts: Rows) -> None:
+    """Times of day, to the microsecond where declared, from midnight to its last moment:
+    read, looked up and bulk loaded as written, on every store (MySQL's driver hands a
+    TIME over as a duration)."""
+    written = {
+        "early": (time(0, 0), time(23, 59, 59, 999999)),
+        "late": (time(23, 59, 59, 999000), None),
+        "noon": (time(12, 0, 0, 125000), time(12, 30, 0, 1)),
+    }
+    await _create(shifts, [{"name": n, "starts": s, "ends": e} for n, (s, e) in written.items()])
+    for name, (starts, ends) in written.items():
+        record = await shifts.get(name)
+        assert record is not None
+        assert (record.values["starts"], record.values["ends"]) == (starts, ends), name
+    found = await shifts.lookup("starts", [time(12, 0, 0, 125000)])
+    assert [record.key for record in found[time(12, 0, 0, 125000)]] == ["noon"]
+    lines = _load_lines(shifts, [("night", "22:15:00.5", "06:00")])
+    assert await shifts.bulk_load(lines, replace=False, keep=lambda: True) == 1
+    night = await shifts.get("night")
+    assert night is not None
+    assert (night.values["starts"], night.values["ends"]) == (time(22, 15, 0, 500000), time(6))
+
+
+def test_over_http_a_time_of_day_is_its_text(tmp_path: Path, declared: str) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/shifts.db",
+        cache_url="memory://",
+        resources=declared,
+        require_key_for_writes=False,
+        follow="off",
+    )
+    with TestClient(create_app(settings)) as client:
+        made = client.post("/shifts", json={"name": "a", "starts": "07:30:15.1239", "ends": None})
+        assert made.status_code == 201, made.text
+        assert made.json()["starts"] == "07:30:15.123000"  # cut to its precision
+        assert client.get("/shifts/a").json() == made.json()
+        for value, says in (
+            ("24:00:00", "must be a real time of day"),
+            ("07:30:00Z", "must be a time of day without an offset"),
+            ("7:30", "must be a time of day without an offset"),
+        ):
+            refused = client.post("/shifts", json={"name": "b", "starts": value})
+            assert refused.status_code == 422, (value, refused.text)
+            assert says in refused.text
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["Shift"]
+        assert schema["properties"]["starts"]["format"] == "local-time"
 
 
 async def test_a_fixed_length_text_reads_as_written(codes: Rows) -> None:

@@ -531,6 +531,7 @@ doc = { type = "json", nullable = true }
 grade = { type = "string", values = ["G", "PG"], default = "G" }
 data = { type = "binary", max_length = 16, nullable = true }
 code = { type = "string", max_length = 4, fixed = true, nullable = true }
+clock = { type = "time", nullable = true }
 """
 
 
@@ -555,7 +556,7 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
         await running.following()
         made = await typed.create(
             {"amount": Decimal("0.10"), "day": None, "at": None, "ref": None, "doc": None}
-            | {"grade": "G", "data": None, "code": None}
+            | {"grade": "G", "data": None, "code": None, "clock": None}
         )
         key = made["id"]
         try:
@@ -563,6 +564,8 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
                 "UPDATE typed_rows SET amount = 12.34, day = '2026-12-07', "
                 "at = '2026-12-07 10:11:12.5', ref = '0b8e9ad6-4d4b-4a43-9c4b-4c9e7f7d2a10', "
                 """doc = '{"a": [1, 2.5, "x"], "b": null}', grade = 'PG', code = 'ab', """
+                + ("clock = '10:11:12.500000', " if database.kind == "sqlite" else "")
+                + ("clock = '10:11:12.5', " if database.kind != "sqlite" else "")
                 + ("data = decode('00ff10', 'hex')" if database.kind == "postgres" else "")
                 + ("data = X'00ff10'" if database.kind != "postgres" else "")
                 + " WHERE id = ?"
@@ -580,6 +583,7 @@ async def test_a_plain_write_of_every_type_reaches_the_cache_as_stored(
                 "grade": "PG",
                 "data": "AP8Q",  # 00 ff 10, in base64
                 "code": "ab",  # a CHAR(4), without the spaces PostgreSQL pads it with
+                "clock": "10:11:12.500000",  # MySQL's binary log: a duration
             }
 
             async def cached() -> bool:

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, date, datetime
+from datetime import time as time_of_day
 from typing import Any
 
 import orjson
@@ -52,6 +53,7 @@ from twotier.resources.fields import (
     LocalDateTimeField,
     NumberField,
     StringField,
+    TimeField,
     TimestampField,
     UuidField,
 )
@@ -428,6 +430,8 @@ def _typed(spec: object, raw: str) -> Any:
         return datetime.fromisoformat(raw)
     if isinstance(spec, DateField):
         return date.fromisoformat(raw)
+    if isinstance(spec, TimeField):
+        return time_of_day.fromisoformat(raw)
     if isinstance(spec, UuidField):
         return raw.lower()
     if isinstance(spec, JsonField):

@@ -21,7 +21,7 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 from importlib import resources as package_files
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +43,7 @@ from twotier.resources.fields import (
     LocalDateTimeField,
     NumberField,
     StringField,
+    TimeField,
     TimestampField,
     UuidField,
 )
@@ -87,6 +88,7 @@ _FIELD_KEYS = {
     "timestamp": {"type", "precision", "nullable", "default"},
     "local_datetime": {"type", "precision", "nullable", "default"},
     "date": {"type", "nullable", "default"},
+    "time": {"type", "precision", "nullable", "default"},
     "uuid": {"type", "nullable", "default"},
     "json": {"type", "nullable", "default"},
     "binary": {"type", "max_length", "nullable", "default"},
@@ -407,7 +409,7 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
                 f"{at}.precision: must be a whole number from 0 to 6 (fractional digits of a "
                 "second)"
             )
-        moments = TimestampField if kind == "timestamp" else LocalDateTimeField
+        moments = {"timestamp": TimestampField, "time": TimeField}.get(kind, LocalDateTimeField)
         field = moments(**common, precision=precision)
     low, high = field.range()
     if low is not None and high is not None and low > high:
@@ -444,8 +446,8 @@ def _with_default(at: str, field: FieldSpec, value: object) -> FieldSpec:
     """``field`` with its declared default, checked against the field's own rules."""
     from pydantic import TypeAdapter, ValidationError
 
-    if isinstance(value, datetime | date):
-        value = value.isoformat()  # TOML has date-times and dates of its own
+    if isinstance(value, datetime | date | time):
+        value = value.isoformat()  # TOML has date-times, dates and times of its own
     try:
         checked = TypeAdapter(field.value_type()).validate_python(value)
     except ValidationError as error:

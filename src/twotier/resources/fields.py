@@ -15,7 +15,7 @@ import random
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
@@ -43,6 +43,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    Time,
     Uuid,
 )
 from sqlalchemy.dialects import mysql
@@ -899,6 +900,64 @@ class DateField(FieldSpec):
         )
 
 
+#: A time of day, to the second or finer; no offset (a time of day names no instant).
+TIME_PATTERN = r"^[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"
+_TIME = re.compile(TIME_PATTERN)
+
+
+def time_of_day(value: object) -> time:
+    """A time of day (``17:58:12``, ``17:58``, ``17:58:12.5``), without an offset."""
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    if not isinstance(value, str) or not _TIME.match(value):
+        raise ValueError("must be a time of day without an offset, e.g. 17:58:12")
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a real time of day, 00:00:00 to 23:59:59.999999") from None
+
+
+@dataclass(frozen=True)
+class TimeField(FieldSpec):
+    """A time of day (SQL's ``TIME``), as ``17:58:12`` in JSON: kept, cached and answered as
+    written, to its ``precision``; a wall-clock reading with no date and no time zone."""
+
+    precision: int = 6
+
+    type_name: ClassVar[str] = "time"
+
+    def value_type(self) -> Any:
+        return Annotated[
+            time,
+            BeforeValidator(time_of_day),
+            AfterValidator(self.cut),
+            PlainSerializer(time.isoformat, return_type=str, when_used="json"),
+            WithJsonSchema({"type": "string", "format": "local-time", "pattern": TIME_PATTERN}),
+        ]
+
+    def cut(self, moment: time) -> time:
+        step = 10 ** (6 - self.precision)
+        return moment.replace(microsecond=moment.microsecond - moment.microsecond % step)
+
+    def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy.dialects import postgresql  # ~25 ms: only where it is needed
+
+        return (
+            Time()
+            .with_variant(postgresql.TIME(precision=self.precision), "postgresql")
+            .with_variant(mysql.TIME(fsp=self.precision), "mysql", "mariadb")
+        )
+
+    def parse_value(self, text: str) -> Any:
+        return self.cut(time_of_day(text.strip()))
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else value.isoformat()
+
+    def sample(self, rng: random.Random, span: int = 10_000) -> Any:
+        return time(rng.randrange(24), rng.randrange(60), rng.randrange(60))
+
+
 FIELD_TYPES: dict[str, type[FieldSpec]] = {
     kind.type_name: kind
     for kind in (
@@ -910,6 +969,7 @@ FIELD_TYPES: dict[str, type[FieldSpec]] = {
         TimestampField,
         LocalDateTimeField,
         DateField,
+        TimeField,
         UuidField,
         JsonField,
         BinaryField,

@@ -17,7 +17,7 @@ beyond its range (magnitudes from 1e-130 to below 1e126), an empty string as a k
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +35,7 @@ from twotier.resources.fields import (
     JsonField,
     LocalDateTimeField,
     NumberField,
+    TimeField,
     TimestampField,
 )
 
@@ -103,7 +104,7 @@ def _encoder(spec: FieldSpec) -> Callable[[Any], Attribute]:
         return lambda value: {"N": str(value)}  # exact: DynamoDB keeps 38 digits
     if isinstance(spec, TimestampField):
         return lambda value: {"S": _timestamp_text(value)}
-    if isinstance(spec, LocalDateTimeField | DateField):
+    if isinstance(spec, LocalDateTimeField | DateField | TimeField):
         return lambda value: {"S": value.isoformat()}  # ISO 8601 text sorts as time does
     if isinstance(spec, JsonField):
         return lambda value: {"S": orjson.dumps(value).decode()}
@@ -127,6 +128,8 @@ def _decoder(spec: FieldSpec) -> Callable[[Attribute], Any]:
         return lambda attribute: datetime.fromisoformat(attribute["S"])
     if isinstance(spec, DateField):
         return lambda attribute: date.fromisoformat(attribute["S"])
+    if isinstance(spec, TimeField):
+        return lambda attribute: time.fromisoformat(attribute["S"])
     if isinstance(spec, JsonField):
         return lambda attribute: orjson.loads(attribute["S"])
     if isinstance(spec, BinaryField):

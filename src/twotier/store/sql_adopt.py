@@ -48,6 +48,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Time,
     Uuid,
     delete,
     insert,
@@ -75,6 +76,7 @@ from twotier.resources.fields import (
     LocalDateTimeField,
     NumberField,
     StringField,
+    TimeField,
     TimestampField,
     UuidField,
 )
@@ -631,6 +633,8 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
         if isinstance(found, Date) or (dialect == "sqlite" and isinstance(found, String)):
             return None  # SQLite keeps dates as text
         return other
+    if isinstance(spec, TimeField):
+        return _time_unfit(spec, found, dialect)
     assert isinstance(spec, TimestampField | LocalDateTimeField)
     if isinstance(found, Date) or not isinstance(found, DateTime | String):
         return other
@@ -734,6 +738,21 @@ def keeps_instants(found: DateTime, dialect: str) -> bool:
     if dialect == "postgresql":
         return bool(found.timezone)
     return type(found).__name__ == "TIMESTAMP"
+
+
+def _time_unfit(spec: TimeField, found: TypeEngine[Any], dialect: str) -> str | None:
+    if dialect == "sqlite" and isinstance(found, Time | String):
+        return None  # SQLite keeps times as text
+    if not isinstance(found, Time):
+        return _another_type(spec)
+    if getattr(found, "timezone", False):
+        return "a time with a time zone, and a time field keeps none: twotier serves TIME"
+    kept = fraction_digits(found, dialect)
+    if kept < spec.precision:
+        return (
+            f"which keeps {kept} fractional digits of a second: declare precision = {kept} or less"
+        )
+    return None
 
 
 def fraction_digits(found: TypeEngine[Any], dialect: str) -> int:

@@ -14,6 +14,7 @@ declaration and are quoted all the same.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import sqlite3
@@ -388,13 +389,15 @@ def _wait_for_followers(conn: sqlite3.Connection, marker: int) -> None:
 
 def _sqlite_value(value: Any) -> Any:
     """As SQLAlchemy stores it in SQLite: date-times as naive UTC text (local ones as they
-    are), dates as ISO 8601 text, decimals as the
+    are), dates as ISO 8601 text, times to the microsecond, decimals as the
     doubles a NUMERIC column keeps (exact to 15 digits, the most a declaration may ask for
     on SQLite)."""
     if isinstance(value, datetime):
         return _datetime_text(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M:%S.%f")  # SQLAlchemy's own form on SQLite
     if isinstance(value, Decimal):
         return float(value)
     return value

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Time,
     Uuid,
     inspect,
 )
@@ -57,6 +58,7 @@ from twotier.resources.fields import (
     LocalDateTimeField,
     NumberField,
     StringField,
+    TimeField,
     TimestampField,
     UuidField,
 )
@@ -240,6 +242,8 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
         spec = kind(name, nullable=nullable, precision=digits)
     elif isinstance(found, Date):
         spec = DateField(name, nullable=nullable)
+    elif isinstance(found, Time) and not getattr(found, "timezone", False):
+        spec = TimeField(name, nullable=nullable, precision=min(fraction_digits(found, dialect), 6))
     elif isinstance(found, Uuid):
         spec = UuidField(name, nullable=nullable)
     elif isinstance(found, JSON):
@@ -318,7 +322,7 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
         declared["precision"], declared["scale"] = spec.precision, spec.scale
     elif isinstance(spec, BinaryField):
         declared["max_length"] = spec.max_length
-    elif isinstance(spec, TimestampField | LocalDateTimeField) and spec.precision != 6:
+    elif isinstance(spec, TimestampField | LocalDateTimeField | TimeField) and spec.precision != 6:
         declared["precision"] = spec.precision
     if spec.nullable:
         declared["nullable"] = True
