@@ -16,6 +16,7 @@ from sqlalchemy.dialects import mysql
 from tests.conftest import SQL_STORES, database_url
 from twotier.errors import KeyNotUnique, SchemaMismatch
 from twotier.resources import Resource, parse_resources
+from twotier.store.base import Query
 from twotier.store.sql import SQLStore
 
 BOOKS = """
@@ -584,7 +585,8 @@ async def test_a_change_that_fails_undoes_the_others(legacy: str, store_kind: st
 async def test_an_enumeration_is_adopted_with_its_values(legacy: str, store_kind: str) -> None:
     """MySQL's ENUM is a string field that lists (some of) its values; declared without
     them, or with one it does not hold, it is refused, saying which to list. PostgreSQL's
-    enumeration types are refused for now; SQLite has none (a CHECK it enforces itself)."""
+    enumeration type is named too (`enum`), so that values are bound as that type; SQLite
+    has none (a CHECK it enforces itself)."""
     if store_kind == "sqlite":
         pytest.skip("SQLite has no enumeration type")
     if store_kind == "mysql":
@@ -612,20 +614,33 @@ async def test_an_enumeration_is_adopted_with_its_values(legacy: str, store_kind
 
     try:
         problems = await refused(legacy, films("{ type = 'string', max_length = 5 }"))
+        named = ", enum = 'film_rating'" if store_kind == "postgres" else ""
         if store_kind == "postgres":
             assert problems == [
                 "table films (resources.films): column 'rating' is film_rating; a PostgreSQL "
-                "enumeration type, which twotier cannot serve yet"
+                'enumeration type: declare enum = "film_rating", values = ["G", "PG", "PG-13"]'
             ]
-            return
-        assert any('declare values = ["G", "PG", "PG-13"]' in p for p in problems), problems
-        problems = await refused(legacy, films("{ type = 'string', values = ['G', 'R'] }"))
+        else:
+            assert any('declare values = ["G", "PG", "PG-13"]' in p for p in problems), problems
+        problems = await refused(
+            legacy, films(f"{{ type = 'string', values = ['G', 'R']{named} }}")
+        )
         assert any("not R: declare values among them" in p for p in problems), problems
-        store = SQLStore(legacy, films("{ type = 'string', values = ['G', 'PG'] }"))
+        store = SQLStore(legacy, films(f"{{ type = 'string', values = ['G', 'PG']{named} }}"))
         try:
             await store.init_schema()
-            made = await store.rows("films").create_many([{"code": "a", "rating": "PG"}])
+            rows = store.rows("films")
+            made = await rows.create_many(
+                [{"code": "a", "rating": "PG"}, {"code": "b", "rating": "G"}]
+            )
             assert made[0]["rating"] == "PG"
+            # Compared, bound and set as the type's values (a text would not compare).
+            assert [r.key for r in (await rows.lookup("rating", ["PG"]))["PG"]] == ["a"]
+            changed = await rows.update("b", {"rating": "PG"})
+            assert changed is not None
+            assert (await rows.get("b")).values["rating"] == "PG"  # type: ignore[union-attr]
+            page = await rows.find(Query(filters=(("rating", "PG"),), limit=10))
+            assert [r.key for r in page] == ["a", "b"]
         finally:
             await store.close()
     finally:

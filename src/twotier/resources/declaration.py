@@ -80,7 +80,16 @@ _RESOURCE_KEYS = frozenset(
     }
 )
 _FIELD_KEYS = {
-    "string": {"type", "max_length", "pattern", "values", "fixed", "nullable", "default"},
+    "string": {
+        "type",
+        "max_length",
+        "pattern",
+        "values",
+        "fixed",
+        "enum",
+        "nullable",
+        "default",
+    },
     "integer": {"type", "minimum", "maximum", "nullable", "default"},
     "number": {"type", "minimum", "maximum", "nullable", "default"},
     "decimal": {"type", "precision", "scale", "minimum", "maximum", "nullable", "default"},
@@ -368,8 +377,13 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
             raise ResourceError(f"{at}.fixed: must be true or false")
         if fixed and max_length > 255:
             raise ResourceError(f"{at}.max_length: a fixed-length text (CHAR) is at most 255")
+        enum = spec.get("enum")
+        if enum is not None:
+            if values is None:
+                raise ResourceError(f"{at}.enum: names the type of an enumeration: list its values")
+            _check_name(f"{at}.enum", enum, "a PostgreSQL type's name", _SQL_NAME)
         field = StringField(
-            **common, max_length=max_length, pattern=pattern, values=values, fixed=fixed
+            **common, max_length=max_length, pattern=pattern, values=values, fixed=fixed, enum=enum
         )
     elif kind == "integer":
         low, high = spec.get("minimum"), spec.get("maximum")

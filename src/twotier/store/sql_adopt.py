@@ -140,6 +140,8 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
         if conn.dialect.name == "sqlite":
             where = f"table {found or table.name} (resources.{resource.name})"
             plan.problems += sqlite_decimal_problems(resource, where)
+        if conn.dialect.name == "postgresql":
+            plan.problems += _missing_enum_types(conn, resource)
         if found is None:
             line = f"create table {table.name}"
             other = NameRules(tables_fold=True, columns_fold=True).table(table.name, present)
@@ -171,6 +173,24 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
             check = _verifier(table, resource, rules)
             plan.changes.append(Change(line, tuple(statements), tuple(made), check))
     return plan
+
+
+def _missing_enum_types(conn: Connection, resource: Resource) -> list[str]:
+    """The PostgreSQL enumeration types the resource's fields name that are not there
+    (twotier makes none: they are the schema's own)."""
+    problems = []
+    for spec in resource.fields:
+        if not isinstance(spec, StringField) or spec.enum is None:
+            continue
+        query = "SELECT count(*) FROM pg_type WHERE typname = :name AND typtype = 'e'"
+        if not conn.execute(text(query), {"name": spec.enum}).scalar():
+            listed = ", ".join(f"'{value}'" for value in spec.values or ())
+            problems.append(
+                f"resources.{resource.name}.fields.{spec.name}: there is no enumeration type "
+                f"{spec.enum!r}: create it (CREATE TYPE {spec.enum} AS ENUM ({listed})), or "
+                "declare the field without `enum` (a CHECK keeps its values)"
+            )
+    return problems
 
 
 def make_plan(conn: Connection, plan: Plan) -> None:
@@ -662,8 +682,8 @@ def type_unfit(spec: FieldSpec, found: TypeEngine[Any], dialect: str) -> str | N
 
 def _enum_unfit(spec: StringField, found: Enum, dialect: str) -> str | None:
     listed = ", ".join(f'"{value}"' for value in found.enums)
-    if dialect == "postgresql":
-        return "a PostgreSQL enumeration type, which twotier cannot serve yet"
+    if dialect == "postgresql" and spec.enum != found.name:
+        return f'a PostgreSQL enumeration type: declare enum = "{found.name}", values = [{listed}]'
     if spec.values is None:
         return f"it holds only its listed values: declare values = [{listed}]"
     others = [value for value in spec.values if value not in found.enums]

@@ -251,10 +251,11 @@ def _field(column: ReflectedColumn, dialect: str) -> FieldSpec | str:
     elif isinstance(found, BYTES):
         held = binary_capacity(found)
         spec = BinaryField(name, nullable=nullable, max_length=min(held or 2**32 - 1, 2**32 - 1))
-    elif isinstance(found, Enum) and dialect != "postgresql" and found.enums:
+    elif isinstance(found, Enum) and found.enums:
         values = tuple(found.enums)
         width = max(len(value) for value in values)
-        spec = StringField(name, nullable=nullable, max_length=width, values=values)
+        enum = found.name if dialect == "postgresql" else None  # MySQL's ENUM has no name
+        spec = StringField(name, nullable=nullable, max_length=width, values=values, enum=enum)
     elif isinstance(found, String):
         length = found.length or _TEXT_MAX
         fixed = isinstance(found, CHAR) and dialect != "sqlite"  # SQLite pads nothing
@@ -312,6 +313,8 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
     declared: dict[str, Any] = {"type": spec.type_name}
     if isinstance(spec, StringField) and spec.values is not None:
         declared["values"] = list(spec.values)
+        if spec.enum is not None:
+            declared["enum"] = spec.enum
     elif isinstance(spec, StringField):
         declared["max_length"] = spec.max_length
         if spec.fixed:
