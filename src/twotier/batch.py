@@ -161,7 +161,7 @@ def parse(
         rows = _rows_of(resource).validate_python([_row(resource, row) for row in parsed.SQLS])
     except ValidationError as error:
         raise BatchError(400, _describe(error, ("SQLS",))) from None
-    return BatchRequest(name, parsed.USE_CACHE, None, rows=[row.model_dump() for row in rows])
+    return BatchRequest(name, parsed.USE_CACHE, None, rows=[resource.given(row) for row in rows])
 
 
 #: Raises Denied unless the caller may make a request that needs the role.

@@ -8,13 +8,14 @@ hands out is never given around its counter."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, inspect, text
 from sqlalchemy.dialects import mysql
 
-from tests.conftest import SQL_STORES, database_url
-from twotier.errors import KeyNotUnique, SchemaMismatch
+from tests.conftest import SQL_STORES, database_url, open_store
+from twotier.errors import KeyNotUnique, ResourceError, SchemaMismatch, StoreRefused
 from twotier.resources import Resource, parse_resources
 from twotier.store.base import Query
 from twotier.store.sql import SQLStore
@@ -776,3 +777,69 @@ async def test_a_row_the_database_changes_as_it_is_written_is_kept_as_stored(
         await run_sql(legacy, "DROP TABLE IF EXISTS stamped")
         if store_kind == "postgres":
             await run_sql(legacy, "DROP FUNCTION IF EXISTS stamped_touch()")
+
+
+FILLED = """
+[resources.filled]
+key = "id"
+[resources.filled.fields]
+id = { type = "integer", minimum = 1, maximum = 2147483647 }
+name = { type = "string", max_length = 20 }
+made = { type = "local_datetime", precision = 0, database_default = true }
+"""
+
+
+async def test_a_column_the_database_fills_may_be_left_out(legacy: str, store_kind: str) -> None:
+    """`database_default`: a new row that leaves the field out gets the column's own DEFAULT
+    (CURRENT_TIMESTAMP), and what is answered and cached is the row as stored; a row replaced
+    without it keeps its value."""
+    await run_sql(
+        legacy,
+        "CREATE TABLE filled (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL, "
+        f"made {'TIMESTAMP' if store_kind == 'postgres' else 'DATETIME'} NOT NULL "
+        "DEFAULT CURRENT_TIMESTAMP)",
+    )
+    store = SQLStore(legacy, list(parse_resources(FILLED, "filled.toml")))
+    try:
+        await store.init_schema()
+        rows = store.rows("filled")
+        [one] = await rows.create_many([{"id": 1, "name": "a"}])
+        stored = await rows.get(1)
+        assert stored is not None
+        assert one.values["made"] is not None
+        assert one.values == stored.values
+        given = datetime(2001, 2, 3, 4, 5, 6)
+        two, three = await rows.create_many(
+            [{"id": 2, "name": "b", "made": given}, {"id": 3, "name": "c"}]
+        )
+        assert two.values["made"] == given
+        assert three.values["made"] is not None
+        created, four = await rows.put(4, {"name": "d"})
+        assert created is None
+        assert four.values["made"] is not None
+        assert four.values == (await rows.get(4)).values  # type: ignore[union-attr]
+        before, again = await rows.put(2, {"name": "bb"})
+        assert before is not None
+        assert again.values["made"] == given  # replaced without it: kept
+    finally:
+        await store.close()
+        await run_sql(legacy, "DROP TABLE IF EXISTS filled")
+
+
+async def test_database_default_needs_a_column_with_a_default(legacy: str) -> None:
+    await run_sql(legacy, "CREATE TABLE filled (id INTEGER PRIMARY KEY, name VARCHAR(20))")
+    try:
+        problems = await refused(legacy, list(parse_resources(FILLED, "filled.toml")))
+        assert any("there is no such column: twotier adds none" in p for p in problems), problems
+        await run_sql(legacy, "ALTER TABLE filled ADD COLUMN made TIMESTAMP")
+        bare = FILLED.replace("database_default = true", "database_default = true, x = 1")
+        with pytest.raises(ResourceError, match="'x' does not apply"):
+            parse_resources(bare, "bare.toml")
+    finally:
+        await run_sql(legacy, "DROP TABLE IF EXISTS filled")
+
+
+def test_dynamodb_fills_nothing_itself(moto_endpoint: str) -> None:
+    url = f"dynamodb://?endpoint_url={moto_endpoint}&region=us-east-1&table_prefix=f_"
+    with pytest.raises(StoreRefused, match=r"fields.made: DynamoDB fills no attribute"):
+        open_store(url, parse_resources(FILLED, "filled.toml"))

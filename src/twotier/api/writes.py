@@ -26,7 +26,7 @@ def location(root_path: str, name: str, key: Key) -> str:
 
 
 async def create(policy: ResourcePolicy, row: BaseModel, root_path: str) -> Answer:
-    record = await policy.create(row.model_dump())
+    record = await policy.create(policy.resource.given(row))
     return row_answer(record, 201, location(root_path, policy.resource.name, record.key))
 
 
@@ -57,7 +57,7 @@ async def replace(
     if refused is not None:
         return refused
     resource = policy.resource
-    values = row.model_dump(exclude=set(resource.key_fields))
+    values = resource.given(row, frozenset(resource.key_fields))
     if resource.auto_key or (wanted is not None and wanted.any):
         # No creation here: an automatic key is the database's to give, and If-Match: *
         # asks for a row that exists.

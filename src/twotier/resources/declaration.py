@@ -305,7 +305,7 @@ def _key_part(at: str, field: FieldSpec, *, composite: bool) -> FieldSpec:
         raise ResourceError(f"{at}.fields.{name}: a key is a string, integer or uuid field")
     if isinstance(field, StringField) and field.values is not None:
         raise ResourceError(f"{at}.fields.{name}: a key cannot list values")
-    if field.nullable or field.default is not MISSING:
+    if field.nullable or field.default is not MISSING or field.database_default:
         raise ResourceError(f"{at}.fields.{name}: a key can be neither nullable nor defaulted")
     if not field.indexable:
         raise ResourceError(f"{at}.fields.{name}: a key's max_length is at most 16383")
@@ -334,7 +334,7 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
             if kind is not None
             else f"{at}: has no type (types: {', '.join(FIELD_TYPES)})"
         )
-    unknown = set(spec) - _FIELD_KEYS[kind]
+    unknown = set(spec) - _FIELD_KEYS[kind] - {"database_default"}
     if unknown:
         raise ResourceError(
             f"{at}: {sorted(unknown)[0]!r} does not apply to {_article(kind)} {kind} (it takes: "
@@ -430,7 +430,15 @@ def _field(at: str, name: str, spec: object) -> FieldSpec:
         raise ResourceError(f"{at}: minimum {low} is above maximum {high}")
     if "default" in spec:
         field = _with_default(at, field, spec["default"])
-    return field
+    filled = spec.get("database_default", False)
+    if not isinstance(filled, bool):
+        raise ResourceError(f"{at}.database_default: must be true or false")
+    if filled and "default" in spec:
+        raise ResourceError(
+            f"{at}: a default of its own (`default`) or the database's (`database_default`), "
+            "not both"
+        )
+    return dataclasses.replace(field, database_default=True) if filled else field
 
 
 def _decimal(at: str, common: dict[str, Any], spec: dict[str, Any]) -> DecimalField:

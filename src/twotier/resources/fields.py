@@ -161,13 +161,16 @@ class FieldSpec:
     name: str
     nullable: bool = False
     default: Any = MISSING
+    #: The database fills it when a new row leaves it out (its column's own ``DEFAULT``:
+    #: ``now()``, ``CURRENT_TIMESTAMP``), so a new row may leave it out.
+    database_default: bool = False
 
     type_name: ClassVar[str] = ""
 
     @property
     def required(self) -> bool:
-        """Must a new row give it? (No default, and not nullable.)"""
-        return self.default is MISSING and not self.nullable
+        """Must a new row give it? (No default of either kind, and not nullable.)"""
+        return self.default is MISSING and not self.nullable and not self.database_default
 
     @property
     def indexable(self) -> bool:

@@ -282,6 +282,21 @@ class Resource:
             **{spec.name: (spec.annotation(), _default(spec)) for spec in self.writable},
         )
 
+    def given(self, row: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """A whole row's values as a client gave them (``create_model``, ``replace_model``):
+        a field the database fills, left out, stays out (the database's default, or on a
+        replaced row, its value as it is)."""
+        values = row.model_dump(exclude=set(exclude) or None)
+        for name in self.filled_by_database:
+            if name not in row.model_fields_set:
+                values.pop(name, None)
+        return values
+
+    @cached_property
+    def filled_by_database(self) -> tuple[str, ...]:
+        """The fields a new row may leave to the database (``database_default``)."""
+        return tuple(spec.name for spec in self.fields if spec.database_default)
+
     @cached_property
     def replace_model(self) -> type[BaseModel]:
         """A whole row as ``PUT`` sends it: the row as ``GET`` answers it, the key optional
@@ -369,7 +384,8 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 def _default(spec: FieldSpec) -> Any:
     if spec.default is not MISSING:
         return spec.default
-    return None if spec.nullable else ...
+    # Left out, a field the database fills is dropped before the write (``given``).
+    return None if spec.nullable or spec.database_default else ...
 
 
 def _message(invalid: ValidationError) -> str:

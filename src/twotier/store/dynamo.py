@@ -57,6 +57,12 @@ class DynamoStore:
         self.meta_table = self.target.table(META_TABLE)
         resources = resources if resources is not None else load_resources(None)
         for resource in resources:
+            filled = resource.filled_by_database
+            if filled:
+                raise StoreRefused(
+                    f"resources.{resource.name}.fields.{filled[0]}: DynamoDB fills no "
+                    "attribute itself: drop `database_default` (or declare a `default`)"
+                )
             if len(resource.key_fields) > 2:
                 raise StoreRefused(
                     f"resources.{resource.name}: a DynamoDB table's key is a partition key "

@@ -143,6 +143,12 @@ def plan_schema(conn: Connection, declared: Sequence[tuple[Resource, Table]]) ->
         if conn.dialect.name == "postgresql":
             plan.problems += _missing_enum_types(conn, resource)
         if found is None:
+            plan.problems += [
+                f"resources.{resource.name}.fields.{name}: `database_default` leaves it to "
+                f"the column's own DEFAULT, and table {table.name} is yet to be made (twotier "
+                "writes no such DEFAULT): create the table, or declare a `default`"
+                for name in resource.filled_by_database
+            ]
             line = f"create table {table.name}"
             other = NameRules(tables_fold=True, columns_fold=True).table(table.name, present)
             if other is not None:  # a name this database takes as another table's
@@ -301,6 +307,17 @@ def _plan_adoption(
             reason = _unfit(spec, columns[column], dialect)
             if reason is not None:
                 problems.append(f"{where}: column {column!r} {reason}")
+            elif spec.database_default and not fills_itself(columns[column], dialect):
+                problems.append(
+                    f"{where}: column {column!r} has no DEFAULT, and the declaration leaves "
+                    "it to one (`database_default`): drop that, or give the column a DEFAULT"
+                )
+            continue
+        if spec.database_default:
+            problems.append(
+                f"{where}: field {name!r} leaves its value to the column's DEFAULT "
+                "(`database_default`), and there is no such column: twotier adds none"
+            )
             continue
         _plan_column(conn, table, found, name, spec, where, plan)
     version = rules.column(VERSION, columns)

@@ -275,13 +275,22 @@ _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def _with_column_default(spec: FieldSpec, column: ReflectedColumn) -> FieldSpec:
-    """``spec`` with the column's default where it is a plain value the field takes (so a
-    new row that leaves the field out gets from twotier what the database would give); an
-    expression (``now()``, a sequence) is not one."""
+    """``spec`` with the column's default: its value where it is a plain one the field
+    takes (so a new row that leaves the field out gets from twotier what the database would
+    give); else (``now()``, ``CURRENT_TIMESTAMP``, a sequence) left to the database
+    (``database_default``), so a new row may leave it out and the database fills it."""
     text = column.get("default")
     if text is None:
         return spec
-    text = str(text).strip()
+    value = _plain_default(spec, str(text).strip())
+    if value is MISSING:
+        return dataclasses.replace(spec, database_default=True)
+    return dataclasses.replace(spec, default=value)
+
+
+def _plain_default(spec: FieldSpec, text: str) -> Any:
+    """The value a column's default text is, as the field takes it; MISSING if it is an
+    expression, or a value the field would not take as it is."""
     while text.startswith("(") and text.endswith(")"):  # SQLite keeps its parentheses
         text = text[1:-1].strip()
     quoted = _QUOTED.fullmatch(text)
@@ -293,19 +302,18 @@ def _with_column_default(spec: FieldSpec, column: ReflectedColumn) -> FieldSpec:
     elif text.lower() in ("true", "false"):
         value = text.lower() == "true"
     else:
-        return spec
+        return MISSING
     if isinstance(spec, IntegerField | NumberField | BooleanField) and isinstance(value, str):
         if not _NUMBER.fullmatch(value):
-            return spec
+            return MISSING
         number = float(value) if "." in value else int(value)
         value = bool(number) if isinstance(spec, BooleanField) else number
     if isinstance(spec, TimestampField | JsonField | BinaryField):
-        return spec  # a zone-less text names no instant; a document or bytes is no text
+        return MISSING  # a zone-less text names no instant; a document or bytes is no text
     try:
-        checked = TypeAdapter(spec.value_type()).validate_python(value)
+        return TypeAdapter(spec.value_type()).validate_python(value)
     except ValidationError:
-        return spec
-    return dataclasses.replace(spec, default=checked)
+        return MISSING
 
 
 def _declared(spec: FieldSpec) -> dict[str, Any]:
@@ -332,6 +340,8 @@ def _declared(spec: FieldSpec) -> dict[str, Any]:
     if spec.default is not MISSING:
         default = spec.default
         declared["default"] = str(default) if isinstance(default, Decimal) else default
+    if spec.database_default:
+        declared["database_default"] = True
     return declared
 
 

@@ -187,6 +187,7 @@ class SQLRows:
         self._cases_of: dict[tuple[frozenset[str], int], Statement] = {}
         self._locked_of: dict[int, Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
+        self._inserts_named: dict[frozenset[str], Statement] = {}
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
         self._by_keys: dict[int, Statement] = {}
         self._lookups: dict[tuple[str, int, bool], Statement] = {}
@@ -416,9 +417,11 @@ class SQLRows:
             return []
         version = birth_version()
         values = [self._stored(row) | {VERSION: version} for row in rows]
+        # A field the database fills, left out: the rows as stored tell its value.
+        left = any(len(row) < len(self._inserted_names) for row in values)
         if len(values) == 1:  # a POST: one statement with the others of its loop turn
             key, version = await self._insert_single(values[0])
-            return await self._as_kept([self._created(key, rows[0], version)])
+            return await self._as_kept([self._created(key, rows[0], version)], read=left)
         try:
             async with self._db.connect(write=True) as conn:
                 keys = await self._insert(conn, values)
@@ -428,13 +431,14 @@ class SQLRows:
                 raise refused from None
             raise
         made = [self._created(key, row, version) for key, row in zip(keys, rows, strict=True)]
-        return await self._as_kept(made)
+        return await self._as_kept(made, read=left)
 
-    async def _as_kept(self, records: list[Record]) -> list[Record]:
+    async def _as_kept(self, records: list[Record], *, read: bool = False) -> list[Record]:
         """``records`` as the database keeps them after a write: read again where the
         table's own triggers (or MySQL's ``ON UPDATE``) may have changed what was written
-        (a ``last_update`` set to now), so that what is cached is what is stored."""
-        if not records or not await self._rewrites():
+        (a ``last_update`` set to now), or where the database filled what a new row left
+        out (``read``), so that what is cached is what is stored."""
+        if not records or not (read or await self._rewrites()):
             return records
         found = await self.get_many([record.key for record in records])
         return [found.get(record.key, record) for record in records]
@@ -460,7 +464,9 @@ class SQLRows:
         return bool(rows and rows[0][0])
 
     def _created(self, key: Key, row: Mapping[str, Any], version: int) -> Record:
-        named = {name: key if name == self.resource.key else row[name] for name in self._names}
+        """A new row as written (a field the database fills, left out, as None until the
+        row is read again: ``_as_kept``)."""
+        named = {name: key if name == self.resource.key else row.get(name) for name in self._names}
         return Record(key, named, version)
 
     # Concurrent POSTs, one statement: a single-row INSERT each cost its own round trip, the
@@ -474,6 +480,8 @@ class SQLRows:
         # MariaDB, SQLite; known once connected), or the keys are the clients': not on
         # MySQL proper, whose ids of one multi-row insert may interleave with others'.
         if self.resource.auto_key and not self._dialect.insert_returning:
+            return await self._insert_alone(values)
+        if len(values) < len(self._inserted_names):  # some left to the database: its own
             return await self._insert_alone(values)
         return await self._creates.load(str(next(self._tickets)), values)
 
@@ -544,22 +552,41 @@ class SQLRows:
         return statement
 
     async def _insert_one(self, session: Session, values: Mapping[str, Any]) -> Key:
-        if self._inserted.returns_rows:
-            row = await session.fetch_one(self._inserted, values)
+        inserted = self._inserted
+        if len(values) < len(self._inserted_names):  # fields left to the database
+            inserted = self._insert_named(frozenset(values))
+        if inserted.returns_rows:
+            row = await session.fetch_one(inserted, values)
             assert row is not None
             key: Key = row[0] if self.resource.auto_key else self.resource.key_of(values)
             return key
-        last_id = await session.execute(self._inserted, values)
+        last_id = await session.execute(inserted, values)
         if self.resource.auto_key:
             return last_id
         given: Key = self.resource.key_of(values)
         return given
 
+    def _insert_named(self, names: frozenset[str]) -> Statement:
+        """``INSERT`` of a row that gives only ``names`` (the database fills the rest)."""
+        statement = self._inserts_named.get(names)
+        if statement is None:
+            like = self._inserted  # RETURNING as the whole row's insert does
+            made = insert(self.table).values({name: bindparam(name) for name in sorted(names)})
+            if like.returns_rows:
+                made = made.returning(self._key_columns[0])
+            statement = self._inserts_named[names] = Statement(made, self._dialect)
+        return statement
+
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> list[Key]:
+        alike = len({frozenset(row) for row in values}) == 1  # else some left fields out
         if not self.resource.auto_key:
-            await conn.execute(insert(self.table), values)
+            if alike:
+                await conn.execute(insert(self.table), values)
+            else:
+                for row in values:
+                    await conn.execute(insert(self.table), row)
             return [self.resource.key_of(row) for row in values]
-        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        if alike and conn.dialect.insert_executemany_returning_sort_by_parameter_order:
             stmt = insert(self.table).returning(self._key_columns[0], sort_by_parameter_order=True)
             return list((await conn.execute(stmt, values)).scalars())
         keys: list[Key] = []  # e.g. MySQL proper: no RETURNING, one statement per row
@@ -635,14 +662,15 @@ class SQLRows:
             return None, await self._create_under(session, key, changes)
 
         earlier, after = await self._write_row(key, expected, optimistic, locked)
-        [kept] = await self._as_kept([after])
+        left = earlier is None and len(changes) < len(self.resource.changeable)
+        [kept] = await self._as_kept([after], read=left)
         return earlier, kept
 
     async def _create_under(self, session: Session, key: Key, changes: Mapping[str, Any]) -> Record:
         row = {**changes, **self.resource.key_values(key)}
         version = birth_version()
         await self._insert_one(session, self._stored(row) | {VERSION: version})
-        return Record(key, {name: row[name] for name in self._names}, version)
+        return Record(key, {name: row.get(name) for name in self._names}, version)
 
     async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> Record | None:
         async def optimistic(before: Record | None) -> Record | _Again | None:
