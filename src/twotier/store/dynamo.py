@@ -19,6 +19,7 @@ from twotier.errors import StoreRefused, StoreUnavailable
 from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.resources.introspected import Introspected
+from twotier.store import dynamo_introspect
 from twotier.store.base import Detachment, FollowerUser, SchemaChange, new_id
 from twotier.store.dynamo_client import DynamoClient, error_code, parse_dynamodb_url
 from twotier.store.dynamo_expressions import Expression
@@ -111,7 +112,7 @@ class DynamoStore:
         return done
 
     async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
-        raise StoreRefused("db introspect reads SQL databases; DynamoDB's tables are not read yet")
+        return await dynamo_introspect.introspect(self.client, self.target, tables, self.meta_table)
 
     async def detach(self, *, dry_run: bool = False) -> Detachment:
         raise StoreRefused(
