@@ -113,12 +113,11 @@ def _embedding(read: Handler, resource: Resource, settings: Settings) -> Handler
         asked: tuple[str, ...] = call.query.get("embed") or ()
         if not asked:
             return await read(call)
-        assert call.policy is not None
-        assert call.key is not None
         cached = await use_cache(call)
-        served = await call.policy.read(call.key, use_cache=cached)
-        if served.body is None:
-            return read_answer(served, resource, call.key)
+        served = await _row(call, resource, cached)
+        if isinstance(served, Answer):
+            return served
+        assert served.body is not None
         parts: list[tuple[str, bytes, Outcome]] = []
         values: dict[str, Any] = orjson.loads(served.body)  # the references it holds
         for name in asked:
@@ -137,6 +136,16 @@ def _embedding(read: Handler, resource: Resource, settings: Settings) -> Handler
         return answer(200, body + b"}", outcome=outcome)
 
     return handler
+
+
+async def _row(call: Call, resource: Resource, cached: bool) -> Served | Answer:
+    """The row the path names, or the 404 that says it is not there."""
+    assert call.policy is not None
+    assert call.key is not None
+    served = await call.policy.read(call.key, use_cache=cached)
+    if served.body is None:
+        return read_answer(served, resource, call.key)
+    return served
 
 
 async def _referred(other: ResourcePolicy, value: Any, cached: bool) -> Served:
@@ -172,12 +181,10 @@ def _nested(
     after, limit = list_parameters(other, settings)[-2:]  # not its filters: one is this
 
     async def handler(call: Call) -> Answer:
-        assert call.policy is not None
-        assert call.key is not None
         cached = await use_cache(call)
-        parent = await call.policy.read(call.key, use_cache=cached)
-        if parent.body is None:
-            return read_answer(parent, resource, call.key)
+        parent = await _row(call, resource, cached)
+        if isinstance(parent, Answer):
+            return parent
         rows = call.service.resource(relation.resource)
         given = call.query
         page = await _page(rows, relation, call.key, given["limit"], cached, given["after"])
