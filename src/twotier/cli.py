@@ -293,6 +293,9 @@ def _service() -> Service:
         return build_service(get_settings())
     except ResourceError as error:
         told(error)
+    except ValueError as error:  # a database URL no store takes (its scheme, a parameter)
+        console.print(Text(str(error), style="red"))
+        raise typer.Exit(2) from None
 
 
 def _prepare_schema() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, inspect, text
@@ -843,3 +844,54 @@ def test_dynamodb_fills_nothing_itself(moto_endpoint: str) -> None:
     url = f"dynamodb://?endpoint_url={moto_endpoint}&region=us-east-1&table_prefix=f_"
     with pytest.raises(StoreRefused, match=r"fields.made: DynamoDB fills no attribute"):
         open_store(url, parse_resources(FILLED, "filled.toml"))
+
+
+async def test_a_chosen_postgresql_schema_is_served(legacy: str, store_kind: str) -> None:
+    """libpq's `options` in the URL (`-c search_path=sales`) choose the schema every
+    connection works in: introspected, adopted, written, read and bulk loaded there, the
+    default schema's tables left alone."""
+    if store_kind != "postgres":
+        pytest.skip("PostgreSQL's schemas")
+    await run_sql(
+        legacy,
+        "DROP SCHEMA IF EXISTS sales CASCADE",
+        "CREATE SCHEMA sales",
+        "CREATE TABLE sales.orders (id SERIAL PRIMARY KEY, total NUMERIC(10, 2) NOT NULL)",
+        "INSERT INTO sales.orders (total) VALUES (1.50)",
+    )
+    url = legacy + ("&" if "?" in legacy else "?") + "options=-csearch_path%3Dsales"
+    try:
+        reader = SQLStore(url, [])
+        try:
+            found = await reader.introspect()
+        finally:
+            await reader.close()
+        assert [item.table for item in found] == ["orders"]
+        orders = """
+        [resources.orders]
+        id = { maximum = 2147483647 }
+        [resources.orders.fields]
+        total = { type = "decimal", precision = 10, scale = 2 }
+        """
+        store = SQLStore(url, list(parse_resources(orders, "orders.toml")))
+        try:
+            await store.init_schema()
+            rows = store.rows("orders")
+            assert (await rows.get(1)).values["total"] == Decimal("1.50")  # type: ignore[union-attr]
+            [made] = await rows.create_many([{"total": Decimal("2.50")}])
+            loaded = [((10, Decimal("9.99")), "line 2")]
+            assert await rows.bulk_load(loaded, replace=False, keep=lambda: True) == 1
+            assert sorted((await rows.get_many([made.key, 10])).keys()) == [made.key, 10]
+        finally:
+            await store.close()
+        assert await scalar(legacy, "SELECT count(*) FROM sales.orders") == 3
+        assert await scalar(legacy, "SELECT count(*) FROM sales.twotier_meta") > 0
+    finally:
+        await run_sql(legacy, "DROP SCHEMA IF EXISTS sales CASCADE")
+
+
+async def test_a_database_url_parameter_no_connection_takes_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown database URL parameter 'foo'"):
+        SQLStore("postgresql://u@127.0.0.1/db?foo=bar", [])
+    with pytest.raises(ValueError, match="takes settings only"):
+        SQLStore("postgresql://u@127.0.0.1/db?options=--single", [])

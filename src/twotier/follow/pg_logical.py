@@ -253,6 +253,8 @@ class PgLogicalChangeLog:
                 # instead of holding this thread for the kernel's TCP timeout.
                 connect_timeout=max(1, round(self._store.timeout)),
                 connection_factory=LogicalReplicationConnection,
+                options=" ".join(f"-c {k}={v}" for k, v in self._store.server_settings.items())
+                or None,
                 **self._store.tls_parameters,
             )
         except psycopg2.Error as error:

@@ -181,7 +181,7 @@ def _case_clash(names: dict[str, str]) -> tuple[str, str] | None:
 
 def _resource(where: str, name: str, spec: object) -> Resource:
     at = f"{where}: resources.{name}"
-    _check_name(at, name, "a resource name (its path)")
+    _check_name(at, name, "a resource name (its path)", sql=False)
     if name in _OWN_PATHS:
         raise ResourceError(f"{at}: /{name} is one of twotier's own paths; choose another name")
     if not isinstance(spec, dict):
@@ -195,7 +195,7 @@ def _resource(where: str, name: str, spec: object) -> Resource:
     table = _text(at, spec, "table", name)
     _check_name(at + ".table", table, "a table name", _SQL_NAME)
     singular = _text(at, spec, "singular", _singular(name))
-    _check_name(at + ".singular", singular, "a singular name")
+    _check_name(at + ".singular", singular, "a singular name", sql=False)
     fields_spec = spec.get("fields")
     if not isinstance(fields_spec, dict) or not fields_spec:
         raise ResourceError(f"{at}: declares no fields; add [resources.{name}.fields]")
@@ -523,14 +523,19 @@ def _check_column_name(at: str, name: str, what: str) -> None:
     _check_name(at, name, what, _SQL_NAME)
 
 
-def _check_name(at: str, name: str, what: str, form: re.Pattern[str] = _NAME) -> None:
+def _check_name(
+    at: str, name: str, what: str, form: re.Pattern[str] = _NAME, *, sql: bool = True
+) -> None:
+    """A name of the declaration's; ``sql``: one SQL names a table, column or type by, so
+    no reserved word (a path or a schema's name is never in a statement: ``orders``'s
+    singular may be ``order``)."""
     if not form.fullmatch(name):
         letters = "letters" if form is _SQL_NAME else "lower-case letters"
         raise ResourceError(
             f"{at}: {name!r} is not usable as {what}: {letters}, digits and _, "
             "starting with a letter, at most 63 characters"
         )
-    if name.lower() in RESERVED_WORDS:
+    if sql and name.lower() in RESERVED_WORDS:
         raise ResourceError(
             f"{at}: {name!r} is a reserved word in SQL; choose another name (e.g. {name}_)"
         )

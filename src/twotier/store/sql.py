@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -95,6 +96,33 @@ def async_url(url: str) -> URL:
     return parsed
 
 
+_SETTING = re.compile(r"-c\s*([A-Za-z_][A-Za-z0-9_.]*)=(\S+)")
+
+
+def server_settings(url: URL) -> tuple[URL, dict[str, str]]:
+    """A PostgreSQL URL without libpq's ``options``, and the settings they give (``-c
+    search_path=sales -c statement_timeout=5000``); ValueError for anything else in it, or
+    for a query parameter no connection of twotier's takes."""
+    if url.get_backend_name() != "postgresql":
+        return url, {}
+    unknown = sorted(set(url.query) - {"options"})
+    if unknown:
+        raise ValueError(
+            f"unknown database URL parameter {unknown[0]!r}: a PostgreSQL URL takes options "
+            "(-c name=value), sslmode, sslrootcert, sslcert and sslkey"
+        )
+    given = url.query.get("options")
+    if given is None:
+        return url, {}
+    text = given if isinstance(given, str) else " ".join(given)
+    found = dict(_SETTING.findall(text))
+    if _SETTING.sub("", text).strip():
+        raise ValueError(
+            f"database URL options {text!r}: twotier takes settings only, as -c name=value"
+        )
+    return url.difference_update_query(["options"]), found
+
+
 def _utc(moment: datetime) -> datetime:
     # MySQL and SQLite hand back naive datetimes (of the UTC values stored).
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -114,13 +142,17 @@ class SQLStore:
     ) -> None:
         given = async_url(url)
         self._sqlite_synchronous = _SYNCHRONOUS[sqlite_synchronous]
-        self.url, self._tls = split_tls(given)
+        bare, self._tls = split_tls(given)
+        #: PostgreSQL's run-time settings the URL gives in libpq's ``options``
+        #: (``?options=-csearch_path%3Dsales``: the tables of schema ``sales``), for every
+        #: connection twotier makes.
+        self.url, self.server_settings = server_settings(bare)
         #: The URL's TLS parameters as given, for a client that takes them as they are
         #: (libpq's, to psycopg2's replication connection).
         self.tls_parameters = {
             name: ca_file(str(value)) if name == "sslrootcert" else str(value)
             for name, value in given.query.items()
-            if name not in self.url.query
+            if name not in bare.query
         }
         self.backend = self.url.get_backend_name()
         self.timeout = timeout  # seconds to wait for a connection (the follower's too)
@@ -177,6 +209,8 @@ class SQLStore:
             connect_args["connect_timeout"] = timeout
         elif self.backend == "postgresql":
             connect_args["timeout"] = timeout
+            if self.server_settings:
+                connect_args["server_settings"] = self.server_settings
         if self._tls is not None:
             connect_args["ssl"] = self._tls
         engine = create_async_engine(

@@ -64,10 +64,12 @@ async def bulk_load(
     keep: Callable[[], bool],
     tls: ssl.SSLContext | None = None,
     referenced: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> int:
     """Load ``rows`` (values in the resource's column order, and their CSV line); return
     how many were loaded (0 if ``keep()`` said no). ``tls``: the store's TLS context (see
-    sql_tls), used by the bulk connection too. ``referenced``: other tables' foreign keys
+    sql_tls), used by the bulk connection too; ``settings``: PostgreSQL's run-time settings
+    (the URL's ``options``). ``referenced``: other tables' foreign keys
     point at this one, so an existing row must be updated where it is, never deleted and
     inserted again (their ON DELETE would act)."""
     backend = url.get_backend_name()
@@ -79,7 +81,7 @@ async def bulk_load(
     if backend == "sqlite":
         return await asyncio.to_thread(_sqlite, url, resource, rows, replace, version, keep)
     if backend == "postgresql":
-        return await _postgresql(url, resource, rows, replace, version, keep, tls)
+        return await _postgresql(url, resource, rows, replace, version, keep, tls, settings)
     raise ValueError(f"no bulk path for {backend}")
 
 
@@ -415,11 +417,13 @@ async def _postgresql(
     version: int,
     keep: Callable[[], bool],
     tls: ssl.SSLContext | None,
+    settings: dict[str, str] | None = None,
 ) -> int:
     import asyncpg
 
     conn = await asyncpg.connect(
         ssl=tls,
+        server_settings=settings or None,
         host=url.host or "127.0.0.1",
         port=url.port or 5432,
         user=url.username,

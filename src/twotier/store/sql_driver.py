@@ -57,6 +57,8 @@ class Database(Protocol):
 
     url: URL
     backend: str
+    #: PostgreSQL's run-time settings for every connection (the URL's ``options``).
+    server_settings: dict[str, str]
 
     @property
     def tls(self) -> ssl.SSLContext | None: ...
@@ -190,7 +192,7 @@ def driver_for(store: Database, pool_size: int, timeout: float) -> Driver:
     if store.backend == "mysql":
         return AsyncmyDriver(store.url, store.tls, pool_size, timeout)
     if store.backend == "postgresql":
-        return AsyncpgDriver(store.url, store.tls, pool_size, timeout)
+        return AsyncpgDriver(store.url, store.tls, pool_size, timeout, store.server_settings)
     return EngineDriver(store)
 
 
@@ -394,7 +396,14 @@ class _PostgresSession:
 
 
 class AsyncpgDriver(_Pooled):
-    def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        url: URL,
+        tls: ssl.SSLContext | None,
+        size: int,
+        timeout: float,
+        settings: Mapping[str, str],
+    ) -> None:
         connect = {
             "host": url.host or "127.0.0.1",
             "port": url.port or 5432,
@@ -403,6 +412,7 @@ class AsyncpgDriver(_Pooled):
             "database": url.database,
             "ssl": tls,
             "timeout": timeout,
+            "server_settings": dict(settings) or None,
         }
         super().__init__(connect, size, timeout)
 

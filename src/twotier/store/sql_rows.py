@@ -936,6 +936,7 @@ class SQLRows:
                     keep=keep,
                     tls=self._db.tls,
                     referenced=bool(referencing),
+                    settings=self._db.server_settings,
                 )
         except UNAVAILABLE as error:
             raise StoreUnavailable(describe(error)) from error
