@@ -685,3 +685,38 @@ async def test_a_follower_restarted_after_unfollowed_writes_resumes(
     finally:
         await second.stop()
         database.sql("DROP TABLE IF EXISTS unfollowed")
+
+
+async def test_a_chosen_schemas_plain_writes_reach_the_cache(postgres: OwnPostgres) -> None:
+    """The URL's options choose schema ``sales``: the follower's replication connection
+    takes them too, so the publication and the slot follow its tables."""
+    require("redis")
+    database = Database("postgres", postgres.url, postgres.port, "redis")
+    plain = build_service(Settings(database_url=postgres.url, cache_url="memory://"))
+    await plain.prepare()  # the database, made as twotier makes it
+    await plain.close()
+    database.sql("CREATE SCHEMA IF NOT EXISTS sales")
+    url = postgres.url + "?options=-csearch_path%3Dsales"
+    settings = Settings(
+        database_url=url, cache_url=cache_url("redis"), cache_namespace=database.namespace
+    )
+    try:
+        async with made_anew(build_service(settings)) as service:
+            heroes = service.resource("heroes")
+            running = Running(service, database)
+            await running.following()
+            try:
+                made = await heroes.create(hero("Ann", xp=5))
+                assert (await read(service, made["id"]))[1] is Outcome.HIT
+                database.sql("UPDATE sales.superheroes SET name = 'Bea' WHERE id = ?", made["id"])
+
+                async def fresh() -> bool:
+                    body, _ = await read(service, made["id"])
+                    return body is not None and b'"Bea"' in body
+
+                await eventually(fresh, "the plain UPDATE in schema sales reaches the cache")
+            finally:
+                await running.stop()
+    finally:
+        database.drop_slot()
+        database.sql("DROP SCHEMA IF EXISTS sales CASCADE")
