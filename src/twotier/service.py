@@ -88,6 +88,7 @@ class Service:
             if self._follower is not None:
                 await self.store.grant_follower(self._follower)
         self.database_id = await self.store.identity()
+        await self.store.learn()
         for policy in self._policies.values():
             policy.keys = CacheKeys(policy.resource, self.database_id)
         LIVE_STATE.watch(self.gauges)

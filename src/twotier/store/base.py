@@ -164,6 +164,10 @@ class Store(KeyStore, Protocol):
         carry it, so one cache namespace never serves one database's rows for another's
         (a database dropped and made again, another database behind the same Redis)."""
 
+    async def learn(self) -> None:
+        """What the store needs to know of the database before serving, asked once at
+        start (which tables' rows the database rewrites as they are written)."""
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
 

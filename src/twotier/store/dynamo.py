@@ -137,6 +137,9 @@ class DynamoStore:
             raise StoreUnavailable("the database has no identity yet: run twotier db init")
         return str(item[_VALUE]["S"])
 
+    async def learn(self) -> None:
+        """Nothing to learn: DynamoDB changes no item as it is written."""
+
     async def drop_schema(self) -> None:
         """Delete the resources' tables (tests use it); the keys and counters stay."""
         from botocore.exceptions import ClientError

@@ -58,6 +58,7 @@ from twotier.store.sql_names import NameRules
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
 from twotier.store.sql_tls import ca_file, split_tls
+from twotier.store.sql_triggers import rewriting_sql
 from twotier.telemetry import DatabaseTimer
 
 if TYPE_CHECKING:
@@ -484,6 +485,14 @@ class SQLStore:
         if row is None:
             raise StoreUnavailable("the database has no identity yet: run twotier db init")
         return str(row[0])
+
+    async def learn(self) -> None:
+        """Which resources' tables the database rewrites rows of as they are written: one
+        catalogue query at start, so that no request pays for it (``SQLRows._rewrites``)."""
+        statement = Statement(text(rewriting_sql(self.backend)), self._dialect)
+        tables = {str(row[0]) for row in await self.driver.fetch_all(statement, {})}
+        for rows in self._rows.values():
+            rows.rewritten_among(tables)
 
     async def ping(self) -> None:
         await self.driver.fetch_one(self._ping, {})

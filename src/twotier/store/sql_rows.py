@@ -444,8 +444,9 @@ class SQLRows:
         return [found.get(record.key, record) for record in records]
 
     async def _rewrites(self) -> bool:
-        """Whether the database may change a row as it is written: asked of its catalogue
-        once (``sql_triggers.rewriting_sql``), however many writes ask at once."""
+        """Whether the database may change a row as it is written: known from the store's
+        start (``learn_rewriting``), else asked of the catalogue once, however many writes
+        ask at once."""
         if self._rewriting is None:
             if self._asking is None:
                 self._asking = asyncio.ensure_future(self._ask_rewrites())
@@ -458,10 +459,17 @@ class SQLRows:
         return self._rewriting
 
     async def _ask_rewrites(self) -> bool:
-        query = rewriting_sql(self._db.backend)
-        statement = Statement(text(query).bindparams(table=self.table.name), self._dialect)
-        rows = await self._driver.fetch_all(statement, {"table": self.table.name})
-        return bool(rows and rows[0][0])
+        statement = Statement(text(rewriting_sql(self._db.backend)), self._dialect)
+        tables = {str(row[0]) for row in await self._driver.fetch_all(statement, {})}
+        return self.rewritten_among(tables)
+
+    def rewritten_among(self, tables: set[str]) -> bool:
+        """Learn from the tables the database rewrites rows of (``sql_triggers``) whether
+        this one is among them (names as the catalogue spells them: MySQL's and SQLite's
+        in any case); the answer."""
+        name = self.table.name
+        self._rewriting = name in tables or name.lower() in {t.lower() for t in tables}
+        return self._rewriting
 
     def _created(self, key: Key, row: Mapping[str, Any], version: int) -> Record:
         """A new row as written (a field the database fills, left out, as None until the

@@ -240,27 +240,28 @@ def changes_table_sql(conn: Connection) -> list[Planned]:
 
 
 def rewriting_sql(backend: str) -> str:
-    """A query (``:table``) whose first value is true when the database may change a row
-    of the table as it is written, beyond what the write sets: a trigger of the user's own
-    that runs for each inserted or updated row before it is stored (PostgreSQL, MySQL; on
-    SQLite, any trigger of theirs, as one after the write may update the row again), or
-    MySQL's ``ON UPDATE CURRENT_TIMESTAMP``. twotier's own triggers only move the version."""
+    """A query of the tables whose rows the database may change as they are written, beyond
+    what the write sets: a table with a trigger of the user's own that runs for each
+    inserted or updated row before it is stored (PostgreSQL, MySQL; on SQLite, any trigger
+    of theirs, as one after the write may update the row again), or a column with MySQL's
+    ``ON UPDATE CURRENT_TIMESTAMP``. twotier's own triggers only move the version."""
     if backend == "postgresql":
         # tgtype's bits: 1 a row's, 2 before, 4 insert, 16 update.
         return (
-            "SELECT count(*) > 0 FROM pg_trigger WHERE tgrelid = to_regclass(quote_ident(:table)) "
-            "AND NOT tgisinternal AND tgtype & 3 = 3 AND tgtype & 20 <> 0 "
-            "AND tgname NOT LIKE 'twotier%'"
+            "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE c.relnamespace = CAST(current_schema() AS regnamespace) "
+            "AND NOT t.tgisinternal AND t.tgtype & 3 = 3 AND t.tgtype & 20 <> 0 "
+            "AND t.tgname NOT LIKE 'twotier%'"
         )
     if backend == "mysql":
         return (
-            "SELECT (SELECT count(*) FROM information_schema.triggers WHERE trigger_schema = "
-            "DATABASE() AND event_object_table = :table AND action_timing = 'BEFORE' AND "
-            "event_manipulation IN ('INSERT', 'UPDATE') AND trigger_name NOT LIKE 'twotier%') "
-            "+ (SELECT count(*) FROM information_schema.columns WHERE table_schema = "
-            "DATABASE() AND table_name = :table AND extra LIKE '%on update%') > 0"
+            "SELECT event_object_table FROM information_schema.triggers WHERE trigger_schema "
+            "= DATABASE() AND action_timing = 'BEFORE' AND event_manipulation IN ('INSERT', "
+            "'UPDATE') AND trigger_name NOT LIKE 'twotier%' UNION SELECT table_name FROM "
+            "information_schema.columns WHERE table_schema = DATABASE() "
+            "AND extra LIKE '%on update%'"
         )
     return (
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table "
+        "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' "
         "AND name NOT LIKE 'twotier%'"
     )
