@@ -80,7 +80,7 @@ class Database:
                     "-U",
                     "postgres",
                     "-d",
-                    "superhero_db",
+                    self.url.rsplit("/", 1)[1],  # the URL's database
                     "-v",
                     "ON_ERROR_STOP=1",
                     "-qc",
@@ -691,12 +691,15 @@ async def test_a_chosen_schemas_plain_writes_reach_the_cache(postgres: OwnPostgr
     """The URL's options choose schema ``sales``: the follower's replication connection
     takes them too, so the publication and the slot follow its tables."""
     require("redis")
-    database = Database("postgres", postgres.url, postgres.port, "redis")
-    plain = build_service(Settings(database_url=postgres.url, cache_url="memory://"))
+    # A database of its own: a publication is the database's, and this one's names the
+    # schema's tables (the module's other tests follow superhero_db's).
+    own = postgres.url.replace("/superhero_db", "/schema_db")
+    database = Database("postgres", own, postgres.port, "redis")
+    plain = build_service(Settings(database_url=own, cache_url="memory://"))
     await plain.prepare()  # the database, made as twotier makes it
     await plain.close()
     database.sql("CREATE SCHEMA IF NOT EXISTS sales")
-    url = postgres.url + "?options=-csearch_path%3Dsales"
+    url = own + "?options=-csearch_path%3Dsales"
     settings = Settings(
         database_url=url, cache_url=cache_url("redis"), cache_namespace=database.namespace
     )

@@ -135,7 +135,7 @@ MISTAKES = [
     (x(fields="order = 'string'"), "resources.x.fields.order: 'order' is a reserved word"),
     (
         "[resources.select]\n[resources.select.fields]\na = 'string'",
-        "resources.select: 'select' is a reserved word",
+        "resources.select.table: 'select' is a reserved word",
     ),
     (x(fields="version = 'integer'"), "`version` is twotier's own column"),
     (x(fields="after = 'integer'"), "`after` is twotier's own list parameter"),
