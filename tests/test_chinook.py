@@ -552,3 +552,43 @@ def _snake(name: str) -> str:
     from twotier.resources.introspected import resource_name
 
     return resource_name(name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_dry_run_makes_no_database(kind: str, tmp_path: Path) -> None:
+    """`db init --dry-run` over a database that is not there yet makes nothing, not even
+    the database (nor SQLite's file): it says it would."""
+    from tests.conftest import SERVER_URLS, require
+
+    name = f"twotier_absent_{uuid.uuid4().hex[:8]}"
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path}/absent/{name}.sqlite3"
+    else:
+        require(kind)
+        url = make_url(SERVER_URLS[kind]).set(database=name).render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")}
+    said = subprocess.run(
+        [TWOTIER, "db", "init", "--dry-run"],
+        env=env | {"TWOTIER_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert said.returncode == 0, said.stderr
+    assert f"create database {name if kind != 'sqlite' else tmp_path}" in said.stdout + said.stderr
+    if kind == "sqlite":
+        assert not (tmp_path / "absent").exists()
+        return
+    driver = "postgresql+psycopg2" if kind == "postgres" else "mysql+pymysql"
+    server = create_engine(make_url(SERVER_URLS[kind]).set(drivername=driver))
+    try:
+        with server.connect() as conn:
+            query = (
+                "SELECT count(*) FROM pg_database WHERE datname = :name"
+                if kind == "postgres"
+                else "SELECT count(*) FROM information_schema.schemata WHERE schema_name = :name"
+            )
+            assert conn.execute(text(query), {"name": name}).scalar() == 0
+    finally:
+        server.dispose()

@@ -205,9 +205,14 @@ class Resource:
 
     @property
     def path_parameter(self) -> str:
-        """The key's name in paths and OpenAPI: ``hero_id``, ``product_sku``; a composite
-        key's, ``playlist_track_key``."""
-        return f"{self.singular}_{'key' if self.composite else self.key}"
+        """The key's name in paths and OpenAPI: ``hero_id``, ``product_sku``; a key already
+        named for its row as it is (``album_id``, ``AlbumId``, not ``album_album_id``); a
+        composite key's, ``playlist_track_key``."""
+        if self.composite:
+            return f"{self.singular}_key"
+        if self.key.lower().replace("_", "").startswith(self.singular.replace("_", "")):
+            return self.key
+        return f"{self.singular}_{self.key}"
 
     @property
     def title(self) -> str:

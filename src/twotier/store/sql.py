@@ -11,6 +11,7 @@ quoted.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -264,7 +265,14 @@ class SQLStore:
         made = self._made()
         if if_changed and not dry_run and await self._recorded(_MADE) == made:
             return []
-        await self._ensure_database()
+        if not await self._ensure_database(create=not dry_run):
+            # A dry run makes nothing, not even the database: what there is to plan is all.
+            return [
+                SchemaChange(
+                    f"create database {self.url.database}, then every declared table in it "
+                    "(run db init --dry-run again once it exists to see their statements)"
+                )
+            ]
         async with self._schema_locked() as conn:
             plan = await conn.run_sync(self._plan)
             if plan.problems:
@@ -357,15 +365,19 @@ class SQLStore:
         ]
         return plan
 
-    async def _ensure_database(self) -> None:
-        """Create the database named in the URL if the server does not have it yet."""
+    async def _ensure_database(self, *, create: bool = True) -> bool:
+        """Create the database named in the URL if the server does not have it yet (not
+        ``create``: only say); whether it is there now."""
         from sqlalchemy.ext.asyncio import create_async_engine
 
         name = self.url.database
         if self.backend == "sqlite":
-            if name and name != ":memory:":
-                Path(name).parent.mkdir(parents=True, exist_ok=True)
-            return
+            if not name or name == ":memory:":
+                return True
+            if not create:
+                return await asyncio.to_thread(Path(name).exists)
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            return True
         if not name:
             raise ValueError("the database URL must name a database")
         server_db = "postgres" if self.backend == "postgresql" else None
@@ -388,19 +400,24 @@ class SQLStore:
             async with admin.connect() as conn:
                 quoted = conn.dialect.identifier_preparer.quote(name)
                 if self.backend == "mysql":
+                    query = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
+                else:
+                    query = "SELECT 1 FROM pg_database WHERE datname = :name"
+                exists = await conn.scalar(text(query), {"name": name})
+                if not create:
+                    return bool(exists)
+                if self.backend == "mysql":
                     await conn.execute(
                         text(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4")
                     )
-                    return
-                exists = await conn.scalar(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-                )
+                    return True
                 if not exists:
                     try:
                         await conn.execute(text(f"CREATE DATABASE {quoted}"))
                     except exc.ProgrammingError as error:  # created meanwhile by another process
                         if "already exists" not in str(error):
                             raise
+                return True
         except UNAVAILABLE as error:
             raise StoreUnavailable(describe(error)) from error
         finally:
