@@ -193,6 +193,9 @@ class BinlogChangeLog:
                 changes.append(Change(name, rows.from_log(row["values"]), None))
         return changes
 
+    def settled(self, position: str) -> str:
+        return position  # the binary log moves only as it is read
+
     async def saved(self, position: str) -> None:
         return None  # the log keeps its own retention, whoever follows
 

@@ -69,6 +69,11 @@ class ChangeLog(Protocol):
         """The follower saved ``position``: what comes before it will not be asked for
         again (a log that keeps it for this follower may let it go)."""
 
+    def settled(self, position: str) -> str:
+        """Where a follower that stopped having applied ``position`` stands: past it where
+        the log itself moved on over nothing followed (PostgreSQL's slot, confirmed on its
+        own by the driver), so that a restart does not find the log past its position."""
+
     async def close(self) -> None: ...
 
 

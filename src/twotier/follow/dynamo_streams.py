@@ -238,6 +238,9 @@ class DynamoStreamsChangeLog:
                 heard = time.monotonic()
             await asyncio.sleep(_POLL)
 
+    def settled(self, position: str) -> str:
+        return position  # a shard's sequence moves only as it is read
+
     async def saved(self, position: str) -> None:
         return None  # a stream keeps 24 hours, whoever reads it
 

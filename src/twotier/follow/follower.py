@@ -185,7 +185,7 @@ class Follower:
                 await asyncio.wait({pending})
             await batches.aclose()
             if stop.is_set() and self._saved is not None:
-                await self._save(self._saved, force=True)
+                await self._save(self._log.settled(self._saved), force=True)
 
     async def _position(self) -> str:
         """Where to start: the saved position, else (a new or emptied cache, a lost

@@ -93,6 +93,9 @@ class PgLogicalChangeLog:
         self.slot = slot_name(namespace)
         #: The newest position the follower saved: what the stream may confirm.
         self._flush_to = 0
+        #: The WAL end the driver may confirm on its own (``settled``): set by the reading
+        #: thread while every message it received is confirmed, between transactions.
+        self._quiet_end = 0
 
     # -- the server's side: publication, replica identity, slot ------------------------
 
@@ -191,6 +194,14 @@ class PgLogicalChangeLog:
         )
         return str(made)
 
+    def settled(self, position: str) -> str:
+        """``position``, or past it the WAL end psycopg2 confirmed to the server on its
+        own: it does so on a keepalive once every message received is confirmed (so over
+        WAL carrying nothing followed), which a follower stopped between two heartbeats had
+        not saved yet; a restart would find the slot past its position, and empty the
+        cache as if the position were lost."""
+        return _lsn_text(max(_lsn(position), self._quiet_end))
+
     async def saved(self, position: str) -> None:
         """Let the server forget the WAL before ``position`` (the follower saved it: the
         stream confirms it to the server), and report how much the slot still holds back."""
@@ -271,10 +282,17 @@ class PgLogicalChangeLog:
             )
             decoder = _Decoder(self._tables)
             heard = time.monotonic()
+            last_start = 0  # the last message's WAL start, as psycopg2 keeps it
+            self._quiet_end = 0
             while not stop.is_set():
                 # Only what the follower saved: psycopg2 sends it every _FEEDBACK seconds.
                 cursor.send_feedback(flush_lsn=self._flush_to)
                 message = cursor.read_message()
+                if message is not None:
+                    last_start = message.data_start
+                elif self._flush_to >= last_start and not decoder.in_transaction:
+                    # psycopg2's own condition to confirm a keepalive's WAL end.
+                    self._quiet_end = max(self._quiet_end, cursor.wal_end)
                 now = time.monotonic()
                 if message is None:
                     if now - heard >= _HEARTBEAT:

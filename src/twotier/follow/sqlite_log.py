@@ -158,6 +158,9 @@ class SQLiteChangeLog:
         except (StoreUnavailable, *UNAVAILABLE) as error:
             raise ChangeLogUnavailable(f"{PROGRESS_TABLE} not written: {error}") from error
 
+    def settled(self, position: str) -> str:
+        return position  # the changes table moves only as it is read
+
     async def saved(self, position: str) -> None:
         return None  # the log keeps its own retention, whoever follows
 
