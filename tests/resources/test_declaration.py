@@ -215,7 +215,7 @@ def test_names_as_the_database_has_them() -> None:
     assert (albums.table, albums.key, albums.auto_key) == ("Album", "AlbumId", True)
     assert albums.columns == ("AlbumId", "Title", "ArtistId")
     assert albums.key_field == IntegerField("AlbumId", minimum=1, maximum=2147483647)
-    assert albums.path_parameter == "album_AlbumId"
+    assert albums.path_parameter == "AlbumId"  # named for its row already
     assert set(albums.out_model.model_fields) == {"AlbumId", "Title", "ArtistId"}
     assert albums.parse_key("7") == 7
     assert albums.parse_key("2147483648") is None
