@@ -506,10 +506,15 @@ class SQLStore:
     async def learn(self) -> None:
         """Which resources' tables the database rewrites rows of as they are written: one
         catalogue query at start, so that no request pays for it (``SQLRows._rewrites``)."""
-        statement = Statement(text(rewriting_sql(self.backend)), self._dialect)
-        tables = {str(row[0]) for row in await self.driver.fetch_all(statement, {})}
+        tables = await self.rewriting_tables()
         for rows in self._rows.values():
             rows.rewritten_among(tables)
+
+    async def rewriting_tables(self) -> set[str]:
+        """The tables whose rows the database may change as they are written
+        (``sql_triggers.rewriting_sql``), as its catalogue names them."""
+        statement = Statement(text(rewriting_sql(self.backend)), self._dialect)
+        return {str(row[0]) for row in await self.driver.fetch_all(statement, {})}
 
     async def ping(self) -> None:
         await self.driver.fetch_one(self._ping, {})

@@ -39,7 +39,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -69,7 +68,6 @@ from twotier.store.sql_driver import (
 )
 from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.store.sql_schema import VERSION
-from twotier.store.sql_triggers import rewriting_sql
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
 
@@ -79,7 +77,8 @@ if TYPE_CHECKING:
 
 class RowsDatabase(Database, Protocol):
     """What a resource's rows need of the store that made them (``SQLStore``) besides what
-    the driver does: the driver, the dialect, the foreign keys that point at a table."""
+    the driver does: the driver, the dialect, the foreign keys that point at a table, the
+    tables whose rows the database rewrites as they are written."""
 
     driver: Driver
 
@@ -87,6 +86,8 @@ class RowsDatabase(Database, Protocol):
     def dialect(self) -> Dialect: ...
 
     async def referencing(self, table: str) -> list[str]: ...
+
+    async def rewriting_tables(self) -> set[str]: ...
 
 
 #: Compare-and-set attempts of a write before it takes the row's lock instead.
@@ -169,10 +170,8 @@ class SQLRows:
         )
         inserted = [name for name in self._names if name != resource.key or not resource.auto_key]
         self._inserted_names = (*inserted, VERSION)
-        self._inserted = Statement(
-            insert(table).values({name: bindparam(name) for name in self._inserted_names}),
-            dialect,
-        )
+        self._inserts_named: dict[frozenset[str], Statement] = {}
+        self._inserted = self._insert_named(frozenset(self._inserted_names))
         # The POSTs of one turn of the event loop, inserted by one statement.
         self._creates: TickBatcher[dict[str, Any], tuple[Key, int]] = TickBatcher(
             self._insert_together
@@ -187,11 +186,10 @@ class SQLRows:
         self._cases_of: dict[tuple[frozenset[str], int], Statement] = {}
         self._locked_of: dict[int, Statement] = {}
         self._inserts_of: dict[int, Statement] = {}
-        self._inserts_named: dict[frozenset[str], Statement] = {}
         self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
         self._by_keys: dict[int, Statement] = {}
         self._lookups: dict[tuple[str, int, bool], Statement] = {}
-        self._rewriting: bool | None = None  # known on the first write (``_rewrites``)
+        self._rewriting: bool | None = None  # learned at start, else on the first write
         self._asking: asyncio.Future[bool] | None = None
 
     @property
@@ -445,7 +443,7 @@ class SQLRows:
 
     async def _rewrites(self) -> bool:
         """Whether the database may change a row as it is written: known from the store's
-        start (``learn_rewriting``), else asked of the catalogue once, however many writes
+        start (``SQLStore.learn``), else asked of the catalogue once, however many writes
         ask at once."""
         if self._rewriting is None:
             if self._asking is None:
@@ -459,9 +457,7 @@ class SQLRows:
         return self._rewriting
 
     async def _ask_rewrites(self) -> bool:
-        statement = Statement(text(rewriting_sql(self._db.backend)), self._dialect)
-        tables = {str(row[0]) for row in await self._driver.fetch_all(statement, {})}
-        return self.rewritten_among(tables)
+        return self.rewritten_among(await self._db.rewriting_tables())
 
     def rewritten_among(self, tables: set[str]) -> bool:
         """Learn from the tables the database rewrites rows of (``sql_triggers``) whether
@@ -575,13 +571,11 @@ class SQLRows:
         return given
 
     def _insert_named(self, names: frozenset[str]) -> Statement:
-        """``INSERT`` of a row that gives only ``names`` (the database fills the rest)."""
+        """``INSERT`` of a row that gives ``names`` (all of them: ``_inserted``; fewer: the
+        database fills the rest), returning an automatic key where the database can."""
         statement = self._inserts_named.get(names)
         if statement is None:
-            like = self._inserted  # RETURNING as the whole row's insert does
             made = insert(self.table).values({name: bindparam(name) for name in sorted(names)})
-            if like.returns_rows:
-                made = made.returning(self._key_columns[0])
             statement = self._inserts_named[names] = Statement(made, self._dialect)
         return statement
 
