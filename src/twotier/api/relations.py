@@ -17,8 +17,9 @@ has to be found. The answer carries no ``ETag``: it is no one row's version.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -118,21 +119,22 @@ def _embedding(read: Handler, resource: Resource, settings: Settings) -> Handler
         if isinstance(served, Answer):
             return served
         assert served.body is not None
-        parts: list[tuple[str, bytes, Outcome]] = []
         values: dict[str, Any] = orjson.loads(served.body)  # the references it holds
-        for name in asked:
+
+        def read_part(name: str) -> Awaitable[Served]:
             relation = resource.relation(name)
             assert relation is not None  # the parameter's validator said so
             other = call.service.resource(relation.resource)
             if relation.to_one:
-                part = await _referred(other, values.get(relation.field), cached)
-            else:
-                part = await _page(other, relation, call.key, settings.page_limit_default, cached)
-            parts.append((name, part.body or b"null", part.outcome))
+                return _referred(other, values.get(relation.field), cached)
+            return _page(other, relation, call.key, settings.page_limit_default, cached)
+
+        parts = await asyncio.gather(*(read_part(name) for name in asked))  # all at once
         body = served.body[:-1] + b"".join(
-            b',"' + name.encode() + b'":' + part for name, part, _ in parts
+            b',"' + name.encode() + b'":' + (part.body or b"null")
+            for name, part in zip(asked, parts, strict=True)
         )
-        outcome = _combined([served.outcome, *(outcome for _, _, outcome in parts)])
+        outcome = _combined([served.outcome, *(part.outcome for part in parts)])
         return answer(200, body + b"}", outcome=outcome)
 
     return handler
