@@ -2,7 +2,8 @@
 
 A field knows how a client's JSON value is validated (a pydantic annotation, which also gives
 the OpenAPI schema), how it is stored (an SQLAlchemy type, the same on every dialect where it
-can be), how it reads from and writes to a CSV file, and what a generated sample looks like.
+can be: SQLAlchemy is imported when one is made, so a process that only validates never
+loads it), how it reads from and writes to a CSV file, and what a generated sample looks like.
 Everything else (models, tables, loaders, encoders) is derived from these.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import (
@@ -30,24 +31,9 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-from sqlalchemy import (
-    CHAR,
-    JSON,
-    BigInteger,
-    Boolean,
-    Date,
-    DateTime,
-    Double,
-    Integer,
-    LargeBinary,
-    Numeric,
-    String,
-    Text,
-    Time,
-    Uuid,
-)
-from sqlalchemy.dialects import mysql
-from sqlalchemy.types import TypeEngine
+
+if TYPE_CHECKING:  # SQLAlchemy is imported where a column type is made, not to validate
+    from sqlalchemy.types import TypeEngine
 
 INT32 = (-(2**31), 2**31 - 1)
 UINT32_MAX = 2**32 - 1
@@ -286,6 +272,8 @@ class StringField(FieldSpec):
         return Annotated[(str, limits, *checks)]
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import CHAR, String, Text
+
         if self.enum is not None and self.values is not None:
             from sqlalchemy.dialects import postgresql  # ~25 ms: only where it is needed
 
@@ -385,6 +373,9 @@ class IntegerField(FieldSpec):
 def integer_type(low: int, high: int) -> TypeEngine[Any]:
     """The storage type a range needs: INT UNSIGNED on MySQL for 0…4294967295 (the seed's
     columns), else INTEGER within 32 bits, else BIGINT; SQLite stores every one as INTEGER."""
+    from sqlalchemy import BigInteger, Integer
+    from sqlalchemy.dialects import mysql
+
     if INT32[0] <= low and high <= INT32[1]:
         return Integer()
     base = BigInteger().with_variant(Integer(), "sqlite")
@@ -415,6 +406,8 @@ class NumberField(FieldSpec):
         ]
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import Double
+
         return Double()
 
     def range(self) -> tuple[float | int | None, float | int | None]:
@@ -537,6 +530,8 @@ class DecimalField(FieldSpec):
         ]
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import Numeric
+
         return Numeric(self.precision, self.scale, asdecimal=True)
 
     def range(self) -> tuple[float | int | None, float | int | None]:
@@ -583,6 +578,8 @@ class UuidField(FieldSpec):
         ]
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import String, Uuid
+
         return Uuid(as_uuid=False).with_variant(String(36), "mysql", "mariadb", "sqlite")
 
     def parse_value(self, text: str) -> Any:
@@ -639,6 +636,8 @@ class JsonField(FieldSpec):
         return value
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import JSON
+
         return JSON(none_as_null=True)
 
     def parse_value(self, text: str) -> Any:
@@ -705,6 +704,8 @@ class BinaryField(FieldSpec):
         ]
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import LargeBinary
+
         return LargeBinary(self.max_length)
 
     def parse_value(self, text: str) -> Any:
@@ -728,6 +729,8 @@ class BooleanField(FieldSpec):
         return bool
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import Boolean
+
         return Boolean(create_constraint=False)
 
     def parse_value(self, text: str) -> Any:
@@ -768,6 +771,9 @@ class TimestampField(FieldSpec):
         return _cut(moment, self.precision)
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import DateTime
+        from sqlalchemy.dialects import mysql
+
         # UTC, with its zone where the database keeps one; the declared fractions of a second
         # (MySQL's DATETIME would keep none).
         digits = self.precision
@@ -862,6 +868,9 @@ class LocalDateTimeField(FieldSpec):
         return _cut(moment, self.precision)
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import DateTime
+        from sqlalchemy.dialects import mysql
+
         stored = DateTime(timezone=False)
         if self.precision != 6:
             from sqlalchemy.dialects import postgresql
@@ -898,6 +907,8 @@ class DateField(FieldSpec):
         ]
 
     def sql_type(self) -> TypeEngine[Any]:
+        from sqlalchemy import Date
+
         return Date()
 
     def parse_value(self, text: str) -> Any:
@@ -952,7 +963,8 @@ class TimeField(FieldSpec):
         return moment.replace(microsecond=moment.microsecond - moment.microsecond % step)
 
     def sql_type(self) -> TypeEngine[Any]:
-        from sqlalchemy.dialects import postgresql  # ~25 ms: only where it is needed
+        from sqlalchemy import Time
+        from sqlalchemy.dialects import mysql, postgresql
 
         return (
             Time()

@@ -50,14 +50,16 @@ from twotier.resources import Resource, load_resources
 from twotier.resources.introspected import Introspected
 from twotier.store.base import Detachment, FollowerUser, SchemaChange, new_id
 from twotier.store.sql_adopt import Plan, creating, make_plan, plan_schema, run_statements
+from twotier.store.sql_compile import compiled, row_conversions
 from twotier.store.sql_detach import plan_detach
-from twotier.store.sql_driver import Statement, conversions, converted, driver_for
+from twotier.store.sql_driver import driver_for
 from twotier.store.sql_errors import UNAVAILABLE, describe
 from twotier.store.sql_follower import grant_follower
 from twotier.store.sql_introspect import introspect
 from twotier.store.sql_names import NameRules
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
+from twotier.store.sql_statement import converted
 from twotier.store.sql_tls import ca_file, split_tls
 from twotier.store.sql_triggers import rewriting_sql
 from twotier.telemetry import DatabaseTimer
@@ -165,12 +167,12 @@ class SQLStore:
         # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
         self.driver = driver_for(self, pool_size, timeout)
         self.metadata = MetaData()
-        self._fact = Statement(
+        self._fact = compiled(
             select(meta.c.value).where(meta.c.name == bindparam("name")), self._dialect
         )
-        self._keys = Statement(select(*api_keys.c).order_by(api_keys.c.created_at), self._dialect)
-        self._key_conversions = conversions(list(api_keys.c), self._dialect)
-        self._ping = Statement(text("SELECT 1"), self._dialect)
+        self._keys = compiled(select(*api_keys.c).order_by(api_keys.c.created_at), self._dialect)
+        self._key_conversions = row_conversions(list(api_keys.c), self._dialect)
+        self._ping = compiled(text("SELECT 1"), self._dialect)
         self._rows: dict[str, SQLRows] = {}
         for resource in resources if resources is not None else load_resources(None):
             table = resource_table(resource, self.metadata)
@@ -513,7 +515,7 @@ class SQLStore:
     async def rewriting_tables(self) -> set[str]:
         """The tables whose rows the database may change as they are written
         (``sql_triggers.rewriting_sql``), as its catalogue names them."""
-        statement = Statement(text(rewriting_sql(self.backend)), self._dialect)
+        statement = compiled(text(rewriting_sql(self.backend)), self._dialect)
         return {str(row[0]) for row in await self.driver.fetch_all(statement, {})}
 
     async def ping(self) -> None:

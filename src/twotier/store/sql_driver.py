@@ -24,15 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from sqlalchemy import URL, ColumnElement, Uuid, exc
-from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy import URL, exc
 
 from twotier.errors import (
     ConstraintViolated,
@@ -41,14 +38,11 @@ from twotier.errors import (
     WriteUnsupported,
 )
 from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
+from twotier.store.sql_statement import Row, Statement
 from twotier.telemetry import DatabaseTimer
 
 if TYPE_CHECKING:  # the engine's asyncio layer is imported where the engine is made
     from sqlalchemy.ext.asyncio import AsyncConnection
-
-Row = tuple[Any, ...]
-#: A column's value as the driver hands it over, into the column type's Python form.
-Conversion = tuple[int, Any]
 
 
 class Database(Protocol):
@@ -76,23 +70,6 @@ _IDLE_CHECK = 30.0
 logging.getLogger("asyncmy").setLevel(logging.ERROR)
 
 
-def conversions(columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> tuple[Conversion, ...]:
-    """What the driver hands back in another form than each column's type (MySQL's booleans
-    as integers, SQLite's datetimes as text), by position, converted as SQLAlchemy would;
-    asyncpg decodes every type itself, a UUID as an object where twotier keeps its text."""
-    if dialect.name == "postgresql":
-        return tuple(
-            (index, _uuid_text)
-            for index, column in enumerate(columns)
-            if isinstance(column.type, Uuid)
-        )
-    return tuple(
-        (index, processor)
-        for index, column in enumerate(columns)
-        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
-    )
-
-
 async def _json_codecs(conn: Any) -> None:
     """JSON documents as SQLAlchemy's asyncpg dialect passes them (its statements bind the
     text the JSON type serialized) and as twotier reads them (parsed): asyncpg alone would
@@ -107,51 +84,6 @@ async def _json_codecs(conn: Any) -> None:
         schema="pg_catalog",
         format="binary",
     )
-
-
-def _uuid_text(value: Any) -> Any:
-    return None if value is None else str(value)
-
-
-def converted(row: Row, conversions: tuple[Conversion, ...]) -> Row:
-    """``row`` with ``conversions`` applied."""
-    if not conversions:
-        return row
-    values = list(row)
-    for index, processor in conversions:
-        values[index] = processor(values[index])
-    return tuple(values)
-
-
-class Statement:
-    """A Core statement compiled once for one dialect: its SQL, and its values in order."""
-
-    __slots__ = ("_defaults", "_names", "_processors", "returns_rows", "sql")
-
-    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        assert isinstance(compiled, SQLCompiler)  # Core statements compile so
-        self.sql = str(compiled)
-        self._names = tuple(compiled.positiontup or ())
-        # Literals of the construct (``version + 1``) travel as bound values too.
-        self._defaults = dict(compiled.params)
-        # Values the driver does not take as they are (SQLite's datetimes as text).
-        self._processors = {
-            name: processor
-            for name, bind in compiled.binds.items()
-            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
-        }
-        self.returns_rows = bool(getattr(compiled, "effective_returning", None))
-
-    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        defaults, processors = self._defaults, self._processors
-        args = [values[n] if n in values else defaults[n] for n in self._names]
-        if processors:
-            for index, name in enumerate(self._names):
-                processor = processors.get(name)
-                if processor is not None and args[index] is not None:
-                    args[index] = processor(args[index])
-        return tuple(args)
 
 
 class Session(Protocol):

@@ -58,16 +58,11 @@ from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import StringField, TimestampField
 from twotier.store import sql_bulk
 from twotier.store.base import LoadRows, Query
-from twotier.store.sql_driver import (
-    Database,
-    Driver,
-    Session,
-    Statement,
-    conversions,
-    converted,
-)
+from twotier.store.sql_compile import compiled, row_conversions
+from twotier.store.sql_driver import Database, Driver, Session
 from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.store.sql_schema import VERSION
+from twotier.store.sql_statement import Statement, converted
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
 
@@ -160,12 +155,12 @@ class SQLRows:
         self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
         self._driver = db.driver
         dialect = db.dialect
-        self._processors = conversions(self._selected, dialect)
+        self._processors = row_conversions(self._selected, dialect)
         by_key = self._key_is(_KEY)
-        self._by_key = Statement(select(*self._selected).where(*by_key), dialect)
-        self._locked = Statement(select(*self._selected).where(*by_key).with_for_update(), dialect)
-        self._deleted = Statement(delete(table).where(*by_key), dialect)
-        self._deleted_at = Statement(
+        self._by_key = compiled(select(*self._selected).where(*by_key), dialect)
+        self._locked = compiled(select(*self._selected).where(*by_key).with_for_update(), dialect)
+        self._deleted = compiled(delete(table).where(*by_key), dialect)
+        self._deleted_at = compiled(
             delete(table).where(*by_key, table.c[VERSION] == bindparam(_AT)), dialect
         )
         inserted = [name for name in self._names if name != resource.key or not resource.auto_key]
@@ -343,7 +338,7 @@ class SQLRows:
         statement = self._by_keys.get(count)
         if statement is None:
             where = self._keys_among([f"k{index}" for index in range(count)])
-            statement = self._by_keys[count] = Statement(
+            statement = self._by_keys[count] = compiled(
                 select(*self._selected).where(*where), self._dialect
             )
         return statement
@@ -388,7 +383,7 @@ class SQLRows:
             )
             if limited:
                 made = made.limit(bindparam(_LIMIT, type_=Integer()))
-            statement = Statement(made, self._dialect)
+            statement = compiled(made, self._dialect)
             self._lookups[(field, count, limited)] = statement
         return statement
 
@@ -552,7 +547,7 @@ class SQLRows:
                 .values(rows)
                 .returning(self._key_columns[0], self.table.c[VERSION])
             )
-            statement = self._inserts_of[count] = Statement(made, self._dialect)
+            statement = self._inserts_of[count] = compiled(made, self._dialect)
         return statement
 
     async def _insert_one(self, session: Session, values: Mapping[str, Any]) -> Key:
@@ -576,7 +571,7 @@ class SQLRows:
         statement = self._inserts_named.get(names)
         if statement is None:
             made = insert(self.table).values({name: bindparam(name) for name in sorted(names)})
-            statement = self._inserts_named[names] = Statement(made, self._dialect)
+            statement = self._inserts_named[names] = compiled(made, self._dialect)
         return statement
 
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> list[Key]:
@@ -724,7 +719,7 @@ class SQLRows:
             where = self._key_is(_KEY)
             if conditional:
                 where.append(self.table.c[VERSION] == bindparam(_AT))
-            statement = self._updates[names, conditional] = Statement(
+            statement = self._updates[names, conditional] = compiled(
                 update(self.table)
                 .where(*where)
                 .values(
@@ -837,7 +832,7 @@ class SQLRows:
             made = (
                 select(*self._selected).where(*where).order_by(*self._key_columns).with_for_update()
             )
-            statement = self._locked_of[count] = Statement(made, self._dialect)
+            statement = self._locked_of[count] = compiled(made, self._dialect)
         return statement
 
     def _set_cases(self, fields: frozenset[str], count: int) -> Statement:
@@ -864,7 +859,7 @@ class SQLRows:
                     | {VERSION: self.table.c[VERSION] + 1}
                 )
             )
-            statement = self._cases_of[fields, count] = Statement(made, self._dialect)
+            statement = self._cases_of[fields, count] = compiled(made, self._dialect)
         return statement
 
     def _set_many(self, fields: frozenset[str], count: int) -> Statement:
@@ -906,7 +901,7 @@ class SQLRows:
                 )
                 .returning(*self._key_columns)
             )
-            statement = self._sets_of[fields, count] = Statement(made, self._dialect)
+            statement = self._sets_of[fields, count] = compiled(made, self._dialect)
         return statement
 
     async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
