@@ -8,17 +8,17 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
 
 from tests.heroes import HEROES
 from tests.spoofed_mysql import SpoofedMySQL
 from twotier.store.sql_bulk import bulk_load
+from twotier.store.sql_url import DatabaseURL
 
 ROWS = [((1, "Ann", "H", "P", 5, "blue"), "1,Ann,H,P,5,blue")]
 
 
 def load(port: int) -> int:
-    url = make_url(f"mysql://root@127.0.0.1:{port}/superhero_db")
+    url = DatabaseURL.parse(f"mysql://root@127.0.0.1:{port}/superhero_db")
     return asyncio.run(bulk_load(url, HEROES, ROWS, replace=False, version=1, keep=lambda: True))
 
 

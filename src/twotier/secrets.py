@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import URL, make_url
+from twotier.store.sql_url import DatabaseURL
 
 _SCHEMES = {
     "mysql": "mysql",
@@ -26,9 +26,9 @@ def database_url_from_secret(secret_arn: str, configured_url: str) -> str:
     """A database URL built from the secret; what the secret leaves out (the engine, the
     database name) comes from ``configured_url``."""
     secret = read_secret(secret_arn, "database", ("username", "password", "host"))
-    base = make_url(configured_url)
+    base = DatabaseURL.parse(configured_url)
     scheme = _SCHEMES.get(str(secret.get("engine", "")), base.drivername)
-    url = URL.create(
+    url = DatabaseURL(
         scheme,
         username=secret["username"],
         password=secret["password"],

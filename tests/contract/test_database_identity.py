@@ -35,7 +35,7 @@ async def drop_database(url: str) -> None:
         os.unlink(str(parsed.database))
         return
     server = async_url(url).set(database="postgres" if "postgres" in url else None)
-    engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(server.sqlalchemy(), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
             force = " WITH (FORCE)" if "postgres" in url else ""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 
 from tests.conftest import make_key, require, settings_for
 from tests.heroes import hero
@@ -25,6 +25,7 @@ from twotier.config import Settings
 from twotier.errors import CacheUnavailable, StoreUnavailable
 from twotier.store.sql import SQLStore
 from twotier.store.sql_tls import split_tls
+from twotier.store.sql_url import DatabaseURL
 
 HERO = {"name": "Ada", "hero": "Captain Ada", "power": "math", "xp": 5, "color": "blue"}
 REFUSED = "certificate verify failed"
@@ -165,7 +166,9 @@ async def test_mariadb_refuses_plain_connections_and_a_wrong_ca(
 def test_postgresql_tls_parameters_become_one_context(
     pki: Pki, query: str, verify: ssl.VerifyMode, hostname: bool
 ) -> None:
-    url = make_url(f"postgresql+asyncpg://u:p@db.example/app?{query.format(ca=pki.ca)}&x=1")
+    url = DatabaseURL.parse(
+        f"postgresql+asyncpg://u:p@db.example/app?{query.format(ca=pki.ca)}&x=1"
+    )
     bare, context = split_tls(url)
     assert bare.query == {"x": "1"}  # the driver never sees libpq's names
     assert context is not None
@@ -173,7 +176,7 @@ def test_postgresql_tls_parameters_become_one_context(
 
 
 def test_mysql_tls_parameters_become_one_context(pki: Pki) -> None:
-    url = make_url(f"mysql+aiomysql://u:p@db.example/app?ssl_ca={pki.ca}&charset=utf8mb4")
+    url = DatabaseURL.parse(f"mysql+aiomysql://u:p@db.example/app?ssl_ca={pki.ca}&charset=utf8mb4")
     bare, context = split_tls(url)
     assert bare.query == {"charset": "utf8mb4"}
     assert context is not None
@@ -181,12 +184,12 @@ def test_mysql_tls_parameters_become_one_context(pki: Pki) -> None:
     _, relaxed = split_tls(url.update_query_dict({"ssl_check_hostname": "false"}))
     assert relaxed is not None
     assert not relaxed.check_hostname
-    assert split_tls(make_url("mysql+aiomysql://u@h/app")) == (
-        make_url("mysql+aiomysql://u@h/app"),
+    assert split_tls(DatabaseURL.parse("mysql+aiomysql://u@h/app")) == (
+        DatabaseURL.parse("mysql+aiomysql://u@h/app"),
         None,
     )
     with pytest.raises(ValueError, match="unknown sslmode"):
-        split_tls(make_url("postgresql+asyncpg://u@h/app?sslmode=sometimes"))
+        split_tls(DatabaseURL.parse("postgresql+asyncpg://u@h/app?sslmode=sometimes"))
 
 
 @pytest.fixture(scope="module")

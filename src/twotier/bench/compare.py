@@ -429,7 +429,7 @@ async def warm_database(settings: Settings, resource: Resource) -> None:
     """Read the whole table once, so that no app's cold phase pays for the first reads of
     the database's pages (the first app would otherwise run on a colder database)."""
     table = resource_table(resource, MetaData())
-    engine = create_async_engine(async_url(settings.database_url))
+    engine = create_async_engine(async_url(settings.database_url).sqlalchemy())
     try:
         async with engine.connect() as conn:
             await conn.execute(select(func.count(table.c[resource.columns[-1]])))

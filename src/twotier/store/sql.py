@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    URL,
     Connection,
     MetaData,
     Table,
@@ -33,7 +32,6 @@ from sqlalchemy import (
     exc,
     insert,
     inspect,
-    make_url,
     select,
     text,
     update,
@@ -62,6 +60,7 @@ from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_t
 from twotier.store.sql_statement import converted
 from twotier.store.sql_tls import ca_file, split_tls
 from twotier.store.sql_triggers import rewriting_sql
+from twotier.store.sql_url import DatabaseURL
 from twotier.telemetry import DatabaseTimer
 
 if TYPE_CHECKING:
@@ -85,9 +84,9 @@ _IDENTITY = "database_id"
 _MADE = "schema_made"
 
 
-def async_url(url: str) -> URL:
+def async_url(url: str) -> DatabaseURL:
     """``mysql://…`` → ``mysql+asyncmy://…`` and so on; explicit drivers are kept."""
-    parsed = make_url(url)
+    parsed = DatabaseURL.parse(url)
     if "+" not in parsed.drivername:
         if parsed.drivername not in _ASYNC_DRIVERS:
             raise ValueError(
@@ -103,7 +102,7 @@ def async_url(url: str) -> URL:
 _SETTING = re.compile(r"-c\s*([A-Za-z_][A-Za-z0-9_.]*)=(\S+)")
 
 
-def server_settings(url: URL) -> tuple[URL, dict[str, str]]:
+def server_settings(url: DatabaseURL) -> tuple[DatabaseURL, dict[str, str]]:
     """A PostgreSQL URL without libpq's ``options``, and the settings they give (``-c
     search_path=sales -c statement_timeout=5000``); ValueError for anything else in it, or
     for a query parameter no connection of twotier's takes."""
@@ -162,8 +161,7 @@ class SQLStore:
         self.timeout = timeout  # seconds to wait for a connection (the follower's too)
         self._pool_size = pool_size
         self._engine: AsyncEngine | None = None
-        dialect_class: Any = self.url.get_dialect()  # a DefaultDialect, made as an engine would
-        self._dialect: Dialect = dialect_class(dbapi=dialect_class.import_dbapi())
+        self._unconnected: Dialect | None = None
         # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
         self.driver = driver_for(self, pool_size, timeout)
         self.metadata = MetaData()
@@ -203,7 +201,15 @@ class SQLStore:
         when it first connects: MariaDB's RETURNING); before, one of the same kind."""
         return self._engine.dialect if self._engine is not None else self._dialect
 
-    def _create_engine(self, url: URL, pool_size: int, timeout: float) -> AsyncEngine:
+    @property
+    def _dialect(self) -> Dialect:
+        """The dialect of the URL's kind, made as an engine would make it, on first use."""
+        if self._unconnected is None:
+            kind: Any = self.url.sqlalchemy().get_dialect()
+            self._unconnected = kind(dbapi=kind.import_dbapi())
+        return self._unconnected
+
+    def _create_engine(self, url: DatabaseURL, pool_size: int, timeout: float) -> AsyncEngine:
         from sqlalchemy.ext.asyncio import create_async_engine
 
         connect_args: dict[str, Any] = {}
@@ -218,7 +224,7 @@ class SQLStore:
         if self._tls is not None:
             connect_args["ssl"] = self._tls
         engine = create_async_engine(
-            url,
+            url.sqlalchemy(),
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_timeout=timeout,
@@ -383,17 +389,8 @@ class SQLStore:
         if not name:
             raise ValueError("the database URL must name a database")
         server_db = "postgres" if self.backend == "postgresql" else None
-        server_url = URL.create(
-            self.url.drivername,
-            self.url.username,
-            self.url.password,
-            self.url.host,
-            self.url.port,
-            server_db,
-            self.url.query,
-        )
         admin = create_async_engine(
-            server_url,
+            self.url.set(database=server_db).sqlalchemy(),
             isolation_level="AUTOCOMMIT",
             poolclass=NullPool,
             connect_args={"ssl": self._tls} if self._tls is not None else {},

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from sqlalchemy import URL
 
 from twotier.resources import Resource
 from twotier.resources.fields import (
@@ -42,6 +41,7 @@ from twotier.resources.fields import (
 from twotier.store.base import LoadRows
 from twotier.store.sql_schema import VERSION
 from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
+from twotier.store.sql_url import DatabaseURL
 
 _SQLITE_BATCH = 50_000
 #: Lines the feeding thread writes into the FIFO at once.
@@ -55,7 +55,7 @@ def _quoted(name: str, quote: str = '"') -> str:
 
 
 async def bulk_load(
-    url: URL,
+    url: DatabaseURL,
     resource: Resource,
     rows: LoadRows,
     *,
@@ -114,7 +114,7 @@ def _counted(rows: LoadRows, counter: list[int]) -> Iterator[tuple[tuple[Any, ..
 
 
 def _mysql(
-    url: URL,
+    url: DatabaseURL,
     resource: Resource,
     rows: LoadRows,
     replace: bool,
@@ -291,7 +291,7 @@ def _drain(fifo: str, writer: threading.Thread) -> None:
 
 
 def _sqlite(
-    url: URL,
+    url: DatabaseURL,
     resource: Resource,
     rows: LoadRows,
     replace: bool,
@@ -410,7 +410,7 @@ class _Rollback(Exception):
 
 
 async def _postgresql(
-    url: URL,
+    url: DatabaseURL,
     resource: Resource,
     rows: LoadRows,
     replace: bool,

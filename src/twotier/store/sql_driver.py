@@ -29,7 +29,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from sqlalchemy import URL, exc
+from sqlalchemy import exc
 
 from twotier.errors import (
     ConstraintViolated,
@@ -39,6 +39,7 @@ from twotier.errors import (
 )
 from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
 from twotier.store.sql_statement import Row, Statement
+from twotier.store.sql_url import DatabaseURL
 from twotier.telemetry import DatabaseTimer
 
 if TYPE_CHECKING:  # the engine's asyncio layer is imported where the engine is made
@@ -49,7 +50,7 @@ class Database(Protocol):
     """What the drivers and a resource's rows need of the store that made them
     (``SQLStore``): its URL, its TLS, and its engine's connections."""
 
-    url: URL
+    url: DatabaseURL
     backend: str
     #: PostgreSQL's run-time settings for every connection (the URL's ``options``).
     server_settings: dict[str, str]
@@ -219,7 +220,9 @@ class _MySQLSession:
 
 
 class AsyncmyDriver(_Pooled):
-    def __init__(self, url: URL, tls: ssl.SSLContext | None, size: int, timeout: float) -> None:
+    def __init__(
+        self, url: DatabaseURL, tls: ssl.SSLContext | None, size: int, timeout: float
+    ) -> None:
         connect = {
             "host": url.host or "127.0.0.1",
             "port": url.port or 3306,
@@ -330,7 +333,7 @@ class _PostgresSession:
 class AsyncpgDriver(_Pooled):
     def __init__(
         self,
-        url: URL,
+        url: DatabaseURL,
         tls: ssl.SSLContext | None,
         size: int,
         timeout: float,

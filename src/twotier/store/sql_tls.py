@@ -19,7 +19,7 @@ from __future__ import annotations
 import ssl
 from importlib.resources import files
 
-from sqlalchemy import URL
+from twotier.store.sql_url import DatabaseURL
 
 _MYSQL = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_check_hostname")
 _POSTGRESQL = ("sslmode", "sslrootcert", "sslcert", "sslkey")
@@ -37,7 +37,7 @@ def ca_file(value: str) -> str:
     return value
 
 
-def split_tls(url: URL) -> tuple[URL, ssl.SSLContext | None]:
+def split_tls(url: DatabaseURL) -> tuple[DatabaseURL, ssl.SSLContext | None]:
     """The URL without its TLS parameters, and the context they describe (None: no TLS)."""
     backend = url.get_backend_name()
     names = _MYSQL if backend == "mysql" else _POSTGRESQL if backend == "postgresql" else ()
