@@ -17,8 +17,9 @@ from sqlalchemy.dialects.mysql import asyncmy
 from sqlalchemy.dialects.postgresql import asyncpg
 
 from twotier.resources import load_resources
+from twotier.store.sql import _FIRST
 from twotier.store.sql_compile import compiled, row_conversions
-from twotier.store.sql_schema import resource_table
+from twotier.store.sql_schema import book_query, fact_query, resource_table
 from twotier.store.sql_statement import NAMED, Statement
 
 EVERY_TYPE = """
@@ -152,3 +153,14 @@ def test_a_kept_statement_is_the_statement(table: Any, backend: str) -> None:
     assert again.args(values | {"id_1": 5}) == statement.args(values | {"id_1": 5})
     reading = compiled(select(*table.c).where(table.c.id == 1), dialect)
     assert Statement.from_kept(orjson.loads(orjson.dumps(reading.kept()))) == reading
+
+
+@pytest.mark.parametrize("backend", DIALECTS)
+def test_the_statements_read_before_the_book_are_sqlalchemys(backend: str) -> None:
+    """The store reads its facts and its book with statements written out (``_FIRST``),
+    so that reading them needs no SQLAlchemy: they are what SQLAlchemy compiles."""
+    dialect = DIALECTS[backend]
+    for kind, query in (("fact", fact_query()), ("book", book_query())):
+        sql, param = _FIRST[kind, backend]
+        made = compiled(query, dialect)
+        assert (made.sql, made.params) == (sql, (param,))

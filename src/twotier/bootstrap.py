@@ -75,7 +75,7 @@ def follower_user(settings: Settings) -> FollowerUser | None:
     """The follower's own database user, if one is configured (its secret read now)."""
     if settings.follower_secret_arn:
         from twotier.secrets import read_secret
-        from twotier.store.sql_follower import check_user_name
+        from twotier.store.sql_follower_names import check_user_name
 
         secret = read_secret(settings.follower_secret_arn, "follower", ("username", "password"))
         name = check_user_name(str(secret["username"]))

@@ -271,7 +271,7 @@ class Settings(BaseSettings):
     def _follower_user_with_its_password(self) -> Settings:
         if (self.follower_user is None) != (self.follower_password is None):
             raise ValueError("TWOTIER_FOLLOWER_USER and TWOTIER_FOLLOWER_PASSWORD go together")
-        from twotier.store.sql_follower import check_host, check_user_name
+        from twotier.store.sql_follower_names import check_host, check_user_name
 
         if self.follower_user is not None:
             check_user_name(self.follower_user)

@@ -58,10 +58,10 @@ from twotier.resources.fields import (
     UuidField,
 )
 from twotier.store.sql import SQLStore
-from twotier.store.sql_errors import UNAVAILABLE
+from twotier.store.sql_errors import unavailable
 from twotier.store.sql_follower import PUBLICATION, publish
 from twotier.store.sql_rows import SQLRows
-from twotier.store.sql_schema import VERSION
+from twotier.store.sql_statement import VERSION
 from twotier.telemetry import FOLLOW_RETAINED
 
 _HEARTBEAT = 1.0  # seconds between batches without changes
@@ -113,7 +113,7 @@ class PgLogicalChangeLog:
                 return await work(conn)
             finally:
                 await conn.close()
-        except (StoreUnavailable, *UNAVAILABLE) as error:
+        except unavailable(StoreUnavailable) as error:
             raise ChangeLogUnavailable(f"logical decoding unavailable: {error}") from error
 
     async def _ensure(self, conn: AsyncConnection) -> None:

@@ -34,7 +34,7 @@ from twotier.errors import ChangeLogUnavailable, PositionLost, StoreUnavailable
 from twotier.follow.changes import Batch, Change
 from twotier.resources.fields import BinaryField
 from twotier.store.sql import SQLStore
-from twotier.store.sql_errors import UNAVAILABLE
+from twotier.store.sql_errors import unavailable
 from twotier.store.sql_rows import SQLRows
 from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
 
@@ -59,7 +59,7 @@ class SQLiteChangeLog:
         try:
             async with self._store.connect() as conn:
                 return await conn.scalar(text(statement), values)
-        except (StoreUnavailable, *UNAVAILABLE) as error:
+        except unavailable(StoreUnavailable) as error:
             raise ChangeLogUnavailable(f"{CHANGES_TABLE} unreadable: {error}") from error
 
     async def _last(self) -> int:
@@ -118,7 +118,7 @@ class SQLiteChangeLog:
                     {"after": after, "page": _PAGE},
                 )
                 return list(found)
-        except (StoreUnavailable, *UNAVAILABLE) as error:
+        except unavailable(StoreUnavailable) as error:
             raise ChangeLogUnavailable(f"{CHANGES_TABLE} unreadable: {error}") from error
 
     def _change(self, row: Any) -> Change | None:
@@ -140,7 +140,7 @@ class SQLiteChangeLog:
                 await conn.execute(
                     text(f"DELETE FROM {PROGRESS_TABLE} WHERE seen < :before"), {"before": before}
                 )
-        except (StoreUnavailable, *UNAVAILABLE) as error:
+        except unavailable(StoreUnavailable) as error:
             raise ChangeLogUnavailable(f"{CHANGES_TABLE} not trimmed: {error}") from error
 
     async def _progress(self, position: int) -> None:
@@ -155,7 +155,7 @@ class SQLiteChangeLog:
                     ),
                     {"follower": self._id, "position": position, "seen": time.time()},
                 )
-        except (StoreUnavailable, *UNAVAILABLE) as error:
+        except unavailable(StoreUnavailable) as error:
             raise ChangeLogUnavailable(f"{PROGRESS_TABLE} not written: {error}") from error
 
     def settled(self, position: str) -> str:
@@ -166,7 +166,7 @@ class SQLiteChangeLog:
 
     async def close(self) -> None:
         # Gone: a bulk load waits for it no more.
-        with contextlib.suppress(StoreUnavailable, *UNAVAILABLE):
+        with contextlib.suppress(*unavailable(StoreUnavailable)):
             async with self._store.connect(write=True) as conn:
                 await conn.execute(
                     text(f"DELETE FROM {PROGRESS_TABLE} WHERE follower = :follower"),

@@ -3,10 +3,12 @@
 Per process, one pool of the driver's own connections for what runs per request (``sql_driver``:
 a row by key, a lookup, the writes of one row, the API keys, the database's identity) and one
 async SQLAlchemy engine for the rest (schema work, pages, writes of many rows, bulk loads),
-made on first use: a process that serves rows by key and lookups over a schema already made
-(a Lambda function's cold start) never loads SQLAlchemy's asyncio layer. Statements are
-SQLAlchemy Core constructs, so every value travels as a bound parameter and every name is
-quoted.
+made on first use. Statements are SQLAlchemy Core constructs, so every value travels as a
+bound parameter and every name is quoted; ``init_schema`` keeps the ones a process runs
+first, compiled, in the database (the book: ``twotier_statements``), so that a process that
+serves from the drivers over a schema already made (a Lambda function's cold start) reads
+them in one query and never imports SQLAlchemy at all; SQLAlchemy is imported where
+anything else is asked for.
 """
 
 from __future__ import annotations
@@ -16,30 +18,13 @@ import hashlib
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Connection,
-    MetaData,
-    Table,
-    bindparam,
-    delete,
-    event,
-    exc,
-    insert,
-    inspect,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import Dialect
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
-from sqlalchemy.schema import CreateIndex, CreateTable
+import orjson
 
 from twotier import __version__
 from twotier.errors import SchemaMismatch, StoreRefused, StoreUnavailable
@@ -47,24 +32,23 @@ from twotier.key_records import KeyRecord, Role
 from twotier.resources import Resource, load_resources
 from twotier.resources.introspected import Introspected
 from twotier.store.base import Detachment, FollowerUser, SchemaChange, new_id
-from twotier.store.sql_adopt import Plan, creating, make_plan, plan_schema, run_statements
-from twotier.store.sql_compile import compiled, row_conversions
-from twotier.store.sql_detach import plan_detach
 from twotier.store.sql_driver import driver_for
-from twotier.store.sql_errors import UNAVAILABLE, describe
-from twotier.store.sql_follower import grant_follower
-from twotier.store.sql_introspect import introspect
-from twotier.store.sql_names import NameRules
+from twotier.store.sql_errors import describe, unavailable
 from twotier.store.sql_rows import SQLRows
-from twotier.store.sql_schema import access_metadata, api_keys, meta, resource_table
-from twotier.store.sql_statement import converted
+from twotier.store.sql_statement import Conversion, Statement, by_name, converted, named
 from twotier.store.sql_tls import ca_file, split_tls
-from twotier.store.sql_triggers import rewriting_sql
 from twotier.store.sql_url import DatabaseURL
 from twotier.telemetry import DatabaseTimer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy is imported where it is used (the module's docstring)
+    from sqlalchemy import Connection, MetaData, Table
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine.interfaces import DBAPIConnection
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlalchemy.sql import ClauseElement
+
+    from twotier.store.sql_adopt import Plan
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -82,6 +66,31 @@ log = logging.getLogger("twotier.schema")
 # The meta table's rows: the database's identity, and what ``init_schema`` last made.
 _IDENTITY = "database_id"
 _MADE = "schema_made"
+#: The book's row of the store's own statements (a resource's name starts with a letter).
+_STORE = "_store"
+#: The two statements a process runs before it has the book (the database's facts, and the
+#: book itself), as SQLAlchemy compiles ``sql_schema.fact_query`` and ``book_query`` for
+#: the drivers' pools (a test holds them equal): reading the book needs none of it.
+_FIRST: dict[tuple[str, str], tuple[str, str]] = {
+    ("fact", "mysql"): (
+        "SELECT twotier_meta.value \nFROM twotier_meta \nWHERE twotier_meta.name = %s",
+        "name",
+    ),
+    ("fact", "postgresql"): (
+        "SELECT twotier_meta.value \nFROM twotier_meta \nWHERE twotier_meta.name = $1::VARCHAR",
+        "name",
+    ),
+    ("book", "mysql"): (
+        "SELECT twotier_statements.name, twotier_statements.book \nFROM twotier_statements "
+        "\nWHERE twotier_statements.digest = %s",
+        "digest",
+    ),
+    ("book", "postgresql"): (
+        "SELECT twotier_statements.name, twotier_statements.book \nFROM twotier_statements "
+        "\nWHERE twotier_statements.digest = $1::VARCHAR",
+        "digest",
+    ),
+}
 
 
 def async_url(url: str) -> DatabaseURL:
@@ -164,17 +173,16 @@ class SQLStore:
         self._unconnected: Dialect | None = None
         # The per-request statements' own pool (``sql_driver``); the engine's serves the rest.
         self.driver = driver_for(self, pool_size, timeout)
-        self.metadata = MetaData()
-        self._fact = compiled(
-            select(meta.c.value).where(meta.c.name == bindparam("name")), self._dialect
-        )
-        self._keys = compiled(select(*api_keys.c).order_by(api_keys.c.created_at), self._dialect)
-        self._key_conversions = row_conversions(list(api_keys.c), self._dialect)
-        self._ping = compiled(text("SELECT 1"), self._dialect)
+        self._metadata: MetaData | None = None
+        self._tables: dict[str, Table] = {}
+        # The store's own statements by shape (``_statement``), and the server's support for
+        # RETURNING on inserts as the book recorded it (else known from the engine).
+        self._statements: dict[str, Statement] = {}
+        self._key_conversions: tuple[Conversion, ...] | None = None
+        self._insert_returning: bool | None = None
         self._rows: dict[str, SQLRows] = {}
         for resource in resources if resources is not None else load_resources(None):
-            table = resource_table(resource, self.metadata)
-            self._rows[resource.name] = SQLRows(resource, table, self)
+            self._rows[resource.name] = SQLRows(resource, self)
 
     def rows(self, resource: str) -> SQLRows:
         return self._rows[resource]
@@ -185,8 +193,49 @@ class SQLStore:
         return self._tls
 
     @property
+    def metadata(self) -> MetaData:
+        """The resources' tables (SQLAlchemy's), made on first use."""
+        if self._metadata is None:
+            from sqlalchemy import MetaData
+
+            from twotier.store.sql_schema import resource_table
+
+            self._metadata = MetaData()
+            for rows in self._rows.values():
+                self._tables[rows.resource.name] = resource_table(rows.resource, self._metadata)
+        return self._metadata
+
+    def table_of(self, resource: Resource) -> Table:
+        if self._metadata is None:
+            self.metadata  # noqa: B018 (makes them all)
+        return self._tables[resource.name]
+
+    @property
     def tables(self) -> dict[str, Table]:
         return {name: rows.table for name, rows in self._rows.items()}
+
+    @property
+    def insert_returning(self) -> bool:
+        """Whether the server returns an insert's rows (MariaDB's and PostgreSQL's
+        RETURNING): as the book recorded it, else as the engine's dialect knows it."""
+        if self._insert_returning is None:
+            return bool(self.dialect.insert_returning)
+        return self._insert_returning
+
+    def _statement(self, shape: str, build: Callable[[], ClauseElement]) -> Statement:
+        """The store's own statement of ``shape``: the book's, or ``build``'s compiled."""
+        statement = self._statements.get(shape)
+        if statement is None:
+            first = _FIRST.get((shape, self.backend))
+            if first is not None:
+                sql, param = first
+                statement = Statement(sql, (param,), {}, (), returns_rows=True)
+            else:
+                from twotier.store.sql_compile import compiled
+
+                statement = compiled(build(), self.dialect)
+            self._statements[shape] = statement
+        return statement
 
     @property
     def engine(self) -> AsyncEngine:
@@ -246,7 +295,7 @@ class SQLStore:
                         await conn.execution_options(twotier_write=True)
                     async with conn.begin():
                         yield conn
-        except UNAVAILABLE as error:
+        except unavailable() as error:
             raise StoreUnavailable(describe(error)) from error
 
     def pool_usage(self) -> dict[str, int]:
@@ -271,8 +320,12 @@ class SQLStore:
         self, *, dry_run: bool = False, if_changed: bool = False
     ) -> list[SchemaChange]:
         made = self._made()
-        if if_changed and not dry_run and await self._recorded(_MADE) == made:
-            return []
+        if if_changed and not dry_run:
+            if await self._read_book(made):
+                return []
+            if await self._recorded(_MADE) == made:  # made, and no book for it yet
+                await self._write_book(made)
+                return []
         if not await self._ensure_database(create=not dry_run):
             # A dry run makes nothing, not even the database: what there is to plan is all.
             return [
@@ -281,6 +334,11 @@ class SQLStore:
                     "(run db init --dry-run again once it exists to see their statements)"
                 )
             ]
+        from sqlalchemy import insert, select, update
+
+        from twotier.store.sql_adopt import make_plan
+        from twotier.store.sql_schema import meta
+
         async with self._schema_locked() as conn:
             plan = await conn.run_sync(self._plan)
             if plan.problems:
@@ -295,31 +353,107 @@ class SQLStore:
                 await conn.execute(insert(meta), {"name": _MADE, "value": made})
             elif facts[_MADE] != made:
                 await conn.execute(update(meta).where(meta.c.name == _MADE).values(value=made))
+        await self._write_book(made)
         return plan.shown
 
     def _made(self) -> str:
         """What ``init_schema`` makes of this declaration, as one digest: this version of
-        twotier, each resource as declared, and its table and indexes as twotier would
-        create them. Recorded in the database once they are there; a process that finds it
-        unchanged (``if_changed``) may skip the plan and its lock."""
+        twotier (which makes the tables and indexes, and compiles the statements), the kind
+        of database, and each resource as declared. Recorded in the database once they are
+        there; a process that finds it unchanged (``if_changed``) may skip the plan and its
+        lock, and take the statements kept for it (``_read_book``)."""
         digest = hashlib.sha256(__version__.encode())
+        digest.update(self.backend.encode())
         for rows in self._rows.values():
             digest.update(repr(rows.resource).encode())
-            digest.update(str(CreateTable(rows.table).compile(dialect=self._dialect)).encode())
-            for index in sorted(rows.table.indexes, key=lambda index: str(index.name)):
-                digest.update(str(CreateIndex(index).compile(dialect=self._dialect)).encode())
         return digest.hexdigest()
+
+    # The book: the statements a process runs first, compiled once, kept in the database.
+
+    def _book(self) -> dict[str, dict[str, Any]]:
+        """Each resource's statements (``SQLRows.book``) and the store's own, compiled for
+        the database as the engine knows it (connected: MariaDB's RETURNING)."""
+        own = {
+            shape: data
+            for shape, statement in (
+                ("keys", self._keys()),
+                ("ping", self._ping()),
+                ("rewriting", self._rewriting()),
+            )
+            if (data := statement.kept()) is not None
+        }
+        book: dict[str, dict[str, Any]] = {
+            _STORE: {
+                "statements": own,
+                "key_row": named(self._keys_conversions),
+                "insert_returning": self.insert_returning,
+            }
+        }
+        for name, rows in self._rows.items():
+            book[name] = rows.book()
+        return book
+
+    async def _write_book(self, made: str) -> None:
+        """Keep the book for ``made``, and run its statements as kept from now on (SQLite's
+        run on the engine: none kept)."""
+        if self.backend == "sqlite":
+            return
+        from sqlalchemy import delete, insert
+
+        from twotier.store.sql_schema import statements
+
+        texts = {name: orjson.dumps(book).decode() for name, book in self._book().items()}
+        async with self.connect(write=True) as conn:
+            await conn.execute(delete(statements))
+            await conn.execute(
+                insert(statements),
+                [{"name": name, "digest": made, "book": text} for name, text in texts.items()],
+            )
+        self._take(texts)
+
+    async def _read_book(self, made: str) -> bool:
+        """Take the statements kept for ``made``, read in one query on the driver; whether
+        the book was there, whole (else the statements are compiled as they are needed)."""
+        if self.backend == "sqlite":
+            return False
+        try:
+            found = await self.driver.fetch_all(self._fact_or_book("book"), {"digest": made})
+        except Exception:  # no such table yet: the plan makes it
+            return False
+        return self._take({str(name): str(text) for name, text in found})
+
+    def _take(self, texts: dict[str, str]) -> bool:
+        """Take the book's statements (each row's text by its name) if the book is whole and
+        this version reads it; whether it did."""
+        try:
+            books = {name: orjson.loads(text) for name, text in texts.items()}
+            own = books.pop(_STORE)
+            if set(books) != set(self._rows):
+                return False
+            conversions = by_name(own["key_row"])
+            kept = {shape: Statement.from_kept(data) for shape, data in own["statements"].items()}
+            for name, book in books.items():
+                self._rows[name].keep(book)
+        except (KeyError, TypeError, ValueError):  # a book another version wrote
+            return False
+        self._statements |= kept
+        self._key_conversions = conversions
+        self._insert_returning = bool(own["insert_returning"])
+        return True
 
     async def _recorded(self, name: str) -> str | None:
         """The meta table's ``name``, read on the driver; None if the database has no such
         row, or no meta table, or is not there yet (``init_schema`` then makes them)."""
         try:
-            row = await self.driver.fetch_one(self._fact, {"name": name})
+            row = await self.driver.fetch_one(self._fact_or_book("fact"), {"name": name})
         except Exception:  # no table or no database yet: the plan finds out what is missing
             return None
         return None if row is None else str(row[0])
 
     async def detach(self, *, dry_run: bool = False) -> Detachment:
+        from twotier.store.sql_adopt import run_statements
+        from twotier.store.sql_detach import plan_detach
+
         async with self._schema_locked() as conn:
             detachment = await conn.run_sync(plan_detach)
             if not dry_run:
@@ -329,12 +463,16 @@ class SQLStore:
         return detachment
 
     async def introspect(self, tables: Sequence[str] | None = None) -> list[Introspected]:
+        from twotier.store.sql_introspect import introspect
+
         async with self.connect() as conn:
             return await conn.run_sync(introspect, tables)
 
     async def grant_follower(self, user: FollowerUser) -> None:
         if self.backend == "sqlite":
             raise StoreRefused("SQLite has no users: its follower runs in the server")
+        from twotier.store.sql_follower import grant_follower
+
         async with self._schema_locked() as conn:
             tables = [rows.table.name for rows in self._rows.values()]
             for line in await grant_follower(conn, self.url.database, tables, user):
@@ -345,6 +483,8 @@ class SQLStore:
         """A connection holding the lock on schema changes: several processes (workers,
         tasks) may start at once; one changes the schema while the others wait, then
         find it done."""
+        from sqlalchemy import text
+
         try:
             async with self.connect(write=True) as conn:  # SQLite: BEGIN IMMEDIATE
                 if self.backend == "postgresql":
@@ -358,12 +498,17 @@ class SQLStore:
                         await conn.execute(text("SELECT RELEASE_LOCK(:name)"), _LOCK)
         except StoreUnavailable:
             raise
-        except UNAVAILABLE as error:
+        except unavailable() as error:
             raise StoreUnavailable(describe(error)) from error
 
     def _plan(self, conn: Connection) -> Plan:
         """What the declared tables and twotier's own need of the database (``sql_adopt``:
         tables created, existing ones adopted, never anything dropped or rewritten)."""
+        from sqlalchemy import inspect
+
+        from twotier.store.sql_adopt import creating, plan_schema
+        from twotier.store.sql_schema import access_metadata
+
         plan = plan_schema(conn, [(rows.resource, rows.table) for rows in self._rows.values()])
         present = inspect(conn).get_table_names()
         own = [table for table in access_metadata.sorted_tables if table.name not in present]
@@ -376,7 +521,9 @@ class SQLStore:
     async def _ensure_database(self, *, create: bool = True) -> bool:
         """Create the database named in the URL if the server does not have it yet (not
         ``create``: only say); whether it is there now."""
+        from sqlalchemy import exc, text
         from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
 
         name = self.url.database
         if self.backend == "sqlite":
@@ -417,13 +564,16 @@ class SQLStore:
                         if "already exists" not in str(error):
                             raise
                 return True
-        except UNAVAILABLE as error:
+        except unavailable() as error:
             raise StoreUnavailable(describe(error)) from error
         finally:
             await admin.dispose()
 
     async def referencing(self, table: str) -> list[str]:
         """The tables whose foreign keys point at ``table`` (itself left out)."""
+        from sqlalchemy import inspect
+
+        from twotier.store.sql_names import NameRules
 
         def find(conn: Connection) -> list[str]:
             rules = NameRules.of(conn)
@@ -443,6 +593,10 @@ class SQLStore:
 
     async def drop_schema(self) -> None:
         """Drop the resources' tables (tests use it); the database and the keys stay."""
+        from sqlalchemy import delete, inspect
+
+        from twotier.store.sql_schema import meta
+
         async with self.engine.begin() as conn:
             await conn.run_sync(self.metadata.drop_all, checkfirst=True)
             if await conn.run_sync(lambda sync: inspect(sync).has_table(meta.name)):
@@ -452,6 +606,10 @@ class SQLStore:
     # -- API keys -----------------------------------------------------------------------
 
     async def add_key(self, record: KeyRecord) -> None:
+        from sqlalchemy import insert
+
+        from twotier.store.sql_schema import api_keys
+
         async with self.connect(write=True) as conn:
             await conn.execute(
                 insert(api_keys),
@@ -471,9 +629,9 @@ class SQLStore:
 
     async def list_keys(self) -> list[KeyRecord]:
         records = []
-        for row in await self.driver.fetch_all(self._keys, {}):
+        for row in await self.driver.fetch_all(self._keys(), {}):
             key_id, name, role, secret_hash, created_at, revoked_at = converted(
-                row, self._key_conversions
+                row, self._keys_conversions
             )
             records.append(
                 KeyRecord(
@@ -488,6 +646,10 @@ class SQLStore:
         return records
 
     async def revoke_key(self, key_id: str, when: datetime) -> bool:
+        from sqlalchemy import update
+
+        from twotier.store.sql_schema import api_keys
+
         stmt = (
             update(api_keys)
             .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
@@ -497,7 +659,7 @@ class SQLStore:
             return bool((await conn.execute(stmt)).rowcount)
 
     async def identity(self) -> str:
-        row = await self.driver.fetch_one(self._fact, {"name": _IDENTITY})
+        row = await self.driver.fetch_one(self._fact_or_book("fact"), {"name": _IDENTITY})
         if row is None:
             raise StoreUnavailable("the database has no identity yet: run twotier db init")
         return str(row[0])
@@ -512,11 +674,59 @@ class SQLStore:
     async def rewriting_tables(self) -> set[str]:
         """The tables whose rows the database may change as they are written
         (``sql_triggers.rewriting_sql``), as its catalogue names them."""
-        statement = compiled(text(rewriting_sql(self.backend)), self._dialect)
-        return {str(row[0]) for row in await self.driver.fetch_all(statement, {})}
+        return {str(row[0]) for row in await self.driver.fetch_all(self._rewriting(), {})}
 
     async def ping(self) -> None:
-        await self.driver.fetch_one(self._ping, {})
+        await self.driver.fetch_one(self._ping(), {})
+
+    # The store's own statements (the book keeps them, but the first two).
+
+    def _fact_or_book(self, kind: str) -> Statement:
+        """A fact of the meta table by name, or the book's rows by digest."""
+
+        def build() -> ClauseElement:
+            from twotier.store.sql_schema import book_query, fact_query
+
+            return fact_query() if kind == "fact" else book_query()
+
+        return self._statement(kind, build)
+
+    def _keys(self) -> Statement:
+        def build() -> ClauseElement:
+            from sqlalchemy import select
+
+            from twotier.store.sql_schema import api_keys
+
+            return select(*api_keys.c).order_by(api_keys.c.created_at)
+
+        return self._statement("keys", build)
+
+    @property
+    def _keys_conversions(self) -> tuple[Conversion, ...]:
+        if self._key_conversions is None:
+            from twotier.store.sql_compile import row_conversions
+            from twotier.store.sql_schema import api_keys
+
+            self._key_conversions = row_conversions(list(api_keys.c), self.dialect)
+        return self._key_conversions
+
+    def _ping(self) -> Statement:
+        def build() -> ClauseElement:
+            from sqlalchemy import text
+
+            return text("SELECT 1")
+
+        return self._statement("ping", build)
+
+    def _rewriting(self) -> Statement:
+        def build() -> ClauseElement:
+            from sqlalchemy import text
+
+            from twotier.store.sql_triggers import rewriting_sql
+
+            return text(rewriting_sql(self.backend))
+
+        return self._statement("rewriting", build)
 
     async def close(self) -> None:
         await self.driver.close()
@@ -532,6 +742,7 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
     """WAL for concurrent readers; BEGIN IMMEDIATE for writes so they queue, not deadlock;
     ``synchronous``: FULL syncs the log at every commit (an acknowledged write survives the
     OS crashing), NORMAL only at checkpoints (faster; the last commits can be lost then)."""
+    from sqlalchemy import event
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

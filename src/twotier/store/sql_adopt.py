@@ -82,7 +82,8 @@ from twotier.resources.fields import (
 )
 from twotier.store.base import SchemaChange
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, Made, field_index, made, needs_index
+from twotier.store.sql_schema import Made, field_index, made, needs_index
+from twotier.store.sql_statement import VERSION
 from twotier.store.sql_triggers import (
     change_log_sql,
     changes_table_sql,

@@ -39,7 +39,7 @@ from twotier.resources.fields import (
     StringField,
 )
 from twotier.store.base import LoadRows
-from twotier.store.sql_schema import VERSION
+from twotier.store.sql_statement import VERSION
 from twotier.store.sql_triggers import CHANGES_TABLE, PROGRESS_TABLE
 from twotier.store.sql_url import DatabaseURL
 

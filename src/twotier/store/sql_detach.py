@@ -33,7 +33,8 @@ from twotier.errors import StoreRefused
 from twotier.store.base import Detachment, SchemaChange
 from twotier.store.sql_follower import PUBLICATION
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, made
+from twotier.store.sql_schema import made
+from twotier.store.sql_statement import VERSION
 from twotier.store.sql_triggers import OWN_TABLES, PG_FUNCTION, TRIGGER_NAME
 
 #: The PostgreSQL follower's slots (``follow.pg_logical.slot_name``).

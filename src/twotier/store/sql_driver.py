@@ -29,7 +29,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from sqlalchemy import exc
 
 from twotier.errors import (
     ConstraintViolated,
@@ -37,7 +36,7 @@ from twotier.errors import (
     StoreUnavailable,
     WriteUnsupported,
 )
-from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
+from twotier.store.sql_errors import describe, refusal, unavailable
 from twotier.store.sql_statement import Row, Statement
 from twotier.store.sql_url import DatabaseURL
 from twotier.telemetry import DatabaseTimer
@@ -134,7 +133,7 @@ def _meaning(error: BaseException) -> BaseException | None:
     refused = refusal(error)
     if refused is not None:
         return refused
-    if isinstance(error, UNAVAILABLE) or _is_connection_error(error):
+    if isinstance(error, unavailable()) or _is_connection_error(error):
         return StoreUnavailable(describe(error))
     return None
 
@@ -447,7 +446,7 @@ class EngineDriver:
         try:
             async with self._store.connect(write=True) as conn:
                 yield _EngineSession(conn)
-        except exc.IntegrityError as error:
+        except Exception as error:
             refused = refusal(error)
             if refused is not None:
                 raise refused from None

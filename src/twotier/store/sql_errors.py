@@ -6,22 +6,35 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import sys
 from typing import Any
-
-from sqlalchemy import exc
 
 from twotier.errors import ConstraintViolated, DuplicateKey, WriteUnsupported
 
-# Errors that mean "the database is not there right now", as opposed to a bug.
-UNAVAILABLE = (
-    exc.OperationalError,
-    exc.InterfaceError,
-    exc.TimeoutError,
-    exc.DisconnectionError,
-    TimeoutError,
-    ConnectionError,
-    OSError,
-)
+_NETWORK = (TimeoutError, ConnectionError, OSError)
+
+
+def unavailable(*also: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """The errors that mean "the database is not there right now", as opposed to a bug
+    (with ``also``): the network's, and SQLAlchemy's once it is loaded (none of its errors
+    can be raised before; a process serving from the drivers alone never loads it)."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None:
+        return (*also, *_NETWORK)
+    return (
+        *also,
+        exc.OperationalError,
+        exc.InterfaceError,
+        exc.TimeoutError,
+        exc.DisconnectionError,
+        *_NETWORK,
+    )
+
+
+def _integrity(error: BaseException) -> bool:
+    """SQLAlchemy's IntegrityError, which wraps the drivers' own."""
+    kind = type(error)
+    return kind.__name__ == "IntegrityError" and kind.__module__.startswith("sqlalchemy")
 
 
 def describe(error: BaseException) -> str:
@@ -57,7 +70,7 @@ def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | WriteUn
     code: tuple[Any, ...] = getattr(original, "args", None) or (None,)
     state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     name = type(original).__name__
-    if isinstance(error, exc.IntegrityError) and _is_duplicate_key(error):
+    if _integrity(error) and _is_duplicate_key(error):
         return DuplicateKey()
     if name == "IntegrityError" and code and code[0] == 1062:  # MySQL: ER_DUP_ENTRY
         return DuplicateKey()
@@ -67,7 +80,7 @@ def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | WriteUn
         said = str(original).splitlines()[0] if str(original) else name
         return WriteUnsupported(f"the database cannot take this write: {said[:200]}")
     broken = (
-        isinstance(error, exc.IntegrityError)
+        _integrity(error)
         or (name == "IntegrityError" and bool(code) and isinstance(code[0], int))
         or (isinstance(state, str) and state.startswith("23"))
         # MySQL's CHECK (3819) and MariaDB's (4025) come as an OperationalError.
@@ -88,7 +101,7 @@ def refusal(error: BaseException) -> DuplicateKey | ConstraintViolated | WriteUn
 _CONSTRAINT = re.compile(r"CONSTRAINT `([^`]+)`")
 
 
-def _is_duplicate_key(error: exc.IntegrityError) -> bool:
+def _is_duplicate_key(error: BaseException) -> bool:
     """Whether an insert failed because its primary key is taken (not another constraint)."""
     original = getattr(error, "orig", None)
     code = getattr(original, "args", (None,))[0] if original is not None else None

@@ -77,7 +77,7 @@ from twotier.store.sql_adopt import (
     type_unfit,
 )
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION
+from twotier.store.sql_statement import VERSION
 from twotier.store.sql_triggers import OWN_TABLES, version_trigger_sql
 
 #: The longest text a string field holds (a column without a length: TEXT).

@@ -9,7 +9,10 @@ A write of many rows is one transaction.
 
 What runs per request (a row by key, a lookup, the writes of one row) goes through
 ``sql_driver``'s compiled statements on the driver's own pool; the rest (writes of many rows,
-pages, bulk loads) through the SQLAlchemy engine.
+pages, bulk loads) through the SQLAlchemy engine. Each statement is asked for by its shape
+(``_statement``): one kept from the database's book of statements compiled ahead
+(``SQLStore``'s), else built (``sql_row_statements``) and compiled on first use; so a
+process whose every statement is in the book never imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -21,31 +24,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from uuid import UUID
 
-from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
-    Integer,
-    String,
-    Table,
-    and_,
-    bindparam,
-    case,
-    cast,
-    column,
-    delete,
-    exc,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    tuple_,
-    update,
-)
-from sqlalchemy import values as values_of
-from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect, Row
-
 from twotier.batching import TickBatcher
 from twotier.errors import (
     DuplicateKey,
@@ -56,29 +34,45 @@ from twotier.errors import (
 )
 from twotier.resources import Key, Record, Resource
 from twotier.resources.fields import StringField, TimestampField
-from twotier.store import sql_bulk
 from twotier.store.base import LoadRows, Query
-from twotier.store.sql_compile import compiled, row_conversions
 from twotier.store.sql_driver import Database, Driver, Session
-from twotier.store.sql_errors import UNAVAILABLE, describe, refusal
-from twotier.store.sql_schema import VERSION
-from twotier.store.sql_statement import Statement, converted
+from twotier.store.sql_errors import describe, refusal, unavailable
+from twotier.store.sql_statement import (
+    AT,
+    KEY,
+    LIMIT,
+    VERSION,
+    Conversion,
+    Statement,
+    by_name,
+    converted,
+    named,
+)
 from twotier.telemetry import DatabaseTimer
 from twotier.versions import birth_version
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy's, imported where a statement is built
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from twotier.store.sql_row_statements import RowStatements
 
 
 class RowsDatabase(Database, Protocol):
     """What a resource's rows need of the store that made them (``SQLStore``) besides what
-    the driver does: the driver, the dialect, the foreign keys that point at a table, the
-    tables whose rows the database rewrites as they are written."""
+    the driver does: the driver, the dialect, a resource's table, the foreign keys that
+    point at a table, the tables whose rows the database rewrites as they are written."""
 
     driver: Driver
 
     @property
     def dialect(self) -> Dialect: ...
+
+    def table_of(self, resource: Resource) -> Table: ...
+
+    @property
+    def insert_returning(self) -> bool: ...
 
     async def referencing(self, table: str) -> list[str]: ...
 
@@ -87,12 +81,9 @@ class RowsDatabase(Database, Protocol):
 
 #: Compare-and-set attempts of a write before it takes the row's lock instead.
 _OPTIMISTIC_TRIES = 3
-#: The names the key and the expected version are bound under in a write: a field's name
-#: starts with a letter, so none is ever one of these (a field named ``at`` would else
-#: have taken the version's value).
-_KEY = "_key"
-_AT = "_at"
-_LIMIT = "_limit"
+#: The ``IN`` lists kept in the book: one per power of two up to this many values (a
+#: batch event's lookups, the reads of several keys).
+_KEPT_SIZES = tuple(1 << power for power in range(7))
 
 # Values per IN (...) list: well under every dialect's bound-parameter limit.
 _IN_CHUNK = 1024
@@ -131,13 +122,10 @@ class SQLRows:
     lookup_lag: float = 0.0  # lookups read the table, in the same transaction as anything else
     batch_limit: int | None = None
 
-    def __init__(self, resource: Resource, table: Table, db: RowsDatabase) -> None:
+    def __init__(self, resource: Resource, db: RowsDatabase) -> None:
         self.resource = resource
-        self.table = table
         self._db = db
         self._keys = resource.key_fields
-        self._key_columns = tuple(table.c[name] for name in self._keys)
-        self._selected = (*(table.c[name] for name in resource.columns), table.c[VERSION])
         self._names = resource.columns
         # Columns whose values the database hands back in its own form (naive datetimes).
         self._timestamps = tuple(
@@ -154,19 +142,12 @@ class SQLRows:
         )
         self._stored_naive = db.backend != "postgresql"  # MySQL and SQLite keep no zone
         self._driver = db.driver
-        dialect = db.dialect
-        self._processors = row_conversions(self._selected, dialect)
-        by_key = self._key_is(_KEY)
-        self._by_key = compiled(select(*self._selected).where(*by_key), dialect)
-        self._locked = compiled(select(*self._selected).where(*by_key).with_for_update(), dialect)
-        self._deleted = compiled(delete(table).where(*by_key), dialect)
-        self._deleted_at = compiled(
-            delete(table).where(*by_key, table.c[VERSION] == bindparam(_AT)), dialect
-        )
         inserted = [name for name in self._names if name != resource.key or not resource.auto_key]
         self._inserted_names = (*inserted, VERSION)
-        self._inserts_named: dict[frozenset[str], Statement] = {}
-        self._inserted = self._insert_named(frozenset(self._inserted_names))
+        # Statements by shape: kept from the book, or compiled on first use.
+        self._statements: dict[str, Statement] = {}
+        self._constructs: RowStatements | None = None
+        self._processors: tuple[Conversion, ...] | None = None
         # The POSTs of one turn of the event loop, inserted by one statement.
         self._creates: TickBatcher[dict[str, Any], tuple[Key, int]] = TickBatcher(
             self._insert_together
@@ -177,25 +158,72 @@ class SQLRows:
         self._current_rows: TickBatcher[Key, Record | None] = TickBatcher(self._read_together)
         # Their compare-and-sets (``_set_together``).
         self._sets: TickBatcher[_Set, bool] = TickBatcher(self._set_together)
-        self._sets_of: dict[tuple[frozenset[str], int], Statement] = {}
-        self._cases_of: dict[tuple[frozenset[str], int], Statement] = {}
-        self._locked_of: dict[int, Statement] = {}
-        self._inserts_of: dict[int, Statement] = {}
-        self._updates: dict[tuple[frozenset[str], bool], Statement] = {}
-        self._by_keys: dict[int, Statement] = {}
-        self._lookups: dict[tuple[str, int, bool], Statement] = {}
         self._rewriting: bool | None = None  # learned at start, else on the first write
         self._asking: asyncio.Future[bool] | None = None
 
     @property
-    def _dialect(self) -> Dialect:
-        """The store's dialect as it is now: what the database supports (MariaDB's
-        RETURNING) is known once the engine has connected."""
-        return self._db.dialect
+    def table(self) -> Table:
+        return self._db.table_of(self.resource)
+
+    def _made(self) -> RowStatements:
+        """The constructs of this resource's statements (SQLAlchemy's), made on first use."""
+        if self._constructs is None:
+            from twotier.store.sql_row_statements import RowStatements
+
+            self._constructs = RowStatements(self.resource, self.table, self._db.backend)
+        return self._constructs
+
+    def _statement(self, shape: str, build: Callable[[RowStatements], Any]) -> Statement:
+        """The statement of ``shape``: kept, or built by ``build`` and compiled for the
+        store's dialect as it is now (what the database supports, such as MariaDB's
+        RETURNING, is known once the engine has connected)."""
+        statement = self._statements.get(shape)
+        if statement is None:
+            made = self._made()
+            statement = self._statements[shape] = made.compile(build(made), self._db.dialect)
+        return statement
+
+    @property
+    def _conversions(self) -> tuple[Conversion, ...]:
+        """How a row's values are converted from the driver's forms (``sql_compile``)."""
+        if self._processors is None:
+            self._processors = self._made().row_conversions(self._db.dialect)
+        return self._processors
+
+    # -- the book: the common statements, compiled ahead -------------------------------
+
+    def book(self) -> dict[str, Any]:
+        """The statements a process serving this resource runs first (a read by key and
+        of a few keys, a lookup, a POST, a PUT, a DELETE), compiled now, with the row's
+        conversions, as data to keep; what cannot be kept (a SQLite dialect's conversion)
+        is left out, and compiled on first use."""
+        everything = frozenset(spec.name for spec in self.resource.changeable)
+        self._by_key()
+        self._locked()
+        self._deleted(at=False)
+        self._deleted(at=True)
+        self._insert_named(frozenset(self._inserted_names))
+        self._setter(everything, conditional=False)
+        self._setter(everything, conditional=True)
+        for size in _KEPT_SIZES:
+            self._among_keys(size)
+            for field in self.resource.lookups:
+                self._among_values(field, size, limited=False)
+                self._among_values(field, size, limited=True)
+        kept = {shape: data for shape, s in self._statements.items() if (data := s.kept())}
+        row = named(self._conversions)
+        return {"statements": kept, "row": row} if row is not None else {}
+
+    def keep(self, book: Mapping[str, Any]) -> None:
+        """Take the statements of ``book`` (``book()``'s answer, kept) as compiled."""
+        kept = book.get("statements", {})
+        self._statements |= {shape: Statement.from_kept(data) for shape, data in kept.items()}
+        if "row" in book:
+            self._processors = by_name(book["row"])
 
     # -- rows as the tiers see them -----------------------------------------------------
 
-    def _record(self, row: Row[Any] | tuple[Any, ...]) -> Record:
+    def _record(self, row: Sequence[Any]) -> Record:
         values = list(row)
         version = values.pop()
         for index in self._timestamps:
@@ -222,7 +250,7 @@ class SQLRows:
 
     def _raw_record(self, row: tuple[Any, ...]) -> Record:
         """A row as the driver hands it over (``sql_driver``), converted, as a Record."""
-        return self._record(converted(row, self._processors))
+        return self._record(converted(row, self._conversions))
 
     def from_log(self, values: Mapping[str, Any]) -> Record:
         """A row as a change log records it (column names to the driver's values; columns
@@ -235,48 +263,13 @@ class SQLRows:
             folded = {name.lower(): value for name, value in values.items()}
             return self._raw_record(tuple(folded[name.lower()] for name in names))
 
-    def _equal(self, name: str, value: object) -> list[ColumnElement[bool]]:
-        """``name`` equals ``value`` exactly, as on every store: MySQL's text collations
-        would also match other cases, accents and trailing spaces, and the cache would then
-        hold two entries for what the database treats as one value. The collation's test
-        stays too, so that an index on the column still narrows the search."""
-        column = self.table.c[name]
-        exact: list[ColumnElement[bool]] = [column == value]
-        if self._db.backend == "mysql" and isinstance(column.type, String):
-            bound = value if isinstance(value, BindParameter) else literal(value)
-            exact.append(cast(column, mysql.BINARY) == cast(bound, mysql.BINARY))
-        return exact
-
-    def _key_is(self, name: str) -> list[ColumnElement[bool]]:
-        """The key equals the value bound as ``name`` (see ``_equal``); a composite key's
-        parts each equal theirs, bound as ``name_0``, ``name_1`` … (``_key_bound``)."""
-        if len(self._keys) == 1:
-            return self._equal(self._keys[0], bindparam(name))
-        return [
-            exact
-            for index, part in enumerate(self._keys)
-            for exact in self._equal(part, bindparam(f"{name}_{index}"))
-        ]
-
     def _key_bound(self, name: str, key: Key) -> dict[str, Any]:
-        """``key``'s values, bound as ``_key_is(name)`` takes them."""
+        """``key``'s values, bound under ``name`` as a statement's key condition takes them
+        (a composite key's parts as ``name_0``, ``name_1`` …: ``RowStatements._key_is``)."""
         if len(self._keys) == 1:
             return {name: key}
         values = self.resource.key_values(key)
         return {f"{name}_{index}": values[part] for index, part in enumerate(self._keys)}
-
-    def _keys_among(self, names: Sequence[str]) -> list[ColumnElement[bool]]:
-        """The key is one of those bound as ``names`` (each as ``_key_is`` binds it)."""
-        if len(self._keys) == 1:
-            return self._among(self._keys[0], [bindparam(name) for name in names])
-        return [or_(*(and_(*self._key_is(name)) for name in names))]
-
-    def _key_after(self, key: Key) -> ColumnElement[bool]:
-        """The rows after ``key`` in key order (a composite key's: its fields in turn)."""
-        if len(self._keys) == 1:
-            return self._key_columns[0] > key
-        values = self.resource.key_values(key)
-        return tuple_(*self._key_columns) > tuple_(*(values[part] for part in self._keys))
 
     def _row_key(self, row: Sequence[Any]) -> Key:
         """The key of a row that starts with the key's columns."""
@@ -287,20 +280,11 @@ class SQLRows:
             return key
         return self.resource.key_of(dict(zip(self._keys, values, strict=True)))
 
-    def _among(self, name: str, values: Sequence[Any]) -> list[ColumnElement[bool]]:
-        """``name`` is exactly one of ``values`` (see ``_equal``)."""
-        column = self.table.c[name]
-        among: list[ColumnElement[bool]] = [column.in_(values)]
-        if self._db.backend == "mysql" and isinstance(column.type, String):
-            bound = [v if isinstance(v, BindParameter) else literal(v) for v in values]
-            among.append(cast(column, mysql.BINARY).in_([cast(v, mysql.BINARY) for v in bound]))
-        return among
-
     # -- reads --------------------------------------------------------------------------
 
     async def get(self, key: Key) -> Record | None:
         return self._one(
-            key, await self._driver.fetch_all(self._by_key, self._key_bound(_KEY, key))
+            key, await self._driver.fetch_all(self._by_key(), self._key_bound(KEY, key))
         )
 
     def _one(self, key: Key, rows: Sequence[tuple[Any, ...]]) -> Record | None:
@@ -308,7 +292,7 @@ class SQLRows:
         refuses a key that is not unique, and each write checks here, before it changes
         anything, that the table has not lost that since)."""
         if len(rows) > 1:
-            raise KeyNotUnique(self.table.name, key)
+            raise KeyNotUnique(self.resource.table, key)
         return self._raw_record(rows[0]) if rows else None
 
     async def get_many(self, keys: Sequence[Key]) -> dict[Key, Record]:
@@ -330,18 +314,18 @@ class SQLRows:
             for row in await self._driver.fetch_all(statement, values):
                 record = self._raw_record(row)
                 if record.key in found:
-                    raise KeyNotUnique(self.table.name, record.key)
+                    raise KeyNotUnique(self.resource.table, record.key)
                 found[record.key] = record
         return found
 
+    def _by_key(self) -> Statement:
+        return self._statement("by_key", lambda made: made.by_key())
+
+    def _locked(self) -> Statement:
+        return self._statement("locked", lambda made: made.by_key(locked=True))
+
     def _among_keys(self, count: int) -> Statement:
-        statement = self._by_keys.get(count)
-        if statement is None:
-            where = self._keys_among([f"k{index}" for index in range(count)])
-            statement = self._by_keys[count] = compiled(
-                select(*self._selected).where(*where), self._dialect
-            )
-        return statement
+        return self._statement(f"among_keys:{count}", lambda made: made.among_keys(count))
 
     async def lookup(
         self, field: str, values: Sequence[Any], limit: int | None = None
@@ -358,7 +342,7 @@ class SQLRows:
                 f"v{index}": chunk[min(index, len(chunk) - 1)] for index in range(size)
             }
             if left is not None:
-                bound[_LIMIT] = left
+                bound[LIMIT] = left
             statement = self._among_values(field, size, limited=left is not None)
             for row in await self._driver.fetch_all(statement, bound):
                 record = self._raw_record(row)
@@ -370,37 +354,19 @@ class SQLRows:
         return found
 
     def _among_values(self, field: str, count: int, *, limited: bool) -> Statement:
-        """The rows whose ``field`` is one of ``count`` bound values, by value and key
-        (the lookup's index), the first ``_LIMIT`` of them if ``limited``."""
-        statement = self._lookups.get((field, count, limited))
-        if statement is None:
-            kind = self.table.c[field].type  # so that its values are bound as the column's
-            params: list[Any] = [bindparam(f"v{index}", type_=kind) for index in range(count)]
-            made = (
-                select(*self._selected)
-                .where(*self._among(field, params))
-                .order_by(self.table.c[field], *self._key_columns)
-            )
-            if limited:
-                made = made.limit(bindparam(_LIMIT, type_=Integer()))
-            statement = compiled(made, self._dialect)
-            self._lookups[(field, count, limited)] = statement
-        return statement
+        return self._statement(
+            f"among_values:{field}:{count}:{int(limited)}",
+            lambda made: made.among_values(field, count, limited=limited),
+        )
 
     async def find(self, query: Query) -> list[Record]:
-        stmt = select(*self._selected)
-        if query.after is not None:
-            stmt = stmt.where(self._key_after(query.after))
-        for name, value in query.filters:
-            stmt = stmt.where(*self._equal(name, value))
-        stmt = stmt.order_by(*self._key_columns).limit(query.limit)
         async with self._db.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(self._made().page(query))).all()
         return [self._record(row) for row in rows]
 
     async def count(self) -> int:
         async with self._db.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(self.table)) or 0)
+            return int(await conn.scalar(self._made().count()) or 0)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -418,7 +384,7 @@ class SQLRows:
         try:
             async with self._db.connect(write=True) as conn:
                 keys = await self._insert(conn, values)
-        except exc.IntegrityError as error:
+        except Exception as error:
             refused = refusal(error)
             if refused is not None:
                 raise refused from None
@@ -458,7 +424,7 @@ class SQLRows:
         """Learn from the tables the database rewrites rows of (``sql_triggers``) whether
         this one is among them (names as the catalogue spells them: MySQL's and SQLite's
         in any case); the answer."""
-        name = self.table.name
+        name = self.resource.table
         self._rewriting = name in tables or name.lower() in {t.lower() for t in tables}
         return self._rewriting
 
@@ -478,7 +444,7 @@ class SQLRows:
         # Together where the database says which key each row took (RETURNING: PostgreSQL,
         # MariaDB, SQLite; known once connected), or the keys are the clients': not on
         # MySQL proper, whose ids of one multi-row insert may interleave with others'.
-        if self.resource.auto_key and not self._dialect.insert_returning:
+        if self.resource.auto_key and not self._db.insert_returning:
             return await self._insert_alone(values)
         if len(values) < len(self._inserted_names):  # some left to the database: its own
             return await self._insert_alone(values)
@@ -517,7 +483,7 @@ class SQLRows:
             }
             try:
                 async with self._driver.autocommitted() as session:
-                    returned = await session.fetch_all(self._insert_of(len(chunk)), bound)
+                    returned = await session.fetch_all(self._insert_rows(len(chunk)), bound)
             except StoreUnavailable:
                 raise
             except Exception:  # each row alone then says which one was refused
@@ -534,26 +500,13 @@ class SQLRows:
                 outcome[name] = (key, values[VERSION])
         return outcome
 
-    def _insert_of(self, count: int) -> Statement:
+    def _insert_rows(self, count: int) -> Statement:
         """``INSERT … VALUES`` of ``count`` rows, ``RETURNING`` each row's key and version."""
-        statement = self._inserts_of.get(count)
-        if statement is None:
-            rows: list[dict[str, Any]] = [
-                {name: bindparam(f"r{index}_{name}") for name in self._inserted_names}
-                for index in range(count)
-            ]
-            made = (
-                insert(self.table)
-                .values(rows)
-                .returning(self._key_columns[0], self.table.c[VERSION])
-            )
-            statement = self._inserts_of[count] = compiled(made, self._dialect)
-        return statement
+        names = self._inserted_names
+        return self._statement(f"insert_rows:{count}", lambda made: made.insert_rows(names, count))
 
     async def _insert_one(self, session: Session, values: Mapping[str, Any]) -> Key:
-        inserted = self._inserted
-        if len(values) < len(self._inserted_names):  # fields left to the database
-            inserted = self._insert_named(frozenset(values))
+        inserted = self._insert_named(frozenset(values))  # fewer: left to the database
         if inserted.returns_rows:
             row = await session.fetch_one(inserted, values)
             assert row is not None
@@ -566,29 +519,29 @@ class SQLRows:
         return given
 
     def _insert_named(self, names: frozenset[str]) -> Statement:
-        """``INSERT`` of a row that gives ``names`` (all of them: ``_inserted``; fewer: the
-        database fills the rest), returning an automatic key where the database can."""
-        statement = self._inserts_named.get(names)
-        if statement is None:
-            made = insert(self.table).values({name: bindparam(name) for name in sorted(names)})
-            statement = self._inserts_named[names] = compiled(made, self._dialect)
-        return statement
+        """``INSERT`` of a row that gives ``names`` (all of them, or fewer: the database
+        fills the rest), returning an automatic key where the database can."""
+        ordered = sorted(names)
+        return self._statement(
+            f"insert:{','.join(ordered)}", lambda made: made.insert_named(ordered)
+        )
 
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> list[Key]:
         alike = len({frozenset(row) for row in values}) == 1  # else some left fields out
+        inserting = self._made().insert_many()
         if not self.resource.auto_key:
             if alike:
-                await conn.execute(insert(self.table), values)
+                await conn.execute(inserting, values)
             else:
                 for row in values:
-                    await conn.execute(insert(self.table), row)
+                    await conn.execute(inserting, row)
             return [self.resource.key_of(row) for row in values]
         if alike and conn.dialect.insert_executemany_returning_sort_by_parameter_order:
-            stmt = insert(self.table).returning(self._key_columns[0], sort_by_parameter_order=True)
+            stmt = self._made().insert_many(returning_keys=True)
             return list((await conn.execute(stmt, values)).scalars())
         keys: list[Key] = []  # e.g. MySQL proper: no RETURNING, one statement per row
         for row in values:
-            result = await conn.execute(insert(self.table), row)
+            result = await conn.execute(inserting, row)
             keys.append(result.inserted_primary_key[0])  # type: ignore[index]
         return keys
 
@@ -674,15 +627,15 @@ class SQLRows:
             if before is None:
                 return None
             async with self._driver.autocommitted() as session:
-                values = self._key_bound(_KEY, key) | {_AT: before.version}
-                if await session.changed(self._deleted_at, values) == 1:
+                values = self._key_bound(KEY, key) | {AT: before.version}
+                if await session.changed(self._deleted(at=True), values) == 1:
                     return before
             return AGAIN
 
         async def locked(session: Session, before: Record | None) -> Record | None:
-            bound = self._key_bound(_KEY, key)
-            if before is not None and await session.changed(self._deleted, bound) > 1:
-                raise KeyNotUnique(self.table.name, key)  # the transaction is undone
+            bound = self._key_bound(KEY, key)
+            if before is not None and await session.changed(self._deleted(at=False), bound) > 1:
+                raise KeyNotUnique(self.resource.table, key)  # the transaction is undone
             return before
 
         return await self._write_row(key, expected, optimistic, locked)
@@ -700,7 +653,7 @@ class SQLRows:
         self, session: Session, key: Key, expected: frozenset[int] | None
     ) -> Record | None:
         """Read the row and hold its lock until the transaction ends (SQLite: the db lock)."""
-        rows = await session.fetch_all(self._locked, self._key_bound(_KEY, key))
+        rows = await session.fetch_all(self._locked(), self._key_bound(KEY, key))
         return self._checked(self._one(key, rows), expected)
 
     def _checked(self, before: Record | None, expected: frozenset[int] | None) -> Record | None:
@@ -710,30 +663,23 @@ class SQLRows:
             raise VersionMismatch(before.version if before is not None else 0)
         return before
 
+    def _deleted(self, *, at: bool) -> Statement:
+        return self._statement(f"delete:{int(at)}", lambda made: made.deleted(at=at))
+
     def _setter(self, names: frozenset[str], conditional: bool) -> Statement:
         """``UPDATE … SET`` these fields and the next version, by key (and, conditional,
         only at the version ``at``): one statement per set of fields (PUT: all of them;
         PATCH: a few)."""
-        statement = self._updates.get((names, conditional))
-        if statement is None:
-            where = self._key_is(_KEY)
-            if conditional:
-                where.append(self.table.c[VERSION] == bindparam(_AT))
-            statement = self._updates[names, conditional] = compiled(
-                update(self.table)
-                .where(*where)
-                .values(
-                    {name: bindparam(name) for name in sorted(names)}
-                    | {VERSION: self.table.c[VERSION] + 1}
-                ),
-                self._dialect,
-            )
-        return statement
+        ordered = sorted(names)
+        return self._statement(
+            f"update:{','.join(ordered)}:{int(conditional)}",
+            lambda made: made.setter(ordered, conditional=conditional),
+        )
 
     async def _set(self, session: Session, key: Key, changes: Mapping[str, Any]) -> None:
         statement = self._setter(frozenset(changes), conditional=False)
-        if await session.changed(statement, self._stored(changes) | self._key_bound(_KEY, key)) > 1:
-            raise KeyNotUnique(self.table.name, key)  # the transaction is undone
+        if await session.changed(statement, self._stored(changes) | self._key_bound(KEY, key)) > 1:
+            raise KeyNotUnique(self.resource.table, key)  # the transaction is undone
 
     async def _set_if_at(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         """Set ``changes`` if the row is still at ``version``; whether it was. With the
@@ -821,92 +767,27 @@ class SQLRows:
                     bound |= self._key_bound(f"r{index}__twotier_key", key)
                 changed = await session.changed(self._set_cases(fields, len(still)), bound)
                 if changed > len(still):  # the transaction is undone
-                    raise KeyNotUnique(self.table.name, still[0][0])
+                    raise KeyNotUnique(self.resource.table, still[0][0])
         return {key for key, _, _ in still}
 
     def _locked_keys(self, count: int) -> Statement:
-        """``SELECT … WHERE key IN (…) ORDER BY key FOR UPDATE`` of ``count`` keys."""
-        statement = self._locked_of.get(count)
-        if statement is None:
-            where = self._keys_among([f"k{index}" for index in range(count)])
-            made = (
-                select(*self._selected).where(*where).order_by(*self._key_columns).with_for_update()
-            )
-            statement = self._locked_of[count] = compiled(made, self._dialect)
-        return statement
+        return self._statement(f"locked_keys:{count}", lambda made: made.locked_keys(count))
 
     def _set_cases(self, fields: frozenset[str], count: int) -> Statement:
-        """``UPDATE … SET`` each of ``fields`` to ``CASE key WHEN … THEN … END`` and the
-        next version, of ``count`` rows by key (locked, and checked at their version)."""
-        statement = self._cases_of.get((fields, count))
-        if statement is None:
-            keys = [f"r{index}__twotier_key" for index in range(count)]
-
-            def case_of(name: str) -> ColumnElement[Any]:
-                kind = self.table.c[name].type
-                return case(
-                    *(
-                        (and_(*self._key_is(key)), bindparam(f"r{index}_{name}", type_=kind))
-                        for index, key in enumerate(keys)
-                    )
-                )
-
-            made = (
-                update(self.table)
-                .where(*self._keys_among(keys))
-                .values(
-                    {name: case_of(name) for name in sorted(fields)}
-                    | {VERSION: self.table.c[VERSION] + 1}
-                )
-            )
-            statement = self._cases_of[fields, count] = compiled(made, self._dialect)
-        return statement
+        ordered = sorted(fields)
+        return self._statement(
+            f"set_cases:{','.join(ordered)}:{count}", lambda made: made.set_cases(ordered, count)
+        )
 
     def _set_many(self, fields: frozenset[str], count: int) -> Statement:
-        """``UPDATE … SET`` ``fields`` and the next version ``FROM (VALUES …)`` of
-        ``count`` rows (key, version read, values), where each row is still at its
-        version, ``RETURNING`` the keys changed."""
-        statement = self._sets_of.get((fields, count))
-        if statement is None:
-            names = sorted(fields)
-            keys = (
-                ["_twotier_key"]
-                if len(self._keys) == 1
-                else [f"_twotier_key_{index}" for index in range(len(self._keys))]
-            )  # as _key_bound names them
-            columns = [
-                *(
-                    column(name, key.type)
-                    for name, key in zip(keys, self._key_columns, strict=True)
-                ),
-                column("_twotier_at", self.table.c[VERSION].type),
-                *(column(name, self.table.c[name].type) for name in names),
-            ]
-            rows = [
-                tuple(bindparam(f"r{index}_{c.name}", type_=c.type) for c in columns)
-                for index in range(count)
-            ]
-            given = values_of(*columns, name="given").data(rows)
-            made = (
-                update(self.table)
-                .values(
-                    {name: given.c[name] for name in names} | {VERSION: self.table.c[VERSION] + 1}
-                )
-                .where(
-                    *(
-                        key == given.c[name]
-                        for name, key in zip(keys, self._key_columns, strict=True)
-                    ),
-                    self.table.c[VERSION] == given.c["_twotier_at"],
-                )
-                .returning(*self._key_columns)
-            )
-            statement = self._sets_of[fields, count] = compiled(made, self._dialect)
-        return statement
+        ordered = sorted(fields)
+        return self._statement(
+            f"set_many:{','.join(ordered)}:{count}", lambda made: made.set_many(ordered, count)
+        )
 
     async def _set_alone(self, key: Key, changes: Mapping[str, Any], version: int) -> bool:
         statement = self._setter(frozenset(changes), conditional=True)
-        values = self._stored(changes) | self._key_bound(_KEY, key) | {_AT: version}
+        values = self._stored(changes) | self._key_bound(KEY, key) | {AT: version}
         async with self._driver.autocommitted() as session:
             changed: int = await session.changed(statement, values)
         return changed == 1
@@ -916,13 +797,15 @@ class SQLRows:
         tables' foreign keys point at is never emptied (``replace``: StoreRefused), and its
         existing rows are updated where they are."""
         try:
-            referencing = await self._db.referencing(self.table.name)
+            referencing = await self._db.referencing(self.resource.table)
             if replace and referencing:
                 raise StoreRefused(
-                    f"table {self.table.name} is referenced by the foreign keys of "
+                    f"table {self.resource.table} is referenced by the foreign keys of "
                     f"{', '.join(referencing)}: emptying it would delete their rows or leave "
                     "them orphaned; load it without --replace"
                 )
+            from twotier.store import sql_bulk  # the bulk paths' drivers, where they load
+
             with DatabaseTimer():
                 return await sql_bulk.bulk_load(
                     self._db.url,
@@ -935,5 +818,5 @@ class SQLRows:
                     referenced=bool(referencing),
                     settings=self._db.server_settings,
                 )
-        except UNAVAILABLE as error:
+        except unavailable() as error:
             raise StoreUnavailable(describe(error)) from error

@@ -9,6 +9,8 @@ constraints. Names come from the declaration, which checked them; SQLAlchemy quo
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -16,18 +18,20 @@ from sqlalchemy import (
     DateTime,
     Index,
     MetaData,
+    Select,
     String,
     Table,
+    Text,
     and_,
+    bindparam,
     literal,
+    select,
 )
 from sqlalchemy.dialects import mysql
 
 from twotier.resources import Resource
 from twotier.resources.fields import FieldSpec, IntegerField, StringField
-
-#: twotier's own column: grows with every write of the row (see ``versions``).
-VERSION = "version"
+from twotier.store.sql_statement import VERSION
 
 
 def resource_table(resource: Resource, metadata: MetaData) -> Table:
@@ -131,6 +135,32 @@ meta = Table(
     mysql_charset="utf8mb4",
     mysql_engine="InnoDB",
 )
+
+#: The statements a process runs first, compiled ahead (``SQLStore.book``): one row per
+#: resource (``_store`` for the store's own), each for the schema's digest it was compiled
+#: against, so that a process that finds its digest there needs no SQLAlchemy to serve.
+statements = Table(
+    "twotier_statements",
+    access_metadata,
+    Column("name", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("book", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_engine="InnoDB",
+)
+
+
+def fact_query() -> Select[Any]:
+    """One of the meta table's facts, by its name bound as ``name``."""
+    return select(meta.c.value).where(meta.c.name == bindparam("name"))
+
+
+def book_query() -> Select[Any]:
+    """The book's rows for the digest bound as ``digest``."""
+    return select(statements.c.name, statements.c.book).where(
+        statements.c.digest == bindparam("digest")
+    )
+
 
 #: One thing twotier made, as the ledger below records it: its kind, table and name.
 Made = tuple[str, str, str]

@@ -19,6 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: twotier's own column: grows with every write of the row (see ``versions``).
+VERSION = "version"
+#: The names the key, the expected version and a limit are bound under in a row's
+#: statements: a field's name starts with a letter, so none is ever one of these (a field
+#: named ``at`` would else have taken the version's value).
+KEY = "_key"
+AT = "_at"
+LIMIT = "_limit"
+
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any]
 #: A value's conversion by its position (in a statement's values, or a row's columns).

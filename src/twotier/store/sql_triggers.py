@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, Table, text
 
 from twotier.store.sql_names import NameRules
-from twotier.store.sql_schema import VERSION, Made, access_metadata
+from twotier.store.sql_schema import Made, access_metadata
+from twotier.store.sql_statement import VERSION
 
 #: The PostgreSQL function every resource table's trigger calls (one per database).
 PG_FUNCTION = "twotier_row_version"
