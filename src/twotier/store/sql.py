@@ -595,13 +595,16 @@ class SQLStore:
         """Drop the resources' tables (tests use it); the database and the keys stay."""
         from sqlalchemy import delete, inspect
 
-        from twotier.store.sql_schema import meta
+        from twotier.store.sql_schema import meta, statements
 
         async with self.engine.begin() as conn:
             await conn.run_sync(self.metadata.drop_all, checkfirst=True)
-            if await conn.run_sync(lambda sync: inspect(sync).has_table(meta.name)):
-                # What init_schema made is gone: the next start plans again.
+            present = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            # What init_schema made is gone: the next start plans again.
+            if meta.name in present:
                 await conn.execute(delete(meta).where(meta.c.name == _MADE))
+            if statements.name in present:
+                await conn.execute(delete(statements))
 
     # -- API keys -----------------------------------------------------------------------
 
