@@ -32,6 +32,7 @@ COMPOSITION = ("bootstrap", "follow.sources")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "errors": ("",),  # the root: imports nothing of twotier's
     "key_records": ("",),
+    "heap": ("",),  # imported by the package itself: nothing of twotier's
     "resources": ("store", "cache", "access", "api", "policy", "service", "batch", "follow"),
     "access": ("store", "cache", "api", "policy", "service", "batch", "follow", "bootstrap"),
     "store": ("cache", "access", "api", "policy", "service", "batch", "follow", "bootstrap"),
