@@ -320,12 +320,8 @@ class SQLStore:
         self, *, dry_run: bool = False, if_changed: bool = False
     ) -> list[SchemaChange]:
         made = self._made()
-        if if_changed and not dry_run:
-            if await self._read_book(made):
-                return []
-            if await self._recorded(_MADE) == made:  # made, and no book for it yet
-                await self._write_book(made)
-                return []
+        if if_changed and not dry_run and await self._made_before(made):
+            return []
         if not await self._ensure_database(create=not dry_run):
             # A dry run makes nothing, not even the database: what there is to plan is all.
             return [
@@ -353,8 +349,17 @@ class SQLStore:
                 await conn.execute(insert(meta), {"name": _MADE, "value": made})
             elif facts[_MADE] != made:
                 await conn.execute(update(meta).where(meta.c.name == _MADE).values(value=made))
-        await self._write_book(made)
+            texts = await self._write_book(conn, made)
+        self._take(texts)
         return plan.shown
+
+    async def _made_before(self, made: str) -> bool:
+        """Whether the database records ``made`` as made, and takes its book if so (SQLite
+        keeps none: its record alone). A book missing makes the caller plan, which writes
+        it."""
+        if self.backend == "sqlite":
+            return await self._recorded(_MADE) == made
+        return await self._read_book(made)
 
     def _made(self) -> str:
         """What ``init_schema`` makes of this declaration, as one digest: this version of
@@ -393,23 +398,24 @@ class SQLStore:
             book[name] = rows.book()
         return book
 
-    async def _write_book(self, made: str) -> None:
-        """Keep the book for ``made``, and run its statements as kept from now on (SQLite's
-        run on the engine: none kept)."""
+    async def _write_book(self, conn: AsyncConnection, made: str) -> dict[str, str]:
+        """Keep the book for ``made`` on ``conn``, which holds the schema's lock (so that
+        processes starting together write it one after the other) and has connected (so
+        the statements are compiled for the server as it is: MariaDB's RETURNING); the
+        book's rows, each as text by name (none on SQLite, which runs on the engine)."""
         if self.backend == "sqlite":
-            return
+            return {}
         from sqlalchemy import delete, insert
 
         from twotier.store.sql_schema import statements
 
         texts = {name: orjson.dumps(book).decode() for name, book in self._book().items()}
-        async with self.connect(write=True) as conn:
-            await conn.execute(delete(statements))
-            await conn.execute(
-                insert(statements),
-                [{"name": name, "digest": made, "book": text} for name, text in texts.items()],
-            )
-        self._take(texts)
+        await conn.execute(delete(statements))
+        await conn.execute(
+            insert(statements),
+            [{"name": name, "digest": made, "book": text} for name, text in texts.items()],
+        )
+        return texts
 
     async def _read_book(self, made: str) -> bool:
         """Take the statements kept for ``made``, read in one query on the driver; whether
@@ -424,7 +430,9 @@ class SQLStore:
 
     def _take(self, texts: dict[str, str]) -> bool:
         """Take the book's statements (each row's text by its name) if the book is whole and
-        this version reads it; whether it did."""
+        this version reads it, and run them as kept from now on; whether it did."""
+        if not texts:
+            return False
         try:
             books = {name: orjson.loads(text) for name, text in texts.items()}
             own = books.pop(_STORE)
