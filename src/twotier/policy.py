@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -68,10 +68,10 @@ class Outcome(StrEnum):
     BYPASS = "BYPASS"
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
+class Served(NamedTuple):
     """A read's answer: the JSON body (None: no such row), how it was served, and for a
-    single row its version (0 where unknown: lists, or an absence read from the database)."""
+    single row its version (0 where unknown: lists, or an absence read from the database).
+    A named tuple, as ``Entry`` is: every read makes one."""
 
     body: bytes | None
     outcome: Outcome
@@ -271,16 +271,17 @@ class ResourcePolicy:
             return _count(self._read, None, Outcome.BYPASS)
         return _count(self._read, record.to_json(), Outcome.BYPASS, record.version)
 
-    def held(self, key: Key) -> Served | None:
-        """A row this process holds (the near-cache's L1, the in-process cache), answered
-        and counted as a hit with no await: the edge's first read, which costs a dictionary
-        lookup instead of a coroutine per step. None while the cache is not in plain use
-        (its breaker not closed, writes pending), when the row is not held here, or is held
-        as absent: ``read`` answers those."""
+    def held(self, key: Key) -> Entry | None:
+        """A row this process holds (the near-cache's L1, the in-process cache), counted as
+        a hit with no await: the edge's first read, which costs a dictionary lookup instead
+        of a coroutine per step. None while the cache is not in plain use (its breaker not
+        closed, writes pending), when the row is not held here, or is held as absent:
+        ``read`` answers those."""
         entry = self.cache.peek(self.keys.row(key))
         if entry is None or not entry.body:
             return None
-        return _count(self._read, entry.body, Outcome.HIT, entry.version)
+        self._read.hit.inc()
+        return entry
 
     async def read_many(self, keys: Sequence[Key], *, use_cache: bool = True) -> Served:
         """The rows that exist among ``keys``, in request order, as one JSON array."""

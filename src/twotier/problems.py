@@ -53,9 +53,15 @@ class Problem:
     exit_code: int = 1
 
 
+def etag_bytes(version: int) -> bytes:
+    """The row version as an entity tag, as a header carries it: it grows with every write
+    of the row."""
+    return b'"%d"' % version
+
+
 def etag(version: int) -> str:
-    """The row version as an entity tag: it grows with every write of the row."""
-    return f'"{version}"'
+    """The row version as an entity tag, as text."""
+    return etag_bytes(version).decode()
 
 
 def problem_of(error: Exception) -> Problem:

@@ -135,9 +135,28 @@ def method_label(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
+class Tally:
+    """The counts of one route, method and status: bound once by a caller that answers the
+    same kind of request again and again (the held read), counted with one call."""
+
+    __slots__ = ("_buckets", "_by_bucket", "_total", "requests")
+
+    def __init__(self, buckets: tuple[float, ...], by_bucket: list[int], total: list[float]):
+        self.requests = 0
+        self._buckets = buckets
+        # Shared by the statuses of one route and method: the histogram has no status label.
+        self._by_bucket = by_bucket
+        self._total = total
+
+    def add(self, seconds: float) -> None:
+        self.requests += 1
+        self._by_bucket[bisect.bisect_left(self._buckets, seconds)] += 1
+        self._total[0] += seconds
+
+
 class RequestStats(Collector):
     """``twotier_requests_total`` and ``twotier_request_duration_seconds``, counted in plain
-    dictionaries and turned into metric families when scraped.
+    objects and turned into metric families when scraped.
 
     Every request passes here, and prometheus_client's Counter and Histogram take a lock
     per increment (plus a label lookup). Requests are counted on the event loop's thread
@@ -146,20 +165,28 @@ class RequestStats(Collector):
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
-        self._counts: dict[tuple[str, str, int], int] = {}
+        self._tallies: dict[tuple[str, str, int], Tally] = {}
         # (route, method) -> [count per bucket (non-cumulative, +Inf last), sum]
         self._durations: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
 
+    def tally(self, route: str, method: str, status: int) -> Tally:
+        """The counts of one route, method and status (``route`` a template or a fixed
+        name, never a path)."""
+        method = method_label(method)
+        found = self._tallies.get((route, method, status))
+        if found is None:
+            timing = self._durations.get((route, method))
+            if timing is None:
+                timing = self._durations[route, method] = ([0] * (len(self.buckets) + 1), [0.0])
+            found = self._tallies[route, method, status] = Tally(self.buckets, *timing)
+        return found
+
     def count(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request; ``route`` must be a template or a fixed name, never a path."""
-        method = method_label(method)
-        key = (route, method, status)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        timing = self._durations.get((route, method))
-        if timing is None:
-            timing = self._durations[route, method] = ([0] * (len(self.buckets) + 1), [0.0])
-        timing[0][bisect.bisect_left(self.buckets, seconds)] += 1
-        timing[1][0] += seconds
+        found = self._tallies.get((route, method, status))
+        if found is None:
+            found = self.tally(route, method, status)
+        found.add(seconds)
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -167,8 +194,8 @@ class RequestStats(Collector):
             "HTTP requests answered, by route template, method and status.",
             labels=["route", "method", "status"],
         )
-        for (route, method, status), count in list(self._counts.items()):
-            requests.add_metric([route, method, str(status)], count)
+        for (route, method, status), tally in list(self._tallies.items()):
+            requests.add_metric([route, method, str(status)], tally.requests)
         yield requests
         durations = HistogramMetricFamily(
             "twotier_request_duration_seconds",

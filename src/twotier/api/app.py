@@ -186,10 +186,7 @@ class App:
             await self.api(scope, receive, send)
             return
         scope["app"] = self
-        if self.edge.claims(scope):
-            await self.edge(scope, receive, send)
-        else:
-            await self.guarded(scope, receive, send)
+        await self.edge(scope, receive, send)
 
 
 def _guarded(app: ASGIApp, settings: Settings) -> ASGIApp:

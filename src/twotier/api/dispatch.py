@@ -28,12 +28,12 @@ from twotier.access.rules import Access
 from twotier.api.body_guard import PARSED_BODY
 from twotier.api.endpoints import Call, Endpoint, EndpointTable, Routes
 from twotier.api.headers import headers_of, presented_key
-from twotier.api.observe import ROUTE_KEY, Observe
+from twotier.api.observe import ROUTE_KEY, HeldRead, Observe
 from twotier.api.paths import app_path
 from twotier.api.responses import Answer, error, found, problem
 from twotier.policy import ResourcePolicy
 from twotier.problems import DOMAIN_ERRORS
-from twotier.resources import Key
+from twotier.resources import Key, Resource
 from twotier.service import Service
 
 #: Where the edge leaves the match it made, so the dispatcher does not make it again.
@@ -184,36 +184,42 @@ def _described(invalid: ValidationError, at: tuple[str, ...]) -> list[dict[str, 
 
 
 class Edge:
-    """The way in to the table: behind the guards (``guarded``), or one of the cheaper ways
-    for a read that needs nothing of them."""
+    """The way in of every HTTP request: the table's by one of the cheaper ways for a read
+    that needs nothing of the guards, or behind them (``guarded``) like any other."""
 
     def __init__(self, table: EndpointTable, guarded: ASGIApp, observed: Observe) -> None:
         self.table = table
         self.guarded = guarded
         self.observed = observed
-        #: Each resource's policy, and whether reads are open to anyone with no limit:
-        #: known once the app serves (``serve``), read by the cheaper ways in.
-        self._policies: Mapping[str, ResourcePolicy] = {}
+        #: Each resource's held reads, by its routes (the table's own, by identity: they
+        #: live as long as the table), and whether reads are open to anyone with no limit:
+        #: known once the app serves (``serve``).
+        self._holding: dict[int, _Holding] = {}
         self._open = False
 
     def serve(self, policies: Mapping[str, ResourcePolicy], access: Access) -> None:
         """Each resource's policy and the access rules the app serves with (from its
         start-up, or Lambda's composition)."""
-        self._policies = policies
         rules = access.rules
         self._open = not (rules.per_address > 0 or rules.per_key > 0 or rules.reads_need_key)
-
-    def claims(self, scope: Scope) -> bool:
-        """Whether a request is the table's (its first path segment is a row's); its match
-        is kept for the dispatcher."""
-        match = self.table.match(app_path(scope))
-        if match is None:
-            return False
-        scope[_MATCH] = match
-        return True
+        self._holding = {
+            id(routes): _Holding(resource, policies[name], routes.item["GET"])
+            for routes in self.table.routes.values()
+            if (resource := routes.resource) is not None
+            and (name := resource.name) in policies
+            and "GET" in routes.item
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        routes, rest = scope[_MATCH]
+        """Serve an HTTP request: the table's (its first path segment is a row's, the match
+        kept for the dispatcher) by the cheapest way in that may take it, any other behind
+        the guards."""
+        match = self.table.match(app_path(scope))
+        if match is None:
+            await self.guarded(scope, receive, send)
+            return
+        scope[_MATCH] = match
+        routes, rest = match
         if (
             self._open
             and scope["method"] == "GET"
@@ -223,15 +229,15 @@ class Edge:
         ):
             headers = headers_of(scope)
             if not headers:
-                resource = routes.resource
-                assert resource is not None
-                key = resource.parse_key(rest)
-                if key is not None:
-                    served = self._policies[resource.name].held(key)
-                    if served is not None and served.body is not None:
+                holding = self._holding.get(id(routes))
+                if holding is not None:
+                    key = holding.parse_key(rest)
+                    entry = None if key is None else holding.held(key)
+                    if entry is not None:
                         # Held here: answered now, no coroutine per step.
-                        scope[ROUTE_KEY] = routes.item["GET"].path
-                        await self.observed.answer(scope, send, found(served), served.body)
+                        body = entry.body
+                        headers_out = found(body, entry.version)
+                        await self.observed.answer(scope, send, holding.read, headers_out, body)
                         return
             if b"origin" not in headers and presented_key(headers) is None:
                 await self.observed(scope, receive, send)
@@ -239,6 +245,18 @@ class Edge:
         await self.guarded(scope, receive, send)
 
 
+class _Holding:
+    """A resource's reads by key the edge answers from this process's cache: its key
+    parser, its policy's ``held``, and what those answers are counted under."""
+
+    __slots__ = ("held", "parse_key", "read")
+
+    def __init__(self, resource: Resource, policy: ResourcePolicy, endpoint: Endpoint) -> None:
+        self.parse_key = resource.parse_key
+        self.held = policy.held
+        self.read = HeldRead.of(endpoint.path)
+
+
 def claimed(scope: Scope) -> bool:
-    """Whether the edge took this request for the table (``Edge.claims``)."""
+    """Whether the edge took this request for the table."""
     return _MATCH in scope

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -20,7 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twotier import logs
 from twotier.api.headers import headers_of, presents_key
-from twotier.telemetry import CURRENT_REQUEST, RequestRecord, count_request, method_label
+from twotier.telemetry import (
+    CURRENT_REQUEST,
+    REQUEST_STATS,
+    RequestRecord,
+    Tally,
+    count_request,
+    method_label,
+)
 
 access_log = logging.getLogger("twotier.access")
 log = logging.getLogger(__name__)
@@ -46,6 +54,8 @@ _DOCS_CSP = (
     b"'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
 )
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_API_HEADERS = (*_COMMON_HEADERS, _API_CSP)
+_DOCS_HEADERS = (*_COMMON_HEADERS, _DOCS_CSP)
 
 
 class Observe:
@@ -98,7 +108,7 @@ class Observe:
                     # An answer to a request with a key is that key's: no shared cache (a
                     # CDN in front) may keep it for others.
                     headers.append(_PRIVATE)
-                decorate(headers, record.request_id, html=html, secure=secure)
+                decorate(headers, record.request_id.encode(), html=html, secure=secure)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -117,11 +127,16 @@ class Observe:
 
             await send_error(observed_send, 500, "internal server error")
         finally:
-            self._account(scope, record, method, status, started, cache)
+            self._account(scope, route_of(scope), method, status, started, cache, record)
             CURRENT_REQUEST.reset(token)
 
     async def answer(
-        self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        scope: Scope,
+        send: Send,
+        held: HeldRead,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
     ) -> None:
         """Send a JSON answer made in front of the app with no await (a hit held in this
         process), with what ``__call__`` adds around the app: the same headers, metrics and
@@ -129,54 +144,87 @@ class Observe:
         third of such a hit). Only for a request with none of the headers twotier
         reads (``api.headers``): its id is a new one, and only its scheme says https."""
         started = time.perf_counter()
-        record = RequestRecord(_new_request_id())
-        decorate(headers, record.request_id, html=False, secure=scope.get("scheme") == "https")
-        status = 500
+        request_id = _new_request_id()
+        decorate(headers, request_id, html=False, secure=scope.get("scheme") == "https")
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            status = 200
             await send({"type": "http.response.body", "body": body})
-        finally:
-            self._account(scope, record, scope["method"], status, started, "HIT")
+        except BaseException:
+            record = RequestRecord(request_id.decode())
+            self._account(scope, held.route, "GET", 500, started, "HIT", record)
+            raise
+        elapsed = time.perf_counter() - started
+        held.tally.add(elapsed)
+        if self._logs():
+            record = RequestRecord(request_id.decode())
+            self._log(scope, held.route, "GET", 200, elapsed, "HIT", record)
+
+    def _logs(self) -> bool:
+        """Whether there is an access log line to write (off, or below the level: no
+        fields to gather either)."""
+        return self.access_log_enabled and access_log.isEnabledFor(logging.INFO)
 
     def _account(
         self,
         scope: Scope,
-        record: RequestRecord,
+        route: str,
         method: str,
         status: int,
         started: float,
         cache: str | None,
+        record: RequestRecord,
     ) -> None:
         """Count a request that is done, and write its access log line."""
         elapsed = time.perf_counter() - started
-        route = route_of(scope)
         count_request(route, method, status, elapsed)
-        # No line to write (off, or below the level): no fields to gather either.
-        if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
-            client = scope.get("client")
-            if record.resource is None:
-                record.resource = self._resource_of(route, scope)
-            log_request(
-                record,
-                method=method_label(method),
-                route=route,
-                status=status,
-                seconds=elapsed,
-                cache=cache,
-                path=scope["path"],
-                client=client[0] if client else None,
-            )
+        if self._logs():
+            self._log(scope, route, method, status, elapsed, cache, record)
+
+    def _log(
+        self,
+        scope: Scope,
+        route: str,
+        method: str,
+        status: int,
+        elapsed: float,
+        cache: str | None,
+        record: RequestRecord,
+    ) -> None:
+        client = scope.get("client")
+        if record.resource is None:
+            record.resource = self._resource_of(route, scope)
+        log_request(
+            record,
+            method=method_label(method),
+            route=route,
+            status=status,
+            seconds=elapsed,
+            cache=cache,
+            path=scope["path"],
+            client=client[0] if client else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRead:
+    """What the answer to a read held in this process is counted under: its route template,
+    and that route's tally of 200s (bound once)."""
+
+    route: str
+    tally: Tally
+
+    @classmethod
+    def of(cls, route: str) -> HeldRead:
+        return cls(route, REQUEST_STATS.tally(route, "GET", 200))
 
 
 def decorate(
-    headers: list[tuple[bytes, bytes]], request_id: str, *, html: bool, secure: bool
+    headers: list[tuple[bytes, bytes]], request_id: bytes, *, html: bool, secure: bool
 ) -> None:
     """Add to an answer's headers what every answer carries: its request id and the
     security headers (a CSP for JSON, or the docs pages' own; HSTS over https)."""
-    headers.append((b"x-request-id", request_id.encode()))
-    headers.extend(_COMMON_HEADERS)
-    headers.append(_DOCS_CSP if html else _API_CSP)
+    headers.append((b"x-request-id", request_id))
+    headers.extend(_DOCS_HEADERS if html else _API_HEADERS)
     if secure:
         headers.append(_HSTS)
 
@@ -192,17 +240,17 @@ def request_id(scope: Scope) -> str:
         candidate = value.decode("latin-1")
         if _SAFE_ID.fullmatch(candidate):
             return candidate
-    return _new_request_id()
+    return _new_request_id().decode()
 
 
 # Generated ids: a random per-process prefix and a counter. Unique across processes and
 # restarts like a uuid4, without a system call for randomness on every request.
 _ids = itertools.count(1)
-_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_PREFIX = uuid.uuid4().hex[:16].encode()
 
 
-def _new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ids):016x}"
+def _new_request_id() -> bytes:
+    return b"%s%016x" % (_ID_PREFIX, next(_ids))
 
 
 def route_of(scope: Scope) -> str:

@@ -1,7 +1,7 @@
 """The one response builder of the resource endpoints: every answer is an ``Answer``.
 
 An answer is its status, its headers as ASGI sends them and its body: one format of ETag
-(``problems.etag``), one way to say how a read was served (``X-Cache``), a length always
+(``problems.etag_bytes``), one way to say how a read was served (``X-Cache``), a length always
 given. It is an ASGI app of its own, so an endpoint, a guard or the error table hands back
 the same kind of thing. FastAPI's own routes (docs, admin, health) answer with Starlette's
 responses; the error bodies (``{"detail": …}``) are alike.
@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from twotier.api.conditional import Tags
 from twotier.policy import Outcome, Served
-from twotier.problems import RETRY_AFTER_SECONDS, Problem, etag, problem_of
+from twotier.problems import RETRY_AFTER_SECONDS, Problem, etag_bytes, problem_of
 from twotier.resources import Key, Record, Resource
 
 JSON = "application/json"
@@ -27,7 +27,9 @@ _JSON = (b"content-type", JSON.encode())
 #: What a 401 says about how to authenticate (RFC 9110 asks every 401 for one).
 CHALLENGE = 'Bearer realm="twotier", header="X-API-Key"'
 
+#: ``X-Cache`` by outcome, and a hit's on its own (an enumeration member's hash is a call).
 _OUTCOMES = {outcome: (b"x-cache", outcome.value.encode()) for outcome in Outcome}
+_HIT = _OUTCOMES[Outcome.HIT]
 
 Header = tuple[bytes, bytes]
 
@@ -64,17 +66,17 @@ def answer(
         headers.append((b"content-length", b"%d" % len(body)))
         headers.append(_JSON)
     if version:
-        headers.append((b"etag", etag(version).encode()))
+        headers.append((b"etag", etag_bytes(version)))
     headers.extend(more)
     return Answer(status, body, headers)
 
 
-def found(served: Served) -> list[Header]:
-    """The headers of a 200 with a row found, built at once (the hot read's)."""
-    assert served.body is not None
-    headers = [_OUTCOMES[served.outcome], (b"content-length", b"%d" % len(served.body)), _JSON]
-    if served.version:
-        headers.append((b"etag", etag(served.version).encode()))
+def found(body: bytes, version: int, cache: Header = _HIT) -> list[Header]:
+    """The headers of a 200 with a row found, built at once (the hot read's, a hit unless
+    ``cache`` says otherwise)."""
+    headers = [cache, (b"content-length", b"%d" % len(body)), _JSON]
+    if version:
+        headers.append((b"etag", etag_bytes(version)))
     return headers
 
 
@@ -108,7 +110,7 @@ def read_answer(served: Served, resource: Resource, key: Key, unless: Tags | Non
         return answer(404, body, version=served.version, outcome=served.outcome)
     if unless is not None and unless.matches(served.version):
         return answer(304, version=served.version, outcome=served.outcome)
-    return Answer(200, served.body, found(served))
+    return Answer(200, served.body, found(served.body, served.version, _OUTCOMES[served.outcome]))
 
 
 def row_answer(record: Record, status: int = 200, location: str | None = None) -> Answer:

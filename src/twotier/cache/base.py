@@ -9,15 +9,16 @@ a cache keeping local copies in other processes (the near-cache) tells them of e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """A cached value and the version (or generation) it was read at.
 
-    ``body`` is the exact JSON a client receives; empty means "known to be absent".
+    ``body`` is the exact JSON a client receives; empty means "known to be absent". A
+    named tuple, not a frozen dataclass: every cache read makes one, and a frozen
+    dataclass's constructor costs three times as much (it sets each field through
+    ``object.__setattr__``).
     """
 
     version: int

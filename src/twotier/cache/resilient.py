@@ -160,7 +160,10 @@ class ResilientCache:
         return entry
 
     def peek(self, key: str) -> Entry | None:
-        return self.inner.peek(key) if self.closed else None
+        # ``closed`` written out: the held read's, where each call counts.
+        if self._pending or not self.breaker.closed:
+            return None
+        return self.inner.peek(key)
 
     async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         return await self._read(lambda: self.inner.get_many(keys))
