@@ -39,6 +39,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "cache": ("store", "access", "api", "policy", "service", "batch", "follow", "bootstrap"),
     "cache.redis": ("cache.near",),
     "policy": ("api", "service", "batch", "follow", "bootstrap", *ADAPTERS),
+    "pages": ("cache", "access", "api", "policy", "service", "batch", "follow", "bootstrap"),
     "service": ("api", "batch", "follow", "bootstrap", "cli", *ADAPTERS),
     "problems": ("api", "cli", "bootstrap", *ADAPTERS),
     "api": ("cli", "aws_lambda", *ADAPTERS),

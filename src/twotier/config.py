@@ -285,6 +285,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def ordered_lists(self) -> bool:
+        """Whether lists take operators and orders (``api.list_query``): on every database
+        but DynamoDB, whose lists are by key or a scan's order."""
+        return not self.database_url.startswith("dynamodb")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

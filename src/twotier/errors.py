@@ -129,6 +129,10 @@ class UnknownResource(RequestError, LookupError):
     """No declared resource has that name."""
 
 
+class BadCursor(RequestError, ValueError):
+    """A list's ``after`` that is not a cursor this database made for this query."""
+
+
 class AnswerTooLarge(RequestError):
     """A batch read whose answer would pass a bound (``what``: rows or bytes); nothing of
     it was sent, and no more than about twice the row bound was read."""

@@ -49,6 +49,7 @@ from twotier.cache.resilient import (
     written_generation,
 )
 from twotier.errors import AnswerTooLarge, CacheUnavailable
+from twotier.pages import Cursors, page_after
 from twotier.resources import Key, Record, Resource, to_json
 from twotier.singleflight import SingleFlight
 from twotier.store.base import LoadRows, Query, Rows
@@ -155,6 +156,16 @@ class CacheKeys:
     def page(self, query: Query) -> str:
         after = "" if query.after is None else key_text(query.after)
         pairs = [(name, key_text(value)) for name, value in query.filters]
+        for condition in query.conditions:
+            value = condition.value
+            text = ",".join(map(key_text, value)) if condition.op == "in" else key_text(value)
+            pairs.append((f"{condition.field}[{condition.op}]", text))
+        if query.ordered:
+            pairs.append(("order", ("-" if query.descending else "") + ",".join(query.order)))
+        if query.position is not None:
+            pairs.append(("at", ",".join(map(key_text, query.position))))
+        if query.fields:
+            pairs.append(("fields", ",".join(query.fields)))
         return f"{self.page_generation(query)}:list:" + urlencode(
             [*pairs, ("after", after), ("limit", query.limit)]
         )
@@ -177,13 +188,20 @@ class CacheKeys:
         return moved
 
 
-def page_json(records: Sequence[Record], limit: int) -> bytes:
-    """A page of at most ``limit`` rows; ``records`` may hold one more, to tell if more exist."""
-    page = records[:limit]
-    more = len(records) > limit
-    return to_json(
-        {"items": [r.values for r in page], "next_after": page[-1].key if more else None}
-    )
+def page_json(records: Sequence[Record], query: Query, cursors: Cursors) -> bytes:
+    """A page of at most ``query.limit`` rows, each with the fields it asks for; ``records``
+    may hold one more, to tell if more exist. What comes next is named by the last row's
+    key, or in an order of the query's own by a cursor (``pages``)."""
+    page = records[: query.limit]
+    last = page_after(records, query.limit)
+    after: Any = None
+    if last is not None:
+        after = cursors.after(query, last) if query.ordered else last.key
+    if query.fields:
+        items: list[Any] = [{name: r.values[name] for name in query.fields} for r in page]
+    else:
+        items = [r.values for r in page]
+    return to_json({"items": items, "next_after": after})
 
 
 def _rows_json(records: Iterable[Record]) -> bytes:
@@ -236,6 +254,7 @@ class ResourcePolicy:
         self.tuning = tuning or Tuning()
         self.limits = limits or AnswerLimits()
         self.keys = CacheKeys(self.resource)
+        self.cursors = Cursors(self.resource, "")
         self._flights: SingleFlight[Entry] = SingleFlight()
         # The misses of one turn of the event loop, filled together (``batching``).
         self._misses: TickBatcher[Key, Entry] = TickBatcher(self._fill_misses)
@@ -245,6 +264,12 @@ class ResourcePolicy:
         self._read, self._many, self._list, self._lookup = (
             Outcomes(operation, name) for operation in ("read", "batch_id", "list", "lookup")
         )
+
+    def serve_database(self, database_id: str) -> None:
+        """File this resource's entries, and sign its cursors, under the identity of the
+        database it serves (``Store.identity``)."""
+        self.keys = CacheKeys(self.resource, database_id)
+        self.cursors = Cursors(self.resource, database_id)
 
     # -- reads by key: versioned entries ----------------------------------------------
 
@@ -378,7 +403,7 @@ class ResourcePolicy:
 
             async def fill(wanted: Mapping[str, tuple[str, str, int]]) -> dict[str, Entry]:
                 records = await self.rows.find(_one_more(query))
-                body = page_json(records, query.limit)
+                body = page_json(records, query, self.cursors)
                 return await self._keep_filed(wanted, lambda _name: body, indexed=indexed)
 
             found = await self._filed([(name, generation_key)], fill)
@@ -386,7 +411,7 @@ class ResourcePolicy:
                 [body], missed = found
                 return _count(self._list, body, Outcome.MISS if missed else Outcome.HIT)
         records = await self.rows.find(_one_more(query))
-        body = page_json(records, query.limit)
+        body = page_json(records, query, self.cursors)
         return _count(self._list, body, Outcome.BYPASS)
 
     async def lookup(self, field: str, values: Sequence[Any], *, use_cache: bool = True) -> Served:
@@ -647,7 +672,7 @@ class ResourcePolicy:
 
 
 def _one_more(query: Query) -> Query:
-    return Query(query.filters, query.after, query.limit + 1)
+    return query.with_limit(query.limit + 1)
 
 
 def _smallest_row(resource: Resource) -> bytes:

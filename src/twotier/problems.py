@@ -16,6 +16,7 @@ from twotier.access.rules import retry_after
 from twotier.errors import (
     AccessError,
     AnswerTooLarge,
+    BadCursor,
     CacheUnavailable,
     ChangeLogUnavailable,
     ConstraintViolated,
@@ -88,6 +89,8 @@ def problem_of(error: Exception) -> Problem:
         return Problem(412, "If-Match names a row that is not there")
     if isinstance(error, SchemaMismatch | ResourceError | FollowRefused):
         return Problem(500, str(error), exit_code=2)  # a setting to change: never a request's
+    if isinstance(error, BadCursor):
+        return Problem(422, str(error))
     if isinstance(error, UnknownResource):
         return Problem(404, f"no resource {error}")
     if isinstance(error, AnswerTooLarge):

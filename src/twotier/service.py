@@ -20,7 +20,7 @@ from twotier.cache.base import FollowerState
 from twotier.cache.resilient import ResilientCache
 from twotier.dataset import generate
 from twotier.errors import CacheUnavailable, StoreUnavailable, UnknownResource
-from twotier.policy import AnswerLimits, CacheKeys, ResourcePolicy, Tuning
+from twotier.policy import AnswerLimits, ResourcePolicy, Tuning
 from twotier.resources import Resource, default_resource
 from twotier.resources.introspected import Introspected, checked
 from twotier.store.base import Detachment, FollowerUser, LoadRows, SchemaChange, Store
@@ -90,7 +90,7 @@ class Service:
         self.database_id = await self.store.identity()
         await self.store.learn()
         for policy in self._policies.values():
-            policy.keys = CacheKeys(policy.resource, self.database_id)
+            policy.serve_database(self.database_id)
         LIVE_STATE.watch(self.gauges)
         return changes
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter
+from pydantic import BaseModel
 from starlette.types import Scope
 
 from twotier.access.rules import Access
@@ -22,13 +22,13 @@ from twotier.api.access_guard import PRINCIPAL_KEY
 from twotier.api.conditional import tags
 from twotier.api.errors import ErrorBody
 from twotier.api.headers import Headers, wants_cache
-from twotier.api.responses import Answer, answer, read_answer
+from twotier.api.list_query import list_parameters, refused, row_query
+from twotier.api.query_parameter import Parameter
+from twotier.api.responses import Answer, answer, error, read_answer
 from twotier.config import Settings
 from twotier.policy import ResourcePolicy
 from twotier.resources import Key, Resource
-from twotier.resources.fields import IntegerField, integer_text
 from twotier.service import Service
-from twotier.store.base import Query as RowQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +47,6 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Answer]]
-
-
-@dataclass(frozen=True, slots=True)
-class Parameter:
-    """A query parameter: its name, the one validator of its text, its default."""
-
-    name: str
-    adapter: TypeAdapter[Any]
-    default: Any = None
-    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +183,9 @@ def resource_endpoints(resource: Resource, settings: Settings) -> Routes:
 
     async def find(call: Call) -> Answer:
         assert call.policy is not None
-        given = dict(call.query)
-        after, limit = given.pop("after"), given.pop("limit")
-        query = RowQuery(
-            tuple((field, value) for field, value in given.items() if value is not None),
-            after=after,
-            limit=limit,
-        )
+        query = row_query(resource, call.query, call.policy.cursors)
+        if isinstance(query, list):
+            return error(422, query)
         served = await call.policy.find(query, use_cache=await use_cache(call))
         assert served.body is not None
         return answer(200, served.body, outcome=served.outcome)
@@ -257,18 +243,16 @@ def resource_endpoints(resource: Resource, settings: Settings) -> Routes:
                 f"/{name}",
                 f"list_{name}",
                 find,
-                f"List {name}, filtered, by {resource.key}, a page at a time (cached)",
+                f"List {name}, filtered, in order, a page at a time (cached)",
                 name,
                 resource=resource,
                 parameters=list_parameters(resource, settings),
-                refused={
-                    column: "cannot be filtered: no index serves it (the fields that can be: "
-                    f"{filterable})"
-                    for column in resource.columns
-                    if column not in resource.filterable
-                },
+                refused=refused(resource, settings),
                 description="Filters match exactly; each is one of the fields an index serves "
-                f"({filterable}). Any other parameter, or one given twice, is a 422.",
+                f"({filterable}). Operators in brackets compare, test membership of a set, a "
+                "prefix or null (`xp[gte]=100`, `color[in]=red,blue`, `name[prefix]=Ca`, "
+                "`field[null]=true`); `order` and `fields` choose the order and the fields. "
+                "Any other parameter, one given twice, or a query no index serves, is a 422.",
                 answers={
                     200: Documented(
                         "A page of rows.", resource.page_model, headers={"X-Cache": _X_CACHE}
@@ -358,33 +342,3 @@ def resource_endpoints(resource: Resource, settings: Settings) -> Routes:
             ),
         },
     )
-
-
-def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, ...]:
-    """A list's parameters: a filter per field an index serves, ``after`` and ``limit``."""
-    filters = tuple(
-        Parameter(name, TypeAdapter(resource.field(name).query_type()))
-        for name in resource.filterable
-    )
-    after_doc = "Only keys above this (`next_after`)."
-    if resource.composite:
-        order = ", then ".join(resource.key_fields)
-        after_doc = f"Only keys after this one (`next_after`), ordered by {order}."
-    if isinstance(resource.key_field, IntegerField):
-        after = Parameter(
-            "after",
-            TypeAdapter(Annotated[int, Field(ge=0, le=2**63 - 1), BeforeValidator(integer_text)]),
-            0,
-            after_doc,
-        )
-    else:
-        after = Parameter("after", resource.key_text, None, after_doc)
-    limit = Parameter(
-        "limit",
-        TypeAdapter(
-            Annotated[int, Field(ge=1, le=settings.page_limit_max), BeforeValidator(integer_text)]
-        ),
-        settings.page_limit_default,
-        "Rows per page.",
-    )
-    return (*filters, after, limit)

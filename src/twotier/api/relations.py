@@ -30,12 +30,12 @@ from twotier.api.endpoints import (
     Documented,
     Endpoint,
     Handler,
-    Parameter,
     Routes,
-    list_parameters,
     use_cache,
 )
 from twotier.api.errors import ErrorBody
+from twotier.api.list_query import key_after, page_limit
+from twotier.api.query_parameter import Parameter
 from twotier.api.responses import Answer, answer, read_answer
 from twotier.config import Settings
 from twotier.policy import Outcome, ResourcePolicy, Served
@@ -180,7 +180,7 @@ def _nested(
     resource: Resource, relation: Relation, other: Resource, settings: Settings
 ) -> Endpoint:
     """``GET /{resource}/{key}/{relation}``: the rows of ``other`` that refer to one."""
-    after, limit = list_parameters(other, settings)[-2:]  # not its filters: one is this
+    after, limit = key_after(other), page_limit(settings)
 
     async def handler(call: Call) -> Answer:
         cached = await use_cache(call)

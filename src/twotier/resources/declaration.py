@@ -74,6 +74,9 @@ _RESOURCE_KEYS = frozenset(
         "relations",
         "filters",
         "unindexed_filters",
+        "ranges",
+        "sets",
+        "prefixes",
         "samples",
         "fields",
         "singular",
@@ -266,6 +269,9 @@ def _resource(where: str, name: str, spec: object) -> Resource:
     unindexed = spec.get("unindexed_filters", False)
     if not isinstance(unindexed, bool):
         raise ResourceError(f"{at}.unindexed_filters: must be true or false")
+    queried = {
+        kind: _queried(at, spec, kind, fields, names) for kind in ("ranges", "sets", "prefixes")
+    }
     samples = spec.get("samples", 0)
     if not _is_int(samples) or not 0 <= samples <= 10_000_000:
         raise ResourceError(f"{at}.samples: must be a whole number from 0 to 10000000")
@@ -280,8 +286,55 @@ def _resource(where: str, name: str, spec: object) -> Resource:
         lookups=tuple(lookups),
         filters=tuple(filters),
         unindexed_filters=unindexed,
+        ranges=queried["ranges"],
+        sets=queried["sets"],
+        prefixes=queried["prefixes"],
         samples=samples,
     )
+
+
+#: The field types each kind of query takes: comparisons and orders on those with an order
+#: (text in byte order), membership on those compared exactly, prefixes on text.
+_QUERIED_TYPES = {
+    "ranges": frozenset(
+        {"integer", "number", "decimal", "string", "date", "time", "timestamp", "local_datetime"}
+    ),
+    "sets": frozenset(
+        {"integer", "decimal", "string", "uuid", "date", "time", "timestamp", "local_datetime"}
+    ),
+    "prefixes": frozenset({"string"}),
+}
+
+
+def _queried(
+    at: str, spec: Mapping[str, Any], kind: str, fields: Sequence[FieldSpec], names: set[str]
+) -> tuple[str, ...]:
+    """The fields a resource declares for one kind of query (``ranges``, ``sets``,
+    ``prefixes``): each indexed with the key by ``db init``."""
+    listed = spec.get(kind, [])
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise ResourceError(f"{at}.{kind}: must be a list of field names")
+    if len(set(listed)) != len(listed):
+        raise ResourceError(f"{at}.{kind}: names a field twice")
+    by_name = {item.name: item for item in fields}
+    for name in listed:
+        if name not in names:
+            raise ResourceError(f"{at}.{kind}: {name!r} is not one of its fields")
+        field = by_name.get(name)
+        if field is None:  # the automatic id: its own index serves every query of it
+            raise ResourceError(
+                f"{at}.{kind}: {name!r} is the automatic id, which every query takes already"
+            )
+        if field.type_name not in _QUERIED_TYPES[kind]:
+            takes = ", ".join(sorted(_QUERIED_TYPES[kind]))
+            raise ResourceError(
+                f"{at}.{kind}: {name!r} is a {field.type_name}; {kind} take fields of types {takes}"
+            )
+        if not field.indexable:
+            raise ResourceError(
+                f"{at}.fields.{name}: a queried field's max_length is at most 16383"
+            )
+    return tuple(listed)
 
 
 def _key_fields(at: str, given: object, names: set[str]) -> tuple[str, ...]:

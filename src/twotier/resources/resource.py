@@ -103,6 +103,12 @@ class Resource:
     filters: tuple[str, ...] = ()
     #: Clients may filter on every field, scanning the table where no index serves.
     unindexed_filters: bool = False
+    #: Fields lists may compare (gt, gte, lt, lte) and, unless nullable, order by.
+    ranges: tuple[str, ...] = ()
+    #: Fields lists may ask for one of several values of (in).
+    sets: tuple[str, ...] = ()
+    #: Text fields lists may ask for a prefix of (prefix), and order by.
+    prefixes: tuple[str, ...] = ()
     #: Generated rows ``db sample`` puts into the table while it is empty (0: none, ever,
     #: unless asked for by name): a user's own table is never filled unasked.
     samples: int = 0
@@ -183,8 +189,47 @@ class Resource:
 
     @cached_property
     def indexed(self) -> tuple[str, ...]:
-        """The fields twotier indexes besides the key: the lookups and the filters."""
-        return (*self.lookups, *self.filters)
+        """The fields twotier indexes besides the key: the lookups, the filters, and the
+        fields lists may query (each once)."""
+        return tuple(dict.fromkeys((*self.lookups, *self.filters, *self.queried)))
+
+    @cached_property
+    def queried(self) -> tuple[str, ...]:
+        """The fields declared for ranges, sets or prefixes, in row order."""
+        declared = {*self.ranges, *self.sets, *self.prefixes}
+        return tuple(name for name in self.columns if name in declared)
+
+    @cached_property
+    def operators(self) -> dict[str, tuple[str, ...]]:
+        """The operators a list takes on each field that takes one (``store.base.OPERATORS``):
+        comparisons and sets on the key (a composite key's excepted) and the declared
+        fields, prefixes on the declared ones, null tests on the nullable ones of them."""
+        taken: dict[str, tuple[str, ...]] = {}
+        for name in self.columns:
+            ops: list[str] = []
+            own_key = name == self.key and not self.composite
+            if own_key or name in self.ranges:
+                ops += ["gt", "gte", "lt", "lte"]
+            if own_key or name in self.sets:
+                ops.append("in")
+            if name in self.prefixes:
+                ops.append("prefix")
+            if ops and self.field(name).nullable:
+                ops.append("null")
+            if ops:
+                taken[name] = tuple(ops)
+        return taken
+
+    @cached_property
+    def orderable(self) -> tuple[str, ...]:
+        """The fields a list may be ordered by: the key (not a composite one), and the
+        declared ranges and prefixes that are never null (a keyset page needs a value)."""
+        return tuple(
+            name
+            for name in self.columns
+            if (name == self.key and not self.composite)
+            or (name in (*self.ranges, *self.prefixes) and not self.field(name).nullable)
+        )
 
     @cached_property
     def filterable(self) -> tuple[str, ...]:

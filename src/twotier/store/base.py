@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from twotier.key_records import KeyStore
@@ -51,17 +51,63 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
+#: The operators of a condition: comparisons, membership of a set, a prefix, a null test.
+OPERATORS = ("gt", "gte", "lt", "lte", "in", "prefix", "null")
+
+
+def prefix_bound(prefix: str) -> str | None:
+    """The least text above every text that starts with ``prefix`` in code point order
+    (UTF-8's byte order), or None if there is none (a prefix of U+10FFFF only)."""
+    text = prefix
+    while text:
+        last = ord(text[-1]) + 1
+        if last == 0xD800:  # the surrogates are no text
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return text[:-1] + chr(last)
+        text = text[:-1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One test of a field: ``op`` one of ``OPERATORS``; ``value`` the value compared with,
+    a tuple of values (``in``), the text a value starts with (``prefix``), or whether the
+    field is null (``null``)."""
+
+    field: str
+    op: str
+    value: Any
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A page of rows: exact-match ``filters``, keys above ``after`` (None: from the
-    first), by key."""
+    """A page of rows: exact-match ``filters`` and ``conditions``, in ``order`` (fields,
+    the key the final tiebreak; none: by key alone), ``descending`` or not, after
+    ``position`` (the last row's values of the order's fields, then its key) or, by key
+    alone, after the key ``after`` (None: from the first); each row with ``fields``."""
 
     filters: tuple[tuple[str, Any], ...] = ()
     after: Key | None = None
     limit: int = 100
+    conditions: tuple[Condition, ...] = ()
+    order: tuple[str, ...] = ()
+    descending: bool = False
+    position: tuple[Any, ...] | None = None
+    #: The fields each row of the answer carries (none named: every one).
+    fields: tuple[str, ...] = ()
 
     def filter_value(self, field: str) -> Any:
         return dict(self.filters).get(field)
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the page is in an order other than by key, ascending (its cursor then
+        names a position, not a key)."""
+        return bool(self.order) or self.descending
+
+    def with_limit(self, limit: int) -> Query:
+        return replace(self, limit=limit)
 
 
 #: Rows for a bulk load: (field values in the resource's column order, the CSV line they

@@ -64,6 +64,16 @@ class DynamoStore:
                     f"resources.{resource.name}.fields.{filled[0]}: DynamoDB fills no "
                     "attribute itself: drop `database_default` (or declare a `default`)"
                 )
+            queried = next(
+                (kind for kind in ("ranges", "sets", "prefixes") if getattr(resource, kind)),
+                None,
+            )
+            if queried is not None:
+                raise StoreRefused(
+                    f"resources.{resource.name}.{queried}: DynamoDB serves comparisons, sets "
+                    "and prefixes only on an index's sort key, which twotier does not make: "
+                    "declare them on a SQL database"
+                )
             if len(resource.key_fields) > 2:
                 raise StoreRefused(
                     f"resources.{resource.name}: a DynamoDB table's key is a partition key "

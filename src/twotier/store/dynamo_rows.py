@@ -206,6 +206,9 @@ class DynamoRows:
         return " AND ".join(terms)
 
     async def find(self, query: Query) -> list[Record]:
+        if query.conditions or query.ordered:
+            # The API offers neither on DynamoDB (``Settings.ordered_lists``).
+            raise StoreRefused("lists on DynamoDB take exact filters only, by key or a scan")
         given = dict(query.filters)
         whole = all(name in given for name in self.resource.key_fields)
         if whole:  # one row at most: read it

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from twotier.resources import Key, Resource
-from twotier.store.base import Query
+from twotier.store.base import Condition, Query, prefix_bound
 from twotier.store.sql_compile import compiled, row_conversions
 from twotier.store.sql_statement import AT, KEY, LIMIT, VERSION, Conversion, Statement
 
@@ -142,7 +142,74 @@ class RowStatements:
             made = made.where(self._key_after(query.after))
         for name, value in query.filters:
             made = made.where(*self._equal(name, value))
-        return made.order_by(*self.key_columns).limit(query.limit)
+        for condition in query.conditions:
+            made = made.where(*self._condition(condition))
+        names = [*query.order, *(key for key in self._keys if key not in query.order)]
+        order = [self._in_order(name) for name in names]
+        if query.position is not None:
+            made = made.where(self._beyond(names, query.position, query.descending))
+        by = [ordered.desc() for ordered in order] if query.descending else order
+        return made.order_by(*by).limit(query.limit)
+
+    def _in_order(self, name: str) -> ColumnElement[Any]:
+        """A column as lists compare and order it: text byte for byte (as SQLite does, and
+        as the cache's keys and every store do), whatever the database's collation."""
+        col = self.table.c[name]
+        if not isinstance(col.type, String) or name in self._keys:
+            return col  # a key: in the order its own index has, as every page by key
+        if self._backend == "postgresql":
+            return col.collate("C")
+        if self._backend == "mysql":
+            return cast(col, mysql.BINARY)
+        return col
+
+    def _value(self, name: str, value: Any) -> ColumnElement[Any]:
+        """A value bound as a column's, compared as ``_in_order`` compares the column."""
+        col = self.table.c[name]
+        bound: ColumnElement[Any] = literal(value, type_=col.type)
+        if self._backend == "mysql" and isinstance(col.type, String) and name not in self._keys:
+            return cast(bound, mysql.BINARY)
+        return bound
+
+    def _condition(self, condition: Condition) -> list[ColumnElement[bool]]:
+        name, op, value = condition.field, condition.op, condition.value
+        col = self.table.c[name]
+        if op == "null":
+            return [col.is_(None) if value else col.is_not(None)]
+        if op == "in":
+            return self._among(name, list(value))
+        ordered = self._in_order(name)
+        if op == "prefix":
+            found = [ordered >= self._value(name, value)]
+            above = prefix_bound(value)
+            if above is not None:
+                found.append(ordered < self._value(name, above))
+            if self._backend == "mysql":
+                # The collation's own LIKE matches a superset (other cases, accents), and
+                # lets an index on the column narrow the search.
+                escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                found.append(col.like(escaped + "%", escape="\\"))
+            return found
+        compared = self._value(name, value)
+        return [_COMPARISONS[op](ordered, compared)]
+
+    def _beyond(
+        self, names: Sequence[str], position: Sequence[Any], descending: bool
+    ) -> ColumnElement[bool]:
+        """The rows after ``position`` (the last row's values of the fields ``names``) in
+        the order of those fields."""
+        order = [self._in_order(name) for name in names]
+        values = [self._value(name, value) for name, value in zip(names, position, strict=True)]
+        if self._backend != "mysql":
+            row, at = tuple_(*order), tuple_(*values)
+            return row < at if descending else row > at
+        # Written out: MariaDB's range optimizer does not take a row comparison.
+        after: ColumnElement[bool] | None = None
+        for ordered, value in zip(reversed(order), reversed(values), strict=True):
+            beyond = ordered < value if descending else ordered > value
+            after = beyond if after is None else or_(beyond, and_(ordered == value, after))
+        assert after is not None
+        return after
 
     def count(self) -> Select[Any]:
         return select(func.count()).select_from(self.table)
@@ -242,3 +309,11 @@ class RowStatements:
             )
             .returning(*self.key_columns)
         )
+
+
+_COMPARISONS: dict[str, Any] = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
