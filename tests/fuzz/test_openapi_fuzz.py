@@ -76,9 +76,19 @@ def test_every_operation_answers_within_its_schema(
 
 
 def as_read(case: Any) -> None:
-    """A PUT or PATCH body may name the row's key (the row as GET answers it), and then it
-    is the path's: what JSON Schema cannot say, a valid client does (another key is a 422,
+    """What JSON Schema cannot say, a valid client does. A list's ``after`` is a
+    ``next_after`` the server gave (a key, or a cursor of the same query: any other is a
+    422, tests/api/test_list_query.py). A PUT or PATCH body may name the row's key (the row
+    as GET answers it), and then it is the path's (another key is a 422,
     tests/api/test_parameters.py)."""
+    if case.method == "GET" and not case.path_parameters and case.query:
+        case.query.pop("after", None)
+        for name, value in case.query.items():
+            if name.endswith("[in]") and isinstance(value, list):
+                # Values separated by commas as in CSV: each in quotes, a quote twice.
+                case.query[name] = ",".join(
+                    '"' + str(item).replace('"', '""') + '"' for item in value
+                )
     if case.method not in ("PUT", "PATCH") or not isinstance(case.body, dict):
         return
     for parameter, value in (case.path_parameters or {}).items():

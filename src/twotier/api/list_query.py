@@ -22,12 +22,19 @@ index's), and an order by another field with them.
 
 from __future__ import annotations
 
-import csv
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from twotier.api.query_parameter import Parameter
 from twotier.config import Settings
@@ -69,9 +76,24 @@ def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, 
         for op in ops
     )
     orderable = ", ".join(resource.orderable)
+    orders = [
+        order
+        for name in resource.orderable
+        for order in (
+            (name, f"-{name}")
+            if name == resource.key
+            else (name, f"-{name}", f"{name},{resource.key}", f"-{name},-{resource.key}")
+        )
+    ]
     order = Parameter(
         "order",
-        TypeAdapter(Annotated[str, AfterValidator(lambda text: _order(resource, text))]),
+        TypeAdapter(
+            Annotated[
+                str,
+                AfterValidator(lambda text: _order(resource, text)),
+                WithJsonSchema({"type": "string", "enum": orders}),
+            ]
+        ),
         None,
         f"By one field, then by {resource.key}; descending with a leading `-` (`-xp`). "
         f"Fields: {orderable}. A page with comparisons or a prefix comes in that field's "
@@ -88,9 +110,16 @@ def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, 
 
 
 def page_fields(resource: Resource) -> Parameter:
+    one = "|".join(re.escape(name) for name in resource.columns)
     return Parameter(
         "fields",
-        TypeAdapter(Annotated[str, AfterValidator(lambda text: _fields(resource, text))]),
+        TypeAdapter(
+            Annotated[
+                str,
+                AfterValidator(lambda text: _fields(resource, text)),
+                WithJsonSchema({"type": "string", "pattern": f"^({one})(,({one}))*$"}),
+            ]
+        ),
         None,
         "The fields each row carries, separated by commas (default: every one).",
     )
@@ -163,10 +192,14 @@ def _adapter(resource: Resource, name: str, op: str) -> TypeAdapter[Any]:
         )
     if op == "in":
         one = spec.query_type()
+        items = TypeAdapter(one).json_schema()
         values: Any = Annotated[
             tuple[one, ...],  # type: ignore[valid-type]
             BeforeValidator(_csv),
             Field(min_length=1, max_length=MOST_VALUES),
+            WithJsonSchema(
+                {"type": "array", "items": items, "minItems": 1, "maxItems": MOST_VALUES}
+            ),
         ]
         return TypeAdapter(values)
     if name == resource.key:
@@ -175,14 +208,43 @@ def _adapter(resource: Resource, name: str, op: str) -> TypeAdapter[Any]:
 
 
 def _csv(text: Any) -> Any:
-    """The values of an ``[in]``, separated by commas as in CSV."""
+    """The values of an ``[in]``, separated by commas as in CSV (RFC 4180's fields, on one
+    line): a value in double quotes may hold commas, and a double quote written twice;
+    every other character, a line break too, is the value's own."""
     if not isinstance(text, str):
         return text
-    try:
-        rows = list(csv.reader([text], strict=True))
-    except csv.Error as wrong:
-        raise ValueError(f"not values separated by commas: {wrong}") from None
-    return rows[0] if rows else []
+    values: list[str] = []
+    at = 0
+    while True:
+        if text.startswith('"', at):
+            end = at + 1
+            value: list[str] = []
+            while True:
+                close = text.find('"', end)
+                if close < 0:
+                    raise ValueError("not values separated by commas: a quote is not closed")
+                value.append(text[end:close])
+                if text.startswith('"', close + 1):
+                    value.append('"')
+                    end = close + 2
+                    continue
+                at = close + 1
+                break
+            values.append("".join(value))
+            if at == len(text):
+                return values
+            if text[at] != ",":
+                raise ValueError("not values separated by commas: a quoted value ends before ,")
+            at += 1
+            continue
+        comma = text.find(",", at)
+        plain = text[at:] if comma < 0 else text[at:comma]
+        if '"' in plain:
+            raise ValueError('not values separated by commas: a " outside quotes')
+        values.append(plain)
+        if comma < 0:
+            return values if text else []
+        at = comma + 1
 
 
 def _order(resource: Resource, text: str) -> str:
@@ -212,13 +274,12 @@ def _order(resource: Resource, text: str) -> str:
 
 
 def _fields(resource: Resource, text: str) -> str:
+    """``fields``, checked: each a field (one named twice is there once)."""
     names = text.split(",")
     for name in names:
         if name not in resource.columns:
             raise ValueError(f"{name!r} is not a field (the fields: {', '.join(resource.columns)})")
-    if len(set(names)) != len(names):
-        raise ValueError("names a field twice")
-    return text
+    return ",".join(dict.fromkeys(names))
 
 
 def row_query(

@@ -121,7 +121,11 @@ def _operation(row: Endpoint, refs: Refs) -> dict[str, Any]:
         schema = parameter.adapter.json_schema()
         if parameter.default is not None:
             schema = schema | {"default": parameter.default}
-        described = {"description": parameter.description} if parameter.description else {}
+        described: dict[str, Any] = (
+            {"description": parameter.description} if parameter.description else {}
+        )
+        if schema.get("type") == "array":  # one parameter, its values separated by commas
+            described |= {"style": "form", "explode": False}
         parameters.append(
             {"name": parameter.name, "in": "query", "required": False, "schema": schema} | described
         )

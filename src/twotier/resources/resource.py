@@ -408,13 +408,28 @@ class Resource:
         )
 
     @cached_property
+    def listed_model(self) -> type[BaseModel]:
+        """A row of a page, as documented: the fields it asks for (``fields=``), every one
+        by default; so none is required."""
+        listed: type[BaseModel] = type(
+            f"{self.title}Listed",
+            (self.out_model,),
+            {
+                "__doc__": f"A {self.singular} in a page: the fields asked for, every one by "
+                "default.",
+                "model_config": ConfigDict(json_schema_extra=_none_required),
+            },
+        )
+        return listed
+
+    @cached_property
     def page_model(self) -> type[BaseModel]:
         return create_model(
             f"{self.title}Page",
             __doc__=f"One page of ``GET /{self.name}``; pass ``next_after`` as ``after`` to "
-            "get the next page.",
-            items=(list[self.out_model], ...),  # type: ignore[name-defined]
-            next_after=(self.key_field.value_type() | None, ...),
+            "get the next page: the last row's key, or in another order a cursor.",
+            items=(list[self.listed_model], ...),  # type: ignore[name-defined]
+            next_after=(self.key_field.value_type() | str | None, ...),
         )
 
     def changes_of(self, patch: BaseModel) -> dict[str, Any]:
@@ -429,6 +444,10 @@ class Resource:
 
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _none_required(schema: dict[str, Any]) -> None:
+    schema.pop("required", None)
 
 
 def _default(spec: FieldSpec) -> Any:
