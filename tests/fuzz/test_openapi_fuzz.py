@@ -84,10 +84,19 @@ def as_read(case: Any) -> None:
     if case.method == "GET" and not case.path_parameters and case.query:
         case.query.pop("after", None)
         for name, value in case.query.items():
-            if name.endswith("[in]") and isinstance(value, list):
-                # Values separated by commas as in CSV: each in quotes, a quote twice.
+            if name.endswith("[in]"):
+                # Values separated by commas as in CSV: each in quotes, a quote twice (the
+                # generator joins them with commas, each percent-encoded in ``encoded``).
+                encoded = getattr(value, "encoded", None)
+                items = (
+                    [unquote(item) for item in encoded.split(",")]
+                    if encoded is not None
+                    else list(value)
+                    if isinstance(value, list)
+                    else [str(value)]
+                )
                 case.query[name] = ",".join(
-                    '"' + str(item).replace('"', '""') + '"' for item in value
+                    '"' + str(item).replace('"', '""') + '"' for item in items
                 )
     if case.method not in ("PUT", "PATCH") or not isinstance(case.body, dict):
         return
