@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import serve
 from tests.conftest import settings_for
+from twotier.api.list_query import list_parameters
+from twotier.resources import load_resources
 
 TRACKS = """
 [resources.tracks]
@@ -179,6 +181,36 @@ def test_the_document_describes_every_operator(tmp_path: Path) -> None:
         assert {"price[gte]", "name[prefix]", "genre[in]", "composer[null]"} <= listed
         assert {"order", "fields", "after", "limit", "id[gt]", "id[in]"} <= listed
         assert "genre[gt]" not in listed
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        TRACKS,
+        """
+[resources.pairs]
+table = "q_pairs"
+key = ["first", "second"]
+ranges = ["second", "label"]
+
+[resources.pairs.fields]
+first  = { type = "integer", minimum = 0 }
+second = { type = "integer", minimum = 0 }
+label = { type = "string", max_length = 20 }
+""",
+    ],
+    ids=["one-field-key", "composite-key"],
+)
+def test_every_order_the_document_offers_is_taken(tmp_path: Path, declared: str) -> None:
+    path = tmp_path / "declared.toml"
+    path.write_text(declared)
+    settings = settings_for("sqlite", "memory", tmp_path, resources=str(path))
+    [resource] = load_resources(str(path))
+    [order] = [p for p in list_parameters(resource, settings) if p.name == "order"]
+    offered = order.adapter.json_schema()["enum"]
+    assert offered
+    for text in offered:
+        assert order.adapter.validate_python(text) == text
 
 
 def test_dynamodb_lists_take_exact_filters_only(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -113,7 +114,7 @@ async def every_page(rows: Rows, query: Query) -> list[Any]:
     """Every row a query finds, a few at a time, each page after the last row of the one
     before (its values of the order's fields, then its key)."""
     keys: list[Any] = []
-    page = Query(**{**_fields(query), "limit": 7})
+    page = query.with_limit(7)
     while True:
         found = await rows.find(page)
         keys += [record.key for record in found]
@@ -122,13 +123,9 @@ async def every_page(rows: Rows, query: Query) -> list[Any]:
         last = found[-1]
         if page.ordered:
             position = (*(last.values[name] for name in page.order), last.key)
-            page = Query(**{**_fields(page), "position": position})
+            page = replace(page, position=position)
         else:
-            page = Query(**{**_fields(page), "after": last.key})
-
-
-def _fields(query: Query) -> dict[str, Any]:
-    return {name: getattr(query, name) for name in Query.__slots__}
+            page = replace(page, after=last.key)
 
 
 QUERIES: list[Callable[[], Query]] = [
@@ -169,7 +166,7 @@ async def test_each_operator_finds_what_the_docs_say(
     every = await tracks.find(Query(limit=1000))
     assert len(every) == 120
     wanted = expected(every, query, tracks.resource)
-    assert [r.key for r in await tracks.find(Query(**{**_fields(query), "limit": 1000}))] == wanted
+    assert [r.key for r in await tracks.find(query.with_limit(1000))] == wanted
     assert await every_page(tracks, query) == wanted  # page by page, none twice or lost
 
 

@@ -76,13 +76,16 @@ def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, 
         for op in ops
     )
     orderable = ", ".join(resource.orderable)
+    # Each order served: a field, and but for the key itself or a composite key's parts,
+    # the same with the key named as its tiebreak.
+    tiebreak = None if resource.composite else resource.key
     orders = [
         order
         for name in resource.orderable
         for order in (
             (name, f"-{name}")
-            if name == resource.key
-            else (name, f"-{name}", f"{name},{resource.key}", f"-{name},-{resource.key}")
+            if tiebreak is None or name == tiebreak
+            else (name, f"-{name}", f"{name},{tiebreak}", f"-{name},-{tiebreak}")
         )
     ]
     order = Parameter(
