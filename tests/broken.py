@@ -26,9 +26,10 @@ class UnversionedCache:
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str] = (),
     ) -> list[bool]:
         await self.inner.delete([key for key, _, _ in items])
-        return await self.inner.write(items, generations, generation_ttl)
+        return await self.inner.write(items, generations, generation_ttl, dropped)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -29,6 +29,7 @@ caching rules.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -40,6 +41,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from twotier import spans
 from twotier.batching import TickBatcher
 from twotier.cache.base import Entry
 from twotier.cache.resilient import (
@@ -59,6 +61,15 @@ from twotier.telemetry import Outcomes
 #: generation it is filed under), the entry if the cache holds a valid one, what a fill
 #: of it needs.
 Found = tuple[str, Entry | None, Any]
+
+
+class Filing(NamedTuple):
+    """Where a generation-filed entry is filled: its name, the generations it is filed
+    under as they were before the database was read, and its version (``combined``)."""
+
+    name: str
+    generations: dict[str, int]
+    version: int
 
 
 class Outcome(StrEnum):
@@ -130,16 +141,29 @@ class CacheKeys:
     within the part of the database they come from (``database``: its identity, see
     ``Store.identity``; empty until the service knows it).
 
-    A generation's name is a Redis Cluster hash tag (``{…}``), and every entry filed under
-    it starts with that tag: an entry and its generation always share a hash slot, so the
-    cache's conditional fill (one script over both keys) runs on one shard. Rows carry no
-    tag: each is a key of its own, spread over the slots by its whole name.
+    A generation's name starts with a Redis Cluster hash tag (``{…}``), and every entry
+    filed under it starts with that tag: an entry and its generations always share a hash
+    slot, so the cache's conditional fill (one script over them all) runs on one shard.
+    Rows carry no tag: each is a key of its own, spread over the slots by its whole name.
+
+    ``in_order``: the store's pages come in the order of their fields' values (SQL), so a
+    page's range of values is known and it is filed under that range's nodes (``spans``)
+    or, asking for a few values of a ``sets`` field, under those values' generations;
+    otherwise (DynamoDB's scans) under the lists' generation, which every write moves.
     """
 
-    def __init__(self, resource: Resource, database: str = "") -> None:
+    def __init__(self, resource: Resource, database: str = "", *, in_order: bool = True) -> None:
         self.resource = resource
+        self.in_order = in_order
         self._prefix = f"{database}:{resource.name}:" if database else f"{resource.name}:"
         self.lists_generation = "{" + self._prefix + "lists}"
+        #: The fields a page may be in the order of (its range then being of that field's
+        #: values), and whether their values' order keys follow the page's order: a text
+        #: key's order is the database's collation, not bytes, so only the root holds it.
+        self._spanned = {
+            name: not (name == resource.key and not _numeric_key(resource))
+            for name in dict.fromkeys((resource.key, *resource.ranges, *resource.prefixes))
+        }
 
     def row(self, key: Key) -> str:
         if type(key) is int:  # the common case, and nothing to escape in it
@@ -153,7 +177,12 @@ class CacheKeys:
     def lookup_generation(self, field: str, value: Any) -> str:
         return "{" + f"{self._prefix}{field}:{key_text(value)}" + "}"
 
-    def page(self, query: Query) -> str:
+    def page(self, query: Query) -> tuple[str, tuple[str, ...]]:
+        """A page's entry name and the generations it is filed under."""
+        tag, generations = self._filing(query)
+        return f"{tag}:list:" + self._page_text(query), generations
+
+    def _page_text(self, query: Query) -> str:
         after = "" if query.after is None else key_text(query.after)
         pairs = [(name, key_text(value)) for name, value in query.filters]
         for condition in query.conditions:
@@ -166,17 +195,67 @@ class CacheKeys:
             pairs.append(("at", ",".join(map(key_text, query.position))))
         if query.fields:
             pairs.append(("fields", ",".join(query.fields)))
-        return f"{self.page_generation(query)}:list:" + urlencode(
-            [*pairs, ("after", after), ("limit", query.limit)]
-        )
+        return urlencode([*pairs, ("after", after), ("limit", query.limit)])
 
-    def page_generation(self, query: Query) -> str:
-        """A page filtering on a lookup field is filed under that value's generation (it
-        only changes when that value's rows do); any other under the lists' generation."""
+    def _filing(self, query: Query) -> tuple[str, tuple[str, ...]]:
+        """The tag of a page's entry and the generations it is filed under: a filter on a
+        lookup field files it under that value's generation; in order, a few values of a
+        ``sets`` field under theirs; else the nodes of its range of its order's field
+        (``spans.cover``); out of order, the lists' generation."""
+        resource = self.resource
         for name, value in query.filters:
-            if name in self.resource.lookups:
-                return self.lookup_generation(name, value)
-        return self.lists_generation
+            if name in resource.lookups:
+                generation = self.lookup_generation(name, value)
+                return generation, (generation,)
+        if not self.in_order:
+            return self.lists_generation, (self.lists_generation,)
+        for name, values in [
+            *((name, (value,)) for name, value in query.filters),
+            *((c.field, c.value) for c in query.conditions if c.op == "in"),
+        ]:
+            if name in resource.sets and len(values) <= spans.MOST_NODES:
+                tag = self._tag(name, "in")
+                return tag, tuple(sorted({f"{tag}:{key_text(value)}" for value in values}))
+        field = query.order[0] if query.order else resource.key
+        tag = self._tag(field, "spans")
+        nodes = spans.cover(*self._range(query, field))
+        return tag, tuple(f"{tag}:{spans.node_name(node)}" for node in nodes)
+
+    def _tag(self, field: str, kind: str) -> str:
+        return "{" + f"{self._prefix}{field}:{kind}" + "}"
+
+    def _range(self, query: Query, field: str) -> tuple[int, int]:
+        """The lowest and highest order keys of ``field`` a page's rows can have: from the
+        query's conditions and filters on it and where the page starts (its cursor)."""
+        low, high = spans.FULL
+        if not self._spanned[field]:
+            return low, high
+        bounds: list[tuple[str, Any]] = [
+            (c.op, c.value) for c in query.conditions if c.field == field
+        ]
+        bounds += [("in", (value,)) for name, value in query.filters if name == field]
+        if query.ordered and query.position is not None:
+            bounds.append(("lte" if query.descending else "gte", query.position[0]))
+        elif not query.ordered and query.after is not None:
+            bounds.append(("gte", query.after))
+        for op, value in bounds:
+            if op == "prefix":
+                first, last = spans.prefix_keys(value)
+            elif op == "in":
+                keys = [spans.order_key(item) for item in value]
+                known = [key for key in keys if key is not None]
+                if len(known) < len(keys):
+                    continue
+                first, last = min(known), max(known)
+            elif op in ("gt", "gte", "lt", "lte"):
+                key = spans.order_key(value)
+                if key is None:
+                    continue
+                first, last = (key, spans.FULL[1]) if op in ("gt", "gte") else (0, key)
+            else:
+                continue  # a null test says nothing of the values
+            low, high = max(low, first), min(high, last)
+        return low, max(low, high)
 
     def moved_by(self, *records: Record | None) -> set[str]:
         """The generations a write of these row states moves."""
@@ -186,6 +265,49 @@ class CacheKeys:
                 for field in self.resource.lookups:
                     moved.add(self.lookup_generation(field, record.values[field]))
         return moved
+
+    def dropped_by(self, *records: Record | None) -> set[str]:
+        """The generations a write of these row states drops: in order, every node its
+        rows' values of each field a page may be ordered by fall in, and its rows' values
+        of each ``sets`` field (a page holding the row, before or after, is filed under one
+        of them)."""
+        if not self.in_order:
+            return set()
+        dropped: set[str] = set()
+        for record in records:
+            if record is None:
+                continue
+            for field, spanned in self._spanned.items():
+                value = record.values[field] if field != self.resource.key else record.key
+                if value is None:
+                    continue  # no page in this field's order holds a row without a value
+                key = spans.order_key(value) if spanned else None
+                nodes = [spans.ROOT] if key is None else spans.ancestors(key)
+                tag = self._tag(field, "spans")
+                dropped.update(f"{tag}:{spans.node_name(node)}" for node in nodes)
+            for field in self.resource.sets:
+                dropped.add(f"{self._tag(field, 'in')}:{key_text(record.values[field])}")
+        return dropped
+
+
+def _numeric_key(resource: Resource) -> bool:
+    """Whether the resource's key orders by its value in every store: a number, a date or
+    a time (a text's order is the database's collation; a composite key's is its parts')."""
+    return not resource.composite and resource.key_field.type_name in _NUMERIC_TYPES
+
+
+_NUMERIC_TYPES = frozenset(
+    {"integer", "number", "decimal", "date", "time", "timestamp", "local_datetime"}
+)
+
+
+def combined(generations: Sequence[int]) -> int:
+    """The version of an entry filed under these generations (in their keys' order): the
+    one generation itself, or 61 bits of a hash of them all."""
+    if len(generations) == 1:
+        return generations[0]
+    digest = hashlib.blake2b(b"".join(g.to_bytes(8) for g in generations), digest_size=8)
+    return int.from_bytes(digest.digest()) >> 3
 
 
 def page_json(records: Sequence[Record], query: Query, cursors: Cursors) -> bytes:
@@ -253,7 +375,7 @@ class ResourcePolicy:
         self.cache = cache
         self.tuning = tuning or Tuning()
         self.limits = limits or AnswerLimits()
-        self.keys = CacheKeys(self.resource)
+        self.keys = CacheKeys(self.resource, in_order=rows.pages_in_order)
         self.cursors = Cursors(self.resource, "")
         self._flights: SingleFlight[Entry] = SingleFlight()
         # The misses of one turn of the event loop, filled together (``batching``).
@@ -268,7 +390,7 @@ class ResourcePolicy:
     def serve_database(self, database_id: str) -> None:
         """File this resource's entries, and sign its cursors, under the identity of the
         database it serves (``Store.identity``)."""
-        self.keys = CacheKeys(self.resource, database_id)
+        self.keys = CacheKeys(self.resource, database_id, in_order=self.rows.pages_in_order)
         self.cursors = Cursors(self.resource, database_id)
 
     # -- reads by key: versioned entries ----------------------------------------------
@@ -397,16 +519,16 @@ class ResourcePolicy:
     async def find(self, query: Query, *, use_cache: bool = True) -> Served:
         """A page of rows matching ``query``, as the JSON of a page."""
         if use_cache:
-            name, generation_key = self.keys.page(query), self.keys.page_generation(query)
+            name, generation_keys = self.keys.page(query)
+            # Read from an index (a lookup's) where filed under a lookup's generation.
+            indexed = any(name in self.resource.lookups for name, _ in query.filters)
 
-            indexed = generation_key != self.keys.lists_generation  # read from an index
-
-            async def fill(wanted: Mapping[str, tuple[str, str, int]]) -> dict[str, Entry]:
+            async def fill(wanted: Mapping[str, Filing]) -> dict[str, Entry]:
                 records = await self.rows.find(_one_more(query))
                 body = page_json(records, query, self.cursors)
                 return await self._keep_filed(wanted, lambda _name: body, indexed=indexed)
 
-            found = await self._filed([(name, generation_key)], fill)
+            found = await self._filed([(name, generation_keys)], fill)
             if found is not None:
                 [body], missed = found
                 return _count(self._list, body, Outcome.MISS if missed else Outcome.HIT)
@@ -422,10 +544,11 @@ class ResourcePolicy:
         if use_cache:
             names = {self.keys.lookup(field, value): value for value in unique}
             pairs = [
-                (name, self.keys.lookup_generation(field, value)) for name, value in names.items()
+                (name, (self.keys.lookup_generation(field, value),))
+                for name, value in names.items()
             ]
 
-            async def fill(wanted: Mapping[str, tuple[str, str, int]]) -> dict[str, Entry]:
+            async def fill(wanted: Mapping[str, Filing]) -> dict[str, Entry]:
                 return await self._fill_lookup(
                     field, {f: names[w[0]] for f, w in wanted.items()}, wanted
                 )
@@ -446,34 +569,41 @@ class ResourcePolicy:
 
     async def _filed(
         self,
-        pairs: Sequence[tuple[str, str]],
-        fill: Callable[[Mapping[str, tuple[str, str, int]]], Awaitable[dict[str, Entry]]],
+        pairs: Sequence[tuple[str, tuple[str, ...]]],
+        fill: Callable[[Mapping[str, Filing]], Awaitable[dict[str, Entry]]],
         order: Sequence[str] | None = None,
         *,
         bounded: bool = False,
     ) -> tuple[list[bytes], bool] | None:
-        """The bodies of generation-filed entries (``pairs``: entry and generation names),
-        in ``order`` (entry names, which may repeat; ``pairs``' order by default), from the
-        cache where filed under the current generation, else filled (single-flight per entry
-        and generation); and whether any missed. None when the cache cannot be used.
+        """The bodies of generation-filed entries (``pairs``: each entry's name and the
+        names of the generations it is filed under), in ``order`` (entry names, which may
+        repeat; ``pairs``' order by default), from the cache where filed under the current
+        generations, else filled (single-flight per entry and generations); and whether any
+        missed. None when the cache cannot be used.
 
-        ``fill`` gets {flight: (entry name, generation name, generation)} and answers each
-        flight's entry, or ``_UNREAD`` for one it did not read whole (the row bound): this
-        request then reads those itself, once, unshared; if they still do not fit, the
-        answer is too large."""
+        ``fill`` gets {flight: ``Filing``} and answers each flight's entry, or ``_UNREAD``
+        for one it did not read whole (the row bound): this request then reads those
+        itself, once, unshared; if they still do not fit, the answer is too large."""
         order = order if order is not None else [name for name, _ in pairs]
+        asked = [(name, generation) for name, generations in pairs for generation in generations]
 
         async def cached() -> list[Found]:
-            found = await self.cache.get_with_generations(
-                pairs, [new_generation() for _ in pairs], self.tuning.generation_ttl
+            found = iter(
+                await self.cache.get_with_generations(
+                    asked, [new_generation() for _ in asked], self.tuning.generation_ttl
+                )
             )
             filed: list[Found] = []
-            for (name, generation_key), (entry, generation) in zip(pairs, found, strict=True):
-                current = entry if entry is not None and entry.version == generation else None
-                filed.append((f"{name}@{generation}", current, (name, generation_key, generation)))
+            for name, generation_keys in pairs:
+                held = [next(found) for _ in generation_keys]
+                entry = held[0][0]
+                generations = dict(zip(generation_keys, (g for _, g in held), strict=True))
+                version = combined(list(generations.values()))
+                current = entry if entry is not None and entry.version == version else None
+                filed.append((f"{name}@{version}", current, Filing(name, generations, version)))
             if bounded:  # past a bound with what the cache holds already: no database work
-                held = {what[0]: e.body for _, e, what in filed if e is not None}
-                self._check_answer(held, [name for name in order if name in held])
+                bodies = {what[0]: e.body for _, e, what in filed if e is not None}
+                self._check_answer(bodies, [name for name in order if name in bodies])
             return filed
 
         through = await self._through(cached, fill)
@@ -492,10 +622,7 @@ class ResourcePolicy:
         return [bodies[name] for name in order], missed
 
     async def _fill_lookup(
-        self,
-        field: str,
-        values: Mapping[str, Any],
-        wanted: Mapping[str, tuple[str, str, int]],
+        self, field: str, values: Mapping[str, Any], wanted: Mapping[str, Filing]
     ) -> dict[str, Entry]:
         """Read the values' rows at most the row bound at a time; store those read whole."""
         bound = self.limits.rows + 1
@@ -514,13 +641,13 @@ class ResourcePolicy:
 
     async def _keep_filed(
         self,
-        wanted: Mapping[str, tuple[str, str, int]],
+        wanted: Mapping[str, Filing],
         body_of: Callable[[str], bytes | None],
         *,
         indexed: bool,
     ) -> dict[str, Entry]:
         """Fill each wanted entry with its body (``_UNREAD`` where there is none), each
-        stored only if its generation has not moved since the database was read.
+        stored only if its generations have not moved since the database was read.
 
         ``indexed``: read from a lookup field's index, which may lag the table by up to
         ``rows.lookup_lag`` seconds (DynamoDB's global secondary indexes). Read within that
@@ -528,16 +655,16 @@ class ResourcePolicy:
         is answered, not stored, so no lagging read outlives the lag in the cache."""
         lag = self.rows.lookup_lag if indexed else 0.0
         filled: dict[str, Entry] = {}
-        for flight, (name, generation_key, generation) in wanted.items():
+        for flight, (name, generations, version) in wanted.items():
             body = body_of(flight)
             if body is None:
                 filled[flight] = _UNREAD
                 continue
-            entry = filled[flight] = Entry(generation, body)
-            if lag and moved_within(generation, lag):
+            entry = filled[flight] = Entry(version, body)
+            if lag and any(moved_within(g, lag) for g in generations.values()):
                 continue
             ttl = self._jittered(self.tuning.ttl)
-            await self.cache.put_if_generation(name, generation_key, entry, ttl)
+            await self.cache.put_if_generations(name, generations, entry, ttl)
         return filled
 
     def _check_answer(self, bodies: Mapping[Any, bytes], order: Sequence[Any]) -> None:
@@ -564,6 +691,7 @@ class ResourcePolicy:
                 for r in records
             ],
             self.keys.moved_by(*records),
+            self.keys.dropped_by(*records),
         )
         return records
 
@@ -595,10 +723,10 @@ class ResourcePolicy:
 
     def _change(
         self, before: Record | None, after: Record | None
-    ) -> tuple[list[tuple[str, Entry, float]], set[str]]:
+    ) -> tuple[list[tuple[str, Entry, float]], set[str], set[str]]:
         """What a committed change of one row puts in the cache: the row at its new
         version, or a tombstone one above the deleted row's (newer than any fill that read
-        the row before it was deleted); and the generations it moves."""
+        the row before it was deleted); the generations it moves and those it drops."""
         if after is not None:
             item = (
                 self.keys.row(after.key),
@@ -609,7 +737,7 @@ class ResourcePolicy:
             assert before is not None
             tombstone = Entry(before.version + 1, b"")
             item = (self.keys.row(before.key), tombstone, self.tuning.negative_ttl)
-        return [item], self.keys.moved_by(before, after)
+        return [item], self.keys.moved_by(before, after), self.keys.dropped_by(before, after)
 
     async def changed(self, changes: Sequence[tuple[Record | None, Record | None]]) -> None:
         """Changes read from the database's log (``twotier.follow``), each as (before,
@@ -618,16 +746,19 @@ class ResourcePolicy:
         answers): the follower must not move past a change the cache did not take."""
         items: list[tuple[str, Entry, float]] = []
         generation_keys: set[str] = set()
+        dropped: set[str] = set()
         for before, after in changes:
-            change_items, moved = self._change(before, after)
+            change_items, moved, gone = self._change(before, after)
             items += change_items
             generation_keys |= moved
+            dropped |= gone
         for name, _, _ in items:
             self._flights.forget(name)
         await self.cache.write(
             [(name, entry, self._jittered(ttl)) for name, entry, ttl in items],
             {g: written_generation() for g in generation_keys},
             self.tuning.generation_ttl,
+            list(dropped),
         )
 
     async def delete(self, key: Key, *, expected: frozenset[int] | None = None) -> int | None:
@@ -639,10 +770,14 @@ class ResourcePolicy:
         return before.version + 1
 
     async def _write_through(
-        self, items: Sequence[tuple[str, Entry, float]], generation_keys: set[str]
+        self,
+        items: Sequence[tuple[str, Entry, float]],
+        generation_keys: set[str],
+        dropped: set[str],
     ) -> None:
-        """After a commit: store the new values and move the generations the write touched
-        (a write the cache does not take is made again once it answers: ResilientCache)."""
+        """After a commit: store the new values, and move and drop the generations the
+        write touched (a write the cache does not take is made again once it answers:
+        ResilientCache)."""
         for name, _, _ in items:
             self._flights.forget(name)
         timed = [(name, entry, self._jittered(ttl)) for name, entry, ttl in items]
@@ -651,6 +786,7 @@ class ResourcePolicy:
                 timed,
                 {g: written_generation() for g in generation_keys},
                 self.tuning.generation_ttl,
+                list(dropped),
             )
 
     async def bulk_load(self, rows: LoadRows, *, replace: bool, keep: Callable[[], bool]) -> int:

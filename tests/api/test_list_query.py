@@ -124,6 +124,39 @@ def test_a_page_is_never_older_than_a_write(client: TestClient) -> None:
     assert new["id"] not in [r["id"] for r in client.get("/tracks", params=params).json()["items"]]
 
 
+def test_a_write_outside_a_page_leaves_it_cached(client: TestClient) -> None:
+    """A page is invalidated only by writes within its range (to the precision of
+    ``spans``): a write whose old and new values are far outside it leaves it cached."""
+    _fill(client, 12)
+    pages = {
+        "price": {"price[gte]": "1.00", "price[lt]": "1.50"},
+        "genre": {"genre[in]": "Jazz"},
+        "name": {"name[prefix]": "Zo"},
+        "id": {"id[gte]": "3", "id[lte]": "5"},
+    }
+    for params in pages.values():
+        assert client.get("/tracks", params=params).headers["x-cache"] == "MISS"
+        assert client.get("/tracks", params=params).headers["x-cache"] == "HIT"
+    far = {"name": "Ca9", "genre": "Rock", "price": "2.50", "composer": None}
+    made = client.post("/tracks", json=far).json()
+    assert client.patch(f"/tracks/{made['id']}", json={"price": "0.10"}).status_code == 200
+    for params in pages.values():
+        assert client.get("/tracks", params=params).headers["x-cache"] == "HIT"
+    # A row within one page's range: that page, and only it, is read again, with the row.
+    zoo = client.post("/tracks", json={**far, "name": "Zoo", "price": "2.60"}).json()
+    for name, params in pages.items():
+        answered = client.get("/tracks", params=params)
+        assert answered.headers["x-cache"] == ("MISS" if name == "name" else "HIT"), name
+    assert zoo["id"] in [
+        r["id"] for r in client.get("/tracks", params=pages["name"]).json()["items"]
+    ]
+    # A row moved into a range from outside it: the page it entered is read again.
+    client.patch(f"/tracks/{made['id']}", json={"genre": "Jazz"})
+    answered = client.get("/tracks", params=pages["genre"])
+    assert answered.headers["x-cache"] == "MISS"
+    assert made["id"] in [r["id"] for r in answered.json()["items"]]
+
+
 def test_a_cursor_is_of_its_own_query_and_cannot_be_changed(client: TestClient) -> None:
     _fill(client, 12)
     cursor = client.get("/tracks", params={"order": "price", "limit": 3}).json()["next_after"]

@@ -41,7 +41,7 @@ from tests.consistency.checker import (
 from twotier.bench.target import Target
 from twotier.cache.base import Cache
 from twotier.cache.redis import RedisCache
-from twotier.policy import CacheKeys, Tuning
+from twotier.policy import CacheKeys, Tuning, combined
 from twotier.resources import Record, load_resources
 from twotier.store.base import Query, Rows, Store
 from twotier.store.sql import SQLStore
@@ -75,7 +75,7 @@ async def cache_disagreements(
 ) -> list[str]:
     """Every entry the cache holds must say what the database says."""
     problems = []
-    names = CacheKeys(rows.resource, await store.identity())
+    names = CacheKeys(rows.resource, await store.identity(), in_order=rows.pages_in_order)
     for key, row in database.items():
         entry = await cache.get(names.row(key))
         if entry is None:
@@ -86,14 +86,18 @@ async def cache_disagreements(
     for value in subject.values:
         truth = [r.values for r in (await rows.lookup(subject.lookup, [value]))[value]]
         query = Query(((subject.lookup, value),), None if subject.client_keys else 0, 1000)
-        pairs = [
-            (names.lookup(subject.lookup, value), names.lookup_generation(subject.lookup, value)),
-            (names.page(query), names.page_generation(query)),
+        filed = [
+            (
+                names.lookup(subject.lookup, value),
+                (names.lookup_generation(subject.lookup, value),),
+            ),
+            names.page(query),
         ]
-        for (entry, generation), (name, _) in zip(
-            await cache.get_with_generations(pairs, [0, 0], 60), pairs, strict=True
-        ):
-            if entry is None or entry.version != generation:
+        for name, generation_keys in filed:
+            pairs = [(name, generation_key) for generation_key in generation_keys]
+            found = await cache.get_with_generations(pairs, [0] * len(pairs), 60)
+            entry = found[0][0]
+            if entry is None or entry.version != combined([g for _, g in found]):
                 continue  # stale by generation: never served
             body = orjson.loads(entry.body)
             items = body if isinstance(body, list) else body["items"]

@@ -67,7 +67,7 @@ async def test_generations_file_entries(cache: Cache) -> None:
     # A second reader sees the generation the first one set, not its own candidate.
     assert (await one(cache, 222))[1] == 111
 
-    assert await cache.put_if_generation("{gen}:list", "{gen}", Entry(111, b"page"), 60)
+    assert await cache.put_if_generations("{gen}:list", {"{gen}": 111}, Entry(111, b"page"), 60)
     assert await one(cache, 333) == (Entry(111, b"page"), 111)
 
     await cache.set_generations({"{gen}": 444, "other": 5}, 60)
@@ -75,22 +75,56 @@ async def test_generations_file_entries(cache: Cache) -> None:
     assert generation == 444
     assert entry == Entry(111, b"page")  # stale: filed under 111
     # A fill that read the database under the old generation is refused.
-    assert not await cache.put_if_generation("{gen}:list", "{gen}", Entry(111, b"stale"), 60)
+    assert not await cache.put_if_generations(
+        "{gen}:list", {"{gen}": 111}, Entry(111, b"stale"), 60
+    )
     # Generations are large random numbers; they must compare exactly.
     big = 2**62 - 1
     await cache.set_generations({"{gen}": big}, 60)
-    assert not await cache.put_if_generation("{gen}:list", "{gen}", Entry(big - 1, b"x"), 60)
-    assert await cache.put_if_generation("{gen}:list", "{gen}", Entry(big, b"x"), 60)
+    assert not await cache.put_if_generations(
+        "{gen}:list", {"{gen}": big - 1}, Entry(big - 1, b"x"), 60
+    )
+    assert await cache.put_if_generations("{gen}:list", {"{gen}": big}, Entry(big, b"x"), 60)
 
 
 async def test_many_generations_in_one_call(cache: Cache) -> None:
     await cache.set_generations({"{g2}": 22}, 60)
-    await cache.put_if_generation("{g2}:k2", "{g2}", Entry(22, b"two"), 60)
+    await cache.put_if_generations("{g2}:k2", {"{g2}": 22}, Entry(22, b"two"), 60)
     found = await cache.get_with_generations(
         [("k1", "g1"), ("{g2}:k2", "{g2}"), ("k3", "g3")], [11, 99, 33], 60
     )
     assert found == [(None, 11), (Entry(22, b"two"), 22), (None, 33)]
     assert await cache.get_with_generations([], [], 60) == []
+
+
+async def test_an_entry_filed_under_several_generations(cache: Cache) -> None:
+    pairs = [("{t}:page", "{t}:a"), ("{t}:page", "{t}:b")]
+    [(_, a), (_, b)] = await cache.get_with_generations(pairs, [11, 12], 60)
+    assert (a, b) == (11, 12)
+    assert await cache.put_if_generations("{t}:page", {"{t}:a": a, "{t}:b": b}, Entry(7, b"p"), 60)
+    assert await cache.get_with_generations(pairs, [0, 0], 60) == [
+        (Entry(7, b"p"), 11),
+        (Entry(7, b"p"), 12),
+    ]
+    # One of them moved: a fill from before it is refused, whichever it is.
+    await cache.set_generations({"{t}:b": 13}, 60)
+    assert not await cache.put_if_generations(
+        "{t}:page", {"{t}:a": 11, "{t}:b": 12}, Entry(8, b"stale"), 60
+    )
+    assert (await cache.get("{t}:page")) == Entry(7, b"p")
+
+
+async def test_a_write_through_drops_generations(cache: Cache) -> None:
+    [(_, generation)] = await cache.get_with_generations([("{t}:page", "{t}:n")], [5], 60)
+    assert generation == 5
+    assert await cache.put_if_generations("{t}:page", {"{t}:n": 5}, Entry(5, b"p"), 60)
+    await cache.write([("row", Entry(1, b"r"), 60)], {}, 60, ["{t}:n", "{t}:never-made"])
+    # Dropped: the next reader makes it anew, so what was filed under it misses, and a
+    # fill from before the drop is refused.
+    assert not await cache.put_if_generations("{t}:page", {"{t}:n": 5}, Entry(5, b"late"), 60)
+    [(entry, made)] = await cache.get_with_generations([("{t}:page", "{t}:n")], [6], 60)
+    assert (entry, made) == (Entry(5, b"p"), 6)  # held, but filed under a generation gone
+    assert await cache.get("{t}:never-made") is None  # a drop makes nothing
 
 
 async def test_put_many_if_newer(cache: Cache) -> None:
@@ -107,8 +141,8 @@ async def test_put_many_if_newer(cache: Cache) -> None:
 
 
 async def test_put_if_generation_needs_the_generation_to_exist(cache: Cache) -> None:
-    assert not await cache.put_if_generation(
-        "{missing-gen}:list", "{missing-gen}", Entry(1, b"x"), 60
+    assert not await cache.put_if_generations(
+        "{missing-gen}:list", {"{missing-gen}": 1}, Entry(1, b"x"), 60
     )
     assert await cache.get("{missing-gen}:list") is None
 
@@ -319,7 +353,9 @@ async def test_a_mass_expiry_is_dropped_in_bounded_sweeps_one_after_another() ->
 async def test_a_write_through_stores_newer_values_and_moves_generations(cache: Cache) -> None:
     await cache.put_if_newer("old", Entry(5, b"five"), 60)
     [(_, generation)] = await cache.get_with_generations([("{gen}:list", "{gen}")], [1], 60)
-    assert await cache.put_if_generation("{gen}:list", "{gen}", Entry(generation, b"page"), 60)
+    assert await cache.put_if_generations(
+        "{gen}:list", {"{gen}": generation}, Entry(generation, b"page"), 60
+    )
     stored = await cache.write(
         [("new", Entry(1, b"one"), 60), ("old", Entry(4, b"four"), 60)], {"{gen}": 2}, 60
     )

@@ -120,7 +120,7 @@ async def test_generations_are_kept_locally_and_moved_everywhere(
     first, second = pair
     [(entry, generation)] = await first.get_with_generations([("{gen}:list", "{gen}")], [7], 60)
     assert (entry, generation) == (None, 7)
-    assert await first.put_if_generation("{gen}:list", "{gen}", Entry(7, b"page"), 60)
+    assert await first.put_if_generations("{gen}:list", {"{gen}": 7}, Entry(7, b"page"), 60)
     await first.shared.delete(["{gen}:list"])  # behind its back: the local copy still answers
     assert await first.get_with_generations([("{gen}:list", "{gen}")], [8], 60) == [
         (Entry(7, b"page"), 7)
@@ -134,7 +134,7 @@ async def test_generations_are_kept_locally_and_moved_everywhere(
     assert entry is None or entry.version != generation  # a miss, never the old page
 
 
-@pytest.mark.parametrize("racing", ["put_if_generation", "get_with_generations"])
+@pytest.mark.parametrize("racing", ["put_if_generations", "get_with_generations"])
 async def test_a_generation_fill_that_raced_an_own_move_is_not_kept(
     pair: tuple[NearCache, NearCache], racing: str
 ) -> None:
@@ -143,7 +143,7 @@ async def test_a_generation_fill_that_raced_an_own_move_is_not_kept(
     7 (its page would then be served until L1's TTL)."""
     first, _ = pair
     await first.shared.set_generations({"{gen}": 7}, 60)
-    await first.shared.put_if_generation("{gen}:list", "{gen}", Entry(7, b"old page"), 60)
+    await first.shared.put_if_generations("{gen}:list", {"{gen}": 7}, Entry(7, b"old page"), 60)
     original = getattr(first.shared, racing)
 
     async def racing_write(*args: object) -> object:
@@ -152,8 +152,8 @@ async def test_a_generation_fill_that_raced_an_own_move_is_not_kept(
         return answer
 
     setattr(first.shared, racing, racing_write)
-    if racing == "put_if_generation":
-        assert await first.put_if_generation("{gen}:list", "{gen}", Entry(7, b"old page"), 60)
+    if racing == "put_if_generations":
+        assert await first.put_if_generations("{gen}:list", {"{gen}": 7}, Entry(7, b"old page"), 60)
     else:
         [(entry, _)] = await first.get_with_generations([("{gen}:list", "{gen}")], [9], 60)
         assert entry == Entry(7, b"old page")  # read before the move: a fine answer

@@ -52,10 +52,11 @@ class Cache(Protocol):
         A missing generation is set to its candidate first (atomically, if still missing).
         """
 
-    async def put_if_generation(
-        self, key: str, generation_key: str, entry: Entry, ttl: float
+    async def put_if_generations(
+        self, key: str, generations: Mapping[str, int], entry: Entry, ttl: float
     ) -> bool:
-        """Store ``entry`` only if ``generation_key`` still holds ``entry.version``."""
+        """Store ``entry`` only if each generation key still holds its value (an entry
+        filed under several generations is named with a tag they all share)."""
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
         """Give each generation key a new value, so entries filed under the old one miss."""
@@ -65,9 +66,12 @@ class Cache(Protocol):
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str] = (),
     ) -> list[bool]:
-        """A write-through, after a commit: ``put_if_newer`` each item and set each
-        generation, in one round trip where possible; True for each item stored."""
+        """A write-through, after a commit: ``put_if_newer`` each item, set each
+        generation and delete each ``dropped`` one (a missing generation is made anew by
+        the next read, so deleting moves it, and keeps nothing where no read looks), in one
+        round trip where possible; True for each item stored."""
 
     async def delete(self, keys: Sequence[str]) -> None: ...
 

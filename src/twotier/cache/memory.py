@@ -210,12 +210,13 @@ class MemoryCache:
             found.append((self._live(key), generation.version))
         return found
 
-    async def put_if_generation(
-        self, key: str, generation_key: str, entry: Entry, ttl: float
+    async def put_if_generations(
+        self, key: str, generations: Mapping[str, int], entry: Entry, ttl: float
     ) -> bool:
-        generation = self._live(generation_key)
-        if generation is None or generation.version != entry.version:
-            return False
+        for generation_key, value in generations.items():
+            generation = self._live(generation_key)
+            if generation is None or generation.version != value:
+                return False
         return self.store(key, entry, ttl)
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:
@@ -253,9 +254,11 @@ class MemoryCache:
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str] = (),
     ) -> list[bool]:
         stored = await self.put_many_if_newer(items)
         await self.set_generations(generations, generation_ttl)
+        self.forget(dropped)
         return stored
 
     async def ping(self) -> None:

@@ -44,6 +44,7 @@ class SharedCache(CacheServer, InvalidationBus, Protocol):
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str],
         message: str,
     ) -> list[bool]:
         """``write``, and publish ``message`` once it is done: in the same round trip."""
@@ -179,15 +180,16 @@ class NearCache:
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str] = (),
     ) -> list[bool]:
         epoch = self._epoch
         # The other processes hear of it in the write's own round trip (profiled: a
         # PUBLISH of its own was a tenth of a write's time).
-        changed = [*(key for key, _, _ in items), *generations]
+        changed = [*(key for key, _, _ in items), *generations, *dropped]
         message = self._message(changed)
         try:
             stored = await self.shared.write_and_publish(
-                items, generations, generation_ttl, message
+                items, generations, generation_ttl, dropped, message
             )
         except CacheUnavailable:
             # The database has changed and the shared cache may not have: no L1 may keep
@@ -200,6 +202,9 @@ class NearCache:
             raise
         await self._after_put(items, stored, epoch)
         self._after_generations(generations, generation_ttl, epoch)
+        if dropped:
+            self._moves += 1
+            self.local.forget(dropped)
         return stored
 
     def _message(self, keys: Sequence[str]) -> str:
@@ -239,18 +244,21 @@ class NearCache:
                 if keep:
                     key, generation_key = pairs[i]
                     await self.local.set_generations({generation_key: generation}, self.ttl)
-                    if entry is not None and entry.version == generation:
-                        await self.local.put_if_generation(key, generation_key, entry, self.ttl)
+                    # Kept as the shared cache holds it: the policy checks it against its
+                    # generations, kept here beside it (an entry filed under several of
+                    # them matches none alone).
+                    if entry is not None:
+                        self.local.store(key, entry, self.ttl)
         return [pair for pair in found if pair is not None]
 
-    async def put_if_generation(
-        self, key: str, generation_key: str, entry: Entry, ttl: float
+    async def put_if_generations(
+        self, key: str, generations: Mapping[str, int], entry: Entry, ttl: float
     ) -> bool:
         epoch, moves = self._epoch, self._moves
-        stored = await self.shared.put_if_generation(key, generation_key, entry, ttl)
+        stored = await self.shared.put_if_generations(key, generations, entry, ttl)
         if stored and self._live and (epoch, moves) == (self._epoch, self._moves):
-            await self.local.set_generations({generation_key: entry.version}, self.ttl)
-            await self.local.put_if_generation(key, generation_key, entry, self._local_ttl(ttl))
+            await self.local.set_generations(generations, self.ttl)
+            await self.local.put_if_generations(key, generations, entry, self._local_ttl(ttl))
         return stored
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:

@@ -70,12 +70,16 @@ end
 return generation
 """
 
-# KEYS[1] entry, KEYS[2] generation key; ARGV[1] generation, ARGV[2] value, ARGV[3] ttl.
-_PUT_IF_GENERATION = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  return 0
+# KEYS[1] entry, KEYS[2..n+1] generation keys; ARGV[1..n] their generations, ARGV[n+1]
+# the encoded entry, ARGV[n+2] ttl in ms.
+_PUT_IF_GENERATIONS = """
+local n = #KEYS - 1
+for i = 1, n do
+  if redis.call('GET', KEYS[i + 1]) ~= ARGV[i] then
+    return 0
+  end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[n + 1], 'PX', ARGV[n + 2])
 return 1
 """
 
@@ -92,8 +96,11 @@ return 1
 
 _Pipeline = aioredis.client.Pipeline | aioredis.cluster.ClusterPipeline
 
-#: A write-through: entries, generations, the generations' TTL, the message to publish.
-_Write = tuple[Sequence[tuple[str, Entry, float]], Mapping[str, int], float, str | None]
+#: A write-through: entries, generations, the generations' TTL, the generations dropped,
+#: the message to publish.
+_Write = tuple[
+    Sequence[tuple[str, Entry, float]], Mapping[str, int], float, Sequence[str], str | None
+]
 
 
 def _encode(entry: Entry) -> bytes:
@@ -134,7 +141,7 @@ class RedisCache:
         self._channels = Channels(namespace, sharded=self._cluster)
         self._put_if_newer = self._redis.register_script(_PUT_IF_NEWER)
         self._generation = self._redis.register_script(_GENERATION)
-        self._put_if_generation = self._redis.register_script(_PUT_IF_GENERATION)
+        self._put_if_generations = self._redis.register_script(_PUT_IF_GENERATIONS)
         self._hold = self._redis.register_script(_HOLD)
         self._gets: TickBatcher[str, Entry | None] = TickBatcher(self._get_batch)
         self._writes: TickBatcher[_Write, list[bool]] = TickBatcher(self._write_batch)
@@ -225,7 +232,7 @@ class RedisCache:
                 except NoScriptError:
                     if attempt == 2:
                         raise
-            for script in (self._put_if_newer, self._generation, self._put_if_generation):
+            for script in (self._put_if_newer, self._generation, self._put_if_generations):
                 await self._redis.script_load(script.script)
         raise AssertionError("unreachable")
 
@@ -256,13 +263,13 @@ class RedisCache:
             for raw, generation in zip(entries, generations, strict=True)
         ]
 
-    async def put_if_generation(
-        self, key: str, generation_key: str, entry: Entry, ttl: float
+    async def put_if_generations(
+        self, key: str, generations: Mapping[str, int], entry: Entry, ttl: float
     ) -> bool:
         async with self._guard():
-            stored = await self._put_if_generation(
-                keys=[self._key(key), self._key(generation_key)],
-                args=[entry.version, _encode(entry), _ms(ttl)],
+            stored = await self._put_if_generations(
+                keys=[self._key(key), *map(self._key, generations)],
+                args=[*generations.values(), _encode(entry), _ms(ttl)],
             )
         return bool(stored)
 
@@ -279,30 +286,33 @@ class RedisCache:
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str] = (),
     ) -> list[bool]:
-        return await self._write(items, generations, generation_ttl, None)
+        return await self._write(items, generations, generation_ttl, dropped, None)
 
     async def write_and_publish(
         self,
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str],
         message: str,
     ) -> list[bool]:
-        return await self._write(items, generations, generation_ttl, message)
+        return await self._write(items, generations, generation_ttl, dropped, message)
 
     async def _write(
         self,
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str],
         message: str | None,
     ) -> list[bool]:
         """The write-throughs of one turn of the event loop go as one pipeline
         (``batching``): each is conditional or sets values of its own, so putting them
         side by side changes nothing but the round trips."""
         name = str(next(self._write_numbers))
-        return await self._writes.load(name, (items, generations, generation_ttl, message))
+        return await self._writes.load(name, (items, generations, generation_ttl, dropped, message))
 
     async def _write_batch(self, writes: Mapping[str, _Write]) -> dict[str, list[bool]]:
         """The write-throughs of one loop turn as one pipeline: every entry's conditional
@@ -312,23 +322,28 @@ class RedisCache:
         once is enough: every write of the batch committed before any of it is sent, so a
         fill that reads its new value reads the database after all of them."""
         moved: dict[str, tuple[int, float]] = {}
-        for _, generations, generation_ttl, _ in writes.values():
+        dropped: dict[str, None] = {}
+        for _, generations, generation_ttl, gone, _ in writes.values():
             for key, value in generations.items():
                 moved[key] = (value, generation_ttl)
+            dropped.update(dict.fromkeys(gone))
         written = (  # made only on a cluster
             self._key(key)
             for key in itertools.chain(
-                (item[0] for items, _, _, _ in writes.values() for item in items), moved
+                (item[0] for items, *_ in writes.values() for item in items), moved, dropped
             )
         )
 
         waited: list[ClusterNode] = []
 
         def queue(pipe: _Pipeline) -> None:
-            for items, _, _, _ in writes.values():
+            for items, *_ in writes.values():
                 self._queue_puts(pipe, items)
             for key, (value, generation_ttl) in moved.items():
                 pipe.set(self._key(key), value, px=_ms(generation_ttl))
+            for keys in self._by_slot(dropped):
+                # Not ``pipe.unlink``: a cluster's pipeline takes one key there.
+                pipe.execute_command("UNLINK", *keys)
             for message in joined([m for *_, m in writes.values() if m is not None]):
                 self._queue_publish(pipe, message)
             for node in waited:
@@ -342,10 +357,24 @@ class RedisCache:
             self._replicated(waited, results[-len(waited) :])
         answers: dict[str, list[bool]] = {}
         at = 0
-        for name, (items, _, _, _) in writes.items():
+        for name, (items, *_) in writes.items():
             answers[name] = [bool(stored) for stored in results[at : at + len(items)]]
             at += len(items)
         return answers
+
+    def _by_slot(self, keys: Iterable[str]) -> list[list[str]]:
+        """``keys`` (unprefixed) as full names, in one group where a command may name them
+        all: every one on one Redis, those of one slot on a cluster (the generations of
+        one resource's field share a hash tag, so a write's are one group a field)."""
+        names = [self._key(key) for key in keys]
+        if not names:
+            return []
+        if not isinstance(self._redis, aioredis.RedisCluster):
+            return [names]
+        slots: dict[int, list[str]] = {}
+        for name in names:
+            slots.setdefault(self._redis.keyslot(name), []).append(name)
+        return list(slots.values())
 
     async def _replica_waits(self, keys: Iterable[str]) -> tuple[list[ClusterNode], int]:
         """On a cluster, the primaries these keys live on that have replicas: a ``WAIT``

@@ -191,12 +191,10 @@ class ResilientCache:
     async def put_many_if_newer(self, items: Sequence[tuple[str, Entry, float]]) -> list[bool]:
         return await self._fill(self.inner.put_many_if_newer(items), [False] * len(items))
 
-    async def put_if_generation(
-        self, key: str, generation_key: str, entry: Entry, ttl: float
+    async def put_if_generations(
+        self, key: str, generations: Mapping[str, int], entry: Entry, ttl: float
     ) -> bool:
-        return await self._fill(
-            self.inner.put_if_generation(key, generation_key, entry, ttl), False
-        )
+        return await self._fill(self.inner.put_if_generations(key, generations, entry, ttl), False)
 
     # -- writes: made, or remembered and made again ----------------------------------------
 
@@ -205,20 +203,22 @@ class ResilientCache:
         items: Sequence[tuple[str, Entry, float]],
         generations: Mapping[str, int],
         generation_ttl: float,
+        dropped: Sequence[str] = (),
     ) -> list[bool]:
         """A write-through, after a commit; one the cache does not take is remembered (and
-        ``CacheUnavailable`` raised). On a Redis Cluster it is tried even when the cache is
-        not to be trusted here (a shard down, the breaker open, writes missed): the other
-        processes read the live shards."""
+        ``CacheUnavailable`` raised; a generation to drop is then moved instead, which
+        invalidates the same entries). On a Redis Cluster it is tried even when the cache
+        is not to be trusted here (a shard down, the breaker open, writes missed): the
+        other processes read the live shards."""
         if self.ready or self.shards_fail_alone or await self.usable():
             try:
-                stored = await self.inner.write(items, generations, generation_ttl)
+                stored = await self.inner.write(items, generations, generation_ttl, dropped)
             except CacheUnavailable as error:
                 self._failed(error, "write")
             else:
                 self.breaker.succeeded()
                 return stored
-        self.remember(items, generations)
+        self.remember(items, [*generations, *dropped])
         raise CacheUnavailable("the write is remembered, and made again once the cache answers")
 
     async def set_generations(self, generations: Mapping[str, int], ttl: float) -> None:

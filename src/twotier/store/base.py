@@ -123,6 +123,10 @@ class Rows(Protocol):
     #: committed write: 0 where lookups read the table itself (SQL); DynamoDB's global
     #: secondary indexes are eventually consistent.
     lookup_lag: float
+    #: Pages come in the order of their fields' values (SQL), not a scan's (DynamoDB): a
+    #: page's range of values is then known, and the cache invalidates it only for writes
+    #: within that range (``policy.CacheKeys``).
+    pages_in_order: bool
     #: Most rows ``create_many`` writes in one transaction (None: no bound but the
     #: database's own); past it, StoreRefused.
     batch_limit: int | None

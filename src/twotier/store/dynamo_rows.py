@@ -59,6 +59,7 @@ async def _backoff(attempt: int) -> None:
 
 
 class DynamoRows:
+    pages_in_order = False  # a scan's order
     batch_limit: int | None = MAX_TRANSACTION_ITEMS
 
     def __init__(

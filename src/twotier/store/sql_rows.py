@@ -120,6 +120,7 @@ async def _answer(call: Awaitable[T]) -> T | Exception:
 
 class SQLRows:
     lookup_lag: float = 0.0  # lookups read the table, in the same transaction as anything else
+    pages_in_order = True
     batch_limit: int | None = None
 
     def __init__(self, resource: Resource, db: RowsDatabase) -> None:
