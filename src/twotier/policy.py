@@ -164,6 +164,8 @@ class CacheKeys:
             name: not (name == resource.key and not _numeric_key(resource))
             for name in dict.fromkeys((resource.key, *resource.ranges, *resource.prefixes))
         }
+        self._nodes = {name: spans.Nodes(self._tag(name, "spans")) for name in self._spanned}
+        self._sets = {name: self._tag(name, "in") for name in resource.sets}
 
     def row(self, key: Key) -> str:
         if type(key) is int:  # the common case, and nothing to escape in it
@@ -217,9 +219,7 @@ class CacheKeys:
                 tag = self._tag(name, "in")
                 return tag, tuple(sorted({f"{tag}:{key_text(value)}" for value in values}))
         field = query.order[0] if query.order else resource.key
-        tag = self._tag(field, "spans")
-        nodes = spans.cover(*self._range(query, field))
-        return tag, tuple(f"{tag}:{spans.node_name(node)}" for node in nodes)
+        return self._tag(field, "spans"), self._nodes[field].cover(*self._range(query, field))
 
     def _tag(self, field: str, kind: str) -> str:
         return "{" + f"{self._prefix}{field}:{kind}" + "}"
@@ -273,20 +273,22 @@ class CacheKeys:
         of them)."""
         if not self.in_order:
             return set()
+        held = [record for record in records if record is not None]
         dropped: set[str] = set()
-        for record in records:
-            if record is None:
-                continue
-            for field, spanned in self._spanned.items():
-                value = record.values[field] if field != self.resource.key else record.key
+        key_field = self.resource.key
+        for field, spanned in self._spanned.items():
+            nodes = self._nodes[field]
+            values = {r.key if field == key_field else r.values[field] for r in held}
+            for value in values:
                 if value is None:
                     continue  # no page in this field's order holds a row without a value
                 key = spans.order_key(value) if spanned else None
-                nodes = [spans.ROOT] if key is None else spans.ancestors(key)
-                tag = self._tag(field, "spans")
-                dropped.update(f"{tag}:{spans.node_name(node)}" for node in nodes)
-            for field in self.resource.sets:
-                dropped.add(f"{self._tag(field, 'in')}:{key_text(record.values[field])}")
+                if key is None:
+                    dropped.add(nodes.root)
+                else:
+                    dropped.update(nodes.ancestors(key))
+        for field, tag in self._sets.items():
+            dropped.update(f"{tag}:{key_text(r.values[field])}" for r in held)
         return dropped
 
 

@@ -100,6 +100,20 @@ def cover(low: int, high: int) -> list[Node]:
 FULL = (0, _TOP)
 
 
-def node_name(node: Node) -> str:
-    level, bits = node
-    return f"{level}:{bits:x}"
+class Nodes:
+    """The names of one field's nodes: ``tag``, the level, the node's bits in hex."""
+
+    def __init__(self, tag: str) -> None:
+        self._levels = [(f"{tag}:{level}:", LEVEL_BITS * level) for level in range(LEVELS + 1)]
+        self.root = self.name(ROOT)
+
+    def name(self, node: Node) -> str:
+        level, bits = node
+        return f"{self._levels[level][0]}{bits:x}"
+
+    def ancestors(self, key: int) -> list[str]:
+        """``ancestors``' names (a write names nine a value: written out, a third faster)."""
+        return [f"{prefix}{key >> shift:x}" for prefix, shift in self._levels]
+
+    def cover(self, low: int, high: int) -> tuple[str, ...]:
+        return tuple(self.name(node) for node in cover(low, high))
