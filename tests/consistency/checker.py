@@ -4,9 +4,10 @@ The database orders the writes of a row: every write answers with the row's new 
 (``ETag``), a deletion with its tombstone's. Every write also sets a unique name, so an
 observed row maps to exactly one write. A read is stale when it returns a version older
 than the newest one acknowledged before the read started; a row must also look exactly as
-the write of its version left it. Reads by xp are judged row by row: a row listed must not
-be stale, and a row whose newest acknowledged state has that xp must be listed unless a
-write to it was under way during the read.
+the write of its version left it. Lists (by xp, and the subject's queries: ranges, sets,
+prefixes, pages in an order) are judged row by row: a row listed must not be stale and must
+match the query, and a row whose newest acknowledged state matches it, within the page's
+span of the order, must be listed unless a write to it was under way during the read.
 """
 
 from __future__ import annotations
@@ -56,9 +57,47 @@ class Subject:
         }
 
 
+@dataclass(frozen=True)
+class Question:
+    """A list query the clients ask (when the resource declares what it needs): its
+    parameters, which rows match it, and the field its pages are in the order of (None: by
+    key), descending or not."""
+
+    params: tuple[tuple[str, str], ...]
+    matches: Callable[[dict[str, Any]], bool]
+    order: str | None = None
+    descending: bool = False
+
+    def position(self, row: dict[str, Any], key: str) -> tuple[Any, ...]:
+        """Where ``row`` falls in the order of the query's pages (text by its bytes)."""
+        values = (row[self.order], row[key]) if self.order else (row[key],)
+        return tuple(value.encode() if isinstance(value, str) else value for value in values)
+
+
 HEROES = Subject("/heroes", "id", "xp", (0, 1, 2, 3))
 #: A declared resource with a string key (tests/consistency/products.toml).
 PRODUCTS = Subject("/products", "sku", "category", ("a", "b", "c", "d"), client_keys=True)
+
+#: The queries of each subject, where it declares what they need (``QUERIED``).
+QUESTIONS: dict[str, tuple[Question, ...]] = {
+    "/heroes": (
+        Question((("xp[gte]", "1"), ("xp[lte]", "2")), lambda r: 1 <= r["xp"] <= 2, "xp"),
+        Question((("name[prefix]", "w1"),), lambda r: r["name"].startswith("w1"), "name"),
+        Question((("order", "-xp"),), lambda r: True, "xp", descending=True),
+    ),
+    "/products": (
+        Question((("stock[gte]", "2"), ("stock[lt]", "5")), lambda r: 2 <= r["stock"] < 5, "stock"),
+        Question((("category[in]", "a,c"),), lambda r: r["category"] in ("a", "c")),
+        Question((("order", "-stock"),), lambda r: True, "stock", descending=True),
+    ),
+}
+
+#: What the subjects' resources declare for their queries, beside what
+#: tests/products.toml declares (a line after each resource's lookups).
+QUERIED = {
+    'lookups = ["xp"]': 'lookups = ["xp"]\nranges = ["xp"]\nprefixes = ["name"]',
+    'lookups = ["category"]': 'lookups = ["category"]\nranges = ["stock"]\nsets = ["category"]',
+}
 
 
 def freeze(row: dict[str, Any] | None) -> Row | None:
@@ -81,10 +120,12 @@ class Read:
     start: float
     end: float
     keys: tuple[Key, ...]  # the keys this read says something about
-    observed: dict[Key, Row | None]  # by key: the row or None; by lookup: rows present
-    value: Any = None  # set for a read by the lookup field: its value
-    by_lookup: bool = False
+    observed: dict[Key, Row | None]  # by key: the row or None; a list: the rows present
     version: int = 0  # by key: the ETag (0: absent, read from the database)
+    #: A list: what it asked (for messages), the rows it may list, and those it must list.
+    asked: str = ""
+    matches: Callable[[dict[str, Any]], bool] | None = None
+    within: Callable[[dict[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -125,10 +166,10 @@ class History:
             for key in read.keys:
                 newest = self.newest_before(key, read.start)
                 floor = newest.version if newest else 0
-                if not read.by_lookup:
+                if read.matches is None:
                     problems += self._judge_key_read(key, read, newest, floor)
                 else:
-                    problems += self._judge_lookup_read(key, read, newest, floor)
+                    problems += self._judge_list(key, read, newest, floor)
         return problems
 
     def _judge_key_read(self, key: Key, read: Read, newest: Write | None, floor: int) -> list[str]:
@@ -158,25 +199,24 @@ class History:
             return [f"GET {path} said absent; {self._show(newest.value)} was acknowledged"]
         return []
 
-    def _judge_lookup_read(
-        self, key: Key, read: Read, newest: Write | None, floor: int
-    ) -> list[str]:
-        lookup = f"{self.subject.lookup}={read.value}"
+    def _judge_list(self, key: Key, read: Read, newest: Write | None, floor: int) -> list[str]:
+        assert read.matches is not None
+        assert read.within is not None
         if key in read.observed:
             row = read.observed[key]
+            if row is not None and not read.matches(dict(row)):
+                return [f"{read.asked} listed {key} ({self._show(row)}), which it does not ask"]
             version = self.version_of(key, row) if row is not None else None
             if version is not None and version < floor:
                 return [
-                    f"{lookup} listed {key} at version {version} ({self._show(row)}) "
+                    f"{read.asked} listed {key} at version {version} ({self._show(row)}) "
                     f"after version {floor} was acknowledged"
                 ]
             return []
-        if newest is None or newest.value is None:
-            return []
-        if dict(newest.value)[self.subject.lookup] != read.value:
+        if newest is None or newest.value is None or not read.within(dict(newest.value)):
             return []
         if not any(w.start < read.end and w.end >= read.start for w in self.writes[key]):
-            return [f"{lookup} left out {key} ({self._show(newest.value)})"]
+            return [f"{read.asked} left out {key} ({self._show(newest.value)})"]
         return []
 
     def lost_writes(self, database: dict[Key, Row | None]) -> list[str]:
@@ -219,6 +259,8 @@ class Workload:
     hot_keys: int = 12
     write_share: float = 0.35
     seed: int = 0
+    #: The subject's queries are asked too (its resource declares what they need).
+    queries: bool = False
 
 
 #: Writes made beside the API (plain SQL): given the history and the hot keys, they record
@@ -290,10 +332,14 @@ async def _operation(
 ) -> None:
     subject = history.subject
     if rng.random() >= workload.write_share:
-        if rng.random() < 0.6:
+        kind = rng.random()
+        if kind < 0.5:
             await _read_key(client, history, rng.choice(keys), rng)
-        else:
+        elif kind < 0.75 or not workload.queries:
             await _read_lookup(client, history, list(keys), rng.choice(subject.values))
+        else:
+            question = rng.choice(QUESTIONS[subject.path])
+            await _read_pages(client, history, list(keys), question, rng.choice((3, 1000)))
         return
     kind = rng.random()
     if kind < 0.1:
@@ -354,4 +400,57 @@ async def _read_lookup(
         )
         return
     rows = {row[subject.key]: freeze(row) for row in orjson.loads(response.content)["items"]}
-    history.reads.append(Read(start, end, known, rows, value=value, by_lookup=True))
+
+    def matches(row: dict[str, Any]) -> bool:
+        return bool(row[subject.lookup] == value)
+
+    asked = f"{subject.lookup}={value}"
+    history.reads.append(
+        Read(start, end, known, rows, asked=asked, matches=matches, within=matches)
+    )
+
+
+async def _read_pages(
+    client: httpx.AsyncClient,
+    history: History,
+    keys: Iterable[Key],
+    question: Question,
+    limit: int,
+) -> None:
+    """The first page of ``question`` and, if there is more, the next one: each judged on
+    its own, within its span of the order (from where it starts to its last row, or to the
+    end on the last page)."""
+    subject = history.subject
+    known = tuple(keys)
+    params = dict(question.params)
+    start_after: tuple[Any, ...] | None = None
+    for _ in range(2):
+        start = time.monotonic()
+        response = await client.get(subject.path, params={**params, "limit": limit})
+        end = time.monotonic()
+        asked = f"{subject.path}?{'&'.join(f'{k}={v}' for k, v in question.params)}"
+        if response.status_code != 200:
+            history.errors.append(f"GET {asked} answered {response.status_code}")
+            return
+        page = orjson.loads(response.content)
+        rows = {row[subject.key]: freeze(row) for row in page["items"]}
+        last = question.position(page["items"][-1], subject.key) if page["next_after"] else None
+
+        def within(
+            row: dict[str, Any],
+            begin: tuple[Any, ...] | None = start_after,
+            stop: tuple[Any, ...] | None = last,
+        ) -> bool:
+            if not question.matches(row):
+                return False
+            at = question.position(row, subject.key)
+            if question.descending:
+                return (begin is None or at < begin) and (stop is None or at >= stop)
+            return (begin is None or at > begin) and (stop is None or at <= stop)
+
+        history.reads.append(
+            Read(start, end, known, rows, asked=asked, matches=question.matches, within=within)
+        )
+        if last is None:
+            return
+        start_after, params = last, {**params, "after": page["next_after"]}
