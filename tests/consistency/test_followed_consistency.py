@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,12 +29,12 @@ from tests.conftest import SERVER_URLS, emptied, redis_namespace, require
 from tests.consistency.checker import HEROES, History, Key, Outsider, Workload, Write, freeze, run
 from tests.consistency.test_consistency import (
     CLIENTS,
-    DECLARATION,
     OPERATIONS,
     RESOURCES,
     cache_disagreements,
     database_rows,
     judge,
+    queried_declaration,
     rows_of,
 )
 from tests.follow.test_follow_commands import eventually, followed
@@ -90,9 +91,12 @@ def plain_sql_writer(store: SQLStore, bound: float) -> Outsider:
 
 
 @asynccontextmanager
-async def followed_database(mariadb: OwnMariaDB) -> AsyncIterator[tuple[SQLStore, dict[str, str]]]:
+async def followed_database(
+    mariadb: OwnMariaDB, directory: Path
+) -> AsyncIterator[tuple[SQLStore, dict[str, str]]]:
     """The checker's tables, empty, in the binlogged MariaDB; the servers' environment
-    (a fresh Redis namespace, the usual 300 s TTL, no near-cache)."""
+    (a fresh Redis namespace, the usual 300 s TTL, no near-cache, the resources declaring
+    what the checker's queries need)."""
     require("redis")
     async with emptied(SQLStore(mariadb.url, list(RESOURCES.values()))) as store:
         yield (
@@ -102,7 +106,7 @@ async def followed_database(mariadb: OwnMariaDB) -> AsyncIterator[tuple[SQLStore
                 "TWOTIER_CACHE_URL": SERVER_URLS["redis"],
                 "TWOTIER_CACHE_NAMESPACE": redis_namespace(),
                 "TWOTIER_NEAR_CACHE_TTL": "0",
-                "TWOTIER_RESOURCES": str(DECLARATION),
+                "TWOTIER_RESOURCES": str(queried_declaration(directory)),
             },
         )
 
@@ -134,20 +138,20 @@ def written_beside(history: History) -> int:
 
 @pytest.mark.parametrize("follow", ["on", "off"], ids=["followed", "control-unfollowed"])
 async def test_writes_beside_the_api_are_seen_within_the_followers_bound(
-    binlog_mariadb: OwnMariaDB, follow: str
+    binlog_mariadb: OwnMariaDB, follow: str, tmp_path: Path
 ) -> None:
     """Plain-SQL updates mixed into the checker's load, on MariaDB with a ROW binlog and two
     workers that follow it (``TWOTIER_FOLLOW=on``), with the usual TTL (300 s): without
     the follower, a cached row stays stale for minutes. No read may be older than the
     newest write acknowledged (for a plain-SQL one: committed ``FOLLOW_BOUND`` seconds)
     before it started, and once everything stops, the cache says what the database says."""
-    async with followed_database(binlog_mariadb) as (store, env):
+    async with followed_database(binlog_mariadb, tmp_path) as (store, env):
         with Target(workers=2, env=env | {"TWOTIER_FOLLOW": follow}) as target:
             async with httpx.AsyncClient(
                 base_url=target.url, headers=target.headers, timeout=30
             ) as client:
                 await asyncio.sleep(1)  # the followers start (one takes the lease)
-                workload = Workload(clients=CLIENTS, operations=OPERATIONS)
+                workload = Workload(clients=CLIENTS, operations=OPERATIONS, queries=True)
                 bound = FOLLOW_BOUND if follow == "on" else CONTROL_BOUND
                 history = await run(client, workload, HEROES, plain_sql_writer(store, bound))
             problems = await problems_once_settled(history, store, env)
@@ -260,14 +264,16 @@ def together(*outsiders: Outsider) -> Outsider:
     return all_of
 
 
-async def test_servers_killed_mid_write_leave_nothing_stale(binlog_mariadb: OwnMariaDB) -> None:
+async def test_servers_killed_mid_write_leave_nothing_stale(
+    binlog_mariadb: OwnMariaDB, tmp_path: Path
+) -> None:
     """The checker's load with plain-SQL updates beside it, over two servers that are
     SIGKILLed and restarted, one at a time, all along: a write cut off may or may not have
     committed (and its write-through, if it did, was never made). A ``twotier follow`` of
     its own, as the AWS stacks run it, follows the binlog. No read is older than the
     bound allows, no acknowledged write is lost, and once writes stop the cache says what
     the database says, the cut-off writes that committed included."""
-    async with followed_database(binlog_mariadb) as (store, env):
+    async with followed_database(binlog_mariadb, tmp_path) as (store, env):
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTIER_")} | env
         follower = await asyncio.create_subprocess_exec(
             TWOTIER, "follow", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -286,7 +292,7 @@ async def test_servers_killed_mid_write_leave_nothing_stale(binlog_mariadb: OwnM
                 headers={"X-API-Key": key},
                 timeout=30,
             ) as client:
-                workload = Workload(clients=CLIENTS, operations=OPERATIONS)
+                workload = Workload(clients=CLIENTS, operations=OPERATIONS, queries=True)
                 outsiders = together(
                     plain_sql_writer(store, FOLLOW_BOUND), killing(apps, balancer, kills)
                 )
