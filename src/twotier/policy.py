@@ -63,13 +63,10 @@ from twotier.telemetry import Outcomes
 Found = tuple[str, Entry | None, Any]
 
 
-class Filing(NamedTuple):
-    """Where a generation-filed entry is filled: its name, the generations it is filed
-    under as they were before the database was read, and its version (``combined``)."""
-
-    name: str
-    generations: dict[str, int]
-    version: int
+#: Where a generation-filed entry is filled: its name, the names of the generations it is
+#: filed under and their values before the database was read, and its version
+#: (``combined``). A plain tuple: a cached batch read makes one a value.
+Filing = tuple[str, tuple[str, ...], tuple[int, ...], int]
 
 
 class Outcome(StrEnum):
@@ -530,7 +527,7 @@ class ResourcePolicy:
                 body = page_json(records, query, self.cursors)
                 return await self._keep_filed(wanted, lambda _name: body, indexed=indexed)
 
-            found = await self._filed([(name, generation_keys)], fill)
+            found = await self._filed([(name, key) for key in generation_keys], fill)
             if found is not None:
                 [body], missed = found
                 return _count(self._list, body, Outcome.MISS if missed else Outcome.HIT)
@@ -546,8 +543,7 @@ class ResourcePolicy:
         if use_cache:
             names = {self.keys.lookup(field, value): value for value in unique}
             pairs = [
-                (name, (self.keys.lookup_generation(field, value),))
-                for name, value in names.items()
+                (name, self.keys.lookup_generation(field, value)) for name, value in names.items()
             ]
 
             async def fill(wanted: Mapping[str, Filing]) -> dict[str, Entry]:
@@ -571,38 +567,43 @@ class ResourcePolicy:
 
     async def _filed(
         self,
-        pairs: Sequence[tuple[str, tuple[str, ...]]],
+        pairs: Sequence[tuple[str, str]],
         fill: Callable[[Mapping[str, Filing]], Awaitable[dict[str, Entry]]],
         order: Sequence[str] | None = None,
         *,
         bounded: bool = False,
     ) -> tuple[list[bytes], bool] | None:
-        """The bodies of generation-filed entries (``pairs``: each entry's name and the
-        names of the generations it is filed under), in ``order`` (entry names, which may
-        repeat; ``pairs``' order by default), from the cache where filed under the current
-        generations, else filled (single-flight per entry and generations); and whether any
-        missed. None when the cache cannot be used.
+        """The bodies of generation-filed entries (``pairs``: an entry's name and the name
+        of a generation it is filed under; one filed under several, in as many pairs one
+        after the other), in ``order`` (entry names, which may repeat; ``pairs``' order by
+        default), from the cache where filed under the current generations, else filled
+        (single-flight per entry and generations); and whether any missed. None when the
+        cache cannot be used.
 
-        ``fill`` gets {flight: ``Filing``} and answers each flight's entry, or ``_UNREAD``
+        ``fill`` gets {flight: its ``Filing``} and answers each flight's entry, or ``_UNREAD``
         for one it did not read whole (the row bound): this request then reads those
         itself, once, unshared; if they still do not fit, the answer is too large."""
-        order = order if order is not None else [name for name, _ in pairs]
-        asked = [(name, generation) for name, generations in pairs for generation in generations]
+        order = order if order is not None else list(dict.fromkeys(name for name, _ in pairs))
 
         async def cached() -> list[Found]:
-            found = iter(
-                await self.cache.get_with_generations(
-                    asked, [new_generation() for _ in asked], self.tuning.generation_ttl
-                )
+            found = await self.cache.get_with_generations(
+                pairs, [new_generation() for _ in pairs], self.tuning.generation_ttl
             )
             filed: list[Found] = []
-            for name, generation_keys in pairs:
-                held = [next(found) for _ in generation_keys]
-                entry = held[0][0]
-                generations = dict(zip(generation_keys, (g for _, g in held), strict=True))
-                version = combined(list(generations.values()))
+            at, count = 0, len(pairs)
+            while at < count:
+                name, key = pairs[at]
+                entry, version = found[at]
+                keys: tuple[str, ...] = (key,)
+                values: tuple[int, ...] = (version,)
+                at += 1
+                # Filed under several generations (a page): named in the pairs that follow.
+                while at < count and pairs[at][0] == name:
+                    keys, values = (*keys, pairs[at][1]), (*values, found[at][1])
+                    version = combined(values)
+                    at += 1
                 current = entry if entry is not None and entry.version == version else None
-                filed.append((f"{name}@{version}", current, Filing(name, generations, version)))
+                filed.append((f"{name}@{version}", current, (name, keys, values, version)))
             if bounded:  # past a bound with what the cache holds already: no database work
                 bodies = {what[0]: e.body for _, e, what in filed if e is not None}
                 self._check_answer(bodies, [name for name in order if name in bodies])
@@ -657,15 +658,16 @@ class ResourcePolicy:
         is answered, not stored, so no lagging read outlives the lag in the cache."""
         lag = self.rows.lookup_lag if indexed else 0.0
         filled: dict[str, Entry] = {}
-        for flight, (name, generations, version) in wanted.items():
+        for flight, (name, keys, values, version) in wanted.items():
             body = body_of(flight)
             if body is None:
                 filled[flight] = _UNREAD
                 continue
             entry = filled[flight] = Entry(version, body)
-            if lag and any(moved_within(g, lag) for g in generations.values()):
+            if lag and any(moved_within(g, lag) for g in values):
                 continue
             ttl = self._jittered(self.tuning.ttl)
+            generations = dict(zip(keys, values, strict=True))
             await self.cache.put_if_generations(name, generations, entry, ttl)
         return filled
 
