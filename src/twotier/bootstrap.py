@@ -22,7 +22,6 @@ from twotier.policy import AnswerLimits, Tuning
 from twotier.resources import Resource, load_resources
 from twotier.service import Service
 from twotier.store.base import FollowerUser, Store
-from twotier.store.dynamo_client import is_dynamodb_url
 
 if TYPE_CHECKING:
     from twotier.cache.redis_client import RedisClient
@@ -41,7 +40,7 @@ def declared_resources(settings: Settings) -> tuple[Resource, ...]:
 def build_store(settings: Settings, resources: tuple[Resource, ...] | None = None) -> Store:
     """The store the database URL names: ``dynamodb://`` (DynamoStore), else SQL."""
     declared = resources if resources is not None else declared_resources(settings)
-    if is_dynamodb_url(settings.database_url):
+    if settings.on_dynamodb:
         try:
             from twotier.store.dynamo import DynamoStore
         except ImportError as error:  # pragma: no cover - depends on the install

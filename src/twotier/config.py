@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -286,10 +287,10 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def ordered_lists(self) -> bool:
-        """Whether lists take operators and orders (``api.list_query``): on every database
-        but DynamoDB, whose lists are by key or a scan's order."""
-        return not self.database_url.startswith("dynamodb")
+    def on_dynamodb(self) -> bool:
+        """Whether the database is DynamoDB (``dynamodb://``): its lists are by key or a
+        scan's order, without operators (``api.list_query``)."""
+        return urlsplit(self.database_url).scheme == "dynamodb"
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -68,7 +68,7 @@ def list_parameters(resource: Resource, settings: Settings) -> tuple[Parameter, 
         Parameter(name, TypeAdapter(resource.field(name).query_type()))
         for name in resource.filterable
     )
-    if not settings.ordered_lists:
+    if settings.on_dynamodb:
         return (*filters, page_fields(resource), key_after(resource), page_limit(settings))
     conditions = tuple(
         Parameter(f"{name}[{op}]", _adapter(resource, name, op), None, _DOCS[op].format(field=name))
@@ -163,7 +163,7 @@ def refused(resource: Resource, settings: Settings) -> dict[str, str]:
         for name in resource.columns
         if name not in resource.filterable
     }
-    if not settings.ordered_lists:
+    if settings.on_dynamodb:
         reasons["order"] = "lists on DynamoDB come by key, or in a scan's order"
         for name in resource.columns:
             for op in OPERATORS:

@@ -343,10 +343,9 @@ def load(
     import json
 
     from twotier.bench.load import compare_loads
-    from twotier.store.dynamo_client import is_dynamodb_url
 
     settings = get_settings()
-    if not is_dynamodb_url(settings.database_url):
+    if not settings.on_dynamodb:
         console.print("[red]bench load needs TWOTIER_DATABASE_URL=dynamodb://…[/red]")
         raise typer.Exit(2)
     report = compare_loads(settings, rows, peers.resolve())

@@ -72,10 +72,6 @@ class DynamoTarget:
         return self.table_prefix + name
 
 
-def is_dynamodb_url(url: str) -> bool:
-    return urlsplit(url).scheme == "dynamodb"
-
-
 def parse_dynamodb_url(url: str) -> DynamoTarget:
     """The target a ``dynamodb://`` URL names; ValueError saying what is wrong."""
     parts = urlsplit(url)

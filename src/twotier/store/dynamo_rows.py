@@ -208,7 +208,7 @@ class DynamoRows:
 
     async def find(self, query: Query) -> list[Record]:
         if query.conditions or query.ordered:
-            # The API offers neither on DynamoDB (``Settings.ordered_lists``).
+            # The API offers neither on DynamoDB (``Settings.on_dynamodb``).
             raise StoreRefused("lists on DynamoDB take exact filters only, by key or a scan")
         given = dict(query.filters)
         whole = all(name in given for name in self.resource.key_fields)
