@@ -12,12 +12,13 @@ to be sure that value is still there to compare with (``Tuning.fill_window``) is
 but not stored.
 
 Lookups (each value of a declared lookup field: all its rows, as one entry) and list pages
-are filed under a generation: the value's own generation for a lookup, or for a list that
-filters on a lookup field; else one generation for all the resource's other lists. A write
-gives the generations it touches (the row's old and new values of each lookup field, and
-the resource's lists) new random values; an entry is a hit only if it was filled under the
-current generation, and a fill is stored only if the generation has not moved since the
-fill read the database.
+are filed under generations: the value's own for a lookup, or for a list that filters on a
+lookup field; on the SQL stores, a list's others under the values it asks of a ``sets``
+field or the nodes of its range (``spans``); on DynamoDB, one generation for all of them. A
+write gives the generations it touches (the row's old and new values of each lookup field,
+and the resource's lists) new random values, and drops those of its old and new values'
+nodes and sets; an entry is a hit only if it was filled under the current generations, and
+a fill is stored only if none has moved since the fill read the database.
 
 One read-through holds every read: ``read`` for one row, ``_through`` for many entries
 (rows by key, and generation-filed ones: lookups and pages), as dogpile.cache's
