@@ -164,6 +164,7 @@ class CacheKeys:
         }
         self._nodes = {name: spans.Nodes(self._tag(name, "spans")) for name in self._spanned}
         self._sets = {name: self._tag(name, "in") for name in resource.sets}
+        self._pages: dict[Query, tuple[str, tuple[str, ...]]] = {}
 
     def row(self, key: Key) -> str:
         if type(key) is int:  # the common case, and nothing to escape in it
@@ -178,7 +179,21 @@ class CacheKeys:
         return "{" + f"{self._prefix}{field}:{key_text(value)}" + "}"
 
     def page(self, query: Query) -> tuple[str, tuple[str, ...]]:
-        """A page's entry name and the generations it is filed under."""
+        """A page's entry name and the generations it is filed under, remembered for the
+        last ``_PAGES_KEPT`` queries asked (a cached page's hit spent more on its names,
+        the range's nodes and the quoted parameters, than on the cache)."""
+        try:
+            named = self._pages.get(query)
+        except TypeError:  # a filter on a JSON field: its value a document, never kept
+            return self._named(query)
+        if named is None:
+            named = self._named(query)
+            if len(self._pages) >= _PAGES_KEPT:
+                self._pages.clear()
+            self._pages[query] = named
+        return named
+
+    def _named(self, query: Query) -> tuple[str, tuple[str, ...]]:
         tag, generations = self._filing(query)
         return f"{tag}:list:" + self._page_text(query), generations
 
@@ -288,6 +303,11 @@ class CacheKeys:
         for field, tag in self._sets.items():
             dropped.update(f"{tag}:{key_text(r.values[field])}" for r in held)
         return dropped
+
+
+#: The page queries whose names ``CacheKeys`` remembers (all forgotten when full): about
+#: 300 bytes each.
+_PAGES_KEPT = 4096
 
 
 def _numeric_key(resource: Resource) -> bool:
@@ -599,10 +619,11 @@ class ResourcePolicy:
                 values: tuple[int, ...] = (version,)
                 at += 1
                 # Filed under several generations (a page): named in the pairs that follow.
-                while at < count and pairs[at][0] == name:
-                    keys, values = (*keys, pairs[at][1]), (*values, found[at][1])
+                if at < count and pairs[at][0] == name:
+                    while at < count and pairs[at][0] == name:
+                        keys, values = (*keys, pairs[at][1]), (*values, found[at][1])
+                        at += 1
                     version = combined(values)
-                    at += 1
                 current = entry if entry is not None and entry.version == version else None
                 filed.append((f"{name}@{version}", current, (name, keys, values, version)))
             if bounded:  # past a bound with what the cache holds already: no database work

@@ -241,10 +241,14 @@ class RedisCache:
     ) -> list[tuple[Entry | None, int]]:
         if not pairs:
             return []
-        keys = [self._key(k) for pair in pairs for k in pair]
+        # An entry filed under several generations is in as many pairs: read (and sent,
+        # a page of rows) once.
+        names = [name for name, _ in pairs]
+        unique = list(dict.fromkeys(names)) if len(set(names)) < len(names) else names
+        generation_keys = [self._key(generation_key) for _, generation_key in pairs]
         async with self._guard():
-            raws = await self._mget(keys)
-            entries, generations = raws[0::2], list(raws[1::2])
+            raws = await self._mget([*map(self._key, unique), *generation_keys])
+            generations = raws[len(unique) :]
             missing = [i for i, generation in enumerate(generations) if generation is None]
             if missing:
 
@@ -252,15 +256,19 @@ class RedisCache:
                     sha = self._generation.sha
                     for i in missing:
                         pipe.execute_command(
-                            "EVALSHA", sha, 1, keys[2 * i + 1], candidates[i], _ms(ttl)
+                            "EVALSHA", sha, 1, generation_keys[i], candidates[i], _ms(ttl)
                         )
 
                 made = await self._pipelined(queue)
                 for i, generation in zip(missing, made, strict=True):
                     generations[i] = generation
+        entries = [_decode(raw) for raw in raws[: len(unique)]]
+        if unique is not names:
+            held = dict(zip(unique, entries, strict=True))
+            entries = [held[name] for name in names]
         return [
-            (_decode(raw), int(generation or 0))
-            for raw, generation in zip(entries, generations, strict=True)
+            (entry, int(generation or 0))
+            for entry, generation in zip(entries, generations, strict=True)
         ]
 
     async def put_if_generations(
