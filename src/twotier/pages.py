@@ -45,8 +45,7 @@ class Cursors:
 
     def after(self, query: Query, record: Record) -> str:
         """The cursor of the page after ``record`` (the last row of a page of ``query``)."""
-        names = (*query.order, *(k for k in self._resource.key_fields if k not in query.order))
-        values = [record.values[name] for name in names]
+        values = [record.values[name] for name in query.position_fields(self._resource.key_fields)]
         payload = query_digest(query) + to_json(values)
         signature = hmac.digest(self._key, payload, "sha256")[:_SIGNATURE_BYTES]
         return base64.urlsafe_b64encode(signature + payload).decode().rstrip("=")
@@ -67,7 +66,7 @@ class Cursors:
                 "a cursor of another query: pass next_after with the filters, conditions "
                 "and order of the page it came from"
             )
-        names = (*query.order, *(k for k in self._resource.key_fields if k not in query.order))
+        names = query.position_fields(self._resource.key_fields)
         values = orjson.loads(payload[_DIGEST_BYTES:])
         if not isinstance(values, list) or len(values) != len(names):
             raise BadCursor("not a cursor this server made (next_after)")

@@ -109,6 +109,11 @@ class Query:
     def with_limit(self, limit: int) -> Query:
         return replace(self, limit=limit)
 
+    def position_fields(self, key_fields: Sequence[str]) -> tuple[str, ...]:
+        """The fields a page is in the order of, and a cursor names the values of: the
+        order's, then the key's (``key_fields``) not among them."""
+        return (*self.order, *(name for name in key_fields if name not in self.order))
+
 
 #: Rows for a bulk load: (field values in the resource's column order, the CSV line they
 #: came from, which the MySQL path hands to the server as it is where it can).

@@ -9,6 +9,7 @@ imported only for a shape that was not.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,7 +145,7 @@ class RowStatements:
             made = made.where(*self._equal(name, value))
         for condition in query.conditions:
             made = made.where(*self._condition(condition))
-        names = [*query.order, *(key for key in self._keys if key not in query.order)]
+        names = query.position_fields(self._keys)
         order = [self._in_order(name) for name in names]
         if query.position is not None:
             made = made.where(self._beyond(names, query.position, query.descending))
@@ -312,8 +313,8 @@ class RowStatements:
 
 
 _COMPARISONS: dict[str, Any] = {
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
 }
